@@ -1,0 +1,18 @@
+//! spanblame's domain vocabulary: trace and span ids, spans as spanblame stores them, and the
+//! version identity (service, environment, version, commit, repository, code location) read
+//! from a span's attributes.
+//!
+//! Every other crate speaks these types. They carry no wire format: the `otlp` crate converts
+//! OTLP messages into them, the `store` crate encodes them on disk, and the `server` crate
+//! turns them into JSON views. That is why nothing here derives `Serialize`.
+//!
+//! **Architecture Invariant:** this crate does no IO, reads no clock and depends on no
+//! runtime, HTTP, SQL or serialization crate (checked by `cargo xtask tidy`).
+
+mod identity;
+mod ids;
+mod span;
+
+pub use identity::{CodeLocation, VersionIdentity, attribute_names};
+pub use ids::{ParseIdError, SpanId, TraceId};
+pub use span::{Event, KeyValue, Link, Resource, Scope, Span, SpanKind, Status, StatusCode, Value};

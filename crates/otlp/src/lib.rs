@@ -1,0 +1,81 @@
+//! OTLP trace decoding: from the bytes an exporter sends to [`model::Span`]s.
+//!
+//! The three transports (OTLP/gRPC, OTLP/HTTP with protobuf, OTLP/HTTP with JSON) differ only
+//! in how they frame the `ExportTraceServiceRequest`. This crate turns each framing into that
+//! one message ([`decode_protobuf`], [`decode_json`], after [`decompress`]) and then every
+//! transport goes through the same [`convert`], which validates each span, applies the
+//! attribute limits and reports rejected spans for OTLP's `partial_success`. The server never
+//! touches protobuf or OTLP JSON itself.
+//!
+//! Caps come first: a body is decompressed only up to [`DecodeLimits::max_body_bytes`] and a
+//! ratio of its compressed size, so a gzip bomb costs a few kilobytes of memory, not gigabytes.
+//!
+//! **Architecture Invariant:** only this crate knows OTLP's wire types; nothing here panics on
+//! any input (see the property tests in `tests.rs`).
+
+mod body;
+mod convert;
+mod status;
+
+#[cfg(test)]
+mod tests;
+
+pub use body::{ContentEncoding, decode_json, decode_protobuf, decompress};
+pub use convert::{Converted, convert};
+pub use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    trace_service_server,
+};
+pub use status::{encode_export_response, encode_rpc_status, grpc_status_details_with_retry};
+
+/// Size caps and attribute limits applied while decoding. The defaults follow PRODUCT.md §3.1
+/// and the OpenTelemetry SDK's own span limits.
+#[derive(Debug, Clone)]
+pub struct DecodeLimits {
+    /// Largest request body accepted, after decompression.
+    pub max_body_bytes: usize,
+    /// Largest decompressed/compressed size ratio; bounds what a small body may expand to.
+    pub max_decompression_ratio: usize,
+    /// Attributes kept per span, event, link, resource or scope; the rest are counted as dropped.
+    pub max_attributes: usize,
+    /// Longest string or bytes attribute value kept; longer values are truncated.
+    pub max_attribute_value_bytes: usize,
+    pub max_events_per_span: usize,
+    pub max_links_per_span: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_decompression_ratio: 100,
+            max_attributes: 128,
+            max_attribute_value_bytes: 16 * 1024,
+            max_events_per_span: 128,
+            max_links_per_span: 128,
+        }
+    }
+}
+
+/// Why a request could not be decoded at all. Each maps to one OTLP status (see `server`).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("request body is larger than the {limit_bytes}-byte limit")]
+    BodyTooLarge { limit_bytes: usize },
+    #[error(
+        "decompressed body exceeds {limit_bytes} bytes (limit: {max_ratio}x the compressed size, at most the body limit)"
+    )]
+    DecompressedTooLarge { limit_bytes: usize, max_ratio: usize },
+    #[error("unsupported `Content-Encoding` `{0}`; send `gzip` or no encoding")]
+    UnsupportedEncoding(String),
+    #[error("body is not valid gzip: {0}")]
+    Gzip(String),
+    #[error("body is not a valid OTLP protobuf `ExportTraceServiceRequest`: {0}")]
+    Protobuf(String),
+    #[error("body is not valid OTLP JSON: {0}")]
+    Json(String),
+    #[error(
+        "OTLP JSON keys must be lowerCamelCase (`resourceSpans`, `scopeSpans`), not snake_case; nothing was accepted"
+    )]
+    SnakeCaseJson,
+}

@@ -1,0 +1,190 @@
+//! Decoder behaviour on hand-written OTLP/JSON, hostile bodies, and arbitrary bytes.
+
+use std::io::Write;
+
+use model::{StatusCode, Value};
+use proptest::prelude::*;
+
+use crate::{
+    ContentEncoding, DecodeError, DecodeLimits, convert, decode_json, decode_protobuf, decompress,
+};
+
+/// The OTLP/JSON mapping: hex ids in either case, lowerCamelCase keys, int64 as strings or
+/// numbers, enums as integers.
+const SPEC_JSON: &str = r#"{
+  "resourceSpans": [{
+    "resource": {"attributes": [
+      {"key": "service.name", "value": {"stringValue": "checkout"}},
+      {"key": "service.version", "value": {"stringValue": "1.2.3"}}
+    ]},
+    "scopeSpans": [{
+      "scope": {"name": "my.library", "version": "1.0.0"},
+      "spans": [{
+        "traceId": "5B8EFFF798038103D269B633813FC60C",
+        "spanId": "EEE19B7EC3C1B174",
+        "parentSpanId": "EEE19B7EC3C1B173",
+        "name": "POST /cart",
+        "kind": 2,
+        "startTimeUnixNano": "1544712660000000000",
+        "endTimeUnixNano": 1544712661000000000,
+        "attributes": [
+          {"key": "http.route", "value": {"stringValue": "/cart"}},
+          {"key": "retries", "value": {"intValue": "3"}},
+          {"key": "ratio", "value": {"doubleValue": 0.5}},
+          {"key": "cached", "value": {"boolValue": true}},
+          {"key": "blob", "value": {"bytesValue": "AAEC"}},
+          {"key": "tags", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": 7}]}}},
+          {"key": "nested", "value": {"kvlistValue": {"values": [{"key": "k", "value": {"stringValue": "v"}}]}}}
+        ],
+        "events": [{"timeUnixNano": "1544712660500000000", "name": "cache miss",
+                    "attributes": [{"key": "key", "value": {"stringValue": "cart:42"}}]}],
+        "links": [{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
+                   "traceState": "rojo=00f067aa0ba902b7"}],
+        "status": {"code": 2, "message": "payment declined"}
+      }]
+    }]
+  }]
+}"#;
+
+#[test]
+fn decodes_the_otlp_json_mapping() {
+    let converted = convert(decode_json(SPEC_JSON.as_bytes()).unwrap(), &DecodeLimits::default());
+    assert_eq!(converted.rejected_spans, 0);
+    let span = &converted.spans[0];
+    assert_eq!(span.trace_id.to_hex(), "5b8efff798038103d269b633813fc60c");
+    assert_eq!(span.parent_span_id.unwrap().to_hex(), "eee19b7ec3c1b173");
+    assert_eq!(span.start_time_unix_nanos, 1_544_712_660_000_000_000);
+    assert_eq!(span.duration_nanos(), 1_000_000_000);
+    assert_eq!(span.kind, model::SpanKind::Server);
+    assert_eq!(span.status.code, StatusCode::Error);
+    assert_eq!(span.status.message, "payment declined");
+    let attr = |key: &str| span.attributes.iter().find(|kv| kv.key == key).unwrap().value.clone();
+    assert_eq!(attr("retries"), Value::Int(3));
+    assert_eq!(attr("ratio"), Value::Double(0.5));
+    assert_eq!(attr("cached"), Value::Bool(true));
+    assert_eq!(attr("blob"), Value::Bytes(vec![0, 1, 2]));
+    assert_eq!(attr("tags"), Value::Array(vec![Value::String("a".into()), Value::Int(7)]));
+    assert_eq!(span.events[0].name, "cache miss");
+    assert_eq!(span.events[0].time_unix_nanos, 1_544_712_660_500_000_000);
+    assert_eq!(span.links[0].trace_state, "rojo=00f067aa0ba902b7");
+    assert_eq!(span.scope.name, "my.library");
+    let identity = span.identity();
+    assert_eq!(
+        (identity.service.as_str(), identity.version.as_deref()),
+        ("checkout", Some("1.2.3"))
+    );
+}
+
+#[test]
+fn rejects_snake_case_json_instead_of_accepting_nothing() {
+    let body = br#"{"resource_spans":[{"scope_spans":[]}]}"#;
+    assert!(matches!(decode_json(body), Err(DecodeError::SnakeCaseJson)));
+}
+
+#[test]
+fn rejects_enum_names_where_the_spec_requires_integers() {
+    let body = SPEC_JSON.replace("\"kind\": 2", "\"kind\": \"SPAN_KIND_SERVER\"");
+    assert!(matches!(decode_json(body.as_bytes()), Err(DecodeError::Json(_))));
+}
+
+#[test]
+fn invalid_ids_reject_the_span_not_the_batch() {
+    let body = SPEC_JSON.replace("5B8EFFF798038103D269B633813FC60C", "5B8EFFF798038103");
+    let converted = convert(decode_json(body.as_bytes()).unwrap(), &DecodeLimits::default());
+    assert_eq!(converted.spans.len(), 0);
+    assert_eq!(converted.rejected_spans, 1);
+    let partial = converted.partial_success().unwrap();
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("resourceSpans[0].scopeSpans[0].spans[0]"),
+        "{partial:?}"
+    );
+    assert!(partial.error_message.contains("`traceId`: expected 16 bytes, got 8"), "{partial:?}");
+}
+
+#[test]
+fn limits_truncate_values_and_count_dropped_attributes() {
+    let limits =
+        DecodeLimits { max_attributes: 3, max_attribute_value_bytes: 2, ..DecodeLimits::default() };
+    let converted = convert(decode_json(SPEC_JSON.as_bytes()).unwrap(), &limits);
+    let span = &converted.spans[0];
+    assert_eq!(span.attributes.len(), 3);
+    assert_eq!(span.dropped_attributes_count, 4);
+    assert_eq!(span.attributes[0].value, Value::String("/c".into()));
+    assert!(converted.truncated_values >= 1);
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn gzip_bomb_is_refused_without_inflating_it() {
+    let bomb = gzip(&vec![0u8; 64 * 1024 * 1024]);
+    assert!(bomb.len() < 100 * 1024, "the bomb is small: {} bytes", bomb.len());
+    let err = decompress(&bomb, ContentEncoding::Gzip, &DecodeLimits::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::DecompressedTooLarge { .. }), "{err}");
+}
+
+#[test]
+fn gzip_body_decodes_and_oversized_body_is_refused() {
+    let limits = DecodeLimits::default();
+    let compressed = gzip(SPEC_JSON.as_bytes());
+    let body = decompress(&compressed, ContentEncoding::Gzip, &limits).unwrap();
+    assert_eq!(&*body, SPEC_JSON.as_bytes());
+    let small = DecodeLimits { max_body_bytes: 10, ..limits };
+    let err = decompress(SPEC_JSON.as_bytes(), ContentEncoding::Identity, &small).unwrap_err();
+    assert!(matches!(err, DecodeError::BodyTooLarge { limit_bytes: 10 }));
+    assert!(matches!(ContentEncoding::parse(Some("br")), Err(DecodeError::UnsupportedEncoding(_))));
+}
+
+#[test]
+fn truncated_protobuf_is_an_error() {
+    use prost::Message;
+    let request = decode_json(SPEC_JSON.as_bytes()).unwrap();
+    let bytes = request.encode_to_vec();
+    assert!(decode_protobuf(&bytes).is_ok());
+    assert!(matches!(decode_protobuf(&bytes[..bytes.len() - 7]), Err(DecodeError::Protobuf(_))));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let limits = DecodeLimits::default();
+        if let Ok(request) = decode_protobuf(&bytes) {
+            let _ = convert(request, &limits);
+        }
+        if let Ok(request) = decode_json(&bytes) {
+            let _ = convert(request, &limits);
+        }
+        let _ = decompress(&bytes, ContentEncoding::Gzip, &limits);
+    }
+
+    #[test]
+    fn decoders_never_panic_on_mutated_valid_bodies(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use prost::Message;
+        let limits = DecodeLimits::default();
+        let mut protobuf = decode_json(SPEC_JSON.as_bytes()).unwrap().encode_to_vec();
+        let mut json = SPEC_JSON.as_bytes().to_vec();
+        for (idx, byte) in &flips {
+            let i = idx.index(protobuf.len());
+            protobuf[i] = *byte;
+            let j = idx.index(json.len());
+            json[j] = *byte;
+        }
+        protobuf.truncate(cut.index(protobuf.len() + 1));
+        if let Ok(request) = decode_protobuf(&protobuf) {
+            let _ = convert(request, &limits);
+        }
+        if let Ok(request) = decode_json(&json) {
+            let _ = convert(request, &limits);
+        }
+    }
+}

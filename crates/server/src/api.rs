@@ -1,0 +1,373 @@
+//! The JSON API v1 read endpoints: traces by id, trace search, services; and health.
+//! Views are built by hand from model types (model types are not `Serialize`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use model::{KeyValue, Span, TraceId, Value};
+use serde_json::{Map, Value as Json_, json};
+use store::SpanQuery;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+const DEFAULT_SEARCH_LIMIT: usize = 20;
+const MAX_SEARCH_LIMIT: usize = 1000;
+const DEFAULT_LOOKBACK_NANOS: u64 = 24 * 3600 * 1_000_000_000;
+
+pub(crate) async fn get_trace(
+    State(state): State<Arc<AppState>>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    let id = TraceId::from_hex(&trace_id).map_err(|e| {
+        ApiError::invalid(format!("`{trace_id}` is not a trace id ({e}); expected 32 hex digits"))
+    })?;
+    let store = Arc::clone(&state.store);
+    let spans = tokio::task::spawn_blocking(move || store.trace(&id))
+        .await
+        .map_err(ApiError::internal)??;
+    if spans.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no spans stored for trace `{trace_id}`"),
+        ));
+    }
+    Ok(Json(json!({
+        "trace_id": id.to_hex(),
+        "spans": spans.iter().map(span_view).collect::<Vec<_>>(),
+    })))
+}
+
+pub(crate) async fn search_traces(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Json_>, ApiError> {
+    let now = state.clock.now_unix_nanos();
+    let query = parse_search(&params, now)?;
+    let store = Arc::clone(&state.store);
+    let matches = tokio::task::spawn_blocking(move || store.search(&query))
+        .await
+        .map_err(ApiError::internal)??;
+    let traces: Vec<Json_> = matches
+        .iter()
+        .map(|m| {
+            json!({
+                "trace_id": m.trace_id.to_hex(),
+                "newest_match_time": rfc3339(m.newest_start_unix_nanos()),
+                "matched_spans": m.spans.iter().map(span_summary).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "traces": traces })))
+}
+
+fn parse_search(params: &[(String, String)], now_unix_nanos: u64) -> Result<SpanQuery, ApiError> {
+    let mut query = SpanQuery { limit: DEFAULT_SEARCH_LIMIT, ..SpanQuery::default() };
+    let (mut start, mut end) = (None, None);
+    for (key, value) in params {
+        let millis = |value: &str| -> Result<u64, ApiError> {
+            let ms: f64 = value.parse().map_err(|_| {
+                ApiError::invalid(format!(
+                    "`{key}` must be a number of milliseconds, got `{value}`"
+                ))
+            })?;
+            if !ms.is_finite() || ms < 0.0 {
+                return Err(ApiError::invalid(format!(
+                    "`{key}` must be zero or more, got `{value}`"
+                )));
+            }
+            Ok((ms * 1e6) as u64)
+        };
+        match key.as_str() {
+            "service" => query.service = Some(value.clone()),
+            "operation" => query.operation = Some(value.clone()),
+            "environment" => query.environment = Some(value.clone()),
+            "version" => query.version = Some(value.clone()),
+            "min_duration_ms" => query.min_duration_nanos = Some(millis(value)?),
+            "max_duration_ms" => query.max_duration_nanos = Some(millis(value)?),
+            "status" => {
+                query.status = Some(model::StatusCode::parse(value).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "`status` must be `ok`, `error` or `unset`, got `{value}`"
+                    ))
+                })?)
+            }
+            "start" => start = Some(parse_time(key, value)?),
+            "end" => end = Some(parse_time(key, value)?),
+            "limit" => {
+                query.limit =
+                    value.parse().ok().filter(|n| (1..=MAX_SEARCH_LIMIT).contains(n)).ok_or_else(
+                        || {
+                            ApiError::invalid(format!(
+                                "`limit` must be 1 to {MAX_SEARCH_LIMIT}, got `{value}`"
+                            ))
+                        },
+                    )?
+            }
+            other => match other.strip_prefix("attr.") {
+                Some(attribute) if !attribute.is_empty() => {
+                    query.attributes.push((attribute.to_owned(), value.clone()))
+                }
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "unknown search parameter `{other}`; use service, operation, environment, version, min_duration_ms, max_duration_ms, status, attr.<key>, start, end or limit"
+                    )));
+                }
+            },
+        }
+    }
+    query.end_unix_nanos = end.unwrap_or(u64::MAX);
+    query.start_unix_nanos = start
+        .unwrap_or_else(|| end.unwrap_or(now_unix_nanos).saturating_sub(DEFAULT_LOOKBACK_NANOS));
+    if query.start_unix_nanos >= query.end_unix_nanos {
+        return Err(ApiError::invalid("`start` must be before `end`"));
+    }
+    Ok(query)
+}
+
+fn parse_time(key: &str, value: &str) -> Result<u64, ApiError> {
+    let timestamp: jiff::Timestamp = value.parse().map_err(|e| {
+        ApiError::invalid(format!(
+            "`{key}` must be an RFC 3339 time such as `2026-11-21T10:00:00Z`: {e}"
+        ))
+    })?;
+    u64::try_from(timestamp.as_nanosecond())
+        .map_err(|_| ApiError::invalid(format!("`{key}` is before 1970")))
+}
+
+pub(crate) async fn list_services(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Json_>, ApiError> {
+    let store = Arc::clone(&state.store);
+    let services = tokio::task::spawn_blocking(move || store.services())
+        .await
+        .map_err(ApiError::internal)??;
+    let services: Vec<Json_> = services
+        .iter()
+        .map(|s| {
+            let mut environments: Vec<&str> =
+                s.versions.iter().filter_map(|v| v.environment.as_deref()).collect();
+            environments.dedup();
+            json!({
+                "name": s.name,
+                "environments": environments,
+                "operations": s.operations.iter().map(|o| json!({
+                    "name": o.name,
+                    "span_kind": o.span_kind,
+                    "first_seen": rfc3339(o.first_seen_unix_nanos),
+                    "last_seen": rfc3339(o.last_seen_unix_nanos),
+                    "span_count": o.num_spans,
+                })).collect::<Vec<_>>(),
+                "versions": s.versions.iter().map(|v| json!({
+                    "version": v.version,
+                    "environment": v.environment,
+                    "first_seen": rfc3339(v.first_seen_unix_nanos),
+                    "last_seen": rfc3339(v.last_seen_unix_nanos),
+                    "span_count": v.num_spans,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "services": services })))
+}
+
+pub(crate) async fn healthz() -> Json<Json_> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.store.is_healthy() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the span store stopped accepting writes; see the log",
+        )
+        .into_response()
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let in_flight =
+        (state.settings.max_exports_in_flight - state.write_slots.available_permits()) as u64;
+    let body = crate::metrics::render(&state.metrics, &state.store.stats(), in_flight);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route; see the README for the API")
+}
+
+pub(crate) async fn method_not_allowed() -> Response {
+    let error = ApiError::invalid("method not allowed on this route");
+    (StatusCode::METHOD_NOT_ALLOWED, Json(error.json_body())).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+pub(crate) fn rfc3339(unix_nanos: u64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(unix_nanos))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn duration_ms(span: &Span) -> f64 {
+    span.duration_nanos() as f64 / 1e6
+}
+
+fn span_summary(span: &Span) -> Json_ {
+    json!({
+        "span_id": span.span_id.to_hex(),
+        "service": span.service_name(),
+        "operation": span.operation(),
+        "name": span.name,
+        "start_time": rfc3339(span.start_time_unix_nanos),
+        "duration_ms": duration_ms(span),
+        "status": span.status.code.as_str(),
+    })
+}
+
+fn span_view(span: &Span) -> Json_ {
+    let identity = span.identity();
+    let mut code = Map::new();
+    if let Some(v) = &identity.code.file_path {
+        code.insert("file_path".into(), v.clone().into());
+    }
+    if let Some(v) = &identity.code.function_name {
+        code.insert("function_name".into(), v.clone().into());
+    }
+    if let Some(v) = identity.code.line_number {
+        code.insert("line_number".into(), v.into());
+    }
+    if let Some(v) = &identity.code.stacktrace {
+        code.insert("stacktrace".into(), v.clone().into());
+    }
+    json!({
+        "trace_id": span.trace_id.to_hex(),
+        "span_id": span.span_id.to_hex(),
+        "parent_span_id": span.parent_span_id.map(|p| p.to_hex()),
+        "trace_state": span.trace_state,
+        "flags": span.flags,
+        "name": span.name,
+        "operation": span.operation(),
+        "kind": span.kind.as_str(),
+        "start_time": rfc3339(span.start_time_unix_nanos),
+        "end_time": rfc3339(span.end_time_unix_nanos),
+        "start_time_unix_nanos": span.start_time_unix_nanos.to_string(),
+        "duration_ms": duration_ms(span),
+        "status": {"code": span.status.code.as_str(), "message": span.status.message},
+        "service": identity.service,
+        "environment": identity.environment,
+        "version": identity.version,
+        "commit": identity.commit,
+        "repository": identity.repository,
+        "code": code,
+        "attributes": attributes(&span.attributes),
+        "dropped_attributes_count": span.dropped_attributes_count,
+        "events": span.events.iter().map(|e| json!({
+            "time": rfc3339(e.time_unix_nanos),
+            "name": e.name,
+            "attributes": attributes(&e.attributes),
+            "dropped_attributes_count": e.dropped_attributes_count,
+        })).collect::<Vec<_>>(),
+        "dropped_events_count": span.dropped_events_count,
+        "links": span.links.iter().map(|l| json!({
+            "trace_id": l.trace_id.to_hex(),
+            "span_id": l.span_id.to_hex(),
+            "trace_state": l.trace_state,
+            "flags": l.flags,
+            "attributes": attributes(&l.attributes),
+            "dropped_attributes_count": l.dropped_attributes_count,
+        })).collect::<Vec<_>>(),
+        "dropped_links_count": span.dropped_links_count,
+        "resource": {
+            "attributes": attributes(&span.resource.attributes),
+            "dropped_attributes_count": span.resource.dropped_attributes_count,
+            "schema_url": span.resource.schema_url,
+        },
+        "scope": {
+            "name": span.scope.name,
+            "version": span.scope.version,
+            "attributes": attributes(&span.scope.attributes),
+            "schema_url": span.scope.schema_url,
+        },
+    })
+}
+
+/// Attributes as a JSON object. Bytes become base64 text; arrays and key-value lists nest.
+fn attributes(kvs: &[KeyValue]) -> Json_ {
+    Json_::Object(kvs.iter().map(|kv| (kv.key.clone(), value(&kv.value))).collect())
+}
+
+fn value(v: &Value) -> Json_ {
+    match v {
+        Value::String(s) => s.clone().into(),
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Double(d) => serde_json::Number::from_f64(*d).map_or(Json_::Null, Json_::Number),
+        Value::Bytes(b) => base64(b).into(),
+        Value::Array(values) => Json_::Array(values.iter().map(value).collect()),
+        Value::KvList(kvs) => attributes(kvs),
+        Value::Empty => Json_::Null,
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(&[0, 1, 2]), "AAEC");
+    }
+
+    #[test]
+    fn search_parameters_are_validated_with_clear_messages() {
+        let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let query = parse_search(
+            &params(&[
+                ("service", "checkout"),
+                ("min_duration_ms", "1.5"),
+                ("attr.http.route", "/cart"),
+                ("limit", "5"),
+            ]),
+            10_000_000_000_000,
+        )
+        .unwrap();
+        assert_eq!(query.min_duration_nanos, Some(1_500_000));
+        assert_eq!(query.attributes, vec![("http.route".to_string(), "/cart".to_string())]);
+        assert_eq!(query.limit, 5);
+        let error = |pairs: &[(&str, &str)]| parse_search(&params(pairs), 0).unwrap_err().message;
+        assert!(error(&[("limit", "0")]).contains("`limit` must be 1 to 1000"));
+        assert!(error(&[("status", "bad")]).contains("`status` must be"));
+        assert!(error(&[("start", "yesterday")]).contains("RFC 3339"));
+        assert!(error(&[("colour", "red")]).contains("unknown search parameter `colour`"));
+    }
+}

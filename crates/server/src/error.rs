@@ -1,0 +1,146 @@
+//! The one error type of the network edge, [`ApiError`], and its mapping to HTTP statuses,
+//! gRPC codes and the JSON body `{"error": {"code", "message"}}`.
+//!
+//! Library errors become `ApiError`s here, so no library learns about HTTP. Internal errors
+//! are logged with their detail and answered with a generic message.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Seconds an OTLP exporter is told to wait before retrying when the write path is saturated.
+pub(crate) const RETRY_AFTER_SECS: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    Unauthenticated,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ResourceExhausted,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::ResourceExhausted => "resource_exhausted",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
+            ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::PayloadTooLarge => tonic::Code::InvalidArgument,
+            ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
+            ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::InvalidArgument, message)
+    }
+
+    /// Logs the detail; the client sees only that something failed on our side.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "internal error");
+        ApiError::new(ErrorCode::Internal, "internal error; the server log has the details")
+    }
+
+    pub fn json_body(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}})
+    }
+
+    pub fn to_grpc_status(&self) -> tonic::Status {
+        let code = self.code.grpc_code();
+        if self.code == ErrorCode::ResourceExhausted {
+            let details =
+                otlp::grpc_status_details_with_retry(code as i32, &self.message, RETRY_AFTER_SECS);
+            return tonic::Status::with_details(code, self.message.clone(), details.into());
+        }
+        tonic::Status::new(code, self.message.clone())
+    }
+
+    /// Headers every response of this error carries.
+    pub(crate) fn add_headers(&self, response: &mut Response) {
+        if self.code == ErrorCode::ResourceExhausted {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.code.http_status(), Json(self.json_body())).into_response();
+        self.add_headers(&mut response);
+        response
+    }
+}
+
+impl From<otlp::DecodeError> for ApiError {
+    fn from(e: otlp::DecodeError) -> ApiError {
+        use otlp::DecodeError as E;
+        let code = match &e {
+            E::BodyTooLarge { .. } | E::DecompressedTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            E::UnsupportedEncoding(_) => ErrorCode::UnsupportedMediaType,
+            E::Gzip(_) | E::Protobuf(_) | E::Json(_) | E::SnakeCaseJson => {
+                ErrorCode::InvalidArgument
+            }
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> ApiError {
+        match e {
+            store::StoreError::Busy(reason) => ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!("spanblame is saturated ({reason}); retry after {RETRY_AFTER_SECS}s"),
+            ),
+            store::StoreError::Failed(_) => {
+                tracing::error!(error = %e, "span store refuses writes");
+                ApiError::new(ErrorCode::Unavailable, "the span store is not accepting writes")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}

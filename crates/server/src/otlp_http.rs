@@ -1,0 +1,114 @@
+//! OTLP/HTTP: `POST /v1/traces` with a protobuf or JSON body, optionally gzip-compressed.
+//!
+//! Responses follow the OTLP/HTTP specification: success is an `ExportTraceServiceResponse`
+//! in the request's encoding; failures carry a `google.rpc.Status` in the request's encoding
+//! (the JSON form also has spanblame's `{"error": {"code", "message"}}` object, which OTLP
+//! clients ignore and people can read).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+pub(crate) async fn export_traces(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let content_type = header_str(&headers, header::CONTENT_TYPE.as_str());
+    let encoding = match content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
+        Some(PROTOBUF) => Encoding::Protobuf,
+        Some(JSON) => Encoding::Json,
+        other => {
+            let error = ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "`Content-Type` must be `{PROTOBUF}` or `{JSON}`, got `{}`",
+                    other.unwrap_or("(none)")
+                ),
+            );
+            return error_response(&error, Encoding::Json);
+        }
+    };
+    match handle(&state, &headers, body, encoding).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(code = error.code.as_str(), message = %error.message, "refused an OTLP/HTTP export");
+            error_response(&error, encoding)
+        }
+    }
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<Response, ApiError> {
+    state.settings.ingest_auth.check(
+        header_str(headers, header::AUTHORIZATION.as_str()),
+        header_str(headers, "lightstep-access-token"),
+    )?;
+    let content_encoding =
+        otlp::ContentEncoding::parse(header_str(headers, header::CONTENT_ENCODING.as_str()))?;
+    let limits = &state.settings.limits;
+    // Read at most one byte past the cap, so an oversized body is refused without buffering it.
+    let bytes = axum::body::to_bytes(body, limits.max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than the {}-byte limit", limits.max_body_bytes),
+        )
+    })?;
+    let raw = otlp::decompress(&bytes, content_encoding, limits)?;
+    let request = match encoding {
+        Encoding::Protobuf => otlp::decode_protobuf(&raw)?,
+        Encoding::Json => otlp::decode_json(&raw)?,
+    };
+    let partial_success = crate::ingest::accept(state, request).await?;
+    Ok(match encoding {
+        Encoding::Protobuf => {
+            let body = otlp::encode_export_response(partial_success);
+            ([(header::CONTENT_TYPE, PROTOBUF)], Bytes::from(body)).into_response()
+        }
+        Encoding::Json => {
+            let body = serde_json::to_vec(&otlp::ExportTraceServiceResponse { partial_success })
+                .map_err(ApiError::internal)?;
+            ([(header::CONTENT_TYPE, JSON)], Bytes::from(body)).into_response()
+        }
+    })
+}
+
+fn error_response(error: &ApiError, encoding: Encoding) -> Response {
+    let grpc_code = error.code.grpc_code() as i32;
+    let (content_type, body) = match encoding {
+        Encoding::Protobuf => (PROTOBUF, otlp::encode_rpc_status(grpc_code, &error.message)),
+        Encoding::Json => {
+            let mut body = error.json_body();
+            body["code"] = grpc_code.into();
+            body["message"] = error.message.clone().into();
+            (JSON, body.to_string().into_bytes())
+        }
+    };
+    let mut response = (error.code.http_status(), Bytes::from(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    error.add_headers(&mut response);
+    response
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,362 @@
+//! The operator's configuration: one TOML file (optional), every key overridable by an
+//! environment variable `SPANBLAME_<SECTION>_<KEY>`, and validation that names the key, the
+//! problem and the fix. Secrets are never written in the file: `*_env` keys name an
+//! environment variable and `*_file` keys a file that holds the secret.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Sections that environment overrides may address.
+const SECTIONS: &[&str] = &["server", "storage", "retention", "ingest"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    pub(crate) server: ServerConfig,
+    pub(crate) storage: StorageConfig,
+    pub(crate) retention: RetentionConfig,
+    pub(crate) ingest: IngestConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServerConfig {
+    pub(crate) http_addr: String,
+    pub(crate) otlp_grpc_addr: String,
+    pub(crate) otlp_http_addr: String,
+    pub(crate) public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: "127.0.0.1:7420".into(),
+            otlp_grpc_addr: "127.0.0.1:4317".into(),
+            otlp_http_addr: "127.0.0.1:4318".into(),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StorageConfig {
+    pub(crate) kind: String,
+    pub(crate) data_dir: PathBuf,
+    /// `always` (fsync before acknowledging) or `never` (benchmarks and throwaway demos).
+    pub(crate) wal_sync: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            kind: "embedded".into(),
+            data_dir: "./spanblame-data".into(),
+            wal_sync: "always".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RetentionConfig {
+    pub(crate) spans: String,
+    pub(crate) disk_budget: Option<String>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { spans: "7d".into(), disk_budget: None }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct IngestConfig {
+    pub(crate) require_auth: bool,
+    pub(crate) tokens: Vec<TokenConfig>,
+    pub(crate) max_body: String,
+    pub(crate) max_attributes_per_span: usize,
+    pub(crate) max_attribute_value_bytes: usize,
+    pub(crate) max_exports_in_flight: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let limits = otlp::DecodeLimits::default();
+        IngestConfig {
+            require_auth: false,
+            tokens: Vec::new(),
+            max_body: "16MiB".into(),
+            max_attributes_per_span: limits.max_attributes,
+            max_attribute_value_bytes: limits.max_attribute_value_bytes,
+            max_exports_in_flight: 256,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenConfig {
+    pub(crate) name: String,
+    pub(crate) secret_env: Option<String>,
+    pub(crate) secret_file: Option<PathBuf>,
+}
+
+/// Reads the file (if any), applies environment overrides, and parses the result.
+pub(crate) fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> anyhow::Result<Config> {
+    let mut table: toml::Table = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file `{}`", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("in config file `{}`", path.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("SPANBLAME_") else { continue };
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = SECTIONS
+            .iter()
+            .find_map(|s| rest.strip_prefix(&format!("{s}_")).map(|key| (*s, key.to_owned())))
+        else {
+            // Other SPANBLAME_* variables hold secrets named by `*_env` keys; not overrides.
+            continue;
+        };
+        // A literal (`true`, `42`) keeps its type; anything else is a string.
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_table() && !v.is_array())
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let section_table = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("`{section}` in the config must be a table"))?;
+        section_table.insert(key, value);
+    }
+    let source = path.map_or("the environment".to_owned(), |p| format!("`{}`", p.display()));
+    Config::deserialize(toml::Value::Table(table))
+        .with_context(|| format!("invalid configuration (from {source} and SPANBLAME_* variables)"))
+}
+
+/// The config turned into what the server and store take, with every value checked.
+pub(crate) struct Resolved {
+    pub(crate) settings: server::Settings,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) store: store::StoreOptions,
+}
+
+pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Resolved> {
+    let addr = |key: &str, value: &str| -> anyhow::Result<SocketAddr> {
+        value.parse().with_context(|| {
+            format!("`server.{key}` = `{value}` is not a socket address; write it like `127.0.0.1:7420` (use `0.0.0.0:PORT` to listen on every interface)")
+        })
+    };
+    if config.storage.kind != "embedded" {
+        bail!(
+            "`storage.kind` = `{}` is not supported by this build; use `embedded` (the ClickHouse and PostgreSQL back-end comes later)",
+            config.storage.kind
+        );
+    }
+    let sync = match config.storage.wal_sync.as_str() {
+        "always" => store::SyncPolicy::Always,
+        "never" => store::SyncPolicy::Never,
+        other => bail!(
+            "`storage.wal_sync` = `{other}` is not valid; use `always` (durable) or `never` (benchmarks only)"
+        ),
+    };
+    let spans_max_age_nanos = parse_duration_nanos(&config.retention.spans)
+        .with_context(|| format!("`retention.spans` = `{}`", config.retention.spans))?;
+    let disk_budget_bytes = config
+        .retention
+        .disk_budget
+        .as_deref()
+        .map(|v| parse_bytes(v).with_context(|| format!("`retention.disk_budget` = `{v}`")))
+        .transpose()?;
+    let max_body_bytes = parse_bytes(&config.ingest.max_body)
+        .with_context(|| format!("`ingest.max_body` = `{}`", config.ingest.max_body))?;
+    if config.ingest.max_exports_in_flight == 0 {
+        bail!("`ingest.max_exports_in_flight` must be at least 1");
+    }
+
+    let ingest_auth = if config.ingest.require_auth {
+        if config.ingest.tokens.is_empty() {
+            bail!(
+                "`ingest.require_auth` is true but no `[[ingest.tokens]]` is configured; add one with `name` and `secret_env` (or `secret_file`)"
+            );
+        }
+        let mut secrets = Vec::new();
+        for (idx, token) in config.ingest.tokens.iter().enumerate() {
+            let key = format!("`ingest.tokens[{idx}]` (`{}`)", token.name);
+            let secret = match (&token.secret_env, &token.secret_file) {
+                (Some(var), None) => env.get(var).cloned().with_context(|| {
+                    format!("{key}: environment variable `{var}` named by `secret_env` is not set")
+                })?,
+                (None, Some(file)) => std::fs::read_to_string(file)
+                    .with_context(|| format!("{key}: reading `secret_file` `{}`", file.display()))?
+                    .trim()
+                    .to_owned(),
+                _ => bail!("{key}: set exactly one of `secret_env` or `secret_file`"),
+            };
+            if secret.len() < 16 {
+                bail!(
+                    "{key}: the secret is shorter than 16 characters; use a long random value (e.g. `openssl rand -hex 32`)"
+                );
+            }
+            secrets.push(secret);
+        }
+        server::IngestAuth::with_tokens(secrets.iter().map(String::as_str))
+    } else {
+        server::IngestAuth::open()
+    };
+
+    let limits = otlp::DecodeLimits {
+        max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+        max_attributes: config.ingest.max_attributes_per_span,
+        max_attribute_value_bytes: config.ingest.max_attribute_value_bytes,
+        ..otlp::DecodeLimits::default()
+    };
+    Ok(Resolved {
+        settings: server::Settings {
+            http_addr: addr("http_addr", &config.server.http_addr)?,
+            otlp_grpc_addr: addr("otlp_grpc_addr", &config.server.otlp_grpc_addr)?,
+            otlp_http_addr: addr("otlp_http_addr", &config.server.otlp_http_addr)?,
+            limits,
+            ingest_auth,
+            max_exports_in_flight: config.ingest.max_exports_in_flight,
+            retention: server::Retention { spans_max_age_nanos, disk_budget_bytes },
+        },
+        data_dir: config.storage.data_dir.clone(),
+        store: store::StoreOptions { sync, ..store::StoreOptions::default() },
+    })
+}
+
+/// `90s`, `30m`, `12h`, `7d`, `2w`.
+pub(crate) fn parse_duration_nanos(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("`{text}` is not a duration; write a positive whole number and a unit, like `7d` or `12h`")
+    })?;
+    let unit_secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        other => bail!("unknown duration unit `{other}` in `{text}`; use s, m, h, d or w"),
+    };
+    number.checked_mul(unit_secs * 1_000_000_000).with_context(|| format!("`{text}` is too long"))
+}
+
+/// `500MB`, `16MiB`, `50GiB`, `1TB`, or a plain number of bytes.
+pub(crate) fn parse_bytes(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("`{text}` is not a size; write a positive whole number and a unit, like `16MiB` or `50GiB`")
+    })?;
+    let unit_bytes: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1000u64.pow(2),
+        "GB" => 1000u64.pow(3),
+        "TB" => 1000u64.pow(4),
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => bail!(
+            "unknown size unit `{other}` in `{text}`; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
+        ),
+    };
+    number.checked_mul(unit_bytes).with_context(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn load_str(text: &str, vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanblame.toml");
+        std::fs::write(&path, text).unwrap();
+        load(Some(&path), &env(vars))
+    }
+
+    #[test]
+    fn no_file_gives_the_embedded_defaults() {
+        let config = load(None, &env(&[])).unwrap();
+        let resolved = resolve(&config, &env(&[])).unwrap();
+        assert_eq!(resolved.settings.http_addr.to_string(), "127.0.0.1:7420");
+        assert_eq!(resolved.data_dir, PathBuf::from("./spanblame-data"));
+        assert_eq!(resolved.settings.retention.spans_max_age_nanos, 7 * 86_400 * 1_000_000_000);
+    }
+
+    #[test]
+    fn environment_overrides_keys_and_keeps_types() {
+        let config = load_str(
+            "[server]\nhttp_addr = \"127.0.0.1:1\"\n",
+            &[
+                ("SPANBLAME_SERVER_HTTP_ADDR", "0.0.0.0:8080"),
+                ("SPANBLAME_INGEST_MAX_EXPORTS_IN_FLIGHT", "7"),
+                ("SPANBLAME_RETENTION_DISK_BUDGET", "50GiB"),
+                ("SPANBLAME_GOGS_SECRET", "not an override"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.http_addr, "0.0.0.0:8080");
+        assert_eq!(config.ingest.max_exports_in_flight, 7);
+        let resolved = resolve(&config, &env(&[])).unwrap();
+        assert_eq!(resolved.settings.retention.disk_budget_bytes, Some(50 << 30));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let err = |text: &str, vars: &[(&str, &str)]| -> String {
+            match load_str(text, vars).and_then(|c| resolve(&c, &env(vars))) {
+                Ok(_) => panic!("expected an error for {text:?}"),
+                Err(e) => format!("{e:#}"),
+            }
+        };
+        assert!(err("[server]\nhttp_adr = \"x\"\n", &[]).contains("unknown field `http_adr`"));
+        assert!(
+            err("[server]\nhttp_addr = \"localhost\"\n", &[])
+                .contains("`server.http_addr` = `localhost` is not a socket address")
+        );
+        assert!(
+            err("[retention]\nspans = \"7 days\"\n", &[]).contains("unknown duration unit `days`")
+        );
+        assert!(
+            err("[storage]\nkind = \"cluster\"\n", &[])
+                .contains("`storage.kind` = `cluster` is not supported")
+        );
+        assert!(err("[ingest]\nrequire_auth = true\n", &[]).contains("no `[[ingest.tokens]]`"));
+        let missing = err(
+            "[ingest]\nrequire_auth = true\n[[ingest.tokens]]\nname = \"c\"\nsecret_env = \"NOPE_TOKEN\"\n",
+            &[],
+        );
+        assert!(missing.contains("`NOPE_TOKEN` named by `secret_env` is not set"), "{missing}");
+        assert!(err("[ingest]\nmax_body = \"lots\"\n", &[]).contains("`ingest.max_body` = `lots`"));
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_bytes("500MB").unwrap(), 500_000_000);
+        assert_eq!(parse_duration_nanos("90s").unwrap(), 90_000_000_000);
+        assert!(parse_duration_nanos("0d").is_err());
+    }
+}

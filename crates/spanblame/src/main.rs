@@ -1,0 +1,152 @@
+//! The `spanblame` command: starts the server (`serve`) and checks configuration
+//! (`check-config`). Configuration loading lives in `config.rs`; everything else is in the
+//! library crates. Errors here carry context naming the file, address or key involved.
+
+mod config;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// git blame for latency: an OpenTelemetry-native trace store that knows which code is running.
+#[derive(Debug, Parser)]
+#[command(name = "spanblame", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: OTLP ingest (gRPC and HTTP), the JSON API, health and metrics.
+    ///
+    /// With no configuration file, spans are stored in `./spanblame-data` and every listener is
+    /// on loopback: exposing the server is a deliberate choice (`--http-addr 0.0.0.0:7420`).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Where spans and metadata are stored (overrides `storage.data_dir`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Address for the JSON API, health, metrics and OTLP/HTTP (overrides `server.http_addr`).
+        #[arg(long, value_name = "ADDR")]
+        http_addr: Option<String>,
+        /// Address for OTLP/gRPC (overrides `server.otlp_grpc_addr`; default `127.0.0.1:4317`).
+        #[arg(long, value_name = "ADDR")]
+        otlp_grpc_addr: Option<String>,
+        /// Address for OTLP/HTTP (overrides `server.otlp_http_addr`; default `127.0.0.1:4318`).
+        #[arg(long, value_name = "ADDR")]
+        otlp_http_addr: Option<String>,
+    },
+    /// Validate the configuration (file and SPANBLAME_* variables) and print what would run.
+    ///
+    /// Exits non-zero and names the key, the problem and the fix when something is wrong.
+    CheckConfig {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// A TOML configuration file; none is needed for the embedded default. Every key can be
+    /// overridden by an environment variable `SPANBLAME_<SECTION>_<KEY>`, e.g.
+    /// `SPANBLAME_STORAGE_DATA_DIR=/var/lib/spanblame`.
+    #[arg(long, short, value_name = "FILE", env = "SPANBLAME_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SPANBLAME_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    match cli.command {
+        Command::CheckConfig { common } => {
+            let config = config::load(common.config.as_deref(), &env)?;
+            let resolved = config::resolve(&config, &env)?;
+            let settings = &resolved.settings;
+            tracing::info!(
+                http = %settings.http_addr,
+                otlp_grpc = %settings.otlp_grpc_addr,
+                otlp_http = %settings.otlp_http_addr,
+                data_dir = %resolved.data_dir.display(),
+                ingest_auth = ?settings.ingest_auth,
+                "configuration is valid"
+            );
+            Ok(())
+        }
+        Command::Serve { common, data_dir, http_addr, otlp_grpc_addr, otlp_http_addr } => {
+            let mut config = config::load(common.config.as_deref(), &env)?;
+            if let Some(dir) = data_dir {
+                config.storage.data_dir = dir;
+            }
+            for (flag, target) in [
+                (http_addr, &mut config.server.http_addr),
+                (otlp_grpc_addr, &mut config.server.otlp_grpc_addr),
+                (otlp_http_addr, &mut config.server.otlp_http_addr),
+            ] {
+                if let Some(value) = flag {
+                    *target = value;
+                }
+            }
+            let resolved = config::resolve(&config, &env)?;
+            serve(resolved)
+        }
+    }
+}
+
+fn serve(resolved: config::Resolved) -> anyhow::Result<()> {
+    let data_dir = resolved.data_dir;
+    let store = store::SpanStore::open(&data_dir, resolved.store)
+        .with_context(|| format!("opening the span store in `{}`", data_dir.display()))?;
+    let store = Arc::new(store);
+    let state = server::AppState::new(resolved.settings, store, Arc::new(server::SystemClock));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("spanblame")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("INVARIANT: installing a SIGTERM handler works on Unix");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutting down: finishing requests and sealing the head");
+        };
+        server::serve(state, shutdown, |addrs| {
+            tracing::info!(
+                http = %addrs.http,
+                otlp_grpc = %addrs.otlp_grpc,
+                otlp_http = %addrs.otlp_http,
+                data_dir = %data_dir.display(),
+                "spanblame is listening"
+            );
+        })
+        .await
+        .context("serving")
+    })
+}

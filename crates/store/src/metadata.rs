@@ -1,0 +1,240 @@
+//! The embedded relational store for metadata (SQLite through `rusqlite`): schema migrations
+//! and the service catalog. Later features (commits, reviews, deploys, findings, tokens, audit)
+//! add their tables as further numbered migrations in `crates/store/migrations/`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::StoreError;
+
+/// Migrations in order; the database's `user_version` is the number applied so far.
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_catalog", include_str!("../migrations/0001_catalog.sql"))];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct VersionKey {
+    pub(crate) service: String,
+    pub(crate) environment: String,
+    pub(crate) version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct OperationKey {
+    pub(crate) service: String,
+    pub(crate) operation: String,
+    pub(crate) span_kind: &'static str,
+}
+
+/// First and last span start seen for a catalog key, and how many spans.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen {
+    pub(crate) first_unix_nanos: u64,
+    pub(crate) last_unix_nanos: u64,
+    pub(crate) num_spans: u64,
+}
+
+impl Seen {
+    pub(crate) fn new(unix_nanos: u64) -> Seen {
+        Seen { first_unix_nanos: unix_nanos, last_unix_nanos: unix_nanos, num_spans: 1 }
+    }
+
+    pub(crate) fn add(&mut self, other: Seen) {
+        self.first_unix_nanos = self.first_unix_nanos.min(other.first_unix_nanos);
+        self.last_unix_nanos = self.last_unix_nanos.max(other.last_unix_nanos);
+        self.num_spans += other.num_spans;
+    }
+}
+
+/// Catalog updates gathered since the last flush.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogDelta {
+    pub(crate) versions: HashMap<VersionKey, Seen>,
+    pub(crate) operations: HashMap<OperationKey, Seen>,
+}
+
+impl CatalogDelta {
+    pub(crate) fn merge(&mut self, other: CatalogDelta) {
+        for (key, seen) in other.versions {
+            self.versions.entry(key).and_modify(|s| s.add(seen)).or_insert(seen);
+        }
+        for (key, seen) in other.operations {
+            self.operations.entry(key).and_modify(|s| s.add(seen)).or_insert(seen);
+        }
+    }
+}
+
+/// A service as the catalog knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub operations: Vec<OperationSummary>,
+    pub versions: Vec<VersionSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationSummary {
+    pub name: String,
+    pub span_kind: String,
+    pub first_seen_unix_nanos: u64,
+    pub last_seen_unix_nanos: u64,
+    pub num_spans: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionSummary {
+    pub environment: Option<String>,
+    pub version: Option<String>,
+    pub first_seen_unix_nanos: u64,
+    pub last_seen_unix_nanos: u64,
+    pub num_spans: u64,
+}
+
+pub(crate) struct Metadata {
+    conn: Mutex<Connection>,
+}
+
+impl Metadata {
+    pub(crate) fn open(path: &Path) -> Result<Metadata, StoreError> {
+        let sql = |e: rusqlite::Error| StoreError::Metadata(format!("`{}`: {e}", path.display()));
+        let mut conn = Connection::open(path).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(sql)?;
+        migrate(&mut conn).map_err(sql)?;
+        Ok(Metadata { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn apply_catalog(&self, delta: &CatalogDelta) -> Result<(), StoreError> {
+        let sql = |e: rusqlite::Error| StoreError::Metadata(e.to_string());
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql)?;
+        {
+            let mut upsert_version = tx
+                .prepare_cached(
+                    "INSERT INTO service_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT DO UPDATE SET
+                       first_seen_unix_nanos = min(first_seen_unix_nanos, excluded.first_seen_unix_nanos),
+                       last_seen_unix_nanos = max(last_seen_unix_nanos, excluded.last_seen_unix_nanos),
+                       num_spans = num_spans + excluded.num_spans",
+                )
+                .map_err(sql)?;
+            for (key, seen) in &delta.versions {
+                upsert_version
+                    .execute(params![
+                        key.service,
+                        key.environment,
+                        key.version,
+                        seen.first_unix_nanos as i64,
+                        seen.last_unix_nanos as i64,
+                        seen.num_spans as i64
+                    ])
+                    .map_err(sql)?;
+            }
+            let mut upsert_operation = tx
+                .prepare_cached(
+                    "INSERT INTO service_operations VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT DO UPDATE SET
+                       first_seen_unix_nanos = min(first_seen_unix_nanos, excluded.first_seen_unix_nanos),
+                       last_seen_unix_nanos = max(last_seen_unix_nanos, excluded.last_seen_unix_nanos),
+                       num_spans = num_spans + excluded.num_spans",
+                )
+                .map_err(sql)?;
+            for (key, seen) in &delta.operations {
+                upsert_operation
+                    .execute(params![
+                        key.service,
+                        key.operation,
+                        key.span_kind,
+                        seen.first_unix_nanos as i64,
+                        seen.last_unix_nanos as i64,
+                        seen.num_spans as i64
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    pub(crate) fn services(&self) -> Result<Vec<ServiceSummary>, StoreError> {
+        let sql = |e: rusqlite::Error| StoreError::Metadata(e.to_string());
+        let conn = self.conn();
+        let mut services: Vec<ServiceSummary> = Vec::new();
+        let find = |name: String, services: &mut Vec<ServiceSummary>| -> usize {
+            match services.iter().position(|s| s.name == name) {
+                Some(idx) => idx,
+                None => {
+                    services.push(ServiceSummary { name, operations: vec![], versions: vec![] });
+                    services.len() - 1
+                }
+            }
+        };
+        let mut stmt = conn
+            .prepare(
+                "SELECT service, environment, version, first_seen_unix_nanos, last_seen_unix_nanos,
+                        num_spans
+                 FROM service_versions ORDER BY service, environment, first_seen_unix_nanos",
+            )
+            .map_err(sql)?;
+        let mut rows = stmt.query([]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let idx = find(row.get(0).map_err(sql)?, &mut services);
+            let non_empty = |s: String| if s.is_empty() { None } else { Some(s) };
+            services[idx].versions.push(VersionSummary {
+                environment: non_empty(row.get(1).map_err(sql)?),
+                version: non_empty(row.get(2).map_err(sql)?),
+                first_seen_unix_nanos: row.get::<_, i64>(3).map_err(sql)? as u64,
+                last_seen_unix_nanos: row.get::<_, i64>(4).map_err(sql)? as u64,
+                num_spans: row.get::<_, i64>(5).map_err(sql)? as u64,
+            });
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT service, operation, span_kind, first_seen_unix_nanos, last_seen_unix_nanos,
+                        num_spans
+                 FROM service_operations ORDER BY service, operation, span_kind",
+            )
+            .map_err(sql)?;
+        let mut rows = stmt.query([]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let idx = find(row.get(0).map_err(sql)?, &mut services);
+            services[idx].operations.push(OperationSummary {
+                name: row.get(1).map_err(sql)?,
+                span_kind: row.get(2).map_err(sql)?,
+                first_seen_unix_nanos: row.get::<_, i64>(3).map_err(sql)? as u64,
+                last_seen_unix_nanos: row.get::<_, i64>(4).map_err(sql)? as u64,
+                num_spans: row.get::<_, i64>(5).map_err(sql)? as u64,
+            });
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(services)
+    }
+
+    pub(crate) fn schema_version(&self) -> Result<u32, StoreError> {
+        let conn = self.conn();
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+            .optional()
+            .map(|v| v.unwrap_or(0))
+            .map_err(|e| StoreError::Metadata(e.to_string()))
+    }
+}
+
+/// Applies the migrations not yet applied, each in its own transaction.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (number, (name, sql)) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", number as u32 + 1)?;
+        tx.commit()?;
+        tracing::info!(migration = name, "applied metadata migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! Store behaviour: round trips through the WAL and blocks, recovery, retention, search.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use model::{
+    Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
+    Value,
+};
+use proptest::prelude::*;
+
+use crate::{SpanQuery, SpanStore, StoreOptions, SyncPolicy, codec};
+
+const SECOND: u64 = 1_000_000_000;
+const T0: u64 = 1_700_000_000 * SECOND;
+
+fn resource(service: &str, version: &str) -> Arc<Resource> {
+    Arc::new(Resource {
+        attributes: vec![
+            KeyValue::new("service.name", Value::String(service.into())),
+            KeyValue::new("service.version", Value::String(version.into())),
+            KeyValue::new("deployment.environment.name", Value::String("prod".into())),
+        ],
+        dropped_attributes_count: 0,
+        schema_url: "https://opentelemetry.io/schemas/1.30.0".into(),
+    })
+}
+
+fn span(trace: u8, span: u8, start: u64, resource: &Arc<Resource>) -> Span {
+    Span {
+        trace_id: TraceId::from_bytes([trace; 16]).unwrap(),
+        span_id: SpanId::from_bytes([span; 8]).unwrap(),
+        parent_span_id: (span > 1).then(|| SpanId::from_bytes([1; 8]).unwrap()),
+        trace_state: "vendor=x".into(),
+        flags: 1,
+        name: format!("op-{}", span % 3),
+        kind: SpanKind::Server,
+        start_time_unix_nanos: start,
+        end_time_unix_nanos: start + u64::from(span) * 1_000_000,
+        attributes: vec![
+            KeyValue::new("http.route", Value::String("/cart/{id}".into())),
+            KeyValue::new("retries", Value::Int(-3)),
+            KeyValue::new("ratio", Value::Double(0.25)),
+            KeyValue::new(
+                "tags",
+                Value::Array(vec![Value::Bool(true), Value::Bytes(vec![0, 255])]),
+            ),
+            KeyValue::new("nested", Value::KvList(vec![KeyValue::new("k", Value::Empty)])),
+        ],
+        dropped_attributes_count: 2,
+        events: vec![Event {
+            time_unix_nanos: start + 5,
+            name: "cache miss".into(),
+            attributes: vec![KeyValue::new("key", Value::String("cart:1".into()))],
+            dropped_attributes_count: 0,
+        }],
+        dropped_events_count: 1,
+        links: vec![Link {
+            trace_id: TraceId::from_bytes([9; 16]).unwrap(),
+            span_id: SpanId::from_bytes([9; 8]).unwrap(),
+            trace_state: String::new(),
+            attributes: vec![],
+            dropped_attributes_count: 0,
+            flags: 0,
+        }],
+        dropped_links_count: 0,
+        status: Status {
+            code: if span % 2 == 0 { StatusCode::Error } else { StatusCode::Ok },
+            message: String::new(),
+        },
+        resource: Arc::clone(resource),
+        scope: Arc::new(Scope { name: "lib".into(), version: "1".into(), ..Scope::default() }),
+    }
+}
+
+fn options() -> StoreOptions {
+    StoreOptions { row_group_spans: 4, ..StoreOptions::default() }
+}
+
+#[test]
+fn codec_round_trips_every_field() {
+    let r = resource("checkout", "v1");
+    let spans: Vec<Span> = (1..20).map(|i| span(i % 4 + 1, i, T0 + u64::from(i), &r)).collect();
+    let decoded = codec::decode(&codec::encode(&spans)).unwrap();
+    assert_eq!(decoded, spans);
+}
+
+#[test]
+fn spans_are_readable_from_head_blocks_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = resource("checkout", "v1");
+    let first: Vec<Span> = (1..=6).map(|i| span(7, i, T0 + u64::from(i), &r)).collect();
+    {
+        let store = SpanStore::open(dir.path(), options()).unwrap();
+        store.append(first[..3].to_vec()).unwrap();
+        assert_eq!(store.trace(&first[0].trace_id).unwrap(), first[..3]);
+        store.flush().unwrap();
+        store.append(first[3..].to_vec()).unwrap();
+        // Half in a block, half in the head.
+        assert_eq!(store.stats().num_blocks, 1);
+        assert_eq!(store.trace(&first[0].trace_id).unwrap(), first);
+    }
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.recovered_spans(), 3);
+    assert_eq!(store.trace(&first[0].trace_id).unwrap(), first);
+    store.flush().unwrap();
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.recovered_spans(), 0, "sealed WAL segments are deleted");
+    assert_eq!(store.trace(&first[0].trace_id).unwrap(), first);
+    assert!(store.trace(&TraceId::from_bytes([42; 16]).unwrap()).unwrap().is_empty());
+}
+
+#[test]
+fn torn_write_at_the_end_of_the_wal_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = resource("checkout", "v1");
+    let spans: Vec<Span> = (1..=3).map(|i| span(3, i, T0, &r)).collect();
+    {
+        let store = SpanStore::open(dir.path(), options()).unwrap();
+        store.append(spans.clone()).unwrap();
+    }
+    // A record header promising 1000 bytes, followed by only a few: the process died mid-write.
+    let wal = std::fs::read_dir(dir.path().join("wal")).unwrap().next().unwrap().unwrap().path();
+    let good_len = std::fs::metadata(&wal).unwrap().len();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&wal).unwrap();
+    file.write_all(&1000u32.to_le_bytes()).unwrap();
+    file.write_all(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]).unwrap();
+    drop(file);
+
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.trace(&spans[0].trace_id).unwrap(), spans);
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), good_len);
+    store.append(vec![span(4, 1, T0, &r)]).unwrap();
+    drop(store);
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.recovered_spans(), 4);
+}
+
+#[test]
+fn retention_deletes_blocks_by_age_and_by_disk_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = resource("checkout", "v1");
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    let day = 24 * 3600 * SECOND;
+    for (trace, start) in [(1u8, T0), (2, T0 + day), (3, T0 + 2 * day)] {
+        store.append(vec![span(trace, 1, start, &r)]).unwrap();
+        store.flush().unwrap();
+    }
+    assert_eq!(store.stats().num_blocks, 3);
+    let trace = |t: u8| store.trace(&TraceId::from_bytes([t; 16]).unwrap()).unwrap().len();
+
+    // "Now" is day 8: with 7 days of retention only the first block has expired.
+    let report = store.enforce_retention(T0 + 8 * day - 1, 7 * day, None).unwrap();
+    assert_eq!(report.deleted_blocks, 1);
+    assert_eq!((trace(1), trace(2), trace(3)), (0, 1, 1));
+    let files = std::fs::read_dir(dir.path().join("blocks")).unwrap().count();
+    assert_eq!(files, 2);
+
+    // A budget of one block keeps only the newest.
+    let one_block = store.stats().block_bytes / 2 + 1;
+    let report = store.enforce_retention(T0 + 8 * day, 7 * day, Some(one_block)).unwrap();
+    assert_eq!(report.deleted_blocks, 1);
+    assert_eq!((trace(2), trace(3)), (0, 1));
+}
+
+#[test]
+fn search_filters_and_orders_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = resource("checkout", "v1");
+    let cart = resource("cart", "v2");
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    store
+        .append((1..=10).map(|t| span(t, 2, T0 + u64::from(t) * SECOND, &checkout)).collect())
+        .unwrap();
+    store.flush().unwrap();
+    store
+        .append((11..=12).map(|t| span(t, 3, T0 + u64::from(t) * SECOND, &cart)).collect())
+        .unwrap();
+
+    let all = SpanQuery { end_unix_nanos: u64::MAX, limit: 100, ..SpanQuery::default() };
+    let ids = |query: &SpanQuery| -> Vec<u8> {
+        store.search(query).unwrap().iter().map(|m| m.trace_id.as_bytes()[0]).collect()
+    };
+    assert_eq!(ids(&all), (1..=12).rev().collect::<Vec<u8>>());
+    assert_eq!(ids(&SpanQuery { limit: 3, ..all.clone() }), vec![12, 11, 10]);
+    assert_eq!(ids(&SpanQuery { service: Some("cart".into()), ..all.clone() }), vec![12, 11]);
+    assert_eq!(
+        ids(&SpanQuery { version: Some("v1".into()), limit: 2, ..all.clone() }),
+        vec![10, 9]
+    );
+    assert_eq!(ids(&SpanQuery { status: Some(StatusCode::Ok), ..all.clone() }), vec![12, 11]);
+    assert_eq!(
+        ids(&SpanQuery { min_duration_nanos: Some(3_000_000), ..all.clone() }),
+        vec![12, 11]
+    );
+    let attr =
+        SpanQuery { attributes: vec![("retries".into(), "-3".into())], limit: 1, ..all.clone() };
+    assert_eq!(ids(&attr), vec![12]);
+    let window = SpanQuery {
+        start_unix_nanos: T0 + 4 * SECOND,
+        end_unix_nanos: T0 + 6 * SECOND,
+        ..all.clone()
+    };
+    assert_eq!(ids(&window), vec![5, 4]);
+    assert_eq!(ids(&SpanQuery { operation: Some("/cart/{id}".into()), ..all }).len(), 12);
+
+    let services = store.services().unwrap();
+    assert_eq!(services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["cart", "checkout"]);
+    assert_eq!(services[1].versions[0].version.as_deref(), Some("v1"));
+    assert_eq!(services[1].versions[0].num_spans, 10);
+    assert_eq!(services[1].operations[0].name, "/cart/{id}");
+}
+
+#[test]
+fn no_sync_policy_still_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = resource("checkout", "v1");
+    {
+        let store =
+            SpanStore::open(dir.path(), StoreOptions { sync: SyncPolicy::Never, ..options() })
+                .unwrap();
+        store.append(vec![span(5, 1, T0, &r)]).unwrap();
+    }
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.trace(&TraceId::from_bytes([5; 16]).unwrap()).unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_appends_are_all_durable_and_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SpanStore::open(dir.path(), StoreOptions { max_head_spans: 50, ..options() }).unwrap(),
+    );
+    let r = resource("checkout", "v1");
+    std::thread::scope(|scope| {
+        for t in 1..=8u8 {
+            let store = Arc::clone(&store);
+            let r = Arc::clone(&r);
+            scope.spawn(move || {
+                for i in 1..=20u8 {
+                    store.append(vec![span(t, i, T0 + u64::from(i), &r)]).unwrap();
+                    if i % 7 == 0 {
+                        store.maintain(T0).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    for t in 1..=8u8 {
+        assert_eq!(store.trace(&TraceId::from_bytes([t; 16]).unwrap()).unwrap().len(), 20);
+    }
+    drop(store);
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    for t in 1..=8u8 {
+        assert_eq!(store.trace(&TraceId::from_bytes([t; 16]).unwrap()).unwrap().len(), 20);
+    }
+}
+
+proptest! {
+    #[test]
+    fn codec_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        let _ = codec::decode(&bytes);
+    }
+
+    #[test]
+    fn codec_decode_never_panics_on_mutated_batches(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let r = resource("checkout", "v1");
+        let spans: Vec<Span> = (1..6).map(|i| span(i, i, T0, &r)).collect();
+        let mut bytes = codec::encode(&spans);
+        for (idx, byte) in flips {
+            let i = idx.index(bytes.len());
+            bytes[i] = byte;
+        }
+        let _ = codec::decode(&bytes);
+    }
+
+    #[test]
+    fn codec_round_trips_arbitrary_attribute_values(
+        strings in proptest::collection::vec(".{0,20}", 0..5),
+        ints in proptest::collection::vec(any::<i64>(), 0..5),
+        doubles in proptest::collection::vec(any::<f64>().prop_filter("NaN != NaN", |d| !d.is_nan()), 0..5),
+        start in 1u64..u64::MAX / 2,
+    ) {
+        let r = resource("svc", "v");
+        let mut s = span(1, 1, start, &r);
+        s.attributes = strings.iter().map(|v| KeyValue::new(v.clone(), Value::String(v.clone())))
+            .chain(ints.iter().map(|i| KeyValue::new("i", Value::Int(*i))))
+            .chain(doubles.iter().map(|d| KeyValue::new("d", Value::Double(*d))))
+            .collect();
+        let decoded = codec::decode(&codec::encode(std::slice::from_ref(&s))).unwrap();
+        prop_assert_eq!(decoded, vec![s]);
+    }
+}
