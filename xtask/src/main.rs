@@ -1,1 +1,105 @@
-fn main() {}
+//! Developer and CI tasks.
+//!
+//! - `cargo xtask test`: install what the tests need (the OpenTelemetry Python SDK in a
+//!   virtualenv under `~/.cache/spanblame`), then check formatting, run clippy, and run every
+//!   test (with cargo-nextest when it is installed). This is the README's test command and
+//!   what `.ci/run` calls.
+//! - `cargo xtask bench`: the ingest benchmark in release mode.
+//!
+//! Tidy checks (file headers, crate boundaries) are ordinary tests in `tidy.rs`.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a developer tool talks to its user on the terminal"
+)]
+
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Pinned so every machine tests against the same client.
+const PYTHON_PACKAGES: &[&str] =
+    &["opentelemetry-sdk==1.45.2", "opentelemetry-exporter-otlp-proto-http==1.45.2"];
+
+fn main() -> anyhow::Result<()> {
+    let task = std::env::args().nth(1);
+    match task.as_deref() {
+        Some("test") => test(),
+        Some("bench") => {
+            run(Command::new("cargo").args(["bench", "-p", "spanblame", "--bench", "ingest"]))
+        }
+        Some("setup") => setup().map(|_| ()),
+        _ => bail!(
+            "usage: cargo xtask <test|bench|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the ingest benchmark (release build)\n  setup  only install test dependencies"
+        ),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}");
+    let status = command
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Installs the test dependencies that are not Rust crates; idempotent. Returns the Python
+/// interpreter of the virtualenv.
+fn setup() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let venv = PathBuf::from(home).join(".cache/spanblame/python");
+    let python = venv.join("bin/python");
+    let ready = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, sys; from importlib.metadata import version; sys.exit(version('opentelemetry-sdk') != '1.45.2')"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        eprintln!("xtask: installing the OpenTelemetry Python SDK into {}", venv.display());
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("creating a Python virtualenv (on Debian: apt-get install python3-venv)")?;
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(PYTHON_PACKAGES))?;
+    }
+    Ok(python)
+}
+
+fn test() -> anyhow::Result<()> {
+    let python = setup()?;
+    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
+        .context("formatting differs: run `cargo fmt --all`")?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let has_nextest = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut command = Command::new("cargo");
+    if has_nextest {
+        command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        command.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    command.env("SPANBLAME_TEST_PYTHON", &python);
+    run(&mut command)
+}

@@ -36,7 +36,7 @@ pub(crate) async fn run_maintenance(
             _ = interval.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        let with_retention = ticks % RETENTION_EVERY_TICKS == 0;
+        let with_retention = ticks.is_multiple_of(RETENTION_EVERY_TICKS);
         ticks += 1;
         let state = Arc::clone(&state);
         let result =

@@ -85,8 +85,14 @@ async fn handle(
             ([(header::CONTENT_TYPE, PROTOBUF)], Bytes::from(body)).into_response()
         }
         Encoding::Json => {
-            let body = serde_json::to_vec(&otlp::ExportTraceServiceResponse { partial_success })
-                .map_err(ApiError::internal)?;
+            // Absent fields are omitted in OTLP/JSON, so full success is `{}`.
+            let body = match partial_success {
+                None => b"{}".to_vec(),
+                Some(partial) => {
+                    serde_json::to_vec(&serde_json::json!({ "partialSuccess": partial }))
+                        .map_err(ApiError::internal)?
+                }
+            };
             ([(header::CONTENT_TYPE, JSON)], Bytes::from(body)).into_response()
         }
     })

@@ -1,1 +1,207 @@
-fn main() {}
+//! The foundation benchmark: OTLP decode rate, durable ingest throughput on one core, bytes
+//! per stored span after sealing, and trace-by-id latency at many stored spans.
+//!
+//! `cargo bench -p spanblame --bench ingest` (set `SPANBLAME_BENCH_SPANS` to change the
+//! 10M-span store size). Spans are ~400 bytes of OTLP protobuf with 10 attributes, 512 per
+//! request, 5 per trace, as in `shared/research/performance.md` §2.2. It prints each figure
+//! beside the floor and PRODUCT.md's target.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a benchmark prints its figures")]
+
+use std::time::Instant;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+const SPANS_PER_REQUEST: usize = 512;
+const SPANS_PER_TRACE: usize = 5;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
+    }
+}
+
+fn text(key: &str, value: String) -> KeyValue {
+    kv(key, any_value::Value::StringValue(value))
+}
+
+/// One export request; returns it encoded and the trace ids it holds.
+fn request(rng: &mut Rng, start_unix_nanos: u64) -> (Vec<u8>, Vec<[u8; 16]>) {
+    const SERVICES: [&str; 4] = ["checkout", "cart", "payments", "catalog"];
+    const ROUTES: [&str; 6] =
+        ["/cart", "/cart/{id}", "/checkout", "/pay", "/items/{sku}", "/healthz"];
+    let service = SERVICES[(rng.next() % 4) as usize];
+    let mut trace_ids = Vec::new();
+    let mut spans = Vec::with_capacity(SPANS_PER_REQUEST);
+    let mut trace_id = [0u8; 16];
+    let mut root = [0u8; 8];
+    for i in 0..SPANS_PER_REQUEST {
+        if i % SPANS_PER_TRACE == 0 {
+            trace_id[..8].copy_from_slice(&rng.next().to_le_bytes());
+            trace_id[8..].copy_from_slice(&rng.next().to_le_bytes());
+            trace_ids.push(trace_id);
+        }
+        let span_id = rng.next().to_le_bytes();
+        if i % SPANS_PER_TRACE == 0 {
+            root = span_id;
+        }
+        let route = ROUTES[(rng.next() % 6) as usize];
+        let start = start_unix_nanos + (i as u64) * 1_000_000;
+        spans.push(Span {
+            trace_id: trace_id.to_vec(),
+            span_id: span_id.to_vec(),
+            parent_span_id: if i % SPANS_PER_TRACE == 0 { vec![] } else { root.to_vec() },
+            name: format!("GET {route}"),
+            kind: if i % SPANS_PER_TRACE == 0 { 2 } else { 3 },
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1_000_000 + rng.next() % 50_000_000,
+            attributes: vec![
+                text("http.route", route.into()),
+                text("http.request.method", "GET".into()),
+                text("url.scheme", "https".into()),
+                text("server.address", "shop.example.com".into()),
+                text("user_agent.original", "Mozilla/5.0 (X11; Linux)".into()),
+                text("network.protocol.version", "1.1".into()),
+                text("cart.id", format!("cart-{:08x}", rng.next() as u32)),
+                text(
+                    "feature.flag",
+                    if rng.next().is_multiple_of(2) { "on".into() } else { "off".into() },
+                ),
+                kv("http.response.status_code", any_value::Value::IntValue(200)),
+                kv("cart.items", any_value::Value::IntValue((rng.next() % 20) as i64)),
+            ],
+            status: Some(Status {
+                code: if rng.next().is_multiple_of(50) { 2 } else { 0 },
+                ..Status::default()
+            }),
+            ..Span::default()
+        });
+    }
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    text("service.name", service.into()),
+                    text("service.version", "1.4.2".into()),
+                    text("deployment.environment.name", "prod".into()),
+                    text("host.name", "web-01".into()),
+                    text("telemetry.sdk.language", "rust".into()),
+                ],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans { spans, ..ScopeSpans::default() }],
+            ..ResourceSpans::default()
+        }],
+    };
+    (request.encode_to_vec(), trace_ids)
+}
+
+fn main() {
+    let total_spans: usize = std::env::var("SPANBLAME_BENCH_SPANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let num_requests = total_spans.div_ceil(SPANS_PER_REQUEST);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let limits = otlp::DecodeLimits::default();
+    let t0 = 1_763_700_000_000_000_000u64;
+
+    // Decode-only: the local upper bound, on a sample of requests.
+    let sample: Vec<Vec<u8>> =
+        (0..200).map(|i| request(&mut rng, t0 + i * 1_000_000_000).0).collect();
+    let bytes_per_span =
+        sample.iter().map(Vec::len).sum::<usize>() as f64 / (200 * SPANS_PER_REQUEST) as f64;
+    let started = Instant::now();
+    let mut decoded = 0usize;
+    for _ in 0..5 {
+        for body in &sample {
+            let converted = otlp::convert(otlp::decode_protobuf(body).unwrap(), &limits);
+            decoded += converted.spans.len();
+        }
+    }
+    let decode_rate = decoded as f64 / started.elapsed().as_secs_f64();
+
+    // Durable ingest on one thread: decode + convert + WAL append with fsync + head index,
+    // with sealing into blocks done inline (so it is charged to the same core).
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::SpanStore::open(dir.path(), store::StoreOptions::default()).unwrap();
+    let mut sampled_traces = Vec::new();
+    let mut generate_secs = 0.0;
+    let started = Instant::now();
+    for i in 0..num_requests {
+        let generated = Instant::now();
+        let (body, traces) = request(&mut rng, t0 + i as u64 * 100_000_000);
+        generate_secs += generated.elapsed().as_secs_f64();
+        if i % 50 == 0 {
+            sampled_traces.push(traces[0]);
+        }
+        let converted = otlp::convert(otlp::decode_protobuf(&body).unwrap(), &limits);
+        store.append(converted.spans).unwrap();
+        if store.stats().num_frozen_heads > 0 {
+            store.maintain(0).unwrap();
+        }
+    }
+    store.flush().unwrap();
+    let ingest_secs = started.elapsed().as_secs_f64() - generate_secs;
+    let ingested = num_requests * SPANS_PER_REQUEST;
+    let ingest_rate = ingested as f64 / ingest_secs;
+    let stats = store.stats();
+    let stored_bytes_per_span = stats.block_bytes as f64 / stats.num_block_spans as f64;
+
+    // Trace by id, over traces spread across every block.
+    let mut latencies_us: Vec<f64> = Vec::new();
+    for _ in 0..3 {
+        for trace in &sampled_traces {
+            let id = model::TraceId::from_bytes(*trace).unwrap();
+            let started = Instant::now();
+            let spans = store.trace(&id).unwrap();
+            latencies_us.push(started.elapsed().as_secs_f64() * 1e6);
+            assert_eq!(spans.len(), SPANS_PER_TRACE);
+        }
+    }
+    latencies_us.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| latencies_us[((latencies_us.len() - 1) as f64 * p) as usize] / 1000.0;
+
+    println!(
+        "spanblame ingest benchmark ({ingested} spans, {bytes_per_span:.0} B/span OTLP protobuf, 10 attributes, {SPANS_PER_REQUEST} spans/request, one thread)"
+    );
+    println!(
+        "  decode only (protobuf -> model):   {:>9.0} spans/s  {:>6.1} MB/s   (local upper bound)",
+        decode_rate,
+        decode_rate * bytes_per_span / 1e6
+    );
+    println!(
+        "  durable ingest (fsync per append): {:>9.0} spans/s  {:>6.1} MB/s   floor 100k/s, gate 250k/s, target 500k/s",
+        ingest_rate,
+        ingest_rate * bytes_per_span / 1e6
+    );
+    println!(
+        "  stored bytes per span (blocks):    {:>9.1} B            floor 60 B, gate 40 B, target 25 B (Tempo vParquet ~57 B)",
+        stored_bytes_per_span
+    );
+    println!(
+        "  trace by id ({} stored spans, {} blocks, {} lookups): p50 {:.2} ms, p99 {:.2} ms   floor p99 50 ms, target p99 5 ms (Jaeger+ClickHouse ~100 ms at 10M)",
+        stats.num_block_spans,
+        stats.num_blocks,
+        latencies_us.len(),
+        pct(0.5),
+        pct(0.99)
+    );
+}

@@ -342,11 +342,11 @@ impl SpanStore {
         match result {
             Ok(()) => {
                 state.durable_ticket = last_ticket;
-                if self.heads_read().active.spans.len() >= self.options.max_head_spans {
-                    if let Err(e) = self.rotate_locked(&mut state) {
-                        tracing::error!(error = %e, "could not start a new WAL segment");
-                        state.failed = Some(e.to_string());
-                    }
+                if self.heads_read().active.spans.len() >= self.options.max_head_spans
+                    && let Err(e) = self.rotate_locked(&mut state)
+                {
+                    tracing::error!(error = %e, "could not start a new WAL segment");
+                    state.failed = Some(e.to_string());
                 }
             }
             Err(e) => {

@@ -65,7 +65,7 @@ fn span(trace: u8, span: u8, start: u64, resource: &Arc<Resource>) -> Span {
         }],
         dropped_links_count: 0,
         status: Status {
-            code: if span % 2 == 0 { StatusCode::Error } else { StatusCode::Ok },
+            code: if span.is_multiple_of(2) { StatusCode::Error } else { StatusCode::Ok },
             message: String::new(),
         },
         resource: Arc::clone(resource),

@@ -1,0 +1,13 @@
+//! End-to-end tests of the `spanblame` binary: real OpenTelemetry clients, bad input, crashes.
+//! One test binary for the crate (each `tests/*.rs` file would link its own).
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "tests echo the server log for failure diagnosis"
+)]
+
+mod clients;
+mod crash;
+mod ingest_errors;
+mod support;

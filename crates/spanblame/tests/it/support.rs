@@ -1,0 +1,112 @@
+//! `TestServer`: the real `spanblame serve` as a child process on loopback ports chosen by
+//! the OS, with its own data directory, plus small HTTP helpers.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub(crate) struct TestServer {
+    child: Child,
+    pub(crate) http: SocketAddr,
+    pub(crate) otlp_grpc: SocketAddr,
+    pub(crate) otlp_http: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+}
+
+impl TestServer {
+    pub(crate) fn start(data_dir: &Path) -> TestServer {
+        TestServer::start_with_env(data_dir, &[])
+    }
+
+    pub(crate) fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spanblame"));
+        command
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--http-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0"])
+            .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .env("NO_COLOR", "1")
+            .env("SPANBLAME_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawning spanblame");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[spanblame] {line}");
+                if line.contains("spanblame is listening") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("spanblame did not report its listening addresses within 30 s");
+        let field = |name: &str| -> SocketAddr {
+            let start = line.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+            line[start..].split_whitespace().next().unwrap().parse().unwrap()
+        };
+        TestServer {
+            http: field("http"),
+            otlp_grpc: field("otlp_grpc"),
+            otlp_http: field("otlp_http"),
+            child,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// GET a JSON API path; returns status and body.
+    pub(crate) fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::blocking::get(self.url(path)).unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().unwrap())
+    }
+
+    /// Polls until the trace has `num_spans` spans (exporters may deliver in several requests).
+    pub(crate) fn wait_for_trace(&self, trace_id: &str, num_spans: usize) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get_json(&format!("/api/v1/traces/{trace_id}"));
+            if status == 200 && body["spans"].as_array().unwrap().len() >= num_spans {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "trace {trace_id} incomplete: {status} {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The span with `name` in a trace response.
+pub(crate) fn span_named<'a>(trace: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no span named {name} in {trace}"))
+}
