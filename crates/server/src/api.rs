@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use model::{KeyValue, Span, TraceId, Value};
 use serde_json::{Map, Value as Json_, json};
@@ -201,9 +201,8 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such route; see the README for the API")
 }
 
-pub(crate) async fn method_not_allowed() -> Response {
-    let error = ApiError::invalid("method not allowed on this route");
-    (StatusCode::METHOD_NOT_ALLOWED, Json(error.json_body())).into_response()
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
 }
 
 // ---------------------------------------------------------------------------------------------
