@@ -154,7 +154,8 @@ fn main() {
         }
         let converted = otlp::convert(otlp::decode_protobuf(&body).unwrap(), &limits);
         store.append(converted.spans).unwrap();
-        if store.stats().num_frozen_heads > 0 {
+        // What the server's once-a-second job does: seal frozen heads, flush the catalog.
+        if i % 64 == 63 {
             store.maintain(0).unwrap();
         }
     }
