@@ -40,8 +40,19 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The workspace root, asked of cargo at run time: a path compiled in with `env!` goes stale
+/// when a shared target directory serves checkouts at different paths.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    let located = Command::new("cargo")
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok());
+    match located {
+        Some(manifest) => Path::new(manifest.trim()).parent().unwrap_or(Path::new(".")).to_owned(),
+        None => PathBuf::from("."),
+    }
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {

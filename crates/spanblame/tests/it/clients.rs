@@ -14,7 +14,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::json;
 
-use crate::support::{TestServer, span_named};
+use crate::support::{self, TestServer, span_named};
 
 const TOKEN: &str = "collector-token-0123456789abcdef";
 
@@ -169,7 +169,7 @@ fn python_sdk_exports_over_http_protobuf_round_trip() {
     );
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/otel_python_client.py");
+    let script = support::manifest_dir().join("tests/it/otel_python_client.py");
     let output = std::process::Command::new(python)
         .arg(script)
         .arg(format!("http://{}/v1/traces", server.otlp_http))

@@ -110,3 +110,9 @@ pub(crate) fn span_named<'a>(trace: &'a serde_json::Value, name: &str) -> &'a se
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("no span named {name} in {trace}"))
 }
+
+/// This package's directory, read at run time (cargo sets it for tests): a path compiled in
+/// with `env!` goes stale when a shared target directory serves checkouts at other paths.
+pub(crate) fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("tests run under cargo"))
+}

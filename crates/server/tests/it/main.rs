@@ -1,0 +1,7 @@
+//! In-process tests of the server's routes and jobs: the real router and store, driven through
+//! `tower::ServiceExt::oneshot` with a manual clock, so time-dependent behaviour is tested
+//! without sleeping. (End-to-end tests with real clients over sockets live in
+//! `crates/spanblame/tests`.)
+
+mod retention;
+mod support;

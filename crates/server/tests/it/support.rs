@@ -1,0 +1,123 @@
+//! `TestApp`: an `AppState` over a store in a temporary directory, a manual clock, and helpers
+//! to send requests through the router.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use server::{AppState, Clock, IngestAuth, Retention, Settings};
+use store::{SpanStore, StoreOptions};
+use tower::ServiceExt;
+
+pub(crate) const SECOND: u64 = 1_000_000_000;
+pub(crate) const DAY: u64 = 24 * 3600 * SECOND;
+/// 2026-01-01T00:00:00Z.
+pub(crate) const T0: u64 = 1_767_225_600 * SECOND;
+
+/// A clock that moves only when told to.
+#[derive(Default)]
+pub(crate) struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub(crate) fn set(&self, unix_nanos: u64) {
+        self.0.store(unix_nanos, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_unix_nanos(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub(crate) struct TestApp {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) store: Arc<SpanStore>,
+    pub(crate) store_options: StoreOptions,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub(crate) fn new() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let store_options = StoreOptions::default();
+        let store = Arc::new(SpanStore::open(dir.path(), store_options.clone()).unwrap());
+        let clock = Arc::new(ManualClock::default());
+        clock.set(T0);
+        let settings = Settings {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            otlp_grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            otlp_http_addr: "127.0.0.1:0".parse().unwrap(),
+            limits: otlp::DecodeLimits::default(),
+            ingest_auth: IngestAuth::open(),
+            max_exports_in_flight: 8,
+            retention: Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
+        };
+        let state =
+            AppState::new(settings, Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>);
+        TestApp { state, clock, store, store_options, _dir: dir }
+    }
+
+    pub(crate) async fn send(&self, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = server::router(Arc::clone(&self.state)).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into())
+            })
+        };
+        (status, json)
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
+        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let request = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// Exports one span over OTLP/HTTP JSON.
+    pub(crate) async fn export_span(&self, trace_id: &str, resource: &[(&str, &str)], start: u64) {
+        let attributes: Vec<_> = resource
+            .iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": {"stringValue": v}}))
+            .collect();
+        let body = serde_json::json!({"resourceSpans": [{
+            "resource": {"attributes": attributes},
+            "scopeSpans": [{"spans": [{
+                "traceId": trace_id,
+                "spanId": "0102030405060708",
+                "name": "GET /checkout",
+                "kind": 2,
+                "startTimeUnixNano": start.to_string(),
+                "endTimeUnixNano": (start + 5_000_000).to_string(),
+            }]}]
+        }]});
+        let (status, response) = self.post_json("/v1/traces", &body).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+    }
+
+    pub(crate) fn state_blocks(&self) -> u64 {
+        self.store.stats().num_blocks
+    }
+
+    /// Runs the server's upkeep job once at `now` (sealing, and retention).
+    pub(crate) fn run_jobs_at(&self, now: u64) {
+        self.clock.set(now);
+        server::run_maintenance_once(&self.state, true).unwrap();
+    }
+}
