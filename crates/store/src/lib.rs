@@ -24,6 +24,7 @@
 //! renamed block holds all of its spans.
 
 mod block;
+mod changes;
 mod codec;
 mod metadata;
 mod query;
@@ -32,7 +33,7 @@ mod wal;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,7 @@ use crate::block::BlockMeta;
 use crate::metadata::{CatalogDelta, Metadata, OperationKey, Seen, VersionKey};
 use crate::wal::SegmentWriter;
 
+pub use crate::changes::{Applied, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
 pub use crate::metadata::{OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::query::{SpanQuery, TraceMatch};
 pub use crate::wal::SyncPolicy;
@@ -415,7 +417,7 @@ impl SpanStore {
 
     fn flush_catalog(&self) -> Result<(), StoreError> {
         let delta = std::mem::take(&mut *lock(&self.catalog));
-        if delta.versions.is_empty() && delta.operations.is_empty() {
+        if delta.is_empty() {
             return Ok(());
         }
         if let Err(e) = self.metadata.apply_catalog(&delta) {
@@ -651,11 +653,21 @@ fn note_catalog(delta: &mut CatalogDelta, spans: &[Span]) {
     // A batch repeats a handful of keys: count under borrowed keys, allocate once per key.
     let mut versions: HashMap<(&str, &str, &str), Seen> = HashMap::new();
     let mut operations: HashMap<(&str, &str, &'static str), Seen> = HashMap::new();
+    let mut commit_checked: HashSet<(&str, &str)> = HashSet::new();
     for span in spans {
         let seen = Seen::new(span.start_time_unix_nanos);
         let service = span.service_name();
         let version = (service, span.environment().unwrap_or(""), span.version().unwrap_or(""));
         versions.entry(version).and_modify(|s| s.add(seen)).or_insert(seen);
+        // The commit a version was built from, once per (service, version) and batch.
+        if !version.2.is_empty() && commit_checked.insert((service, version.2)) {
+            if let Some(commit) = span_commit(span) {
+                delta.version_commits.insert(
+                    (service.to_owned(), version.2.to_owned()),
+                    commit.to_ascii_lowercase(),
+                );
+            }
+        }
         let operation = (service, span.operation(), span.kind.as_str());
         operations.entry(operation).and_modify(|s| s.add(seen)).or_insert(seen);
     }
@@ -675,4 +687,12 @@ fn note_catalog(delta: &mut CatalogDelta, spans: &[Span]) {
         };
         delta.operations.entry(key).and_modify(|s| s.add(seen)).or_insert(seen);
     }
+}
+
+/// The commit a span names through any of the conventions (`vcs.ref.head.revision`, ...).
+fn span_commit(span: &Span) -> Option<&str> {
+    model::attribute_names::COMMIT.iter().find_map(|name| match span.attribute(name) {
+        Some(model::Value::String(sha)) if model::looks_like_sha(sha) => Some(sha.as_str()),
+        _ => None,
+    })
 }

@@ -11,8 +11,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::StoreError;
 
 /// Migrations in order; the database's `user_version` is the number applied so far.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_catalog", include_str!("../migrations/0001_catalog.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_catalog", include_str!("../migrations/0001_catalog.sql")),
+    ("0002_change_graph", include_str!("../migrations/0002_change_graph.sql")),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct VersionKey {
@@ -53,6 +55,8 @@ impl Seen {
 pub(crate) struct CatalogDelta {
     pub(crate) versions: HashMap<VersionKey, Seen>,
     pub(crate) operations: HashMap<OperationKey, Seen>,
+    /// (service, version) -> the commit its spans name.
+    pub(crate) version_commits: HashMap<(String, String), String>,
 }
 
 impl CatalogDelta {
@@ -63,6 +67,11 @@ impl CatalogDelta {
         for (key, seen) in other.operations {
             self.operations.entry(key).and_modify(|s| s.add(seen)).or_insert(seen);
         }
+        self.version_commits.extend(other.version_commits);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.versions.is_empty() && self.operations.is_empty() && self.version_commits.is_empty()
     }
 }
 
@@ -107,7 +116,7 @@ impl Metadata {
         Ok(Metadata { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -127,6 +136,7 @@ impl Metadata {
                 )
                 .map_err(sql)?;
             for (key, seen) in &delta.versions {
+                crate::changes::infer_deploy(&tx, key, seen).map_err(sql)?;
                 upsert_version
                     .execute(params![
                         key.service,
@@ -158,6 +168,15 @@ impl Metadata {
                         seen.num_spans as i64
                     ])
                     .map_err(sql)?;
+            }
+            let mut upsert_commit = tx
+                .prepare_cached(
+                    "INSERT INTO version_commits VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO UPDATE SET commit_sha = excluded.commit_sha",
+                )
+                .map_err(sql)?;
+            for ((service, version), commit) in &delta.version_commits {
+                upsert_commit.execute(params![service, version, commit]).map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)

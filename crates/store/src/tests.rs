@@ -293,3 +293,134 @@ proptest! {
         prop_assert_eq!(decoded, vec![s]);
     }
 }
+
+mod change_graph {
+    //! The change graph: idempotent webhook application, merging sources, deploy inference.
+
+    use model::{
+        Commit, DeploySource, FileChange, FileChangeKind, ForgeKind, Person, Review, ReviewState,
+    };
+
+    use super::{SECOND, T0, options, resource, span};
+    use crate::{Applied, ChangeBatch, NewDeploy, SpanStore};
+
+    fn commit(sha: char, message: &str) -> Commit {
+        Commit {
+            sha: sha.to_string().repeat(40),
+            message: message.into(),
+            author: Person { name: Some("Ada".into()), ..Person::default() },
+            files: vec![FileChange { path: "src/cart.rs".into(), kind: FileChangeKind::Modified }],
+            ..Commit::default()
+        }
+    }
+
+    #[test]
+    fn webhooks_apply_once_and_sources_complete_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SpanStore::open(dir.path(), options()).unwrap();
+        let review = Review {
+            kind: ForgeKind::Gitea,
+            id: "7".into(),
+            title: "Cache carts".into(),
+            url: Some("https://git.example.com/shop/cart/pulls/7".into()),
+            author: Person::default(),
+            reviewers: vec!["bob".into()],
+            state: ReviewState::Merged,
+            head_sha: Some("a".repeat(40)),
+            merge_commit_sha: Some("b".repeat(40)),
+            commits: vec!["a".repeat(40)],
+        };
+        let batch = ChangeBatch {
+            repository: "shop/cart".into(),
+            commits: vec![commit('a', "cache carts\n\nbody"), commit('b', "Merge pull request #7")],
+            reviews: vec![review.clone()],
+        };
+        assert_eq!(store.apply_webhook("gitea", "k1", "push", &batch, T0).unwrap(), Applied::New);
+        let changed = ChangeBatch { commits: vec![commit('c', "other")], ..batch.clone() };
+        assert_eq!(
+            store.apply_webhook("gitea", "k1", "push", &changed, T0).unwrap(),
+            Applied::Duplicate
+        );
+        assert!(store.find_commit(&"c".repeat(40)).unwrap().is_none(), "a replay stores nothing");
+
+        // The mirror adds parents later; the webhook's author survives.
+        let mut from_mirror = commit('a', "cache carts\n\nbody");
+        from_mirror.author = Person::default();
+        from_mirror.parents = vec!["9".repeat(40)];
+        store
+            .record_changes(&ChangeBatch {
+                repository: "shop/cart".into(),
+                commits: vec![from_mirror],
+                reviews: vec![],
+            })
+            .unwrap();
+        let found = store.find_commit("aaaaaaa").unwrap().unwrap();
+        assert_eq!(found.repository, "shop/cart");
+        assert_eq!(found.commit.author.name.as_deref(), Some("Ada"));
+        assert_eq!(found.commit.parents, vec!["9".repeat(40)]);
+        assert_eq!(found.commit.files.len(), 1);
+        assert_eq!(found.commit.subject(), "cache carts");
+
+        for sha in ["a", "b"] {
+            let reviews = store.reviews_of_commit(&sha.repeat(40)).unwrap();
+            assert_eq!(reviews.len(), 1, "{sha}");
+            assert_eq!(reviews[0].review.title, "Cache carts");
+        }
+        assert!(store.reviews_of_commit(&"c".repeat(40)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn deploys_are_inferred_from_spans_and_merge_with_explicit_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SpanStore::open(dir.path(), options()).unwrap();
+        store.append(vec![span(1, 1, T0, &resource("cart", "v1"))]).unwrap();
+        store.maintain(T0).unwrap();
+        let deploys = store.deploys(Some("cart"), Some("prod"), 10).unwrap();
+        assert_eq!(deploys.len(), 1);
+        assert_eq!(
+            (deploys[0].version.as_str(), deploys[0].source),
+            ("v1", DeploySource::Inferred)
+        );
+        assert_eq!(deploys[0].started_at_unix_nanos, T0);
+
+        // v2's spans arrive first; CI reports it a minute later with a commit: one deploy.
+        store.append(vec![span(2, 1, T0 + 60 * SECOND, &resource("cart", "v2"))]).unwrap();
+        store.maintain(T0 + 60 * SECOND).unwrap();
+        let reported = NewDeploy {
+            service: "cart".into(),
+            environment: "prod".into(),
+            version: "v2".into(),
+            commit: Some("b".repeat(40)),
+            started_at_unix_nanos: T0 + 55 * SECOND,
+            deployer: Some("ci".into()),
+            ..NewDeploy::default()
+        };
+        let merged = store.record_deploy(&reported).unwrap();
+        assert_eq!(merged.source, DeploySource::Merged);
+        assert_eq!(merged.commit, Some("b".repeat(40)));
+        let v1 = store.deploys(Some("cart"), Some("prod"), 10).unwrap()[1].clone();
+        assert_eq!(merged.previous_id, Some(v1.id));
+
+        // v3 reported first, then its spans: also one deploy. A CI retry changes nothing.
+        let v3 = NewDeploy {
+            version: "v3".into(),
+            started_at_unix_nanos: T0 + 120 * SECOND,
+            ..reported
+        };
+        let explicit = store.record_deploy(&v3).unwrap();
+        assert_eq!(explicit.source, DeploySource::Explicit);
+        assert_eq!(store.record_deploy(&v3).unwrap().id, explicit.id);
+        store.append(vec![span(3, 1, T0 + 130 * SECOND, &resource("cart", "v3"))]).unwrap();
+        store.maintain(T0 + 130 * SECOND).unwrap();
+        let deploys = store.deploys(Some("cart"), None, 10).unwrap();
+        assert_eq!(deploys.len(), 3);
+        assert_eq!((deploys[0].id, deploys[0].source), (explicit.id, DeploySource::Merged));
+        assert_eq!(deploys[0].previous_id, Some(merged.id));
+
+        // Old v1 spans still arriving during a rollout infer nothing new.
+        store.append(vec![span(4, 1, T0 + 140 * SECOND, &resource("cart", "v1"))]).unwrap();
+        store.maintain(T0 + 140 * SECOND).unwrap();
+        assert_eq!(store.deploys(Some("cart"), None, 10).unwrap().len(), 3);
+        assert!(store.deploys(Some("other"), None, 10).unwrap().is_empty());
+    }
+}
