@@ -7,11 +7,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use model::{KeyValue, Span, TraceId, Value};
+use model::{KeyValue, Span, TraceId, Value, VersionIdentity};
 use serde_json::{Map, Value as Json_, json};
 use store::SpanQuery;
 
 use crate::AppState;
+use crate::changes::ChangeResolver;
 use crate::error::{ApiError, ErrorCode};
 
 const DEFAULT_SEARCH_LIMIT: usize = 20;
@@ -25,11 +26,27 @@ pub(crate) async fn get_trace(
     let id = TraceId::from_hex(&trace_id).map_err(|e| {
         ApiError::invalid(format!("`{trace_id}` is not a trace id ({e}); expected 32 hex digits"))
     })?;
-    let store = Arc::clone(&state.store);
-    let spans = tokio::task::spawn_blocking(move || store.trace(&id))
-        .await
-        .map_err(ApiError::internal)??;
-    if spans.is_empty() {
+    let views = tokio::task::spawn_blocking(move || -> Result<Vec<Json_>, store::StoreError> {
+        let spans = state.store.trace(&id)?;
+        let mut resolver = ChangeResolver::new(&state.store, &state.settings.changes);
+        spans
+            .iter()
+            .map(|span| {
+                let identity = span.identity();
+                let change = resolver.change(
+                    &identity.service,
+                    identity.version.as_deref(),
+                    identity.commit.as_deref(),
+                )?;
+                let mut view = span_view(span, &identity);
+                view["change"] = change;
+                Ok(view)
+            })
+            .collect()
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    if views.is_empty() {
         return Err(ApiError::new(
             ErrorCode::NotFound,
             format!("no spans stored for trace `{trace_id}`"),
@@ -37,7 +54,7 @@ pub(crate) async fn get_trace(
     }
     Ok(Json(json!({
         "trace_id": id.to_hex(),
-        "spans": spans.iter().map(span_view).collect::<Vec<_>>(),
+        "spans": views,
     })))
 }
 
@@ -230,8 +247,7 @@ fn span_summary(span: &Span) -> Json_ {
     })
 }
 
-fn span_view(span: &Span) -> Json_ {
-    let identity = span.identity();
+fn span_view(span: &Span, identity: &VersionIdentity) -> Json_ {
     let mut code = Map::new();
     if let Some(v) = &identity.code.file_path {
         code.insert("file_path".into(), v.clone().into());

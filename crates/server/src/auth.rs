@@ -1,4 +1,4 @@
-//! Who may send spans: the ingest token check, in one place.
+//! Who may send spans or report deploys: the token check, in one place.
 //!
 //! Tokens arrive as `Authorization: Bearer <token>` or, for exporters configured for
 //! Lightstep, `lightstep-access-token: <token>`. Configured tokens are kept only as SHA-256
@@ -11,29 +11,38 @@ use subtle::ConstantTimeEq;
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(Clone, Default)]
-pub struct IngestAuth {
+pub struct TokenAuth {
     required: bool,
+    /// What the tokens allow, for messages: "sending spans", "reporting deploys".
+    purpose: &'static str,
     token_digests: Vec<[u8; 32]>,
 }
 
-impl std::fmt::Debug for IngestAuth {
+impl std::fmt::Debug for TokenAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestAuth")
+        f.debug_struct("TokenAuth")
             .field("required", &self.required)
             .field("num_tokens", &self.token_digests.len())
             .finish()
     }
 }
 
-impl IngestAuth {
-    /// Anyone may send spans (the local default and the demo).
-    pub fn open() -> IngestAuth {
-        IngestAuth::default()
+impl TokenAuth {
+    /// Anyone may (the local default and the demo).
+    pub fn open() -> TokenAuth {
+        TokenAuth::default()
     }
 
-    /// Only holders of one of `tokens` may send spans.
-    pub fn with_tokens<'a>(tokens: impl IntoIterator<Item = &'a str>) -> IngestAuth {
-        IngestAuth { required: true, token_digests: tokens.into_iter().map(digest).collect() }
+    /// Only holders of one of `tokens` may do `purpose` ("sending spans").
+    pub fn with_tokens<'a>(
+        purpose: &'static str,
+        tokens: impl IntoIterator<Item = &'a str>,
+    ) -> TokenAuth {
+        TokenAuth {
+            required: true,
+            purpose,
+            token_digests: tokens.into_iter().map(digest).collect(),
+        }
     }
 
     /// Checks the credentials from request headers (HTTP) or metadata (gRPC).
@@ -66,7 +75,7 @@ impl IngestAuth {
         if bool::from(known) {
             Ok(())
         } else {
-            Err(unauthenticated("the token is not valid for sending spans"))
+            Err(unauthenticated(&format!("the token is not valid for {}", self.purpose)))
         }
     }
 }
@@ -85,12 +94,12 @@ mod tests {
 
     #[test]
     fn accepts_bearer_and_lightstep_alias_and_refuses_the_rest() {
-        let auth = IngestAuth::with_tokens(["s3cret"]);
+        let auth = TokenAuth::with_tokens("sending spans", ["s3cret"]);
         assert!(auth.check(Some("Bearer s3cret"), None).is_ok());
         assert!(auth.check(None, Some("s3cret")).is_ok());
         assert!(auth.check(Some("Bearer wrong"), None).is_err());
         assert!(auth.check(Some("s3cret"), None).is_err());
         assert!(auth.check(None, None).is_err());
-        assert!(IngestAuth::open().check(None, None).is_ok());
+        assert!(TokenAuth::open().check(None, None).is_ok());
     }
 }

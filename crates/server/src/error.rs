@@ -119,6 +119,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Reads a request body, refusing it with 413 as soon as it exceeds `max_bytes` (the body is
+/// never buffered past the cap).
+pub(crate) async fn read_capped(
+    body: axum::body::Body,
+    max_bytes: usize,
+    what: &str,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, max_bytes).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "{what} body is larger than the limit of {max_bytes} bytes (or could not be read)"
+            ),
+        )
+    })
+}
+
 impl From<otlp::DecodeError> for ApiError {
     fn from(e: otlp::DecodeError) -> ApiError {
         use otlp::DecodeError as E;

@@ -15,7 +15,10 @@
 
 mod api;
 mod auth;
+mod changes;
+mod deploys;
 pub mod error;
+mod hooks;
 mod ingest;
 mod jobs;
 mod metrics;
@@ -32,7 +35,8 @@ use store::SpanStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use auth::IngestAuth;
+pub use auth::TokenAuth;
+pub use changes::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
 pub use jobs::{Clock, SystemClock, run_maintenance_once};
 
 /// Everything the server needs besides the store; built by the binary from the config.
@@ -42,10 +46,14 @@ pub struct Settings {
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
     pub limits: otlp::DecodeLimits,
-    pub ingest_auth: IngestAuth,
+    pub ingest_auth: TokenAuth,
     /// Exports that may wait for a durable write at once; beyond that, 429 / RESOURCE_EXHAUSTED.
     pub max_exports_in_flight: usize,
     pub retention: Retention,
+    /// Forge integrations, repositories and service ownership: the change graph's sources.
+    pub changes: ChangeSettings,
+    /// Who may report deploys (`POST /api/v1/deploys`).
+    pub deploy_auth: TokenAuth,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +92,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/services", get(api::list_services))
         .route("/api/v1/traces", get(api::search_traces))
         .route("/api/v1/traces/{trace_id}", get(api::get_trace))
+        .route("/api/v1/deploys", get(deploys::list_deploys).post(deploys::create_deploy))
+        .route("/api/v1/commits/{sha}/impact", get(deploys::commit_impact))
+        .route("/hooks/{kind}/{integration}", post(hooks::receive))
         .merge(otlp_http_routes())
         .route_service(otlp_grpc::ROUTE, otlp_grpc::service(Arc::clone(&state)))
         .fallback(api::not_found)

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 /// Sections that environment overrides may address.
-const SECTIONS: &[&str] = &["server", "storage", "retention", "ingest"];
+const SECTIONS: &[&str] = &["server", "storage", "retention", "ingest", "deploys"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +20,47 @@ pub(crate) struct Config {
     pub(crate) storage: StorageConfig,
     pub(crate) retention: RetentionConfig,
     pub(crate) ingest: IngestConfig,
+    pub(crate) deploys: DeploysConfig,
+    pub(crate) integrations: Vec<IntegrationConfig>,
+    pub(crate) repositories: Vec<RepositoryConfig>,
+    pub(crate) services: Vec<ServiceConfig>,
+}
+
+/// Who may report deploys through `POST /api/v1/deploys` (and `spanblame deploy`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DeploysConfig {
+    pub(crate) require_auth: bool,
+    pub(crate) tokens: Vec<TokenConfig>,
+}
+
+/// A forge that sends webhooks to `/hooks/{kind}/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IntegrationConfig {
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) secret_env: Option<String>,
+    pub(crate) secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RepositoryConfig {
+    pub(crate) name: String,
+    pub(crate) url: Option<String>,
+    pub(crate) web_url: Option<String>,
+    /// The forge kind, for link formats.
+    pub(crate) forge: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServiceConfig {
+    pub(crate) name: String,
+    pub(crate) repository: Option<String>,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) team: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,36 +226,21 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
         bail!("`ingest.max_exports_in_flight` must be at least 1");
     }
 
-    let ingest_auth = if config.ingest.require_auth {
-        if config.ingest.tokens.is_empty() {
-            bail!(
-                "`ingest.require_auth` is true but no `[[ingest.tokens]]` is configured; add one with `name` and `secret_env` (or `secret_file`)"
-            );
-        }
-        let mut secrets = Vec::new();
-        for (idx, token) in config.ingest.tokens.iter().enumerate() {
-            let key = format!("`ingest.tokens[{idx}]` (`{}`)", token.name);
-            let secret = match (&token.secret_env, &token.secret_file) {
-                (Some(var), None) => env.get(var).cloned().with_context(|| {
-                    format!("{key}: environment variable `{var}` named by `secret_env` is not set")
-                })?,
-                (None, Some(file)) => std::fs::read_to_string(file)
-                    .with_context(|| format!("{key}: reading `secret_file` `{}`", file.display()))?
-                    .trim()
-                    .to_owned(),
-                _ => bail!("{key}: set exactly one of `secret_env` or `secret_file`"),
-            };
-            if secret.len() < 16 {
-                bail!(
-                    "{key}: the secret is shorter than 16 characters; use a long random value (e.g. `openssl rand -hex 32`)"
-                );
-            }
-            secrets.push(secret);
-        }
-        server::IngestAuth::with_tokens(secrets.iter().map(String::as_str))
-    } else {
-        server::IngestAuth::open()
-    };
+    let ingest_auth = token_auth(
+        "ingest",
+        "sending spans",
+        config.ingest.require_auth,
+        &config.ingest.tokens,
+        env,
+    )?;
+    let deploy_auth = token_auth(
+        "deploys",
+        "reporting deploys",
+        config.deploys.require_auth,
+        &config.deploys.tokens,
+        env,
+    )?;
+    let changes = resolve_changes(config, env)?;
 
     let limits = otlp::DecodeLimits {
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
@@ -231,10 +257,146 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             ingest_auth,
             max_exports_in_flight: config.ingest.max_exports_in_flight,
             retention: server::Retention { spans_max_age_nanos, disk_budget_bytes },
+            changes,
+            deploy_auth,
         },
         data_dir: config.storage.data_dir.clone(),
         store: store::StoreOptions { sync, ..store::StoreOptions::default() },
     })
+}
+
+/// A token list for one purpose: open unless `require_auth`, else the configured secrets.
+fn token_auth(
+    section: &str,
+    purpose: &'static str,
+    require_auth: bool,
+    tokens: &[TokenConfig],
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<server::TokenAuth> {
+    if !require_auth {
+        return Ok(server::TokenAuth::open());
+    }
+    if tokens.is_empty() {
+        bail!(
+            "`{section}.require_auth` is true but no `[[{section}.tokens]]` is configured; add one with `name` and `secret_env` (or `secret_file`)"
+        );
+    }
+    let mut secrets = Vec::new();
+    for (idx, token) in tokens.iter().enumerate() {
+        let key = format!("`{section}.tokens[{idx}]` (`{}`)", token.name);
+        secrets.push(read_secret(
+            &key,
+            token.secret_env.as_deref(),
+            token.secret_file.as_deref(),
+            env,
+        )?);
+    }
+    Ok(server::TokenAuth::with_tokens(purpose, secrets.iter().map(String::as_str)))
+}
+
+/// A secret named by `secret_env` or `secret_file` (exactly one), at least 16 characters.
+fn read_secret(
+    key: &str,
+    secret_env: Option<&str>,
+    secret_file: Option<&Path>,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<String> {
+    let secret = match (secret_env, secret_file) {
+        (Some(var), None) => env.get(var).cloned().with_context(|| {
+            format!("{key}: environment variable `{var}` named by `secret_env` is not set")
+        })?,
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("{key}: reading `secret_file` `{}`", file.display()))?
+            .trim()
+            .to_owned(),
+        _ => bail!("{key}: set exactly one of `secret_env` or `secret_file`"),
+    };
+    if secret.len() < 16 {
+        bail!(
+            "{key}: the secret is shorter than 16 characters; use a long random value (e.g. `openssl rand -hex 32`)"
+        );
+    }
+    Ok(secret)
+}
+
+/// Integrations, repositories and service ownership, checked against each other.
+fn resolve_changes(
+    config: &Config,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<server::ChangeSettings> {
+    let kind = |key: &str, name: &str| {
+        model::ForgeKind::parse(name).with_context(|| {
+            format!("{key} = `{name}` is not a forge kind; use gogs, gitea, forgejo, github, gitlab or phabricator")
+        })
+    };
+    let mut integrations = Vec::new();
+    for (idx, integration) in config.integrations.iter().enumerate() {
+        let key = format!("`integrations[{idx}]` (`{}`)", integration.name);
+        if integration.name.is_empty()
+            || !integration
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            bail!(
+                "{key}: `name` must be letters, digits, `-` or `_` (it appears in the webhook URL)"
+            );
+        }
+        let kind = kind(&format!("{key}: `kind`"), &integration.kind)?;
+        if integrations
+            .iter()
+            .any(|i: &server::Integration| i.name == integration.name && i.kind == kind)
+        {
+            bail!("{key}: another `{kind}` integration has the same name");
+        }
+        let secret = read_secret(
+            &key,
+            integration.secret_env.as_deref(),
+            integration.secret_file.as_deref(),
+            env,
+        )?;
+        integrations.push(server::Integration {
+            name: integration.name.clone(),
+            kind,
+            secret: secret.into_bytes(),
+        });
+    }
+    let mut repositories = Vec::new();
+    for (idx, repository) in config.repositories.iter().enumerate() {
+        let key = format!("`repositories[{idx}]` (`{}`)", repository.name);
+        if repository.name.trim().is_empty() {
+            bail!("`repositories[{idx}]`: `name` must not be empty");
+        }
+        let forge = repository
+            .forge
+            .as_deref()
+            .map(|name| kind(&format!("{key}: `forge`"), name))
+            .transpose()?;
+        repositories.push(server::RepositorySettings {
+            name: repository.name.clone(),
+            url: repository.url.clone(),
+            web_url: repository.web_url.clone(),
+            forge,
+        });
+    }
+    let mut services = Vec::new();
+    for (idx, service) in config.services.iter().enumerate() {
+        if let Some(repository) = &service.repository {
+            if !config.repositories.iter().any(|r| &r.name == repository) {
+                bail!(
+                    "`services[{idx}]` (`{}`): `repository` = `{repository}` is not a configured `[[repositories]]` name",
+                    service.name
+                );
+            }
+        }
+        services.push(server::ServiceOwnership {
+            service: service.name.clone(),
+            repository: service.repository.clone(),
+            path_prefix: service.path_prefix.clone(),
+            team: service.team.clone(),
+        });
+    }
+    Ok(server::ChangeSettings { integrations, repositories, services })
 }
 
 /// `90s`, `30m`, `12h`, `7d`, `2w`.

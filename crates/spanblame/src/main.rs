@@ -1,8 +1,9 @@
-//! The `spanblame` command: starts the server (`serve`) and checks configuration
-//! (`check-config`). Configuration loading lives in `config.rs`; everything else is in the
-//! library crates. Errors here carry context naming the file, address or key involved.
+//! The `spanblame` command: starts the server (`serve`), reports deploys from CI (`deploy`)
+//! and checks configuration (`check-config`). Configuration loading lives in `config.rs`, the
+//! deploy client in `deploy.rs`; everything else is in the library crates. Errors here carry context naming the file, address or key involved.
 
 mod config;
+mod deploy;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,6 +43,11 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         otlp_http_addr: Option<String>,
     },
+    /// Report a deploy to a running server (for CI): `POST /api/v1/deploys`.
+    ///
+    /// Prints the recorded deploy, its predecessor and whether spans had already announced the
+    /// version (an inferred deploy, which this report merges with).
+    Deploy(deploy::DeployArgs),
     /// Validate the configuration (file and SPANBLAME_* variables) and print what would run.
     ///
     /// Exits non-zero and names the key, the problem and the fix when something is wrong.
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     match cli.command {
+        Command::Deploy(args) => deploy::run(&args),
         Command::CheckConfig { common } => {
             let config = config::load(common.config.as_deref(), &env)?;
             let resolved = config::resolve(&config, &env)?;

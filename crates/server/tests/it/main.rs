@@ -3,5 +3,6 @@
 //! without sleeping. (End-to-end tests with real clients over sockets live in
 //! `crates/spanblame/tests`.)
 
+mod hooks;
 mod retention;
 mod support;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use server::{AppState, Clock, IngestAuth, Retention, Settings};
+use server::{AppState, ChangeSettings, Clock, Retention, Settings, TokenAuth};
 use store::{SpanStore, StoreOptions};
 use tower::ServiceExt;
 
@@ -41,6 +41,10 @@ pub(crate) struct TestApp {
 
 impl TestApp {
     pub(crate) fn new() -> TestApp {
+        TestApp::with_changes(ChangeSettings::default())
+    }
+
+    pub(crate) fn with_changes(changes: ChangeSettings) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store_options = StoreOptions::default();
         let store = Arc::new(SpanStore::open(dir.path(), store_options.clone()).unwrap());
@@ -51,9 +55,11 @@ impl TestApp {
             otlp_grpc_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_http_addr: "127.0.0.1:0".parse().unwrap(),
             limits: otlp::DecodeLimits::default(),
-            ingest_auth: IngestAuth::open(),
+            ingest_auth: TokenAuth::open(),
             max_exports_in_flight: 8,
             retention: Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
+            changes,
+            deploy_auth: TokenAuth::open(),
         };
         let state =
             AppState::new(settings, Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>);
@@ -88,6 +94,19 @@ impl TestApp {
             .body(Body::from(serde_json::to_vec(body).unwrap()))
             .unwrap();
         self.send(request).await
+    }
+
+    pub(crate) async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::post(path);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        self.send(request.body(Body::from(body)).unwrap()).await
     }
 
     /// Exports one span over OTLP/HTTP JSON.

@@ -1,0 +1,306 @@
+//! The change graph's configuration (integrations, repositories, ownership) and the resolver
+//! that links a span's version identity to its change context: `{version, commit, review,
+//! owner}`. Every field comes from a record; when nothing is known, it is absent, never
+//! invented.
+
+use std::collections::HashMap;
+
+use model::{ForgeKind, Review, normalize_repository_url};
+use serde_json::{Map, Value as Json_, json};
+use store::{SpanStore, StoreError, StoredCommit};
+
+#[derive(Debug, Clone, Default)]
+pub struct ChangeSettings {
+    pub integrations: Vec<Integration>,
+    pub repositories: Vec<RepositorySettings>,
+    pub services: Vec<ServiceOwnership>,
+}
+
+/// A forge that sends webhooks to `/hooks/{kind}/{name}`.
+#[derive(Clone)]
+pub struct Integration {
+    pub name: String,
+    pub kind: ForgeKind,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for Integration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Integration")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RepositorySettings {
+    /// The name spanblame uses (`shop/cart`).
+    pub name: String,
+    /// Clone or browser URL; webhooks and span attributes are matched against it.
+    pub url: Option<String>,
+    /// Browser URL for links (defaults to `url` without `.git`).
+    pub web_url: Option<String>,
+    pub forge: Option<ForgeKind>,
+}
+
+impl RepositorySettings {
+    fn web_url(&self) -> Option<String> {
+        self.web_url.clone().or_else(|| {
+            let url = self.url.as_deref()?;
+            url.starts_with("http")
+                .then(|| url.trim_end_matches('/').trim_end_matches(".git").to_owned())
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceOwnership {
+    pub service: String,
+    pub repository: Option<String>,
+    pub path_prefix: Option<String>,
+    pub team: Option<String>,
+}
+
+impl ChangeSettings {
+    pub(crate) fn integration(&self, kind: ForgeKind, name: &str) -> Option<&Integration> {
+        self.integrations.iter().find(|i| i.kind == kind && i.name == name)
+    }
+
+    /// The configured repository a forge event or span names, by name or by URL.
+    pub(crate) fn repository_for(&self, names: &[Option<&str>]) -> Option<&RepositorySettings> {
+        let wanted: Vec<String> =
+            names.iter().flatten().map(|name| normalize_repository_url(name)).collect();
+        self.repositories.iter().find(|repo| {
+            let mut own = vec![repo.name.to_ascii_lowercase()];
+            own.extend(repo.url.as_deref().map(normalize_repository_url));
+            own.extend(repo.web_url.as_deref().map(normalize_repository_url));
+            own.iter().any(|o| wanted.iter().any(|w| same_repository(o, w)))
+        })
+    }
+
+    pub(crate) fn ownership(&self, service: &str) -> Option<&ServiceOwnership> {
+        self.services.iter().find(|s| s.service == service)
+    }
+}
+
+/// Normalised names match when equal, or when one is a host-qualified form of an
+/// `owner/name` other (`git.example.com/shop/cart` and `shop/cart`).
+fn same_repository(a: &str, b: &str) -> bool {
+    let suffix_of = |long: &str, short: &str| {
+        short.contains('/') && long.strip_suffix(short).is_some_and(|head| head.ends_with('/'))
+    };
+    a == b || suffix_of(a, b) || suffix_of(b, a)
+}
+
+/// The commit a span or deploy's version stands for: the commit the spans name, else the
+/// version itself when it is a known sha.
+pub(crate) fn resolve_commit(
+    store: &SpanStore,
+    explicit: Option<&str>,
+    service: &str,
+    version: Option<&str>,
+) -> Result<Option<StoredCommit>, StoreError> {
+    if let Some(sha) = explicit {
+        if let Some(found) = store.find_commit(sha)? {
+            return Ok(Some(found));
+        }
+    }
+    let Some(version) = version else { return Ok(None) };
+    if let Some(sha) = store.version_commit(service, version)? {
+        if let Some(found) = store.find_commit(&sha)? {
+            return Ok(Some(found));
+        }
+    }
+    // `1.4.2+a1b2c3d`, `cart@a1b2c3d4`, or a bare sha.
+    for candidate in version.split(['+', '@', '-', '_']).rev() {
+        if model::looks_like_sha(candidate) {
+            if let Some(found) = store.find_commit(candidate)? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Builds `change` objects, caching per identity: a trace repeats a handful of them.
+pub(crate) struct ChangeResolver<'a> {
+    store: &'a SpanStore,
+    settings: &'a ChangeSettings,
+    cache: HashMap<(String, Option<String>, Option<String>), Json_>,
+}
+
+impl<'a> ChangeResolver<'a> {
+    pub(crate) fn new(store: &'a SpanStore, settings: &'a ChangeSettings) -> ChangeResolver<'a> {
+        ChangeResolver { store, settings, cache: HashMap::new() }
+    }
+
+    pub(crate) fn change(
+        &mut self,
+        service: &str,
+        version: Option<&str>,
+        commit: Option<&str>,
+    ) -> Result<Json_, StoreError> {
+        let key = (service.to_owned(), version.map(str::to_owned), commit.map(str::to_owned));
+        if let Some(found) = self.cache.get(&key) {
+            return Ok(found.clone());
+        }
+        let built = self.build(service, version, commit)?;
+        self.cache.insert(key, built.clone());
+        Ok(built)
+    }
+
+    fn build(
+        &self,
+        service: &str,
+        version: Option<&str>,
+        commit: Option<&str>,
+    ) -> Result<Json_, StoreError> {
+        let mut change = Map::new();
+        if let Some(version) = version {
+            change.insert("version".into(), version.into());
+        }
+        if let Some(stored) = resolve_commit(self.store, commit, service, version)? {
+            change.insert("commit".into(), commit_view(self.settings, &stored));
+            let reviews = self.store.reviews_of_commit(&stored.commit.sha)?;
+            let linked = reviews
+                .into_iter()
+                .find(|r| r.repository == stored.repository)
+                .map(|r| r.review)
+                .or(self.phabricator_revision(&stored)?);
+            if let Some(review) = linked {
+                change.insert("review".into(), review_view(&review));
+            }
+        }
+        if let Some(owner) = self.settings.ownership(service).and_then(|o| o.team.clone()) {
+            change.insert("owner".into(), owner.into());
+        }
+        Ok(Json_::Object(change))
+    }
+
+    /// `Differential Revision: https://host/D123` in the message links to D123, stored or not.
+    fn phabricator_revision(&self, stored: &StoredCommit) -> Result<Option<Review>, StoreError> {
+        let Some((id, url)) = differential_revision(&stored.commit.message) else {
+            return Ok(None);
+        };
+        if let Some(found) = self.store.review(&stored.repository, &id)? {
+            return Ok(Some(found.review));
+        }
+        Ok(Some(Review {
+            kind: ForgeKind::Phabricator,
+            id,
+            title: String::new(),
+            url,
+            author: model::Person::default(),
+            reviewers: Vec::new(),
+            state: model::ReviewState::Open,
+            head_sha: None,
+            merge_commit_sha: None,
+            commits: vec![stored.commit.sha.clone()],
+        }))
+    }
+}
+
+/// The `Differential Revision:` field of a commit message: `D123` and its URL if given.
+/// Only the field's first line counts, as in Phabricator's own parser.
+pub(crate) fn differential_revision(message: &str) -> Option<(String, Option<String>)> {
+    let value = message
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Differential Revision:").map(str::trim))?;
+    let tail = value.rsplit('/').next().unwrap_or(value);
+    let digits = tail.strip_prefix('D')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let url = value.contains("://").then(|| value.to_owned());
+    Some((format!("D{digits}"), url))
+}
+
+pub(crate) fn commit_view(settings: &ChangeSettings, stored: &StoredCommit) -> Json_ {
+    let commit = &stored.commit;
+    let url = commit.url.clone().or_else(|| commit_url(settings, stored));
+    let mut view = Map::new();
+    view.insert("sha".into(), commit.sha.clone().into());
+    view.insert("subject".into(), commit.subject().into());
+    if let Some(author) = commit.author.display() {
+        view.insert("author".into(), author.into());
+    }
+    if let Some(url) = url {
+        view.insert("url".into(), url.into());
+    }
+    view.insert("repository".into(), stored.repository.clone().into());
+    Json_::Object(view)
+}
+
+/// The forge's page for a commit, in the forge's own URL form.
+fn commit_url(settings: &ChangeSettings, stored: &StoredCommit) -> Option<String> {
+    let repo = settings.repository_for(&[Some(&stored.repository)])?;
+    let web = repo.web_url()?;
+    let sha = &stored.commit.sha;
+    Some(match repo.forge {
+        Some(ForgeKind::Gitlab) => format!("{web}/-/commit/{sha}"),
+        _ => format!("{web}/commit/{sha}"),
+    })
+}
+
+pub(crate) fn review_view(review: &Review) -> Json_ {
+    let mut view = json!({
+        "kind": review.kind.as_str(),
+        "id": review.id,
+        "state": review.state.as_str(),
+    });
+    if !review.title.is_empty() {
+        view["title"] = review.title.clone().into();
+    }
+    if let Some(url) = &review.url {
+        view["url"] = url.clone().into();
+    }
+    if let Some(author) = review.author.display() {
+        view["author"] = author.into();
+    }
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differential_revision_fields_are_read_like_phabricator_does() {
+        let message =
+            "Fix cache\n\nSummary: x\n\nDifferential Revision: https://phab.example.com/D123\n";
+        assert_eq!(
+            differential_revision(message),
+            Some(("D123".into(), Some("https://phab.example.com/D123".into())))
+        );
+        assert_eq!(differential_revision("Differential Revision: D7"), Some(("D7".into(), None)));
+        assert_eq!(differential_revision("Differential Revision: https://x/T12"), None);
+        assert_eq!(differential_revision("no field here"), None);
+    }
+
+    #[test]
+    fn repositories_match_by_name_or_any_url_form() {
+        let settings = ChangeSettings {
+            repositories: vec![RepositorySettings {
+                name: "cart".into(),
+                url: Some("https://git.example.com/shop/cart.git".into()),
+                ..RepositorySettings::default()
+            }],
+            ..ChangeSettings::default()
+        };
+        for name in [
+            "cart",
+            "shop/cart",
+            "git@git.example.com:shop/cart.git",
+            "https://git.example.com/shop/cart",
+        ] {
+            assert!(settings.repository_for(&[Some(name)]).is_some(), "{name}");
+        }
+        assert!(settings.repository_for(&[Some("shop/other")]).is_none());
+        assert_eq!(
+            settings.repositories[0].web_url().as_deref(),
+            Some("https://git.example.com/shop/cart")
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! Deploys and forward impact: `POST /api/v1/deploys` (CI reports a deploy),
+//! `GET /api/v1/deploys` (deploys with their predecessor and commit range) and
+//! `GET /api/v1/commits/{sha}/impact` (where a commit shipped).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use model::Deploy;
+use serde::Deserialize;
+use serde_json::{Value as Json_, json};
+use store::{NewDeploy, SpanStore, StoreError};
+
+use crate::AppState;
+use crate::api::rfc3339;
+use crate::changes::{ChangeSettings, commit_view, resolve_commit};
+use crate::error::{ApiError, ErrorCode, read_capped};
+
+const MAX_DEPLOY_BODY_BYTES: usize = 64 * 1024;
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 10_000;
+
+/// The body of `POST /api/v1/deploys` (PRODUCT.md §3.4).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployRequest {
+    service: String,
+    environment: String,
+    version: String,
+    commit: Option<String>,
+    repository: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    deployer: Option<String>,
+    #[serde(default)]
+    is_rollback: bool,
+    url: Option<String>,
+}
+
+pub(crate) async fn create_deploy(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    state.settings.deploy_auth.check(authorization, None)?;
+    let body = read_capped(body, MAX_DEPLOY_BODY_BYTES, "deploy").await?;
+    let request: DeployRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!(
+            "invalid deploy: {e}; send JSON like {{\"service\": \"cart\", \"environment\": \"production\", \"version\": \"1.4.2\"}}"
+        ))
+    })?;
+    let deploy = validate(request, state.clock.now_unix_nanos())?;
+    let store = Arc::clone(&state.store);
+    let state_for_view = Arc::clone(&state);
+    let view = tokio::task::spawn_blocking(move || -> Result<Json_, StoreError> {
+        let recorded = store.record_deploy(&deploy)?;
+        deploy_view(&store, &state_for_view.settings.changes, &recorded)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+fn validate(request: DeployRequest, now_unix_nanos: u64) -> Result<NewDeploy, ApiError> {
+    for (field, value) in [
+        ("service", &request.service),
+        ("environment", &request.environment),
+        ("version", &request.version),
+    ] {
+        if value.trim().is_empty() {
+            return Err(ApiError::invalid(format!("`{field}` must not be empty")));
+        }
+    }
+    let time = |field: &str, value: &Option<String>| -> Result<Option<u64>, ApiError> {
+        value
+            .as_deref()
+            .map(|text| {
+                text.parse::<jiff::Timestamp>()
+                    .ok()
+                    .and_then(|t| u64::try_from(t.as_nanosecond()).ok())
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "`{field}` = `{text}` is not an RFC 3339 time; write it like `2026-11-21T09:30:00Z`"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let commit = match request.commit.as_deref().map(str::trim) {
+        Some(sha) if !model::looks_like_sha(sha) => {
+            return Err(ApiError::invalid(format!(
+                "`commit` = `{sha}` is not a git commit id; send the full 40-character sha"
+            )));
+        }
+        other => other.map(str::to_ascii_lowercase),
+    };
+    Ok(NewDeploy {
+        service: request.service.trim().to_owned(),
+        environment: request.environment.trim().to_owned(),
+        version: request.version.trim().to_owned(),
+        commit,
+        repository: request.repository,
+        started_at_unix_nanos: time("started_at", &request.started_at)?.unwrap_or(now_unix_nanos),
+        finished_at_unix_nanos: time("finished_at", &request.finished_at)?,
+        deployer: request.deployer,
+        is_rollback: request.is_rollback,
+        url: request.url,
+    })
+}
+
+pub(crate) async fn list_deploys(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Json_>, ApiError> {
+    let (mut service, mut environment, mut limit) = (None, None, DEFAULT_LIMIT);
+    for (key, value) in params {
+        match key.as_str() {
+            "service" => service = Some(value),
+            "environment" => environment = Some(value),
+            "limit" => {
+                limit = value.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(
+                    || ApiError::invalid(format!("`limit` must be between 1 and {MAX_LIMIT}")),
+                )?;
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown parameter `{other}`; use service, environment or limit"
+                )));
+            }
+        }
+    }
+    let store = Arc::clone(&state.store);
+    let views = tokio::task::spawn_blocking(move || -> Result<Vec<Json_>, StoreError> {
+        let deploys = store.deploys(service.as_deref(), environment.as_deref(), limit)?;
+        deploys.iter().map(|d| deploy_view(&store, &state.settings.changes, d)).collect()
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(json!({ "deploys": views })))
+}
+
+pub(crate) async fn commit_impact(
+    State(state): State<Arc<AppState>>,
+    Path(sha): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    if !model::looks_like_sha(&sha) {
+        return Err(ApiError::invalid(format!(
+            "`{sha}` is not a commit id; use at least 7 hex digits"
+        )));
+    }
+    let store = Arc::clone(&state.store);
+    let view = tokio::task::spawn_blocking(move || -> Result<Option<Json_>, StoreError> {
+        let Some(stored) = store.find_commit(&sha)? else { return Ok(None) };
+        let settings = &state.settings.changes;
+        let mut shipped = Vec::new();
+        for deploy in store.deploys(None, None, usize::MAX)? {
+            if deploy_commit(&store, &deploy)?.as_deref() != Some(stored.commit.sha.as_str()) {
+                continue;
+            }
+            let previous = match deploy.previous_id {
+                Some(id) => store.deploy(id)?,
+                None => None,
+            };
+            let traces = |version: &str| {
+                format!(
+                    "/api/v1/traces?service={}&environment={}&version={}",
+                    query_escape(&deploy.service),
+                    query_escape(&deploy.environment),
+                    query_escape(version)
+                )
+            };
+            let mut view = deploy_view(&store, settings, &deploy)?;
+            view["traces_after"] = traces(&deploy.version).into();
+            if let Some(previous) = previous {
+                view["traces_before"] = traces(&previous.version).into();
+            }
+            shipped.push(view);
+        }
+        Ok(Some(json!({
+            "commit": commit_view(settings, &stored),
+            "deploys": shipped,
+        })))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    view.map(Json).ok_or_else(|| {
+        ApiError::new(ErrorCode::NotFound, "no such commit is known (from webhooks or mirrors)")
+    })
+}
+
+/// The commit a deploy shipped: reported, or what its version resolves to.
+fn deploy_commit(store: &SpanStore, deploy: &Deploy) -> Result<Option<String>, StoreError> {
+    if let Some(sha) = &deploy.commit {
+        return Ok(Some(store.find_commit(sha)?.map_or_else(|| sha.clone(), |c| c.commit.sha)));
+    }
+    if let Some(found) = resolve_commit(store, None, &deploy.service, Some(&deploy.version))? {
+        return Ok(Some(found.commit.sha));
+    }
+    store.version_commit(&deploy.service, &deploy.version)
+}
+
+pub(crate) fn deploy_view(
+    store: &SpanStore,
+    settings: &ChangeSettings,
+    deploy: &Deploy,
+) -> Result<Json_, StoreError> {
+    let commit_sha = deploy_commit(store, deploy)?;
+    let commit = match &commit_sha {
+        Some(sha) => store.find_commit(sha)?.map(|c| commit_view(settings, &c)),
+        None => None,
+    };
+    let previous = match deploy.previous_id {
+        Some(id) => store.deploy(id)?,
+        None => None,
+    };
+    let previous_commit = match &previous {
+        Some(previous) => deploy_commit(store, previous)?,
+        None => None,
+    };
+    let range = match (&previous_commit, &commit_sha) {
+        (Some(from), Some(to)) => json!({"from": from, "to": to}),
+        _ => Json_::Null,
+    };
+    Ok(json!({
+        "id": deploy.id,
+        "service": deploy.service,
+        "environment": (!deploy.environment.is_empty()).then_some(&deploy.environment),
+        "version": deploy.version,
+        "commit_sha": commit_sha,
+        "commit": commit,
+        "repository": deploy.repository,
+        "started_at": rfc3339(deploy.started_at_unix_nanos),
+        "finished_at": deploy.finished_at_unix_nanos.map(rfc3339),
+        "deployer": deploy.deployer,
+        "is_rollback": deploy.is_rollback,
+        "url": deploy.url,
+        "source": deploy.source.as_str(),
+        "previous": previous.map(|p| json!({"id": p.id, "version": p.version, "commit_sha": previous_commit})),
+        "range": range,
+    }))
+}
+
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,104 @@
+//! `spanblame deploy`: the CI side of `POST /api/v1/deploys`. It sends what it is given,
+//! prints what the server recorded, and turns the server's JSON errors into plain messages.
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeployArgs {
+    /// The service that was deployed (its `service.name`).
+    #[arg(long)]
+    service: String,
+    /// The environment (its `deployment.environment.name`), e.g. `production`.
+    #[arg(long, alias = "environment")]
+    env: String,
+    /// The version now running (its `service.version`).
+    #[arg(long)]
+    version: String,
+    /// The full commit sha the version was built from.
+    #[arg(long)]
+    commit: Option<String>,
+    /// The repository (a configured `[[repositories]]` name or URL).
+    #[arg(long)]
+    repository: Option<String>,
+    /// When the deploy started (RFC 3339); defaults to now on the server.
+    #[arg(long, value_name = "TIME")]
+    started_at: Option<String>,
+    /// When the deploy finished (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    finished_at: Option<String>,
+    /// Who or what deployed (a person, or the CI job).
+    #[arg(long)]
+    deployer: Option<String>,
+    /// This deploy rolls back to an earlier version.
+    #[arg(long)]
+    rollback: bool,
+    /// A link to the CI run or change ticket.
+    #[arg(long)]
+    url: Option<String>,
+    /// The spanblame server (`http://host:port`).
+    #[arg(long, env = "SPANBLAME_SERVER", default_value = "http://127.0.0.1:7420")]
+    server: String,
+    /// A token allowed to report deploys (sent as `Authorization: Bearer`).
+    #[arg(long, env = "SPANBLAME_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<()> {
+    let server = args.server.trim_end_matches('/');
+    if !server.starts_with("http://") {
+        bail!(
+            "`--server` = `{server}`: only `http://` URLs are supported by this build; reach the server over a trusted network or a local TLS-terminating proxy"
+        );
+    }
+    let mut body = json!({
+        "service": args.service,
+        "environment": args.env,
+        "version": args.version,
+        "is_rollback": args.rollback,
+    });
+    for (key, value) in [
+        ("commit", &args.commit),
+        ("repository", &args.repository),
+        ("started_at", &args.started_at),
+        ("finished_at", &args.finished_at),
+        ("deployer", &args.deployer),
+        ("url", &args.url),
+    ] {
+        if let Some(value) = value {
+            body[key] = value.clone().into();
+        }
+    }
+    let url = format!("{server}/api/v1/deploys");
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")?;
+    let mut request = client.post(&url).json(&body);
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().with_context(|| format!("sending the deploy to `{url}`"))?;
+    let status = response.status();
+    let text = response.text().with_context(|| format!("reading the answer from `{url}`"))?;
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if !status.is_success() {
+        let message = answer["error"]["message"].as_str().unwrap_or(text.trim());
+        bail!("the server refused the deploy ({status}): {message}");
+    }
+    let previous = answer["previous"]["version"]
+        .as_str()
+        .map_or_else(|| "none".to_owned(), |v| format!("`{v}`"));
+    let commit = answer["commit_sha"].as_str().map_or("unknown", |sha| &sha[..sha.len().min(12)]);
+    tracing::info!(
+        id = %answer["id"],
+        service = %args.service,
+        environment = %args.env,
+        version = %args.version,
+        commit,
+        previous = %previous,
+        source = answer["source"].as_str().unwrap_or("?"),
+        "deploy recorded"
+    );
+    Ok(())
+}
