@@ -102,23 +102,21 @@ pub(crate) fn resolve_commit(
     service: &str,
     version: Option<&str>,
 ) -> Result<Option<StoredCommit>, StoreError> {
-    if let Some(sha) = explicit {
-        if let Some(found) = store.find_commit(sha)? {
-            return Ok(Some(found));
-        }
+    if let Some(sha) = explicit
+        && let Some(found) = store.find_commit(sha)?
+    {
+        return Ok(Some(found));
     }
     let Some(version) = version else { return Ok(None) };
-    if let Some(sha) = store.version_commit(service, version)? {
-        if let Some(found) = store.find_commit(&sha)? {
-            return Ok(Some(found));
-        }
+    if let Some(sha) = store.version_commit(service, version)?
+        && let Some(found) = store.find_commit(&sha)?
+    {
+        return Ok(Some(found));
     }
-    // `1.4.2+a1b2c3d`, `cart@a1b2c3d4`, or a bare sha.
+    // `1.4.2+a1b2c3d`, `cart@a1b2c3d4`, or a bare sha (find_commit ignores non-shas).
     for candidate in version.split(['+', '@', '-', '_']).rev() {
-        if model::looks_like_sha(candidate) {
-            if let Some(found) = store.find_commit(candidate)? {
-                return Ok(Some(found));
-            }
+        if let Some(found) = store.find_commit(candidate)? {
+            return Ok(Some(found));
         }
     }
     Ok(None)

@@ -381,13 +381,13 @@ fn resolve_changes(
     }
     let mut services = Vec::new();
     for (idx, service) in config.services.iter().enumerate() {
-        if let Some(repository) = &service.repository {
-            if !config.repositories.iter().any(|r| &r.name == repository) {
-                bail!(
-                    "`services[{idx}]` (`{}`): `repository` = `{repository}` is not a configured `[[repositories]]` name",
-                    service.name
-                );
-            }
+        if let Some(repository) = &service.repository
+            && !config.repositories.iter().any(|r| &r.name == repository)
+        {
+            bail!(
+                "`services[{idx}]` (`{}`): `repository` = `{repository}` is not a configured `[[repositories]]` name",
+                service.name
+            );
         }
         services.push(server::ServiceOwnership {
             service: service.name.clone(),

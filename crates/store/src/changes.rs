@@ -270,8 +270,7 @@ impl SpanStore {
                 current.previous_id = Some(previous.id);
             }
         }
-        deploys
-            .sort_by(|a, b| (b.started_at_unix_nanos, b.id).cmp(&(a.started_at_unix_nanos, a.id)));
+        deploys.sort_by_key(|d| std::cmp::Reverse((d.started_at_unix_nanos, d.id)));
         deploys.truncate(limit);
         Ok(deploys)
     }

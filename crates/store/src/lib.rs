@@ -660,13 +660,13 @@ fn note_catalog(delta: &mut CatalogDelta, spans: &[Span]) {
         let version = (service, span.environment().unwrap_or(""), span.version().unwrap_or(""));
         versions.entry(version).and_modify(|s| s.add(seen)).or_insert(seen);
         // The commit a version was built from, once per (service, version) and batch.
-        if !version.2.is_empty() && commit_checked.insert((service, version.2)) {
-            if let Some(commit) = span_commit(span) {
-                delta.version_commits.insert(
-                    (service.to_owned(), version.2.to_owned()),
-                    commit.to_ascii_lowercase(),
-                );
-            }
+        if !version.2.is_empty()
+            && commit_checked.insert((service, version.2))
+            && let Some(commit) = span_commit(span)
+        {
+            delta
+                .version_commits
+                .insert((service.to_owned(), version.2.to_owned()), commit.to_ascii_lowercase());
         }
         let operation = (service, span.operation(), span.kind.as_str());
         operations.entry(operation).and_modify(|s| s.add(seen)).or_insert(seen);
