@@ -47,6 +47,7 @@ enum Command {
     ///
     /// Prints the recorded deploy, its predecessor and whether spans had already announced the
     /// version (an inferred deploy, which this report merges with).
+    #[command(disable_version_flag = true)]
     Deploy(deploy::DeployArgs),
     /// Validate the configuration (file and SPANBLAME_* variables) and print what would run.
     ///
@@ -156,4 +157,13 @@ fn serve(resolved: config::Resolved) -> anyhow::Result<()> {
         .await
         .context("serving")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_valid() {
+        // Catches clashing flags (e.g. a `--version` argument against clap's own).
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -9,5 +9,6 @@
 
 mod clients;
 mod crash;
+mod deploys;
 mod ingest_errors;
 mod support;
