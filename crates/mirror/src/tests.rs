@@ -1,0 +1,175 @@
+//! Mirrors of real repositories built with the `git` binary: ranges across a merge, changed
+//! files and hunks, tags as versions, a force-push, and refusal of option-like revisions.
+
+use std::path::Path;
+use std::process::Command;
+
+use model::FileChangeKind;
+use proptest::prelude::*;
+
+use crate::{GitError, Mirror, parse_patch};
+
+/// Runs git in `dir` with a fixed identity and clock; returns trimmed stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Ada Lovelace")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "CI Bot")
+        .env("GIT_COMMITTER_EMAIL", "ci@example.com")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn commit_file(dir: &Path, path: &str, content: &str, message: &str) -> String {
+    let file = dir.join(path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, content).unwrap();
+    git(dir, &["add", "--", path]);
+    git(dir, &["commit", "-q", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+struct Upstream {
+    dir: tempfile::TempDir,
+    c1: String,
+    c2: String,
+    c3: String,
+    merge: String,
+}
+
+/// main: c1 (tag v1.0.0) -> c3 -> merge(feature: c2) (tag v1.1.0)
+fn upstream() -> Upstream {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    git(path, &["init", "-q", "-b", "main"]);
+    let c1 = commit_file(path, "src/cart.rs", "fn total() {\n    1\n}\n", "add cart");
+    git(path, &["tag", "v1.0.0"]);
+    git(path, &["checkout", "-q", "-b", "feature"]);
+    let c2 = commit_file(
+        path,
+        "src/cart.rs",
+        "fn total() {\n    cache();\n    1\n}\n",
+        "cache cart totals\n\nDifferential Revision: https://phab.example.com/D7",
+    );
+    git(path, &["checkout", "-q", "main"]);
+    let c3 = commit_file(path, "README.md", "# cart\n", "add readme");
+    git(path, &["merge", "-q", "--no-ff", "-m", "Merge branch 'feature'", "feature"]);
+    let merge = git(path, &["rev-parse", "HEAD"]);
+    git(path, &["tag", "-a", "v1.1.0", "-m", "release 1.1.0"]);
+    Upstream { dir, c1, c2, c3, merge }
+}
+
+#[test]
+fn ranges_files_hunks_and_tags_between_two_deploys() {
+    let up = upstream();
+    let home = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open_or_clone(
+        &home.path().join("cart.git"),
+        up.dir.path().to_str().unwrap(),
+        false,
+    )
+    .unwrap();
+    // Versions resolve through tags (annotated or not, with or without the `v`).
+    assert_eq!(mirror.resolve_version("1.0.0").unwrap(), Some(up.c1.clone()));
+    assert_eq!(mirror.resolve_version("v1.1.0").unwrap(), Some(up.merge.clone()));
+    assert_eq!(mirror.resolve_version(&up.c3[..10]).unwrap(), Some(up.c3.clone()));
+    assert_eq!(mirror.resolve_version("2.0.0").unwrap(), None);
+
+    // Deploy 1.0.0 -> 1.1.0 shipped c2, c3 and the merge; newest first, topologically.
+    let range = mirror.range(Some(&up.c1), &up.merge, 100).unwrap();
+    let shas: Vec<&str> = range.iter().map(|c| c.sha.as_str()).collect();
+    assert_eq!(shas.len(), 3);
+    assert_eq!(shas[0], up.merge);
+    assert!(shas.contains(&up.c2.as_str()) && shas.contains(&up.c3.as_str()));
+    let merge = &range[0];
+    assert_eq!(merge.parents, vec![up.c3.clone(), up.c2.clone()]);
+    // Against its first parent, the merge brought in the feature's change.
+    assert_eq!(merge.files.len(), 1);
+    assert_eq!(merge.files[0].path, "src/cart.rs");
+    let c2 = range.iter().find(|c| c.sha == up.c2).unwrap();
+    assert_eq!(c2.subject(), "cache cart totals");
+    assert!(c2.message.contains("Differential Revision: https://phab.example.com/D7"));
+    assert_eq!(c2.author.name.as_deref(), Some("Ada Lovelace"));
+    assert_eq!(c2.committer.email.as_deref(), Some("ci@example.com"));
+    assert_eq!(c2.time_unix_secs, Some(1_767_225_600));
+    assert_eq!(c2.files[0].kind, FileChangeKind::Modified);
+    let c3 = range.iter().find(|c| c.sha == up.c3).unwrap();
+    assert_eq!(c3.files[0].kind, FileChangeKind::Added);
+
+    let hunks = mirror.hunks(&up.c2).unwrap();
+    assert_eq!(hunks.len(), 1);
+    assert_eq!(hunks[0].path, "src/cart.rs");
+    let hunk = &hunks[0].hunks[0];
+    assert_eq!((hunk.new_start, hunk.new_lines, hunk.old_lines), (2, 1, 0));
+    assert_eq!(hunk.lines, vec!["+    cache();"]);
+    // A root commit's hunks are its whole files.
+    assert_eq!(mirror.hunks(&up.c1).unwrap()[0].hunks[0].new_lines, 3);
+
+    assert_eq!(mirror.file_at("main", "README.md").unwrap().as_deref(), Some("# cart\n"));
+    assert_eq!(mirror.file_at("main", "CODEOWNERS").unwrap(), None);
+}
+
+#[test]
+fn a_force_push_rewrites_what_the_mirror_reports() {
+    let up = upstream();
+    let home = tempfile::tempdir().unwrap();
+    let source = up.dir.path().to_str().unwrap();
+    let mirror = Mirror::open_or_clone(&home.path().join("cart.git"), source, false).unwrap();
+    assert_eq!(mirror.resolve("main").unwrap(), Some(up.merge.clone()));
+
+    // Upstream drops the merge and pushes a different commit instead.
+    git(up.dir.path(), &["reset", "-q", "--hard", &up.c3]);
+    let rewritten =
+        commit_file(up.dir.path(), "src/cart.rs", "fn total() {\n    2\n}\n", "fix total");
+    git(up.dir.path(), &["branch", "-q", "-D", "feature"]);
+    mirror.fetch().unwrap();
+    assert_eq!(mirror.resolve("main").unwrap(), Some(rewritten.clone()));
+    assert_eq!(mirror.resolve("feature").unwrap(), None, "deleted branches are pruned");
+    let range = mirror.range(Some(&up.c1), &rewritten, 100).unwrap();
+    let shas: Vec<&str> = range.iter().map(|c| c.sha.as_str()).collect();
+    assert_eq!(shas, vec![rewritten.as_str(), up.c3.as_str()]);
+
+    // Opening again reuses the mirror.
+    let again = Mirror::open_or_clone(&home.path().join("cart.git"), source, false).unwrap();
+    assert_eq!(again.resolve("main").unwrap(), Some(rewritten));
+}
+
+#[test]
+fn option_like_revisions_never_reach_git() {
+    let up = upstream();
+    let mirror = Mirror::open_local(up.dir.path());
+    for revision in ["--output=/tmp/x", "HEAD@{1}", "a..b", "main:secret", ""] {
+        assert!(
+            matches!(mirror.resolve(revision), Err(GitError::BadRevision { .. })),
+            "{revision}"
+        );
+    }
+    assert!(matches!(mirror.range(None, "main", 10), Err(GitError::BadRevision { .. })));
+    assert!(mirror.resolve_version("--help").unwrap().is_none());
+}
+
+#[test]
+fn removed_lines_that_look_like_headers_stay_hunk_content() {
+    let patch = "diff --git a/q.sql b/q.sql\n--- a/q.sql\n+++ b/q.sql\n@@ -1,2 +1 @@ select\n--- old comment\n-+ weird\n+-- new comment\n";
+    let files = parse_patch(patch);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].path, "q.sql");
+    assert_eq!(files[0].hunks[0].lines, vec!["--- old comment", "-+ weird", "+-- new comment"]);
+    assert_eq!(files[0].hunks[0].section, "select");
+}
+
+proptest! {
+    #[test]
+    fn patch_parsing_never_panics(text in "(diff --git a/x b/x\n|--- a/x\n|\\+\\+\\+ b/x\n|@@ -[0-9,]{0,5} \\+[0-9,]{0,5} @@.{0,5}\n|[-+ ].{0,8}\n|rename (from|to) y\n){0,12}") {
+        let _ = parse_patch(&text);
+    }
+}
