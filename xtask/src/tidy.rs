@@ -63,7 +63,7 @@ fn crate_boundaries_hold() {
         ("server", &["axum", "tonic"]),
         ("forge", &["hmac"]),
     ];
-    for krate in ["model", "otlp", "forge", "store", "server", "spanblame"] {
+    for krate in ["model", "otlp", "forge", "mirror", "store", "server", "spanblame"] {
         let deps = dependencies(krate);
         for (owner, owned) in owners {
             for dep in *owned {

@@ -336,14 +336,13 @@ fn parse_patch(patch: &str) -> Vec<FileDiff> {
                 (old_left, new_left) = (hunk.old_lines, hunk.new_lines);
                 file.hunks.push(hunk);
             }
-        } else if let Some(path) = line.strip_prefix("rename to ") {
-            if let Some(file) = files.last_mut() {
-                file.path = path.to_owned();
-            }
-        } else if let Some(path) = line.strip_prefix("rename from ") {
-            if let Some(file) = files.last_mut() {
-                file.old_path = Some(path.to_owned());
-            }
+        } else if let (Some(path), Some(file)) = (line.strip_prefix("rename to "), files.last_mut())
+        {
+            file.path = path.to_owned();
+        } else if let (Some(path), Some(file)) =
+            (line.strip_prefix("rename from "), files.last_mut())
+        {
+            file.old_path = Some(path.to_owned());
         }
     }
     files.retain(|f| !f.path.is_empty());

@@ -28,7 +28,7 @@ pub(crate) async fn get_trace(
     })?;
     let views = tokio::task::spawn_blocking(move || -> Result<Vec<Json_>, store::StoreError> {
         let spans = state.store.trace(&id)?;
-        let mut resolver = ChangeResolver::new(&state.store, &state.settings.changes);
+        let mut resolver = ChangeResolver::new(&state);
         spans
             .iter()
             .map(|span| {

@@ -7,13 +7,17 @@ use std::collections::HashMap;
 
 use model::{ForgeKind, Review, normalize_repository_url};
 use serde_json::{Map, Value as Json_, json};
-use store::{SpanStore, StoreError, StoredCommit};
+use store::{StoreError, StoredCommit};
+
+use crate::AppState;
+use crate::mirrors::{MirrorSettings, MirrorSource};
 
 #[derive(Debug, Clone, Default)]
 pub struct ChangeSettings {
     pub integrations: Vec<Integration>,
     pub repositories: Vec<RepositorySettings>,
     pub services: Vec<ServiceOwnership>,
+    pub mirrors: MirrorSettings,
 }
 
 /// A forge that sends webhooks to `/hooks/{kind}/{name}`.
@@ -43,6 +47,8 @@ pub struct RepositorySettings {
     /// Browser URL for links (defaults to `url` without `.git`).
     pub web_url: Option<String>,
     pub forge: Option<ForgeKind>,
+    /// Where its history is read from; without one, only webhooks inform the graph.
+    pub mirror: Option<MirrorSource>,
 }
 
 impl RepositorySettings {
@@ -97,11 +103,12 @@ fn same_repository(a: &str, b: &str) -> bool {
 /// The commit a span or deploy's version stands for: the commit the spans name, else the
 /// version itself when it is a known sha.
 pub(crate) fn resolve_commit(
-    store: &SpanStore,
+    state: &AppState,
     explicit: Option<&str>,
     service: &str,
     version: Option<&str>,
 ) -> Result<Option<StoredCommit>, StoreError> {
+    let store = &*state.store;
     if let Some(sha) = explicit
         && let Some(found) = store.find_commit(sha)?
     {
@@ -119,19 +126,38 @@ pub(crate) fn resolve_commit(
             return Ok(Some(found));
         }
     }
+    // A tag in the mirror of the service's repository (or any mirror when none is set).
+    let own = state.settings.changes.ownership(service).and_then(|o| o.repository.clone());
+    for (name, mirror) in state.mirrors.all() {
+        if own.as_ref().is_some_and(|own| own != &name) {
+            continue;
+        }
+        let Ok(Some(sha)) = mirror.resolve_version(version) else { continue };
+        if let Some(found) = store.commit(&name, &sha)? {
+            return Ok(Some(found));
+        }
+        // A tag off the imported branch: record that one commit from the mirror.
+        if let Ok(commits) = mirror.range(None, &sha, 1) {
+            store.record_changes(&store::ChangeBatch {
+                repository: name.clone(),
+                commits,
+                reviews: Vec::new(),
+            })?;
+            return store.commit(&name, &sha);
+        }
+    }
     Ok(None)
 }
 
 /// Builds `change` objects, caching per identity: a trace repeats a handful of them.
 pub(crate) struct ChangeResolver<'a> {
-    store: &'a SpanStore,
-    settings: &'a ChangeSettings,
+    state: &'a AppState,
     cache: HashMap<(String, Option<String>, Option<String>), Json_>,
 }
 
 impl<'a> ChangeResolver<'a> {
-    pub(crate) fn new(store: &'a SpanStore, settings: &'a ChangeSettings) -> ChangeResolver<'a> {
-        ChangeResolver { store, settings, cache: HashMap::new() }
+    pub(crate) fn new(state: &'a AppState) -> ChangeResolver<'a> {
+        ChangeResolver { state, cache: HashMap::new() }
     }
 
     pub(crate) fn change(
@@ -159,9 +185,10 @@ impl<'a> ChangeResolver<'a> {
         if let Some(version) = version {
             change.insert("version".into(), version.into());
         }
-        if let Some(stored) = resolve_commit(self.store, commit, service, version)? {
-            change.insert("commit".into(), commit_view(self.settings, &stored));
-            let reviews = self.store.reviews_of_commit(&stored.commit.sha)?;
+        let settings = &self.state.settings.changes;
+        if let Some(stored) = resolve_commit(self.state, commit, service, version)? {
+            change.insert("commit".into(), commit_view(settings, &stored));
+            let reviews = self.state.store.reviews_of_commit(&stored.commit.sha)?;
             let linked = reviews
                 .into_iter()
                 .find(|r| r.repository == stored.repository)
@@ -171,7 +198,7 @@ impl<'a> ChangeResolver<'a> {
                 change.insert("review".into(), review_view(&review));
             }
         }
-        if let Some(owner) = self.settings.ownership(service).and_then(|o| o.team.clone()) {
+        if let Some(owner) = settings.ownership(service).and_then(|o| o.team.clone()) {
             change.insert("owner".into(), owner.into());
         }
         Ok(Json_::Object(change))
@@ -182,7 +209,7 @@ impl<'a> ChangeResolver<'a> {
         let Some((id, url)) = differential_revision(&stored.commit.message) else {
             return Ok(None);
         };
-        if let Some(found) = self.store.review(&stored.repository, &id)? {
+        if let Some(found) = self.state.store.review(&stored.repository, &id)? {
             return Ok(Some(found.review));
         }
         Ok(Some(Review {

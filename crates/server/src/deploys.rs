@@ -11,16 +11,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use model::Deploy;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
-use store::{NewDeploy, SpanStore, StoreError};
+use store::{NewDeploy, StoreError};
 
 use crate::AppState;
 use crate::api::rfc3339;
-use crate::changes::{ChangeSettings, commit_view, resolve_commit};
+use crate::changes::{commit_view, resolve_commit};
 use crate::error::{ApiError, ErrorCode, read_capped};
 
 const MAX_DEPLOY_BODY_BYTES: usize = 64 * 1024;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;
+/// Commits listed per deploy range (the rest are counted as truncated).
+const MAX_RANGE_COMMITS: usize = 200;
 
 /// The body of `POST /api/v1/deploys` (PRODUCT.md §3.4).
 #[derive(Debug, Deserialize)]
@@ -57,7 +59,7 @@ pub(crate) async fn create_deploy(
     let state_for_view = Arc::clone(&state);
     let view = tokio::task::spawn_blocking(move || -> Result<Json_, StoreError> {
         let recorded = store.record_deploy(&deploy)?;
-        deploy_view(&store, &state_for_view.settings.changes, &recorded)
+        deploy_view(&state_for_view, &recorded)
     })
     .await
     .map_err(ApiError::internal)??;
@@ -135,7 +137,7 @@ pub(crate) async fn list_deploys(
     let store = Arc::clone(&state.store);
     let views = tokio::task::spawn_blocking(move || -> Result<Vec<Json_>, StoreError> {
         let deploys = store.deploys(service.as_deref(), environment.as_deref(), limit)?;
-        deploys.iter().map(|d| deploy_view(&store, &state.settings.changes, d)).collect()
+        deploys.iter().map(|d| deploy_view(&state, d)).collect()
     })
     .await
     .map_err(ApiError::internal)??;
@@ -157,7 +159,7 @@ pub(crate) async fn commit_impact(
         let settings = &state.settings.changes;
         let mut shipped = Vec::new();
         for deploy in store.deploys(None, None, usize::MAX)? {
-            if deploy_commit(&store, &deploy)?.as_deref() != Some(stored.commit.sha.as_str()) {
+            if deploy_commit(&state, &deploy)?.as_deref() != Some(stored.commit.sha.as_str()) {
                 continue;
             }
             let previous = match deploy.previous_id {
@@ -172,7 +174,7 @@ pub(crate) async fn commit_impact(
                     query_escape(version)
                 )
             };
-            let mut view = deploy_view(&store, settings, &deploy)?;
+            let mut view = deploy_view(&state, &deploy)?;
             view["traces_after"] = traces(&deploy.version).into();
             if let Some(previous) = previous {
                 view["traces_before"] = traces(&previous.version).into();
@@ -192,22 +194,43 @@ pub(crate) async fn commit_impact(
 }
 
 /// The commit a deploy shipped: reported, or what its version resolves to.
-fn deploy_commit(store: &SpanStore, deploy: &Deploy) -> Result<Option<String>, StoreError> {
+fn deploy_commit(state: &AppState, deploy: &Deploy) -> Result<Option<String>, StoreError> {
+    let store = &state.store;
     if let Some(sha) = &deploy.commit {
         return Ok(Some(store.find_commit(sha)?.map_or_else(|| sha.clone(), |c| c.commit.sha)));
     }
-    if let Some(found) = resolve_commit(store, None, &deploy.service, Some(&deploy.version))? {
+    if let Some(found) = resolve_commit(state, None, &deploy.service, Some(&deploy.version))? {
         return Ok(Some(found.commit.sha));
     }
     store.version_commit(&deploy.service, &deploy.version)
 }
 
-pub(crate) fn deploy_view(
-    store: &SpanStore,
-    settings: &ChangeSettings,
-    deploy: &Deploy,
-) -> Result<Json_, StoreError> {
-    let commit_sha = deploy_commit(store, deploy)?;
+/// The commits between two deploys, read from the mirror that holds the newer commit.
+fn range_commits(state: &AppState, from: &str, to: &str) -> Option<Json_> {
+    let stored = state.store.find_commit(to).ok()??;
+    let mirror = state.mirrors.get(&stored.repository)?;
+    let commits = mirror.range(Some(from), to, MAX_RANGE_COMMITS + 1).ok()?;
+    let truncated = commits.len() > MAX_RANGE_COMMITS;
+    let listed: Vec<Json_> = commits
+        .iter()
+        .take(MAX_RANGE_COMMITS)
+        .map(|c| {
+            json!({
+                "sha": c.sha,
+                "subject": c.subject(),
+                "author": c.author.display(),
+                "parents": c.parents,
+                "files": c.files.iter().map(|f| json!({"path": f.path, "change": f.kind.as_str()})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Some(json!({"commits": listed, "truncated": truncated}))
+}
+
+pub(crate) fn deploy_view(state: &AppState, deploy: &Deploy) -> Result<Json_, StoreError> {
+    let store = &state.store;
+    let settings = &state.settings.changes;
+    let commit_sha = deploy_commit(state, deploy)?;
     let commit = match &commit_sha {
         Some(sha) => store.find_commit(sha)?.map(|c| commit_view(settings, &c)),
         None => None,
@@ -217,11 +240,17 @@ pub(crate) fn deploy_view(
         None => None,
     };
     let previous_commit = match &previous {
-        Some(previous) => deploy_commit(store, previous)?,
+        Some(previous) => deploy_commit(state, previous)?,
         None => None,
     };
     let range = match (&previous_commit, &commit_sha) {
-        (Some(from), Some(to)) => json!({"from": from, "to": to}),
+        (Some(from), Some(to)) => {
+            let mut range = json!({"from": from, "to": to});
+            if let Some(Json_::Object(listed)) = range_commits(state, from, to) {
+                range.as_object_mut().expect("built as an object").extend(listed);
+            }
+            range
+        }
         _ => Json_::Null,
     };
     Ok(json!({

@@ -124,6 +124,10 @@ pub(crate) async fn receive(
     })
     .await
     .map_err(ApiError::internal)??;
+    if applied == Applied::New && num_commits > 0 {
+        // A push: the mirror has new history to fetch.
+        state.mirrors.wake.notify_one();
+    }
     let status = match applied {
         Applied::New => "applied",
         Applied::Duplicate => "duplicate",

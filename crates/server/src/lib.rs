@@ -22,6 +22,7 @@ mod hooks;
 mod ingest;
 mod jobs;
 mod metrics;
+mod mirrors;
 mod otlp_grpc;
 mod otlp_http;
 
@@ -38,6 +39,7 @@ use tokio::sync::Semaphore;
 pub use auth::TokenAuth;
 pub use changes::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
 pub use jobs::{Clock, SystemClock, run_maintenance_once};
+pub use mirrors::{MirrorSettings, MirrorSource, SyncError, sync_once};
 
 /// Everything the server needs besides the store; built by the binary from the config.
 #[derive(Debug, Clone)]
@@ -68,6 +70,7 @@ pub struct AppState {
     pub(crate) metrics: metrics::Metrics,
     pub(crate) write_slots: Arc<Semaphore>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) mirrors: mirrors::Mirrors,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             write_slots,
             clock,
+            mirrors: mirrors::Mirrors::default(),
         })
     }
 }
@@ -157,6 +161,7 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let maintenance = tokio::spawn(jobs::run_maintenance(Arc::clone(&state), stop_rx.clone()));
+    let mirror_job = tokio::spawn(mirrors::run_mirrors(Arc::clone(&state), stop_rx.clone()));
     let servers = [
         tokio::spawn(
             axum::serve(http, router(Arc::clone(&state)))
@@ -180,6 +185,7 @@ pub async fn serve(
         server.await.map_err(std::io::Error::other)??;
     }
     let _ = maintenance.await;
+    let _ = mirror_job.await;
     // Seal what is in memory so the next start has no WAL to replay.
     let store = Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.flush())

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 /// Sections that environment overrides may address.
-const SECTIONS: &[&str] = &["server", "storage", "retention", "ingest", "deploys"];
+const SECTIONS: &[&str] = &["server", "storage", "retention", "ingest", "deploys", "mirrors"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +21,7 @@ pub(crate) struct Config {
     pub(crate) retention: RetentionConfig,
     pub(crate) ingest: IngestConfig,
     pub(crate) deploys: DeploysConfig,
+    pub(crate) mirrors: MirrorsConfig,
     pub(crate) integrations: Vec<IntegrationConfig>,
     pub(crate) repositories: Vec<RepositoryConfig>,
     pub(crate) services: Vec<ServiceConfig>,
@@ -32,6 +33,19 @@ pub(crate) struct Config {
 pub(crate) struct DeploysConfig {
     pub(crate) require_auth: bool,
     pub(crate) tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MirrorsConfig {
+    /// How often every mirror is fetched (pushes announced by webhooks fetch at once).
+    pub(crate) fetch_interval: String,
+}
+
+impl Default for MirrorsConfig {
+    fn default() -> Self {
+        MirrorsConfig { fetch_interval: "5m".into() }
+    }
 }
 
 /// A forge that sends webhooks to `/hooks/{kind}/{name}`.
@@ -48,7 +62,15 @@ pub(crate) struct IntegrationConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RepositoryConfig {
     pub(crate) name: String,
+    /// Clone URL (mirrored under the data directory) or browser URL.
     pub(crate) url: Option<String>,
+    /// An existing repository on this machine, read in place instead of cloning `url`.
+    pub(crate) path: Option<PathBuf>,
+    /// Set to false to match webhooks by `url` without cloning it.
+    #[serde(default = "yes")]
+    pub(crate) mirror: bool,
+    /// An environment variable holding `user:token` for cloning over HTTP(S).
+    pub(crate) credentials_env: Option<String>,
     pub(crate) web_url: Option<String>,
     /// The forge kind, for link formats.
     pub(crate) forge: Option<String>,
@@ -265,6 +287,10 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
     })
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// A token list for one purpose: open unless `require_auth`, else the configured secrets.
 fn token_auth(
     section: &str,
@@ -372,11 +398,31 @@ fn resolve_changes(
             .as_deref()
             .map(|name| kind(&format!("{key}: `forge`"), name))
             .transpose()?;
+        let mirror = match (&repository.path, &repository.url) {
+            (Some(path), _) => Some(server::MirrorSource::Path(path.clone())),
+            (None, Some(url)) if repository.mirror => {
+                Some(server::MirrorSource::Clone(match &repository.credentials_env {
+                    Some(var) => {
+                        let credentials = env.get(var).with_context(|| {
+                            format!("{key}: environment variable `{var}` named by `credentials_env` is not set")
+                        })?;
+                        with_credentials(url, credentials).with_context(|| {
+                            format!(
+                                "{key}: `credentials_env` needs an `http://` or `https://` `url`"
+                            )
+                        })?
+                    }
+                    None => url.clone(),
+                }))
+            }
+            _ => None,
+        };
         repositories.push(server::RepositorySettings {
             name: repository.name.clone(),
             url: repository.url.clone(),
             web_url: repository.web_url.clone(),
             forge,
+            mirror,
         });
     }
     let mut services = Vec::new();
@@ -396,7 +442,22 @@ fn resolve_changes(
             team: service.team.clone(),
         });
     }
-    Ok(server::ChangeSettings { integrations, repositories, services })
+    let fetch_interval_nanos =
+        parse_duration_nanos(&config.mirrors.fetch_interval).with_context(|| {
+            format!("`mirrors.fetch_interval` = `{}`", config.mirrors.fetch_interval)
+        })?;
+    let mirrors = server::MirrorSettings {
+        dir: config.storage.data_dir.join("mirrors"),
+        fetch_interval: std::time::Duration::from_nanos(fetch_interval_nanos),
+        show_progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    Ok(server::ChangeSettings { integrations, repositories, services, mirrors })
+}
+
+/// `https://host/x` with `user:token` becomes `https://user:token@host/x`.
+fn with_credentials(url: &str, credentials: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    matches!(scheme, "http" | "https").then(|| format!("{scheme}://{credentials}@{rest}"))
 }
 
 /// `90s`, `30m`, `12h`, `7d`, `2w`.

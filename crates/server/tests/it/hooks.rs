@@ -35,6 +35,7 @@ fn settings() -> ChangeSettings {
             url: Some("http://try.gogs.io/gogits/hello-world.git".into()),
             web_url: None,
             forge: Some(ForgeKind::Gogs),
+            mirror: None,
         }],
         services: vec![ServiceOwnership {
             service: "hello-api".into(),
@@ -42,6 +43,7 @@ fn settings() -> ChangeSettings {
             path_prefix: None,
             team: Some("team-hello".into()),
         }],
+        mirrors: Default::default(),
     }
 }
 

@@ -4,5 +4,6 @@
 //! `crates/spanblame/tests`.)
 
 mod hooks;
+mod mirrors;
 mod retention;
 mod support;

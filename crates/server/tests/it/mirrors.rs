@@ -1,0 +1,116 @@
+//! A repository built with the real `git` binary, mirrored by the server's own sync job:
+//! deploys list the commits between them, and spans whose version is a tag or a sha come
+//! back with that commit.
+
+use std::path::Path;
+use std::process::Command;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use server::{ChangeSettings, MirrorSettings, MirrorSource, RepositorySettings, ServiceOwnership};
+
+use crate::support::{T0, TestApp};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Ada Lovelace")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada Lovelace")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn commit(dir: &Path, path: &str, content: &str, message: &str) -> String {
+    std::fs::write(dir.join(path), content).unwrap();
+    git(dir, &["add", "--", path]);
+    git(dir, &["commit", "-q", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+#[tokio::test]
+async fn deploys_list_their_range_and_tags_resolve_versions() {
+    let upstream = tempfile::tempdir().unwrap();
+    let up = upstream.path();
+    git(up, &["init", "-q", "-b", "main"]);
+    let c1 = commit(up, "cart.rs", "fn total() {}\n", "add cart");
+    git(up, &["tag", "v1.0.0"]);
+    let c2 = commit(up, "cart.rs", "fn total() { cache() }\n", "cache totals");
+    let c3 = commit(up, "db.rs", "fn pool() {}\n", "add a pool");
+    git(up, &["tag", "v1.1.0"]);
+
+    let mirrors_dir = tempfile::tempdir().unwrap();
+    let repository = RepositorySettings {
+        name: "cart".into(),
+        url: Some("https://git.example.com/shop/cart".into()),
+        web_url: None,
+        forge: Some(model::ForgeKind::Gitea),
+        mirror: Some(MirrorSource::Clone(up.to_str().unwrap().to_owned())),
+    };
+    let app = TestApp::with_changes(ChangeSettings {
+        repositories: vec![repository.clone()],
+        services: vec![ServiceOwnership {
+            service: "cart".into(),
+            repository: Some("cart".into()),
+            path_prefix: None,
+            team: Some("payments".into()),
+        }],
+        mirrors: MirrorSettings { dir: mirrors_dir.path().to_owned(), ..MirrorSettings::default() },
+        ..ChangeSettings::default()
+    });
+    assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 3, "clones and imports");
+    assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 0, "nothing new");
+
+    for (version, started) in [("1.0.0", T0), ("1.1.0", T0 + 1)] {
+        let body = json!({"service": "cart", "environment": "prod", "version": version,
+            "started_at": jiff::Timestamp::from_nanosecond(started as i128).unwrap().to_string()});
+        let (status, answer) = app.post_json("/api/v1/deploys", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let (_, body) = app.get("/api/v1/deploys?service=cart").await;
+    let latest = &body["deploys"][0];
+    assert_eq!(latest["commit_sha"], c3.as_str(), "{latest}");
+    assert_eq!(latest["commit"]["subject"], "add a pool");
+    assert_eq!(latest["commit"]["url"], format!("https://git.example.com/shop/cart/commit/{c3}"));
+    assert_eq!(latest["range"]["from"], c1.as_str());
+    let commits = latest["range"]["commits"].as_array().unwrap();
+    let shas: Vec<&str> = commits.iter().map(|c| c["sha"].as_str().unwrap()).collect();
+    assert_eq!(shas, vec![c3.as_str(), c2.as_str()]);
+    assert_eq!(commits[1]["files"], json!([{"path": "cart.rs", "change": "modified"}]));
+
+    // A push upstream reaches the graph on the next sync.
+    let c4 = commit(up, "cart.rs", "fn total() { cache(); log() }\n", "log totals");
+    assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 1);
+
+    // Spans name versions as tags or shas.
+    app.export_span(
+        "11111111111111111111111111111111",
+        &[("service.name", "cart"), ("service.version", "1.1.0")],
+        T0,
+    )
+    .await;
+    app.export_span(
+        "22222222222222222222222222222222",
+        &[("service.name", "cart"), ("service.version", &c4[..12])],
+        T0,
+    )
+    .await;
+    let (_, trace) = app.get("/api/v1/traces/11111111111111111111111111111111").await;
+    assert_eq!(trace["spans"][0]["change"]["commit"]["sha"], c3.as_str(), "{trace}");
+    assert_eq!(trace["spans"][0]["change"]["owner"], "payments");
+    let (_, trace) = app.get("/api/v1/traces/22222222222222222222222222222222").await;
+    assert_eq!(trace["spans"][0]["change"]["commit"]["subject"], "log totals", "{trace}");
+
+    // Forward impact: c3 shipped in the 1.1.0 deploy.
+    let (status, impact) = app.get(&format!("/api/v1/commits/{}/impact", &c3[..8])).await;
+    assert_eq!(status, StatusCode::OK, "{impact}");
+    assert_eq!(impact["deploys"][0]["version"], "1.1.0");
+    assert!(impact["deploys"][0]["traces_before"].as_str().unwrap().contains("version=1.0.0"));
+}
