@@ -99,6 +99,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 otlp_http = %settings.otlp_http_addr,
                 data_dir = %resolved.data_dir.display(),
                 ingest_auth = ?settings.ingest_auth,
+                deploy_auth = ?settings.deploy_auth,
+                integrations = settings.changes.integrations.len(),
+                repositories = settings.changes.repositories.len(),
+                services = settings.changes.services.len(),
                 "configuration is valid"
             );
             Ok(())
