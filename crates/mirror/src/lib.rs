@@ -14,10 +14,14 @@
 //!
 //! **Architecture Invariant:** only this crate runs `git`.
 
+mod codeowners;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use model::{Commit, FileChange, FileChangeKind, Person};
+
+pub use crate::codeowners::CodeOwners;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -250,6 +254,16 @@ impl Mirror {
             sha,
         ]);
         Ok(parse_patch(&run(command, "diff-tree -p")?))
+    }
+
+    /// The CODEOWNERS file at `HEAD`, from the first place forges look that has one.
+    pub fn code_owners(&self) -> Result<Option<CodeOwners>, GitError> {
+        for location in codeowners::LOCATIONS {
+            if let Some(text) = self.file_at("HEAD", location)? {
+                return Ok(Some(CodeOwners::parse(&text)));
+            }
+        }
+        Ok(None)
     }
 
     /// A file's content at a revision (e.g. CODEOWNERS at the default branch).

@@ -37,6 +37,7 @@ pub(crate) async fn get_trace(
                     &identity.service,
                     identity.version.as_deref(),
                     identity.commit.as_deref(),
+                    identity.code.file_path.as_deref(),
                 )?;
                 let mut view = span_view(span, &identity);
                 view["change"] = change;

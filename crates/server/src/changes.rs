@@ -149,10 +149,13 @@ pub(crate) fn resolve_commit(
     Ok(None)
 }
 
+/// (service, version, commit, code file path): what a span's change context depends on.
+type ChangeKey = (String, Option<String>, Option<String>, Option<String>);
+
 /// Builds `change` objects, caching per identity: a trace repeats a handful of them.
 pub(crate) struct ChangeResolver<'a> {
     state: &'a AppState,
-    cache: HashMap<(String, Option<String>, Option<String>), Json_>,
+    cache: HashMap<ChangeKey, Json_>,
 }
 
 impl<'a> ChangeResolver<'a> {
@@ -165,12 +168,18 @@ impl<'a> ChangeResolver<'a> {
         service: &str,
         version: Option<&str>,
         commit: Option<&str>,
+        code_path: Option<&str>,
     ) -> Result<Json_, StoreError> {
-        let key = (service.to_owned(), version.map(str::to_owned), commit.map(str::to_owned));
+        let key = (
+            service.to_owned(),
+            version.map(str::to_owned),
+            commit.map(str::to_owned),
+            code_path.map(str::to_owned),
+        );
         if let Some(found) = self.cache.get(&key) {
             return Ok(found.clone());
         }
-        let built = self.build(service, version, commit)?;
+        let built = self.build(service, version, commit, code_path)?;
         self.cache.insert(key, built.clone());
         Ok(built)
     }
@@ -180,6 +189,7 @@ impl<'a> ChangeResolver<'a> {
         service: &str,
         version: Option<&str>,
         commit: Option<&str>,
+        code_path: Option<&str>,
     ) -> Result<Json_, StoreError> {
         let mut change = Map::new();
         if let Some(version) = version {
@@ -198,10 +208,29 @@ impl<'a> ChangeResolver<'a> {
                 change.insert("review".into(), review_view(&review));
             }
         }
-        if let Some(owner) = settings.ownership(service).and_then(|o| o.team.clone()) {
+        if let Some(owner) = self.owner(service, code_path) {
             change.insert("owner".into(), owner.into());
         }
         Ok(Json_::Object(change))
+    }
+
+    /// CODEOWNERS for the span's source file (under the service's path prefix) when the
+    /// repository's mirror has one and a rule matches; otherwise the service's team.
+    fn owner(&self, service: &str, code_path: Option<&str>) -> Option<String> {
+        let ownership = self.state.settings.changes.ownership(service)?;
+        let path_owner = || {
+            let repository = ownership.repository.as_deref()?;
+            let code_owners = self.state.mirrors.code_owners(repository)?;
+            let path = code_path?.trim_start_matches("./").trim_start_matches('/');
+            let path = match ownership.path_prefix.as_deref().map(|p| p.trim_matches('/')) {
+                Some(prefix) if !prefix.is_empty() && !path.starts_with(prefix) => {
+                    format!("{prefix}/{path}")
+                }
+                _ => path.to_owned(),
+            };
+            code_owners.owners(&path).map(|owners| owners.join(" "))
+        };
+        path_owner().or_else(|| ownership.team.clone())
     }
 
     /// `Differential Revision: https://host/D123` in the message links to D123, stored or not.

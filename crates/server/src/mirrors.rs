@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use mirror::Mirror;
+use mirror::{CodeOwners, Mirror};
 use store::ChangeBatch;
 
 use crate::AppState;
@@ -50,6 +50,7 @@ impl Default for MirrorSettings {
 #[derive(Default)]
 pub(crate) struct Mirrors {
     ready: RwLock<HashMap<String, Mirror>>,
+    code_owners: RwLock<HashMap<String, Arc<CodeOwners>>>,
     imported_tips: Mutex<HashMap<String, String>>,
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -57,6 +58,11 @@ pub(crate) struct Mirrors {
 impl Mirrors {
     pub(crate) fn get(&self, repository: &str) -> Option<Mirror> {
         self.ready.read().unwrap_or_else(|p| p.into_inner()).get(repository).cloned()
+    }
+
+    /// The repository's CODEOWNERS at the last fetched `HEAD`.
+    pub(crate) fn code_owners(&self, repository: &str) -> Option<Arc<CodeOwners>> {
+        self.code_owners.read().unwrap_or_else(|p| p.into_inner()).get(repository).cloned()
     }
 
     pub(crate) fn all(&self) -> Vec<(String, Mirror)> {
@@ -149,6 +155,12 @@ pub fn sync_once(state: &AppState, repository: &RepositorySettings) -> Result<us
         commits,
         reviews: Vec::new(),
     })?;
+    let mut code_owners = state.mirrors.code_owners.write().unwrap_or_else(|p| p.into_inner());
+    match mirror.code_owners()? {
+        Some(owners) => code_owners.insert(repository.name.clone(), Arc::new(owners)),
+        None => code_owners.remove(&repository.name),
+    };
+    drop(code_owners);
     state
         .mirrors
         .imported_tips

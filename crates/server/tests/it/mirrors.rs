@@ -40,6 +40,7 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     let upstream = tempfile::tempdir().unwrap();
     let up = upstream.path();
     git(up, &["init", "-q", "-b", "main"]);
+    commit(up, "CODEOWNERS", "# owners\n*.rs @shop/everyone\n/db.rs @shop/dba\n", "add owners");
     let c1 = commit(up, "cart.rs", "fn total() {}\n", "add cart");
     git(up, &["tag", "v1.0.0"]);
     let c2 = commit(up, "cart.rs", "fn total() { cache() }\n", "cache totals");
@@ -65,7 +66,7 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
         mirrors: MirrorSettings { dir: mirrors_dir.path().to_owned(), ..MirrorSettings::default() },
         ..ChangeSettings::default()
     });
-    assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 3, "clones and imports");
+    assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 4, "clones and imports");
     assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 0, "nothing new");
 
     for (version, started) in [("1.0.0", T0), ("1.1.0", T0 + 1)] {
@@ -107,6 +108,14 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     assert_eq!(trace["spans"][0]["change"]["owner"], "payments");
     let (_, trace) = app.get("/api/v1/traces/22222222222222222222222222222222").await;
     assert_eq!(trace["spans"][0]["change"]["commit"]["subject"], "log totals", "{trace}");
+
+    // CODEOWNERS from the mirror names the owner of the span's source file; without a
+    // matching rule (or a code path) the service's team is the owner.
+    let resource =
+        [("service.name", "cart"), ("service.version", "1.1.0"), ("code.file.path", "db.rs")];
+    app.export_span("33333333333333333333333333333333", &resource, T0).await;
+    let (_, trace) = app.get("/api/v1/traces/33333333333333333333333333333333").await;
+    assert_eq!(trace["spans"][0]["change"]["owner"], "@shop/dba", "{trace}");
 
     // Forward impact: c3 shipped in the 1.1.0 deploy.
     let (status, impact) = app.get(&format!("/api/v1/commits/{}/impact", &c3[..8])).await;
