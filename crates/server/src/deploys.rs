@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use model::Deploy;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
-use store::{NewDeploy, StoreError};
+use store::{NewDeploy, StoreError, StoredCommit};
 
 use crate::AppState;
 use crate::api::rfc3339;
@@ -159,7 +159,7 @@ pub(crate) async fn commit_impact(
         let settings = &state.settings.changes;
         let mut shipped = Vec::new();
         for deploy in store.deploys(None, None, usize::MAX)? {
-            if deploy_commit(&state, &deploy)?.as_deref() != Some(stored.commit.sha.as_str()) {
+            if deploy_commit(&state, &deploy)?.sha.as_deref() != Some(stored.commit.sha.as_str()) {
                 continue;
             }
             let previous = match deploy.previous_id {
@@ -193,22 +193,30 @@ pub(crate) async fn commit_impact(
     })
 }
 
-/// The commit a deploy shipped: reported, or what its version resolves to.
-fn deploy_commit(state: &AppState, deploy: &Deploy) -> Result<Option<String>, StoreError> {
-    let store = &state.store;
-    if let Some(sha) = &deploy.commit {
-        return Ok(Some(store.find_commit(sha)?.map_or_else(|| sha.clone(), |c| c.commit.sha)));
-    }
-    if let Some(found) = resolve_commit(state, None, &deploy.service, Some(&deploy.version))? {
-        return Ok(Some(found.commit.sha));
-    }
-    store.version_commit(&deploy.service, &deploy.version)
+/// The commit a deploy shipped: its sha, and the stored commit when the graph knows it.
+struct DeployCommit {
+    sha: Option<String>,
+    stored: Option<StoredCommit>,
 }
 
-/// The commits between two deploys, read from the mirror that holds the newer commit.
-fn range_commits(state: &AppState, from: &str, to: &str) -> Option<Json_> {
-    let stored = state.store.find_commit(to).ok()??;
-    let mirror = state.mirrors.get(&stored.repository)?;
+/// Reported, or what the deploy's version resolves to.
+fn deploy_commit(state: &AppState, deploy: &Deploy) -> Result<DeployCommit, StoreError> {
+    let store = &state.store;
+    if let Some(sha) = &deploy.commit {
+        let stored = store.find_commit(sha)?;
+        let sha = stored.as_ref().map_or_else(|| sha.clone(), |c| c.commit.sha.clone());
+        return Ok(DeployCommit { sha: Some(sha), stored });
+    }
+    if let Some(found) = resolve_commit(state, None, &deploy.service, Some(&deploy.version))? {
+        return Ok(DeployCommit { sha: Some(found.commit.sha.clone()), stored: Some(found) });
+    }
+    let sha = store.version_commit(&deploy.service, &deploy.version)?;
+    Ok(DeployCommit { sha, stored: None })
+}
+
+/// The commits between two deploys, read from the mirror of `repository` (the newer commit's).
+fn range_commits(state: &AppState, repository: &str, from: &str, to: &str) -> Option<Json_> {
+    let mirror = state.mirrors.get(repository)?;
     let commits = mirror.range(Some(from), to, MAX_RANGE_COMMITS + 1).ok()?;
     let truncated = commits.len() > MAX_RANGE_COMMITS;
     let listed: Vec<Json_> = commits
@@ -230,23 +238,22 @@ fn range_commits(state: &AppState, from: &str, to: &str) -> Option<Json_> {
 pub(crate) fn deploy_view(state: &AppState, deploy: &Deploy) -> Result<Json_, StoreError> {
     let store = &state.store;
     let settings = &state.settings.changes;
-    let commit_sha = deploy_commit(state, deploy)?;
-    let commit = match &commit_sha {
-        Some(sha) => store.find_commit(sha)?.map(|c| commit_view(settings, &c)),
-        None => None,
-    };
+    let DeployCommit { sha: commit_sha, stored } = deploy_commit(state, deploy)?;
+    let commit = stored.as_ref().map(|c| commit_view(settings, c));
     let previous = match deploy.previous_id {
         Some(id) => store.deploy(id)?,
         None => None,
     };
     let previous_commit = match &previous {
-        Some(previous) => deploy_commit(state, previous)?,
+        Some(previous) => deploy_commit(state, previous)?.sha,
         None => None,
     };
     let range = match (&previous_commit, &commit_sha) {
         (Some(from), Some(to)) => {
             let mut range = json!({"from": from, "to": to});
-            if let Some(Json_::Object(listed)) = range_commits(state, from, to) {
+            let listed =
+                stored.as_ref().and_then(|c| range_commits(state, &c.repository, from, to));
+            if let Some(Json_::Object(listed)) = listed {
                 range.as_object_mut().expect("built as an object").extend(listed);
             }
             range

@@ -85,32 +85,16 @@ pub(crate) async fn receive(
                     "message": "verified; fetching Phabricator objects through Conduit is not supported yet, so nothing was stored"})),
             ));
         }
-        WebhookEvent::Push(push) => {
-            let repository = state.settings.changes.repository_for(&[
-                Some(&push.repository.full_name),
-                push.repository.web_url.as_deref(),
-                push.repository.clone_url.as_deref(),
-            ]);
-            ChangeBatch {
-                repository: repository
-                    .map_or_else(|| push.repository.full_name.clone(), |r| r.name.clone()),
-                commits: push.commits,
-                reviews: Vec::new(),
-            }
-        }
-        WebhookEvent::Review(event) => {
-            let repository = state.settings.changes.repository_for(&[
-                Some(&event.repository.full_name),
-                event.repository.web_url.as_deref(),
-                event.repository.clone_url.as_deref(),
-            ]);
-            ChangeBatch {
-                repository: repository
-                    .map_or_else(|| event.repository.full_name.clone(), |r| r.name.clone()),
-                commits: Vec::new(),
-                reviews: vec![event.review],
-            }
-        }
+        WebhookEvent::Push(push) => ChangeBatch {
+            repository: repository_name(&state, &push.repository),
+            commits: push.commits,
+            reviews: Vec::new(),
+        },
+        WebhookEvent::Review(event) => ChangeBatch {
+            repository: repository_name(&state, &event.repository),
+            commits: Vec::new(),
+            reviews: vec![event.review],
+        },
     };
 
     let (num_commits, num_reviews) = (batch.commits.len(), batch.reviews.len());
@@ -150,6 +134,21 @@ pub(crate) async fn receive(
             "reviews": if applied == Applied::New { num_reviews } else { 0 },
         })),
     ))
+}
+
+/// The configured repository's name when the forge's repository matches one (by name or any
+/// URL), otherwise the forge's `owner/name`.
+fn repository_name(state: &AppState, repository: &forge::Repository) -> String {
+    let names = [
+        Some(repository.full_name.as_str()),
+        repository.web_url.as_deref(),
+        repository.clone_url.as_deref(),
+    ];
+    state
+        .settings
+        .changes
+        .repository_for(&names)
+        .map_or_else(|| repository.full_name.clone(), |r| r.name.clone())
 }
 
 fn webhook_error(integration: &str, error: WebhookError) -> ApiError {
