@@ -198,14 +198,8 @@ impl<'a> ChangeResolver<'a> {
         let settings = &self.state.settings.changes;
         if let Some(stored) = resolve_commit(self.state, commit, service, version)? {
             change.insert("commit".into(), commit_view(settings, &stored));
-            let reviews = self.state.store.reviews_of_commit(&stored.commit.sha)?;
-            let linked = reviews
-                .into_iter()
-                .find(|r| r.repository == stored.repository)
-                .map(|r| r.review)
-                .or(self.phabricator_revision(&stored)?);
-            if let Some(review) = linked {
-                change.insert("review".into(), review_view(&review));
+            if let Some(review) = self.review(&stored)? {
+                change.insert("review".into(), review);
             }
         }
         if let Some(owner) = self.owner(service, code_path) {
@@ -233,26 +227,26 @@ impl<'a> ChangeResolver<'a> {
         path_owner().or_else(|| ownership.team.clone())
     }
 
-    /// `Differential Revision: https://host/D123` in the message links to D123, stored or not.
-    fn phabricator_revision(&self, stored: &StoredCommit) -> Result<Option<Review>, StoreError> {
+    /// The review a commit belongs to: one recorded from a forge, else the Differential
+    /// revision its message names (`Differential Revision: https://host/D123`), with only what
+    /// the message says when the revision itself is not stored.
+    fn review(&self, stored: &StoredCommit) -> Result<Option<Json_>, StoreError> {
+        let store = &self.state.store;
+        let recorded = store.reviews_of_commit(&stored.commit.sha)?;
+        if let Some(found) = recorded.into_iter().find(|r| r.repository == stored.repository) {
+            return Ok(Some(review_view(&found.review)));
+        }
         let Some((id, url)) = differential_revision(&stored.commit.message) else {
             return Ok(None);
         };
-        if let Some(found) = self.state.store.review(&stored.repository, &id)? {
-            return Ok(Some(found.review));
+        if let Some(found) = store.review(&stored.repository, &id)? {
+            return Ok(Some(review_view(&found.review)));
         }
-        Ok(Some(Review {
-            kind: ForgeKind::Phabricator,
-            id,
-            title: String::new(),
-            url,
-            author: model::Person::default(),
-            reviewers: Vec::new(),
-            state: model::ReviewState::Open,
-            head_sha: None,
-            merge_commit_sha: None,
-            commits: vec![stored.commit.sha.clone()],
-        }))
+        let mut view = json!({"kind": ForgeKind::Phabricator.as_str(), "id": id});
+        if let Some(url) = url {
+            view["url"] = url.into();
+        }
+        Ok(Some(view))
     }
 }
 

@@ -204,3 +204,25 @@ async fn traces_carry_the_change_context_of_their_version() {
     let (_, body) = app.get("/api/v1/traces/cccccccccccccccccccccccccccccccc").await;
     assert_eq!(body["spans"][0]["change"], serde_json::json!({"version": "9.9.9"}));
 }
+
+#[tokio::test]
+async fn a_differential_revision_field_links_the_commit_to_its_revision() {
+    let app = TestApp::with_changes(settings());
+    let mut push: serde_json::Value =
+        serde_json::from_slice(&fixture("github/push_with-new-branch.json")).unwrap();
+    push["commits"][0]["message"] =
+        "Cache totals\n\nDifferential Revision: https://phab.example.com/D123\n".into();
+    let sha = push["commits"][0]["id"].as_str().unwrap().to_owned();
+    let body = serde_json::to_vec(&push).unwrap();
+    let (status, answer) = deliver(&app, ForgeKind::Github, "github", "push", "3", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let trace = "dddddddddddddddddddddddddddddddd";
+    app.export_span(trace, &[("service.name", "api"), ("service.version", &sha)], T0).await;
+    let (_, body) = app.get(&format!("/api/v1/traces/{trace}")).await;
+    // Only what the message says: no title or state is made up for a revision not fetched.
+    assert_eq!(
+        body["spans"][0]["change"]["review"],
+        serde_json::json!({"kind": "phabricator", "id": "D123", "url": "https://phab.example.com/D123"})
+    );
+}
