@@ -10,12 +10,16 @@
 //!    review with its state and commits, a ping, a Phabricator pointer (Herald sends only
 //!    PHIDs, for the caller to fetch through Conduit), or an event spanblame ignores.
 //!
-//! Both are pure functions of their inputs, so the fixtures in `test_data/forges/` (real
+//! A Herald pointer is followed through [`conduit`], whose requests and answers are pure
+//! values too.
+//!
+//! All of these are pure functions of their inputs, so the fixtures in `test_data/forges/` (real
 //! payloads, see its README) are the test suite; the server adds storage and HTTP around them.
 //!
 //! **Architecture Invariant:** only this crate knows forge payload formats. It knows nothing
 //! of storage; what it extracts is expressed in `model` types.
 
+pub mod conduit;
 mod delivery;
 mod parse;
 mod verify;

@@ -348,7 +348,12 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         Just("author"),
         Just("added"),
         Just("title"),
-        Just("user")
+        Just("user"),
+        Just("data"),
+        Just("fields"),
+        Just("attachments"),
+        Just("identifier"),
+        Just("cursor")
     ];
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -364,4 +369,166 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
             }),
         ]
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conduit
+
+mod conduit {
+    use std::collections::HashMap;
+
+    use super::fixture;
+    use crate::conduit::{
+        ConduitCall, ConduitCommit, ConduitError, Diff, Edge, RepositoryMonogram, Revision, User,
+    };
+
+    /// Every Conduit response fixture through the reader spanblame uses for it.
+    #[test]
+    fn golden_conduit_responses() {
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path("../test_data/snapshots");
+        settings.set_prepend_module_to_snapshot(false);
+        let revisions = "phabricator/conduit_differential.revision.search.mozilla-code-review.json";
+        let diffs = "phabricator/conduit_differential.diff.search.mozilla-code-review.json";
+        let edges = "phabricator/conduit_edge.search.mozilla-code-review.json";
+        let transactions = "phabricator/conduit_transaction.search.mozilla-code-review.json";
+        let commits = "synthesized/conduit_diffusion.commit.search.SHAPE-ONLY.json";
+        settings.bind(|| {
+            let name = |path: &str| path.replace(['/', '.'], "_");
+            let page = ConduitCall::revisions(&[]).read_page::<Revision>(&fixture(revisions));
+            insta::assert_snapshot!(name(revisions), format!("{:#?}", page.unwrap()));
+            let page = ConduitCall::diffs(&[]).read_page::<Diff>(&fixture(diffs));
+            insta::assert_snapshot!(name(diffs), format!("{:#?}", page.unwrap()));
+            let page = ConduitCall::edges(&[], &[]).read_page::<Edge>(&fixture(edges));
+            insta::assert_snapshot!(name(edges), format!("{:#?}", page.unwrap()));
+            let page = ConduitCall::commits(&[]).read_page::<ConduitCommit>(&fixture(commits));
+            insta::assert_snapshot!(name(commits), format!("{:#?}", page.unwrap()));
+            // spanblame does not read transactions; their envelope and cursor still parse.
+            let page = ConduitCall::edges(&[], &[])
+                .read_page::<serde_json::Value>(&fixture(transactions))
+                .unwrap();
+            insta::assert_snapshot!(
+                name(transactions),
+                format!("{} items, after {:?}", page.items.len(), page.after)
+            );
+        });
+    }
+
+    #[test]
+    fn requests_are_form_encoded_with_the_token_inside_params() {
+        let call = ConduitCall::revisions(&["PHID-DREV-x".to_owned()]);
+        assert_eq!(call.path(), "api/differential.revision.search");
+        let body = call.form_body("api-abc def&=", Some("42"));
+        let (params, rest) = body.strip_prefix("params=").unwrap().split_once('&').unwrap();
+        assert_eq!(rest, "output=json&__conduit__=1");
+        assert!(!params.contains(['&', '=', ' ', '"', '{']), "{params}");
+        let decoded = crate::verify::percent_decode(params.as_bytes()).unwrap();
+        let params: serde_json::Value = serde_json::from_slice(&decoded).unwrap();
+        assert_eq!(params["__conduit__"]["token"], "api-abc def&=");
+        assert_eq!(params["after"], "42");
+        assert_eq!(params["constraints"]["phids"][0], "PHID-DREV-x");
+        assert_eq!(params["attachments"]["reviewers"], true);
+    }
+
+    #[test]
+    fn an_error_code_on_http_200_is_an_error() {
+        let body = br#"{"result":null,"error_code":"ERR-INVALID-AUTH","error_info":"API token \"api-x\" has the wrong length."}"#;
+        let err = ConduitCall::users(&[]).read_page::<User>(body).unwrap_err();
+        assert!(err.is_authentication());
+        assert_eq!(
+            err.to_string(),
+            "Conduit `user.search` failed with ERR-INVALID-AUTH: API token \"api-x\" has the wrong length."
+        );
+        for bad in [&b"<html>"[..], b"{}", br#"{"result":{"nodata":1},"error_code":null}"#] {
+            let err = ConduitCall::users(&[]).read_page::<User>(bad).unwrap_err();
+            assert!(matches!(err, ConduitError::Malformed { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn revisions_become_reviews_with_users_diffs_and_landed_commits() {
+        let revision = Revision {
+            id: 123,
+            phid: "PHID-DREV-1".into(),
+            title: "Fix timeout".into(),
+            uri: None,
+            author_phid: Some("PHID-USER-a".into()),
+            status: "published".into(),
+            repository_phid: None,
+            diff_phid: None,
+            reviewer_phids: vec!["PHID-USER-b".into(), "PHID-PROJ-c".into()],
+        };
+        let users: HashMap<String, User> =
+            [("PHID-USER-a", "alice", Some("Alice Liddell")), ("PHID-USER-b", "bob", None)]
+                .into_iter()
+                .map(|(phid, username, real_name)| {
+                    let user = User {
+                        phid: phid.into(),
+                        username: username.into(),
+                        real_name: real_name.map(Into::into),
+                    };
+                    (phid.to_owned(), user)
+                })
+                .collect();
+        let diff: Diff = serde_json::from_str(
+            r#"{"phid":"PHID-DIFF-1","fields":{"revisionPHID":"PHID-DREV-1"},"attachments":{"commits":{"commits":[
+                {"identifier":"bbb","parents":["aaa"]},{"identifier":"aaa","parents":["000"]}]}}}"#,
+        )
+        .unwrap();
+        let review =
+            revision.to_review("https://phab.example.com/", Some(&diff), &["ccc".into()], &users);
+        assert_eq!(review.id, "D123");
+        assert_eq!(review.url.as_deref(), Some("https://phab.example.com/D123"));
+        assert_eq!(review.author.name.as_deref(), Some("Alice Liddell"));
+        assert_eq!(review.author.username.as_deref(), Some("alice"));
+        assert_eq!(review.reviewers, ["bob", "PHID-PROJ-c"]);
+        assert_eq!(review.state, model::ReviewState::Merged);
+        assert_eq!(review.head_sha.as_deref(), Some("bbb"), "the tip of the uploaded commits");
+        assert_eq!(review.merge_commit_sha.as_deref(), Some("ccc"));
+        assert_eq!(review.commits, ["aaa", "bbb", "ccc"]);
+
+        // Two landed commits: which one the revision "became" is not known, so not said.
+        let two = revision.to_review("https://p", None, &["c1".into(), "c2".into()], &users);
+        assert_eq!(two.merge_commit_sha, None);
+        assert_eq!(two.head_sha, None);
+    }
+
+    #[test]
+    fn commit_links_use_phabricators_own_url_forms() {
+        let callsign = RepositoryMonogram::parse("rWEB").unwrap();
+        assert_eq!(
+            callsign.commit_url("https://phab.example.com/", "abc123"),
+            "https://phab.example.com/rWEBabc123"
+        );
+        let id = RepositoryMonogram::parse("R12").unwrap();
+        assert_eq!(
+            id.commit_url("https://phab.example.com", "abc123"),
+            "https://phab.example.com/R12:abc123"
+        );
+        assert_eq!(callsign.to_string(), "rWEB");
+        assert_eq!(id.to_string(), "R12");
+        for bad in ["", "r", "R", "rweb", "R1x", "D12", "web"] {
+            assert_eq!(RepositoryMonogram::parse(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reading_any_answer_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = ConduitCall::revisions(&[]).read_page::<Revision>(&body);
+            let _ = ConduitCall::commits(&[]).read_page::<ConduitCommit>(&body);
+            let _ = ConduitCall::diffs(&[]).read_page::<Diff>(&body);
+            let _ = ConduitCall::edges(&[], &[]).read_page::<Edge>(&body);
+            let _ = ConduitCall::users(&[]).read_page::<User>(&body);
+        }
+
+        #[test]
+        fn reading_json_shaped_answers_never_panics(json in super::json_value()) {
+            let body = serde_json::to_vec(&serde_json::json!({"result": json, "error_code": null})).unwrap();
+            let _ = ConduitCall::revisions(&[]).read_page::<Revision>(&body);
+            let _ = ConduitCall::commits(&[]).read_page::<ConduitCommit>(&body);
+            let _ = ConduitCall::diffs(&[]).read_page::<Diff>(&body);
+            let _ = ConduitCall::repositories(&[]).read_page::<crate::conduit::ConduitRepository>(&body);
+        }
+    }
 }

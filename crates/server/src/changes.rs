@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use forge::conduit::RepositoryMonogram;
 use model::{ForgeKind, Review, normalize_repository_url};
 use serde_json::{Map, Value as Json_, json};
 use store::{StoreError, StoredCommit};
@@ -26,6 +27,9 @@ pub struct Integration {
     pub name: String,
     pub kind: ForgeKind,
     pub secret: Vec<u8>,
+    /// The forge's base URL for API calls (Phabricator: the install, Conduit is `{api_url}/api/`).
+    pub api_url: Option<String>,
+    pub api_token: Option<String>,
 }
 
 impl std::fmt::Debug for Integration {
@@ -34,6 +38,8 @@ impl std::fmt::Debug for Integration {
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("secret", &"<redacted>")
+            .field("api_url", &self.api_url)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -49,6 +55,8 @@ pub struct RepositorySettings {
     pub forge: Option<ForgeKind>,
     /// Where its history is read from; without one, only webhooks inform the graph.
     pub mirror: Option<MirrorSource>,
+    /// Phabricator's name for it (`rWEB`, `R12`): commit links, and matching Conduit's answers.
+    pub monogram: Option<String>,
 }
 
 impl RepositorySettings {
@@ -80,6 +88,7 @@ impl ChangeSettings {
             names.iter().flatten().map(|name| normalize_repository_url(name)).collect();
         self.repositories.iter().find(|repo| {
             let mut own = vec![repo.name.to_ascii_lowercase()];
+            own.extend(repo.monogram.as_deref().map(str::to_ascii_lowercase));
             own.extend(repo.url.as_deref().map(normalize_repository_url));
             own.extend(repo.web_url.as_deref().map(normalize_repository_url));
             own.iter().any(|o| wanted.iter().any(|w| same_repository(o, w)))
@@ -288,6 +297,10 @@ fn commit_url(settings: &ChangeSettings, stored: &StoredCommit) -> Option<String
     let sha = &stored.commit.sha;
     Some(match repo.forge {
         Some(ForgeKind::Gitlab) => format!("{web}/-/commit/{sha}"),
+        // `web_url` is the install; without a monogram there is no commit page to name.
+        Some(ForgeKind::Phabricator) => {
+            RepositoryMonogram::parse(repo.monogram.as_deref()?)?.commit_url(&web, sha)
+        }
         _ => format!("{web}/commit/{sha}"),
     })
 }

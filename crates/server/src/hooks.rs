@@ -17,8 +17,8 @@ use model::ForgeKind;
 use serde_json::{Value as Json_, json};
 use store::{Applied, ChangeBatch};
 
-use crate::AppState;
 use crate::error::{ApiError, ErrorCode, read_capped};
+use crate::{AppState, phabricator};
 
 /// GitHub's own cap on webhook payloads; no forge sends more.
 pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
@@ -72,18 +72,29 @@ pub(crate) async fn receive(
             ));
         }
         WebhookEvent::Herald(pointer) => {
-            // Conduit follow-up (fetching what the PHIDs name) is not built yet; say so rather
-            // than pretend the revision was recorded.
-            tracing::warn!(
-                integration = %integration.name,
-                object = %pointer.object_phid,
-                "Herald webhook verified, but fetching objects through Conduit is not built yet; nothing stored"
-            );
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"status": "ignored", "event": "herald",
-                    "message": "verified; fetching Phabricator objects through Conduit is not supported yet, so nothing was stored"})),
-            ));
+            match phabricator::follow(&state, integration, &pointer).await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => {
+                    tracing::info!(integration = %integration.name, object = %pointer.object_phid,
+                        "Herald object is not a revision or commit the API token can see");
+                    return Ok((
+                        StatusCode::ACCEPTED,
+                        Json(json!({"status": "ignored", "event": "herald",
+                            "message": format!("`{}` is not a revision or commit the integration's API token can see; nothing was stored", pointer.object_phid)})),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(integration = %integration.name, object = %pointer.object_phid,
+                        error = %e, "following a Herald webhook failed");
+                    return Err(ApiError::new(
+                        ErrorCode::BadGateway,
+                        format!(
+                            "integration `{}`: fetching `{}` through Conduit failed: {e}; nothing was stored, and Phabricator will deliver again",
+                            integration.name, pointer.object_phid
+                        ),
+                    ));
+                }
+            }
         }
         WebhookEvent::Push(push) => ChangeBatch {
             repository: repository_name(&state, &push.repository),

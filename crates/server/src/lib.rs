@@ -25,6 +25,8 @@ mod metrics;
 mod mirrors;
 mod otlp_grpc;
 mod otlp_http;
+mod outbound;
+mod phabricator;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +73,8 @@ pub struct AppState {
     pub(crate) write_slots: Arc<Semaphore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) mirrors: mirrors::Mirrors,
+    /// For calls to forge APIs; an error when the system offers no TLS roots.
+    pub(crate) http: Result<reqwest::Client, String>,
 }
 
 impl AppState {
@@ -83,6 +87,10 @@ impl AppState {
             write_slots,
             clock,
             mirrors: mirrors::Mirrors::default(),
+            http: outbound::client().map_err(|e| {
+                tracing::warn!(error = %e, "no HTTP client for forge APIs");
+                e.to_string()
+            }),
         })
     }
 }

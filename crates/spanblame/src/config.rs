@@ -56,6 +56,10 @@ pub(crate) struct IntegrationConfig {
     pub(crate) kind: String,
     pub(crate) secret_env: Option<String>,
     pub(crate) secret_file: Option<PathBuf>,
+    /// The forge's base URL for API calls (Phabricator: `https://phab.example.com`).
+    pub(crate) api_url: Option<String>,
+    pub(crate) api_token_env: Option<String>,
+    pub(crate) api_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +78,8 @@ pub(crate) struct RepositoryConfig {
     pub(crate) web_url: Option<String>,
     /// The forge kind, for link formats.
     pub(crate) forge: Option<String>,
+    /// Phabricator: the repository's monogram (`rCALLSIGN` or `R12`), for commit links.
+    pub(crate) monogram: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +215,7 @@ pub(crate) fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> anyho
 }
 
 /// The config turned into what the server and store take, with every value checked.
+#[derive(Debug)]
 pub(crate) struct Resolved {
     pub(crate) settings: server::Settings,
     pub(crate) data_dir: PathBuf,
@@ -381,10 +388,38 @@ fn resolve_changes(
             integration.secret_file.as_deref(),
             env,
         )?;
+        let api_token = match (&integration.api_token_env, &integration.api_token_file) {
+            (None, None) => None,
+            (env_var, file) => Some(read_secret(
+                &format!("{key}: api token"),
+                env_var.as_deref(),
+                file.as_deref(),
+                env,
+            )?),
+        };
+        let api_url =
+            integration.api_url.as_deref().map(str::trim).map(|url| url.trim_end_matches('/'));
+        if let Some(url) = api_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            bail!("{key}: `api_url` = `{url}` must start with `https://` (or `http://`)");
+        }
+        if api_token.is_some() != api_url.is_some() {
+            bail!(
+                "{key}: set both `api_url` and `api_token_env` (or `api_token_file`), or neither"
+            );
+        }
+        if kind == model::ForgeKind::Phabricator && api_token.is_none() {
+            bail!(
+                "{key}: a Phabricator integration needs `api_url` (the install's base URL) and `api_token_env` (a Conduit API token, `api-...`): Herald webhooks carry only PHIDs, which spanblame fetches through Conduit"
+            );
+        }
         integrations.push(server::Integration {
             name: integration.name.clone(),
             kind,
             secret: secret.into_bytes(),
+            api_url: api_url.map(str::to_owned),
+            api_token,
         });
     }
     let mut repositories = Vec::new();
@@ -417,12 +452,20 @@ fn resolve_changes(
             }
             _ => None,
         };
+        if let Some(monogram) = &repository.monogram
+            && forge::conduit::RepositoryMonogram::parse(monogram).is_none()
+        {
+            bail!(
+                "{key}: `monogram` = `{monogram}` is not a Phabricator repository monogram; use `r` and the callsign (`rWEB`) or `R` and the id (`R12`)"
+            );
+        }
         repositories.push(server::RepositorySettings {
             name: repository.name.clone(),
             url: repository.url.clone(),
             web_url: repository.web_url.clone(),
             forge,
             mirror,
+            monogram: repository.monogram.clone(),
         });
     }
     let mut services = Vec::new();
@@ -573,6 +616,31 @@ mod tests {
         );
         assert!(missing.contains("`NOPE_TOKEN` named by `secret_env` is not set"), "{missing}");
         assert!(err("[ingest]\nmax_body = \"lots\"\n", &[]).contains("`ingest.max_body` = `lots`"));
+    }
+
+    #[test]
+    fn a_phabricator_integration_needs_conduit_access_and_monograms_are_checked() {
+        let vars = [
+            ("PHAB_HMAC", "0123456789abcdef0123456789abcdef"),
+            ("PHAB_TOKEN", "api-abcdefghijklmnopqrstuvwxyzab"),
+        ];
+        let resolve_str = |text: &str| load_str(text, &vars).and_then(|c| resolve(&c, &env(&vars)));
+        let hook = "[[integrations]]\nname = \"phab\"\nkind = \"phabricator\"\nsecret_env = \"PHAB_HMAC\"\n";
+        let err = format!("{:#}", resolve_str(hook).unwrap_err());
+        assert!(err.contains("needs `api_url`") && err.contains("Conduit API token"), "{err}");
+        let full = format!(
+            "{hook}api_url = \"https://phab.example.com/\"\napi_token_env = \"PHAB_TOKEN\"\n\
+             [[repositories]]\nname = \"web\"\nforge = \"phabricator\"\nmonogram = \"rWEB\"\n"
+        );
+        let resolved = resolve_str(&full).unwrap();
+        let integration = &resolved.settings.changes.integrations[0];
+        assert_eq!(integration.api_url.as_deref(), Some("https://phab.example.com"));
+        assert_eq!(integration.api_token.as_deref(), Some("api-abcdefghijklmnopqrstuvwxyzab"));
+        assert!(!format!("{integration:?}").contains("api-abc"), "the token is redacted");
+        let err = format!("{:#}", resolve_str(&full.replace("rWEB", "web")).unwrap_err());
+        assert!(err.contains("`monogram` = `web`") && err.contains("`R12`"), "{err}");
+        let err = format!("{:#}", resolve_str(&full.replace("https://phab", "phab")).unwrap_err());
+        assert!(err.contains("must start with `https://`"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,8 @@ fn settings() -> ChangeSettings {
         name: name.into(),
         kind,
         secret: SECRET.as_bytes().to_vec(),
+        api_url: None,
+        api_token: None,
     };
     ChangeSettings {
         integrations: vec![
@@ -36,6 +38,7 @@ fn settings() -> ChangeSettings {
             web_url: None,
             forge: Some(ForgeKind::Gogs),
             mirror: None,
+            monogram: None,
         }],
         services: vec![ServiceOwnership {
             service: "hello-api".into(),
@@ -138,10 +141,12 @@ async fn every_forge_applies_once_and_refusals_store_nothing() {
     let (status, answer) = deliver(&app, ForgeKind::Gitea, "nope", "push", "x", b"{}").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("[[integrations]]"));
-    // Phabricator's pointer verifies, but Conduit is not built: said plainly, nothing stored.
+    // Phabricator's pointer verifies, but this integration has no Conduit access to follow it:
+    // said plainly, nothing stored (tests/it/phabricator.rs follows one for real).
     let body = fixture("synthesized/phabricator_herald_webhook.revision.body");
     let (status, answer) = deliver(&app, ForgeKind::Phabricator, "phab", "herald", "", &body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("`api_url`"), "{answer}");
 }
 
 #[tokio::test]

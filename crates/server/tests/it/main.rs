@@ -5,5 +5,6 @@
 
 mod hooks;
 mod mirrors;
+mod phabricator;
 mod retention;
 mod support;

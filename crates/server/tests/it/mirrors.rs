@@ -54,6 +54,7 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
         web_url: None,
         forge: Some(model::ForgeKind::Gitea),
         mirror: Some(MirrorSource::Clone(up.to_str().unwrap().to_owned())),
+        monogram: None,
     };
     let app = TestApp::with_changes(ChangeSettings {
         repositories: vec![repository.clone()],
