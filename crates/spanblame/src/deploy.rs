@@ -36,7 +36,7 @@ pub(crate) struct DeployArgs {
     /// A link to the CI run or change ticket.
     #[arg(long)]
     url: Option<String>,
-    /// The spanblame server (`http://host:port`).
+    /// The spanblame server (`http://host:port`, or `https://` behind a TLS proxy).
     #[arg(long, env = "SPANBLAME_SERVER", default_value = "http://127.0.0.1:7420")]
     server: String,
     /// A token allowed to report deploys (sent as `Authorization: Bearer`).
@@ -46,10 +46,8 @@ pub(crate) struct DeployArgs {
 
 pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<()> {
     let server = args.server.trim_end_matches('/');
-    if !server.starts_with("http://") {
-        bail!(
-            "`--server` = `{server}`: only `http://` URLs are supported by this build; reach the server over a trusted network or a local TLS-terminating proxy"
-        );
+    if !(server.starts_with("http://") || server.starts_with("https://")) {
+        bail!("`--server` = `{server}` must start with `http://` or `https://`");
     }
     let mut body = json!({
         "service": args.service,
