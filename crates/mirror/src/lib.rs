@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 
 use model::{Commit, FileChange, FileChangeKind, Person};
 
-pub use crate::codeowners::CodeOwners;
+pub use crate::codeowners::{CodeOwners, Syntax as CodeOwnersSyntax};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -256,11 +256,15 @@ impl Mirror {
         Ok(parse_patch(&run(command, "diff-tree -p")?))
     }
 
-    /// The CODEOWNERS file at `HEAD`, from the first place forges look that has one.
-    pub fn code_owners(&self) -> Result<Option<CodeOwners>, GitError> {
-        for location in codeowners::LOCATIONS {
+    /// The CODEOWNERS file at `HEAD`, from the first place the repository's forge looks that
+    /// has one, read in that forge's syntax (Gitea's regular expressions, or gitignore-style).
+    pub fn code_owners(
+        &self,
+        forge: Option<model::ForgeKind>,
+    ) -> Result<Option<CodeOwners>, GitError> {
+        for &(location, syntax) in codeowners::locations(forge) {
             if let Some(text) = self.file_at("HEAD", location)? {
-                return Ok(Some(CodeOwners::parse(&text)));
+                return Ok(Some(CodeOwners::parse(&text, syntax)));
             }
         }
         Ok(None)

@@ -231,7 +231,7 @@ impl<'a> ChangeResolver<'a> {
                 }
                 _ => path.to_owned(),
             };
-            code_owners.owners(&path).map(|owners| owners.join(" "))
+            Some(code_owners.owners(&path).join(" ")).filter(|owners| !owners.is_empty())
         };
         path_owner().or_else(|| ownership.team.clone())
     }

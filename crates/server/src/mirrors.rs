@@ -156,7 +156,7 @@ pub fn sync_once(state: &AppState, repository: &RepositorySettings) -> Result<us
         reviews: Vec::new(),
     })?;
     let mut code_owners = state.mirrors.code_owners.write().unwrap_or_else(|p| p.into_inner());
-    match mirror.code_owners()? {
+    match mirror.code_owners(repository.forge)? {
         Some(owners) => code_owners.insert(repository.name.clone(), Arc::new(owners)),
         None => code_owners.remove(&repository.name),
     };

@@ -29,7 +29,9 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn commit(dir: &Path, path: &str, content: &str, message: &str) -> String {
-    std::fs::write(dir.join(path), content).unwrap();
+    let file = dir.join(path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, content).unwrap();
     git(dir, &["add", "--", path]);
     git(dir, &["commit", "-q", "-m", message]);
     git(dir, &["rev-parse", "HEAD"])
@@ -40,7 +42,9 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     let upstream = tempfile::tempdir().unwrap();
     let up = upstream.path();
     git(up, &["init", "-q", "-b", "main"]);
-    commit(up, "CODEOWNERS", "# owners\n*.rs @shop/everyone\n/db.rs @shop/dba\n", "add owners");
+    // Gitea's syntax, in Gitea's own place: anchored regular expressions, `\\` escaped.
+    let owners = "# owners\ncart\\\\.rs @shop/everyone\ndb\\\\.rs @shop/dba\n";
+    commit(up, ".gitea/CODEOWNERS", owners, "add owners");
     let c1 = commit(up, "cart.rs", "fn total() {}\n", "add cart");
     git(up, &["tag", "v1.0.0"]);
     let c2 = commit(up, "cart.rs", "fn total() { cache() }\n", "cache totals");
