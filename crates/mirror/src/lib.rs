@@ -131,6 +131,28 @@ impl Mirror {
         }
     }
 
+    /// Whether `ancestor` is in the history of `descendant` (a commit is its own ancestor).
+    /// A commit the mirror does not have is an error, not `false`.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+        check_revision(ancestor)?;
+        check_revision(descendant)?;
+        let mut command = self.git();
+        command
+            .args(["merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant])
+            .stdin(Stdio::null());
+        let args = "merge-base --is-ancestor";
+        let output =
+            command.output().map_err(|source| GitError::Spawn { args: args.into(), source })?;
+        match output.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(GitError::Failed {
+                args: args.into(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            }),
+        }
+    }
+
     /// The commit a version names: the version itself if it is a revision, else the tag
     /// `v{version}`.
     pub fn resolve_version(&self, version: &str) -> Result<Option<String>, GitError> {

@@ -114,6 +114,13 @@ fn ranges_files_hunks_and_tags_between_two_deploys() {
     // A root commit's hunks are its whole files.
     assert_eq!(mirror.hunks(&up.c1).unwrap()[0].hunks[0].new_lines, 3);
 
+    // What a deploy of the merge contains: its whole history, feature branch included.
+    assert!(mirror.is_ancestor(&up.c2, &up.merge).unwrap());
+    assert!(mirror.is_ancestor(&up.merge, &up.merge).unwrap());
+    assert!(!mirror.is_ancestor(&up.c2, &up.c3).unwrap());
+    assert!(!mirror.is_ancestor(&up.merge, &up.c1).unwrap());
+    assert!(mirror.is_ancestor(&"0".repeat(40), &up.merge).is_err(), "an unknown commit");
+
     assert_eq!(mirror.file_at("main", "README.md").unwrap().as_deref(), Some("# cart\n"));
     assert_eq!(mirror.file_at("main", "CODEOWNERS").unwrap(), None);
 }

@@ -157,11 +157,39 @@ pub(crate) async fn commit_impact(
     let view = tokio::task::spawn_blocking(move || -> Result<Option<Json_>, StoreError> {
         let Some(stored) = store.find_commit(&sha)? else { return Ok(None) };
         let settings = &state.settings.changes;
+        let target = stored.commit.sha.as_str();
+        let mirror = state.mirrors.get(&stored.repository);
+        // In the history of a deploy's commit (read from the commit's own mirror).
+        let contains = |deploy: &Deploy| -> Result<bool, StoreError> {
+            let shipped = deploy_commit(&state, deploy)?;
+            Ok(match (&shipped.sha, &shipped.stored, &mirror) {
+                (Some(sha), _, _) if sha == target => true,
+                (Some(sha), Some(found), Some(mirror)) if found.repository == stored.repository => {
+                    mirror.is_ancestor(target, sha).unwrap_or(false)
+                }
+                _ => false,
+            })
+        };
         let mut shipped = Vec::new();
         for deploy in store.deploys(None, None, usize::MAX)? {
-            if deploy_commit(&state, &deploy)?.sha.as_deref() != Some(stored.commit.sha.as_str()) {
+            let exact = deploy_commit(&state, &deploy)?.sha.as_deref() == Some(target);
+            // Shipped by this deploy: its commit, or in the range from its predecessor.
+            let how = if exact {
+                "deploy_commit"
+            } else if contains(&deploy)? {
+                let previous = match deploy.previous_id {
+                    Some(id) => store.deploy(id)?,
+                    None => None,
+                };
+                match previous {
+                    Some(previous) if contains(&previous)? => continue,
+                    Some(_) => "in_range",
+                    // Nothing is known before it in that environment.
+                    None => "first_known_deploy",
+                }
+            } else {
                 continue;
-            }
+            };
             let previous = match deploy.previous_id {
                 Some(id) => store.deploy(id)?,
                 None => None,
@@ -175,6 +203,7 @@ pub(crate) async fn commit_impact(
                 )
             };
             let mut view = deploy_view(&state, &deploy)?;
+            view["shipped_as"] = how.into();
             view["traces_after"] = traces(&deploy.version).into();
             if let Some(previous) = previous {
                 view["traces_before"] = traces(&previous.version).into();

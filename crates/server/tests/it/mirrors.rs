@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use server::{ChangeSettings, MirrorSettings, MirrorSource, RepositorySettings, ServiceOwnership};
 
-use crate::support::{T0, TestApp};
+use crate::support::{SECOND, T0, TestApp};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
@@ -105,7 +105,7 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     app.export_span(
         "22222222222222222222222222222222",
         &[("service.name", "cart"), ("service.version", &c4[..12])],
-        T0,
+        T0 + SECOND,
     )
     .await;
     let (_, trace) = app.get("/api/v1/traces/11111111111111111111111111111111").await;
@@ -126,5 +126,38 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     let (status, impact) = app.get(&format!("/api/v1/commits/{}/impact", &c3[..8])).await;
     assert_eq!(status, StatusCode::OK, "{impact}");
     assert_eq!(impact["deploys"][0]["version"], "1.1.0");
+    assert_eq!(impact["deploys"][0]["shipped_as"], "deploy_commit");
     assert!(impact["deploys"][0]["traces_before"].as_str().unwrap().contains("version=1.0.0"));
+    // c2 was never deployed by itself: the 1.1.0 deploy shipped it inside its range, and
+    // neither 1.0.0 (before it) nor a later deploy of c4 (which already had it) counts.
+    let body = json!({"service": "cart", "environment": "prod", "version": c4, "commit": c4,
+        "started_at": jiff::Timestamp::from_nanosecond((T0 + 2) as i128).unwrap().to_string()});
+    let (status, answer) = app.post_json("/api/v1/deploys", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, impact) = app.get(&format!("/api/v1/commits/{c2}/impact")).await;
+    assert_eq!(status, StatusCode::OK, "{impact}");
+    let shipped: Vec<(&str, &str, &str)> = impact["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let field = |key: &str| d[key].as_str().unwrap_or("");
+            (field("environment"), field("version"), field("shipped_as"))
+        })
+        .collect();
+    // The spans above (no environment) inferred deploys too; there 1.1.0 came first.
+    assert_eq!(
+        shipped,
+        [("prod", "1.1.0", "in_range"), ("", "1.1.0", "first_known_deploy")],
+        "{impact}"
+    );
+    // c4 shipped in its own deploys only: reported in prod, inferred from spans naming it.
+    let (_, impact) = app.get(&format!("/api/v1/commits/{c4}/impact")).await;
+    let versions: Vec<&str> = impact["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, [&c4[..12], c4.as_str()], "{impact}");
 }
