@@ -246,6 +246,8 @@ impl Revision {
             author,
             reviewers,
             state: self.state(),
+            // A diff's branch lives in the author's working copy, not in the repository.
+            head_branch: None,
             head_sha: diff.and_then(Diff::head).map(str::to_owned),
             // One landed commit is what the revision became; several leave it open.
             merge_commit_sha: match (self.state(), landed) {

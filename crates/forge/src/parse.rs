@@ -218,6 +218,8 @@ impl PushPayload {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Branch {
+    #[serde(rename = "ref")]
+    ref_name: Option<String>,
     sha: Option<String>,
 }
 
@@ -232,6 +234,8 @@ struct PullRequest {
     merged: bool,
     merge_commit_sha: Option<String>,
     head: Option<Branch>,
+    /// Gogs: the head is named only by its branch.
+    head_branch: Option<String>,
     requested_reviewers: Option<Vec<User>>,
 }
 
@@ -258,11 +262,10 @@ impl PullRequestPayload {
             (false, Some("closed")) => ReviewState::Closed,
             _ => return Err(WebhookError::MissingField { field: "pull_request.state" }),
         };
-        let head_sha = pr
-            .head
-            .and_then(|head| non_empty(head.sha))
-            .or(non_empty(self.after))
-            .map(|sha| sha.to_ascii_lowercase());
+        let head = pr.head.unwrap_or_default();
+        let head_branch = non_empty(head.ref_name).or(non_empty(pr.head_branch));
+        let head_sha =
+            non_empty(head.sha).or(non_empty(self.after)).map(|sha| sha.to_ascii_lowercase());
         let reviewers =
             pr.requested_reviewers.unwrap_or_default().iter().filter_map(User::handle).collect();
         Ok(ReviewEvent {
@@ -279,8 +282,9 @@ impl PullRequestPayload {
                 author: pr.user.person(),
                 reviewers,
                 state,
-                // A Gogs pull request carries no shas at all; the head comes from the push
-                // to its branch.
+                // A Gogs pull request carries no shas at all; the store takes the head from
+                // the pushes to its branch.
+                head_branch,
                 head_sha: head_sha.clone(),
                 merge_commit_sha: non_empty(pr.merge_commit_sha).map(|s| s.to_ascii_lowercase()),
                 commits: head_sha.into_iter().collect(),
@@ -418,6 +422,7 @@ struct MergeRequestAttributes {
     state: Option<String>,
     action: Option<String>,
     merge_commit_sha: Option<String>,
+    source_branch: Option<String>,
     last_commit: Option<GitlabCommit>,
 }
 
@@ -502,6 +507,7 @@ fn gitlab(event: &str, json: &[u8]) -> Result<WebhookEvent, WebhookError> {
                         .filter_map(|r| non_empty(r.username))
                         .collect(),
                     state,
+                    head_branch: non_empty(attributes.source_branch),
                     head_sha: head_sha.clone(),
                     merge_commit_sha: non_empty(attributes.merge_commit_sha)
                         .map(|s| s.to_ascii_lowercase()),

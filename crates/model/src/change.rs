@@ -166,6 +166,8 @@ pub struct Review {
     /// Usernames (or PHIDs where the forge gives nothing better).
     pub reviewers: Vec<String>,
     pub state: ReviewState,
+    /// The branch under review (`feature/x`), in the review's own repository.
+    pub head_branch: Option<String>,
     pub head_sha: Option<String>,
     pub merge_commit_sha: Option<String>,
     /// Commits known to belong to it.

@@ -151,6 +151,7 @@ pub(crate) fn resolve_commit(
                 repository: name.clone(),
                 commits,
                 reviews: Vec::new(),
+                branch_head: None,
             })?;
             return store.commit(&name, &sha);
         }

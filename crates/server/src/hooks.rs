@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use forge::{Headers, WebhookError, WebhookEvent};
 use model::ForgeKind;
 use serde_json::{Value as Json_, json};
-use store::{Applied, ChangeBatch};
+use store::{Applied, BranchHead, ChangeBatch};
 
 use crate::error::{ApiError, ErrorCode, read_capped};
 use crate::{AppState, phabricator};
@@ -98,13 +98,17 @@ pub(crate) async fn receive(
         }
         WebhookEvent::Push(push) => ChangeBatch {
             repository: repository_name(&state, &push.repository),
+            branch_head: push.ref_name.strip_prefix("refs/heads/").map(|branch| BranchHead {
+                branch: branch.to_owned(),
+                sha: (!model::is_null_sha(&push.after)).then(|| push.after.clone()),
+            }),
             commits: push.commits,
             reviews: Vec::new(),
         },
         WebhookEvent::Review(event) => ChangeBatch {
             repository: repository_name(&state, &event.repository),
-            commits: Vec::new(),
             reviews: vec![event.review],
+            ..ChangeBatch::default()
         },
     };
 

@@ -154,6 +154,7 @@ pub fn sync_once(state: &AppState, repository: &RepositorySettings) -> Result<us
         repository: repository.name.clone(),
         commits,
         reviews: Vec::new(),
+        branch_head: None,
     })?;
     let mut code_owners = state.mirrors.code_owners.write().unwrap_or_else(|p| p.into_inner());
     match mirror.code_owners(repository.forge)? {

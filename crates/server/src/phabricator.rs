@@ -138,7 +138,12 @@ pub(crate) async fn follow(
             revision.to_review(base_url, diff, &landed, &users)
         })
         .collect();
-    Ok(Some(ChangeBatch { repository: repository_name, commits: batch_commits, reviews }))
+    Ok(Some(ChangeBatch {
+        repository: repository_name,
+        commits: batch_commits,
+        reviews,
+        branch_head: None,
+    }))
 }
 
 /// The configured repository a Diffusion repository is, by monogram, callsign, short name,

@@ -21,6 +21,18 @@ pub struct ChangeBatch {
     pub repository: String,
     pub commits: Vec<Commit>,
     pub reviews: Vec<Review>,
+    /// A push moved (or deleted) this branch.
+    pub branch_head: Option<BranchHead>,
+}
+
+/// A branch's new head after a push: open reviews of that branch take it as their head and
+/// the pushed commits as theirs (Gogs pull requests name only their branch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchHead {
+    /// Without `refs/heads/`.
+    pub branch: String,
+    /// `None` when the push deleted the branch.
+    pub sha: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,8 +400,11 @@ fn write_batch(tx: &Transaction<'_>, batch: &ChangeBatch) -> rusqlite::Result<()
             upsert_file.execute(params![repository, commit.sha, file.path, file.kind.as_str()])?;
         }
     }
+    if let Some(head) = &batch.branch_head {
+        move_branch(tx, repository, head, &batch.commits)?;
+    }
     let mut upsert_review = tx.prepare_cached(
-        "INSERT INTO reviews VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+        "INSERT INTO reviews VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT DO UPDATE SET
            title = CASE WHEN excluded.title = '' THEN title ELSE excluded.title END,
            url = coalesce(excluded.url, url),
@@ -399,11 +414,21 @@ fn write_batch(tx: &Transaction<'_>, batch: &ChangeBatch) -> rusqlite::Result<()
            reviewers = CASE WHEN excluded.reviewers = '' THEN reviewers ELSE excluded.reviewers END,
            state = excluded.state,
            head_sha = coalesce(excluded.head_sha, head_sha),
-           merge_commit_sha = coalesce(excluded.merge_commit_sha, merge_commit_sha)",
+           merge_commit_sha = coalesce(excluded.merge_commit_sha, merge_commit_sha),
+           head_branch = coalesce(excluded.head_branch, head_branch)",
     )?;
     let mut add_review_commit =
         tx.prepare_cached("INSERT INTO review_commits VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?;
+    let mut branch_head =
+        tx.prepare_cached("SELECT sha FROM branch_heads WHERE repository = ?1 AND branch = ?2")?;
     for review in &batch.reviews {
+        // A review that names only its branch takes the branch's last pushed head.
+        let head_sha = match (&review.head_sha, &review.head_branch) {
+            (None, Some(branch)) => {
+                branch_head.query_row([repository, branch], |row| row.get(0)).optional()?
+            }
+            (sha, _) => sha.clone(),
+        };
         upsert_review.execute(params![
             repository,
             review.id,
@@ -415,11 +440,54 @@ fn write_batch(tx: &Transaction<'_>, batch: &ChangeBatch) -> rusqlite::Result<()
             review.author.username,
             review.reviewers.join("\n"),
             review.state.as_str(),
-            review.head_sha,
+            head_sha,
             review.merge_commit_sha,
+            review.head_branch,
         ])?;
-        for sha in &review.commits {
+        for sha in review.commits.iter().chain(&head_sha) {
             add_review_commit.execute(params![repository, review.id, sha])?;
+        }
+    }
+    Ok(())
+}
+
+/// Records a branch's new head, and makes it (and the pushed commits) the head and commits
+/// of every open review of that branch.
+fn move_branch(
+    tx: &Transaction<'_>,
+    repository: &str,
+    head: &BranchHead,
+    pushed: &[Commit],
+) -> rusqlite::Result<()> {
+    let Some(sha) = &head.sha else {
+        tx.execute(
+            "DELETE FROM branch_heads WHERE repository = ?1 AND branch = ?2",
+            [repository, &head.branch],
+        )?;
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT INTO branch_heads VALUES (?1, ?2, ?3)
+         ON CONFLICT DO UPDATE SET sha = excluded.sha",
+        [repository, &head.branch, sha],
+    )?;
+    let reviews: Vec<String> = tx
+        .prepare_cached(
+            "SELECT review_id FROM reviews
+             WHERE repository = ?1 AND head_branch = ?2 AND state = 'open'",
+        )?
+        .query_map([repository, &head.branch], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for review in reviews {
+        tx.execute(
+            "UPDATE reviews SET head_sha = ?3 WHERE repository = ?1 AND review_id = ?2",
+            [repository, &review, sha],
+        )?;
+        let mut add = tx.prepare_cached(
+            "INSERT INTO review_commits VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?;
+        for commit in pushed.iter().map(|c| &c.sha).chain([sha]) {
+            add.execute([repository, &review, commit])?;
         }
     }
     Ok(())
@@ -496,6 +564,7 @@ fn read_review(conn: &Connection, row: &Row<'_>) -> rusqlite::Result<StoredRevie
             },
             reviewers: reviewers.lines().map(str::to_owned).collect(),
             state: ReviewState::parse(&state).unwrap_or(ReviewState::Open),
+            head_branch: row.get("head_branch")?,
             head_sha: row.get("head_sha")?,
             merge_commit_sha: row.get("merge_commit_sha")?,
             commits,

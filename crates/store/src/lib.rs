@@ -45,7 +45,7 @@ use crate::block::BlockMeta;
 use crate::metadata::{CatalogDelta, Metadata, OperationKey, Seen, VersionKey};
 use crate::wal::SegmentWriter;
 
-pub use crate::changes::{Applied, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
+pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
 pub use crate::metadata::{OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::query::{SpanQuery, TraceMatch};
 pub use crate::wal::SyncPolicy;

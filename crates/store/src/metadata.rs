@@ -14,6 +14,7 @@ use crate::StoreError;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_catalog", include_str!("../migrations/0001_catalog.sql")),
     ("0002_change_graph", include_str!("../migrations/0002_change_graph.sql")),
+    ("0003_review_branches", include_str!("../migrations/0003_review_branches.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

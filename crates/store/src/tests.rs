@@ -302,7 +302,7 @@ mod change_graph {
     };
 
     use super::{SECOND, T0, options, resource, span};
-    use crate::{Applied, ChangeBatch, NewDeploy, SpanStore};
+    use crate::{Applied, BranchHead, ChangeBatch, NewDeploy, SpanStore};
 
     fn commit(sha: char, message: &str) -> Commit {
         Commit {
@@ -326,6 +326,7 @@ mod change_graph {
             author: Person::default(),
             reviewers: vec!["bob".into()],
             state: ReviewState::Merged,
+            head_branch: Some("cache".into()),
             head_sha: Some("a".repeat(40)),
             merge_commit_sha: Some("b".repeat(40)),
             commits: vec!["a".repeat(40)],
@@ -334,6 +335,7 @@ mod change_graph {
             repository: "shop/cart".into(),
             commits: vec![commit('a', "cache carts\n\nbody"), commit('b', "Merge pull request #7")],
             reviews: vec![review.clone()],
+            branch_head: None,
         };
         assert_eq!(store.apply_webhook("gitea", "k1", "push", &batch, T0).unwrap(), Applied::New);
         let changed = ChangeBatch { commits: vec![commit('c', "other")], ..batch.clone() };
@@ -351,7 +353,7 @@ mod change_graph {
             .record_changes(&ChangeBatch {
                 repository: "shop/cart".into(),
                 commits: vec![from_mirror],
-                reviews: vec![],
+                ..ChangeBatch::default()
             })
             .unwrap();
         let found = store.find_commit("aaaaaaa").unwrap().unwrap();
@@ -367,6 +369,77 @@ mod change_graph {
             assert_eq!(reviews[0].review.title, "Cache carts");
         }
         assert!(store.reviews_of_commit(&"c".repeat(40)).unwrap().is_empty());
+    }
+
+    /// Gogs pull requests name only their branch: pushes to it give the head and the
+    /// commits, whether the push or the pull request arrives first.
+    #[test]
+    fn reviews_of_a_branch_take_its_pushes_in_either_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SpanStore::open(dir.path(), options()).unwrap();
+        let push = |key: &str, sha: Option<char>, commits: &[char]| {
+            let batch = ChangeBatch {
+                repository: "hello".into(),
+                commits: commits.iter().map(|&c| commit(c, "work")).collect(),
+                branch_head: Some(BranchHead {
+                    branch: "feature".into(),
+                    sha: sha.map(|c| c.to_string().repeat(40)),
+                }),
+                ..ChangeBatch::default()
+            };
+            store.apply_webhook("gogs", key, "push", &batch, T0).unwrap();
+        };
+        let pull_request = |key: &str, id: &str, state: ReviewState| {
+            let review = Review {
+                kind: ForgeKind::Gogs,
+                id: id.into(),
+                title: "Feature".into(),
+                url: None,
+                author: Person::default(),
+                reviewers: vec![],
+                state,
+                head_branch: Some("feature".into()),
+                head_sha: None,
+                merge_commit_sha: None,
+                commits: vec![],
+            };
+            let batch = ChangeBatch {
+                repository: "hello".into(),
+                reviews: vec![review],
+                ..ChangeBatch::default()
+            };
+            store.apply_webhook("gogs", key, "pull_request", &batch, T0).unwrap();
+        };
+        let sha = |c: char| c.to_string().repeat(40);
+
+        // The branch is pushed, then the pull request opened: it takes the branch's head.
+        push("p1", Some('1'), &['1']);
+        pull_request("r1", "1", ReviewState::Open);
+        let review = store.review("hello", "1").unwrap().unwrap().review;
+        assert_eq!(review.head_sha, Some(sha('1')));
+        assert_eq!(review.head_branch.as_deref(), Some("feature"));
+        assert_eq!(store.reviews_of_commit(&sha('1')).unwrap().len(), 1);
+
+        // A later push to the branch moves the open review's head and adds its commits.
+        push("p2", Some('3'), &['2', '3']);
+        let review = store.review("hello", "1").unwrap().unwrap().review;
+        assert_eq!(review.head_sha, Some(sha('3')));
+        assert_eq!(review.commits, [sha('1'), sha('2'), sha('3')]);
+
+        // Once closed, the branch's new pushes are not the review's.
+        pull_request("r2", "1", ReviewState::Closed);
+        push("p3", Some('4'), &['4']);
+        let review = store.review("hello", "1").unwrap().unwrap().review;
+        assert_eq!(review.head_sha, Some(sha('3')));
+        assert!(store.reviews_of_commit(&sha('4')).unwrap().is_empty());
+
+        // A deleted branch is forgotten: a review opened later has no head to take.
+        push("p4", None, &[]);
+        pull_request("r3", "2", ReviewState::Open);
+        assert_eq!(store.review("hello", "2").unwrap().unwrap().review.head_sha, None);
+        // Until the branch is pushed again.
+        push("p5", Some('5'), &['5']);
+        assert_eq!(store.review("hello", "2").unwrap().unwrap().review.head_sha, Some(sha('5')));
     }
 
     #[test]

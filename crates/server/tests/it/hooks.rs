@@ -231,3 +231,40 @@ async fn a_differential_revision_field_links_the_commit_to_its_revision() {
         serde_json::json!({"kind": "phabricator", "id": "D123", "url": "https://phab.example.com/D123"})
     );
 }
+
+/// A Gogs pull request names no commit, only its head branch; the push to that branch (here
+/// the real push fixture, sent to `feature`) gives it, so the pushed commit's traces show it.
+#[tokio::test]
+async fn a_gogs_pull_request_takes_its_head_from_the_push_to_its_branch() {
+    let app = TestApp::with_changes(settings());
+    let opened = fixture("gogs/pull_request_opened.go-scm.json");
+    let (status, answer) =
+        deliver(&app, ForgeKind::Gogs, "gogs", "pull_request", "pr", &opened).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let stored =
+        app.store.review("hello", "2").unwrap().expect("PR #2 in the configured repository");
+    assert_eq!(
+        (stored.review.head_branch.as_deref(), stored.review.head_sha.as_deref()),
+        (Some("feature"), None)
+    );
+
+    let mut push: serde_json::Value =
+        serde_json::from_slice(&fixture("gogs/push.go-scm.json")).unwrap();
+    push["ref"] = "refs/heads/feature".into();
+    let push = serde_json::to_vec(&push).unwrap();
+    let (status, answer) = deliver(&app, ForgeKind::Gogs, "gogs", "push", "push", &push).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let sha = "4522cbcefc20728a5b72b3a86af35e608622c514";
+    app.export_span(
+        "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+        &[("service.name", "hello-api"), ("service.version", sha)],
+        T0,
+    )
+    .await;
+    let (_, trace) = app.get("/api/v1/traces/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee").await;
+    let review = &trace["spans"][0]["change"]["review"];
+    assert_eq!(review["kind"], "gogs", "{trace}");
+    assert_eq!(review["id"], "2", "{trace}");
+    assert_eq!(review["title"], "huge improvements", "{trace}");
+}
