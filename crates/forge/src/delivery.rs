@@ -3,7 +3,7 @@
 
 use model::ForgeKind;
 
-use crate::verify::hmac_sha256_hex;
+use crate::verify::{hmac_sha256_hex, standard_webhook_signature};
 
 /// The headers and body a forge sends for `event` with `json`, signed with `secret`.
 /// `delivery_id` stands in for the forge's delivery UUID.
@@ -42,12 +42,27 @@ pub fn signed_delivery(
             header("X-Hub-Signature-256", &format!("sha256={signature}")),
             header("User-Agent", "GitHub-Hookshot/spanblame-test"),
         ]),
-        ForgeKind::Gitlab => headers.extend([
-            header("X-Gitlab-Event", event),
-            header("X-Gitlab-Token", secret),
-            header("X-Gitlab-Webhook-UUID", delivery_id),
-            header("Idempotency-Key", delivery_id),
-        ]),
+        ForgeKind::Gitlab => {
+            headers.extend([
+                header("X-Gitlab-Event", event),
+                header("X-Gitlab-Webhook-UUID", delivery_id),
+                header("Idempotency-Key", delivery_id),
+            ]);
+            // With a signing token GitLab signs (Standard Webhooks) instead of sending a token.
+            match secret.strip_prefix("whsec_") {
+                Some(key) => {
+                    let timestamp = "1767225600";
+                    let signature = standard_webhook_signature(key, delivery_id, timestamp, json)
+                        .unwrap_or_default();
+                    headers.extend([
+                        header("webhook-id", delivery_id),
+                        header("webhook-timestamp", timestamp),
+                        header("webhook-signature", &signature),
+                    ]);
+                }
+                None => headers.push(header("X-Gitlab-Token", secret)),
+            }
+        }
         ForgeKind::Phabricator => {
             headers.push(header("X-Phabricator-Webhook-Signature", &signature));
         }

@@ -26,7 +26,9 @@ mod verify;
 
 pub use delivery::signed_delivery;
 pub use parse::{HeraldPointer, Push, Repository, ReviewEvent, WebhookEvent, parse};
-pub use verify::{Verified, hmac_sha256_hex, verify};
+pub use verify::{
+    SIGNING_TOKEN_PREFIX, Verified, hmac_sha256_hex, standard_webhook_signature, verify,
+};
 
 /// Request headers with case-insensitive names, as the HTTP layer received them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -139,6 +139,64 @@ fn phabricator_synthesized_test_vector() {
     }
 }
 
+#[test]
+fn gitlab_signing_token_follows_the_standard_webhooks_test_vector() {
+    // The Standard Webhooks reference vector (standard-webhooks/standard-webhooks).
+    let secret = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let body = br#"{"test": 2432232314}"#;
+    let signature = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    let headers = |timestamp: &str, signature: &str| -> Headers {
+        [
+            ("X-Gitlab-Event", "Push Hook"),
+            ("Idempotency-Key", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("webhook-timestamp", timestamp),
+            ("webhook-signature", signature),
+        ]
+        .into_iter()
+        .collect()
+    };
+    assert_eq!(
+        crate::standard_webhook_signature(
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            body
+        )
+        .as_deref(),
+        Some(signature)
+    );
+    let verified =
+        verify(ForgeKind::Gitlab, secret, &headers("1614265330", signature), body).unwrap();
+    assert_eq!(verified.delivery_key, "gitlab:msg_p5jXN8AQM9LWM0D4loKWxJek");
+    // Several signatures (a key rotation): any one may match.
+    verify(
+        ForgeKind::Gitlab,
+        secret,
+        &headers("1614265330", &format!("v1,bm9wZQ== {signature}")),
+        body,
+    )
+    .unwrap();
+    // A changed byte, another timestamp, or the plain token are refused.
+    let err = verify(
+        ForgeKind::Gitlab,
+        secret,
+        &headers("1614265330", signature),
+        br#"{"test": 2432232315}"#,
+    )
+    .unwrap_err();
+    assert!(err.is_authentication(), "{err}");
+    let other_time = headers("1614265331", signature);
+    assert!(verify(ForgeKind::Gitlab, secret, &other_time, body).unwrap_err().is_authentication());
+    let token_only: Headers = [
+        ("X-Gitlab-Event", "Push Hook"),
+        ("X-Gitlab-Token", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    ]
+    .into_iter()
+    .collect();
+    assert!(verify(ForgeKind::Gitlab, secret, &token_only, body).unwrap_err().is_authentication());
+}
+
 /// One representative payload per forge for the compliance suite: (kind, event, fixture).
 const COMPLIANCE: &[(ForgeKind, &str, &str)] = &[
     (ForgeKind::Gogs, "push", "gogs/push.go-scm.json"),

@@ -2,6 +2,8 @@
 //! header carries the signature, which bytes it covers, and how it is compared (always in
 //! constant time). Also the delivery key that makes redeliveries idempotent.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use model::ForgeKind;
 use sha2::{Digest, Sha256};
@@ -28,7 +30,9 @@ pub struct Verified {
 /// - Gogs, Gitea, Forgejo: hex HMAC-SHA256 of the JSON payload, which in form mode is the
 ///   URL-decoded `payload` field, not the body as sent.
 /// - GitHub: `sha256=` + hex HMAC-SHA256 of the body as sent.
-/// - GitLab: `X-Gitlab-Token` is the secret itself, compared in constant time.
+/// - GitLab: `X-Gitlab-Token` is the secret itself, compared in constant time; or, when the
+///   integration's secret is a signing token (`whsec_<base64 key>`), the Standard Webhooks
+///   signature `webhook-signature: v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`.
 /// - Phabricator: hex HMAC-SHA256 of the body with the hook's HMAC key.
 ///
 /// An empty secret is refused outright: forges send an empty signature when they have none,
@@ -72,13 +76,18 @@ pub fn verify(
             Ok(Verified { json, event, delivery_key })
         }
         ForgeKind::Gitlab => {
-            let header = "X-Gitlab-Token";
-            let token = required(headers, header)?;
-            if !bool::from(token.as_bytes().ct_eq(secret)) {
-                return Err(WebhookError::BadSignature {
-                    header,
-                    reason: "does not match the integration's secret",
-                });
+            match secret.strip_prefix(SIGNING_TOKEN_PREFIX) {
+                Some(key) => check_standard_webhook(key, headers, body)?,
+                None => {
+                    let header = "X-Gitlab-Token";
+                    let token = required(headers, header)?;
+                    if !bool::from(token.as_bytes().ct_eq(secret)) {
+                        return Err(WebhookError::BadSignature {
+                            header,
+                            reason: "does not match the integration's secret",
+                        });
+                    }
+                }
             }
             let json = json_payload(headers, body)?;
             let event = required(headers, "X-Gitlab-Event")?.to_owned();
@@ -218,6 +227,60 @@ fn check_hmac_hex(
         header,
         reason: "does not match the body signed with the integration's secret",
     })
+}
+
+/// How a Standard Webhooks signing token (GitLab's "signing token") starts.
+pub const SIGNING_TOKEN_PREFIX: &[u8] = b"whsec_";
+
+/// Standard Webhooks, as GitLab's signing token uses it: the key is the base64 after
+/// `whsec_`; `webhook-signature` lists space-separated `v1,<base64 HMAC-SHA256>` values over
+/// `"{webhook-id}.{webhook-timestamp}.{body}"`, any of which may match. The timestamp is
+/// signed but not checked against a clock: a replayed request keeps its `webhook-id`
+/// (GitLab's `Idempotency-Key`), which the delivery key already refuses.
+fn check_standard_webhook(
+    key_base64: &[u8],
+    headers: &Headers,
+    body: &[u8],
+) -> Result<(), WebhookError> {
+    let header = "webhook-signature";
+    let key = BASE64.decode(key_base64).map_err(|_| WebhookError::BadSignature {
+        header,
+        reason: "cannot be checked: the integration's signing token is not `whsec_<base64>`",
+    })?;
+    let signatures = required(headers, header)?;
+    let id = required(headers, "webhook-id")?;
+    let timestamp = required(headers, "webhook-timestamp")?;
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key size");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    let matches = signatures
+        .split(' ')
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|signature| BASE64.decode(signature).ok())
+        .any(|signature| bool::from(signature.as_slice().ct_eq(expected.as_slice())));
+    if matches {
+        Ok(())
+    } else {
+        Err(WebhookError::BadSignature {
+            header,
+            reason: "has no `v1,` signature matching the body signed with the integration's signing token",
+        })
+    }
+}
+
+/// The `v1,<base64>` Standard Webhooks signature (used by tests and the delivery tools).
+pub fn standard_webhook_signature(
+    key_base64: &str,
+    id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> Option<String> {
+    let key = BASE64.decode(key_base64).ok()?;
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key size");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    Some(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())))
 }
 
 /// Lowercase hex HMAC-SHA256, as the forges send it (used by tests and the delivery tools).

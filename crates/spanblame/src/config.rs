@@ -388,6 +388,14 @@ fn resolve_changes(
             integration.secret_file.as_deref(),
             env,
         )?;
+        if kind == model::ForgeKind::Gitlab
+            && let Some(signing_key) = secret.strip_prefix("whsec_")
+            && forge::standard_webhook_signature(signing_key, "id", "0", b"").is_none()
+        {
+            bail!(
+                "{key}: the secret starts with `whsec_` (a GitLab signing token) but the rest is not base64; copy the signing token exactly as GitLab shows it"
+            );
+        }
         let api_token = match (&integration.api_token_env, &integration.api_token_file) {
             (None, None) => None,
             (env_var, file) => Some(read_secret(
@@ -641,6 +649,13 @@ mod tests {
         assert!(err.contains("`monogram` = `web`") && err.contains("`R12`"), "{err}");
         let err = format!("{:#}", resolve_str(&full.replace("https://phab", "phab")).unwrap_err());
         assert!(err.contains("must start with `https://`"), "{err}");
+        let gitlab =
+            "[[integrations]]\nname = \"gl\"\nkind = \"gitlab\"\nsecret_env = \"GL_SIGNING\"\n";
+        let bad = [("GL_SIGNING", "whsec_not*base64*at*all")];
+        let err = load_str(gitlab, &bad).and_then(|c| resolve(&c, &env(&bad))).unwrap_err();
+        assert!(format!("{err:#}").contains("not base64"), "{err:#}");
+        let good = [("GL_SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")];
+        load_str(gitlab, &good).and_then(|c| resolve(&c, &env(&good))).unwrap();
     }
 
     #[test]
