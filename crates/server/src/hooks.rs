@@ -1,8 +1,9 @@
 //! `POST /hooks/{kind}/{integration}`: forge webhooks into the change graph.
 //!
 //! Order matters and is the security boundary: cap the body, find the integration, verify
-//! the signature on the raw bytes (`forge::verify`), and only then parse. Every refusal
-//! (401 bad signature, 400 malformed, 202 unknown event) stores nothing; an accepted delivery
+//! the signature on the raw bytes (`forge::verify`), and only then parse. A Herald pointer is
+//! then followed through Conduit (`crate::phabricator`). Every refusal (401 bad signature,
+//! 400 malformed, 202 unknown event, 502 Conduit failed) stores nothing; an accepted delivery
 //! is stored in one transaction together with its delivery key, so a redelivery is answered
 //! 200 and changes nothing.
 

@@ -37,7 +37,9 @@ pub(crate) enum FetchError {
     Transport { url: String, reason: String },
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
-    #[error("{0}; check the integration's `api_token` (a Conduit API token, `api-...`)")]
+    #[error(
+        "{0}; check the integration's API token (`api_token_env` or `api_token_file`: a Conduit API token, `api-...`)"
+    )]
     Authentication(ConduitError),
     #[error(transparent)]
     Conduit(ConduitError),

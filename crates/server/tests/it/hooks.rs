@@ -6,15 +6,9 @@ use axum::http::StatusCode;
 use model::ForgeKind;
 use server::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
 
-use crate::support::{T0, TestApp};
+use crate::support::{T0, TestApp, fixture};
 
 const SECRET: &str = "a-webhook-secret-for-tests";
-
-fn fixture(path: &str) -> Vec<u8> {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("tests run under cargo");
-    let path = std::path::Path::new(&dir).join("../forge/test_data/forges").join(path);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn settings() -> ChangeSettings {
     let integration = |name: &str, kind| Integration {

@@ -23,7 +23,7 @@ use model::ForgeKind;
 use serde_json::{Value, json};
 use server::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
 
-use crate::support::{T0, TestApp};
+use crate::support::{T0, TestApp, fixture};
 
 const SECRET: &str = "a-herald-hmac-key-for-the-tests";
 const TOKEN: &str = "api-abcdefghijklmnopqrstuvwxyzab";
@@ -41,12 +41,6 @@ const SAME_OBJECTS: &[(&str, &str)] = &[
     // The edge fixture's `revision.parent` edge leaves the same revision (and must be ignored).
     ("\"PHID-DREV-deadbeef\"", "\"PHID-DREV-azcDeadbeef\""),
 ];
-
-fn fixture(path: &str) -> Vec<u8> {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("tests run under cargo");
-    let path = std::path::Path::new(&dir).join("../forge/test_data/forges").join(path);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// The `result.data` of a Conduit fixture, with [`SAME_OBJECTS`] applied.
 fn fixture_data(path: &str) -> Vec<Value> {

@@ -15,6 +15,13 @@ pub(crate) const DAY: u64 = 24 * 3600 * SECOND;
 /// 2026-01-01T00:00:00Z.
 pub(crate) const T0: u64 = 1_767_225_600 * SECOND;
 
+/// A real forge payload from `crates/forge/test_data/forges/` (see its README).
+pub(crate) fn fixture(path: &str) -> Vec<u8> {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("tests run under cargo");
+    let path = std::path::Path::new(&dir).join("../forge/test_data/forges").join(path);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A clock that moves only when told to.
 #[derive(Default)]
 pub(crate) struct ManualClock(AtomicU64);
