@@ -47,7 +47,12 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     commit(up, ".gitea/CODEOWNERS", owners, "add owners");
     let c1 = commit(up, "cart.rs", "fn total() {}\n", "add cart");
     git(up, &["tag", "v1.0.0"]);
-    let c2 = commit(up, "cart.rs", "fn total() { cache() }\n", "cache totals");
+    let c2 = commit(
+        up,
+        "cart.rs",
+        "fn total() { cache() }\n",
+        "cache totals\n\nDifferential Revision: https://phab.example.com/D7",
+    );
     let c3 = commit(up, "db.rs", "fn pool() {}\n", "add a pool");
     git(up, &["tag", "v1.1.0"]);
 
@@ -160,4 +165,15 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
         .map(|d| d["version"].as_str().unwrap())
         .collect();
     assert_eq!(versions, [&c4[..12], c4.as_str()], "{impact}");
+
+    // A mirrored commit by its sha: subject, author, the review its message names, owner.
+    let resource =
+        [("service.name", "cart"), ("service.version", c2.as_str()), ("code.file.path", "cart.rs")];
+    app.export_span("44444444444444444444444444444444", &resource, T0).await;
+    let (_, trace) = app.get("/api/v1/traces/44444444444444444444444444444444").await;
+    let change = &trace["spans"][0]["change"];
+    assert_eq!(change["commit"]["subject"], "cache totals", "{change}");
+    assert_eq!(change["commit"]["author"], "Ada Lovelace", "{change}");
+    assert_eq!(change["review"]["url"], "https://phab.example.com/D7", "{change}");
+    assert_eq!(change["owner"], "@shop/everyone", "{change}");
 }
