@@ -1,0 +1,446 @@
+//! One metric of one operation, before a deploy against after it, to a verdict.
+//!
+//! Latency (p50, p95, p99): the ratio after/before of the quantile with its order-statistic
+//! interval. `Regressed` needs the whole interval above 1, a point effect of at least the
+//! minimum (10% for p50/p95, 20% for p99) and an absolute slowdown of at least
+//! `max(5 ms, 2α·before)`; `Improved` mirrors it. A significant but smaller move, or no
+//! significant move with a point effect inside the band, is `NoChange`; a material point
+//! effect whose interval still holds 1 is `Inconclusive` (more traffic will tell), as is any
+//! side with fewer spans than the quantile needs (50, 200, 1,000).
+//!
+//! Error rate: the difference of rates with Newcombe's interval, at least 30 errors in all or
+//! 1,000 spans per side. New error types: types seen after and never before.
+//!
+//! Defaults come from `research/change-intelligence.md` §B (Seer, Sentry, Otava, Kayenta).
+
+use std::collections::BTreeMap;
+
+use crate::sketch::{LatencySketch, RELATIVE_ACCURACY};
+use crate::stats::{Interval, quantile_ratio, rate_difference};
+
+/// What one side of a comparison saw for one operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    pub latency: LatencySketch,
+    pub spans: u64,
+    pub errors: u64,
+    /// `exception.type` (or the status message when there is none) → count.
+    pub error_types: BTreeMap<String, u64>,
+}
+
+impl WindowStats {
+    pub fn merge(&mut self, other: &WindowStats) {
+        self.latency.merge(&other.latency);
+        self.spans += other.spans;
+        self.errors += other.errors;
+        for (kind, count) in &other.error_types {
+            *self.error_types.entry(kind.clone()).or_default() += count;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    LatencyP50,
+    LatencyP95,
+    LatencyP99,
+    ErrorRate,
+    NewErrorTypes,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 5] = [
+        Metric::LatencyP50,
+        Metric::LatencyP95,
+        Metric::LatencyP99,
+        Metric::ErrorRate,
+        Metric::NewErrorTypes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::LatencyP50 => "latency_p50",
+            Metric::LatencyP95 => "latency_p95",
+            Metric::LatencyP99 => "latency_p99",
+            Metric::ErrorRate => "error_rate",
+            Metric::NewErrorTypes => "new_error_types",
+        }
+    }
+
+    fn quantile(self) -> Option<f64> {
+        match self {
+            Metric::LatencyP50 => Some(0.50),
+            Metric::LatencyP95 => Some(0.95),
+            Metric::LatencyP99 => Some(0.99),
+            Metric::ErrorRate | Metric::NewErrorTypes => None,
+        }
+    }
+}
+
+/// Decision thresholds; `Thresholds::default()` are the researched defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    /// The false-positive level of one test (before correction across operations).
+    pub alpha: f64,
+    /// The smallest latency change worth reporting, as a fraction (0.10 = 10%).
+    pub min_effect_p50: f64,
+    pub min_effect_p95: f64,
+    pub min_effect_p99: f64,
+    /// The smallest absolute latency change worth reporting.
+    pub min_delta_nanos: f64,
+    pub min_samples_p50: u64,
+    pub min_samples_p95: u64,
+    pub min_samples_p99: u64,
+    /// Error rate: enough evidence is this many errors in all, or `min_error_requests` spans on
+    /// each side.
+    pub min_errors: u64,
+    pub min_error_requests: u64,
+    /// The smallest error-rate increase worth reporting, in absolute terms (0.001 = 0.1 pp) ...
+    pub min_error_rate_delta: f64,
+    /// ... and relative to the rate before (0.2 = +20%).
+    pub min_error_rate_effect: f64,
+    /// A new error type counts when seen at least this often after the deploy.
+    pub min_new_error_count: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            alpha: 0.001,
+            min_effect_p50: 0.10,
+            min_effect_p95: 0.10,
+            min_effect_p99: 0.20,
+            min_delta_nanos: 5e6,
+            min_samples_p50: 50,
+            min_samples_p95: 200,
+            min_samples_p99: 1_000,
+            min_errors: 30,
+            min_error_requests: 1_000,
+            min_error_rate_delta: 0.001,
+            min_error_rate_effect: 0.20,
+            min_new_error_count: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Regressed,
+    Improved,
+    NoChange,
+    Inconclusive { reason: String },
+}
+
+impl Verdict {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Regressed => "regressed",
+            Verdict::Improved => "improved",
+            Verdict::NoChange => "no_change",
+            Verdict::Inconclusive { .. } => "inconclusive",
+        }
+    }
+}
+
+/// The outcome of one comparison, with everything needed to show why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub metric: Metric,
+    pub verdict: Verdict,
+    /// Latency: nanoseconds; error rate: a fraction; new error types: their count.
+    pub before: f64,
+    pub after: f64,
+    /// Latency: the ratio after/before; error rate: the difference after − before; new error
+    /// types: their number. `None` when not computable.
+    pub effect: Option<Interval>,
+    pub before_samples: u64,
+    pub after_samples: u64,
+    /// For `NewErrorTypes`: which.
+    pub new_error_types: Vec<String>,
+}
+
+/// Compares `after` with `before` on `metric`.
+pub fn compare(
+    metric: Metric,
+    before: &WindowStats,
+    after: &WindowStats,
+    thresholds: &Thresholds,
+) -> Comparison {
+    let mut comparison = Comparison {
+        metric,
+        verdict: Verdict::NoChange,
+        before: 0.0,
+        after: 0.0,
+        effect: None,
+        before_samples: before.spans,
+        after_samples: after.spans,
+        new_error_types: Vec::new(),
+    };
+    comparison.verdict = match metric {
+        Metric::ErrorRate => error_rate(before, after, thresholds, &mut comparison),
+        Metric::NewErrorTypes => new_error_types(before, after, thresholds, &mut comparison),
+        _ => latency(metric, before, after, thresholds, &mut comparison),
+    };
+    comparison
+}
+
+fn latency(
+    metric: Metric,
+    before: &WindowStats,
+    after: &WindowStats,
+    t: &Thresholds,
+    out: &mut Comparison,
+) -> Verdict {
+    let q = metric.quantile().expect("latency metrics have a quantile");
+    let (min_samples, min_effect) = match metric {
+        Metric::LatencyP50 => (t.min_samples_p50, t.min_effect_p50),
+        Metric::LatencyP95 => (t.min_samples_p95, t.min_effect_p95),
+        _ => (t.min_samples_p99, t.min_effect_p99),
+    };
+    let (n_before, n_after) = (before.latency.count(), after.latency.count());
+    out.before_samples = n_before;
+    out.after_samples = n_after;
+    out.before = before.latency.quantile(q).unwrap_or(0.0);
+    out.after = after.latency.quantile(q).unwrap_or(0.0);
+    if n_before < min_samples || n_after < min_samples {
+        return Verdict::Inconclusive {
+            reason: format!(
+                "{} needs at least {min_samples} spans on each side; there are {n_before} before and {n_after} after",
+                metric.as_str()
+            ),
+        };
+    }
+    let Some(ratio) = quantile_ratio(&before.latency, &after.latency, q, 1.0 - t.alpha) else {
+        return Verdict::Inconclusive { reason: "no spans to compare".into() };
+    };
+    out.effect = Some(ratio);
+    let floor = t.min_delta_nanos.max(2.0 * RELATIVE_ACCURACY * out.before);
+    let delta = out.after - out.before;
+    let band = (1.0 / (1.0 + min_effect), 1.0 + min_effect);
+    if ratio.low > 1.0 {
+        if ratio.estimate >= band.1 && delta >= floor {
+            Verdict::Regressed
+        } else {
+            Verdict::NoChange
+        }
+    } else if ratio.high < 1.0 {
+        if ratio.estimate <= band.0 && -delta >= floor {
+            Verdict::Improved
+        } else {
+            Verdict::NoChange
+        }
+    } else if ratio.estimate > band.0 && ratio.estimate < band.1 {
+        Verdict::NoChange
+    } else {
+        Verdict::Inconclusive {
+            reason: format!(
+                "{} moved by a factor of {:.2}, but the interval {:.2}..{:.2} is too wide to tell; more traffic will narrow it",
+                metric.as_str(),
+                ratio.estimate,
+                ratio.low,
+                ratio.high
+            ),
+        }
+    }
+}
+
+fn error_rate(
+    before: &WindowStats,
+    after: &WindowStats,
+    t: &Thresholds,
+    out: &mut Comparison,
+) -> Verdict {
+    let enough_errors = before.errors + after.errors >= t.min_errors;
+    let enough_requests =
+        before.spans >= t.min_error_requests && after.spans >= t.min_error_requests;
+    if before.spans > 0 {
+        out.before = before.errors as f64 / before.spans as f64;
+    }
+    if after.spans > 0 {
+        out.after = after.errors as f64 / after.spans as f64;
+    }
+    if !(enough_errors || enough_requests) || before.spans == 0 || after.spans == 0 {
+        return Verdict::Inconclusive {
+            reason: format!(
+                "error_rate needs {} errors in all or {} spans on each side; there are {} errors in {} spans before and {} in {} after",
+                t.min_errors,
+                t.min_error_requests,
+                before.errors,
+                before.spans,
+                after.errors,
+                after.spans
+            ),
+        };
+    }
+    let Some(diff) =
+        rate_difference(before.errors, before.spans, after.errors, after.spans, 1.0 - t.alpha)
+    else {
+        return Verdict::Inconclusive { reason: "error counts exceed span counts".into() };
+    };
+    out.effect = Some(diff);
+    let material = |delta: f64, base: f64| {
+        delta.abs() >= t.min_error_rate_delta && delta.abs() >= t.min_error_rate_effect * base
+    };
+    if diff.low > 0.0 {
+        if material(diff.estimate, out.before) { Verdict::Regressed } else { Verdict::NoChange }
+    } else if diff.high < 0.0 {
+        if material(diff.estimate, out.before) { Verdict::Improved } else { Verdict::NoChange }
+    } else if !material(diff.estimate, out.before) {
+        Verdict::NoChange
+    } else {
+        Verdict::Inconclusive {
+            reason: format!(
+                "error_rate moved from {:.4} to {:.4}, but the interval of the difference {:.4}..{:.4} is too wide to tell",
+                out.before, out.after, diff.low, diff.high
+            ),
+        }
+    }
+}
+
+fn new_error_types(
+    before: &WindowStats,
+    after: &WindowStats,
+    t: &Thresholds,
+    out: &mut Comparison,
+) -> Verdict {
+    out.new_error_types = after
+        .error_types
+        .iter()
+        .filter(|&(kind, &count)| {
+            count >= t.min_new_error_count && !before.error_types.contains_key(kind)
+        })
+        .map(|(kind, _)| kind.clone())
+        .collect();
+    out.before = 0.0;
+    out.after = out.new_error_types.len() as f64;
+    if out.new_error_types.is_empty() {
+        return Verdict::NoChange;
+    }
+    // "Never seen before" means something only after enough traffic before.
+    if before.spans < t.min_samples_p50 {
+        return Verdict::Inconclusive {
+            reason: format!(
+                "new error types appeared ({}), but only {} spans were seen before the deploy",
+                out.new_error_types.join(", "),
+                before.spans
+            ),
+        };
+    }
+    Verdict::Regressed
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::stats::normal_quantile;
+
+    /// Deterministic log-normal durations around `median_nanos`.
+    fn window(n: u64, median_nanos: f64, salt: u64, error_every: u64) -> WindowStats {
+        let mut stats = WindowStats::default();
+        for i in 0..n {
+            let u = ((i * 7919 + salt * 104_729) % 1_000_003) as f64 / 1_000_003.0;
+            let z = normal_quantile(u.clamp(1e-6, 1.0 - 1e-6));
+            stats.latency.add((median_nanos * (0.5 * z).exp()) as u64);
+            stats.spans += 1;
+            if error_every > 0 && i % error_every == 0 {
+                stats.errors += 1;
+                *stats.error_types.entry("TimeoutError".into()).or_default() += 1;
+            }
+        }
+        stats
+    }
+
+    fn verdict(metric: Metric, before: &WindowStats, after: &WindowStats) -> Verdict {
+        compare(metric, before, after, &Thresholds::default()).verdict
+    }
+
+    #[test]
+    fn a_forty_percent_slowdown_regresses_every_quantile() {
+        let before = window(5_000, 50e6, 1, 0);
+        let after = window(5_000, 70e6, 2, 0);
+        for metric in [Metric::LatencyP50, Metric::LatencyP95, Metric::LatencyP99] {
+            let c = compare(metric, &before, &after, &Thresholds::default());
+            assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
+            assert!(c.effect.unwrap().contains(1.4), "{c:?}");
+        }
+        assert_eq!(verdict(Metric::LatencyP95, &after, &before), Verdict::Improved);
+    }
+
+    #[test]
+    fn small_or_tiny_moves_are_no_change() {
+        // 3% slower: real with this much traffic, but below the 10% that matters.
+        let before = window(20_000, 50e6, 1, 0);
+        let after = window(20_000, 51.5e6, 2, 0);
+        assert_eq!(verdict(Metric::LatencyP50, &before, &after), Verdict::NoChange);
+        // 40% slower, but 0.4 ms on 1 ms spans: below the 5 ms floor.
+        let before = window(5_000, 1e6, 1, 0);
+        let after = window(5_000, 1.4e6, 2, 0);
+        assert_eq!(verdict(Metric::LatencyP50, &before, &after), Verdict::NoChange);
+    }
+
+    #[test]
+    fn too_few_samples_are_inconclusive_with_the_reason() {
+        let before = window(150, 50e6, 1, 0);
+        let after = window(150, 90e6, 2, 0);
+        assert_eq!(verdict(Metric::LatencyP50, &before, &after), Verdict::Regressed);
+        match verdict(Metric::LatencyP95, &before, &after) {
+            Verdict::Inconclusive { reason } => {
+                assert!(
+                    reason.contains("at least 200 spans") && reason.contains("150 before"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let few_errors = window(100, 50e6, 1, 20);
+        assert!(matches!(
+            verdict(Metric::ErrorRate, &few_errors, &few_errors),
+            Verdict::Inconclusive { .. }
+        ));
+    }
+
+    #[test]
+    fn error_rates_and_new_error_types() {
+        let before = window(5_000, 50e6, 1, 100); // 1%
+        let after = window(5_000, 50e6, 2, 20); // 5%
+        let c = compare(Metric::ErrorRate, &before, &after, &Thresholds::default());
+        assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
+        assert!(c.effect.unwrap().contains(0.04), "{c:?}");
+        assert_eq!(verdict(Metric::ErrorRate, &before, &before), Verdict::NoChange);
+        assert_eq!(verdict(Metric::NewErrorTypes, &before, &after), Verdict::NoChange);
+        let clean = window(5_000, 50e6, 1, 0);
+        let c = compare(Metric::NewErrorTypes, &clean, &after, &Thresholds::default());
+        assert_eq!(
+            (c.verdict, c.new_error_types),
+            (Verdict::Regressed, vec!["TimeoutError".into()])
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn identical_windows_never_regress(
+            n in 0u64..4_000, median in 1e4f64..1e10, salt in 0u64..100, error_every in 0u64..50,
+        ) {
+            let w = window(n, median, salt, error_every);
+            for metric in Metric::ALL {
+                let c = compare(metric, &w, &w, &Thresholds::default());
+                prop_assert!(!matches!(c.verdict, Verdict::Regressed | Verdict::Improved), "{c:?}");
+            }
+        }
+
+        /// Two samples of the same distribution (different draws) at the default α.
+        #[test]
+        fn same_distribution_draws_do_not_regress(
+            n in 200u64..4_000, median in 1e6f64..1e9, salt in 0u64..100,
+        ) {
+            let before = window(n, median, salt, 0);
+            let after = window(n, median, salt + 1, 0);
+            for metric in [Metric::LatencyP50, Metric::LatencyP95, Metric::LatencyP99] {
+                let c = compare(metric, &before, &after, &Thresholds::default());
+                prop_assert!(c.verdict != Verdict::Regressed, "{c:?}");
+            }
+        }
+    }
+}

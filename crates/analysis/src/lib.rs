@@ -1,0 +1,22 @@
+//! Change intelligence, as pure functions: what spanblame computes to say whether a deploy
+//! made an operation slower or more error-prone, by how much, and how sure it is.
+//!
+//! - [`sketch`]: a DDSketch of latencies with 1% relative accuracy. Ingest adds every span to
+//!   one per (service, operation, span kind, version, environment, minute); sketches merge
+//!   exactly (bucket counts add), so minutes, instances and versions combine in any order.
+//! - [`stats`]: the statistics read straight off sketch buckets: distribution-free quantile
+//!   confidence intervals from binomial order statistics (no resampling), the Mann–Whitney
+//!   rank test with ties, and the two-proportion test for error rates.
+//! - [`compare`]: one metric of one operation, before against after, to a [`compare::Verdict`]
+//!   with its effect size, confidence interval and sample counts; too few samples give
+//!   `Inconclusive` with the reason, never silence.
+//!
+//! **Architecture Invariant:** no IO, no clock, no randomness, no dependencies: the same
+//! inputs give the same findings, so the accuracy harness and the tests are exact.
+
+pub mod compare;
+pub mod sketch;
+pub mod stats;
+
+pub use compare::{Comparison, Metric, Thresholds, Verdict, WindowStats, compare};
+pub use sketch::LatencySketch;
