@@ -4,7 +4,7 @@
 //!   virtualenv under `~/.cache/spanblame`), then check formatting, run clippy, and run every
 //!   test (with cargo-nextest when it is installed). This is the README's test command and
 //!   what `.ci/run` calls.
-//! - `cargo xtask bench`: the ingest benchmark in release mode.
+//! - `cargo xtask bench`: the detection and ingest benchmarks in release mode.
 //!
 //! Tidy checks (file headers, crate boundaries) are ordinary tests in `tidy.rs`.
 
@@ -31,11 +31,12 @@ fn main() -> anyhow::Result<()> {
     match task.as_deref() {
         Some("test") => test(),
         Some("bench") => {
+            run(Command::new("cargo").args(["bench", "-p", "analysis", "--bench", "detection"]))?;
             run(Command::new("cargo").args(["bench", "-p", "spanblame", "--bench", "ingest"]))
         }
         Some("setup") => setup().map(|_| ()),
         _ => bail!(
-            "usage: cargo xtask <test|bench|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the ingest benchmark (release build)\n  setup  only install test dependencies"
+            "usage: cargo xtask <test|bench|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the detection and ingest benchmarks (release build)\n  setup  only install test dependencies"
         ),
     }
 }
