@@ -2,6 +2,7 @@
 //! `GET /api/v1/deploys` (deploys with their predecessor and commit range) and
 //! `GET /api/v1/commits/{sha}/impact` (where a commit shipped).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -159,40 +160,42 @@ pub(crate) async fn commit_impact(
         let settings = &state.settings.changes;
         let target = stored.commit.sha.as_str();
         let mirror = state.mirrors.get(&stored.repository);
-        // In the history of a deploy's commit (read from the commit's own mirror).
-        let contains = |deploy: &Deploy| -> Result<bool, StoreError> {
+        let deploys = store.deploys(None, None, usize::MAX)?;
+        let by_id: HashMap<u64, &Deploy> = deploys.iter().map(|d| (d.id, d)).collect();
+        // Whether each deploy's commit is the target or has it in its history (read from the
+        // commit's own mirror), worked out once per deploy.
+        let mut known: HashMap<u64, Shipping> = HashMap::new();
+        let mut shipping = |deploy: &Deploy| -> Result<Shipping, StoreError> {
+            if let Some(&found) = known.get(&deploy.id) {
+                return Ok(found);
+            }
             let shipped = deploy_commit(&state, deploy)?;
-            Ok(match (&shipped.sha, &shipped.stored, &mirror) {
-                (Some(sha), _, _) if sha == target => true,
-                (Some(sha), Some(found), Some(mirror)) if found.repository == stored.repository => {
-                    mirror.is_ancestor(target, sha).unwrap_or(false)
+            let found = match (&shipped.sha, &shipped.stored, &mirror) {
+                (Some(sha), _, _) if sha == target => Shipping::AsItsCommit,
+                (Some(sha), Some(found), Some(mirror))
+                    if found.repository == stored.repository
+                        && mirror.is_ancestor(target, sha).unwrap_or(false) =>
+                {
+                    Shipping::InItsHistory
                 }
-                _ => false,
-            })
+                _ => Shipping::No,
+            };
+            known.insert(deploy.id, found);
+            Ok(found)
         };
         let mut shipped = Vec::new();
-        for deploy in store.deploys(None, None, usize::MAX)? {
-            let exact = deploy_commit(&state, &deploy)?.sha.as_deref() == Some(target);
+        for deploy in &deploys {
+            let previous = deploy.previous_id.and_then(|id| by_id.get(&id).copied());
             // Shipped by this deploy: its commit, or in the range from its predecessor.
-            let how = if exact {
-                "deploy_commit"
-            } else if contains(&deploy)? {
-                let previous = match deploy.previous_id {
-                    Some(id) => store.deploy(id)?,
-                    None => None,
-                };
-                match previous {
-                    Some(previous) if contains(&previous)? => continue,
+            let how = match shipping(deploy)? {
+                Shipping::AsItsCommit => "deploy_commit",
+                Shipping::No => continue,
+                Shipping::InItsHistory => match previous {
+                    Some(previous) if shipping(previous)? != Shipping::No => continue,
                     Some(_) => "in_range",
                     // Nothing is known before it in that environment.
                     None => "first_known_deploy",
-                }
-            } else {
-                continue;
-            };
-            let previous = match deploy.previous_id {
-                Some(id) => store.deploy(id)?,
-                None => None,
+                },
             };
             let traces = |version: &str| {
                 format!(
@@ -202,7 +205,7 @@ pub(crate) async fn commit_impact(
                     query_escape(version)
                 )
             };
-            let mut view = deploy_view(&state, &deploy)?;
+            let mut view = deploy_view(&state, deploy)?;
             view["shipped_as"] = how.into();
             view["traces_after"] = traces(&deploy.version).into();
             if let Some(previous) = previous {
@@ -220,6 +223,14 @@ pub(crate) async fn commit_impact(
     view.map(Json).ok_or_else(|| {
         ApiError::new(ErrorCode::NotFound, "no such commit is known (from webhooks or mirrors)")
     })
+}
+
+/// How a deploy relates to a commit whose impact is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shipping {
+    AsItsCommit,
+    InItsHistory,
+    No,
 }
 
 /// The commit a deploy shipped: its sha, and the stored commit when the graph knows it.
