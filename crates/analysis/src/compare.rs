@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::sketch::{LatencySketch, RELATIVE_ACCURACY};
+use crate::sketch::{LatencySketch, RELATIVE_ACCURACY, put_varint, take_varint};
 use crate::stats::{Interval, quantile_ratio, rate_difference};
 
 /// What one side of a comparison saw for one operation.
@@ -28,7 +28,30 @@ pub struct WindowStats {
     pub error_types: BTreeMap<String, u64>,
 }
 
+/// The version byte of [`WindowStats::encode`].
+const WINDOW_ENCODING_V1: u8 = 1;
+/// Error types are kept to this many bytes (longer status messages are cut).
+pub const MAX_ERROR_TYPE_BYTES: usize = 200;
+
 impl WindowStats {
+    /// Adds one span.
+    pub fn add(&mut self, duration_nanos: u64, error_type: Option<&str>, is_error: bool) {
+        self.latency.add(duration_nanos);
+        self.spans += 1;
+        if is_error {
+            self.errors += 1;
+            if let Some(kind) = error_type.filter(|k| !k.is_empty()) {
+                let kind = truncate(kind, MAX_ERROR_TYPE_BYTES);
+                match self.error_types.get_mut(kind) {
+                    Some(count) => *count += 1,
+                    None => {
+                        self.error_types.insert(kind.to_owned(), 1);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn merge(&mut self, other: &WindowStats) {
         self.latency.merge(&other.latency);
         self.spans += other.spans;
@@ -37,6 +60,58 @@ impl WindowStats {
             *self.error_types.entry(kind.clone()).or_default() += count;
         }
     }
+
+    /// A compact, versioned byte form: `[1, varint spans, varint errors, varint types,
+    /// (varint len, utf-8, varint count)..., sketch]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![WINDOW_ENCODING_V1];
+        put_varint(&mut out, self.spans);
+        put_varint(&mut out, self.errors);
+        put_varint(&mut out, self.error_types.len() as u64);
+        for (kind, count) in &self.error_types {
+            put_varint(&mut out, kind.len() as u64);
+            out.extend_from_slice(kind.as_bytes());
+            put_varint(&mut out, *count);
+        }
+        out.extend_from_slice(&self.latency.encode());
+        out
+    }
+
+    /// Reads [`WindowStats::encode`]'s form; `None` for anything else (never panics).
+    pub fn decode(bytes: &[u8]) -> Option<WindowStats> {
+        let (&version, mut rest) = bytes.split_first()?;
+        if version != WINDOW_ENCODING_V1 {
+            return None;
+        }
+        let spans = take_varint(&mut rest)?;
+        let errors = take_varint(&mut rest)?;
+        let num_types = take_varint(&mut rest)?;
+        let mut error_types = BTreeMap::new();
+        for _ in 0..num_types {
+            let len = usize::try_from(take_varint(&mut rest)?).ok()?;
+            if len > rest.len() {
+                return None;
+            }
+            let (kind, tail) = rest.split_at(len);
+            rest = tail;
+            let kind = std::str::from_utf8(kind).ok()?.to_owned();
+            error_types.insert(kind, take_varint(&mut rest)?);
+        }
+        let latency = LatencySketch::decode(rest)?;
+        Some(WindowStats { latency, spans, errors, error_types })
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -419,6 +494,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn window_encoding_round_trips(n in 0u64..300, salt in 0u64..100, error_every in 0u64..10) {
+            let w = window(n, 20e6, salt, error_every);
+            prop_assert_eq!(WindowStats::decode(&w.encode()), Some(w));
+        }
+
+        #[test]
+        fn window_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = WindowStats::decode(&bytes);
+        }
+
         #[test]
         fn identical_windows_never_regress(
             n in 0u64..4_000, median in 1e4f64..1e10, salt in 0u64..100, error_every in 0u64..50,

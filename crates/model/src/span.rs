@@ -212,6 +212,26 @@ impl Span {
         }
     }
 
+    pub fn is_error(&self) -> bool {
+        self.status.code == StatusCode::Error
+    }
+
+    /// What kind of error a failed span records: the `exception.type` of its first `exception`
+    /// event, else its status message; `None` when it names neither (or did not fail).
+    pub fn error_type(&self) -> Option<&str> {
+        if !self.is_error() {
+            return None;
+        }
+        let exception =
+            self.events.iter().filter(|e| e.name == "exception").find_map(|e| {
+                match find(&e.attributes, "exception.type") {
+                    Some(Value::String(kind)) if !kind.is_empty() => Some(kind.as_str()),
+                    _ => None,
+                }
+            });
+        exception.or_else(|| Some(self.status.message.as_str()).filter(|m| !m.is_empty()))
+    }
+
     /// Service, environment, version, commit, repository and code location, read from the
     /// attribute conventions (newest names first).
     pub fn identity(&self) -> VersionIdentity {

@@ -28,6 +28,7 @@ mod changes;
 mod codec;
 mod metadata;
 mod query;
+mod sketches;
 mod wal;
 
 #[cfg(test)]
@@ -36,18 +37,20 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use model::{Span, TraceId};
 
 use crate::block::BlockMeta;
 use crate::metadata::{CatalogDelta, Metadata, OperationKey, Seen, VersionKey};
+use crate::sketches::SketchDelta;
 use crate::wal::SegmentWriter;
 
 pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
 pub use crate::metadata::{OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::query::{SpanQuery, TraceMatch};
+pub use crate::sketches::{RollUpReport, SeriesKey, SketchQuery, SketchRow};
 pub use crate::wal::SyncPolicy;
 
 /// Errors callers can act on; IO errors name the file.
@@ -105,6 +108,10 @@ struct HeadPart {
     by_trace: HashMap<TraceId, Vec<u32>>,
     /// When `maintain` first saw this part non-empty (for the age limit).
     first_seen_nanos: Option<u64>,
+    /// The sketches of this part's spans that are not in the stored sketches yet.
+    sketches: SketchDelta,
+    /// Set once `sketches` is in the metadata store (readers then skip it).
+    sketches_persisted: AtomicBool,
 }
 
 impl HeadPart {
@@ -115,6 +122,8 @@ impl HeadPart {
             spans: Vec::new(),
             by_trace: HashMap::new(),
             first_seen_nanos: None,
+            sketches: SketchDelta::default(),
+            sketches_persisted: AtomicBool::new(false),
         }
     }
 
@@ -185,6 +194,9 @@ pub struct SpanStore {
     heads: RwLock<Heads>,
     blocks: RwLock<Vec<Arc<BlockMeta>>>,
     seal_lock: Mutex<()>,
+    /// Held while sketches move from a head part to the metadata store, and while reading
+    /// both, so a reader sees each span's sketch exactly once.
+    sketch_lock: Mutex<()>,
     metadata: Metadata,
     catalog: Mutex<CatalogDelta>,
     sealed_blocks_total: AtomicU64,
@@ -222,7 +234,9 @@ impl SpanStore {
         blocks.sort_by_key(|b| b.last_wal_segment);
         let max_sealed = blocks.last().map(|b| b.last_wal_segment);
 
+        let sketch_watermark = sketches::watermark(&metadata.conn())?;
         let mut replayed_spans = Vec::new();
+        let mut replayed_sketches = SketchDelta::default();
         let mut first_unsealed = None;
         let mut max_segment = max_sealed.unwrap_or(0);
         for seq in wal::list_segments(&wal_dir)? {
@@ -233,7 +247,12 @@ impl SpanStore {
                 continue;
             }
             first_unsealed.get_or_insert(seq);
-            replayed_spans.extend(wal::replay_segment(&path)?);
+            let spans = wal::replay_segment(&path)?;
+            // Segments at or below the watermark are already in the stored sketches.
+            if seq > sketch_watermark {
+                replayed_sketches.merge(SketchDelta::of_spans(&spans));
+            }
+            replayed_spans.extend(spans);
         }
         let segment = SegmentWriter::create(&wal_dir, max_segment + 1)?;
         let mut active = HeadPart::new(first_unsealed.unwrap_or(segment.seq));
@@ -242,6 +261,7 @@ impl SpanStore {
         let mut catalog = CatalogDelta::default();
         note_catalog(&mut catalog, &replayed_spans);
         active.insert(replayed_spans);
+        active.sketches = replayed_sketches;
         if recovered_spans > 0 {
             tracing::info!(recovered_spans, "replayed the write-ahead log");
         }
@@ -263,6 +283,7 @@ impl SpanStore {
             heads: RwLock::new(Heads { active, frozen: Vec::new() }),
             blocks: RwLock::new(blocks),
             seal_lock: Mutex::new(()),
+            sketch_lock: Mutex::new(()),
             metadata,
             catalog: Mutex::new(catalog),
             sealed_blocks_total: AtomicU64::new(0),
@@ -336,7 +357,10 @@ impl SpanStore {
             let mut delta = CatalogDelta::default();
             note_catalog(&mut delta, &spans);
             lock(&self.catalog).merge(delta);
-            self.heads_write().active.insert(spans);
+            let sketches = SketchDelta::of_spans(&spans);
+            let mut heads = self.heads_write();
+            heads.active.insert(spans);
+            heads.active.sketches.merge(sketches);
         }
 
         let mut state = lock(&self.write);
@@ -431,8 +455,9 @@ impl SpanStore {
         let _sealing = lock(&self.seal_lock);
         loop {
             let Some(part) = self.heads_read().frozen.first().cloned() else { return Ok(()) };
-            // The catalog must hold these spans before their WAL segments go away.
+            // The catalog and the sketches must hold these spans before their WAL segments go.
             self.flush_catalog()?;
+            self.persist_sketches(&part)?;
             let meta = block::write_block(
                 &self.block_dir,
                 part.last_wal_segment,
@@ -452,6 +477,64 @@ impl SpanStore {
                 }
             }
         }
+    }
+
+    /// Moves a frozen part's sketches into the metadata store (once, even when retried).
+    fn persist_sketches(&self, part: &HeadPart) -> Result<(), StoreError> {
+        if part.sketches_persisted.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _moving = lock(&self.sketch_lock);
+        if !part.sketches.is_empty() {
+            sketches::persist(&mut self.metadata.conn(), &part.sketches, part.last_wal_segment)?;
+        }
+        part.sketches_persisted.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The sketches of one service's minutes, stored and in the head, one row per series and
+    /// bucket (rolled-up hours have `resolution_minutes` 60), ordered by series then minute.
+    pub fn sketches(&self, query: &SketchQuery) -> Result<Vec<SketchRow>, StoreError> {
+        let mut merged = std::collections::BTreeMap::new();
+        {
+            let _moving = lock(&self.sketch_lock);
+            {
+                let heads = self.heads_read();
+                heads.active.sketches.collect(query, &mut merged);
+                for part in &heads.frozen {
+                    if !part.sketches_persisted.load(Ordering::Acquire) {
+                        part.sketches.collect(query, &mut merged);
+                    }
+                }
+            }
+            sketches::collect_stored(&self.metadata.conn(), query, &mut merged)?;
+        }
+        Ok(merged
+            .into_iter()
+            .map(|((series, unix_minute, resolution_minutes), stats)| SketchRow {
+                series,
+                unix_minute,
+                resolution_minutes,
+                stats,
+            })
+            .collect())
+    }
+
+    /// Rolls stored minutes older than `minutes_max_age` into hours and deletes sketches
+    /// older than `max_age` (both measured back from `now`).
+    pub fn roll_up_sketches(
+        &self,
+        now_unix_nanos: u64,
+        minutes_max_age_nanos: u64,
+        max_age_nanos: u64,
+    ) -> Result<RollUpReport, StoreError> {
+        let minute = |nanos: u64| (nanos / sketches::NANOS_PER_MINUTE) as i64;
+        let _moving = lock(&self.sketch_lock);
+        sketches::roll_up(
+            &mut self.metadata.conn(),
+            minute(now_unix_nanos.saturating_sub(minutes_max_age_nanos)),
+            minute(now_unix_nanos.saturating_sub(max_age_nanos)),
+        )
     }
 
     /// Every stored span of the trace, ordered by start time; duplicates (an exporter's retry

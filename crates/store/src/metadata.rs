@@ -15,6 +15,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_catalog", include_str!("../migrations/0001_catalog.sql")),
     ("0002_change_graph", include_str!("../migrations/0002_change_graph.sql")),
     ("0003_review_branches", include_str!("../migrations/0003_review_branches.sql")),
+    ("0004_sketches", include_str!("../migrations/0004_sketches.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

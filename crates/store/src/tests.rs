@@ -9,7 +9,7 @@ use model::{
 };
 use proptest::prelude::*;
 
-use crate::{SpanQuery, SpanStore, StoreOptions, SyncPolicy, codec};
+use crate::{SketchQuery, SpanQuery, SpanStore, StoreOptions, SyncPolicy, codec};
 
 const SECOND: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * SECOND;
@@ -108,6 +108,108 @@ fn spans_are_readable_from_head_blocks_and_after_reopen() {
     assert_eq!(store.recovered_spans(), 0, "sealed WAL segments are deleted");
     assert_eq!(store.trace(&first[0].trace_id).unwrap(), first);
     assert!(store.trace(&TraceId::from_bytes([42; 16]).unwrap()).unwrap().is_empty());
+}
+
+/// (spans, errors, latency count) summed over the service's sketches, and the rows.
+fn sketch_totals(store: &SpanStore) -> (u64, u64, u64, usize) {
+    let query = SketchQuery {
+        service: "checkout".into(),
+        environment: None,
+        from_unix_minute: 0,
+        to_unix_minute: i64::MAX,
+    };
+    let rows = store.sketches(&query).unwrap();
+    let spans = rows.iter().map(|r| r.stats.spans).sum();
+    let errors = rows.iter().map(|r| r.stats.errors).sum();
+    let latency = rows.iter().map(|r| r.stats.latency.count()).sum();
+    (spans, errors, latency, rows.len())
+}
+
+#[test]
+fn sketches_count_every_span_once_across_seals_and_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = resource("checkout", "v1");
+    // One series (the route names the operation, whatever the span name), over three
+    // minutes; every even span failed.
+    let mut spans: Vec<Span> =
+        (1..=20).map(|i| span(5, i, T0 + u64::from(i) * 6 * SECOND, &r)).collect();
+    spans[3].status = Status { code: StatusCode::Error, message: "boom".into() };
+    {
+        let store = SpanStore::open(dir.path(), options()).unwrap();
+        store.append(spans[..10].to_vec()).unwrap();
+        assert_eq!(sketch_totals(&store), (10, 5, 10, 2), "from the head");
+        store.flush().unwrap();
+        assert_eq!(sketch_totals(&store), (10, 5, 10, 2), "from the stored sketches");
+        store.append(spans[10..15].to_vec()).unwrap();
+        assert_eq!(sketch_totals(&store).0, 15, "both");
+        // Freeze and persist the sketches, then "crash" before the block is written.
+        store.rotate().unwrap();
+        let part = store.heads_read().frozen[0].clone();
+        store.persist_sketches(&part).unwrap();
+        assert_eq!(sketch_totals(&store).0, 15, "a persisted frozen part is read once");
+    }
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.recovered_spans(), 5);
+    assert_eq!(sketch_totals(&store).0, 15, "replayed segments below the watermark add nothing");
+    store.append(spans[15..].to_vec()).unwrap();
+    drop(store); // a crash with unsealed, unpersisted spans
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(sketch_totals(&store), (20, 10, 20, 3));
+    store.flush().unwrap();
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(sketch_totals(&store), (20, 10, 20, 3));
+    let rows =
+        store.sketches(&SketchQuery { service: "checkout".into(), ..SketchQuery::default() });
+    assert!(rows.unwrap().is_empty(), "an empty minute range reads nothing");
+    let row = &store
+        .sketches(&SketchQuery {
+            service: "checkout".into(),
+            environment: Some("prod".into()),
+            from_unix_minute: 0,
+            to_unix_minute: i64::MAX,
+        })
+        .unwrap()[0];
+    assert_eq!(
+        (row.series.operation.as_str(), row.series.span_kind.as_str(), row.series.version.as_str()),
+        ("/cart/{id}", "server", "v1")
+    );
+    assert_eq!(row.stats.error_types.get("boom"), Some(&1));
+}
+
+#[test]
+fn old_minutes_roll_up_into_hours_exactly_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    let r = resource("checkout", "v1");
+    let spans: Vec<Span> =
+        (1..=30).map(|i| span(6, i, T0 + u64::from(i) * 60 * SECOND, &r)).collect();
+    store.append(spans).unwrap();
+    store.flush().unwrap();
+    let before = store
+        .sketches(&SketchQuery {
+            service: "checkout".into(),
+            to_unix_minute: i64::MAX,
+            ..SketchQuery::default()
+        })
+        .unwrap();
+    let mut all_before = analysis::WindowStats::default();
+    before.iter().for_each(|row| all_before.merge(&row.stats));
+    let day = 24 * 3600 * SECOND;
+    let report = store.roll_up_sketches(T0 + 10 * day, 8 * day, 90 * day).unwrap();
+    assert_eq!((report.rolled_up_minutes, report.deleted_buckets), (30, 0));
+    let after = store
+        .sketches(&SketchQuery {
+            service: "checkout".into(),
+            to_unix_minute: i64::MAX,
+            ..SketchQuery::default()
+        })
+        .unwrap();
+    assert!(after.iter().all(|row| row.resolution_minutes == 60) && after.len() <= 2);
+    let mut all_after = analysis::WindowStats::default();
+    after.iter().for_each(|row| all_after.merge(&row.stats));
+    assert_eq!(all_after, all_before, "roll-ups merge exactly");
+    let report = store.roll_up_sketches(T0 + 100 * day, 8 * day, 90 * day).unwrap();
+    assert_eq!(report.deleted_buckets, after.len() as u64);
 }
 
 #[test]
