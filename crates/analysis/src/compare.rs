@@ -16,7 +16,9 @@
 use std::collections::BTreeMap;
 
 use crate::sketch::{LatencySketch, RELATIVE_ACCURACY, put_varint, take_varint};
-use crate::stats::{Interval, quantile_ratio, rate_difference};
+use crate::stats::{
+    Interval, quantile_ratio, quantile_ratio_p_value, rate_difference, rate_difference_p_value,
+};
 
 /// What one side of a comparison saw for one operation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,6 +144,10 @@ impl Metric {
         }
     }
 
+    pub fn is_latency(self) -> bool {
+        self.quantile().is_some()
+    }
+
     fn quantile(self) -> Option<f64> {
         match self {
             Metric::LatencyP50 => Some(0.50),
@@ -257,6 +263,18 @@ pub fn compare(
         _ => latency(metric, before, after, thresholds, &mut comparison),
     };
     comparison
+}
+
+/// The p-value of "`metric` did not move" (two-sided), for false-discovery control across a
+/// deploy's tests. `None` for new error types (a rule, not a test) and for empty sides.
+pub fn p_value(metric: Metric, before: &WindowStats, after: &WindowStats) -> Option<f64> {
+    match metric {
+        Metric::NewErrorTypes => None,
+        Metric::ErrorRate => {
+            rate_difference_p_value(before.errors, before.spans, after.errors, after.spans)
+        }
+        _ => quantile_ratio_p_value(&before.latency, &after.latency, metric.quantile()?),
+    }
 }
 
 fn latency(

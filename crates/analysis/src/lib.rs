@@ -10,11 +10,15 @@
 //! - [`compare`]: one metric of one operation, before against after, to a [`compare::Verdict`]
 //!   with its effect size, confidence interval and sample counts; too few samples give
 //!   `Inconclusive` with the reason, never silence.
+//! - [`detect`]: one deploy at one look: the baseline (other versions in the same minutes, or
+//!   the window before guarded by a day and a week earlier), Benjamini–Hochberg across the
+//!   deploy's tests and alpha spending across looks.
 //!
 //! **Architecture Invariant:** no IO, no clock, no randomness, no dependencies: the same
 //! inputs give the same findings, so the accuracy harness and the tests are exact.
 
 pub mod compare;
+pub mod detect;
 pub mod sketch;
 pub mod stats;
 

@@ -31,25 +31,61 @@ pub fn z_for_confidence(confidence: f64) -> f64 {
     normal_quantile(1.0 - (1.0 - confidence) / 2.0)
 }
 
+/// A sketch's cumulative bucket counts, to find the span of any rank by binary search.
+#[derive(Debug, Clone)]
+pub struct Ranks {
+    /// `cumulative[i]`: spans in buckets `0..=i`.
+    cumulative: Vec<u64>,
+    values: Vec<f64>,
+}
+
+impl Ranks {
+    pub fn of(sketch: &LatencySketch) -> Ranks {
+        let mut total = 0;
+        let (cumulative, values) = sketch
+            .buckets()
+            .map(|bucket| {
+                total += bucket.count;
+                (total, bucket.value_nanos)
+            })
+            .unzip();
+        Ranks { cumulative, values }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+
+    /// The duration of the span at 0-based `rank`, as the sketch reports it.
+    pub fn value_at_rank(&self, rank: u64) -> Option<f64> {
+        let bucket = self.cumulative.partition_point(|&seen| seen <= rank);
+        self.values.get(bucket).copied()
+    }
+
+    /// The `q`-quantile with a distribution-free interval at `confidence`.
+    pub fn quantile_interval(&self, q: f64, confidence: f64) -> Option<Interval> {
+        let n = self.count();
+        if n == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let z = z_for_confidence(confidence);
+        let center = q * (n - 1) as f64;
+        let spread = z * (n as f64 * q * (1.0 - q)).sqrt();
+        let last = (n - 1) as f64;
+        let low_rank = (center - spread).floor().clamp(0.0, last) as u64;
+        let high_rank = (center + spread).ceil().clamp(0.0, last) as u64;
+        Some(Interval {
+            low: self.value_at_rank(low_rank)? / (1.0 + RELATIVE_ACCURACY),
+            estimate: self.value_at_rank(center.floor() as u64)?,
+            high: self.value_at_rank(high_rank)? / (1.0 - RELATIVE_ACCURACY),
+        })
+    }
+}
+
 /// The `q`-quantile of `sketch` (nanoseconds) with a distribution-free interval at
 /// `confidence`. `None` when the sketch is empty.
 pub fn quantile_interval(sketch: &LatencySketch, q: f64, confidence: f64) -> Option<Interval> {
-    let n = sketch.count();
-    if n == 0 || !(0.0..=1.0).contains(&q) {
-        return None;
-    }
-    let z = z_for_confidence(confidence);
-    let center = q * (n - 1) as f64;
-    let spread = z * (n as f64 * q * (1.0 - q)).sqrt();
-    let last = (n - 1) as f64;
-    let low_rank = (center - spread).floor().clamp(0.0, last) as u64;
-    let high_rank = (center + spread).ceil().clamp(0.0, last) as u64;
-    let estimate = sketch.value_at_rank(center.floor() as u64)?;
-    Some(Interval {
-        low: sketch.value_at_rank(low_rank)? / (1.0 + RELATIVE_ACCURACY),
-        estimate,
-        high: sketch.value_at_rank(high_rank)? / (1.0 - RELATIVE_ACCURACY),
-    })
+    Ranks::of(sketch).quantile_interval(q, confidence)
 }
 
 /// `after`'s q-quantile over `before`'s, with an interval at `confidence` overall.
@@ -59,9 +95,13 @@ pub fn quantile_ratio(
     q: f64,
     confidence: f64,
 ) -> Option<Interval> {
+    ranks_ratio(&Ranks::of(before), &Ranks::of(after), q, confidence)
+}
+
+fn ranks_ratio(before: &Ranks, after: &Ranks, q: f64, confidence: f64) -> Option<Interval> {
     let each = 1.0 - (1.0 - confidence) / 2.0;
-    let b = quantile_interval(before, q, each)?;
-    let a = quantile_interval(after, q, each)?;
+    let b = before.quantile_interval(q, each)?;
+    let a = after.quantile_interval(q, each)?;
     let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { f64::INFINITY };
     // Zero-length spans: a ratio of zeros is no change.
     let estimate =
@@ -71,6 +111,54 @@ pub fn quantile_ratio(
         estimate,
         high: if a.high == 0.0 { 0.0 } else { ratio(a.high, b.low) },
     })
+}
+
+/// The smallest p-value these functions report; below it every test is equally decisive.
+pub const MIN_P_VALUE: f64 = 1e-13;
+
+/// The p-value of "the q-quantile did not move": the smallest `1 − confidence` at which
+/// [`quantile_ratio`]'s interval excludes 1. `None` when a side is empty.
+pub fn quantile_ratio_p_value(
+    before: &LatencySketch,
+    after: &LatencySketch,
+    q: f64,
+) -> Option<f64> {
+    let (before, after) = (Ranks::of(before), Ranks::of(after));
+    ranks_ratio(&before, &after, q, 0.5)?;
+    Some(smallest_alpha_excluding(|alpha| {
+        ranks_ratio(&before, &after, q, 1.0 - alpha).is_some_and(|r| !r.contains(1.0))
+    }))
+}
+
+/// The p-value of "the error rate did not move", read off [`rate_difference`] the same way.
+pub fn rate_difference_p_value(
+    before_errors: u64,
+    before_n: u64,
+    after_errors: u64,
+    after_n: u64,
+) -> Option<f64> {
+    rate_difference(before_errors, before_n, after_errors, after_n, 0.5)?;
+    Some(smallest_alpha_excluding(|alpha| {
+        rate_difference(before_errors, before_n, after_errors, after_n, 1.0 - alpha)
+            .is_some_and(|d| !d.contains(0.0))
+    }))
+}
+
+/// The smallest α in `[MIN_P_VALUE, 1]` at which `excludes(α)` holds, for an interval that
+/// widens as α shrinks (bisection on log α, to 1% relative precision).
+fn smallest_alpha_excluding(excludes: impl Fn(f64) -> bool) -> f64 {
+    let (mut low, mut high) = (MIN_P_VALUE.log10(), 0.0f64);
+    if excludes(MIN_P_VALUE) {
+        return MIN_P_VALUE;
+    }
+    if !excludes(0.999) {
+        return 1.0;
+    }
+    while high - low > 0.004 {
+        let mid = (low + high) / 2.0;
+        if excludes(10f64.powf(mid)) { high = mid } else { low = mid }
+    }
+    10f64.powf(high).min(1.0)
 }
 
 /// The Mann–Whitney U test of `after` against `before`.
@@ -288,6 +376,24 @@ mod tests {
         let none = rate_difference(10, 1_000, 12, 1_000, 0.999).unwrap();
         assert!(none.contains(0.0), "{none:?}");
         assert!(rate_difference(1, 0, 1, 10, 0.9).is_none());
+    }
+
+    #[test]
+    fn p_values_sit_where_the_interval_starts_to_exclude_no_change() {
+        let before = sketch_of(durations(3_000, 20e6, 1));
+        let slower = sketch_of(durations(3_000, 23e6, 2));
+        let p = quantile_ratio_p_value(&before, &slower, 0.5).unwrap();
+        assert!(p < 1e-3 && p > MIN_P_VALUE, "{p}");
+        let excludes =
+            |alpha: f64| !quantile_ratio(&before, &slower, 0.5, 1.0 - alpha).unwrap().contains(1.0);
+        assert!(excludes(p * 1.05) && !excludes(p * 0.9), "{p}");
+        assert_eq!(quantile_ratio_p_value(&before, &before, 0.95), Some(1.0));
+        assert_eq!(quantile_ratio_p_value(&before, &LatencySketch::new(), 0.5), None);
+        let far = sketch_of(durations(3_000, 200e6, 2));
+        assert_eq!(quantile_ratio_p_value(&before, &far, 0.5), Some(MIN_P_VALUE));
+        let p = rate_difference_p_value(10, 1_000, 60, 1_000).unwrap();
+        assert!(p < 1e-6, "{p}");
+        assert!(rate_difference_p_value(10, 1_000, 11, 1_000).unwrap() > 0.5);
     }
 
     proptest! {
