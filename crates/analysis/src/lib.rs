@@ -13,6 +13,9 @@
 //! - [`detect`]: one deploy at one look: the baseline (other versions in the same minutes, or
 //!   the window before guarded by a day and a week earlier), Benjamini–Hochberg across the
 //!   deploy's tests and alpha spending across looks.
+//! - [`suspects`]: the deploy's commits ranked by evidence (code paths, trace structure,
+//!   attributes of slow spans, priors), with reasons, and a bisect plan when no commit is
+//!   clearly ahead.
 //!
 //! **Architecture Invariant:** no IO, no clock, no randomness, no dependencies: the same
 //! inputs give the same findings, so the accuracy harness and the tests are exact.
@@ -21,6 +24,7 @@ pub mod compare;
 pub mod detect;
 pub mod sketch;
 pub mod stats;
+pub mod suspects;
 
 pub use compare::{Comparison, Metric, Thresholds, Verdict, WindowStats, compare};
 pub use sketch::LatencySketch;

@@ -1,0 +1,678 @@
+//! Which commit of a deploy most likely caused a regression, with the evidence for it.
+//!
+//! Candidates are the commits of the deploy's range. Each earns points from evidence:
+//! - **code paths**: the `code.*` location the slow spans ran (function, file, line) against
+//!   the functions, files and hunks the commit changed; the regressed routes and span names
+//!   against the changed text;
+//! - **trace structure**: child spans that are new or multiplied after the deploy (N+1, a new
+//!   downstream call, a new statement) against the code the commit added;
+//! - **attributes** over-represented in slow spans after the deploy (feature flags first)
+//!   against the code the commit added;
+//! - **priors**: size, dependency and lockfile bumps, configuration files; formatting-only
+//!   commits, documentation or test-only commits and `.git-blame-ignore-revs` entries count
+//!   for less.
+//!
+//! Scores become probabilities by a softmax, so they say how sure the ranking is. When the
+//! top suspect is not clearly ahead (under 50%, or under twice the second), the ranking says
+//! so and proposes a bisect plan weighted by those probabilities instead of a guess.
+
+use std::collections::BTreeSet;
+
+/// A commit of the deploy's range, as the scorer reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Candidate {
+    pub sha: String,
+    pub subject: String,
+    pub files: Vec<ChangedFile>,
+    /// Listed in the repository's `.git-blame-ignore-revs`.
+    pub ignored_for_blame: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangedFile {
+    pub path: String,
+    pub hunks: Vec<ChangedHunk>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangedHunk {
+    pub new_start: u32,
+    pub new_lines: u32,
+    /// The function or section git names in the hunk header.
+    pub section: String,
+    /// The `-`/`+` lines, with their prefix.
+    pub lines: Vec<String>,
+}
+
+/// Where the slow spans after the deploy ran (from `code.function.name`, `code.file.path`,
+/// `code.line.number` and their older names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CodeLocation {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// The share of slow spans that ran here (0..=1).
+    pub share: f64,
+}
+
+/// A child span name whose count per parent changed across the deploy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildChange {
+    pub name: String,
+    pub before_per_parent: f64,
+    pub after_per_parent: f64,
+}
+
+/// An attribute value more common among slow spans than fast ones after the deploy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeSkew {
+    pub key: String,
+    pub value: String,
+    pub slow_share: f64,
+    pub fast_share: f64,
+}
+
+/// What the regression looks like, gathered from exemplar spans.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// Regressed operations (routes or span names).
+    pub operations: Vec<String>,
+    pub code_locations: Vec<CodeLocation>,
+    pub child_changes: Vec<ChildChange>,
+    pub slow_attributes: Vec<AttributeSkew>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suspect {
+    pub sha: String,
+    /// The probability, by this ranking, that this commit caused the regression.
+    pub score: f64,
+    /// Why, strongest first.
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BisectPlan {
+    /// Build and canary the service at this commit first ...
+    pub canary: String,
+    /// ... if it is slow, the cause is among these (oldest first); otherwise among the rest.
+    pub first_half: Vec<String>,
+    /// Rounds of this at most, to one commit.
+    pub max_rounds: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    /// Highest score first.
+    pub suspects: Vec<Suspect>,
+    /// The top suspect is clearly ahead of the second.
+    pub separated: bool,
+    pub bisect: Option<BisectPlan>,
+}
+
+/// Ranks `candidates` (the deploy's commits, oldest first) against `evidence`.
+pub fn rank(candidates: &[Candidate], evidence: &Evidence) -> Ranking {
+    let scored: Vec<(f64, Vec<(f64, String)>)> =
+        candidates.iter().map(|c| score(c, evidence)).collect();
+    let max = scored.iter().map(|(s, _)| *s).fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scored.iter().map(|(s, _)| (s - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut suspects: Vec<Suspect> = candidates
+        .iter()
+        .zip(scored)
+        .zip(&weights)
+        .map(|((candidate, (_, mut reasons)), weight)| {
+            reasons.sort_by(|a, b| b.0.total_cmp(&a.0));
+            Suspect {
+                sha: candidate.sha.clone(),
+                score: weight / total,
+                reasons: reasons.into_iter().map(|(_, reason)| reason).collect(),
+            }
+        })
+        .collect();
+    let probabilities: Vec<f64> = suspects.iter().map(|s| s.score).collect();
+    // Stable: equal scores keep the deploy's order.
+    suspects.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let separated = match suspects.as_slice() {
+        [] => false,
+        [_] => true,
+        [first, second, ..] => first.score >= 0.5 && first.score >= 2.0 * second.score,
+    };
+    let bisect = (!separated && candidates.len() > 1).then(|| bisect(candidates, &probabilities));
+    Ranking { suspects, separated, bisect }
+}
+
+/// Points and reasons for one commit.
+fn score(candidate: &Candidate, evidence: &Evidence) -> (f64, Vec<(f64, String)>) {
+    let mut reasons: Vec<(f64, String)> = Vec::new();
+    let added: Vec<&str> = candidate
+        .files
+        .iter()
+        .flat_map(|f| &f.hunks)
+        .flat_map(|h| &h.lines)
+        .filter_map(|l| l.strip_prefix('+'))
+        .collect();
+    let added_words: BTreeSet<String> = added.iter().flat_map(|l| words(l)).collect();
+
+    for location in &evidence.code_locations {
+        code_location(candidate, location, &mut reasons);
+    }
+    for operation in &evidence.operations {
+        let tokens: Vec<String> = words(operation).into_iter().filter(|t| t.len() >= 4).collect();
+        let paths: BTreeSet<String> = candidate.files.iter().flat_map(|f| words(&f.path)).collect();
+        if let Some(token) = tokens.iter().find(|t| added_words.contains(*t) || paths.contains(*t))
+        {
+            reasons.push((
+                0.75,
+                format!("touches `{token}`, part of the regressed operation `{operation}`"),
+            ));
+        }
+    }
+    for change in &evidence.child_changes {
+        let tokens: Vec<String> = words(&change.name)
+            .into_iter()
+            .filter(|t| t.len() >= 3 && !STOPWORDS.contains(&t.as_str()))
+            .collect();
+        if let Some(token) = tokens.iter().find(|t| added_words.contains(*t)) {
+            let what = if change.before_per_parent == 0.0 {
+                format!(
+                    "a new child span `{}` ({:.1} per call)",
+                    change.name, change.after_per_parent
+                )
+            } else {
+                format!(
+                    "the child span `{}` going from {:.1} to {:.1} per call",
+                    change.name, change.before_per_parent, change.after_per_parent
+                )
+            };
+            reasons.push((2.5, format!("adds code naming `{token}`, which matches {what}")));
+        }
+    }
+    for skew in &evidence.slow_attributes {
+        let is_flag = skew.key.starts_with("feature_flag") || skew.key.contains("flag");
+        let tokens: Vec<String> = words(&skew.value)
+            .into_iter()
+            .chain(if is_flag { words(&skew.key) } else { Vec::new() })
+            .filter(|t| t.len() >= 4 && !STOPWORDS.contains(&t.as_str()))
+            .collect();
+        if let Some(token) = tokens.iter().find(|t| added_words.contains(*t)) {
+            let points = if is_flag { 2.0 } else { 1.0 };
+            reasons.push((
+                points,
+                format!(
+                    "adds code naming `{token}`; `{}={}` is on {:.0}% of slow spans and {:.0}% of fast ones",
+                    skew.key,
+                    skew.value,
+                    100.0 * skew.slow_share,
+                    100.0 * skew.fast_share
+                ),
+            ));
+        }
+    }
+    priors(candidate, &mut reasons);
+
+    let evidence_points: f64 = reasons.iter().map(|(p, _)| *p).sum();
+    let mut factor = 1.0;
+    if candidate.ignored_for_blame {
+        factor *= 0.2;
+        reasons.push((-1.0, "listed in .git-blame-ignore-revs (mechanical change)".into()));
+    }
+    if is_formatting_only(candidate) {
+        factor *= 0.25;
+        reasons.push((-1.0, "changes only whitespace or formatting".into()));
+    } else if candidate.files.iter().all(|f| is_docs_or_tests(&f.path))
+        && !candidate.files.is_empty()
+    {
+        factor *= 0.3;
+        reasons.push((-1.0, "changes only documentation or tests".into()));
+    }
+    (evidence_points * factor, reasons)
+}
+
+/// Points, with reasons, for one code location the slow spans ran.
+fn code_location(candidate: &Candidate, location: &CodeLocation, reasons: &mut Vec<(f64, String)>) {
+    let weight = 0.5 + location.share.clamp(0.0, 1.0);
+    if let Some(function) = &location.function {
+        let name = function.rsplit(['.', ':', '/', '\\']).next().unwrap_or(function);
+        if name.len() >= 3 {
+            let defined = candidate.files.iter().flat_map(|f| &f.hunks).any(|h| {
+                has_word(&h.section, name)
+                    || h.lines.iter().any(|l| is_definition_of(&l[l.len().min(1)..], name))
+            });
+            let mentioned = !defined
+                && candidate
+                    .files
+                    .iter()
+                    .flat_map(|f| &f.hunks)
+                    .flat_map(|h| &h.lines)
+                    .any(|l| has_word(l, name));
+            if defined {
+                reasons.push((
+                    3.0 * weight,
+                    format!(
+                        "changes `{function}`, the function the slow spans run (code.function.name)"
+                    ),
+                ));
+            } else if mentioned {
+                reasons.push((
+                    1.5 * weight,
+                    format!("changes a call to `{function}`, which the slow spans run"),
+                ));
+            }
+        }
+    }
+    if let Some(file) = &location.file {
+        for changed in &candidate.files {
+            let common = common_suffix_components(file, &changed.path);
+            let file_name_only = !file.contains('/') && !file.contains('\\');
+            if common >= 2 || (common == 1 && file_name_only) {
+                reasons.push((
+                    2.0 * weight,
+                    format!(
+                        "changes `{}`, the file the slow spans run (code.file.path)",
+                        changed.path
+                    ),
+                ));
+                if let Some(line) = location.line {
+                    let hit = changed.hunks.iter().any(|h| {
+                        let end = h.new_start + h.new_lines.max(1);
+                        line + 3 >= h.new_start && line < end + 3
+                    });
+                    if hit {
+                        reasons.push((
+                            1.0 * weight,
+                            format!("line {line} of `{}`, where the slow spans run, is in a changed hunk", changed.path),
+                        ));
+                    }
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Size, dependency bumps and configuration files.
+fn priors(candidate: &Candidate, reasons: &mut Vec<(f64, String)>) {
+    let changed_lines: usize =
+        candidate.files.iter().flat_map(|f| &f.hunks).map(|h| h.lines.len()).sum();
+    if changed_lines > 0 {
+        reasons.push((
+            0.15 * (1.0 + changed_lines as f64).ln(),
+            format!("changes {changed_lines} lines in {} files", candidate.files.len()),
+        ));
+    }
+    if let Some(lockfile) = candidate.files.iter().find(|f| is_dependency_file(&f.path)) {
+        reasons.push((0.6, format!("bumps dependencies (`{}`)", lockfile.path)));
+    }
+    if let Some(config) = candidate.files.iter().find(|f| is_config_file(&f.path)) {
+        reasons.push((0.4, format!("changes configuration (`{}`)", config.path)));
+    }
+}
+
+/// The bisect plan: canary the commit where the cumulative suspicion (oldest first) passes
+/// one half.
+fn bisect(candidates: &[Candidate], probabilities: &[f64]) -> BisectPlan {
+    let mut cumulative = 0.0;
+    let mut split = candidates.len() - 1;
+    for (i, p) in probabilities.iter().enumerate() {
+        cumulative += p;
+        if cumulative >= 0.5 {
+            split = i;
+            break;
+        }
+    }
+    // The canary must leave commits on both sides.
+    let split = split.min(candidates.len() - 2);
+    let first_half: Vec<String> = candidates[..=split].iter().map(|c| c.sha.clone()).collect();
+    let canary = candidates[split].sha.clone();
+    let max_rounds = (candidates.len() as f64).log2().ceil() as u32;
+    let share: f64 = probabilities[..=split].iter().sum();
+    let text = format!(
+        "No commit is clearly ahead. Deploy {} (the first {} of {} commits, {:.0}% of the suspicion) to a canary: if it is slow, the cause is among those {}; otherwise among the other {}. At most {} rounds like this name one commit.",
+        short(&canary),
+        first_half.len(),
+        candidates.len(),
+        100.0 * share,
+        first_half.len(),
+        candidates.len() - first_half.len(),
+        max_rounds
+    );
+    BisectPlan { canary, first_half, max_rounds, text }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// Words too common in span names and code to tell commits apart.
+const STOPWORDS: &[&str] = &[
+    "get", "post", "put", "delete", "patch", "http", "https", "select", "insert", "update", "from",
+    "where", "into", "values", "and", "the", "for", "with", "set", "true", "false", "span", "call",
+    "client", "server", "api", "let", "mut", "var", "const", "return", "self", "this", "new",
+];
+
+/// Lower-cased identifier-like words of `text`, whole and split at `_` and camelCase
+/// (`fetchInventory_v2` gives `fetchinventory_v2`, `fetch`, `inventory`, `v2`).
+fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+        if word.is_empty() || word.chars().all(|c| c.is_ascii_digit() || c == '_') {
+            continue;
+        }
+        out.push(word.to_lowercase());
+        let mut part = String::new();
+        let mut previous_lower = false;
+        for c in word.chars() {
+            if c == '_' || (c.is_uppercase() && previous_lower) {
+                if !part.is_empty() {
+                    out.push(std::mem::take(&mut part).to_lowercase());
+                }
+            }
+            if c != '_' {
+                part.push(c);
+            }
+            previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        }
+        if !part.is_empty() && part.len() < word.len() {
+            out.push(part.to_lowercase());
+        }
+    }
+    out
+}
+
+fn has_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        boundary(before) && boundary(after)
+    })
+}
+
+/// Does `line` define `name` (`fn name`, `def name`, `func name`, `function name`, ...)?
+fn is_definition_of(line: &str, name: &str) -> bool {
+    const KEYWORDS: &[&str] = &["fn", "def", "func", "function", "sub", "method"];
+    let tokens: Vec<&str> = line
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|t| !t.is_empty())
+        .collect();
+    tokens.windows(2).any(|w| KEYWORDS.contains(&w[0]) && w[1] == name)
+        || (tokens.iter().any(|t| *t == name)
+            && line.contains(&format!("{name}("))
+            && line.trim_end().ends_with('{'))
+}
+
+/// How many trailing path components two paths share (`src/cart/price.rs` and
+/// `cart/price.rs`: 2).
+fn common_suffix_components(a: &str, b: &str) -> usize {
+    let split = |p: &str| -> Vec<String> {
+        p.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").map(str::to_owned).collect()
+    };
+    split(a).iter().rev().zip(split(b).iter().rev()).take_while(|(x, y)| x == y).count()
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn is_dependency_file(path: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "Cargo.lock",
+        "Cargo.toml",
+        "package-lock.json",
+        "package.json",
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "go.mod",
+        "go.sum",
+        "Gemfile.lock",
+        "poetry.lock",
+        "requirements.txt",
+        "Pipfile.lock",
+        "pom.xml",
+        "build.gradle",
+        "composer.lock",
+    ];
+    NAMES.contains(&file_name(path))
+}
+
+fn is_config_file(path: &str) -> bool {
+    let name = file_name(path);
+    const EXTENSIONS: &[&str] =
+        &[".yaml", ".yml", ".toml", ".ini", ".conf", ".cfg", ".env", ".tf", ".properties"];
+    !is_dependency_file(path)
+        && (EXTENSIONS.iter().any(|e| name.ends_with(e)) || name == "Dockerfile")
+}
+
+fn is_docs_or_tests(path: &str) -> bool {
+    let name = file_name(path);
+    name.ends_with(".md")
+        || name.ends_with(".rst")
+        || name.ends_with(".txt") && !is_dependency_file(path)
+        || path.starts_with("docs/")
+        || path.split('/').any(|c| c == "tests" || c == "test" || c == "__tests__")
+        || name.contains("_test.")
+        || name.contains(".test.")
+        || name.starts_with("test_")
+}
+
+/// Every hunk removes and adds the same text once whitespace is ignored.
+fn is_formatting_only(candidate: &Candidate) -> bool {
+    let hunks: Vec<&ChangedHunk> = candidate.files.iter().flat_map(|f| &f.hunks).collect();
+    if hunks.is_empty() {
+        return false;
+    }
+    let squash = |prefix: char| -> String {
+        hunks
+            .iter()
+            .flat_map(|h| &h.lines)
+            .filter_map(|l| l.strip_prefix(prefix))
+            .flat_map(|l| l.chars())
+            .filter(|c| !c.is_whitespace())
+            .collect()
+    };
+    squash('-') == squash('+')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hunk(section: &str, new_start: u32, lines: &[&str]) -> ChangedHunk {
+        ChangedHunk {
+            new_start,
+            new_lines: lines.iter().filter(|l| l.starts_with('+')).count() as u32,
+            section: section.into(),
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    fn commit(sha: &str, files: Vec<(&str, Vec<ChangedHunk>)>) -> Candidate {
+        Candidate {
+            sha: sha.into(),
+            subject: format!("commit {sha}"),
+            files: files
+                .into_iter()
+                .map(|(path, hunks)| ChangedFile { path: path.into(), hunks })
+                .collect(),
+            ignored_for_blame: false,
+        }
+    }
+
+    fn deploy() -> Vec<Candidate> {
+        vec![
+            commit("aaa1", vec![("README.md", vec![hunk("", 3, &["-old words", "+new words"])])]),
+            commit(
+                "bbb2",
+                vec![(
+                    "src/cart/price.py",
+                    vec![hunk(
+                        "def price_cart(cart):",
+                        40,
+                        &[
+                            "-    total = sum(cart)",
+                            "+    total = slow_sum(cart)",
+                            "+    audit(total)",
+                        ],
+                    )],
+                )],
+            ),
+            commit(
+                "ccc3",
+                vec![(
+                    "src/search/index.py",
+                    vec![hunk("def reindex():", 10, &["-    pass", "+    rebuild()"])],
+                )],
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_commit_that_changed_the_slow_function_leads_with_that_reason() {
+        let evidence = Evidence {
+            operations: vec!["/cart/{id}/price".into()],
+            code_locations: vec![CodeLocation {
+                function: Some("shop.cart.price_cart".into()),
+                file: Some("/app/src/cart/price.py".into()),
+                line: Some(41),
+                share: 0.9,
+            }],
+            ..Evidence::default()
+        };
+        let ranking = rank(&deploy(), &evidence);
+        let top = &ranking.suspects[0];
+        assert_eq!(top.sha, "bbb2");
+        assert!(ranking.separated && ranking.bisect.is_none(), "{ranking:?}");
+        assert!(top.score > 0.9, "{top:?}");
+        assert!(top.reasons[0].contains("price_cart"), "{:?}", top.reasons);
+        assert!(top.reasons.iter().any(|r| r.contains("line 41")), "{:?}", top.reasons);
+        let total: f64 = ranking.suspects.iter().map(|s| s.score).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_new_child_call_points_at_the_commit_that_adds_it() {
+        let mut commits = deploy();
+        commits.push(commit(
+            "ddd4",
+            vec![(
+                "src/orders/list.py",
+                vec![hunk(
+                    "def list_orders():",
+                    5,
+                    &["+    for o in orders:", "+        o.items = fetch_inventory(o.id)"],
+                )],
+            )],
+        ));
+        let evidence = Evidence {
+            child_changes: vec![ChildChange {
+                name: "GET inventory".into(),
+                before_per_parent: 0.0,
+                after_per_parent: 12.0,
+            }],
+            ..Evidence::default()
+        };
+        let ranking = rank(&commits, &evidence);
+        assert_eq!(ranking.suspects[0].sha, "ddd4");
+        assert!(
+            ranking.suspects[0].reasons[0].contains("inventory"),
+            "{:?}",
+            ranking.suspects[0].reasons
+        );
+    }
+
+    #[test]
+    fn a_flag_on_slow_spans_points_at_the_commit_that_reads_it() {
+        let mut commits = deploy();
+        commits[2].files[0].hunks[0]
+            .lines
+            .push("+    if flags.enabled(\"fast_reindex_v2\"):".into());
+        let evidence = Evidence {
+            slow_attributes: vec![AttributeSkew {
+                key: "feature_flag.key".into(),
+                value: "fast_reindex_v2".into(),
+                slow_share: 0.8,
+                fast_share: 0.1,
+            }],
+            ..Evidence::default()
+        };
+        assert_eq!(rank(&commits, &evidence).suspects[0].sha, "ccc3");
+    }
+
+    #[test]
+    fn without_evidence_there_is_no_guess_but_a_bisect_plan() {
+        let commits: Vec<Candidate> = (0..8)
+            .map(|i| {
+                commit(
+                    &format!("{i:040}"),
+                    vec![(&"src/x.py"[..], vec![hunk("", 1, &["-a", "+b"])])],
+                )
+            })
+            .collect();
+        let ranking = rank(&commits, &Evidence::default());
+        assert!(!ranking.separated);
+        let plan = ranking.bisect.unwrap();
+        assert_eq!(plan.first_half.len(), 4);
+        assert_eq!(plan.max_rounds, 3);
+        assert!(plan.text.contains("canary"), "{}", plan.text);
+    }
+
+    #[test]
+    fn mechanical_commits_count_for_less() {
+        let formatting = commit(
+            "fff1",
+            vec![(
+                "src/cart/price.py",
+                vec![hunk("def price_cart(cart):", 40, &["-x=1", "+x = 1"])],
+            )],
+        );
+        let mut ignored = deploy()[1].clone();
+        ignored.ignored_for_blame = true;
+        let evidence = Evidence {
+            code_locations: vec![CodeLocation {
+                function: Some("price_cart".into()),
+                file: None,
+                line: None,
+                share: 1.0,
+            }],
+            ..Evidence::default()
+        };
+        let (real, _) = score(&deploy()[1], &evidence);
+        let (fmt, reasons) = score(&formatting, &evidence);
+        let (ign, _) = score(&ignored, &evidence);
+        assert!(fmt < real / 2.0 && ign < real / 2.0, "{fmt} {ign} {real}");
+        assert!(reasons.iter().any(|(_, r)| r.contains("formatting")));
+    }
+
+    #[test]
+    fn priors_name_dependency_and_configuration_changes() {
+        let c = commit(
+            "eee5",
+            vec![
+                ("Cargo.lock", vec![hunk("", 1, &["-v1", "+v2"])]),
+                ("deploy/app.yaml", vec![hunk("", 1, &["-a", "+b"])]),
+            ],
+        );
+        let (_, reasons) = score(&c, &Evidence::default());
+        let text: Vec<&str> = reasons.iter().map(|(_, r)| r.as_str()).collect();
+        assert!(text.iter().any(|r| r.contains("bumps dependencies")), "{text:?}");
+        assert!(text.iter().any(|r| r.contains("configuration")), "{text:?}");
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(common_suffix_components("/app/src/cart/price.py", "src/cart/price.py"), 3);
+        assert_eq!(common_suffix_components("price.py", "src/cart/price.py"), 1);
+        assert!(
+            has_word("x = price_cart(a)", "price_cart")
+                && !has_word("reprice_cart()", "price_cart")
+        );
+        assert_eq!(words("fetchInventory_v2"), ["fetchinventory_v2", "fetch", "inventory", "v2"]);
+        assert!(is_definition_of("pub fn checkout(cart: &Cart) -> Total {", "checkout"));
+        assert!(is_definition_of(
+            "func (s *Shop) Checkout(ctx context.Context) error {",
+            "Checkout"
+        ));
+    }
+}
