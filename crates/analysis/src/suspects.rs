@@ -111,12 +111,16 @@ pub struct Ranking {
     pub bisect: Option<BisectPlan>,
 }
 
+/// Points per factor e of odds: 2 points of evidence make a commit e times likelier.
+const SOFTMAX_TEMPERATURE: f64 = 2.0;
+
 /// Ranks `candidates` (the deploy's commits, oldest first) against `evidence`.
 pub fn rank(candidates: &[Candidate], evidence: &Evidence) -> Ranking {
     let scored: Vec<(f64, Vec<(f64, String)>)> =
         candidates.iter().map(|c| score(c, evidence)).collect();
     let max = scored.iter().map(|(s, _)| *s).fold(f64::NEG_INFINITY, f64::max);
-    let weights: Vec<f64> = scored.iter().map(|(s, _)| (s - max).exp()).collect();
+    let weights: Vec<f64> =
+        scored.iter().map(|(s, _)| ((s - max) / SOFTMAX_TEMPERATURE).exp()).collect();
     let total: f64 = weights.iter().sum();
     let mut suspects: Vec<Suspect> = candidates
         .iter()
@@ -299,7 +303,12 @@ fn priors(candidate: &Candidate, reasons: &mut Vec<(f64, String)>) {
     if changed_lines > 0 {
         reasons.push((
             0.15 * (1.0 + changed_lines as f64).ln(),
-            format!("changes {changed_lines} lines in {} files", candidate.files.len()),
+            format!(
+                "changes {changed_lines} line{} in {} file{}",
+                if changed_lines == 1 { "" } else { "s" },
+                candidate.files.len(),
+                if candidate.files.len() == 1 { "" } else { "s" }
+            ),
         ));
     }
     if let Some(lockfile) = candidate.files.iter().find(|f| is_dependency_file(&f.path)) {

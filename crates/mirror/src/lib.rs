@@ -278,6 +278,28 @@ impl Mirror {
         Ok(parse_patch(&run(command, "diff-tree -p")?))
     }
 
+    /// A commit's full patch against its first parent (binary-safe, full object ids), as
+    /// `git apply` reads it: applied with `-R` to a tree that holds the commit, it reverts it.
+    pub fn patch(&self, sha: &str) -> Result<String, GitError> {
+        check_sha(sha)?;
+        let mut command = self.git();
+        command.args([
+            "diff-tree",
+            "-p",
+            "--binary",
+            "--full-index",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-commit-id",
+            "--root",
+            "--first-parent",
+            "-m",
+            "--end-of-options",
+            sha,
+        ]);
+        run(command, "diff-tree -p --binary")
+    }
+
     /// The CODEOWNERS file at `HEAD`, from the first place the repository's forge looks that
     /// has one, read in that forge's syntax (Gitea's regular expressions, or gitignore-style).
     pub fn code_owners(

@@ -240,7 +240,7 @@ impl<'a> ChangeResolver<'a> {
     /// The review a commit belongs to: one recorded from a forge, else the Differential
     /// revision its message names (`Differential Revision: https://host/D123`), with only what
     /// the message says when the revision itself is not stored.
-    fn review(&self, stored: &StoredCommit) -> Result<Option<Json_>, StoreError> {
+    pub(crate) fn review(&self, stored: &StoredCommit) -> Result<Option<Json_>, StoreError> {
         let store = &self.state.store;
         let recorded = store.reviews_of_commit(&stored.commit.sha)?;
         if let Some(found) = recorded.into_iter().find(|r| r.repository == stored.repository) {

@@ -234,13 +234,13 @@ enum Shipping {
 }
 
 /// The commit a deploy shipped: its sha, and the stored commit when the graph knows it.
-struct DeployCommit {
-    sha: Option<String>,
-    stored: Option<StoredCommit>,
+pub(crate) struct DeployCommit {
+    pub(crate) sha: Option<String>,
+    pub(crate) stored: Option<StoredCommit>,
 }
 
 /// Reported, or what the deploy's version resolves to.
-fn deploy_commit(state: &AppState, deploy: &Deploy) -> Result<DeployCommit, StoreError> {
+pub(crate) fn deploy_commit(state: &AppState, deploy: &Deploy) -> Result<DeployCommit, StoreError> {
     let store = &state.store;
     if let Some(sha) = &deploy.commit {
         let stored = store.find_commit(sha)?;

@@ -1,4 +1,5 @@
-//! Background upkeep: every second, seal heads into blocks; every minute, apply retention.
+//! Background upkeep: every second, seal heads into blocks; every minute, apply retention
+//! and roll old sketch minutes up into hours.
 //! Time comes from a [`Clock`] so tests can drive retention without waiting.
 
 use std::sync::Arc;
@@ -62,6 +63,12 @@ pub fn run_maintenance_once(
             now,
             retention.spans_max_age_nanos,
             retention.disk_budget_bytes,
+        )?;
+        let detection = &state.settings.detection;
+        state.store.roll_up_sketches(
+            now,
+            detection.sketch_minutes_max_age_nanos,
+            detection.sketches_max_age_nanos,
         )?;
     }
     Ok(())

@@ -17,7 +17,10 @@ mod api;
 mod auth;
 mod changes;
 mod deploys;
+mod detection;
 pub mod error;
+mod evidence;
+mod findings;
 mod hooks;
 mod ingest;
 mod jobs;
@@ -27,6 +30,7 @@ mod otlp_grpc;
 mod otlp_http;
 mod outbound;
 mod phabricator;
+mod suspects;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +44,7 @@ use tokio::sync::Semaphore;
 
 pub use auth::TokenAuth;
 pub use changes::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
+pub use detection::{DetectionSettings, evaluate_due};
 pub use jobs::{Clock, SystemClock, run_maintenance_once};
 pub use mirrors::{MirrorSettings, MirrorSource, SyncError, sync_once};
 
@@ -56,8 +61,9 @@ pub struct Settings {
     pub retention: Retention,
     /// Forge integrations, repositories and service ownership: the change graph's sources.
     pub changes: ChangeSettings,
-    /// Who may report deploys (`POST /api/v1/deploys`).
+    /// Who may report deploys (`POST /api/v1/deploys`) and change a finding's status.
     pub deploy_auth: TokenAuth,
+    pub detection: DetectionSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +112,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/traces/{trace_id}", get(api::get_trace))
         .route("/api/v1/deploys", get(deploys::list_deploys).post(deploys::create_deploy))
         .route("/api/v1/commits/{sha}/impact", get(deploys::commit_impact))
+        .route("/api/v1/findings", get(findings::list_findings))
+        .route("/api/v1/findings/{id}", get(findings::get_finding))
+        .route("/api/v1/findings/{id}/{action}", post(findings::change_status))
         .route("/hooks/{kind}/{integration}", post(hooks::receive))
         .merge(otlp_http_routes())
         .route_service(otlp_grpc::ROUTE, otlp_grpc::service(Arc::clone(&state)))
@@ -170,6 +179,7 @@ pub async fn serve(
     };
     let maintenance = tokio::spawn(jobs::run_maintenance(Arc::clone(&state), stop_rx.clone()));
     let mirror_job = tokio::spawn(mirrors::run_mirrors(Arc::clone(&state), stop_rx.clone()));
+    let detection_job = tokio::spawn(detection::run_detection(Arc::clone(&state), stop_rx.clone()));
     let servers = [
         tokio::spawn(
             axum::serve(http, router(Arc::clone(&state)))
@@ -194,6 +204,7 @@ pub async fn serve(
     }
     let _ = maintenance.await;
     let _ = mirror_job.await;
+    let _ = detection_job.await;
     // Seal what is in memory so the next start has no WAL to replay.
     let store = Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.flush())

@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 /// Sections that environment overrides may address.
-const SECTIONS: &[&str] = &["server", "storage", "retention", "ingest", "deploys", "mirrors"];
+const SECTIONS: &[&str] =
+    &["server", "storage", "retention", "ingest", "deploys", "mirrors", "detection"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +23,7 @@ pub(crate) struct Config {
     pub(crate) ingest: IngestConfig,
     pub(crate) deploys: DeploysConfig,
     pub(crate) mirrors: MirrorsConfig,
+    pub(crate) detection: DetectionConfig,
     pub(crate) integrations: Vec<IntegrationConfig>,
     pub(crate) repositories: Vec<RepositoryConfig>,
     pub(crate) services: Vec<ServiceConfig>,
@@ -45,6 +47,56 @@ pub(crate) struct MirrorsConfig {
 impl Default for MirrorsConfig {
     fn default() -> Self {
         MirrorsConfig { fetch_interval: "5m".into() }
+    }
+}
+
+/// How deploys are judged (defaults from research/change-intelligence.md §B).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DetectionConfig {
+    pub(crate) enabled: bool,
+    /// How often open deploys are looked at again.
+    pub(crate) interval: String,
+    /// The window before a deploy that a full rollout is compared with.
+    pub(crate) before_window: String,
+    /// False-positive level per deploy, over all its operations and looks.
+    pub(crate) alpha: f64,
+    pub(crate) min_effect_p50: f64,
+    pub(crate) min_effect_p95: f64,
+    pub(crate) min_effect_p99: f64,
+    /// The smallest latency change worth reporting, absolute.
+    pub(crate) min_delta: String,
+    pub(crate) min_samples_p50: u64,
+    pub(crate) min_samples_p95: u64,
+    pub(crate) min_samples_p99: u64,
+    pub(crate) min_errors: u64,
+    pub(crate) min_error_requests: u64,
+    pub(crate) min_error_rate_delta: f64,
+    pub(crate) min_error_rate_effect: f64,
+    pub(crate) min_new_error_count: u64,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        let t = analysis::Thresholds::default();
+        DetectionConfig {
+            enabled: true,
+            interval: "1m".into(),
+            before_window: "1h".into(),
+            alpha: t.alpha,
+            min_effect_p50: t.min_effect_p50,
+            min_effect_p95: t.min_effect_p95,
+            min_effect_p99: t.min_effect_p99,
+            min_delta: "5ms".into(),
+            min_samples_p50: t.min_samples_p50,
+            min_samples_p95: t.min_samples_p95,
+            min_samples_p99: t.min_samples_p99,
+            min_errors: t.min_errors,
+            min_error_requests: t.min_error_requests,
+            min_error_rate_delta: t.min_error_rate_delta,
+            min_error_rate_effect: t.min_error_rate_effect,
+            min_new_error_count: t.min_new_error_count,
+        }
     }
 }
 
@@ -135,11 +187,20 @@ impl Default for StorageConfig {
 pub(crate) struct RetentionConfig {
     pub(crate) spans: String,
     pub(crate) disk_budget: Option<String>,
+    /// Latency sketches (what detection and charts read) ...
+    pub(crate) sketches: String,
+    /// ... kept per minute this long, then per hour.
+    pub(crate) sketch_minutes: String,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { spans: "7d".into(), disk_budget: None }
+        RetentionConfig {
+            spans: "7d".into(),
+            disk_budget: None,
+            sketches: "90d".into(),
+            sketch_minutes: "8d".into(),
+        }
     }
 }
 
@@ -270,6 +331,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
         env,
     )?;
     let changes = resolve_changes(config, env)?;
+    let detection = resolve_detection(config)?;
 
     let limits = otlp::DecodeLimits {
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
@@ -288,6 +350,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             retention: server::Retention { spans_max_age_nanos, disk_budget_bytes },
             changes,
             deploy_auth,
+            detection,
         },
         data_dir: config.storage.data_dir.clone(),
         store: store::StoreOptions { sync, ..store::StoreOptions::default() },
@@ -511,7 +574,61 @@ fn with_credentials(url: &str, credentials: &str) -> Option<String> {
     matches!(scheme, "http" | "https").then(|| format!("{scheme}://{credentials}@{rest}"))
 }
 
-/// `90s`, `30m`, `12h`, `7d`, `2w`.
+fn resolve_detection(config: &Config) -> anyhow::Result<server::DetectionSettings> {
+    let d = &config.detection;
+    let duration = |key: &str, value: &str| {
+        parse_duration_nanos(value).with_context(|| format!("`{key}` = `{value}`"))
+    };
+    let fraction = |key: &str, value: f64, max: f64| -> anyhow::Result<f64> {
+        if !(value > 0.0 && value < max) {
+            bail!("`detection.{key}` = {value} must be above 0 and below {max}");
+        }
+        Ok(value)
+    };
+    let interval = duration("detection.interval", &d.interval)?;
+    let before_window = duration("detection.before_window", &d.before_window)?;
+    const MINUTE: u64 = 60_000_000_000;
+    if before_window < MINUTE {
+        bail!("`detection.before_window` = `{}` must be at least `1m`", d.before_window);
+    }
+    let sketches = duration("retention.sketches", &config.retention.sketches)?;
+    let sketch_minutes = duration("retention.sketch_minutes", &config.retention.sketch_minutes)?;
+    if sketch_minutes > sketches {
+        bail!(
+            "`retention.sketch_minutes` = `{}` is longer than `retention.sketches` = `{}`; minutes roll up into hours before sketches expire",
+            config.retention.sketch_minutes,
+            config.retention.sketches
+        );
+    }
+    Ok(server::DetectionSettings {
+        enabled: d.enabled,
+        interval: std::time::Duration::from_nanos(interval),
+        before_window_minutes: u32::try_from(before_window / MINUTE).unwrap_or(u32::MAX),
+        thresholds: analysis::Thresholds {
+            alpha: fraction("alpha", d.alpha, 0.5)?,
+            min_effect_p50: fraction("min_effect_p50", d.min_effect_p50, 10.0)?,
+            min_effect_p95: fraction("min_effect_p95", d.min_effect_p95, 10.0)?,
+            min_effect_p99: fraction("min_effect_p99", d.min_effect_p99, 10.0)?,
+            min_delta_nanos: duration("detection.min_delta", &d.min_delta)? as f64,
+            min_samples_p50: d.min_samples_p50,
+            min_samples_p95: d.min_samples_p95,
+            min_samples_p99: d.min_samples_p99,
+            min_errors: d.min_errors,
+            min_error_requests: d.min_error_requests,
+            min_error_rate_delta: fraction("min_error_rate_delta", d.min_error_rate_delta, 1.0)?,
+            min_error_rate_effect: fraction(
+                "min_error_rate_effect",
+                d.min_error_rate_effect,
+                100.0,
+            )?,
+            min_new_error_count: d.min_new_error_count.max(1),
+        },
+        sketch_minutes_max_age_nanos: sketch_minutes,
+        sketches_max_age_nanos: sketches,
+    })
+}
+
+/// `500ms`, `90s`, `30m`, `12h`, `7d`, `2w`.
 pub(crate) fn parse_duration_nanos(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -519,15 +636,17 @@ pub(crate) fn parse_duration_nanos(text: &str) -> anyhow::Result<u64> {
     let number: u64 = number.parse().ok().filter(|n| *n > 0).with_context(|| {
         format!("`{text}` is not a duration; write a positive whole number and a unit, like `7d` or `12h`")
     })?;
-    let unit_secs = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        other => bail!("unknown duration unit `{other}` in `{text}`; use s, m, h, d or w"),
+    const SECOND: u64 = 1_000_000_000;
+    let unit_nanos = match unit.trim() {
+        "ms" => 1_000_000,
+        "s" => SECOND,
+        "m" => 60 * SECOND,
+        "h" => 3600 * SECOND,
+        "d" => 86_400 * SECOND,
+        "w" => 7 * 86_400 * SECOND,
+        other => bail!("unknown duration unit `{other}` in `{text}`; use ms, s, m, h, d or w"),
     };
-    number.checked_mul(unit_secs * 1_000_000_000).with_context(|| format!("`{text}` is too long"))
+    number.checked_mul(unit_nanos).with_context(|| format!("`{text}` is too long"))
 }
 
 /// `500MB`, `16MiB`, `50GiB`, `1TB`, or a plain number of bytes.

@@ -199,6 +199,16 @@ impl SpanStore {
         };
         let id = match merge_into {
             Some(id) => {
+                let old_start: i64 = tx
+                    .query_row(
+                        "SELECT started_at_unix_nanos FROM deploys WHERE id = ?1",
+                        [id],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql)?;
+                if old_start != deploy.started_at_unix_nanos as i64 {
+                    crate::findings::reset_evaluation(&tx, id).map_err(sql)?;
+                }
                 tx.execute(
                     "UPDATE deploys SET
                        commit_sha = coalesce(?2, commit_sha),
@@ -573,7 +583,7 @@ fn read_review(conn: &Connection, row: &Row<'_>) -> rusqlite::Result<StoredRevie
     })
 }
 
-fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Deploy> {
+pub(crate) fn read_deploy(row: &Row<'_>) -> rusqlite::Result<Deploy> {
     let source: String = row.get("source")?;
     Ok(Deploy {
         id: row.get::<_, i64>("id")? as u64,

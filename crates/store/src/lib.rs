@@ -26,6 +26,7 @@
 mod block;
 mod changes;
 mod codec;
+mod findings;
 mod metadata;
 mod query;
 mod sketches;
@@ -48,6 +49,7 @@ use crate::sketches::SketchDelta;
 use crate::wal::SegmentWriter;
 
 pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
+pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
 pub use crate::metadata::{OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::query::{SpanQuery, TraceMatch};
 pub use crate::sketches::{RollUpReport, SeriesKey, SketchQuery, SketchRow};

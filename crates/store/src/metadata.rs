@@ -16,6 +16,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_change_graph", include_str!("../migrations/0002_change_graph.sql")),
     ("0003_review_branches", include_str!("../migrations/0003_review_branches.sql")),
     ("0004_sketches", include_str!("../migrations/0004_sketches.sql")),
+    ("0005_findings", include_str!("../migrations/0005_findings.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -67,6 +67,7 @@ impl TestApp {
             retention: Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
             changes,
             deploy_auth: TokenAuth::open(),
+            detection: server::DetectionSettings::default(),
         };
         let state =
             AppState::new(settings, Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>);

@@ -10,5 +10,6 @@
 mod clients;
 mod crash;
 mod deploys;
+mod findings;
 mod ingest_errors;
 mod support;
