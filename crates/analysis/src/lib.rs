@@ -13,15 +13,18 @@
 //! - [`detect`]: one deploy at one look: the baseline (other versions in the same minutes, or
 //!   the window before guarded by a day and a week earlier), Benjamini–Hochberg across the
 //!   deploy's tests and alpha spending across looks.
+//! - [`evidence`]: what a sample of traces before and after shows: slower code paths, new
+//!   or multiplied child spans, attributes of slow spans.
 //! - [`suspects`]: the deploy's commits ranked by evidence (code paths, trace structure,
 //!   attributes of slow spans, priors), with reasons, and a bisect plan when no commit is
 //!   clearly ahead.
 //!
-//! **Architecture Invariant:** no IO, no clock, no randomness, no dependencies: the same
+//! **Architecture Invariant:** no IO, no clock, no randomness, no dependency but `model`: the same
 //! inputs give the same findings, so the accuracy harness and the tests are exact.
 
 pub mod compare;
 pub mod detect;
+pub mod evidence;
 pub mod sketch;
 pub mod stats;
 pub mod suspects;

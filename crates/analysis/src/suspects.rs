@@ -373,10 +373,8 @@ fn words(text: &str) -> Vec<String> {
         let mut part = String::new();
         let mut previous_lower = false;
         for c in word.chars() {
-            if c == '_' || (c.is_uppercase() && previous_lower) {
-                if !part.is_empty() {
-                    out.push(std::mem::take(&mut part).to_lowercase());
-                }
+            if (c == '_' || (c.is_uppercase() && previous_lower)) && !part.is_empty() {
+                out.push(std::mem::take(&mut part).to_lowercase());
             }
             if c != '_' {
                 part.push(c);
@@ -407,7 +405,7 @@ fn is_definition_of(line: &str, name: &str) -> bool {
         .filter(|t| !t.is_empty())
         .collect();
     tokens.windows(2).any(|w| KEYWORDS.contains(&w[0]) && w[1] == name)
-        || (tokens.iter().any(|t| *t == name)
+        || (tokens.contains(&name)
             && line.contains(&format!("{name}("))
             && line.trim_end().ends_with('{'))
 }
@@ -613,10 +611,7 @@ mod tests {
     fn without_evidence_there_is_no_guess_but_a_bisect_plan() {
         let commits: Vec<Candidate> = (0..8)
             .map(|i| {
-                commit(
-                    &format!("{i:040}"),
-                    vec![(&"src/x.py"[..], vec![hunk("", 1, &["-a", "+b"])])],
-                )
+                commit(&format!("{i:040}"), vec![("src/x.py", vec![hunk("", 1, &["-a", "+b"])])])
             })
             .collect();
         let ranking = rank(&commits, &Evidence::default());

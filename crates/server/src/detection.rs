@@ -271,7 +271,7 @@ fn explain(state: &AppState, deploy: &Deploy, end: u64) -> Result<(), StoreError
         };
         explanation["exemplars"] =
             json!({"before": evidence::exemplars(&before), "after": evidence::exemplars(&after)});
-        let gathered = evidence::gather(&finding.operation, &before, &after);
+        let gathered = analysis::evidence::gather(&finding.operation, &before, &after);
         explanation["evidence"] = json!({
             "code_locations": gathered.code_locations.iter().map(|l| json!({"function": l.function, "file": l.file, "line": l.line, "share": l.share})).collect::<Vec<_>>(),
             "child_changes": gathered.child_changes.iter().map(|c| json!({"name": c.name, "before_per_parent": c.before_per_parent, "after_per_parent": c.after_per_parent})).collect::<Vec<_>>(),

@@ -85,9 +85,13 @@ async fn regressions_are_found_within_minutes_and_resolved_by_the_deploy_that_re
     let mut found_at = None;
     for minute in 2..=30 {
         detect_at(&app, d2 + minute * MINUTE);
-        let regressed = findings(&app, "service=cart&environment=production&verdict=regressed").await;
+        let regressed =
+            findings(&app, "service=cart&environment=production&verdict=regressed").await;
         if let Some(f) = regressed.iter().find(|f| f["metric"] == "latency_p50") {
-            assert_eq!((f["deploy_id"].as_u64(), f["look_minutes"].as_u64()), (Some(second), Some(minute)));
+            assert_eq!(
+                (f["deploy_id"].as_u64(), f["look_minutes"].as_u64()),
+                (Some(second), Some(minute))
+            );
             found_at = Some(minute);
             break;
         }
@@ -99,14 +103,22 @@ async fn regressions_are_found_within_minutes_and_resolved_by_the_deploy_that_re
     assert!(regressed.iter().all(|f| f["deploy_id"] == second && f["is_final"] == true), "{all}");
     // The first deploy had nothing before it: inconclusive, never a silent pass.
     let (_, first_findings) = app.get("/api/v1/findings?verdict=inconclusive").await;
-    assert!(first_findings["findings"].as_array().unwrap().iter().any(|f| f["deploy_id"] == first && f["reason"].as_str().unwrap().contains("needs at least")));
+    assert!(first_findings["findings"].as_array().unwrap().iter().any(
+        |f| f["deploy_id"] == first && f["reason"].as_str().unwrap().contains("needs at least")
+    ));
 
     // Without a mirror there are no suspects, and the finding says why.
     let id = regressed[0]["id"].as_u64().unwrap();
     let (status, full) = app.get(&format!("/api/v1/findings/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(full["suspects"], json!([]));
-    assert!(full["ranking"]["unavailable"].as_str().unwrap().contains("commit of version `v2` is unknown"), "{full}");
+    assert!(
+        full["ranking"]["unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("commit of version `v2` is unknown"),
+        "{full}"
+    );
     assert!(full["exemplars"]["after"]["slowest"]["trace_id"].is_string(), "{full}");
 
     // v3 restores the old speed; once its verdict is final (a decisive improvement, or the

@@ -126,8 +126,7 @@ fn span(
     parent: Option<u64>,
     name: &str,
     kind: u8,
-    start: u64,
-    nanos: u64,
+    (start, nanos): (u64, u64),
     attributes: Vec<Value>,
 ) -> Value {
     let mut span = json!({
@@ -144,7 +143,7 @@ fn span(
 /// One `POST /checkout` trace: the handler, `price_cart` (its code location on the span), and
 /// the cart query. `price_factor` slows `price_cart` down.
 fn checkout_trace(n: u64, start: u64, price_factor: f64, jitter: &mut Jitter) -> Vec<Value> {
-    let trace = format!("{:032x}", 0xc0ffee_0000_0000u64 + n);
+    let trace = format!("{:032x}", 0x00c0_ffee_0000_0000_u64 + n);
     let db = (5e6 * jitter.next()) as u64;
     let price = (40e6 * price_factor * jitter.next()) as u64;
     let root = 10_000_000 + db + price;
@@ -156,8 +155,7 @@ fn checkout_trace(n: u64, start: u64, price_factor: f64, jitter: &mut Jitter) ->
             None,
             "POST /checkout",
             2,
-            start,
-            root,
+            (start, root),
             vec![attribute("http.route", "/checkout"), attribute("http.request.method", "POST")],
         ),
         span(
@@ -166,8 +164,7 @@ fn checkout_trace(n: u64, start: u64, price_factor: f64, jitter: &mut Jitter) ->
             Some(base + 1),
             "SELECT carts",
             3,
-            start + 1_000_000,
-            db,
+            (start + 1_000_000, db),
             vec![attribute("db.system.name", "postgresql")],
         ),
         span(
@@ -176,8 +173,7 @@ fn checkout_trace(n: u64, start: u64, price_factor: f64, jitter: &mut Jitter) ->
             Some(base + 1),
             "price_cart",
             1,
-            start + 2_000_000 + db,
-            price,
+            (start + 2_000_000 + db, price),
             vec![
                 attribute("code.function.name", "shop.checkout.price_cart"),
                 attribute("code.file.path", "shop/checkout.py"),
@@ -188,7 +184,7 @@ fn checkout_trace(n: u64, start: u64, price_factor: f64, jitter: &mut Jitter) ->
 }
 
 fn search_trace(n: u64, start: u64, jitter: &mut Jitter) -> Vec<Value> {
-    let trace = format!("{:032x}", 0x5ea4c4_0000_0000u64 + n);
+    let trace = format!("{:032x}", 0x005e_a4c4_0000_0000_u64 + n);
     let query = (20e6 * jitter.next()) as u64;
     let base = n * 16;
     vec![
@@ -198,8 +194,7 @@ fn search_trace(n: u64, start: u64, jitter: &mut Jitter) -> Vec<Value> {
             None,
             "GET /search",
             2,
-            start,
-            query + 3_000_000,
+            (start, query + 3_000_000),
             vec![attribute("http.route", "/search")],
         ),
         span(
@@ -208,8 +203,7 @@ fn search_trace(n: u64, start: u64, jitter: &mut Jitter) -> Vec<Value> {
             Some(base + 1),
             "query",
             1,
-            start + 1_000_000,
-            query,
+            (start + 1_000_000, query),
             vec![
                 attribute("code.function.name", "shop.search.query"),
                 attribute("code.file.path", "shop/search.py"),
