@@ -1,5 +1,6 @@
 //! Change-intelligence costs: adding one span to a latency sketch (ns), merging sketches, and
-//! comparing every metric of one deploy over 1,000 operations.
+//! one look of detection (`analysis::detect::detect`: p-values, Benjamini–Hochberg, verdicts
+//! and guards) for one deploy over 1,000 operations with 30 minutes of data each.
 //!
 //! `cargo bench -p analysis --bench detection` (also run by `cargo xtask bench`). It prints each
 //! figure beside issue 4's budget: ingest aggregates every span, so the sketch update must be
@@ -10,7 +11,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use analysis::{LatencySketch, Metric, Thresholds, WindowStats, compare};
+use analysis::detect::{Guard, OperationWindows, VersionSplit, detect};
+use analysis::{LatencySketch, Thresholds, Verdict, WindowStats};
 
 /// xorshift: deterministic durations without a dependency.
 struct Rng(u64);
@@ -67,19 +69,28 @@ fn main() {
     black_box(&merged);
     println!("sketch merge: {merge_micros:.2} µs per minute-sketch (rollups and window reads)");
 
-    let operations: Vec<(WindowStats, WindowStats)> =
-        (0..1_000).map(|_| (window(&mut rng, 600), window(&mut rng, 600))).collect();
-    let thresholds = Thresholds::default();
+    // 1,000 operations: an hour before, 30 minutes after at 20 spans a minute, a day-earlier guard.
+    let operations: Vec<OperationWindows> = (0..1_000)
+        .map(|i| OperationWindows {
+            operation: format!("/op/{i}"),
+            span_kind: "server".into(),
+            after: (0..30)
+                .map(|_| VersionSplit {
+                    deployed: window(&mut rng, 20),
+                    others: WindowStats::default(),
+                })
+                .collect(),
+            before: window(&mut rng, 1_200),
+            guards: vec![Guard { label: "a day earlier".into(), stats: window(&mut rng, 600) }],
+        })
+        .collect();
     let start = Instant::now();
-    let mut regressed = 0;
-    for (before, after) in &operations {
-        for metric in Metric::ALL {
-            let c = compare(metric, before, after, &thresholds);
-            regressed += usize::from(c.verdict == analysis::Verdict::Regressed);
-        }
-    }
+    let detection = detect(&operations, 30, &Thresholds::default());
     let detect_millis = start.elapsed().as_secs_f64() * 1e3;
+    let regressed =
+        detection.findings.iter().filter(|f| f.comparison.verdict == Verdict::Regressed).count();
     println!(
-        "detection: {detect_millis:.1} ms for one deploy over 1,000 operations x 5 metrics ({regressed} regressed by chance; budget: well under the 60 s re-evaluation period)"
+        "detection: {detect_millis:.1} ms for one look at one deploy over 1,000 operations x 5 metrics ({} tests, {regressed} regressed by chance; budget: well under the 60 s look period)",
+        detection.tests
     );
 }

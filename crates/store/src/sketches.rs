@@ -208,12 +208,7 @@ fn merge_row(
         .optional()
         .map_err(sql)?;
     let mut merged = match existing {
-        Some(bytes) => WindowStats::decode(&bytes).ok_or_else(|| {
-            StoreError::Metadata(format!(
-                "the stored sketch of {}/{} at minute {unix_minute} is unreadable",
-                series.service, series.operation
-            ))
-        })?,
+        Some(bytes) => decode(&bytes, series, unix_minute)?,
         None => WindowStats::default(),
     };
     merged.merge(stats);
@@ -237,6 +232,15 @@ fn merge_row(
     ])
     .map_err(sql)?;
     Ok(())
+}
+
+fn decode(bytes: &[u8], series: &SeriesKey, unix_minute: i64) -> Result<WindowStats, StoreError> {
+    WindowStats::decode(bytes).ok_or_else(|| {
+        StoreError::Metadata(format!(
+            "the stored sketch of {}/{} at minute {unix_minute} is unreadable",
+            series.service, series.operation
+        ))
+    })
 }
 
 /// Adds the stored buckets matching `query` to `out`. An hour bucket matches when its first
@@ -275,12 +279,7 @@ pub(crate) fn collect_stored(
         .map_err(sql)?;
     for row in rows {
         let (series, minute, resolution, bytes) = row.map_err(sql)?;
-        let stats = WindowStats::decode(&bytes).ok_or_else(|| {
-            StoreError::Metadata(format!(
-                "the stored sketch of {}/{} at minute {minute} is unreadable",
-                series.service, series.operation
-            ))
-        })?;
+        let stats = decode(&bytes, &series, minute)?;
         out.entry((series, minute, resolution)).or_default().merge(&stats);
     }
     Ok(())
