@@ -100,6 +100,18 @@ pub struct Detection {
     pub findings: Vec<OperationFinding>,
 }
 
+impl Detection {
+    /// The level every verdict of this look was taken at: `max(R, 1)·α_k / m`, the
+    /// false-coverage-adjusted level for `R` rejections among `m` tests.
+    pub fn verdict_alpha(&self) -> f64 {
+        verdict_alpha(self.alpha, self.tests, self.rejected)
+    }
+}
+
+fn verdict_alpha(look_alpha: f64, tests: usize, rejected: usize) -> f64 {
+    rejected.max(1) as f64 * look_alpha / tests.max(1) as f64
+}
+
 /// The level spent at the look `look_minutes` after the deploy.
 pub fn look_alpha(alpha: f64, look_minutes: u32) -> f64 {
     let k = f64::from(look_minutes.clamp(FIRST_LOOK_MINUTES, LAST_LOOK_MINUTES) - 1);
@@ -133,10 +145,8 @@ pub fn detect(
         .rev()
         .find(|&rank| sorted[rank - 1] <= rank as f64 * alpha / tests as f64)
         .unwrap_or(0);
-    let adjusted = Thresholds {
-        alpha: rejected.max(1) as f64 * alpha / tests.max(1) as f64,
-        ..thresholds.clone()
-    };
+    let adjusted =
+        Thresholds { alpha: verdict_alpha(alpha, tests, rejected), ..thresholds.clone() };
 
     let findings = p_values
         .into_iter()

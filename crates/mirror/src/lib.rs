@@ -259,35 +259,21 @@ impl Mirror {
     /// The hunks a commit changed against its first parent (or against nothing for a root
     /// commit), with zero lines of context.
     pub fn hunks(&self, sha: &str) -> Result<Vec<FileDiff>, GitError> {
-        check_sha(sha)?;
-        let mut command = self.git();
-        command.args([
-            "diff-tree",
-            "-p",
-            "-U0",
-            "-M",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-commit-id",
-            "--root",
-            "--first-parent",
-            "-m",
-            "--end-of-options",
-            sha,
-        ]);
-        Ok(parse_patch(&run(command, "diff-tree -p")?))
+        Ok(parse_patch(&self.diff_against_first_parent(sha, &["-U0", "-M"])?))
     }
 
     /// A commit's full patch against its first parent (binary-safe, full object ids), as
     /// `git apply` reads it: applied with `-R` to a tree that holds the commit, it reverts it.
     pub fn patch(&self, sha: &str) -> Result<String, GitError> {
+        self.diff_against_first_parent(sha, &["--binary", "--full-index"])
+    }
+
+    /// `git diff-tree -p` of one commit against its first parent (a root commit against
+    /// nothing), with `options` added.
+    fn diff_against_first_parent(&self, sha: &str, options: &[&str]) -> Result<String, GitError> {
         check_sha(sha)?;
         let mut command = self.git();
-        command.args([
-            "diff-tree",
-            "-p",
-            "--binary",
-            "--full-index",
+        command.args(["diff-tree", "-p"]).args(options).args([
             "--no-color",
             "--no-ext-diff",
             "--no-commit-id",
@@ -297,7 +283,7 @@ impl Mirror {
             "--end-of-options",
             sha,
         ]);
-        run(command, "diff-tree -p --binary")
+        run(command, "diff-tree -p")
     }
 
     /// The CODEOWNERS file at `HEAD`, from the first place the repository's forge looks that
@@ -434,5 +420,7 @@ fn parse_hunk_header(rest: &str) -> Option<Hunk> {
     })
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

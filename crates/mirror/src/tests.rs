@@ -1,42 +1,11 @@
 //! Mirrors of real repositories built with the `git` binary: ranges across a merge, changed
 //! files and hunks, tags as versions, a force-push, and refusal of option-like revisions.
 
-use std::path::Path;
-use std::process::Command;
-
 use model::FileChangeKind;
 use proptest::prelude::*;
 
+use crate::testing::{commit_file, git};
 use crate::{GitError, Mirror, parse_patch};
-
-/// Runs git in `dir` with a fixed identity and clock; returns trimmed stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Ada Lovelace")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "CI Bot")
-        .env("GIT_COMMITTER_EMAIL", "ci@example.com")
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn commit_file(dir: &Path, path: &str, content: &str, message: &str) -> String {
-    let file = dir.join(path);
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(file, content).unwrap();
-    git(dir, &["add", "--", path]);
-    git(dir, &["commit", "-q", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
-}
 
 struct Upstream {
     dir: tempfile::TempDir,

@@ -226,7 +226,7 @@ fn finding_detail(f: &OperationFinding, detection: &Detection) -> Json_ {
         "before": side(c.before, c.before_samples, &f.baseline_stats),
         "after": side(c.after, c.after_samples, &f.deployed_stats),
         "effect": effect,
-        "confidence": 1.0 - (detection.rejected.max(1) as f64 * detection.alpha / detection.tests.max(1) as f64),
+        "confidence": 1.0 - detection.verdict_alpha(),
         "p_value": f.p_value,
         "tests_in_look": detection.tests,
         "reason": match &c.verdict { Verdict::Inconclusive { reason } => Some(reason.as_str()), _ => None },
@@ -307,14 +307,7 @@ fn resolve_restored(
 ) -> Result<(), StoreError> {
     let store = &state.store;
     let thresholds = &state.settings.detection.thresholds;
-    for open in store.unresolved_regressions(&deploy.service, &deploy.environment, deploy.id)? {
-        if open.deploy_id > deploy.id
-            && store
-                .deploy(open.deploy_id)?
-                .is_some_and(|d| d.started_at_unix_nanos > deploy.started_at_unix_nanos)
-        {
-            continue;
-        }
+    for open in store.unresolved_regressions(deploy)? {
         let Some(current) = detection.findings.iter().find(|f| {
             f.is_final
                 && f.operation == open.operation

@@ -23,6 +23,8 @@ pub(crate) struct Range {
     pub(crate) repository: String,
     pub(crate) mirror: Mirror,
     pub(crate) commits: Vec<Commit>,
+    /// The commits with their hunks, as the scorer reads them (read once per deploy).
+    pub(crate) candidates: Vec<Candidate>,
     pub(crate) is_rollback: bool,
     pub(crate) truncated: bool,
 }
@@ -57,17 +59,11 @@ pub(crate) fn deploy_range(
         None => None,
     };
     let git = |e: mirror::GitError| e.to_string();
-    let read = || -> Result<Range, String> {
+    // (commits oldest first, is a rollback, truncated)
+    let read = || -> Result<(Vec<Commit>, bool, bool), String> {
         let Some(from) = from else {
             // No earlier deploy is known: the deploy's own commit is the only candidate.
-            let commits = mirror.range(None, &to_sha, 1).map_err(git)?;
-            return Ok(Range {
-                repository: stored.repository.clone(),
-                mirror: mirror.clone(),
-                commits,
-                is_rollback: false,
-                truncated: false,
-            });
+            return Ok((mirror.range(None, &to_sha, 1).map_err(git)?, false, false));
         };
         let mut commits = mirror.range(Some(&from), &to_sha, MAX_CANDIDATES + 1).map_err(git)?;
         let mut is_rollback = false;
@@ -83,22 +79,26 @@ pub(crate) fn deploy_range(
         commits.truncate(MAX_CANDIDATES);
         commits.retain(|c| c.parents.len() <= 1);
         commits.reverse();
-        Ok(Range {
+        Ok((commits, is_rollback, truncated))
+    };
+    Ok(read().map(|(commits, is_rollback, truncated)| {
+        let candidates = candidates(&mirror, &commits);
+        Range {
             repository: stored.repository.clone(),
             mirror: mirror.clone(),
             commits,
+            candidates,
             is_rollback,
             truncated,
-        })
-    };
-    Ok(read())
+        }
+    }))
 }
 
 /// Reads each commit's hunks and the blame-ignore list into scorer candidates.
-pub(crate) fn candidates(range: &Range) -> Vec<Candidate> {
-    let head = range.commits.last().map(|c| c.sha.clone());
+fn candidates(mirror: &Mirror, commits: &[Commit]) -> Vec<Candidate> {
+    let head = commits.last().map(|c| c.sha.clone());
     let ignored: Vec<String> = head
-        .and_then(|head| range.mirror.file_at(&head, ".git-blame-ignore-revs").ok().flatten())
+        .and_then(|head| mirror.file_at(&head, ".git-blame-ignore-revs").ok().flatten())
         .map(|text| {
             text.lines()
                 .map(|l| l.split('#').next().unwrap_or("").trim().to_ascii_lowercase())
@@ -106,12 +106,10 @@ pub(crate) fn candidates(range: &Range) -> Vec<Candidate> {
                 .collect()
         })
         .unwrap_or_default();
-    range
-        .commits
+    commits
         .iter()
         .map(|commit| {
-            let files = range
-                .mirror
+            let files = mirror
                 .hunks(&commit.sha)
                 .unwrap_or_default()
                 .into_iter()
@@ -146,8 +144,8 @@ pub(crate) fn suspects_and_rollback(
     range: &Range,
     evidence: &Evidence,
 ) -> Result<(Json_, Json_), StoreError> {
-    let candidates = candidates(range);
-    let ranking = rank(&candidates, evidence);
+    let candidates = &range.candidates;
+    let ranking = rank(candidates, evidence);
     let resolver = ChangeResolver::new(state);
     let mut suspects = Vec::new();
     for suspect in &ranking.suspects {
@@ -186,7 +184,7 @@ pub(crate) fn suspects_and_rollback(
             "is_rollback": range.is_rollback,
         },
     });
-    let rollback = rollback_draft(state, deploy, range, &ranking, &candidates)?;
+    let rollback = rollback_draft(state, deploy, range, &ranking)?;
     Ok((ranking_view, rollback))
 }
 
@@ -196,7 +194,6 @@ fn rollback_draft(
     deploy: &Deploy,
     range: &Range,
     ranking: &Ranking,
-    candidates: &[Candidate],
 ) -> Result<Json_, StoreError> {
     let previous = match deploy.previous_id {
         Some(id) => state.store.deploy(id)?,
@@ -206,7 +203,7 @@ fn rollback_draft(
     let mut to_revert: Vec<&str> = if ranking.separated {
         ranking.suspects.first().map(|s| vec![s.sha.as_str()]).unwrap_or_default()
     } else {
-        candidates.iter().rev().map(|c| c.sha.as_str()).collect()
+        range.candidates.iter().rev().map(|c| c.sha.as_str()).collect()
     };
     if range.is_rollback {
         to_revert.clear();

@@ -278,25 +278,33 @@ impl SpanStore {
 
     /// Deploys started at or after `since` whose evaluation is not final, oldest first.
     pub fn deploys_to_evaluate(&self, since_unix_nanos: u64) -> Result<Vec<Deploy>, StoreError> {
-        let ids: Vec<i64> = {
+        let pending: Vec<(i64, String, String)> = {
             let conn = self.metadata.conn();
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT d.id FROM deploys d
+                    "SELECT d.id, d.service, d.environment FROM deploys d
                      LEFT JOIN deploy_evaluations e ON e.deploy_id = d.id
-                     WHERE d.started_at_unix_nanos >= ?1 AND coalesce(e.is_final, 0) = 0
-                     ORDER BY d.started_at_unix_nanos, d.id",
+                     WHERE d.started_at_unix_nanos >= ?1 AND coalesce(e.is_final, 0) = 0",
                 )
                 .map_err(sql)?;
-            stmt.query_map([since_unix_nanos as i64], |row| row.get(0))
-                .map_err(sql)?
-                .collect::<Result<_, _>>()
-                .map_err(sql)?
+            stmt.query_map([since_unix_nanos as i64], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)?
         };
-        let mut deploys = Vec::with_capacity(ids.len());
-        for id in ids {
-            deploys.extend(self.deploy(id as u64)?);
+        // Each (service, environment) is listed once, with predecessors worked out.
+        let groups: std::collections::BTreeSet<(&str, &str)> =
+            pending.iter().map(|(_, s, e)| (s.as_str(), e.as_str())).collect();
+        let wanted: std::collections::HashSet<u64> =
+            pending.iter().map(|(id, _, _)| *id as u64).collect();
+        let mut deploys = Vec::with_capacity(pending.len());
+        for (service, environment) in groups {
+            let siblings = self.deploys(Some(service), Some(environment), usize::MAX)?;
+            deploys.extend(siblings.into_iter().filter(|d| wanted.contains(&d.id)));
         }
+        deploys.sort_by_key(|d| (d.started_at_unix_nanos, d.id));
         Ok(deploys)
     }
 
@@ -356,26 +364,34 @@ impl SpanStore {
         .map_err(sql)
     }
 
-    /// Regressed findings not resolved yet, of earlier deploys of this service and
-    /// environment: the ones a later deploy may resolve.
+    /// Regressed findings not resolved yet, of the deploys of the same service and
+    /// environment before `deploy`: the ones it may resolve.
     pub fn unresolved_regressions(
         &self,
-        service: &str,
-        environment: &str,
-        before_deploy_id: u64,
+        deploy: &Deploy,
     ) -> Result<Vec<StoredFinding>, StoreError> {
         let conn = self.metadata.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT * FROM findings WHERE service = ?1 AND environment = ?2
-                   AND verdict = 'regressed' AND status != 'resolved' AND deploy_id != ?3
-                 ORDER BY id",
+                "SELECT f.* FROM findings f JOIN deploys d ON d.id = f.deploy_id
+                 WHERE f.service = ?1 AND f.environment = ?2
+                   AND f.verdict = 'regressed' AND f.status != 'resolved'
+                   AND (d.started_at_unix_nanos < ?3 OR (d.started_at_unix_nanos = ?3 AND d.id < ?4))
+                 ORDER BY f.id",
             )
             .map_err(sql)?;
-        stmt.query_map(params![service, environment, before_deploy_id as i64], read_finding)
-            .map_err(sql)?
-            .collect::<Result<_, _>>()
-            .map_err(sql)
+        stmt.query_map(
+            params![
+                deploy.service,
+                deploy.environment,
+                deploy.started_at_unix_nanos as i64,
+                deploy.id as i64
+            ],
+            read_finding,
+        )
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)
     }
 
     /// Sets a finding's status; `None` when there is no such finding.

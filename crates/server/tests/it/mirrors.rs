@@ -2,40 +2,12 @@
 //! deploys list the commits between them, and spans whose version is a tag or a sha come
 //! back with that commit.
 
-use std::path::Path;
-use std::process::Command;
-
 use axum::http::StatusCode;
+use mirror::testing::{commit_file, git};
 use serde_json::json;
 use server::{ChangeSettings, MirrorSettings, MirrorSource, RepositorySettings, ServiceOwnership};
 
 use crate::support::{SECOND, T0, TestApp};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Ada Lovelace")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Lovelace")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn commit(dir: &Path, path: &str, content: &str, message: &str) -> String {
-    let file = dir.join(path);
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(file, content).unwrap();
-    git(dir, &["add", "--", path]);
-    git(dir, &["commit", "-q", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
-}
 
 #[tokio::test]
 async fn deploys_list_their_range_and_tags_resolve_versions() {
@@ -44,16 +16,16 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     git(up, &["init", "-q", "-b", "main"]);
     // Gitea's syntax, in Gitea's own place: anchored regular expressions, `\\` escaped.
     let owners = "# owners\ncart\\\\.rs @shop/everyone\ndb\\\\.rs @shop/dba\n";
-    commit(up, ".gitea/CODEOWNERS", owners, "add owners");
-    let c1 = commit(up, "cart.rs", "fn total() {}\n", "add cart");
+    commit_file(up, ".gitea/CODEOWNERS", owners, "add owners");
+    let c1 = commit_file(up, "cart.rs", "fn total() {}\n", "add cart");
     git(up, &["tag", "v1.0.0"]);
-    let c2 = commit(
+    let c2 = commit_file(
         up,
         "cart.rs",
         "fn total() { cache() }\n",
         "cache totals\n\nDifferential Revision: https://phab.example.com/D7",
     );
-    let c3 = commit(up, "db.rs", "fn pool() {}\n", "add a pool");
+    let c3 = commit_file(up, "db.rs", "fn pool() {}\n", "add a pool");
     git(up, &["tag", "v1.1.0"]);
 
     let mirrors_dir = tempfile::tempdir().unwrap();
@@ -97,7 +69,7 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     assert_eq!(commits[1]["files"], json!([{"path": "cart.rs", "change": "modified"}]));
 
     // A push upstream reaches the graph on the next sync.
-    let c4 = commit(up, "cart.rs", "fn total() { cache(); log() }\n", "log totals");
+    let c4 = commit_file(up, "cart.rs", "fn total() { cache(); log() }\n", "log totals");
     assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 1);
 
     // Spans name versions as tags or shas.

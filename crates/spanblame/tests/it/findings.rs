@@ -8,37 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mirror::testing::{commit_file, git};
 use serde_json::{Value, json};
 
 use crate::support::TestServer;
 
 const MINUTE: u64 = 60_000_000_000;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Grace Hopper")
-        .env("GIT_AUTHOR_EMAIL", "grace@example.com")
-        .env("GIT_COMMITTER_NAME", "Grace Hopper")
-        .env("GIT_COMMITTER_EMAIL", "grace@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn commit(dir: &Path, path: &str, content: &str, message: &str) -> String {
-    let file = dir.join(path);
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(file, content).unwrap();
-    git(dir, &["add", "--", path]);
-    git(dir, &["commit", "-q", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
-}
 
 const CHECKOUT_V1: &str = "\
 \"\"\"Checkout: price the cart, then charge it.\"\"\"
@@ -79,11 +54,12 @@ struct Repo {
 
 fn build_repo(dir: &Path) -> Repo {
     git(dir, &["init", "-q", "-b", "main"]);
-    commit(dir, "README.md", "# shop\n", "Start the shop");
-    commit(dir, "shop/search.py", SEARCH_V1, "Search products");
-    let base = commit(dir, "shop/checkout.py", CHECKOUT_V1, "Check out carts");
-    let docs = commit(dir, "README.md", "# shop\n\nRun `make serve`.\n", "Say how to run the shop");
-    let slow = commit(
+    commit_file(dir, "README.md", "# shop\n", "Start the shop");
+    commit_file(dir, "shop/search.py", SEARCH_V1, "Search products");
+    let base = commit_file(dir, "shop/checkout.py", CHECKOUT_V1, "Check out carts");
+    let docs =
+        commit_file(dir, "README.md", "# shop\n\nRun `make serve`.\n", "Say how to run the shop");
+    let slow = commit_file(
         dir,
         "shop/checkout.py",
         &CHECKOUT_V1.replace(
@@ -92,7 +68,7 @@ fn build_repo(dir: &Path) -> Repo {
         ),
         "Price carts with per-item tax rates",
     );
-    let search = commit(
+    let search = commit_file(
         dir,
         "shop/search.py",
         &SEARCH_V1.replace(
