@@ -23,6 +23,7 @@
 //! was synced (under [`SyncPolicy::Always`]), and a WAL segment is deleted only after a synced,
 //! renamed block holds all of its spans.
 
+mod access;
 mod block;
 mod changes;
 mod codec;
@@ -48,6 +49,7 @@ use crate::metadata::{CatalogDelta, Metadata, OperationKey, Seen, VersionKey};
 use crate::sketches::SketchDelta;
 use crate::wal::SegmentWriter;
 
+pub use crate::access::{Accounts, NewAuditRecord, PendingSignIn, StoredSession, StoredToken};
 pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
 pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
 pub use crate::metadata::{OperationSummary, ServiceSummary, VersionSummary};
@@ -199,7 +201,8 @@ pub struct SpanStore {
     /// Held while sketches move from a head part to the metadata store, and while reading
     /// both, so a reader sees each span's sketch exactly once.
     sketch_lock: Mutex<()>,
-    metadata: Metadata,
+    metadata: Arc<Metadata>,
+    accounts: Accounts,
     catalog: Mutex<CatalogDelta>,
     sealed_blocks_total: AtomicU64,
     deleted_blocks_total: AtomicU64,
@@ -222,7 +225,8 @@ impl SpanStore {
         for dir in [data_dir, &wal_dir, &block_dir] {
             fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
-        let metadata = Metadata::open(&data_dir.join("metadata.sqlite"))?;
+        let metadata = Arc::new(Metadata::open(&data_dir.join("metadata.sqlite"))?);
+        let accounts = Accounts::new(Arc::clone(&metadata), data_dir)?;
 
         let mut blocks = Vec::new();
         for entry in fs::read_dir(&block_dir).map_err(io_error(&block_dir))? {
@@ -287,6 +291,7 @@ impl SpanStore {
             seal_lock: Mutex::new(()),
             sketch_lock: Mutex::new(()),
             metadata,
+            accounts,
             catalog: Mutex::new(catalog),
             sealed_blocks_total: AtomicU64::new(0),
             deleted_blocks_total: AtomicU64::new(0),
@@ -671,6 +676,11 @@ impl SpanStore {
     /// Whether writes are accepted (false after a WAL write failure).
     pub fn is_healthy(&self) -> bool {
         lock(&self.write).failed.is_none()
+    }
+
+    /// Tokens, sessions and the audit log.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     pub fn metadata_schema_version(&self) -> Result<u32, StoreError> {

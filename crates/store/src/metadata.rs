@@ -17,6 +17,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_review_branches", include_str!("../migrations/0003_review_branches.sql")),
     ("0004_sketches", include_str!("../migrations/0004_sketches.sql")),
     ("0005_findings", include_str!("../migrations/0005_findings.sql")),
+    ("0006_access", include_str!("../migrations/0006_access.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,6 +116,8 @@ impl Metadata {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(sql)?;
+        // The CLI may write beside a running server (tokens, audit); wait for its lock.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
         migrate(&mut conn).map_err(sql)?;
         Ok(Metadata { conn: Mutex::new(conn) })
     }

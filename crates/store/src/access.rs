@@ -1,0 +1,661 @@
+//! Identity and access records in the embedded metadata store: API tokens, browser
+//! sessions, sign-ins under way, and the hash-chained audit log.
+//!
+//! [`Accounts`] is a handle to them. The running server gets it from
+//! [`SpanStore::accounts`](crate::SpanStore::accounts); the CLI opens one on a data directory
+//! with [`Accounts::open`] (SQLite serialises the two), so `spanblame audit verify` and
+//! `spanblame token create --data-dir` work beside a running server.
+//!
+//! The audit chain's key lives in `audit.key` in the data directory (created on first open,
+//! mode 0600), outside the database, so whoever can only write the database cannot forge
+//! links. Audit records are written with `synchronous = FULL`: an acknowledged request's
+//! record survives a power loss, like an acknowledged span.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use auth::audit::{Anchor, AuditRecord, ChainBreak, ChainVerifier, GENESIS};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::metadata::Metadata;
+use crate::{StoreError, io_error};
+
+const AUDIT_KEY_FILE: &str = "audit.key";
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    StoreError::Metadata(e.to_string())
+}
+
+/// A handle to tokens, sessions and the audit log.
+#[derive(Clone)]
+pub struct Accounts {
+    metadata: Arc<Metadata>,
+    audit_key: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts").finish_non_exhaustive()
+    }
+}
+
+/// An API token as stored (its secret only as a digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub prefix: String,
+    pub name: String,
+    pub secret_sha256: Vec<u8>,
+    pub scopes: Vec<String>,
+    pub services: Option<Vec<String>>,
+    pub environments: Option<Vec<String>>,
+    pub created_unix_nanos: u64,
+    pub created_by: String,
+    pub expires_unix_nanos: u64,
+    pub last_used_unix_nanos: Option<u64>,
+    pub revoked_unix_nanos: Option<u64>,
+    pub superseded_by: Option<String>,
+    pub rotated_from: Option<String>,
+}
+
+/// A browser session (the cookie's value only as a digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub id_sha256: [u8; 32],
+    pub principal: String,
+    pub csrf_token: String,
+    pub id_token: String,
+    pub created_unix_nanos: u64,
+    pub expires_unix_nanos: u64,
+}
+
+/// A sign-in between the redirect to the provider and its callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSignIn {
+    pub state_sha256: [u8; 32],
+    pub nonce: String,
+    pub code_verifier: String,
+    pub return_to: String,
+    pub expires_unix_nanos: u64,
+}
+
+/// An audit record to append; its sequence number and link are assigned by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditRecord {
+    pub time_unix_nanos: u64,
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub outcome: String,
+    pub client_addr: String,
+    pub request_id: String,
+}
+
+fn join(items: &[String]) -> String {
+    items.join(" ")
+}
+
+fn split(text: String) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+impl Accounts {
+    /// Opens the metadata database of a data directory (applying migrations) without the
+    /// span store: for CLI commands beside a running server.
+    pub fn open(data_dir: &Path) -> Result<Accounts, StoreError> {
+        if !data_dir.join("metadata.sqlite").exists() {
+            return Err(StoreError::Metadata(format!(
+                "`{}` holds no spanblame data (no `metadata.sqlite`); pass the server's `--data-dir`",
+                data_dir.display()
+            )));
+        }
+        let metadata = Arc::new(Metadata::open(&data_dir.join("metadata.sqlite"))?);
+        Accounts::new(metadata, data_dir)
+    }
+
+    pub(crate) fn new(metadata: Arc<Metadata>, data_dir: &Path) -> Result<Accounts, StoreError> {
+        Ok(Accounts { metadata, audit_key: load_or_create_key(data_dir)?.into() })
+    }
+
+    // --- tokens ---
+
+    /// Stores a new token; fails if its prefix is taken (the caller generates another).
+    pub fn insert_token(&self, token: &StoredToken) -> Result<(), StoreError> {
+        insert_token(&self.metadata.conn(), token)
+    }
+
+    pub fn token(&self, prefix: &str) -> Result<Option<StoredToken>, StoreError> {
+        let conn = self.metadata.conn();
+        conn.query_row("SELECT * FROM api_tokens WHERE prefix = ?1", [prefix], read_token)
+            .optional()
+            .map_err(sql)
+    }
+
+    /// Every token, newest first.
+    pub fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        let conn = self.metadata.conn();
+        let mut stmt = conn
+            .prepare("SELECT * FROM api_tokens ORDER BY created_unix_nanos DESC, prefix")
+            .map_err(sql)?;
+        stmt.query_map([], read_token).map_err(sql)?.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// Stores `replacement` and lets `prefix` live until `grace_end_unix_nanos` (or its own
+    /// earlier expiry), in one transaction. `false` if `prefix` is unknown, revoked or
+    /// already rotated.
+    pub fn rotate_token(
+        &self,
+        prefix: &str,
+        replacement: &StoredToken,
+        grace_end_unix_nanos: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.metadata.conn();
+        let tx = conn.transaction().map_err(sql)?;
+        let changed = tx
+            .execute(
+                "UPDATE api_tokens
+                 SET superseded_by = ?2, expires_unix_nanos = min(expires_unix_nanos, ?3)
+                 WHERE prefix = ?1 AND revoked_unix_nanos IS NULL AND superseded_by IS NULL",
+                params![prefix, replacement.prefix, grace_end_unix_nanos as i64],
+            )
+            .map_err(sql)?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_token(&tx, replacement)?;
+        tx.commit().map_err(sql)?;
+        Ok(true)
+    }
+
+    /// Revokes a token at `at_unix_nanos`; `false` if it is unknown or already revoked.
+    pub fn revoke_token(&self, prefix: &str, at_unix_nanos: u64) -> Result<bool, StoreError> {
+        let conn = self.metadata.conn();
+        let changed = conn
+            .execute(
+                "UPDATE api_tokens SET revoked_unix_nanos = ?2
+                 WHERE prefix = ?1 AND revoked_unix_nanos IS NULL",
+                params![prefix, at_unix_nanos as i64],
+            )
+            .map_err(sql)?;
+        Ok(changed == 1)
+    }
+
+    /// Records when tokens were last used (batched by the server).
+    pub fn touch_tokens(&self, used: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut conn = self.metadata.conn();
+        let tx = conn.transaction().map_err(sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE api_tokens SET last_used_unix_nanos = max(coalesce(last_used_unix_nanos, 0), ?2)
+                     WHERE prefix = ?1",
+                )
+                .map_err(sql)?;
+            for (prefix, at) in used {
+                stmt.execute(params![prefix, *at as i64]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    // --- sessions and sign-ins ---
+
+    pub fn insert_session(&self, session: &StoredSession) -> Result<(), StoreError> {
+        let conn = self.metadata.conn();
+        conn.execute(
+            "INSERT INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                session.id_sha256.as_slice(),
+                session.principal,
+                session.csrf_token,
+                session.id_token,
+                session.created_unix_nanos as i64,
+                session.expires_unix_nanos as i64
+            ],
+        )
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    /// The session with this digest, if it has not expired at `now_unix_nanos`.
+    pub fn session(
+        &self,
+        id_sha256: &[u8; 32],
+        now_unix_nanos: u64,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let conn = self.metadata.conn();
+        conn.query_row(
+            "SELECT principal, csrf_token, id_token, created_unix_nanos, expires_unix_nanos
+             FROM sessions WHERE id_sha256 = ?1 AND expires_unix_nanos > ?2",
+            params![id_sha256.as_slice(), now_unix_nanos as i64],
+            |row| {
+                Ok(StoredSession {
+                    id_sha256: *id_sha256,
+                    principal: row.get(0)?,
+                    csrf_token: row.get(1)?,
+                    id_token: row.get(2)?,
+                    created_unix_nanos: row.get::<_, i64>(3)? as u64,
+                    expires_unix_nanos: row.get::<_, i64>(4)? as u64,
+                })
+            },
+        )
+        .optional()
+        .map_err(sql)
+    }
+
+    pub fn delete_session(&self, id_sha256: &[u8; 32]) -> Result<(), StoreError> {
+        let conn = self.metadata.conn();
+        conn.execute("DELETE FROM sessions WHERE id_sha256 = ?1", [id_sha256.as_slice()])
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    pub fn insert_sign_in(&self, sign_in: &PendingSignIn) -> Result<(), StoreError> {
+        let conn = self.metadata.conn();
+        conn.execute(
+            "INSERT INTO sign_ins VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                sign_in.state_sha256.as_slice(),
+                sign_in.nonce,
+                sign_in.code_verifier,
+                sign_in.return_to,
+                sign_in.expires_unix_nanos as i64
+            ],
+        )
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Removes and returns the sign-in with this `state` digest if it has not expired: a
+    /// `state` is good for one callback only.
+    pub fn take_sign_in(
+        &self,
+        state_sha256: &[u8; 32],
+        now_unix_nanos: u64,
+    ) -> Result<Option<PendingSignIn>, StoreError> {
+        let mut conn = self.metadata.conn();
+        let tx = conn.transaction().map_err(sql)?;
+        let found = tx
+            .query_row(
+                "SELECT nonce, code_verifier, return_to, expires_unix_nanos FROM sign_ins
+                 WHERE state_sha256 = ?1",
+                [state_sha256.as_slice()],
+                |row| {
+                    Ok(PendingSignIn {
+                        state_sha256: *state_sha256,
+                        nonce: row.get(0)?,
+                        code_verifier: row.get(1)?,
+                        return_to: row.get(2)?,
+                        expires_unix_nanos: row.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql)?;
+        tx.execute("DELETE FROM sign_ins WHERE state_sha256 = ?1", [state_sha256.as_slice()])
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(found.filter(|s| s.expires_unix_nanos > now_unix_nanos))
+    }
+
+    /// Deletes expired sessions and sign-ins.
+    pub fn delete_expired_sessions(&self, now_unix_nanos: u64) -> Result<(), StoreError> {
+        let conn = self.metadata.conn();
+        conn.execute(
+            "DELETE FROM sessions WHERE expires_unix_nanos <= ?1",
+            [now_unix_nanos as i64],
+        )
+        .map_err(sql)?;
+        conn.execute(
+            "DELETE FROM sign_ins WHERE expires_unix_nanos <= ?1",
+            [now_unix_nanos as i64],
+        )
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    // --- audit ---
+
+    /// Appends records to the chain in one durable transaction; returns their numbers.
+    pub fn append_audit(&self, records: &[NewAuditRecord]) -> Result<Vec<u64>, StoreError> {
+        let mut conn = self.metadata.conn();
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        let result = (|| {
+            // Immediate: a CLI beside the server may append too; take the write lock first.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let anchor = read_anchor(&tx)?;
+            let (mut seq, mut prev) = match anchor.head {
+                Some((seq, link)) => (seq, link),
+                None => (anchor.first_seq - 1, anchor.first_prev),
+            };
+            let mut numbers = Vec::with_capacity(records.len());
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO audit_log VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .map_err(sql)?;
+                for new in records {
+                    seq += 1;
+                    let record = AuditRecord {
+                        seq,
+                        time_unix_nanos: new.time_unix_nanos,
+                        principal: new.principal.clone(),
+                        action: new.action.clone(),
+                        resource: new.resource.clone(),
+                        outcome: new.outcome.clone(),
+                        client_addr: new.client_addr.clone(),
+                        request_id: new.request_id.clone(),
+                    };
+                    let link = auth::audit::link(&self.audit_key, &prev, &record);
+                    insert
+                        .execute(params![
+                            seq as i64,
+                            record.time_unix_nanos as i64,
+                            record.principal,
+                            record.action,
+                            record.resource,
+                            record.outcome,
+                            record.client_addr,
+                            record.request_id,
+                            prev.as_slice(),
+                            link.as_slice()
+                        ])
+                        .map_err(sql)?;
+                    prev = link;
+                    numbers.push(seq);
+                }
+            }
+            tx.execute(
+                "UPDATE audit_anchor SET head_seq = ?1, head_link = ?2",
+                params![seq as i64, prev.as_slice()],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(numbers)
+        })();
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        result
+    }
+
+    /// Records at or after `since_unix_nanos` with a number above `after_seq`, oldest first.
+    pub fn audit_records(
+        &self,
+        since_unix_nanos: u64,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.metadata.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, time_unix_nanos, principal, action, resource, outcome, client_addr,
+                        request_id
+                 FROM audit_log WHERE time_unix_nanos >= ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(sql)?;
+        stmt.query_map(params![since_unix_nanos as i64, after_seq as i64, limit as i64], |row| {
+            read_audit(row).map(|(record, _, _)| record)
+        })
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)
+    }
+
+    /// Walks the whole kept chain; `Ok(n)` when its `n` records are intact, else the first
+    /// broken record.
+    pub fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
+        let conn = self.metadata.conn();
+        let anchor = read_anchor(&conn)?;
+        let mut verifier = ChainVerifier::new(&self.audit_key, anchor);
+        let mut stmt = conn.prepare("SELECT * FROM audit_log ORDER BY seq").map_err(sql)?;
+        let mut rows = stmt.query([]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let (record, prev, link) = read_audit(row).map_err(sql)?;
+            if let Err(broken) = verifier.push(&record, &prev, &link) {
+                return Ok(Err(broken));
+            }
+        }
+        Ok(verifier.finish())
+    }
+
+    /// Deletes records older than `cutoff_unix_nanos` and moves the chain's start past them,
+    /// so the kept chain still verifies. Returns how many were deleted.
+    pub fn enforce_audit_retention(&self, cutoff_unix_nanos: u64) -> Result<u64, StoreError> {
+        let mut conn = self.metadata.conn();
+        let tx = conn.transaction().map_err(sql)?;
+        // Records are appended in time order, so the old ones are a prefix of the chain.
+        let last_old: Option<i64> = tx
+            .query_row(
+                "SELECT max(seq) FROM audit_log WHERE time_unix_nanos < ?1",
+                [cutoff_unix_nanos as i64],
+                |row| row.get(0),
+            )
+            .map_err(sql)?;
+        let Some(last_old) = last_old else { return Ok(0) };
+        let first_kept: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT seq, prev_link FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                [last_old],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let (first_seq, first_prev) = match first_kept {
+            Some(kept) => kept,
+            // Everything is old: the next record continues from the head.
+            None => {
+                let anchor = read_anchor(&tx)?;
+                let (seq, link) = anchor.head.unwrap_or((last_old as u64, GENESIS));
+                (seq as i64 + 1, link.to_vec())
+            }
+        };
+        let deleted =
+            tx.execute("DELETE FROM audit_log WHERE seq <= ?1", [last_old]).map_err(sql)?;
+        tx.execute(
+            "UPDATE audit_anchor SET first_seq = ?1, first_prev_link = ?2",
+            params![first_seq, first_prev],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(deleted as u64)
+    }
+}
+
+fn insert_token(conn: &Connection, token: &StoredToken) -> Result<(), StoreError> {
+    let optional = |items: &Option<Vec<String>>| items.as_deref().map(join);
+    conn.execute(
+        "INSERT INTO api_tokens VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            token.prefix,
+            token.name,
+            token.secret_sha256,
+            join(&token.scopes),
+            optional(&token.services),
+            optional(&token.environments),
+            token.created_unix_nanos as i64,
+            token.created_by,
+            token.expires_unix_nanos as i64,
+            token.last_used_unix_nanos.map(|t| t as i64),
+            token.revoked_unix_nanos.map(|t| t as i64),
+            token.superseded_by,
+            token.rotated_from,
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+fn read_token(row: &Row<'_>) -> rusqlite::Result<StoredToken> {
+    let time = |idx: usize| row.get::<_, Option<i64>>(idx).map(|t| t.map(|t| t as u64));
+    Ok(StoredToken {
+        prefix: row.get(0)?,
+        name: row.get(1)?,
+        secret_sha256: row.get(2)?,
+        scopes: split(row.get(3)?),
+        services: row.get::<_, Option<String>>(4)?.map(split),
+        environments: row.get::<_, Option<String>>(5)?.map(split),
+        created_unix_nanos: row.get::<_, i64>(6)? as u64,
+        created_by: row.get(7)?,
+        expires_unix_nanos: row.get::<_, i64>(8)? as u64,
+        last_used_unix_nanos: time(9)?,
+        revoked_unix_nanos: time(10)?,
+        superseded_by: row.get(11)?,
+        rotated_from: row.get(12)?,
+    })
+}
+
+fn read_audit(row: &Row<'_>) -> rusqlite::Result<(AuditRecord, Vec<u8>, Vec<u8>)> {
+    let record = AuditRecord {
+        seq: row.get::<_, i64>(0)? as u64,
+        time_unix_nanos: row.get::<_, i64>(1)? as u64,
+        principal: row.get(2)?,
+        action: row.get(3)?,
+        resource: row.get(4)?,
+        outcome: row.get(5)?,
+        client_addr: row.get(6)?,
+        request_id: row.get(7)?,
+    };
+    // The links are absent from `audit_records`' narrower SELECT.
+    let prev = row.get::<_, Vec<u8>>(8).unwrap_or_default();
+    let link = row.get::<_, Vec<u8>>(9).unwrap_or_default();
+    Ok((record, prev, link))
+}
+
+fn read_anchor(conn: &Connection) -> Result<Anchor, StoreError> {
+    conn.query_row(
+        "SELECT first_seq, first_prev_link, head_seq, head_link FROM audit_anchor",
+        [],
+        |row| {
+            let link = |bytes: Vec<u8>| <[u8; 32]>::try_from(bytes.as_slice()).unwrap_or(GENESIS);
+            let head_seq: Option<i64> = row.get(2)?;
+            let head_link: Option<Vec<u8>> = row.get(3)?;
+            Ok(Anchor {
+                first_seq: row.get::<_, i64>(0)? as u64,
+                first_prev: link(row.get(1)?),
+                head: head_seq.zip(head_link).map(|(seq, l)| (seq as u64, link(l))),
+            })
+        },
+    )
+    .map_err(sql)
+}
+
+/// The audit chain's key: read from `audit.key`, or created there (0600) on first use.
+fn load_or_create_key(data_dir: &Path) -> Result<Vec<u8>, StoreError> {
+    let path = data_dir.join(AUDIT_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => {
+            return Err(StoreError::Metadata(format!(
+                "`{}` is shorter than 32 bytes; restore it from a backup (the audit chain cannot be verified without it)",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(&path)(e)),
+    }
+    let mut key = vec![0u8; 32];
+    getrandom::fill(&mut key)
+        .map_err(|e| StoreError::Metadata(format!("no random source for the audit key: {e}")))?;
+    let temporary = data_dir.join(format!("{AUDIT_KEY_FILE}.tmp"));
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io_error(&temporary))?;
+        file.write_all(&key).map_err(io_error(&temporary))?;
+        file.sync_all().map_err(io_error(&temporary))?;
+    }
+    std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
+    std::fs::File::open(data_dir).and_then(|d| d.sync_all()).map_err(io_error(data_dir))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u64) -> NewAuditRecord {
+        NewAuditRecord {
+            time_unix_nanos: n * 1_000,
+            principal: "alice@example.test".into(),
+            action: "trace.read".into(),
+            resource: format!("trace/{n}"),
+            outcome: "allowed".into(),
+            client_addr: "127.0.0.1".into(),
+            request_id: format!("req-{n}"),
+        }
+    }
+
+    fn token(prefix: &str) -> StoredToken {
+        StoredToken {
+            prefix: prefix.into(),
+            name: "ci".into(),
+            secret_sha256: vec![1; 32],
+            scopes: vec!["deploy".into(), "read".into()],
+            services: Some(vec!["checkout".into()]),
+            environments: None,
+            created_unix_nanos: 10,
+            created_by: "local".into(),
+            expires_unix_nanos: 1_000,
+            last_used_unix_nanos: None,
+            revoked_unix_nanos: None,
+            superseded_by: None,
+            rotated_from: None,
+        }
+    }
+
+    #[test]
+    fn tokens_rotate_and_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SpanStore::open(dir.path(), crate::StoreOptions::default()).unwrap();
+        let accounts = store.accounts();
+        accounts.insert_token(&token("aaaa0001")).unwrap();
+        assert!(accounts.insert_token(&token("aaaa0001")).is_err(), "prefixes are unique");
+        let new = StoredToken { rotated_from: Some("aaaa0001".into()), ..token("bbbb0002") };
+        assert!(accounts.rotate_token("aaaa0001", &new, 500).unwrap());
+        assert!(!accounts.rotate_token("aaaa0001", &token("cccc0003"), 500).unwrap(), "once");
+        let old = accounts.token("aaaa0001").unwrap().unwrap();
+        assert_eq!((old.expires_unix_nanos, old.superseded_by.as_deref()), (500, Some("bbbb0002")));
+        assert_eq!(accounts.token("bbbb0002").unwrap().unwrap(), new);
+        accounts.touch_tokens(&[("bbbb0002".into(), 77)]).unwrap();
+        assert!(accounts.revoke_token("bbbb0002", 90).unwrap());
+        assert!(!accounts.revoke_token("bbbb0002", 95).unwrap());
+        let stored = accounts.token("bbbb0002").unwrap().unwrap();
+        assert_eq!((stored.last_used_unix_nanos, stored.revoked_unix_nanos), (Some(77), Some(90)));
+        assert_eq!(accounts.tokens().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_audit_chain_verifies_until_tampered_and_survives_retention_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = crate::SpanStore::open(dir.path(), crate::StoreOptions::default()).unwrap();
+            let numbers =
+                store.accounts().append_audit(&[record(1), record(2), record(3)]).unwrap();
+            assert_eq!(numbers, [1, 2, 3]);
+        }
+        let accounts = Accounts::open(dir.path()).unwrap();
+        accounts.append_audit(&[record(4), record(5)]).unwrap();
+        assert_eq!(accounts.verify_audit().unwrap(), Ok(5));
+        assert_eq!(accounts.audit_records(2_000, 0, 10).unwrap().len(), 4);
+        assert_eq!(accounts.audit_records(0, 3, 1).unwrap()[0].seq, 4);
+
+        assert_eq!(accounts.enforce_audit_retention(2_500).unwrap(), 2);
+        assert_eq!(accounts.verify_audit().unwrap(), Ok(3));
+
+        let conn = accounts.metadata.conn();
+        conn.execute("UPDATE audit_log SET outcome = 'denied' WHERE seq = 4", []).unwrap();
+        drop(conn);
+        assert_eq!(accounts.verify_audit().unwrap().unwrap_err().seq, 4);
+
+        // Without the key file nothing opens silently with a different key.
+        std::fs::write(dir.path().join(AUDIT_KEY_FILE), b"short").unwrap();
+        assert!(Accounts::open(dir.path()).is_err());
+    }
+}
