@@ -6,6 +6,7 @@
 //!   stored token may be used at a given time (expiry, revocation, rotation's grace window).
 //! - [`jwt`]: verification of OIDC ID and access tokens and of identity-aware-proxy
 //!   assertions against the issuer's keys, with the clock as an argument.
+//! - [`identity`]: a verified identity's groups mapped to roles and teams.
 //! - [`audit`]: the HMAC chain that makes the audit log tamper-evident.
 //!
 //! **Architecture Invariant:** no IO and no clock: keys, tokens and times come in as
@@ -13,10 +14,12 @@
 //! secrets. Fetching key sets, sessions and storage belong to `server` and `store`.
 
 pub mod audit;
+pub mod identity;
 pub mod jwt;
 pub mod policy;
 pub mod token;
 
+pub use identity::IdentityMapping;
 pub use policy::{
     Decision, Need, Ownership, Policy, Principal, PrincipalKind, Refusal, RefusalKind, Role, Scope,
     Visibility, authorize,

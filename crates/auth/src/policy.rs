@@ -328,7 +328,8 @@ pub fn authorize(principal: &Principal, need: Need, policy: &Policy) -> Decision
 /// 401 for a caller without credentials, 403 for one whose credentials are not enough.
 fn refuse(principal: &Principal, what: &str) -> Decision {
     Decision::Deny(match principal.kind {
-        PrincipalKind::Anonymous => Refusal {
+        // No credentials were offered (the local operator of an open server offered none).
+        PrincipalKind::Anonymous | PrincipalKind::Local => Refusal {
             kind: RefusalKind::Unauthenticated,
             reason: format!("this needs {what}: sign in, or send `Authorization: Bearer <token>`"),
         },
@@ -418,7 +419,7 @@ mod tests {
         }
         let expected = "\
 anonymous    A A 401 401 401 401 401 401 401
-local        A A 403 403 A A A A A
+local        A A 401 401 A A A A A
 admin        A A 403 403 A A A A A
 lead         A A 403 403 A A 403 403 A
 payments     A A 403 403 S[\"cart\", \"checkout\"] S[\"cart\", \"checkout\"] 403 403 A

@@ -27,7 +27,8 @@ mod verify;
 pub use delivery::signed_delivery;
 pub use parse::{HeraldPointer, Push, Repository, ReviewEvent, WebhookEvent, parse};
 pub use verify::{
-    SIGNING_TOKEN_PREFIX, Verified, hmac_sha256_hex, standard_webhook_signature, verify,
+    SIGNING_TOKEN_PREFIX, Verified, hmac_sha256_hex, read_delivery, standard_webhook_signature,
+    verify,
 };
 
 /// Request headers with case-insensitive names, as the HTTP layer received them.

@@ -49,8 +49,48 @@ pub fn verify(
     match kind {
         ForgeKind::Gogs | ForgeKind::Gitea => {
             let (header, signature) = gogs_family_signature(kind, headers)?;
+            check_hmac_hex(secret, &json_payload(headers, body)?, signature, header)?;
+        }
+        ForgeKind::Github => {
+            let header = "X-Hub-Signature-256";
+            let signature = required(headers, header)?;
+            let hex = signature
+                .strip_prefix("sha256=")
+                .ok_or(WebhookError::BadSignature { header, reason: "expected `sha256=<hex>`" })?;
+            check_hmac_hex(secret, body, hex, header)?;
+        }
+        ForgeKind::Gitlab => match secret.strip_prefix(SIGNING_TOKEN_PREFIX) {
+            Some(key) => check_standard_webhook(key, headers, body)?,
+            None => {
+                let header = "X-Gitlab-Token";
+                let token = required(headers, header)?;
+                if !bool::from(token.as_bytes().ct_eq(secret)) {
+                    return Err(WebhookError::BadSignature {
+                        header,
+                        reason: "does not match the integration's secret",
+                    });
+                }
+            }
+        },
+        ForgeKind::Phabricator => {
+            let header = "X-Phabricator-Webhook-Signature";
+            check_hmac_hex(secret, body, required(headers, header)?, header)?;
+        }
+    }
+    read_delivery(kind, headers, body)
+}
+
+/// A delivery relayed by a caller spanblame already authenticated (a token with the
+/// `webhook` scope), so no forge signature is checked: the same JSON, event and delivery key
+/// as [`verify`] gives for a signed delivery.
+pub fn read_delivery(
+    kind: ForgeKind,
+    headers: &Headers,
+    body: &[u8],
+) -> Result<Verified, WebhookError> {
+    match kind {
+        ForgeKind::Gogs | ForgeKind::Gitea => {
             let json = json_payload(headers, body)?;
-            check_hmac_hex(secret, &json, signature, header)?;
             let event = gogs_family_event(kind, headers)?;
             // Gogs keeps its delivery id on redelivery; Gitea and Forgejo "replay" under a new
             // id with the same bytes, so for them only a hash of the signed bytes is stable.
@@ -61,12 +101,6 @@ pub fn verify(
             Ok(Verified { json, event, delivery_key })
         }
         ForgeKind::Github => {
-            let header = "X-Hub-Signature-256";
-            let signature = required(headers, header)?;
-            let hex = signature
-                .strip_prefix("sha256=")
-                .ok_or(WebhookError::BadSignature { header, reason: "expected `sha256=<hex>`" })?;
-            check_hmac_hex(secret, body, hex, header)?;
             let json = json_payload(headers, body)?;
             let event = required(headers, "X-GitHub-Event")?.to_owned();
             let delivery_key = match headers.get("x-github-delivery") {
@@ -76,19 +110,6 @@ pub fn verify(
             Ok(Verified { json, event, delivery_key })
         }
         ForgeKind::Gitlab => {
-            match secret.strip_prefix(SIGNING_TOKEN_PREFIX) {
-                Some(key) => check_standard_webhook(key, headers, body)?,
-                None => {
-                    let header = "X-Gitlab-Token";
-                    let token = required(headers, header)?;
-                    if !bool::from(token.as_bytes().ct_eq(secret)) {
-                        return Err(WebhookError::BadSignature {
-                            header,
-                            reason: "does not match the integration's secret",
-                        });
-                    }
-                }
-            }
             let json = json_payload(headers, body)?;
             let event = required(headers, "X-Gitlab-Event")?.to_owned();
             // `Idempotency-Key` is stable across retries (GitLab 17.4+); older GitLab sends
@@ -99,17 +120,12 @@ pub fn verify(
             };
             Ok(Verified { json, event, delivery_key })
         }
-        ForgeKind::Phabricator => {
-            let header = "X-Phabricator-Webhook-Signature";
-            let signature = required(headers, header)?;
-            check_hmac_hex(secret, body, signature, header)?;
-            // Herald retries with identical bytes and sends no id at all.
-            Ok(Verified {
-                json: body.to_vec(),
-                event: "herald".to_owned(),
-                delivery_key: body_key(kind, body),
-            })
-        }
+        // Herald retries with identical bytes and sends no id at all.
+        ForgeKind::Phabricator => Ok(Verified {
+            json: body.to_vec(),
+            event: "herald".to_owned(),
+            delivery_key: body_key(kind, body),
+        }),
     }
 }
 

@@ -3,15 +3,16 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use model::{KeyValue, Span, TraceId, Value, VersionIdentity};
 use serde_json::{Map, Value as Json_, json};
 use store::SpanQuery;
 
 use crate::AppState;
+use crate::access::Caller;
 use crate::changes::ChangeResolver;
 use crate::error::{ApiError, ErrorCode};
 
@@ -21,6 +22,7 @@ const DEFAULT_LOOKBACK_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 
 pub(crate) async fn get_trace(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
     let id = TraceId::from_hex(&trace_id).map_err(|e| {
@@ -28,10 +30,17 @@ pub(crate) async fn get_trace(
     })?;
     let views = tokio::task::spawn_blocking(move || -> Result<Vec<Json_>, store::StoreError> {
         let spans = state.store.trace(&id)?;
+        // A trace with none of the caller's spans does not exist for them.
+        if !spans.iter().any(|span| visible(&caller, span)) {
+            return Ok(Vec::new());
+        }
         let mut resolver = ChangeResolver::new(&state);
         spans
             .iter()
             .map(|span| {
+                if !visible(&caller, span) {
+                    return Ok(redacted_view(span));
+                }
                 let identity = span.identity();
                 let change = resolver.change(
                     &identity.service,
@@ -61,10 +70,13 @@ pub(crate) async fn get_trace(
 
 pub(crate) async fn search_traces(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Json_>, ApiError> {
     let now = state.clock.now_unix_nanos();
-    let query = parse_search(&params, now)?;
+    let mut query = parse_search(&params, now)?;
+    // Spans outside the caller's reach never match, so neither results nor counts show them.
+    (query.allowed_services, query.allowed_environments) = caller.reach();
     let store = Arc::clone(&state.store);
     let matches = tokio::task::spawn_blocking(move || store.search(&query))
         .await
@@ -146,7 +158,7 @@ fn parse_search(params: &[(String, String)], now_unix_nanos: u64) -> Result<Span
     Ok(query)
 }
 
-fn parse_time(key: &str, value: &str) -> Result<u64, ApiError> {
+pub(crate) fn parse_time(key: &str, value: &str) -> Result<u64, ApiError> {
     let timestamp: jiff::Timestamp = value.parse().map_err(|e| {
         ApiError::invalid(format!(
             "`{key}` must be an RFC 3339 time such as `2026-11-21T10:00:00Z`: {e}"
@@ -158,6 +170,7 @@ fn parse_time(key: &str, value: &str) -> Result<u64, ApiError> {
 
 pub(crate) async fn list_services(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Json<Json_>, ApiError> {
     let store = Arc::clone(&state.store);
     let services = tokio::task::spawn_blocking(move || store.services())
@@ -165,9 +178,15 @@ pub(crate) async fn list_services(
         .map_err(ApiError::internal)??;
     let services: Vec<Json_> = services
         .iter()
+        .filter(|s| caller.visibility.allows_service(&s.name))
         .map(|s| {
+            let versions: Vec<&store::VersionSummary> = s
+                .versions
+                .iter()
+                .filter(|v| caller.visibility.allows(&s.name, v.environment.as_deref()))
+                .collect();
             let mut environments: Vec<&str> =
-                s.versions.iter().filter_map(|v| v.environment.as_deref()).collect();
+                versions.iter().filter_map(|v| v.environment.as_deref()).collect();
             environments.dedup();
             json!({
                 "name": s.name,
@@ -179,7 +198,7 @@ pub(crate) async fn list_services(
                     "last_seen": rfc3339(o.last_seen_unix_nanos),
                     "span_count": o.num_spans,
                 })).collect::<Vec<_>>(),
-                "versions": s.versions.iter().map(|v| json!({
+                "versions": versions.iter().map(|v| json!({
                     "version": v.version,
                     "environment": v.environment,
                     "first_seen": rfc3339(v.first_seen_unix_nanos),
@@ -245,6 +264,27 @@ fn span_summary(span: &Span) -> Json_ {
         "start_time": rfc3339(span.start_time_unix_nanos),
         "duration_ms": duration_ms(span),
         "status": span.status.code.as_str(),
+    })
+}
+
+fn visible(caller: &Caller, span: &Span) -> bool {
+    caller.visibility.allows(span.service_name(), span.environment())
+}
+
+/// Another team's span in a shared trace: where it sits and how long it took, nothing else
+/// (no name, attributes, events, links, resource or change context).
+fn redacted_view(span: &Span) -> Json_ {
+    json!({
+        "redacted": true,
+        "trace_id": span.trace_id.to_hex(),
+        "span_id": span.span_id.to_hex(),
+        "parent_span_id": span.parent_span_id.map(|p| p.to_hex()),
+        "service": span.service_name(),
+        "start_time": rfc3339(span.start_time_unix_nanos),
+        "end_time": rfc3339(span.end_time_unix_nanos),
+        "start_time_unix_nanos": span.start_time_unix_nanos.to_string(),
+        "duration_ms": duration_ms(span),
+        "status": {"code": span.status.code.as_str()},
     })
 }
 

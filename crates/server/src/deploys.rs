@@ -5,16 +5,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 use model::Deploy;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use store::{NewDeploy, StoreError, StoredCommit};
 
 use crate::AppState;
+use crate::access::Caller;
 use crate::api::rfc3339;
 use crate::changes::{commit_view, resolve_commit};
 use crate::error::{ApiError, ErrorCode, read_capped};
@@ -44,11 +45,9 @@ struct DeployRequest {
 
 pub(crate) async fn create_deploy(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    state.settings.deploy_auth.check(authorization, None)?;
     let body = read_capped(body, MAX_DEPLOY_BODY_BYTES, "deploy").await?;
     let request: DeployRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(format!(
@@ -56,6 +55,15 @@ pub(crate) async fn create_deploy(
         ))
     })?;
     let deploy = validate(request, state.clock.now_unix_nanos())?;
+    if !caller.visibility.allows(&deploy.service, Some(&deploy.environment)) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "`{}` may not report deploys of `{}` in `{}`: the token is restricted to other services or environments",
+                caller.principal.id, deploy.service, deploy.environment
+            ),
+        ));
+    }
     let store = Arc::clone(&state.store);
     let state_for_view = Arc::clone(&state);
     let view = tokio::task::spawn_blocking(move || -> Result<Json_, StoreError> {
@@ -116,6 +124,7 @@ fn validate(request: DeployRequest, now_unix_nanos: u64) -> Result<NewDeploy, Ap
 
 pub(crate) async fn list_deploys(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Json_>, ApiError> {
     let (mut service, mut environment, mut limit) = (None, None, DEFAULT_LIMIT);
@@ -138,7 +147,11 @@ pub(crate) async fn list_deploys(
     let store = Arc::clone(&state.store);
     let views = tokio::task::spawn_blocking(move || -> Result<Vec<Json_>, StoreError> {
         let deploys = store.deploys(service.as_deref(), environment.as_deref(), limit)?;
-        deploys.iter().map(|d| deploy_view(&state, d)).collect()
+        deploys
+            .iter()
+            .filter(|d| caller.visibility.allows(&d.service, Some(&d.environment)))
+            .map(|d| deploy_view(&state, d))
+            .collect()
     })
     .await
     .map_err(ApiError::internal)??;
@@ -147,6 +160,7 @@ pub(crate) async fn list_deploys(
 
 pub(crate) async fn commit_impact(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(sha): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
     if !model::looks_like_sha(&sha) {
@@ -160,7 +174,8 @@ pub(crate) async fn commit_impact(
         let settings = &state.settings.changes;
         let target = stored.commit.sha.as_str();
         let mirror = state.mirrors.get(&stored.repository);
-        let deploys = store.deploys(None, None, usize::MAX)?;
+        let mut deploys = store.deploys(None, None, usize::MAX)?;
+        deploys.retain(|d| caller.visibility.allows(&d.service, Some(&d.environment)));
         let by_id: HashMap<u64, &Deploy> = deploys.iter().map(|d| (d.id, d)).collect();
         // Whether each deploy's commit is the target or has it in its history (read from the
         // commit's own mirror), worked out once per deploy.

@@ -15,6 +15,8 @@ pub(crate) const RETRY_AFTER_SECS: u32 = 1;
 pub enum ErrorCode {
     InvalidArgument,
     Unauthenticated,
+    /// Authenticated, but not allowed.
+    PermissionDenied,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -31,6 +33,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidArgument => "invalid_argument",
             ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -46,6 +49,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -61,6 +65,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::MethodNotAllowed => tonic::Code::Unimplemented,
             ErrorCode::PayloadTooLarge => tonic::Code::InvalidArgument,

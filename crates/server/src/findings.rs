@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use store::{FindingFilter, FindingStatus, StoreError, StoredFinding};
 
 use crate::AppState;
+use crate::access::Caller;
 use crate::api::rfc3339;
 use crate::error::{ApiError, ErrorCode, read_capped};
 
@@ -23,9 +23,11 @@ const VERDICTS: [&str; 4] = ["regressed", "improved", "no_change", "inconclusive
 
 pub(crate) async fn list_findings(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Json_>, ApiError> {
-    let filter = parse_filter(params)?;
+    let mut filter = parse_filter(params)?;
+    (filter.allowed_services, filter.allowed_environments) = caller.reach();
     let limit = filter.limit;
     let store = Arc::clone(&state.store);
     let findings = tokio::task::spawn_blocking(move || store.findings(&filter))
@@ -93,11 +95,15 @@ fn parse_filter(params: Vec<(String, String)>) -> Result<FindingFilter, ApiError
 
 pub(crate) async fn get_finding(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
     let id = parse_id(&id)?;
     let found = tokio::task::spawn_blocking(move || -> Result<Option<Json_>, StoreError> {
-        let Some(finding) = state.store.finding(id)? else { return Ok(None) };
+        // A finding the caller may not see does not exist for them.
+        let Some(finding) = state.store.finding(id)?.filter(|f| caller.may_see_finding(f)) else {
+            return Ok(None);
+        };
         let mut full = view(&finding, true);
         if let Some(deploy) = state.store.deploy(finding.deploy_id)? {
             full["deploy"] = crate::deploys::deploy_view(&state, &deploy)?;
@@ -113,19 +119,18 @@ pub(crate) async fn get_finding(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatusRequest {
-    /// Who is acting (until sign-in exists, the caller says).
+    /// Who is acting, for a server without sign-in (`auth.mode = "none"`); otherwise the
+    /// signed-in person or token is recorded.
     by: Option<String>,
     note: Option<String>,
 }
 
 pub(crate) async fn change_status(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path((id, action)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Json_>, ApiError> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    state.settings.deploy_auth.check(authorization, None)?;
     let id = parse_id(&id)?;
     let status = match action.as_str() {
         "acknowledge" => FindingStatus::Acknowledged,
@@ -149,8 +154,14 @@ pub(crate) async fn change_status(
         })?
     };
     let now = state.clock.now_unix_nanos();
-    let by = request.by.unwrap_or_else(|| "api".into());
+    let by = match (caller.principal.kind, request.by) {
+        (auth::PrincipalKind::Local, Some(by)) => by,
+        _ => caller.principal.id.clone(),
+    };
     let changed = tokio::task::spawn_blocking(move || {
+        if !state.store.finding(id)?.is_some_and(|f| caller.may_see_finding(&f)) {
+            return Ok(None);
+        }
         state.store.set_finding_status(id, status, &by, request.note.as_deref(), now)
     })
     .await

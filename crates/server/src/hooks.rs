@@ -1,7 +1,8 @@
 //! `POST /hooks/{kind}/{integration}`: forge webhooks into the change graph.
 //!
 //! Order matters and is the security boundary: cap the body, find the integration, verify
-//! the signature on the raw bytes (`forge::verify`), and only then parse. A Herald pointer is
+//! the signature on the raw bytes (`forge::verify`; or, for a relay, a token with the
+//! `webhook` scope), and only then parse. A Herald pointer is
 //! then followed through Conduit (`crate::phabricator`). Every refusal (401 bad signature,
 //! 400 malformed, 202 unknown event, 502 Conduit failed) stores nothing; an accepted delivery
 //! is stored in one transaction together with its delivery key, so a redelivery is answered
@@ -54,8 +55,29 @@ pub(crate) async fn receive(
             forge_headers.insert(name.as_str(), value);
         }
     }
-    let verified = forge::verify(kind, &integration.secret, &forge_headers, &body)
-        .map_err(|e| webhook_error(&integration.name, e))?;
+    // A relay holding a `webhook`-scoped token instead of the forge's secret.
+    let relayed = match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(_) => {
+            let (principal, _) = crate::access::authenticate(&state, &headers).await?;
+            if !principal.has_scope(auth::Scope::Webhook) {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "`{}` may not deliver webhooks: it needs a token with the `webhook` scope (or send the forge's signature without an `Authorization` header)",
+                        principal.id
+                    ),
+                ));
+            }
+            true
+        }
+        None => false,
+    };
+    let verified = if relayed {
+        forge::read_delivery(kind, &forge_headers, &body)
+    } else {
+        forge::verify(kind, &integration.secret, &forge_headers, &body)
+    }
+    .map_err(|e| webhook_error(&integration.name, e))?;
     let event = forge::parse(kind, &verified.event, &verified.json)
         .map_err(|e| webhook_error(&integration.name, e))?;
 

@@ -14,11 +14,53 @@ use otlp::{ExportTracePartialSuccess, ExportTraceServiceRequest};
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode, RETRY_AFTER_SECS};
 
+/// A token restricted to some services or environments may send only their spans; the
+/// others are rejected through `partial_success`, like any invalid span.
+fn restrict(converted: &mut otlp::Converted, visibility: &auth::Visibility) {
+    if visibility.is_everything() {
+        return;
+    }
+    let before = converted.spans.len();
+    let mut first_refused = None;
+    converted.spans.retain(|span| {
+        let identity = span.identity();
+        let allowed = visibility.allows(&identity.service, identity.environment.as_deref());
+        if !allowed && first_refused.is_none() {
+            first_refused = Some(format!(
+                "span of service `{}` (environment `{}`): the token may send spans only for {}",
+                identity.service,
+                identity.environment.as_deref().unwrap_or("unset"),
+                describe(visibility)
+            ));
+        }
+        allowed
+    });
+    converted.rejected_spans += (before - converted.spans.len()) as u64;
+    if converted.first_rejection.is_none() {
+        converted.first_rejection = first_refused;
+    }
+}
+
+fn describe(visibility: &auth::Visibility) -> String {
+    let list = |items: &Option<std::collections::BTreeSet<String>>, what: &str| {
+        items
+            .as_ref()
+            .map(|s| format!("{what} {}", s.iter().cloned().collect::<Vec<_>>().join(", ")))
+    };
+    [list(&visibility.services, "services"), list(&visibility.environments, "environments")]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" in ")
+}
+
 pub(crate) async fn accept(
     state: &Arc<AppState>,
     request: ExportTraceServiceRequest,
+    visibility: &auth::Visibility,
 ) -> Result<Option<ExportTracePartialSuccess>, ApiError> {
-    let converted = otlp::convert(request, &state.settings.limits);
+    let mut converted = otlp::convert(request, &state.settings.limits);
+    restrict(&mut converted, visibility);
     let metrics = &state.metrics;
     let num_spans = converted.spans.len() as u64;
     metrics.spans_received.fetch_add(num_spans + converted.rejected_spans, Ordering::Relaxed);

@@ -1,5 +1,6 @@
-//! Background upkeep: every second, seal heads into blocks; every minute, apply retention
-//! and roll old sketch minutes up into hours.
+//! Background upkeep: every second, seal heads into blocks and record when tokens were last
+//! used; every minute, apply retention (spans, audit records, expired sessions) and roll old
+//! sketch minutes up into hours.
 //! Time comes from a [`Clock`] so tests can drive retention without waiting.
 
 use std::sync::Arc;
@@ -57,7 +58,21 @@ pub fn run_maintenance_once(
 ) -> Result<(), store::StoreError> {
     let now = state.clock.now_unix_nanos();
     state.store.maintain(now)?;
+    let accounts = state.store.accounts();
+    let token_uses = state.access.take_token_uses();
+    if !token_uses.is_empty() {
+        accounts.touch_tokens(&token_uses)?;
+    }
     if with_retention {
+        accounts.delete_expired_sessions(now)?;
+        let cutoff = now.saturating_sub(state.settings.access.audit_max_age_nanos);
+        let deleted = accounts.enforce_audit_retention(cutoff)?;
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                "audit records past `retention.audit` deleted; the chain now starts after them"
+            );
+        }
         let retention = &state.settings.retention;
         state.store.enforce_retention(
             now,

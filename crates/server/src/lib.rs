@@ -13,8 +13,9 @@
 //! **Architecture Invariant:** only this crate knows HTTP and gRPC. Ingest never waits on
 //! anything but the durable append of its own spans.
 
+mod access;
 mod api;
-mod auth;
+mod audit;
 mod changes;
 mod deploys;
 mod detection;
@@ -30,19 +31,23 @@ mod otlp_grpc;
 mod otlp_http;
 mod outbound;
 mod phabricator;
+mod sign_in;
 mod suspects;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use store::SpanStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use auth::TokenAuth;
+pub use access::{
+    AccessSettings, AuthMode, ConfiguredToken, OidcSettings, ProxySettings, RouteSpec,
+};
 pub use changes::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
 pub use detection::{DetectionSettings, evaluate_due};
 pub use jobs::{Clock, SystemClock, run_maintenance_once};
@@ -54,15 +59,17 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
+    /// The address people and forges reach this server at (links, the OIDC callback);
+    /// `None`: `http://` + the bound main address.
+    pub public_url: Option<String>,
     pub limits: otlp::DecodeLimits,
-    pub ingest_auth: TokenAuth,
+    /// Sign-in, tokens, roles, audit retention: who may do what.
+    pub access: AccessSettings,
     /// Exports that may wait for a durable write at once; beyond that, 429 / RESOURCE_EXHAUSTED.
     pub max_exports_in_flight: usize,
     pub retention: Retention,
     /// Forge integrations, repositories and service ownership: the change graph's sources.
     pub changes: ChangeSettings,
-    /// Who may report deploys (`POST /api/v1/deploys`) and change a finding's status.
-    pub deploy_auth: TokenAuth,
     pub detection: DetectionSettings,
 }
 
@@ -81,12 +88,30 @@ pub struct AppState {
     pub(crate) mirrors: mirrors::Mirrors,
     /// For calls to forge APIs; an error when the system offers no TLS roots.
     pub(crate) http: Result<reqwest::Client, String>,
+    pub(crate) access: access::Access,
+    /// What the authorization decision needs besides the caller.
+    pub(crate) policy: auth::Policy,
+    /// `http://` + the main address once bound (when `public_url` is not configured).
+    bound_url: std::sync::OnceLock<String>,
 }
 
 impl AppState {
     pub fn new(settings: Settings, store: Arc<SpanStore>, clock: Arc<dyn Clock>) -> Arc<AppState> {
         let write_slots = Arc::new(Semaphore::new(settings.max_exports_in_flight));
+        let policy =
+            auth::Policy {
+                ingest_open: settings.access.ingest_open,
+                deploys_open: settings.access.deploys_open,
+                ownership: auth::Ownership::new(
+                    settings.changes.services.iter().filter_map(|s| {
+                        s.team.as_ref().map(|team| (s.service.clone(), team.clone()))
+                    }),
+                ),
+            };
         Arc::new(AppState {
+            access: access::Access::new(&settings.access),
+            policy,
+            bound_url: std::sync::OnceLock::new(),
             settings,
             store,
             metrics: metrics::Metrics::default(),
@@ -101,38 +126,150 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Where people and forges reach this server: `server.public_url`, else the bound address.
+    pub(crate) fn public_url(&self) -> Option<&str> {
+        self.settings.public_url.as_deref().or(self.bound_url.get().map(String::as_str))
+    }
+}
+
+use auth::Need;
+
+const fn spec(
+    method: &'static str,
+    path: &'static str,
+    need: Need,
+    audit: Option<&'static str>,
+) -> RouteSpec {
+    RouteSpec { method, path, need, audit, rate_limited: false }
+}
+
+const fn limited(spec: RouteSpec) -> RouteSpec {
+    RouteSpec { rate_limited: true, ..spec }
+}
+
+/// The OTLP/gRPC export method, which tonic serves: authorized inside the service.
+pub const OTLP_GRPC_ROUTE: RouteSpec = spec("POST", otlp_grpc::ROUTE, Need::Ingest, None);
+
+/// Every HTTP route of the main address with what it needs and how it is audited; the
+/// router is built from this list, so no route exists without an entry.
+fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
+    use Need::*;
+    vec![
+        (spec("GET", "/healthz", Public, None), get(api::healthz)),
+        (spec("GET", "/readyz", Public, None), get(api::readyz)),
+        (spec("GET", "/metrics", Public, None), get(api::metrics)),
+        (limited(spec("GET", "/auth/login", Public, None)), get(sign_in::login)),
+        (limited(spec("GET", "/auth/callback", Public, None)), get(sign_in::callback)),
+        (spec("GET", "/auth/me", SignedIn, None), get(sign_in::me)),
+        (spec("POST", "/auth/logout", SignedIn, Some("auth.sign_out")), post(sign_in::logout)),
+        (spec("GET", "/api/v1/services", ReadData, Some("services.read")), get(api::list_services)),
+        (spec("GET", "/api/v1/traces", ReadData, Some("traces.search")), get(api::search_traces)),
+        (
+            spec("GET", "/api/v1/traces/{trace_id}", ReadData, Some("trace.read")),
+            get(api::get_trace),
+        ),
+        (
+            spec("GET", "/api/v1/deploys", ReadData, Some("deploys.read")),
+            get(deploys::list_deploys),
+        ),
+        (
+            spec("POST", "/api/v1/deploys", ReportDeploy, Some("deploy.report")),
+            post(deploys::create_deploy),
+        ),
+        (
+            spec("GET", "/api/v1/commits/{sha}/impact", ReadData, Some("commit.read")),
+            get(deploys::commit_impact),
+        ),
+        (
+            spec("GET", "/api/v1/findings", ReadData, Some("findings.read")),
+            get(findings::list_findings),
+        ),
+        (
+            spec("GET", "/api/v1/findings/{id}", ReadData, Some("finding.read")),
+            get(findings::get_finding),
+        ),
+        (
+            spec("POST", "/api/v1/findings/{id}/{action}", ChangeFinding, Some("finding.status")),
+            post(findings::change_status),
+        ),
+        (
+            limited(spec("GET", "/api/v1/tokens", ManageTokens, Some("tokens.list"))),
+            get(tokens::list_tokens),
+        ),
+        (
+            limited(spec("POST", "/api/v1/tokens", ManageTokens, Some("token.create"))),
+            post(tokens::create_token),
+        ),
+        (
+            limited(spec(
+                "POST",
+                "/api/v1/tokens/{prefix}/rotate",
+                ManageTokens,
+                Some("token.rotate"),
+            )),
+            post(tokens::rotate_token),
+        ),
+        (
+            limited(spec(
+                "POST",
+                "/api/v1/tokens/{prefix}/revoke",
+                ManageTokens,
+                Some("token.revoke"),
+            )),
+            post(tokens::revoke_token),
+        ),
+        (spec("GET", "/api/v1/audit", ReadAudit, Some("audit.read")), get(audit::list_audit)),
+        (
+            spec("GET", "/api/v1/audit/verify", ReadAudit, Some("audit.verify")),
+            get(audit::verify_audit),
+        ),
+        (spec("POST", "/hooks/{kind}/{integration}", ForgeSignature, None), post(hooks::receive)),
+        (otlp_http_route(), post(otlp_http::export_traces)),
+    ]
+}
+
+/// OTLP/HTTP; its body is capped inside the handler, where the error can be OTLP-shaped.
+const fn otlp_http_route() -> RouteSpec {
+    spec("POST", "/v1/traces", Need::Ingest, None)
+}
+
+/// Every route the server exposes (HTTP and gRPC), with what each needs: for the route
+/// table test, which fails when a route has no expectation.
+pub fn route_table() -> Vec<RouteSpec> {
+    let mut table: Vec<RouteSpec> = routes().into_iter().map(|(spec, _)| spec).collect();
+    table.push(OTLP_GRPC_ROUTE);
+    table
+}
+
+/// Adds `routes` to a router, each behind the access guard.
+fn guarded(
+    state: &Arc<AppState>,
+    routes: Vec<(RouteSpec, MethodRouter<Arc<AppState>>)>,
+) -> Router<Arc<AppState>> {
+    routes.into_iter().fold(Router::new(), |router, (spec, handler)| {
+        let guard = axum::middleware::from_fn_with_state((Arc::clone(state), spec), access::guard);
+        router.route(spec.path, handler.route_layer(guard))
+    })
+}
+
 /// Every HTTP route of the main address.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/api/v1/services", get(api::list_services))
-        .route("/api/v1/traces", get(api::search_traces))
-        .route("/api/v1/traces/{trace_id}", get(api::get_trace))
-        .route("/api/v1/deploys", get(deploys::list_deploys).post(deploys::create_deploy))
-        .route("/api/v1/commits/{sha}/impact", get(deploys::commit_impact))
-        .route("/api/v1/findings", get(findings::list_findings))
-        .route("/api/v1/findings/{id}", get(findings::get_finding))
-        .route("/api/v1/findings/{id}/{action}", post(findings::change_status))
-        .route("/hooks/{kind}/{integration}", post(hooks::receive))
-        .merge(otlp_http_routes())
+    guarded(&state, routes())
         .route_service(otlp_grpc::ROUTE, otlp_grpc::service(Arc::clone(&state)))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::security_headers))
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
 }
 
-fn otlp_http_routes() -> Router<Arc<AppState>> {
-    // Body size is capped inside the handler, where the error can be OTLP-shaped.
-    Router::new().route("/v1/traces", post(otlp_http::export_traces))
-}
-
 /// The OTLP/HTTP-only address.
 fn otlp_http_router(state: Arc<AppState>) -> Router {
-    otlp_http_routes()
-        .route("/healthz", get(api::healthz))
+    let ingest = routes()
+        .into_iter()
+        .filter(|(spec, _)| *spec == otlp_http_route() || spec.path == "/healthz");
+    guarded(&state, ingest.collect())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
@@ -167,6 +304,7 @@ pub async fn serve(
     let http = bind(settings.http_addr, "the web UI and API (`--http-addr`)").await?;
     let grpc = bind(settings.otlp_grpc_addr, "OTLP/gRPC (`--otlp-grpc-addr`)").await?;
     let otlp_http = bind(settings.otlp_http_addr, "OTLP/HTTP (`--otlp-http-addr`)").await?;
+    let _ = state.bound_url.set(format!("http://{}", http.local_addr()?));
     on_bound(BoundAddrs {
         http: http.local_addr()?,
         otlp_grpc: grpc.local_addr()?,
@@ -182,19 +320,30 @@ pub async fn serve(
     let detection_job = tokio::spawn(detection::run_detection(Arc::clone(&state), stop_rx.clone()));
     let servers = [
         tokio::spawn(
-            axum::serve(http, router(Arc::clone(&state)))
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
+            axum::serve(
+                http,
+                router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
         ),
         tokio::spawn(
-            axum::serve(grpc, otlp_grpc_router(Arc::clone(&state)))
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
+            axum::serve(
+                grpc,
+                otlp_grpc_router(Arc::clone(&state))
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
         ),
         tokio::spawn(
-            axum::serve(otlp_http, otlp_http_router(Arc::clone(&state)))
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
+            axum::serve(
+                otlp_http,
+                otlp_http_router(Arc::clone(&state))
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
         ),
     ];
     shutdown.await;

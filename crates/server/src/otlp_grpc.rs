@@ -32,16 +32,17 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let metadata = request.metadata();
-        let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
-        self.state
-            .settings
-            .ingest_auth
-            .check(text("authorization"), text("lightstep-access-token"))
-            .map_err(|e| e.to_grpc_status())?;
-        let partial_success = crate::ingest::accept(&self.state, request.into_inner())
+        // The same decision as every HTTP route, on the request's metadata.
+        let client_addr =
+            request.remote_addr().map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+        let headers = request.metadata().clone().into_headers();
+        let caller = crate::access::check(&self.state, &headers, auth::Need::Ingest, &client_addr)
             .await
             .map_err(|e| e.to_grpc_status())?;
+        let partial_success =
+            crate::ingest::accept(&self.state, request.into_inner(), &caller.visibility)
+                .await
+                .map_err(|e| e.to_grpc_status())?;
         Ok(Response::new(ExportTraceServiceResponse { partial_success }))
     }
 }

@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
+use crate::access::Caller;
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,7 @@ const JSON: &str = "application/json";
 
 pub(crate) async fn export_traces(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -44,7 +47,7 @@ pub(crate) async fn export_traces(
             return error_response(&error, Encoding::Json);
         }
     };
-    match handle(&state, &headers, body, encoding).await {
+    match handle(&state, &headers, body, encoding, &caller.visibility).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(code = error.code.as_str(), message = %error.message, "refused an OTLP/HTTP export");
@@ -58,11 +61,8 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
+    visibility: &auth::Visibility,
 ) -> Result<Response, ApiError> {
-    state.settings.ingest_auth.check(
-        header_str(headers, header::AUTHORIZATION.as_str()),
-        header_str(headers, "lightstep-access-token"),
-    )?;
     let content_encoding =
         otlp::ContentEncoding::parse(header_str(headers, header::CONTENT_ENCODING.as_str()))?;
     let limits = &state.settings.limits;
@@ -78,7 +78,7 @@ async fn handle(
         Encoding::Protobuf => otlp::decode_protobuf(&raw)?,
         Encoding::Json => otlp::decode_json(&raw)?,
     };
-    let partial_success = crate::ingest::accept(state, request).await?;
+    let partial_success = crate::ingest::accept(state, request, visibility).await?;
     Ok(match encoding {
         Encoding::Protobuf => {
             let body = otlp::encode_export_response(partial_success);
@@ -96,6 +96,15 @@ async fn handle(
             ([(header::CONTENT_TYPE, JSON)], Bytes::from(body)).into_response()
         }
     })
+}
+
+/// A refusal before the handler (authentication) in OTLP's shape, in the request's encoding.
+pub(crate) fn refusal(error: &ApiError, headers: &HeaderMap) -> Response {
+    let encoding = match header_str(headers, header::CONTENT_TYPE.as_str()) {
+        Some(c) if c.starts_with(PROTOBUF) => Encoding::Protobuf,
+        _ => Encoding::Json,
+    };
+    error_response(error, encoding)
 }
 
 fn error_response(error: &ApiError, encoding: Encoding) -> Response {

@@ -12,7 +12,11 @@ use serde::Deserialize;
 
 /// Sections that environment overrides may address.
 const SECTIONS: &[&str] =
-    &["server", "storage", "retention", "ingest", "deploys", "mirrors", "detection"];
+    &["server", "storage", "retention", "ingest", "deploys", "mirrors", "detection", "auth"];
+
+/// Tables inside a section that environment overrides may address as
+/// `SPANBLAME_<SECTION>_<TABLE>_<KEY>` (`SPANBLAME_AUTH_OIDC_ISSUER`).
+const SUBTABLES: &[(&str, &str)] = &[("auth", "oidc"), ("auth", "proxy")];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,9 +28,103 @@ pub(crate) struct Config {
     pub(crate) deploys: DeploysConfig,
     pub(crate) mirrors: MirrorsConfig,
     pub(crate) detection: DetectionConfig,
+    pub(crate) auth: AuthConfig,
+    pub(crate) teams: Vec<TeamConfig>,
     pub(crate) integrations: Vec<IntegrationConfig>,
     pub(crate) repositories: Vec<RepositoryConfig>,
     pub(crate) services: Vec<ServiceConfig>,
+}
+
+/// Sign-in, roles, tokens and sessions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthConfig {
+    /// `none` (no sign-in: whoever reaches the server is its operator; loopback by default),
+    /// `oidc` or `proxy`.
+    pub(crate) mode: String,
+    /// Clock-skew tolerance for signed tokens.
+    pub(crate) clock_skew: String,
+    pub(crate) session_max_age: String,
+    /// Default lifetime of new API tokens.
+    pub(crate) token_max_age: String,
+    /// How long a rotated token's old secret stays valid.
+    pub(crate) token_rotation_grace: String,
+    /// Sign-in and token requests per client address per minute.
+    pub(crate) rate_limit_per_minute: u32,
+    pub(crate) oidc: Option<OidcConfig>,
+    pub(crate) proxy: Option<ProxyConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: "none".into(),
+            clock_skew: "60s".into(),
+            session_max_age: "12h".into(),
+            token_max_age: "90d".into(),
+            token_rotation_grace: "24h".into(),
+            rate_limit_per_minute: 30,
+            oidc: None,
+            proxy: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcConfig {
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret_env: Option<String>,
+    pub(crate) client_secret_file: Option<PathBuf>,
+    /// Scopes asked for at sign-in besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub(crate) scopes: Vec<String>,
+    /// Audiences accepted on bearer tokens besides `client_id` (an API's resource audience).
+    #[serde(default)]
+    pub(crate) audiences: Vec<String>,
+    #[serde(default = "default_groups_claim")]
+    pub(crate) groups_claim: String,
+    #[serde(default)]
+    pub(crate) admin_groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) oncall_lead_groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) auditor_groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxyConfig {
+    pub(crate) assertion_header: String,
+    pub(crate) jwks_url: String,
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    #[serde(default = "default_groups_claim")]
+    pub(crate) groups_claim: String,
+    #[serde(default)]
+    pub(crate) admin_groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) oncall_lead_groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) auditor_groups: Vec<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile", "groups"].map(str::to_owned).to_vec()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+/// A team: who belongs to it (identity-provider groups); services name their team.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TeamConfig {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) oidc_groups: Vec<String>,
 }
 
 /// Who may report deploys through `POST /api/v1/deploys` (and `spanblame deploy`).
@@ -191,6 +289,8 @@ pub(crate) struct RetentionConfig {
     pub(crate) sketches: String,
     /// ... kept per minute this long, then per hour.
     pub(crate) sketch_minutes: String,
+    /// The audit log, independent of span retention.
+    pub(crate) audit: String,
 }
 
 impl Default for RetentionConfig {
@@ -200,6 +300,7 @@ impl Default for RetentionConfig {
             disk_budget: None,
             sketches: "90d".into(),
             sketch_minutes: "8d".into(),
+            audit: "400d".into(),
         }
     }
 }
@@ -263,11 +364,24 @@ pub(crate) fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> anyho
             .and_then(|mut t| t.remove("v"))
             .filter(|v| !v.is_table() && !v.is_array())
             .unwrap_or_else(|| toml::Value::String(raw.clone()));
-        let section_table = table
+        let mut section_table = table
             .entry(section)
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             .as_table_mut()
             .with_context(|| format!("`{section}` in the config must be a table"))?;
+        let mut key = key;
+        if let Some((sub, rest)) = SUBTABLES.iter().find_map(|(s, sub)| {
+            (*s == section)
+                .then(|| key.strip_prefix(&format!("{sub}_")).map(|rest| (*sub, rest.to_owned())))
+                .flatten()
+        }) {
+            section_table = section_table
+                .entry(sub)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .with_context(|| format!("`{section}.{sub}` in the config must be a table"))?;
+            key = rest;
+        }
         section_table.insert(key, value);
     }
     let source = path.map_or("the environment".to_owned(), |p| format!("`{}`", p.display()));
@@ -316,21 +430,8 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
         bail!("`ingest.max_exports_in_flight` must be at least 1");
     }
 
-    let ingest_auth = token_auth(
-        "ingest",
-        "sending spans",
-        config.ingest.require_auth,
-        &config.ingest.tokens,
-        env,
-    )?;
-    let deploy_auth = token_auth(
-        "deploys",
-        "reporting deploys",
-        config.deploys.require_auth,
-        &config.deploys.tokens,
-        env,
-    )?;
     let changes = resolve_changes(config, env)?;
+    let access = resolve_access(config, env, &changes)?;
     let detection = resolve_detection(config)?;
 
     let limits = otlp::DecodeLimits {
@@ -344,12 +445,16 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             http_addr: addr("http_addr", &config.server.http_addr)?,
             otlp_grpc_addr: addr("otlp_grpc_addr", &config.server.otlp_grpc_addr)?,
             otlp_http_addr: addr("otlp_http_addr", &config.server.otlp_http_addr)?,
+            public_url: config
+                .server
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
             limits,
-            ingest_auth,
+            access,
             max_exports_in_flight: config.ingest.max_exports_in_flight,
             retention: server::Retention { spans_max_age_nanos, disk_budget_bytes },
             changes,
-            deploy_auth,
             detection,
         },
         data_dir: config.storage.data_dir.clone(),
@@ -361,33 +466,172 @@ fn yes() -> bool {
     true
 }
 
-/// A token list for one purpose: open unless `require_auth`, else the configured secrets.
-fn token_auth(
+/// The tokens of one `[[<section>.tokens]]` list, each with `scope`; an error when
+/// `require_auth` is set without any (nothing could ever authenticate, unless API tokens are
+/// created later, which is fine: then the list may be empty).
+fn configured_tokens(
     section: &str,
-    purpose: &'static str,
-    require_auth: bool,
+    scope: auth::Scope,
     tokens: &[TokenConfig],
     env: &BTreeMap<String, String>,
-) -> anyhow::Result<server::TokenAuth> {
-    if !require_auth {
-        return Ok(server::TokenAuth::open());
+) -> anyhow::Result<Vec<server::ConfiguredToken>> {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(idx, token)| {
+            let key = format!("`{section}.tokens[{idx}]` (`{}`)", token.name);
+            let secret =
+                read_secret(&key, token.secret_env.as_deref(), token.secret_file.as_deref(), env)?;
+            Ok(server::ConfiguredToken {
+                name: token.name.clone(),
+                scope,
+                sha256: auth::token::digest(&secret),
+            })
+        })
+        .collect()
+}
+
+/// Sign-in, role mapping, tokens and sessions, checked.
+fn resolve_access(
+    config: &Config,
+    env: &BTreeMap<String, String>,
+    changes: &server::ChangeSettings,
+) -> anyhow::Result<server::AccessSettings> {
+    let auth = &config.auth;
+    let duration = |key: &str, value: &str| {
+        parse_duration_nanos(value).with_context(|| format!("`auth.{key}` = `{value}`"))
+    };
+    let mut configured =
+        configured_tokens("ingest", auth::Scope::Ingest, &config.ingest.tokens, env)?;
+    configured.extend(configured_tokens(
+        "deploys",
+        auth::Scope::Deploy,
+        &config.deploys.tokens,
+        env,
+    )?);
+    let url = |key: &str, value: &str| -> anyhow::Result<String> {
+        let value = value.trim().trim_end_matches('/');
+        if value.starts_with("https://") || value.starts_with("http://") {
+            Ok(value.to_owned())
+        } else {
+            bail!("`{key}` = `{value}` must be an `https://` URL")
+        }
+    };
+    // How the identity's groups map to roles; teams come from `[[teams]]`.
+    let groups_mapping = |claim: &str, admin: &[String], lead: &[String], auditor: &[String]| {
+        auth::IdentityMapping {
+            groups_claim: claim.to_owned(),
+            admin_groups: admin.to_vec(),
+            oncall_lead_groups: lead.to_vec(),
+            auditor_groups: auditor.to_vec(),
+            teams: config.teams.iter().map(|t| (t.name.clone(), t.oidc_groups.clone())).collect(),
+        }
+    };
+    let (mode, identity) = match auth.mode.as_str() {
+        "none" => (server::AuthMode::None, groups_mapping("groups", &[], &[], &[])),
+        "oidc" => {
+            let oidc = auth.oidc.as_ref().context(
+                "`auth.mode` = `oidc` needs an `[auth.oidc]` table with `issuer`, `client_id` and `client_secret_env`",
+            )?;
+            let client_secret = read_secret(
+                "`auth.oidc` client secret",
+                oidc.client_secret_env.as_deref(),
+                oidc.client_secret_file.as_deref(),
+                env,
+            )?;
+            if oidc.client_id.trim().is_empty() {
+                bail!(
+                    "`auth.oidc.client_id` must not be empty: use the client id registered with the provider"
+                );
+            }
+            (
+                server::AuthMode::Oidc(server::OidcSettings {
+                    issuer: url("auth.oidc.issuer", &oidc.issuer)?,
+                    client_id: oidc.client_id.clone(),
+                    client_secret,
+                    scopes: oidc.scopes.clone(),
+                    audiences: oidc.audiences.clone(),
+                }),
+                groups_mapping(
+                    &oidc.groups_claim,
+                    &oidc.admin_groups,
+                    &oidc.oncall_lead_groups,
+                    &oidc.auditor_groups,
+                ),
+            )
+        }
+        "proxy" => {
+            let proxy = auth.proxy.as_ref().context(
+                "`auth.mode` = `proxy` needs an `[auth.proxy]` table with `assertion_header`, `jwks_url`, `issuer` and `audience`",
+            )?;
+            let header = proxy.assertion_header.trim().to_ascii_lowercase();
+            if axum_header_name_invalid(&header) {
+                bail!(
+                    "`auth.proxy.assertion_header` = `{}` is not an HTTP header name",
+                    proxy.assertion_header
+                );
+            }
+            if proxy.audience.trim().is_empty() || proxy.issuer.trim().is_empty() {
+                bail!(
+                    "`auth.proxy.issuer` and `auth.proxy.audience` must be set exactly as the proxy signs them"
+                );
+            }
+            (
+                server::AuthMode::Proxy(server::ProxySettings {
+                    assertion_header: header,
+                    jwks_url: url("auth.proxy.jwks_url", &proxy.jwks_url)?,
+                    issuer: proxy.issuer.trim().to_owned(),
+                    audience: proxy.audience.trim().to_owned(),
+                }),
+                groups_mapping(
+                    &proxy.groups_claim,
+                    &proxy.admin_groups,
+                    &proxy.oncall_lead_groups,
+                    &proxy.auditor_groups,
+                ),
+            )
+        }
+        other => bail!("`auth.mode` = `{other}` is not valid; use `none`, `oidc` or `proxy`"),
+    };
+    for service in &changes.services {
+        if let Some(team) = &service.team
+            && !config.teams.is_empty()
+            && !config.teams.iter().any(|t| &t.name == team)
+        {
+            bail!(
+                "`services` (`{}`): `team` = `{team}` is not a configured `[[teams]]` name",
+                service.service
+            );
+        }
     }
-    if tokens.is_empty() {
-        bail!(
-            "`{section}.require_auth` is true but no `[[{section}.tokens]]` is configured; add one with `name` and `secret_env` (or `secret_file`)"
-        );
-    }
-    let mut secrets = Vec::new();
-    for (idx, token) in tokens.iter().enumerate() {
-        let key = format!("`{section}.tokens[{idx}]` (`{}`)", token.name);
-        secrets.push(read_secret(
-            &key,
-            token.secret_env.as_deref(),
-            token.secret_file.as_deref(),
-            env,
-        )?);
-    }
-    Ok(server::TokenAuth::with_tokens(purpose, secrets.iter().map(String::as_str)))
+    let secure_cookies = match config.server.public_url.as_deref() {
+        Some(url) => match url.strip_prefix("http://") {
+            // Browsers keep `Secure` cookies on plain HTTP only for loopback.
+            Some(rest) => ["127.0.0.1", "localhost", "[::1]"].iter().any(|h| rest.starts_with(h)),
+            None => true,
+        },
+        None => true,
+    };
+    let nanos_secs = |n: u64| n / 1_000_000_000;
+    Ok(server::AccessSettings {
+        mode,
+        ingest_open: !config.ingest.require_auth,
+        deploys_open: !config.deploys.require_auth,
+        configured_tokens: configured,
+        identity,
+        leeway_secs: nanos_secs(duration("clock_skew", &auth.clock_skew)?),
+        session_max_age_nanos: duration("session_max_age", &auth.session_max_age)?,
+        token_default_max_age_nanos: duration("token_max_age", &auth.token_max_age)?,
+        token_rotation_grace_nanos: duration("token_rotation_grace", &auth.token_rotation_grace)?,
+        audit_max_age_nanos: parse_duration_nanos(&config.retention.audit)
+            .with_context(|| format!("`retention.audit` = `{}`", config.retention.audit))?,
+        secure_cookies,
+        rate_limit_per_minute: auth.rate_limit_per_minute,
+    })
+}
+
+fn axum_header_name_invalid(name: &str) -> bool {
+    name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A secret named by `secret_env` or `secret_file` (exactly one), at least 16 characters.
@@ -736,7 +980,6 @@ mod tests {
             err("[storage]\nkind = \"cluster\"\n", &[])
                 .contains("`storage.kind` = `cluster` is not supported")
         );
-        assert!(err("[ingest]\nrequire_auth = true\n", &[]).contains("no `[[ingest.tokens]]`"));
         let missing = err(
             "[ingest]\nrequire_auth = true\n[[ingest.tokens]]\nname = \"c\"\nsecret_env = \"NOPE_TOKEN\"\n",
             &[],

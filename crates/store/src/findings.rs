@@ -15,6 +15,27 @@ fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::Metadata(e.to_string())
 }
 
+/// A JSON array of strings, for `IN (SELECT value FROM json_each(?))`.
+fn json_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|item| {
+            let mut out = String::from('"');
+            for c in item.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        })
+        .collect();
+    format!("[{}]", quoted.join(","))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingStatus {
     Open,
@@ -94,6 +115,10 @@ pub struct FindingFilter {
     /// Only findings with an id below this (paging, newest first).
     pub before_id: Option<u64>,
     pub limit: usize,
+    /// The caller's reach: only these services (`None`: all).
+    pub allowed_services: Option<Vec<String>>,
+    /// The caller's reach: only these environments (`None`: all).
+    pub allowed_environments: Option<Vec<String>>,
 }
 
 /// How far detection got with a deploy.
@@ -344,6 +369,8 @@ impl SpanStore {
                  WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR environment = ?2)
                    AND (?3 IS NULL OR verdict = ?3) AND (?4 IS NULL OR status = ?4)
                    AND (?5 IS NULL OR first_seen_unix_nanos >= ?5) AND (?6 IS NULL OR id < ?6)
+                   AND (?8 IS NULL OR service IN (SELECT value FROM json_each(?8)))
+                   AND (?9 IS NULL OR environment IN (SELECT value FROM json_each(?9)))
                  ORDER BY id DESC LIMIT ?7",
             )
             .map_err(sql)?;
@@ -355,7 +382,9 @@ impl SpanStore {
                 filter.status.map(FindingStatus::as_str),
                 filter.since_unix_nanos.map(|t| t as i64),
                 filter.before_id.map(|id| id as i64),
-                filter.limit.min(i64::MAX as usize) as i64
+                filter.limit.min(i64::MAX as usize) as i64,
+                filter.allowed_services.as_deref().map(json_list),
+                filter.allowed_environments.as_deref().map(json_list),
             ],
             read_finding,
         )

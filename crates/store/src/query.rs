@@ -19,6 +19,11 @@ pub struct SpanQuery {
     pub end_unix_nanos: u64,
     /// Most traces to return.
     pub limit: usize,
+    /// The caller's reach: only spans of these services (`None`: all). Spans outside it
+    /// never match, so results and counts reveal nothing about them.
+    pub allowed_services: Option<Vec<String>>,
+    /// The caller's reach: only spans of these environments (`None`: all).
+    pub allowed_environments: Option<Vec<String>>,
 }
 
 /// A trace found by a search, with the spans that matched, newest first.
@@ -44,6 +49,10 @@ impl SpanQuery {
 
     pub(crate) fn may_hold_service(&self, services: &[String]) -> bool {
         self.service.as_ref().is_none_or(|wanted| services.iter().any(|s| s == wanted))
+            && self
+                .allowed_services
+                .as_ref()
+                .is_none_or(|allowed| services.iter().any(|s| allowed.contains(s)))
     }
 
     pub(crate) fn matches(&self, span: &Span) -> bool {
@@ -55,6 +64,17 @@ impl SpanQuery {
         if self.min_duration_nanos.is_some_and(|min| duration < min)
             || self.max_duration_nanos.is_some_and(|max| duration > max)
             || self.status.is_some_and(|code| span.status.code != code)
+        {
+            return false;
+        }
+        if self
+            .allowed_services
+            .as_ref()
+            .is_some_and(|a| !a.iter().any(|s| s == span.service_name()))
+            || self
+                .allowed_environments
+                .as_ref()
+                .is_some_and(|a| !span.environment().is_some_and(|e| a.iter().any(|x| x == e)))
         {
             return false;
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use server::{AppState, ChangeSettings, Clock, Retention, Settings, TokenAuth};
+use server::{AccessSettings, AppState, ChangeSettings, Clock, Retention, Settings};
 use store::{SpanStore, StoreOptions};
 use tower::ServiceExt;
 
@@ -52,6 +52,10 @@ impl TestApp {
     }
 
     pub(crate) fn with_changes(changes: ChangeSettings) -> TestApp {
+        TestApp::with_settings(changes, AccessSettings::default())
+    }
+
+    pub(crate) fn with_settings(changes: ChangeSettings, access: AccessSettings) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store_options = StoreOptions::default();
         let store = Arc::new(SpanStore::open(dir.path(), store_options.clone()).unwrap());
@@ -61,12 +65,12 @@ impl TestApp {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_grpc_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_http_addr: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
             limits: otlp::DecodeLimits::default(),
-            ingest_auth: TokenAuth::open(),
+            access,
             max_exports_in_flight: 8,
             retention: Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
             changes,
-            deploy_auth: TokenAuth::open(),
             detection: server::DetectionSettings::default(),
         };
         let state =

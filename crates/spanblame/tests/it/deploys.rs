@@ -86,10 +86,10 @@ fn deploy_cli_needs_a_valid_token_and_merges_with_inferred_deploys() {
 
     let (ok, stderr) = deploy(&server, None, &v1);
     assert!(!ok);
-    assert!(stderr.contains("requires a token"), "{stderr}");
+    assert!(stderr.contains("needs a token with the `deploy` scope"), "{stderr}");
     let (ok, stderr) = deploy(&server, Some("wrong-token-wrong-token"), &v1);
     assert!(!ok);
-    assert!(stderr.contains("not valid for reporting deploys"), "{stderr}");
+    assert!(stderr.contains("neither a spanblame API token"), "{stderr}");
     assert_eq!(
         wait_for_deploys(&server, |_| true)[0]["source"],
         "inferred",

@@ -1,0 +1,807 @@
+//! Every request's gate: who is calling ([`authenticate`]), whether they may
+//! ([`auth::authorize`], the one decision), the audit record, CSRF for browser sessions,
+//! rate limits, and the security headers every response carries.
+//!
+//! Each route in [`crate::routes`] names what it needs; [`guard`] runs before its handler
+//! and leaves a [`Caller`] in the request's extensions for handlers that filter or redact by
+//! what the caller may see. OTLP/gRPC, which is not an axum handler, calls [`check`] itself.
+//!
+//! Credentials, in order: `Authorization: Bearer` (an API token `sbt_…`, a token from the
+//! configuration, or, with OIDC, a provider-signed ID or access token), the proxy's signed
+//! assertion header (`auth.mode = "proxy"`; a bare user header is never trusted), the session
+//! cookie (`auth.mode = "oidc"`). Without any, the caller is the local operator when
+//! `auth.mode = "none"`, else anonymous.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use auth::jwt::{Expectations, JwtError, KeySet};
+use auth::{Decision, IdentityMapping, Need, Principal, RefusalKind, Scope, Visibility};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use store::{NewAuditRecord, StoredToken};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+pub(crate) const SESSION_COOKIE: &str = "spanblame_session";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How people sign in.
+#[derive(Debug, Clone, Default)]
+pub enum AuthMode {
+    /// No sign-in: whoever reaches the server is its local operator (an admin). Listeners
+    /// are on loopback by default.
+    #[default]
+    None,
+    Oidc(OidcSettings),
+    Proxy(ProxySettings),
+}
+
+#[derive(Clone)]
+pub struct OidcSettings {
+    /// The provider's issuer URL; discovery is `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes asked for at sign-in (`openid` is always asked for).
+    pub scopes: Vec<String>,
+    /// Audiences accepted on bearer tokens besides `client_id` (an API resource's audience).
+    pub audiences: Vec<String>,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// The header carrying the proxy's signed JWT (`X-Pomerium-Jwt-Assertion`,
+    /// `X-Goog-IAP-JWT-Assertion`, `Cf-Access-Jwt-Assertion`...).
+    pub assertion_header: String,
+    pub jwks_url: String,
+    pub issuer: String,
+    pub audience: String,
+}
+
+/// A token from the configuration (`[[ingest.tokens]]`, `[[deploys.tokens]]`).
+#[derive(Clone)]
+pub struct ConfiguredToken {
+    pub name: String,
+    pub scope: Scope,
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for ConfiguredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredToken")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Everything about access the configuration decides.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    pub mode: AuthMode,
+    pub ingest_open: bool,
+    pub deploys_open: bool,
+    pub configured_tokens: Vec<ConfiguredToken>,
+    pub identity: IdentityMapping,
+    /// Clock-skew tolerance for JWTs.
+    pub leeway_secs: u64,
+    pub session_max_age_nanos: u64,
+    pub token_default_max_age_nanos: u64,
+    pub token_rotation_grace_nanos: u64,
+    pub audit_max_age_nanos: u64,
+    /// `Secure` on cookies; off only for a plain-`http://` `public_url` other than loopback.
+    pub secure_cookies: bool,
+    /// Sign-in and token requests per client address per minute.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600 * 1_000_000_000;
+        AccessSettings {
+            mode: AuthMode::None,
+            ingest_open: true,
+            deploys_open: true,
+            configured_tokens: Vec::new(),
+            identity: IdentityMapping {
+                groups_claim: "groups".into(),
+                ..IdentityMapping::default()
+            },
+            leeway_secs: 60,
+            session_max_age_nanos: DAY / 2,
+            token_default_max_age_nanos: 90 * DAY,
+            token_rotation_grace_nanos: DAY,
+            audit_max_age_nanos: 400 * DAY,
+            secure_cookies: true,
+            rate_limit_per_minute: 30,
+        }
+    }
+}
+
+/// Who is calling and what they may see, left in the request's extensions by [`guard`].
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
+    pub(crate) visibility: Visibility,
+    /// A browser session's CSRF token (state-changing requests must echo it).
+    pub(crate) session_csrf: Option<String>,
+    /// The session's id digest (for signing out).
+    pub(crate) session: Option<[u8; 32]>,
+    pub(crate) client_addr: String,
+    pub(crate) request_id: String,
+}
+
+impl Caller {
+    /// The caller's reach as the store's filters take it.
+    pub(crate) fn reach(&self) -> (Option<Vec<String>>, Option<Vec<String>>) {
+        let list =
+            |set: &Option<BTreeSet<String>>| set.as_ref().map(|s| s.iter().cloned().collect());
+        (list(&self.visibility.services), list(&self.visibility.environments))
+    }
+
+    pub(crate) fn may_see_finding(&self, finding: &store::StoredFinding) -> bool {
+        let environment = Some(finding.environment.as_str()).filter(|e| !e.is_empty());
+        self.visibility.allows(&finding.service, environment)
+    }
+
+    /// An audit record of this caller doing `action` on `resource` with `outcome`.
+    pub(crate) fn audit(
+        &self,
+        now_unix_nanos: u64,
+        action: &str,
+        resource: &str,
+        outcome: &str,
+    ) -> NewAuditRecord {
+        NewAuditRecord {
+            time_unix_nanos: now_unix_nanos,
+            principal: self.principal.id.clone(),
+            action: action.to_owned(),
+            resource: resource.to_owned(),
+            outcome: outcome.to_owned(),
+            client_addr: self.client_addr.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// One route: its method and path as axum matches them, what it needs, and the audit action
+/// (`None`: successful calls are not audited, e.g. ingest and health; refusals always are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub need: Need,
+    pub audit: Option<&'static str>,
+    /// Sign-in and token endpoints are rate-limited per client address.
+    pub rate_limited: bool,
+}
+
+/// Runtime access state: key sets, the OIDC discovery document, token use, rate limits.
+pub(crate) struct Access {
+    pub(crate) oidc_keys: Option<KeySource>,
+    pub(crate) oidc_discovery: tokio::sync::Mutex<Option<Discovery>>,
+    pub(crate) proxy_keys: Option<KeySource>,
+    /// Token prefix → when last used, flushed to the store by the upkeep job.
+    last_used: Mutex<HashMap<String, u64>>,
+    limiter: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+/// The parts of an OIDC discovery document spanblame uses.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct Discovery {
+    pub(crate) issuer: String,
+    pub(crate) authorization_endpoint: String,
+    pub(crate) token_endpoint: String,
+    pub(crate) jwks_uri: String,
+    pub(crate) end_session_endpoint: Option<String>,
+}
+
+/// A JWKS fetched from a URL, fetched again when a token names a key it does not hold (the
+/// issuer rotated its keys), at most every [`KeySource::MIN_REFETCH`].
+pub(crate) struct KeySource {
+    url: Mutex<Option<String>>,
+    keys: Mutex<(KeySet, Option<Instant>)>,
+}
+
+impl KeySource {
+    const MIN_REFETCH: Duration = Duration::from_secs(5);
+
+    pub(crate) fn new(url: Option<String>) -> KeySource {
+        KeySource { url: Mutex::new(url), keys: Mutex::new((KeySet::default(), None)) }
+    }
+
+    pub(crate) fn set_url(&self, url: &str) {
+        *lock(&self.url) = Some(url.to_owned());
+    }
+
+    /// Verifies `token`, fetching the key set first if it is empty or lacks the token's key.
+    pub(crate) async fn verify(
+        &self,
+        state: &AppState,
+        token: &str,
+        expect: &Expectations,
+    ) -> Result<auth::jwt::Claims, ApiError> {
+        let now_secs = state.clock.now_unix_nanos() / 1_000_000_000;
+        let keys = lock(&self.keys).0.clone();
+        let first = if keys.is_empty() {
+            Err(JwtError::UnknownKey { kid: String::new() })
+        } else {
+            auth::jwt::verify(token, &keys, expect, now_secs)
+        };
+        match first {
+            Err(JwtError::UnknownKey { .. }) => {
+                let recently =
+                    lock(&self.keys).1.is_some_and(|at| at.elapsed() < KeySource::MIN_REFETCH);
+                if recently && !keys.is_empty() {
+                    return Err(invalid_jwt(&JwtError::UnknownKey { kid: String::new() }));
+                }
+                let fresh = self.fetch(state).await?;
+                auth::jwt::verify(token, &fresh, expect, now_secs).map_err(|e| invalid_jwt(&e))
+            }
+            other => other.map_err(|e| invalid_jwt(&e)),
+        }
+    }
+
+    async fn fetch(&self, state: &AppState) -> Result<KeySet, ApiError> {
+        let url = lock(&self.url)
+            .clone()
+            .ok_or_else(|| unavailable("the identity provider's key set URL is not known yet"))?;
+        let body = fetch_json(state, &url).await?;
+        let keys = KeySet::from_json(&body).map_err(|e| {
+            tracing::warn!(url, error = %e, "unusable key set");
+            unavailable(&format!("the key set at `{url}` is unusable: {e}"))
+        })?;
+        *lock(&self.keys) = (keys.clone(), Some(Instant::now()));
+        Ok(keys)
+    }
+}
+
+/// GETs a small JSON document (discovery, JWKS) from an identity provider or proxy.
+pub(crate) async fn fetch_json(state: &AppState, url: &str) -> Result<Vec<u8>, ApiError> {
+    let client = state.http.as_ref().map_err(|e| unavailable(&format!("no HTTP client: {e}")))?;
+    let response = client
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| unavailable(&format!("cannot reach `{url}`: {e}")))?;
+    if !response.status().is_success() {
+        return Err(unavailable(&format!("`{url}` answered {}", response.status())));
+    }
+    crate::outbound::read_capped(response, 1024 * 1024)
+        .await
+        .map_err(|e| unavailable(&format!("reading `{url}`: {e}")))
+}
+
+fn unavailable(message: &str) -> ApiError {
+    tracing::warn!(message, "identity provider unavailable");
+    ApiError::new(ErrorCode::Unavailable, message)
+}
+
+fn invalid_jwt(e: &JwtError) -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, format!("the bearer token is refused: {e}"))
+}
+
+impl Access {
+    pub(crate) fn new(settings: &AccessSettings) -> Access {
+        let (oidc_keys, proxy_keys) = match &settings.mode {
+            AuthMode::None => (None, None),
+            AuthMode::Oidc(_) => (Some(KeySource::new(None)), None),
+            AuthMode::Proxy(proxy) => (None, Some(KeySource::new(Some(proxy.jwks_url.clone())))),
+        };
+        Access {
+            oidc_keys,
+            oidc_discovery: tokio::sync::Mutex::new(None),
+            proxy_keys,
+            last_used: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes the token uses gathered since the last call.
+    pub(crate) fn take_token_uses(&self) -> Vec<(String, u64)> {
+        lock(&self.last_used).drain().collect()
+    }
+
+    /// A token bucket per client address: `per_minute` requests, refilled continuously.
+    fn admit(&self, addr: IpAddr, per_minute: u32) -> bool {
+        let capacity = f64::from(per_minute.max(1));
+        let mut buckets = lock(&self.limiter);
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
+        }
+        let (tokens, at) = buckets.entry(addr).or_insert((capacity, Instant::now()));
+        *tokens = (*tokens + at.elapsed().as_secs_f64() * capacity / 60.0).min(capacity);
+        *at = Instant::now();
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The OIDC discovery document, fetched once (and again after a failure).
+pub(crate) async fn discovery(state: &AppState) -> Result<Discovery, ApiError> {
+    let AuthMode::Oidc(oidc) = &state.settings.access.mode else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "sign-in is not configured on this server (`auth.mode` is not `oidc`)",
+        ));
+    };
+    let mut cached = state.access.oidc_discovery.lock().await;
+    if let Some(found) = cached.as_ref() {
+        return Ok(found.clone());
+    }
+    let url = format!("{}/.well-known/openid-configuration", oidc.issuer.trim_end_matches('/'));
+    let body = fetch_json(state, &url).await?;
+    let found: Discovery = serde_json::from_slice(&body)
+        .map_err(|e| unavailable(&format!("`{url}` is not an OpenID discovery document: {e}")))?;
+    if found.issuer.trim_end_matches('/') != oidc.issuer.trim_end_matches('/') {
+        return Err(unavailable(&format!(
+            "`{url}` names issuer `{}`, not the configured `{}`; set `auth.oidc.issuer` to exactly the provider's issuer",
+            found.issuer, oidc.issuer
+        )));
+    }
+    if let Some(keys) = &state.access.oidc_keys {
+        keys.set_url(&found.jwks_uri);
+    }
+    *cached = Some(found.clone());
+    Ok(found)
+}
+
+/// Who is calling. `Err` only when credentials were offered and are not valid (a missing
+/// credential makes the caller anonymous, and the decision refuses what needs one).
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Principal, Option<store::StoredSession>), ApiError> {
+    let settings = &state.settings.access;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let bearer = match (text(header::AUTHORIZATION.as_str()), text("lightstep-access-token")) {
+        (Some(value), _) => Some(
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::Unauthenticated,
+                        "the `Authorization` header must be `Bearer <token>`",
+                    )
+                })?
+                .trim(),
+        ),
+        (None, lightstep) => lightstep,
+    };
+    if let Some(bearer) = bearer {
+        return bearer_principal(state, bearer).await.map(|p| (p, None));
+    }
+    match &settings.mode {
+        AuthMode::Proxy(proxy) => {
+            if let Some(assertion) = text(&proxy.assertion_header) {
+                let keys = state
+                    .access
+                    .proxy_keys
+                    .as_ref()
+                    .expect("INVARIANT: proxy mode has a key source");
+                let expect = Expectations {
+                    issuer: proxy.issuer.clone(),
+                    audiences: vec![proxy.audience.clone()],
+                    leeway_secs: settings.leeway_secs,
+                };
+                let claims = keys.verify(state, assertion, &expect).await.map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::Unauthenticated,
+                        e.message.replace(
+                            "the bearer token",
+                            &format!("the `{}` assertion", proxy.assertion_header),
+                        ),
+                    )
+                })?;
+                let id = IdentityMapping::person_id(&claims);
+                return Ok((
+                    settings.identity.principal(&id, &settings.identity.groups(&claims)),
+                    None,
+                ));
+            }
+        }
+        AuthMode::Oidc(_) => {
+            if let Some(id) = session_cookie(headers) {
+                let digest: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+                let accounts = state.store.accounts().clone();
+                let now = state.clock.now_unix_nanos();
+                let session = tokio::task::spawn_blocking(move || accounts.session(&digest, now))
+                    .await
+                    .map_err(ApiError::internal)??;
+                if let Some(session) = session {
+                    let stored: SessionPrincipal =
+                        serde_json::from_str(&session.principal).map_err(ApiError::internal)?;
+                    let principal = settings.identity.principal(&stored.id, &stored.groups);
+                    return Ok((principal, Some(session)));
+                }
+            }
+        }
+        AuthMode::None => return Ok((Principal::local(), None)),
+    }
+    Ok((Principal::anonymous(), None))
+}
+
+/// What a session keeps of the person: roles and teams are mapped from the groups at every
+/// request, so a configuration change applies to sessions already open.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SessionPrincipal {
+    pub(crate) id: String,
+    pub(crate) groups: Vec<String>,
+}
+
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+async fn bearer_principal(state: &AppState, bearer: &str) -> Result<Principal, ApiError> {
+    let settings = &state.settings.access;
+    let now = state.clock.now_unix_nanos();
+    if let Some(offered) = auth::token::parse(bearer) {
+        let accounts = state.store.accounts().clone();
+        let prefix = offered.prefix.clone();
+        let stored = tokio::task::spawn_blocking(move || accounts.token(&prefix))
+            .await
+            .map_err(ApiError::internal)??;
+        let Some(stored) =
+            stored.filter(|t| auth::token::digest_matches(&t.secret_sha256, &offered.sha256))
+        else {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "the token is not known to this server",
+            ));
+        };
+        auth::token::check_usable(&stored.prefix, &token_times(&stored), now, crate::api::rfc3339)
+            .map_err(|refusal| ApiError::new(ErrorCode::Unauthenticated, refusal.to_string()))?;
+        lock(&state.access.last_used).insert(stored.prefix.clone(), now);
+        return Ok(token_principal(&stored));
+    }
+    let offered = auth::token::digest(bearer);
+    let configured = settings
+        .configured_tokens
+        .iter()
+        .fold(None, |found, t| if bool::from(t.sha256.ct_eq(&offered)) { Some(t) } else { found });
+    if let Some(token) = configured {
+        return Ok(Principal::token(
+            &format!("config:{}", token.name),
+            BTreeSet::from([token.scope]),
+            None,
+            None,
+        ));
+    }
+    if let (AuthMode::Oidc(oidc), Some(keys)) = (&settings.mode, &state.access.oidc_keys)
+        && bearer.split('.').count() == 3
+    {
+        discovery(state).await?;
+        let mut audiences = vec![oidc.client_id.clone()];
+        audiences.extend(oidc.audiences.iter().cloned());
+        let expect = Expectations {
+            issuer: oidc.issuer.clone(),
+            audiences,
+            leeway_secs: settings.leeway_secs,
+        };
+        let claims = keys.verify(state, bearer, &expect).await?;
+        let id = IdentityMapping::person_id(&claims);
+        return Ok(settings.identity.principal(&id, &settings.identity.groups(&claims)));
+    }
+    Err(ApiError::new(
+        ErrorCode::Unauthenticated,
+        "the token is not valid: it is neither a spanblame API token (`sbt_…`) known here nor one of the configured tokens",
+    ))
+}
+
+pub(crate) fn token_times(token: &StoredToken) -> auth::token::TokenTimes {
+    auth::token::TokenTimes {
+        expires_unix_nanos: token.expires_unix_nanos,
+        revoked_unix_nanos: token.revoked_unix_nanos,
+        superseded_by: token.superseded_by.clone(),
+    }
+}
+
+fn token_principal(token: &StoredToken) -> Principal {
+    let set = |items: &Option<Vec<String>>| {
+        items.as_ref().map(|v| v.iter().cloned().collect::<BTreeSet<_>>())
+    };
+    Principal::token(
+        &format!("token:{}", token.prefix),
+        token.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        set(&token.services),
+        set(&token.environments),
+    )
+}
+
+/// The decision for `need` given the request's headers: for callers outside axum (gRPC).
+pub(crate) async fn check(
+    state: &AppState,
+    headers: &HeaderMap,
+    need: Need,
+    client_addr: &str,
+) -> Result<Caller, ApiError> {
+    let request_id = request_id(headers);
+    let caller = match authenticate(state, headers).await {
+        Ok((principal, session)) => {
+            decide(state, principal, session, need, client_addr, &request_id)
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &caller {
+        let anonymous = Caller {
+            principal: Principal::anonymous(),
+            visibility: Visibility::everything(),
+            session_csrf: None,
+            session: None,
+            client_addr: client_addr.to_owned(),
+            request_id,
+        };
+        let record = anonymous.audit(
+            state.clock.now_unix_nanos(),
+            "otlp.export",
+            "/v1/traces",
+            &refused_outcome(e),
+        );
+        append_audit(state, vec![record]).await?;
+    }
+    caller
+}
+
+fn decide(
+    state: &AppState,
+    principal: Principal,
+    session: Option<store::StoredSession>,
+    need: Need,
+    client_addr: &str,
+    request_id: &str,
+) -> Result<Caller, ApiError> {
+    let policy = &state.policy;
+    match auth::authorize(&principal, need, policy) {
+        Decision::Allow(visibility) => Ok(Caller {
+            principal,
+            visibility,
+            session_csrf: session.as_ref().map(|s| s.csrf_token.clone()),
+            session: session.map(|s| s.id_sha256),
+            client_addr: client_addr.to_owned(),
+            request_id: request_id.to_owned(),
+        }),
+        Decision::Deny(refusal) => Err(ApiError::new(
+            match refusal.kind {
+                RefusalKind::Unauthenticated => ErrorCode::Unauthenticated,
+                RefusalKind::Forbidden => ErrorCode::PermissionDenied,
+            },
+            refusal.reason,
+        )),
+    }
+}
+
+fn refused_outcome(e: &ApiError) -> String {
+    format!("refused {}: {}", e.code.http_status().as_u16(), e.message)
+}
+
+/// Appends audit records; a failure to record refuses the request (fail closed).
+pub(crate) async fn append_audit(
+    state: &AppState,
+    records: Vec<NewAuditRecord>,
+) -> Result<(), ApiError> {
+    let accounts = state.store.accounts().clone();
+    tokio::task::spawn_blocking(move || accounts.append_audit(&records))
+        .await
+        .map_err(ApiError::internal)?
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot write the audit log");
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "the audit log cannot be written; nothing was done",
+            )
+        })
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| auth::random_string(9).unwrap_or_else(|_| "unknown".into()))
+}
+
+fn client_addr(request: &Request) -> (String, Option<IpAddr>) {
+    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => (addr.ip().to_string(), Some(addr.ip())),
+        None => ("unknown".into(), None),
+    }
+}
+
+/// The middleware in front of every route: rate limit, authenticate, authorize, CSRF, then
+/// the handler, then the audit record (written before the response leaves).
+pub(crate) async fn guard(
+    State((state, spec)): State<(Arc<AppState>, RouteSpec)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let (client_addr, ip) = client_addr(&request);
+    let request_id = request_id(request.headers());
+    let resource = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let action = spec.audit.unwrap_or(spec.path);
+    let now = || state.clock.now_unix_nanos();
+
+    if spec.rate_limited
+        && let Some(ip) = ip
+        && !state.access.admit(ip, state.settings.access.rate_limit_per_minute)
+    {
+        let mut response = ApiError::new(
+            ErrorCode::ResourceExhausted,
+            "too many sign-in or token requests from this address; retry in a minute",
+        )
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(60));
+        return finish(response, &request_id);
+    }
+
+    let (who, caller) = if spec.need == Need::Public {
+        let caller = Caller {
+            principal: Principal::anonymous(),
+            visibility: Visibility::everything(),
+            session_csrf: None,
+            session: None,
+            client_addr: client_addr.clone(),
+            request_id: request_id.clone(),
+        };
+        ("anonymous".to_owned(), Ok(caller))
+    } else {
+        match authenticate(&state, request.headers()).await {
+            Ok((principal, session)) => (
+                principal.id.clone(),
+                decide(&state, principal, session, spec.need, &client_addr, &request_id),
+            ),
+            Err(e) => ("anonymous (invalid credentials)".to_owned(), Err(e)),
+        }
+    };
+    let caller = caller.and_then(|caller| check_csrf(caller, &request));
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(error) => {
+            let record = NewAuditRecord {
+                time_unix_nanos: now(),
+                principal: who,
+                action: action.to_owned(),
+                resource,
+                outcome: refused_outcome(&error),
+                client_addr,
+                request_id: request_id.clone(),
+            };
+            let response = match append_audit(&state, vec![record]).await {
+                // OTLP clients get OTLP's error shape.
+                Ok(()) if spec.need == Need::Ingest => {
+                    crate::otlp_http::refusal(&error, request.headers())
+                }
+                Ok(()) => error.into_response(),
+                Err(audit_error) => audit_error.into_response(),
+            };
+            return finish(response, &request_id);
+        }
+    };
+
+    request.extensions_mut().insert(caller.clone());
+    let response = next.run(request).await;
+    let status = response.status();
+    let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    if spec.audit.is_some() || refused {
+        let outcome = if status.is_success() || status.is_redirection() {
+            format!("ok {}", status.as_u16())
+        } else {
+            format!("failed {}", status.as_u16())
+        };
+        let outcome = if refused { format!("refused {}", status.as_u16()) } else { outcome };
+        if let Err(audit_error) =
+            append_audit(&state, vec![caller.audit(now(), action, &resource, &outcome)]).await
+        {
+            return finish(audit_error.into_response(), &request_id);
+        }
+    }
+    finish(response, &request_id)
+}
+
+/// A browser session's state-changing request must echo the session's CSRF token (bearer
+/// tokens and proxy assertions are not sent by browsers on their own, so they need none).
+fn check_csrf(caller: Caller, request: &Request) -> Result<Caller, ApiError> {
+    let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    match &caller.session_csrf {
+        Some(expected) if changes_state => {
+            let offered =
+                request.headers().get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+            if bool::from(offered.ct_eq(expected.as_bytes())) {
+                Ok(caller)
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "a browser session must send its CSRF token in `{CSRF_HEADER}` (from `GET /auth/me`) on requests that change anything"
+                    ),
+                ))
+            }
+        }
+        _ => Ok(caller),
+    }
+}
+
+fn finish(mut response: Response, request_id: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Security headers on every response of the main address.
+pub(crate) async fn security_headers(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+        ("cross-origin-opener-policy", "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.settings.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // INVARIANT: nothing panics while holding these locks except on a bug; keep serving.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
