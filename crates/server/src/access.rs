@@ -216,21 +216,51 @@ pub(crate) struct Discovery {
 }
 
 /// A JWKS fetched from a URL, fetched again when a token names a key it does not hold (the
-/// issuer rotated its keys), at most every [`KeySource::MIN_REFETCH`].
+/// issuer rotated its keys): at once for a key id not asked about before, else at most every
+/// [`KeySource::MIN_REFETCH`]; never more than [`KeySource::MAX_FETCHES_PER_MINUTE`], so
+/// tokens with made-up key ids cannot make spanblame hammer the provider.
 pub(crate) struct KeySource {
     url: Mutex<Option<String>>,
-    keys: Mutex<(KeySet, Option<Instant>)>,
+    keys: Mutex<Fetched>,
+}
+
+#[derive(Default)]
+struct Fetched {
+    keys: KeySet,
+    /// When each recent fetch happened (the last minute's).
+    fetches: Vec<Instant>,
+    /// Key ids that already caused a fetch.
+    asked: Vec<String>,
 }
 
 impl KeySource {
     const MIN_REFETCH: Duration = Duration::from_secs(5);
+    const MAX_FETCHES_PER_MINUTE: usize = 12;
 
     pub(crate) fn new(url: Option<String>) -> KeySource {
-        KeySource { url: Mutex::new(url), keys: Mutex::new((KeySet::default(), None)) }
+        KeySource { url: Mutex::new(url), keys: Mutex::new(Fetched::default()) }
     }
 
     pub(crate) fn set_url(&self, url: &str) {
         *lock(&self.url) = Some(url.to_owned());
+    }
+
+    /// Whether a token naming the unknown `kid` may trigger a fetch now (and records it).
+    fn may_fetch(&self, kid: &str) -> bool {
+        let mut fetched = lock(&self.keys);
+        fetched.fetches.retain(|at| at.elapsed() < Duration::from_secs(60));
+        let last = fetched.fetches.last().map(Instant::elapsed);
+        let new_kid = !fetched.asked.iter().any(|k| k == kid);
+        let allowed = fetched.keys.is_empty()
+            || (fetched.fetches.len() < KeySource::MAX_FETCHES_PER_MINUTE
+                && (new_kid || last.is_none_or(|since| since >= KeySource::MIN_REFETCH)));
+        if allowed && new_kid {
+            if fetched.asked.len() >= 64 {
+                fetched.asked.remove(0);
+            }
+            fetched.asked.push(kid.to_owned());
+        }
+        allowed
     }
 
     /// Verifies `token`, fetching the key set first if it is empty or lacks the token's key.
@@ -241,18 +271,16 @@ impl KeySource {
         expect: &Expectations,
     ) -> Result<auth::jwt::Claims, ApiError> {
         let now_secs = state.clock.now_unix_nanos() / 1_000_000_000;
-        let keys = lock(&self.keys).0.clone();
+        let keys = lock(&self.keys).keys.clone();
         let first = if keys.is_empty() {
             Err(JwtError::UnknownKey { kid: String::new() })
         } else {
             auth::jwt::verify(token, &keys, expect, now_secs)
         };
         match first {
-            Err(JwtError::UnknownKey { .. }) => {
-                let recently =
-                    lock(&self.keys).1.is_some_and(|at| at.elapsed() < KeySource::MIN_REFETCH);
-                if recently && !keys.is_empty() {
-                    return Err(invalid_jwt(&JwtError::UnknownKey { kid: String::new() }));
+            Err(JwtError::UnknownKey { kid }) => {
+                if !self.may_fetch(&kid) {
+                    return Err(invalid_jwt(&JwtError::UnknownKey { kid }));
                 }
                 let fresh = self.fetch(state).await?;
                 auth::jwt::verify(token, &fresh, expect, now_secs).map_err(|e| invalid_jwt(&e))
@@ -270,7 +298,9 @@ impl KeySource {
             tracing::warn!(url, error = %e, "unusable key set");
             unavailable(&format!("the key set at `{url}` is unusable: {e}"))
         })?;
-        *lock(&self.keys) = (keys.clone(), Some(Instant::now()));
+        let mut fetched = lock(&self.keys);
+        fetched.keys = keys.clone();
+        fetched.fetches.push(Instant::now());
         Ok(keys)
     }
 }

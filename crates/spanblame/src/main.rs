@@ -1,7 +1,9 @@
-//! The `spanblame` command: starts the server (`serve`), reports deploys from CI (`deploy`)
-//! and checks configuration (`check-config`). Configuration loading lives in `config.rs`, the
+//! The `spanblame` command: starts the server (`serve`), reports deploys from CI (`deploy`),
+//! manages tokens (`token`), checks the audit log (`audit`) and checks configuration
+//! (`check-config`). Configuration loading lives in `config.rs`, the
 //! deploy client in `deploy.rs`; everything else is in the library crates. Errors here carry context naming the file, address or key involved.
 
+mod admin;
 mod config;
 mod deploy;
 
@@ -49,6 +51,12 @@ enum Command {
     /// version (an inferred deploy, which this report merges with).
     #[command(disable_version_flag = true)]
     Deploy(deploy::DeployArgs),
+    /// Manage API tokens: create, list (`--stale`), rotate, revoke.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// Check (`verify`) or export (`export --since`) the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
     /// Validate the configuration (file and SPANBLAME_* variables) and print what would run.
     ///
     /// Exits non-zero and names the key, the problem and the fix when something is wrong.
@@ -89,6 +97,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     match cli.command {
         Command::Deploy(args) => deploy::run(&args),
+        Command::Token(command) => admin::run_token(command),
+        Command::Audit(command) => admin::run_audit(command),
         Command::CheckConfig { common } => {
             let config = config::load(common.config.as_deref(), &env)?;
             let resolved = config::resolve(&config, &env)?;

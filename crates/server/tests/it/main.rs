@@ -3,6 +3,7 @@
 //! without sleeping. (End-to-end tests with real clients over sockets live in
 //! `crates/spanblame/tests`.)
 
+mod access;
 mod detection;
 mod hooks;
 mod mirrors;

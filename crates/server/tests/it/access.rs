@@ -1,0 +1,524 @@
+//! Access end to end through the router: identity-aware-proxy assertions verified against a
+//! JWKS served over HTTP (valid, missing, unsigned, wrongly signed, rotated keys); the route ×
+//! principal table over every route the server exposes; redaction of other teams' spans in a
+//! shared trace and in search; CSRF and security headers; token restrictions; the audit trail.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use auth::{IdentityMapping, Need};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use model::ForgeKind;
+use serde_json::{Value, json};
+use server::{
+    AccessSettings, AuthMode, ChangeSettings, Integration, ProxySettings, ServiceOwnership,
+};
+
+use crate::support::{SECOND, T0, TestApp};
+
+const HEADER: &str = "x-pomerium-jwt-assertion";
+const ISSUER: &str = "proxy.example.test";
+const AUDIENCE: &str = "spanblame.example.test";
+// Two Ed25519 keys: PKCS#8 DER (base64) and the public `x`. The first is RFC 8037's example.
+const KEY_A: (&str, &str) = (
+    "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g",
+    "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+);
+const KEY_B: (&str, &str) = (
+    "MC4CAQAwBQYDK2VwBCIEIHEBLyCoa8eswPmn3wnuZgnD1rIu4Ttv4ALEXvBoGZP0",
+    "6NStxYFxHhPxxApRPEoNWrpE7H2SH0QQWWx4BAv_xa0",
+);
+const SECRET: &str = "webhook-secret-for-tests";
+
+fn jwk(kid: &str, key: (&str, &str)) -> Value {
+    json!({"kty": "OKP", "crv": "Ed25519", "x": key.1, "kid": kid, "alg": "EdDSA", "use": "sig"})
+}
+
+/// A JWKS document served over HTTP on loopback, replaceable (key rotation).
+struct JwksServer {
+    url: String,
+    keys: Arc<Mutex<Value>>,
+}
+
+impl JwksServer {
+    async fn start(keys: Value) -> JwksServer {
+        let keys = Arc::new(Mutex::new(keys));
+        let served = Arc::clone(&keys);
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let served = Arc::clone(&served);
+                async move { axum::Json(served.lock().unwrap().clone()) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        JwksServer { url, keys }
+    }
+}
+
+fn sign(key: (&str, &str), kid: &str, claims: &Value) -> String {
+    let header = Header { kid: Some(kid.into()), ..Header::new(Algorithm::EdDSA) };
+    let der = STANDARD.decode(key.0).unwrap();
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&der)).unwrap()
+}
+
+fn assertion_claims(email: &str, groups: &[&str]) -> Value {
+    let now = T0 / SECOND;
+    json!({"iss": ISSUER, "aud": AUDIENCE, "sub": email, "email": email, "groups": groups,
+           "iat": now, "exp": now + 300})
+}
+
+async fn proxy_app(jwks: &JwksServer) -> TestApp {
+    let changes = ChangeSettings {
+        integrations: vec![Integration {
+            name: "gh".into(),
+            kind: ForgeKind::Github,
+            secret: SECRET.as_bytes().to_vec(),
+            api_url: None,
+            api_token: None,
+        }],
+        services: ["checkout", "cart"]
+            .into_iter()
+            .map(|s| (s, "payments"))
+            .chain([("search", "discovery")])
+            .map(|(service, team)| ServiceOwnership {
+                service: service.into(),
+                repository: None,
+                path_prefix: None,
+                team: Some(team.into()),
+            })
+            .collect(),
+        ..ChangeSettings::default()
+    };
+    let access = AccessSettings {
+        mode: AuthMode::Proxy(ProxySettings {
+            assertion_header: HEADER.into(),
+            jwks_url: jwks.url.clone(),
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        }),
+        ingest_open: false,
+        deploys_open: false,
+        identity: IdentityMapping {
+            groups_claim: "groups".into(),
+            admin_groups: vec!["sre-admins".into()],
+            oncall_lead_groups: vec!["oncall-leads".into()],
+            auditor_groups: vec!["security".into()],
+            teams: vec![
+                ("payments".into(), vec!["payments-eng".into()]),
+                ("discovery".into(), vec!["search-eng".into()]),
+            ],
+        },
+        ..AccessSettings::default()
+    };
+    TestApp::with_settings(changes, access)
+}
+
+/// Who sends a request: a proxy assertion, a bearer token, or nothing.
+#[derive(Clone)]
+enum As {
+    Nobody,
+    Assertion(String),
+    Bearer(String),
+}
+
+async fn send(
+    app: &TestApp,
+    who: &As,
+    method: &str,
+    path: &str,
+    body: Option<(Vec<(String, String)>, Vec<u8>)>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    match who {
+        As::Nobody => {}
+        As::Assertion(jwt) => request = request.header(HEADER, jwt),
+        As::Bearer(token) => request = request.header("authorization", format!("Bearer {token}")),
+    }
+    let body = match body {
+        Some((headers, bytes)) => {
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            Body::from(bytes)
+        }
+        None if method == "POST" => {
+            request = request.header("content-type", "application/json");
+            Body::from("{}")
+        }
+        None => Body::empty(),
+    };
+    app.send(request.body(body).unwrap()).await
+}
+
+async fn create_token(
+    app: &TestApp,
+    admin: &As,
+    scopes: &[&str],
+    services: Option<&[&str]>,
+) -> String {
+    let body = json!({"name": format!("test-{}", scopes.join("-")), "scopes": scopes, "services": services});
+    let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    let (status, answer) =
+        send(app, admin, "POST", "/api/v1/tokens", Some((headers, body.to_string().into_bytes())))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    answer["secret"].as_str().unwrap().to_owned()
+}
+
+/// Exports spans of several services in one trace (the caller must be allowed to ingest).
+async fn export(
+    app: &TestApp,
+    token: &As,
+    trace_id: &str,
+    spans: &[(&str, &str, &str, Option<&str>)],
+) -> Value {
+    let resource_spans: Vec<Value> = spans
+        .iter()
+        .map(|(service, span_id, name, parent)| {
+            json!({
+                "resource": {"attributes": [
+                    {"key": "service.name", "value": {"stringValue": service}},
+                    {"key": "deployment.environment.name", "value": {"stringValue": "prod"}},
+                ]},
+                "scopeSpans": [{"spans": [{
+                    "traceId": trace_id, "spanId": span_id, "parentSpanId": parent.unwrap_or(""),
+                    "name": name, "kind": 2,
+                    "startTimeUnixNano": (T0 - 60 * SECOND).to_string(),
+                    "endTimeUnixNano": (T0 - 59 * SECOND).to_string(),
+                    "attributes": [{"key": "customer.id", "value": {"stringValue": format!("secret-of-{service}")}}],
+                }]}],
+            })
+        })
+        .collect();
+    let body = json!({"resourceSpans": resource_spans}).to_string().into_bytes();
+    let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    let (status, answer) = send(app, token, "POST", "/v1/traces", Some((headers, body))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer
+}
+
+#[tokio::test]
+async fn proxy_assertions_are_verified_and_bare_or_forged_ones_refused() {
+    let jwks = JwksServer::start(json!({"keys": [jwk("a", KEY_A)]})).await;
+    let app = proxy_app(&jwks).await;
+    let alice = assertion_claims("alice@example.test", &["payments-eng"]);
+
+    let valid = As::Assertion(sign(KEY_A, "a", &alice));
+    let (status, me) = send(&app, &valid, "GET", "/auth/me", None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["id"], "alice@example.test");
+    assert_eq!(me["teams"], json!(["payments"]));
+
+    // Missing, a bare user header, unsigned (`alg: none`), signed by an unknown key, signed by
+    // the right key for another audience, expired: all 401.
+    let (status, body) = send(&app, &As::Nobody, "GET", "/api/v1/services", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let bare = Request::get("/api/v1/services").header("x-forwarded-user", "alice@example.test");
+    assert_eq!(app.send(bare.body(Body::empty()).unwrap()).await.0, StatusCode::UNAUTHORIZED);
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"a"}"#),
+        URL_SAFE_NO_PAD.encode(alice.to_string())
+    );
+    let (status, body) =
+        send(&app, &As::Assertion(unsigned), "GET", "/api/v1/services", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("`none` is not accepted"),
+        "{body}"
+    );
+    let forged = sign(KEY_B, "a", &alice);
+    let (status, body) = send(&app, &As::Assertion(forged), "GET", "/api/v1/services", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error"]["message"].as_str().unwrap().contains("signature"), "{body}");
+    let mut other_audience = alice.clone();
+    other_audience["aud"] = json!("grafana.example.test");
+    let (status, _) = send(
+        &app,
+        &As::Assertion(sign(KEY_A, "a", &other_audience)),
+        "GET",
+        "/api/v1/services",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.clock.set(T0 + 300 * SECOND + 61 * SECOND);
+    let (status, body) = send(&app, &valid, "GET", "/api/v1/services", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    app.clock.set(T0);
+
+    // The proxy rotates to key B: an assertion with the new `kid` makes spanblame fetch the
+    // key set again.
+    *jwks.keys.lock().unwrap() = json!({"keys": [jwk("b", KEY_B)]});
+    let rotated = As::Assertion(sign(KEY_B, "b", &alice));
+    assert_eq!(send(&app, &rotated, "GET", "/api/v1/services", None).await.0, StatusCode::OK);
+
+    // Every refusal is in the audit log, which still verifies.
+    let records = app.store.accounts().audit_records(0, 0, 1000).unwrap();
+    let refused = records.iter().filter(|r| r.outcome.starts_with("refused 401")).count();
+    assert!(refused >= 6, "{records:#?}");
+    assert_eq!(app.store.accounts().verify_audit().unwrap(), Ok(records.len() as u64));
+}
+
+/// One request per route that the guard lets through when it should.
+fn concrete(path: &str) -> String {
+    path.replace("{trace_id}", "0af7651916cd43dd8448eb211c80319c")
+        .replace("{sha}", "0123456789abcdef0123456789abcdef01234567")
+        .replace("{id}", "1")
+        .replace("{action}", "acknowledge")
+        .replace("{prefix}", "00000000")
+        .replace("{kind}", "github")
+        .replace("{integration}", "gh")
+}
+
+#[tokio::test]
+async fn every_route_decides_for_every_kind_of_caller() {
+    let jwks = JwksServer::start(json!({"keys": [jwk("a", KEY_A)]})).await;
+    let app = proxy_app(&jwks).await;
+    let person = |email: &str, groups: &[&str]| {
+        As::Assertion(sign(KEY_A, "a", &assertion_claims(email, groups)))
+    };
+    let admin = person("root@example.test", &["sre-admins"]);
+    let mut callers: Vec<(&str, As)> = vec![
+        ("anon", As::Nobody),
+        ("eng", person("eve@example.test", &["payments-eng"])),
+        ("lead", person("lea@example.test", &["oncall-leads"])),
+        ("admin", admin.clone()),
+        ("audit", person("sam@example.test", &["security"])),
+    ];
+    for (name, scopes) in [
+        ("ingest", &["ingest"][..]),
+        ("read", &["read"]),
+        ("deploy", &["deploy"]),
+        ("hook", &["webhook"]),
+        ("admtok", &["admin"]),
+    ] {
+        callers.push((name, As::Bearer(create_token(&app, &admin, scopes, None).await)));
+    }
+
+    // `A`: let through (the handler answers, with anything but 401/403); `1`: 401; `3`: 403.
+    let expected: BTreeMap<&str, &str> = [
+        ("GET /healthz", "A A A A A A A A A A"),
+        ("GET /readyz", "A A A A A A A A A A"),
+        ("GET /metrics", "A A A A A A A A A A"),
+        ("GET /auth/login", "A A A A A A A A A A"),
+        ("GET /auth/callback", "A A A A A A A A A A"),
+        ("GET /auth/me", "1 A A A A A A A A A"),
+        ("POST /auth/logout", "1 A A A A A A A A A"),
+        ("GET /api/v1/services", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/v1/traces", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/v1/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/v1/deploys", "1 A A A A 3 A 3 3 A"),
+        ("POST /api/v1/deploys", "1 3 3 3 3 3 3 A 3 3"),
+        ("GET /api/v1/commits/{sha}/impact", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/v1/findings", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/v1/findings/{id}", "1 A A A A 3 A 3 3 A"),
+        ("POST /api/v1/findings/{id}/{action}", "1 A A A A 3 3 3 3 A"),
+        ("GET /api/v1/tokens", "1 3 3 A 3 3 3 3 3 A"),
+        ("POST /api/v1/tokens", "1 3 3 A 3 3 3 3 3 A"),
+        ("POST /api/v1/tokens/{prefix}/rotate", "1 3 3 A 3 3 3 3 3 A"),
+        ("POST /api/v1/tokens/{prefix}/revoke", "1 3 3 A 3 3 3 3 3 A"),
+        ("GET /api/v1/audit", "1 3 3 A A 3 3 3 3 A"),
+        ("GET /api/v1/audit/verify", "1 3 3 A A 3 3 3 3 A"),
+        // Signed by the forge: anyone may deliver; a bearer token must have `webhook`.
+        ("POST /hooks/{kind}/{integration}", "A A A A A 3 3 3 A 3"),
+        ("POST /v1/traces", "1 3 3 3 3 A 3 3 3 3"),
+    ]
+    .into_iter()
+    .collect();
+
+    let table = server::route_table();
+    let grpc = server::OTLP_GRPC_ROUTE;
+    assert_eq!(
+        grpc.need,
+        Need::Ingest,
+        "OTLP/gRPC is checked like OTLP/HTTP (crates/spanblame/tests)"
+    );
+    let http: Vec<_> = table.iter().filter(|r| **r != grpc).collect();
+    let names: Vec<String> = http.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    for name in &names {
+        assert!(
+            expected.contains_key(name.as_str()),
+            "route `{name}` has no row in this table: add one"
+        );
+    }
+    assert_eq!(
+        names.len(),
+        expected.len(),
+        "rows for routes that no longer exist: {:?}",
+        expected.keys()
+    );
+
+    let mut failures = Vec::new();
+    for route in http {
+        let name = format!("{} {}", route.method, route.path);
+        let path = concrete(route.path);
+        for ((who, caller), want) in callers.iter().zip(expected[name.as_str()].split(' ')) {
+            let body = match route.path {
+                "/hooks/{kind}/{integration}" => {
+                    let (headers, body) = forge::signed_delivery(
+                        ForgeKind::Github,
+                        SECRET,
+                        "ping",
+                        "d-1",
+                        br#"{"zen":"hi","hook_id":1}"#,
+                    );
+                    Some((headers, body))
+                }
+                "/v1/traces" => {
+                    Some((vec![("content-type".into(), "application/json".into())], b"{}".to_vec()))
+                }
+                _ => None,
+            };
+            let (status, answer) = send(&app, caller, route.method, &path, body).await;
+            let got = match status {
+                StatusCode::UNAUTHORIZED => "1",
+                StatusCode::FORBIDDEN => "3",
+                _ => "A",
+            };
+            if got != want {
+                failures.push(format!("{name} as {who}: expected {want}, got {status} {answer}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn engineers_see_other_teams_spans_only_as_redacted_stubs() {
+    let jwks = JwksServer::start(json!({"keys": [jwk("a", KEY_A)]})).await;
+    let app = proxy_app(&jwks).await;
+    let admin =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("root@example.test", &["sre-admins"])));
+    let ingest = As::Bearer(create_token(&app, &admin, &["ingest"], None).await);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    export(
+        &app,
+        &ingest,
+        trace,
+        &[
+            ("checkout", "00f067aa0ba902b7", "POST /cart", None),
+            ("search", "00f067aa0ba902b8", "SELECT products", Some("00f067aa0ba902b7")),
+        ],
+    )
+    .await;
+    export(
+        &app,
+        &ingest,
+        "5bf92f3577b34da6a3ce929d0e0e4736",
+        &[("search", "10f067aa0ba902b9", "GET /search", None)],
+    )
+    .await;
+
+    let eve =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("eve@example.test", &["payments-eng"])));
+    let (status, view) = send(&app, &eve, "GET", &format!("/api/v1/traces/{trace}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let spans = view["spans"].as_array().unwrap();
+    let own = spans.iter().find(|s| s["service"] == "checkout").unwrap();
+    assert_eq!(own["attributes"]["customer.id"], "secret-of-checkout");
+    let stub = spans.iter().find(|s| s["service"] == "search").unwrap();
+    assert_eq!(stub["redacted"], true);
+    assert_eq!(stub["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(stub["duration_ms"], 1000.0);
+    for hidden in
+        ["name", "operation", "attributes", "events", "links", "resource", "change", "version"]
+    {
+        assert!(stub.get(hidden).is_none(), "`{hidden}` leaked: {stub}");
+    }
+    assert!(!view.to_string().contains("secret-of-search") && !view.to_string().contains("SELECT"));
+
+    // A trace only another team has spans in does not exist for her; search and the service
+    // list leave the other team out, counts included.
+    let (status, _) =
+        send(&app, &eve, "GET", "/api/v1/traces/5bf92f3577b34da6a3ce929d0e0e4736", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, found) =
+        send(&app, &eve, "GET", "/api/v1/traces?start=2025-12-31T00:00:00Z", None).await;
+    let traces = found["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 1, "{found}");
+    assert_eq!(traces[0]["matched_spans"].as_array().unwrap().len(), 1);
+    let (_, found) =
+        send(&app, &eve, "GET", "/api/v1/traces?service=search&start=2025-12-31T00:00:00Z", None)
+            .await;
+    assert_eq!(found["traces"], json!([]));
+    let (_, services) = send(&app, &eve, "GET", "/api/v1/services", None).await;
+    let names: Vec<&str> = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["checkout"]);
+
+    // An on-call lead sees everything in full.
+    let lea =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("lea@example.test", &["oncall-leads"])));
+    let (_, view) = send(&app, &lea, "GET", &format!("/api/v1/traces/{trace}"), None).await;
+    assert!(view["spans"].as_array().unwrap().iter().all(|s| s.get("redacted").is_none()));
+
+    // A token restricted to `cart` may send only cart's spans: the rest is rejected in
+    // `partial_success`.
+    let cart_only = As::Bearer(create_token(&app, &admin, &["ingest"], Some(&["cart"])).await);
+    let answer = export(
+        &app,
+        &cart_only,
+        "6bf92f3577b34da6a3ce929d0e0e4736",
+        &[
+            ("cart", "20f067aa0ba902b1", "GET /cart", None),
+            ("search", "20f067aa0ba902b2", "GET /search", None),
+        ],
+    )
+    .await;
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"], 1, "{answer}");
+    assert!(
+        answer["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("only for services cart")
+    );
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers_and_sign_in_is_rate_limited() {
+    let app = TestApp::new();
+    let response = {
+        use tower::ServiceExt;
+        server::router(Arc::clone(&app.state))
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    };
+    let headers = response.headers();
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(!headers["content-security-policy"].to_str().unwrap().contains("unsafe-inline"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(headers.contains_key("x-request-id"));
+
+    // Sign-in and token endpoints: a bucket per client address.
+    let limited = TestApp::with_settings(
+        ChangeSettings::default(),
+        AccessSettings { rate_limit_per_minute: 3, ..AccessSettings::default() },
+    );
+    let from = |ip: [u8; 4]| {
+        let mut request = Request::get("/api/v1/tokens").body(Body::empty()).unwrap();
+        let addr = std::net::SocketAddr::from((ip, 40000));
+        request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        request
+    };
+    for _ in 0..3 {
+        assert_eq!(limited.send(from([10, 0, 0, 1])).await.0, StatusCode::OK);
+    }
+    let (status, body) = limited.send(from([10, 0, 0, 1])).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(limited.send(from([10, 0, 0, 2])).await.0, StatusCode::OK, "per address");
+}

@@ -1,0 +1,322 @@
+//! `spanblame token …` and `spanblame audit …`: token management against a running server's
+//! admin API (or, to bootstrap the first admin token, directly in a data directory), and the
+//! audit log's verification and export, read straight from the data directory so they work
+//! whether or not the server runs.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Server {
+    /// The spanblame server (`http://host:port`).
+    #[arg(long, env = "SPANBLAME_SERVER", default_value = "http://127.0.0.1:7420")]
+    server: String,
+    /// A token with the `admin` scope, or an admin's OIDC token (not needed without sign-in).
+    #[arg(long, env = "SPANBLAME_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token; its secret is printed once, on standard output.
+    Create {
+        #[command(flatten)]
+        server: Server,
+        /// What the token is for (`otel-collector-eu`, `ci-deploys`).
+        #[arg(long)]
+        name: String,
+        /// Scopes: ingest, deploy, webhook, read, admin (repeat or separate with commas).
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Only these services (repeat or separate with commas); default: all.
+        #[arg(long = "service", value_delimiter = ',')]
+        services: Vec<String>,
+        /// Only these environments; default: all.
+        #[arg(long = "environment", value_delimiter = ',')]
+        environments: Vec<String>,
+        /// Lifetime, e.g. `90d` (the default), `12h`.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Write the token straight into this data directory instead of asking a server: the
+        /// way to create the first admin token of a server with sign-in.
+        #[arg(long, value_name = "DIR", conflicts_with = "expires_in")]
+        data_dir: Option<PathBuf>,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        server: Server,
+        /// Only live tokens unused for 30 days or created more than 90 days ago.
+        #[arg(long)]
+        stale: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new secret for a token; the old one stays valid for the grace window.
+    Rotate {
+        #[command(flatten)]
+        server: Server,
+        /// The token's prefix (8 hex digits, as `list` shows).
+        prefix: String,
+        /// How long the old secret stays valid, e.g. `24h` (the default), `0s`.
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        #[command(flatten)]
+        server: Server,
+        prefix: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Walk the hash chain; exit non-zero and name the first broken record if it was edited,
+    /// or records were inserted or deleted.
+    Verify {
+        /// The server's data directory.
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "SPANBLAME_STORAGE_DATA_DIR",
+            default_value = "./spanblame-data"
+        )]
+        data_dir: PathBuf,
+    },
+    /// Write audit records as JSON Lines to standard output.
+    Export {
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "SPANBLAME_STORAGE_DATA_DIR",
+            default_value = "./spanblame-data"
+        )]
+        data_dir: PathBuf,
+        /// Only records at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+}
+
+fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")?;
+    let url = format!("{}{path}", server.server.trim_end_matches('/'));
+    let mut request = match method {
+        "POST" => client.post(&url),
+        _ => client.get(&url),
+    };
+    if let Some(token) = &server.token {
+        request = request.bearer_auth(token.trim());
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response =
+        request.send().with_context(|| format!("cannot reach the spanblame server at `{url}`"))?;
+    let status = response.status();
+    let text = response.text().unwrap_or_default();
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = json["error"]["message"].as_str().unwrap_or(text.as_str());
+        bail!("the server refused ({status}): {message}");
+    }
+    Ok(json)
+}
+
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.write_all(b"\n"))
+        .context("writing to standard output")
+}
+
+pub(crate) fn run_token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            server,
+            name,
+            scopes,
+            services,
+            environments,
+            expires_in,
+            data_dir,
+        } => {
+            let optional = |items: Vec<String>| (!items.is_empty()).then_some(items);
+            if let Some(dir) = data_dir {
+                return create_local(
+                    &dir,
+                    &name,
+                    &scopes,
+                    optional(services),
+                    optional(environments),
+                );
+            }
+            let answer = call(
+                &server,
+                "POST",
+                "/api/v1/tokens",
+                Some(json!({"name": name, "scopes": scopes, "services": optional(services),
+                            "environments": optional(environments), "expires_in": expires_in})),
+            )?;
+            tracing::info!(prefix = %answer["token"]["prefix"].as_str().unwrap_or(""), expires_at = %answer["token"]["expires_at"].as_str().unwrap_or(""), "token created; its secret is shown only now");
+            out(answer["secret"].as_str().unwrap_or_default())
+        }
+        TokenCommand::List { server, stale, json } => {
+            let answer = call(
+                &server,
+                "GET",
+                if stale { "/api/v1/tokens?stale=true" } else { "/api/v1/tokens" },
+                None,
+            )?;
+            if json {
+                return out(&serde_json::to_string_pretty(&answer["tokens"]).unwrap_or_default());
+            }
+            let mut lines = vec![format!(
+                "{:<10} {:<20} {:<22} {:<9} {:<20} {:<20}",
+                "PREFIX", "NAME", "SCOPES", "STATUS", "EXPIRES", "LAST USED"
+            )];
+            for token in answer["tokens"].as_array().into_iter().flatten() {
+                let scopes: Vec<&str> = token["scopes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let short = |v: &Value| {
+                    v.as_str().map_or("never".to_owned(), |t| t.chars().take(19).collect())
+                };
+                lines.push(format!(
+                    "{:<10} {:<20} {:<22} {:<9} {:<20} {:<20}",
+                    token["prefix"].as_str().unwrap_or(""),
+                    token["name"].as_str().unwrap_or(""),
+                    scopes.join(","),
+                    token["status"].as_str().unwrap_or(""),
+                    short(&token["expires_at"]),
+                    short(&token["last_used_at"]),
+                ));
+            }
+            out(&lines.join("\n"))
+        }
+        TokenCommand::Rotate { server, prefix, grace } => {
+            let body = grace.map(|g| json!({"grace": g})).unwrap_or_else(|| json!({}));
+            let answer =
+                call(&server, "POST", &format!("/api/v1/tokens/{prefix}/rotate"), Some(body))?;
+            tracing::info!(
+                new_prefix = %answer["token"]["prefix"].as_str().unwrap_or(""),
+                old_valid_until = %answer["previous"]["valid_until"].as_str().unwrap_or(""),
+                "token rotated; the new secret is shown only now"
+            );
+            out(answer["secret"].as_str().unwrap_or_default())
+        }
+        TokenCommand::Revoke { server, prefix } => {
+            let answer = call(&server, "POST", &format!("/api/v1/tokens/{prefix}/revoke"), None)?;
+            tracing::info!(prefix = %prefix, revoked_at = %answer["token"]["revoked_at"].as_str().unwrap_or(""), "token revoked");
+            Ok(())
+        }
+    }
+}
+
+/// Creates a token in a data directory (the server may be running: SQLite serialises).
+fn create_local(
+    dir: &std::path::Path,
+    name: &str,
+    scopes: &[String],
+    services: Option<Vec<String>>,
+    environments: Option<Vec<String>>,
+) -> anyhow::Result<()> {
+    for scope in scopes {
+        if auth::Scope::parse(scope).is_none() {
+            bail!("unknown scope `{scope}`; use ingest, deploy, webhook, read or admin");
+        }
+    }
+    let accounts =
+        store::Accounts::open(dir).with_context(|| format!("opening `{}`", dir.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let secret = auth::token::generate().context("no random source")?;
+    let who = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+    accounts.insert_token(&store::StoredToken {
+        prefix: secret.prefix.clone(),
+        name: name.to_owned(),
+        secret_sha256: secret.sha256.to_vec(),
+        scopes: scopes.to_vec(),
+        services,
+        environments,
+        created_unix_nanos: now,
+        created_by: who.clone(),
+        expires_unix_nanos: now + 90 * 24 * 3600 * 1_000_000_000,
+        last_used_unix_nanos: None,
+        revoked_unix_nanos: None,
+        superseded_by: None,
+        rotated_from: None,
+    })?;
+    accounts.append_audit(&[store::NewAuditRecord {
+        time_unix_nanos: now,
+        principal: who,
+        action: "token.create".into(),
+        resource: format!("token/{}", secret.prefix),
+        outcome: "ok: created from the data directory".into(),
+        client_addr: "local".into(),
+        request_id: "cli".into(),
+    }])?;
+    tracing::info!(prefix = %secret.prefix, "token created in the data directory; its secret is shown only now");
+    out(&secret.secret)
+}
+
+pub(crate) fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify { data_dir } => {
+            let accounts = store::Accounts::open(&data_dir)
+                .with_context(|| format!("opening `{}`", data_dir.display()))?;
+            match accounts.verify_audit()? {
+                Ok(records) => out(&format!("audit log intact: {records} records verified")),
+                Err(broken) => bail!("the audit log was tampered with: {broken}"),
+            }
+        }
+        AuditCommand::Export { data_dir, since } => {
+            let since = match since {
+                Some(text) => {
+                    let time: jiff::Timestamp = text.parse().with_context(|| {
+                        format!("`--since` = `{text}` is not an RFC 3339 time such as `2026-11-01T00:00:00Z`")
+                    })?;
+                    u64::try_from(time.as_nanosecond()).unwrap_or(0)
+                }
+                None => 0,
+            };
+            let accounts = store::Accounts::open(&data_dir)
+                .with_context(|| format!("opening `{}`", data_dir.display()))?;
+            let mut stdout = std::io::stdout().lock();
+            let mut after = 0;
+            loop {
+                let page = accounts.audit_records(since, after, 1_000)?;
+                for record in &page {
+                    let line = json!({
+                        "seq": record.seq,
+                        "time": jiff::Timestamp::from_nanosecond(i128::from(record.time_unix_nanos)).map(|t| t.to_string()).unwrap_or_default(),
+                        "principal": record.principal,
+                        "action": record.action,
+                        "resource": record.resource,
+                        "outcome": record.outcome,
+                        "client_addr": record.client_addr,
+                        "request_id": record.request_id,
+                    });
+                    writeln!(stdout, "{line}").context("writing to standard output")?;
+                }
+                match page.last() {
+                    Some(last) if page.len() == 1_000 => after = last.seq,
+                    _ => return Ok(()),
+                }
+            }
+        }
+    }
+}
