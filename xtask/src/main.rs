@@ -1,7 +1,8 @@
 //! Developer and CI tasks.
 //!
 //! - `cargo xtask test`: install what the tests need (the OpenTelemetry Python SDK in a
-//!   virtualenv under `~/.cache/spanblame`), then check formatting, run clippy, and run every
+//!   virtualenv and the `oidc-provider` npm package for a real OpenID provider, both under
+//!   `~/.cache/spanblame`), then check formatting, run clippy, and run every
 //!   test (with cargo-nextest when it is installed). This is the README's test command and
 //!   what `.ci/run` calls.
 //! - `cargo xtask bench`: the detection and ingest benchmarks in release mode.
@@ -69,8 +70,43 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
 }
 
 /// Installs the test dependencies that are not Rust crates; idempotent. Returns the Python
-/// interpreter of the virtualenv.
-fn setup() -> anyhow::Result<PathBuf> {
+/// interpreter of the virtualenv and the directory of the test OpenID provider.
+fn setup() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let python = setup_python()?;
+    let oidc = setup_oidc_provider()?;
+    Ok((python, oidc))
+}
+
+/// The test OpenID provider (`crates/server/test_data/oidc`: the `oidc-provider` package on
+/// the machine's Node.js), copied under `~/.cache/spanblame/oidc` with its `node_modules`.
+fn setup_oidc_provider() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let dir = PathBuf::from(home).join(".cache/spanblame/oidc");
+    let source = workspace_root().join("crates/server/test_data/oidc");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let manifest = std::fs::read(source.join("package.json"))
+        .context("reading the provider's package.json")?;
+    let installed = std::fs::read(dir.join("package.json")).ok();
+    for file in ["package.json", "provider.mjs"] {
+        std::fs::copy(source.join(file), dir.join(file))
+            .with_context(|| format!("copying {file}"))?;
+    }
+    if installed.as_deref() != Some(manifest.as_slice())
+        || !dir.join("node_modules/oidc-provider").exists()
+    {
+        eprintln!(
+            "xtask: installing the test OpenID provider (npm oidc-provider) into {}",
+            dir.display()
+        );
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+            .arg(&dir))
+        .context("installing oidc-provider with npm (Node.js 20 or newer must be installed)")?;
+    }
+    Ok(dir)
+}
+
+fn setup_python() -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     let venv = PathBuf::from(home).join(".cache/spanblame/python");
     let python = venv.join("bin/python");
@@ -91,7 +127,7 @@ fn setup() -> anyhow::Result<PathBuf> {
 }
 
 fn test() -> anyhow::Result<()> {
-    let python = setup()?;
+    let (python, oidc) = setup()?;
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
     run(Command::new("cargo").args([
@@ -113,5 +149,6 @@ fn test() -> anyhow::Result<()> {
         command.args(["test", "--workspace", "--no-fail-fast"]);
     }
     command.env("SPANBLAME_TEST_PYTHON", &python);
+    command.env("SPANBLAME_TEST_OIDC_PROVIDER", oidc.join("provider.mjs"));
     run(&mut command)
 }

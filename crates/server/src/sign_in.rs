@@ -262,8 +262,19 @@ async fn finish_sign_in(
 }
 
 /// Who the caller is, what they may see, and (for a browser session) the CSRF token.
-pub(crate) async fn me(Extension(caller): Extension<Caller>) -> Json<Value> {
+pub(crate) async fn me(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Value> {
     let p = &caller.principal;
+    // What the caller's data reads show (`null`: everything; a list: only those).
+    let reach = match auth::authorize(p, auth::Need::ReadData, &state.policy) {
+        auth::Decision::Allow(visibility) => visibility,
+        auth::Decision::Deny(_) => auth::Visibility {
+            services: Some(Default::default()),
+            environments: Some(Default::default()),
+        },
+    };
     let kind = match p.kind {
         PrincipalKind::Person => "person",
         PrincipalKind::Token => "token",
@@ -276,8 +287,8 @@ pub(crate) async fn me(Extension(caller): Extension<Caller>) -> Json<Value> {
         "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         "teams": p.teams,
         "scopes": p.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "services": caller.visibility.services,
-        "environments": caller.visibility.environments,
+        "services": reach.services,
+        "environments": reach.environments,
         "csrf_token": caller.session_csrf,
     }))
 }

@@ -7,6 +7,7 @@ mod access;
 mod detection;
 mod hooks;
 mod mirrors;
+mod oidc;
 mod phabricator;
 mod retention;
 mod support;

@@ -27,6 +27,10 @@ pub(crate) fn fixture(path: &str) -> Vec<u8> {
 pub(crate) struct ManualClock(AtomicU64);
 
 impl ManualClock {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn set(&self, unix_nanos: u64) {
         self.0.store(unix_nanos, Ordering::SeqCst);
     }
@@ -56,6 +60,15 @@ impl TestApp {
     }
 
     pub(crate) fn with_settings(changes: ChangeSettings, access: AccessSettings) -> TestApp {
+        TestApp::build(changes, access, None)
+    }
+
+    /// With `server.public_url` set (sign-in builds its callback URL from it).
+    pub(crate) fn build(
+        changes: ChangeSettings,
+        access: AccessSettings,
+        public_url: Option<String>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store_options = StoreOptions::default();
         let store = Arc::new(SpanStore::open(dir.path(), store_options.clone()).unwrap());
@@ -65,7 +78,7 @@ impl TestApp {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_grpc_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_http_addr: "127.0.0.1:0".parse().unwrap(),
-            public_url: None,
+            public_url,
             limits: otlp::DecodeLimits::default(),
             access,
             max_exports_in_flight: 8,
