@@ -13,3 +13,4 @@ mod deploys;
 mod findings;
 mod ingest_errors;
 mod support;
+mod tokens;
