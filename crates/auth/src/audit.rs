@@ -169,8 +169,11 @@ mod tests {
         }
     }
 
-    /// Records 1..=n as stored: (record, prev, link).
-    fn chain(n: u64) -> (Vec<(AuditRecord, [u8; 32], [u8; 32])>, Anchor) {
+    /// A stored record: (record, previous link, link).
+    type Row = (AuditRecord, [u8; 32], [u8; 32]);
+
+    /// Records 1..=n as stored.
+    fn chain(n: u64) -> (Vec<Row>, Anchor) {
         let mut prev = GENESIS;
         let mut rows = Vec::new();
         for seq in 1..=n {
@@ -183,10 +186,7 @@ mod tests {
         (rows, Anchor { first_seq: 1, first_prev: GENESIS, head })
     }
 
-    fn verify(
-        rows: &[(AuditRecord, [u8; 32], [u8; 32])],
-        anchor: Anchor,
-    ) -> Result<u64, ChainBreak> {
+    fn verify(rows: &[Row], anchor: Anchor) -> Result<u64, ChainBreak> {
         let mut v = ChainVerifier::new(KEY, anchor);
         for (r, p, l) in rows {
             v.push(r, p, l)?;

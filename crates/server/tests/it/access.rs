@@ -128,12 +128,15 @@ enum As {
     Bearer(String),
 }
 
+/// Headers and bytes of a request body.
+type Payload = (Vec<(String, String)>, Vec<u8>);
+
 async fn send(
     app: &TestApp,
     who: &As,
     method: &str,
     path: &str,
-    body: Option<(Vec<(String, String)>, Vec<u8>)>,
+    body: Option<Payload>,
 ) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(path);
     match who {
