@@ -1021,6 +1021,39 @@ mod tests {
     }
 
     #[test]
+    fn auth_resolves_from_file_and_environment_and_errors_name_the_key() {
+        let text = "[auth]\nmode = \"proxy\"\n[[teams]]\nname = \"payments\"\noidc_groups = [\"payments-eng\"]\n";
+        let vars = [
+            ("SPANBLAME_AUTH_PROXY_ASSERTION_HEADER", "X-Pomerium-Jwt-Assertion"),
+            ("SPANBLAME_AUTH_PROXY_JWKS_URL", "https://proxy.example.com/jwks.json"),
+            ("SPANBLAME_AUTH_PROXY_ISSUER", "proxy.example.com"),
+            ("SPANBLAME_AUTH_PROXY_AUDIENCE", "spanblame.example.com"),
+        ];
+        let config = load_str(text, &vars).unwrap();
+        let access = resolve(&config, &env(&vars)).unwrap().settings.access;
+        match access.mode {
+            server::AuthMode::Proxy(proxy) => {
+                assert_eq!(proxy.assertion_header, "x-pomerium-jwt-assertion")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            access.identity.teams,
+            [("payments".to_owned(), vec!["payments-eng".to_owned()])]
+        );
+        let err = |text: &str| {
+            format!("{:#}", load_str(text, &[]).and_then(|c| resolve(&c, &env(&[]))).unwrap_err())
+        };
+        assert!(err("[auth]\nmode = \"sso\"\n").contains("`auth.mode` = `sso` is not valid"));
+        assert!(err("[auth]\nmode = \"oidc\"\n").contains("needs an `[auth.oidc]` table"));
+        assert!(err("[auth]\nmode = \"oidc\"\n[auth.oidc]\nissuer = \"https://idp\"\nclient_id = \"x\"\nclient_secret_env = \"NOPE\"\n").contains("`NOPE`"));
+        assert!(
+            err("[auth.oidc]\nissuer = \"https://idp\"\nclient_id = \"x\"\nadmin_group = []\n")
+                .contains("unknown field `admin_group`")
+        );
+    }
+
+    #[test]
     fn sizes_and_durations_parse() {
         assert_eq!(parse_bytes("16MiB").unwrap(), 16 << 20);
         assert_eq!(parse_bytes("500MB").unwrap(), 500_000_000);

@@ -139,6 +139,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn serve(resolved: config::Resolved) -> anyhow::Result<()> {
+    if matches!(resolved.settings.access.mode, server::AuthMode::None)
+        && !resolved.settings.http_addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            http = %resolved.settings.http_addr,
+            "`auth.mode` is `none` but the server listens beyond loopback: anyone who reaches it can read every trace and manage tokens; set `auth.mode = \"oidc\"` or `\"proxy\"`"
+        );
+    }
     let data_dir = resolved.data_dir;
     let store = store::SpanStore::open(&data_dir, resolved.store)
         .with_context(|| format!("opening the span store in `{}`", data_dir.display()))?;
