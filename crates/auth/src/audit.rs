@@ -23,6 +23,22 @@ pub struct AuditRecord {
     pub request_id: String,
 }
 
+impl AuditRecord {
+    /// The record as exported (API and JSON Lines), with its time already formatted.
+    pub fn to_json(&self, time_rfc3339: String) -> serde_json::Value {
+        serde_json::json!({
+            "seq": self.seq,
+            "time": time_rfc3339,
+            "principal": self.principal,
+            "action": self.action,
+            "resource": self.resource,
+            "outcome": self.outcome,
+            "client_addr": self.client_addr,
+            "request_id": self.request_id,
+        })
+    }
+}
+
 /// The link of `record` after `prev`. Every field is length-prefixed so no two different
 /// records encode alike.
 pub fn link(key: &[u8], prev: &[u8; 32], record: &AuditRecord) -> [u8; 32] {

@@ -25,19 +25,6 @@ pub(crate) struct ListParams {
     limit: Option<usize>,
 }
 
-pub(crate) fn record_view(record: &auth::audit::AuditRecord) -> Value {
-    json!({
-        "seq": record.seq,
-        "time": rfc3339(record.time_unix_nanos),
-        "principal": record.principal,
-        "action": record.action,
-        "resource": record.resource,
-        "outcome": record.outcome,
-        "client_addr": record.client_addr,
-        "request_id": record.request_id,
-    })
-}
-
 pub(crate) async fn list_audit(
     State(state): State<Arc<AppState>>,
     Query(params): Query<ListParams>,
@@ -57,7 +44,7 @@ pub(crate) async fn list_audit(
         .map_err(ApiError::internal)??;
     let next = (records.len() == limit).then(|| records.last().map(|r| r.seq)).flatten();
     Ok(Json(json!({
-        "records": records.iter().map(record_view).collect::<Vec<_>>(),
+        "records": records.iter().map(|r| r.to_json(rfc3339(r.time_unix_nanos))).collect::<Vec<_>>(),
         "next": next,
     })))
 }

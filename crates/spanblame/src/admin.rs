@@ -74,29 +74,30 @@ pub(crate) enum TokenCommand {
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub(crate) struct DataDir {
+    /// The server's data directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "SPANBLAME_STORAGE_DATA_DIR",
+        default_value = "./spanblame-data"
+    )]
+    data_dir: PathBuf,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum AuditCommand {
     /// Walk the hash chain; exit non-zero and name the first broken record if it was edited,
     /// or records were inserted or deleted.
     Verify {
-        /// The server's data directory.
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "SPANBLAME_STORAGE_DATA_DIR",
-            default_value = "./spanblame-data"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
     },
     /// Write audit records as JSON Lines to standard output.
     Export {
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "SPANBLAME_STORAGE_DATA_DIR",
-            default_value = "./spanblame-data"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
         /// Only records at or after this time (RFC 3339).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
@@ -275,7 +276,7 @@ fn create_local(
 
 pub(crate) fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { data_dir } => {
+        AuditCommand::Verify { data: DataDir { data_dir } } => {
             let accounts = store::Accounts::open(&data_dir)
                 .with_context(|| format!("opening `{}`", data_dir.display()))?;
             match accounts.verify_audit()? {
@@ -283,7 +284,7 @@ pub(crate) fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
                 Err(broken) => bail!("the audit log was tampered with: {broken}"),
             }
         }
-        AuditCommand::Export { data_dir, since } => {
+        AuditCommand::Export { data: DataDir { data_dir }, since } => {
             let since = match since {
                 Some(text) => {
                     let time: jiff::Timestamp = text.parse().with_context(|| {
@@ -300,16 +301,10 @@ pub(crate) fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
             loop {
                 let page = accounts.audit_records(since, after, 1_000)?;
                 for record in &page {
-                    let line = json!({
-                        "seq": record.seq,
-                        "time": jiff::Timestamp::from_nanosecond(i128::from(record.time_unix_nanos)).map(|t| t.to_string()).unwrap_or_default(),
-                        "principal": record.principal,
-                        "action": record.action,
-                        "resource": record.resource,
-                        "outcome": record.outcome,
-                        "client_addr": record.client_addr,
-                        "request_id": record.request_id,
-                    });
+                    let time = jiff::Timestamp::from_nanosecond(i128::from(record.time_unix_nanos))
+                        .map(|t| t.to_string())
+                        .unwrap_or_default();
+                    let line = record.to_json(time);
                     writeln!(stdout, "{line}").context("writing to standard output")?;
                 }
                 match page.last() {
