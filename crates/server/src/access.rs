@@ -151,6 +151,18 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
+    /// A caller without credentials (public routes, refusals before authentication).
+    fn anonymous(client_addr: &str, request_id: &str) -> Caller {
+        Caller {
+            principal: Principal::anonymous(),
+            visibility: Visibility::everything(),
+            session_csrf: None,
+            session: None,
+            client_addr: client_addr.to_owned(),
+            request_id: request_id.to_owned(),
+        }
+    }
+
     /// The caller's reach as the store's filters take it.
     pub(crate) fn reach(&self) -> (Option<Vec<String>>, Option<Vec<String>>) {
         let list =
@@ -586,15 +598,7 @@ pub(crate) async fn check(
         Err(e) => Err(e),
     };
     if let Err(e) = &caller {
-        let anonymous = Caller {
-            principal: Principal::anonymous(),
-            visibility: Visibility::everything(),
-            session_csrf: None,
-            session: None,
-            client_addr: client_addr.to_owned(),
-            request_id,
-        };
-        let record = anonymous.audit(
+        let record = Caller::anonymous(client_addr, &request_id).audit(
             state.clock.now_unix_nanos(),
             "otlp.export",
             "/v1/traces",
@@ -706,15 +710,7 @@ pub(crate) async fn guard(
     }
 
     let (who, caller) = if spec.need == Need::Public {
-        let caller = Caller {
-            principal: Principal::anonymous(),
-            visibility: Visibility::everything(),
-            session_csrf: None,
-            session: None,
-            client_addr: client_addr.clone(),
-            request_id: request_id.clone(),
-        };
-        ("anonymous".to_owned(), Ok(caller))
+        ("anonymous".to_owned(), Ok(Caller::anonymous(&client_addr, &request_id)))
     } else {
         match authenticate(&state, request.headers()).await {
             Ok((principal, session)) => (
@@ -754,12 +750,14 @@ pub(crate) async fn guard(
     let status = response.status();
     let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
     if spec.audit.is_some() || refused {
-        let outcome = if status.is_success() || status.is_redirection() {
-            format!("ok {}", status.as_u16())
+        let verdict = if refused {
+            "refused"
+        } else if status.is_success() || status.is_redirection() {
+            "ok"
         } else {
-            format!("failed {}", status.as_u16())
+            "failed"
         };
-        let outcome = if refused { format!("refused {}", status.as_u16()) } else { outcome };
+        let outcome = format!("{verdict} {}", status.as_u16());
         if let Err(audit_error) =
             append_audit(&state, vec![caller.audit(now(), action, &resource, &outcome)]).await
         {

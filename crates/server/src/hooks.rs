@@ -10,15 +10,16 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use forge::{Headers, WebhookError, WebhookEvent};
 use model::ForgeKind;
 use serde_json::{Value as Json_, json};
 use store::{Applied, BranchHead, ChangeBatch};
 
+use crate::access::Caller;
 use crate::error::{ApiError, ErrorCode, read_capped};
 use crate::{AppState, phabricator};
 
@@ -27,6 +28,7 @@ pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
 pub(crate) async fn receive(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path((kind_name, integration_name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -55,10 +57,11 @@ pub(crate) async fn receive(
             forge_headers.insert(name.as_str(), value);
         }
     }
-    // A relay holding a `webhook`-scoped token instead of the forge's secret.
+    // A relay holding a `webhook`-scoped token instead of the forge's secret (the guard has
+    // already authenticated it).
     let relayed = match headers.get(axum::http::header::AUTHORIZATION) {
         Some(_) => {
-            let (principal, _) = crate::access::authenticate(&state, &headers).await?;
+            let principal = &caller.principal;
             if !principal.has_scope(auth::Scope::Webhook) {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,

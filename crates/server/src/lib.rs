@@ -52,6 +52,7 @@ pub use changes::{ChangeSettings, Integration, RepositorySettings, ServiceOwners
 pub use detection::{DetectionSettings, evaluate_due};
 pub use jobs::{Clock, SystemClock, run_maintenance_once};
 pub use mirrors::{MirrorSettings, MirrorSource, SyncError, sync_once};
+pub use tokens::{DurationError, parse_duration_nanos};
 
 /// Everything the server needs besides the store; built by the binary from the config.
 #[derive(Debug, Clone)]

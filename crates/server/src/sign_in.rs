@@ -14,7 +14,7 @@ use auth::{IdentityMapping, PrincipalKind};
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -297,7 +297,6 @@ pub(crate) async fn me(
 pub(crate) async fn logout(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    _headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut to = "/".to_owned();
     if let Some(digest) = caller.session {

@@ -42,20 +42,32 @@ struct RotateRequest {
     grace: Option<String>,
 }
 
-/// Parses `30s`, `15m`, `12h`, `90d` into nanoseconds.
-pub(crate) fn parse_duration_nanos(text: &str) -> Option<u64> {
+/// A duration that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurationError {
+    NotANumber,
+    UnknownUnit(String),
+    TooLong,
+}
+
+/// Parses a whole number and a unit (`500ms`, `30s`, `15m`, `12h`, `90d`, `2w`) into
+/// nanoseconds: the one duration syntax of the configuration and the API.
+pub fn parse_duration_nanos(text: &str) -> Result<u64, DurationError> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let unit_nanos: u64 = match unit {
-        "s" => 1_000_000_000,
-        "m" => 60 * 1_000_000_000,
-        "h" => 3600 * 1_000_000_000,
+    let number: u64 = number.parse().map_err(|_| DurationError::NotANumber)?;
+    const SECOND: u64 = 1_000_000_000;
+    let unit_nanos = match unit.trim() {
+        "ms" => 1_000_000,
+        "s" => SECOND,
+        "m" => 60 * SECOND,
+        "h" => 3600 * SECOND,
         "d" => DAY_NANOS,
-        _ => return None,
+        "w" => 7 * DAY_NANOS,
+        other => return Err(DurationError::UnknownUnit(other.to_owned())),
     };
-    number.checked_mul(unit_nanos)
+    number.checked_mul(unit_nanos).ok_or(DurationError::TooLong)
 }
 
 fn view(token: &StoredToken, now_unix_nanos: u64) -> Value {
@@ -175,7 +187,7 @@ pub(crate) async fn create_token(
     }
     let max_age = match &request.expires_in {
         None => state.settings.access.token_default_max_age_nanos,
-        Some(text) => parse_duration_nanos(text).filter(|n| *n > 0).ok_or_else(|| {
+        Some(text) => parse_duration_nanos(text).ok().filter(|n| *n > 0).ok_or_else(|| {
             ApiError::invalid(format!(
                 "`expires_in` = `{text}` is not a duration such as `90d`, `12h` or `30m`"
             ))
@@ -237,7 +249,7 @@ pub(crate) async fn rotate_token(
     };
     let grace = match &request.grace {
         None => state.settings.access.token_rotation_grace_nanos,
-        Some(text) => parse_duration_nanos(text).ok_or_else(|| {
+        Some(text) => parse_duration_nanos(text).map_err(|_| {
             ApiError::invalid(format!("`grace` = `{text}` is not a duration such as `24h` or `0s`"))
         })?,
     };
@@ -303,11 +315,11 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration_nanos("90d"), Some(90 * DAY_NANOS));
-        assert_eq!(parse_duration_nanos("0s"), Some(0));
-        assert_eq!(parse_duration_nanos("12h"), Some(12 * 3600 * 1_000_000_000));
+        assert_eq!(parse_duration_nanos("90d"), Ok(90 * DAY_NANOS));
+        assert_eq!(parse_duration_nanos("0s"), Ok(0));
+        assert_eq!(parse_duration_nanos("12h"), Ok(12 * 3600 * 1_000_000_000));
         for bad in ["", "d", "12", "1y", "-1d", "99999999999999999999d"] {
-            assert_eq!(parse_duration_nanos(bad), None, "{bad}");
+            assert!(parse_duration_nanos(bad).is_err(), "{bad}");
         }
     }
 }

@@ -255,7 +255,7 @@ fn create_local(
         environments,
         created_unix_nanos: now,
         created_by: who.clone(),
-        expires_unix_nanos: now + 90 * 24 * 3600 * 1_000_000_000,
+        expires_unix_nanos: now + server::AccessSettings::default().token_default_max_age_nanos,
         last_used_unix_nanos: None,
         revoked_unix_nanos: None,
         superseded_by: None,

@@ -370,11 +370,10 @@ pub(crate) fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> anyho
             .as_table_mut()
             .with_context(|| format!("`{section}` in the config must be a table"))?;
         let mut key = key;
-        if let Some((sub, rest)) = SUBTABLES.iter().find_map(|(s, sub)| {
-            (*s == section)
-                .then(|| key.strip_prefix(&format!("{sub}_")).map(|rest| (*sub, rest.to_owned())))
-                .flatten()
-        }) {
+        let nested = SUBTABLES.iter().filter(|(s, _)| *s == section).find_map(|(_, sub)| {
+            key.strip_prefix(&format!("{sub}_")).map(|rest| (*sub, rest.to_owned()))
+        });
+        if let Some((sub, rest)) = nested {
             section_table = section_table
                 .entry(sub)
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()))
@@ -875,22 +874,16 @@ fn resolve_detection(config: &Config) -> anyhow::Result<server::DetectionSetting
 /// `500ms`, `90s`, `30m`, `12h`, `7d`, `2w`.
 pub(crate) fn parse_duration_nanos(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok().filter(|n| *n > 0).with_context(|| {
-        format!("`{text}` is not a duration; write a positive whole number and a unit, like `7d` or `12h`")
-    })?;
-    const SECOND: u64 = 1_000_000_000;
-    let unit_nanos = match unit.trim() {
-        "ms" => 1_000_000,
-        "s" => SECOND,
-        "m" => 60 * SECOND,
-        "h" => 3600 * SECOND,
-        "d" => 86_400 * SECOND,
-        "w" => 7 * 86_400 * SECOND,
-        other => bail!("unknown duration unit `{other}` in `{text}`; use ms, s, m, h, d or w"),
-    };
-    number.checked_mul(unit_nanos).with_context(|| format!("`{text}` is too long"))
+    match server::parse_duration_nanos(text) {
+        Ok(0) | Err(server::DurationError::NotANumber) => bail!(
+            "`{text}` is not a duration; write a positive whole number and a unit, like `7d` or `12h`"
+        ),
+        Ok(nanos) => Ok(nanos),
+        Err(server::DurationError::UnknownUnit(unit)) => {
+            bail!("unknown duration unit `{unit}` in `{text}`; use ms, s, m, h, d or w")
+        }
+        Err(server::DurationError::TooLong) => bail!("`{text}` is too long"),
+    }
 }
 
 /// `500MB`, `16MiB`, `50GiB`, `1TB`, or a plain number of bytes.

@@ -389,9 +389,8 @@ impl Accounts {
         let conn = self.metadata.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT seq, time_unix_nanos, principal, action, resource, outcome, client_addr,
-                        request_id
-                 FROM audit_log WHERE time_unix_nanos >= ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                "SELECT * FROM audit_log WHERE time_unix_nanos >= ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3",
             )
             .map_err(sql)?;
         stmt.query_map(params![since_unix_nanos as i64, after_seq as i64, limit as i64], |row| {
@@ -516,10 +515,7 @@ fn read_audit(row: &Row<'_>) -> rusqlite::Result<(AuditRecord, Vec<u8>, Vec<u8>)
         client_addr: row.get(6)?,
         request_id: row.get(7)?,
     };
-    // The links are absent from `audit_records`' narrower SELECT.
-    let prev = row.get::<_, Vec<u8>>(8).unwrap_or_default();
-    let link = row.get::<_, Vec<u8>>(9).unwrap_or_default();
-    Ok((record, prev, link))
+    Ok((record, row.get(8)?, row.get(9)?))
 }
 
 fn read_anchor(conn: &Connection) -> Result<Anchor, StoreError> {

@@ -457,3 +457,78 @@ pub(crate) fn reset_evaluation(
     tx.execute("DELETE FROM deploy_evaluations WHERE deploy_id = ?1", [deploy_id])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewDeploy, SpanStore, StoreOptions};
+
+    #[test]
+    fn a_callers_reach_filters_findings_in_the_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SpanStore::open(dir.path(), StoreOptions::default()).unwrap();
+        for (service, environment) in
+            [("checkout", "prod"), ("search", "prod"), ("checkout", "staging")]
+        {
+            let deploy = store
+                .record_deploy(&NewDeploy {
+                    service: service.into(),
+                    environment: environment.into(),
+                    version: "2".into(),
+                    commit: None,
+                    repository: None,
+                    started_at_unix_nanos: 1,
+                    finished_at_unix_nanos: None,
+                    deployer: None,
+                    is_rollback: false,
+                    url: None,
+                })
+                .unwrap();
+            let update = FindingUpdate {
+                deploy_id: deploy.id,
+                service: service.into(),
+                environment: environment.into(),
+                operation: "GET \"/\"\\".into(),
+                span_kind: "server".into(),
+                metric: "latency_p95".into(),
+                verdict: "regressed".into(),
+                is_final: true,
+                look_minutes: 2,
+                detail: "{}".into(),
+                baseline_stats: Vec::new(),
+            };
+            store
+                .record_look(
+                    deploy.id,
+                    &[update],
+                    Evaluation { look_minutes: 2, is_final: true },
+                    2,
+                )
+                .unwrap();
+        }
+        let seen = |services: Option<&[&str]>, environments: Option<&[&str]>| {
+            let list =
+                |items: Option<&[&str]>| items.map(|i| i.iter().map(|s| s.to_string()).collect());
+            let filter = FindingFilter {
+                limit: 10,
+                allowed_services: list(services),
+                allowed_environments: list(environments),
+                ..FindingFilter::default()
+            };
+            let mut found: Vec<String> = store
+                .findings(&filter)
+                .unwrap()
+                .iter()
+                .map(|f| format!("{}/{}", f.service, f.environment))
+                .collect();
+            found.sort();
+            found
+        };
+        assert_eq!(seen(None, None).len(), 3);
+        assert_eq!(seen(Some(&["checkout"]), None), ["checkout/prod", "checkout/staging"]);
+        assert_eq!(seen(Some(&["checkout"]), Some(&["prod"])), ["checkout/prod"]);
+        assert_eq!(seen(Some(&[]), None), Vec::<String>::new());
+        // Names that need escaping inside the JSON list still match exactly.
+        assert_eq!(seen(Some(&["search\"", "x\\"]), None), Vec::<String>::new());
+    }
+}
