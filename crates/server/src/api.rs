@@ -28,34 +28,9 @@ pub(crate) async fn get_trace(
     let id = TraceId::from_hex(&trace_id).map_err(|e| {
         ApiError::invalid(format!("`{trace_id}` is not a trace id ({e}); expected 32 hex digits"))
     })?;
-    let views = tokio::task::spawn_blocking(move || -> Result<Vec<Json_>, store::StoreError> {
-        let spans = state.store.trace(&id)?;
-        // A trace with none of the caller's spans does not exist for them.
-        if !spans.iter().any(|span| visible(&caller, span)) {
-            return Ok(Vec::new());
-        }
-        let mut resolver = ChangeResolver::new(&state);
-        spans
-            .iter()
-            .map(|span| {
-                if !visible(&caller, span) {
-                    return Ok(redacted_view(span));
-                }
-                let identity = span.identity();
-                let change = resolver.change(
-                    &identity.service,
-                    identity.version.as_deref(),
-                    identity.commit.as_deref(),
-                    identity.code.file_path.as_deref(),
-                )?;
-                let mut view = span_view(span, &identity);
-                view["change"] = change;
-                Ok(view)
-            })
-            .collect()
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let views = tokio::task::spawn_blocking(move || trace_spans(&state, &caller, &id))
+        .await
+        .map_err(ApiError::internal)??;
     if views.is_empty() {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -68,20 +43,62 @@ pub(crate) async fn get_trace(
     })))
 }
 
+/// The spans of a trace as the caller may see them: their own with change context, other
+/// teams' as redacted stubs; nothing when none of the spans is theirs.
+pub(crate) fn trace_spans(
+    state: &AppState,
+    caller: &Caller,
+    id: &TraceId,
+) -> Result<Vec<Json_>, store::StoreError> {
+    let spans = state.store.trace(id)?;
+    // A trace with none of the caller's spans does not exist for them.
+    if !spans.iter().any(|span| visible(caller, span)) {
+        return Ok(Vec::new());
+    }
+    let mut resolver = ChangeResolver::new(state);
+    spans
+        .iter()
+        .map(|span| {
+            if !visible(caller, span) {
+                return Ok(redacted_view(span));
+            }
+            let identity = span.identity();
+            let change = resolver.change(
+                &identity.service,
+                identity.version.as_deref(),
+                identity.commit.as_deref(),
+                identity.code.file_path.as_deref(),
+            )?;
+            let mut view = span_view(span, &identity);
+            view["change"] = change;
+            Ok(view)
+        })
+        .collect()
+}
+
 pub(crate) async fn search_traces(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Json_>, ApiError> {
     let now = state.clock.now_unix_nanos();
-    let mut query = parse_search(&params, now)?;
-    // Spans outside the caller's reach never match, so neither results nor counts show them.
-    (query.allowed_services, query.allowed_environments) = caller.reach();
-    let store = Arc::clone(&state.store);
-    let matches = tokio::task::spawn_blocking(move || store.search(&query))
+    let query = parse_search(&params, now)?;
+    let traces = tokio::task::spawn_blocking(move || search(&state, &caller, query))
         .await
         .map_err(ApiError::internal)??;
-    let traces: Vec<Json_> = matches
+    Ok(Json(json!({ "traces": traces })))
+}
+
+/// Traces with spans matching `query` that the caller may see, newest first. Spans outside
+/// the caller's reach never match, so neither results nor counts show them.
+pub(crate) fn search(
+    state: &AppState,
+    caller: &Caller,
+    mut query: SpanQuery,
+) -> Result<Vec<Json_>, store::StoreError> {
+    (query.allowed_services, query.allowed_environments) = caller.reach();
+    let matches = state.store.search(&query)?;
+    Ok(matches
         .iter()
         .map(|m| {
             json!({
@@ -90,11 +107,13 @@ pub(crate) async fn search_traces(
                 "matched_spans": m.spans.iter().map(span_summary).collect::<Vec<_>>(),
             })
         })
-        .collect();
-    Ok(Json(json!({ "traces": traces })))
+        .collect())
 }
 
-fn parse_search(params: &[(String, String)], now_unix_nanos: u64) -> Result<SpanQuery, ApiError> {
+pub(crate) fn parse_search(
+    params: &[(String, String)],
+    now_unix_nanos: u64,
+) -> Result<SpanQuery, ApiError> {
     let mut query = SpanQuery { limit: DEFAULT_SEARCH_LIMIT, ..SpanQuery::default() };
     let (mut start, mut end) = (None, None);
     for (key, value) in params {
@@ -172,11 +191,16 @@ pub(crate) async fn list_services(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Json_>, ApiError> {
-    let store = Arc::clone(&state.store);
-    let services = tokio::task::spawn_blocking(move || store.services())
+    let services = tokio::task::spawn_blocking(move || services(&state, &caller))
         .await
         .map_err(ApiError::internal)??;
-    let services: Vec<Json_> = services
+    Ok(Json(json!({ "services": services })))
+}
+
+/// The services, operations and versions the caller may see.
+pub(crate) fn services(state: &AppState, caller: &Caller) -> Result<Vec<Json_>, store::StoreError> {
+    let services = state.store.services()?;
+    Ok(services
         .iter()
         .filter(|s| caller.visibility.allows_service(&s.name))
         .map(|s| {
@@ -207,8 +231,7 @@ pub(crate) async fn list_services(
                 })).collect::<Vec<_>>(),
             })
         })
-        .collect();
-    Ok(Json(json!({ "services": services })))
+        .collect())
 }
 
 pub(crate) async fn healthz() -> Json<Json_> {

@@ -144,18 +144,29 @@ pub(crate) async fn list_deploys(
             }
         }
     }
-    let store = Arc::clone(&state.store);
-    let views = tokio::task::spawn_blocking(move || -> Result<Vec<Json_>, StoreError> {
-        let deploys = store.deploys(service.as_deref(), environment.as_deref(), limit)?;
-        deploys
-            .iter()
-            .filter(|d| caller.visibility.allows(&d.service, Some(&d.environment)))
-            .map(|d| deploy_view(&state, d))
-            .collect()
+    let views = tokio::task::spawn_blocking(move || {
+        deploys(&state, &caller, service.as_deref(), environment.as_deref(), limit)
     })
     .await
     .map_err(ApiError::internal)??;
     Ok(Json(json!({ "deploys": views })))
+}
+
+/// Deploys newest first (of one service and environment when given) the caller may see.
+pub(crate) fn deploys(
+    state: &AppState,
+    caller: &Caller,
+    service: Option<&str>,
+    environment: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Json_>, StoreError> {
+    state
+        .store
+        .deploys(service, environment, limit)?
+        .iter()
+        .filter(|d| caller.visibility.allows(&d.service, Some(&d.environment)))
+        .map(|d| deploy_view(state, d))
+        .collect()
 }
 
 pub(crate) async fn commit_impact(
@@ -168,76 +179,84 @@ pub(crate) async fn commit_impact(
             "`{sha}` is not a commit id; use at least 7 hex digits"
         )));
     }
-    let store = Arc::clone(&state.store);
-    let view = tokio::task::spawn_blocking(move || -> Result<Option<Json_>, StoreError> {
-        let Some(stored) = store.find_commit(&sha)? else { return Ok(None) };
-        let settings = &state.settings.changes;
-        let target = stored.commit.sha.as_str();
-        let mirror = state.mirrors.get(&stored.repository);
-        let mut deploys = store.deploys(None, None, usize::MAX)?;
-        deploys.retain(|d| caller.visibility.allows(&d.service, Some(&d.environment)));
-        let by_id: HashMap<u64, &Deploy> = deploys.iter().map(|d| (d.id, d)).collect();
-        // Whether each deploy's commit is the target or has it in its history (read from the
-        // commit's own mirror), worked out once per deploy.
-        let mut known: HashMap<u64, Shipping> = HashMap::new();
-        let mut shipping = |deploy: &Deploy| -> Result<Shipping, StoreError> {
-            if let Some(&found) = known.get(&deploy.id) {
-                return Ok(found);
-            }
-            let shipped = deploy_commit(&state, deploy)?;
-            let found = match (&shipped.sha, &shipped.stored, &mirror) {
-                (Some(sha), _, _) if sha == target => Shipping::AsItsCommit,
-                (Some(sha), Some(found), Some(mirror))
-                    if found.repository == stored.repository
-                        && mirror.is_ancestor(target, sha).unwrap_or(false) =>
-                {
-                    Shipping::InItsHistory
-                }
-                _ => Shipping::No,
-            };
-            known.insert(deploy.id, found);
-            Ok(found)
-        };
-        let mut shipped = Vec::new();
-        for deploy in &deploys {
-            let previous = deploy.previous_id.and_then(|id| by_id.get(&id).copied());
-            // Shipped by this deploy: its commit, or in the range from its predecessor.
-            let how = match shipping(deploy)? {
-                Shipping::AsItsCommit => "deploy_commit",
-                Shipping::No => continue,
-                Shipping::InItsHistory => match previous {
-                    Some(previous) if shipping(previous)? != Shipping::No => continue,
-                    Some(_) => "in_range",
-                    // Nothing is known before it in that environment.
-                    None => "first_known_deploy",
-                },
-            };
-            let traces = |version: &str| {
-                format!(
-                    "/api/v1/traces?service={}&environment={}&version={}",
-                    query_escape(&deploy.service),
-                    query_escape(&deploy.environment),
-                    query_escape(version)
-                )
-            };
-            let mut view = deploy_view(&state, deploy)?;
-            view["shipped_as"] = how.into();
-            view["traces_after"] = traces(&deploy.version).into();
-            if let Some(previous) = previous {
-                view["traces_before"] = traces(&previous.version).into();
-            }
-            shipped.push(view);
-        }
-        Ok(Some(json!({
-            "commit": commit_view(settings, &stored),
-            "deploys": shipped,
-        })))
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let view = tokio::task::spawn_blocking(move || impact(&state, &caller, &sha))
+        .await
+        .map_err(ApiError::internal)??;
     view.map(Json).ok_or_else(|| {
         ApiError::new(ErrorCode::NotFound, "no such commit is known (from webhooks or mirrors)")
     })
+}
+
+/// Where a commit shipped (deploys the caller may see) and links to the traces around each;
+/// `None` when the commit is unknown.
+pub(crate) fn impact(
+    state: &AppState,
+    caller: &Caller,
+    sha: &str,
+) -> Result<Option<Json_>, StoreError> {
+    let store = &state.store;
+    let Some(stored) = store.find_commit(&sha)? else { return Ok(None) };
+    let settings = &state.settings.changes;
+    let target = stored.commit.sha.as_str();
+    let mirror = state.mirrors.get(&stored.repository);
+    let mut deploys = store.deploys(None, None, usize::MAX)?;
+    deploys.retain(|d| caller.visibility.allows(&d.service, Some(&d.environment)));
+    let by_id: HashMap<u64, &Deploy> = deploys.iter().map(|d| (d.id, d)).collect();
+    // Whether each deploy's commit is the target or has it in its history (read from the
+    // commit's own mirror), worked out once per deploy.
+    let mut known: HashMap<u64, Shipping> = HashMap::new();
+    let mut shipping = |deploy: &Deploy| -> Result<Shipping, StoreError> {
+        if let Some(&found) = known.get(&deploy.id) {
+            return Ok(found);
+        }
+        let shipped = deploy_commit(&state, deploy)?;
+        let found = match (&shipped.sha, &shipped.stored, &mirror) {
+            (Some(sha), _, _) if sha == target => Shipping::AsItsCommit,
+            (Some(sha), Some(found), Some(mirror))
+                if found.repository == stored.repository
+                    && mirror.is_ancestor(target, sha).unwrap_or(false) =>
+            {
+                Shipping::InItsHistory
+            }
+            _ => Shipping::No,
+        };
+        known.insert(deploy.id, found);
+        Ok(found)
+    };
+    let mut shipped = Vec::new();
+    for deploy in &deploys {
+        let previous = deploy.previous_id.and_then(|id| by_id.get(&id).copied());
+        // Shipped by this deploy: its commit, or in the range from its predecessor.
+        let how = match shipping(deploy)? {
+            Shipping::AsItsCommit => "deploy_commit",
+            Shipping::No => continue,
+            Shipping::InItsHistory => match previous {
+                Some(previous) if shipping(previous)? != Shipping::No => continue,
+                Some(_) => "in_range",
+                // Nothing is known before it in that environment.
+                None => "first_known_deploy",
+            },
+        };
+        let traces = |version: &str| {
+            format!(
+                "/api/v1/traces?service={}&environment={}&version={}",
+                query_escape(&deploy.service),
+                query_escape(&deploy.environment),
+                query_escape(version)
+            )
+        };
+        let mut view = deploy_view(&state, deploy)?;
+        view["shipped_as"] = how.into();
+        view["traces_after"] = traces(&deploy.version).into();
+        if let Some(previous) = previous {
+            view["traces_before"] = traces(&previous.version).into();
+        }
+        shipped.push(view);
+    }
+    Ok(Some(json!({
+        "commit": commit_view(settings, &stored),
+        "deploys": shipped,
+    })))
 }
 
 /// How a deploy relates to a commit whose impact is asked for.

@@ -26,20 +26,28 @@ pub(crate) async fn list_findings(
     Extension(caller): Extension<Caller>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Json_>, ApiError> {
-    let mut filter = parse_filter(params)?;
-    (filter.allowed_services, filter.allowed_environments) = caller.reach();
+    let filter = parse_filter(params)?;
     let limit = filter.limit;
-    let store = Arc::clone(&state.store);
-    let findings = tokio::task::spawn_blocking(move || store.findings(&filter))
+    let findings = tokio::task::spawn_blocking(move || list(&state, &caller, filter))
         .await
         .map_err(ApiError::internal)??;
     let next =
-        (findings.len() == limit).then(|| findings.last().map(|f| f.id.to_string())).flatten();
-    let views: Vec<Json_> = findings.iter().map(|f| view(f, false)).collect();
-    Ok(Json(json!({"findings": views, "next": next})))
+        (findings.len() == limit).then(|| findings.last().map(|f| f["id"].clone())).flatten();
+    Ok(Json(json!({"findings": findings, "next": next.map(|id| id.to_string())})))
 }
 
-fn parse_filter(params: Vec<(String, String)>) -> Result<FindingFilter, ApiError> {
+/// Findings matching `filter` within the caller's reach, newest first, without the heavy
+/// parts.
+pub(crate) fn list(
+    state: &AppState,
+    caller: &Caller,
+    mut filter: FindingFilter,
+) -> Result<Vec<Json_>, StoreError> {
+    (filter.allowed_services, filter.allowed_environments) = caller.reach();
+    Ok(state.store.findings(&filter)?.iter().map(|f| view(f, false)).collect())
+}
+
+pub(crate) fn parse_filter(params: Vec<(String, String)>) -> Result<FindingFilter, ApiError> {
     let mut filter = FindingFilter { limit: DEFAULT_LIMIT, ..FindingFilter::default() };
     for (key, value) in params {
         match key.as_str() {
@@ -99,20 +107,27 @@ pub(crate) async fn get_finding(
     Path(id): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
     let id = parse_id(&id)?;
-    let found = tokio::task::spawn_blocking(move || -> Result<Option<Json_>, StoreError> {
-        // A finding the caller may not see does not exist for them.
-        let Some(finding) = state.store.finding(id)?.filter(|f| caller.may_see_finding(f)) else {
-            return Ok(None);
-        };
-        let mut full = view(&finding, true);
-        if let Some(deploy) = state.store.deploy(finding.deploy_id)? {
-            full["deploy"] = crate::deploys::deploy_view(&state, &deploy)?;
-        }
-        Ok(Some(full))
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let found = tokio::task::spawn_blocking(move || finding(&state, &caller, id))
+        .await
+        .map_err(ApiError::internal)??;
     found.map(Json).ok_or_else(|| not_found(id))
+}
+
+/// Everything about one finding, with its deploy; `None` when the caller may not see it.
+pub(crate) fn finding(
+    state: &AppState,
+    caller: &Caller,
+    id: u64,
+) -> Result<Option<Json_>, StoreError> {
+    // A finding the caller may not see does not exist for them.
+    let Some(finding) = state.store.finding(id)?.filter(|f| caller.may_see_finding(f)) else {
+        return Ok(None);
+    };
+    let mut full = view(&finding, true);
+    if let Some(deploy) = state.store.deploy(finding.deploy_id)? {
+        full["deploy"] = crate::deploys::deploy_view(state, &deploy)?;
+    }
+    Ok(Some(full))
 }
 
 /// The optional body of a status change.

@@ -5,6 +5,7 @@
 
 mod admin;
 mod config;
+mod demo;
 mod deploy;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,13 @@ enum Command {
         /// Address for OTLP/HTTP (overrides `server.otlp_http_addr`; default `127.0.0.1:4318`).
         #[arg(long, value_name = "ADDR")]
         otlp_http_addr: Option<String>,
+        /// Build a demo world and feed it to this server: four services, a git repository with
+        /// reviewed changes, three hours of traffic and five deploys, one of which makes a code
+        /// path slower. Within a minute the web UI shows the regression and its suspect commit.
+        /// Uses `--data-dir` (which must be empty or new) or a new temporary directory, and
+        /// writes the configuration it runs with there; not for use with `--config`.
+        #[arg(long, conflicts_with = "config")]
+        demo: bool,
     },
     /// Report a deploy to a running server (for CI): `POST /api/v1/deploys`.
     ///
@@ -118,9 +126,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { common, data_dir, http_addr, otlp_grpc_addr, otlp_http_addr } => {
-            let mut config = config::load(common.config.as_deref(), &env)?;
-            if let Some(dir) = data_dir {
+        Command::Serve { common, data_dir, http_addr, otlp_grpc_addr, otlp_http_addr, demo } => {
+            let world = if demo {
+                let dir = data_dir.clone().unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!(
+                        "spanblame-demo-{}-{}",
+                        std::process::id(),
+                        jiff::Timestamp::now().as_second()
+                    ))
+                });
+                tracing::info!(dir = %dir.display(), "demo: building the world (a git repository, the configuration)");
+                Some(demo::prepare(&dir)?)
+            } else {
+                None
+            };
+            let config_path = world.as_ref().map(|w| w.config_path.clone()).or(common.config);
+            let mut config = config::load(config_path.as_deref(), &env)?;
+            if let Some(world) = &world {
+                config.storage.data_dir = world.data_dir.clone();
+            } else if let Some(dir) = data_dir {
                 config.storage.data_dir = dir;
             }
             for (flag, target) in [
@@ -133,12 +157,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let resolved = config::resolve(&config, &env)?;
-            serve(resolved)
+            serve(resolved, world)
         }
     }
 }
 
-fn serve(resolved: config::Resolved) -> anyhow::Result<()> {
+fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Result<()> {
     if matches!(resolved.settings.access.mode, server::AuthMode::None)
         && !resolved.settings.http_addr.ip().is_loopback()
     {
@@ -157,8 +181,10 @@ fn serve(resolved: config::Resolved) -> anyhow::Result<()> {
         .thread_name("spanblame")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let shutdown = async {
+    let stop_demo = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let demo_stopper = Arc::clone(&stop_demo);
+    let served = runtime.block_on(async move {
+        let shutdown = async move {
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("INVARIANT: installing a SIGTERM handler works on Unix");
@@ -167,6 +193,7 @@ fn serve(resolved: config::Resolved) -> anyhow::Result<()> {
                 _ = terminate.recv() => {}
             }
             tracing::info!("shutting down: finishing requests and sealing the head");
+            demo_stopper.store(true, std::sync::atomic::Ordering::Relaxed);
         };
         server::serve(state, shutdown, |addrs| {
             tracing::info!(
@@ -176,10 +203,22 @@ fn serve(resolved: config::Resolved) -> anyhow::Result<()> {
                 data_dir = %data_dir.display(),
                 "spanblame is listening"
             );
+            if let Some(world) = demo {
+                let url = format!("http://{}", addrs.http);
+                tracing::info!(
+                    "demo: open {url}/ in a browser; the regression appears within about a minute"
+                );
+                std::thread::spawn(move || {
+                    if let Err(e) = demo::drive(&url, &world, &stop_demo) {
+                        tracing::error!("demo: {e:#}");
+                    }
+                });
+            }
         })
         .await
         .context("serving")
-    })
+    });
+    served
 }
 
 #[cfg(test)]

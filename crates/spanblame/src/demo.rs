@@ -1,0 +1,986 @@
+//! `spanblame serve --demo`: a small shop (four services calling each other, a git repository
+//! whose changes each went through a review, three hours of traffic, five deploys, one of
+//! which makes a code path slower), sent to the running server through the doors production
+//! uses: OTLP/HTTP for spans, signed Gitea webhooks for pushes and pull requests, and the
+//! deploy API. Nothing is written into the store directly, so detection, attribution and the
+//! UI run exactly as they would on real input.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+const MINUTE_NANOS: u64 = 60_000_000_000;
+const SECOND_NANOS: u64 = 1_000_000_000;
+/// The history the demo starts with.
+const HISTORY_MINUTES: u64 = 180;
+const ENVIRONMENT: &str = "production";
+const REPOSITORY: &str = "acme/shop";
+/// Where the imaginary forge would be: links in the demo point here.
+const FORGE_WEB_URL: &str = "https://git.example.com/acme/shop";
+const INTEGRATION: &str = "demo-gitea";
+/// Spans per OTLP request (well under the 16 MiB body cap).
+const SPANS_PER_REQUEST: usize = 4_000;
+
+/// The people who wrote and reviewed the shop's changes.
+const ADA: (&str, &str, &str) = ("Ada Lovelace", "ada@example.com", "ada");
+const GRACE: (&str, &str, &str) = ("Grace Hopper", "grace@example.com", "grace");
+const LINUS: (&str, &str, &str) = ("Linus Pauling", "linus@example.com", "linus");
+const MARGARET: (&str, &str, &str) = ("Margaret Hamilton", "margaret@example.com", "margaret");
+const KEN: (&str, &str, &str) = ("Ken Iverson", "ken@example.com", "ken");
+
+const PROMOTIONS_V1: &str = r#""""Promotions: discounts applied to a cart before it is priced."""
+from checkout import db
+
+
+def apply_promotions(cart, codes):
+    promotions = db.load_promotions(codes)
+    for promotion in promotions:
+        cart = promotion.apply(cart)
+    return cart
+
+
+def describe(promotion):
+    return f"{promotion.code}: {promotion.percent}% off"
+"#;
+
+const PROMOTIONS_SLOW: &str = r#""""Promotions: discounts applied to a cart before it is priced."""
+from checkout import db
+
+
+def apply_promotions(cart, codes):
+    promotions = db.load_promotions(codes)
+    for promotion in promotions:
+        if promotion.first_order_only:
+            # A first-order promotion must not apply to items the customer bought before.
+            for item in cart.items:
+                if db.order_history(cart.customer_id, item.sku):
+                    break
+            else:
+                cart = promotion.apply(cart)
+            continue
+        cart = promotion.apply(cart)
+    return cart
+
+
+def describe(promotion):
+    return f"{promotion.code}: {promotion.percent}% off"
+"#;
+
+const CART_V1: &str = r#""""The cart service's HTTP handlers."""
+from checkout import promotions, clients
+
+
+def checkout(request):
+    cart = request.cart
+    cart = promotions.apply_promotions(cart, request.promotion_codes)
+    quote = clients.pricing.quote(cart)
+    clients.inventory.reserve(cart.items)
+    return {"total": quote.total, "currency": quote.currency}
+"#;
+
+const QUOTE_V1: &str = r#""""Pricing: quotes for carts."""
+from pricing import db
+
+
+def quote(cart):
+    prices = db.select_prices([item.sku for item in cart.items])
+    return sum(prices[item.sku] * item.quantity for item in cart.items)
+"#;
+
+const STOCK_V1: &str = r#""""Inventory: stock levels and reservations."""
+from inventory import db
+
+
+def stock(sku):
+    return db.select_stock(sku)
+
+
+def reserve(items):
+    for item in items:
+        db.update_stock(item.sku, -item.quantity)
+"#;
+
+const STOREFRONT_V1: &str = r#""""The storefront: product pages and the checkout button."""
+from storefront import clients
+
+
+def product(request, product_id):
+    return {"stock": clients.inventory.stock(product_id)}
+
+
+def checkout(request):
+    return clients.checkout.checkout(request.cart)
+"#;
+
+/// A directory with the demo's repository, webhook secret and configuration file.
+pub(crate) struct World {
+    pub(crate) config_path: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    secret: String,
+    changes: Vec<Change>,
+}
+
+/// One reviewed change: its commit and pull request, and the deploy that shipped it.
+struct Change {
+    sha: String,
+    parent: String,
+    author: (&'static str, &'static str, &'static str),
+    reviewer: &'static str,
+    subject: &'static str,
+    files: Vec<&'static str>,
+    pull_request: u64,
+    time_unix_secs: i64,
+}
+
+/// The versions of each service over time, and how fast each piece of code is.
+struct Timeline {
+    /// (service, version, commit, from unix nanos), oldest first.
+    deploys: Vec<(&'static str, &'static str, String, u64)>,
+}
+
+impl Timeline {
+    fn version_at(&self, service: &str, t: u64) -> (&'static str, &str) {
+        self.deploys
+            .iter()
+            .filter(|(s, _, _, from)| *s == service && *from <= t)
+            .last()
+            .map_or(("1.0.0", ""), |(_, version, commit, _)| (*version, commit.as_str()))
+    }
+}
+
+/// Builds the demo's world under `dir`, which must be empty or new.
+pub(crate) fn prepare(dir: &Path) -> anyhow::Result<World> {
+    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!(
+            "`{}` is not empty; the demo builds its world in an empty or new directory (leave out `--data-dir` for a temporary one)",
+            dir.display()
+        );
+    }
+    let repository = dir.join("world/shop");
+    std::fs::create_dir_all(&repository)
+        .with_context(|| format!("creating `{}`", repository.display()))?;
+    let now_secs = jiff::Timestamp::now().as_second();
+    let first_commit_secs = now_secs - 60 * 60 * 24 * 3;
+    git(&repository, &["init", "-q", "-b", "main"], ADA, first_commit_secs)?;
+    let mut minute = first_commit_secs;
+    let mut commit = |files: &[(&str, &str)],
+                      subject: &str,
+                      body: &str,
+                      author: (&str, &str, &str)|
+     -> anyhow::Result<(String, i64)> {
+        minute += 60 * 47;
+        for (path, text) in files {
+            let file = repository.join(path);
+            std::fs::create_dir_all(file.parent().expect("a file in the repository"))?;
+            std::fs::write(&file, text)?;
+            git(&repository, &["add", "--", path], author, minute)?;
+        }
+        let message =
+            if body.is_empty() { subject.to_owned() } else { format!("{subject}\n\n{body}") };
+        git(&repository, &["commit", "-q", "-m", &message], author, minute)?;
+        Ok((git(&repository, &["rev-parse", "HEAD"], author, minute)?, minute))
+    };
+    let (base, _) = commit(
+        &[
+            ("README.md", "# shop\n\nFour services: storefront, checkout, pricing, inventory.\n"),
+            ("storefront/app.py", STOREFRONT_V1),
+            ("checkout/cart.py", CART_V1),
+            ("checkout/promotions.py", PROMOTIONS_V1),
+            ("pricing/quote.py", QUOTE_V1),
+            ("inventory/stock.py", STOCK_V1),
+        ],
+        "Start the shop",
+        "",
+        ADA,
+    )?;
+    let mut changes = Vec::new();
+    let mut parent = base.clone();
+    let mut pull_request = 0;
+    let mut change = |files: Vec<(&'static str, String)>,
+                      subject: &'static str,
+                      author: (&'static str, &'static str, &'static str),
+                      reviewer: &'static str|
+     -> anyhow::Result<String> {
+        pull_request += 1;
+        let borrowed: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let body = format!("Reviewed-on: {FORGE_WEB_URL}/pulls/{pull_request}");
+        let (sha, time) = commit(&borrowed, subject, &body, author)?;
+        changes.push(Change {
+            sha: sha.clone(),
+            parent: std::mem::replace(&mut parent, sha.clone()),
+            author,
+            reviewer,
+            subject,
+            files: files.iter().map(|(p, _)| *p).collect(),
+            pull_request,
+            time_unix_secs: time,
+        });
+        Ok(sha)
+    };
+    change(
+        vec![(
+            "pricing/quote.py",
+            QUOTE_V1.replace(
+                "def quote(cart):\n",
+                "@cache(minutes=5)\ndef price_list(skus):\n    return db.select_prices(skus)\n\n\ndef quote(cart):\n",
+            ),
+        )],
+        "Cache price lists for five minutes",
+        GRACE,
+        "ada",
+    )?;
+    change(
+        vec![(
+            "inventory/stock.py",
+            STOCK_V1.replace(
+                "    for item in items:\n        db.update_stock(item.sku, -item.quantity)\n",
+                "    db.update_stock_many([(item.sku, -item.quantity) for item in items])\n",
+            ),
+        )],
+        "Reserve stock for a cart in one statement",
+        LINUS,
+        "grace",
+    )?;
+    change(
+        vec![(
+            "checkout/cart.py",
+            CART_V1.replace(
+                "    return {\"total\": quote.total, \"currency\": quote.currency}\n",
+                "    return {\"total\": quote.total, \"tax\": quote.tax, \"currency\": quote.currency}\n",
+            ),
+        )],
+        "Show the tax in the order total",
+        KEN,
+        "margaret",
+    )?;
+    change(
+        vec![(
+            "README.md",
+            "# shop\n\nFour services: storefront, checkout, pricing, inventory.\n\nRun one with `make serve SERVICE=checkout`.\n".into(),
+        )],
+        "Say how to run one service",
+        ADA,
+        "ken",
+    )?;
+    change(
+        vec![("checkout/promotions.py", PROMOTIONS_SLOW.into())],
+        "Apply first-order promotions only to first orders",
+        MARGARET,
+        "linus",
+    )?;
+    change(
+        vec![(
+            "checkout/cart.py",
+            CART_V1.replace(
+                "    return {\"total\": quote.total, \"currency\": quote.currency}\n",
+                "    return {\"total\": quote.total, \"tax\": quote.tax, \"currency\": quote.currency, \"items\": len(cart.items)}\n",
+            )
+            .replace("request.promotion_codes", "request.promotion_codes or []"),
+        )],
+        "Count the items in the checkout response for the mobile app",
+        KEN,
+        "ada",
+    )?;
+
+    let secret = auth::random_string(24).context("reading the system's random source")?;
+    let secret_path = dir.join("world/webhook.secret");
+    std::fs::write(&secret_path, &secret)?;
+    let data_dir = dir.join("data");
+    let config_path = dir.join("spanblame.toml");
+    let config = format!(
+        r#"# Written by `spanblame serve --demo`: the configuration the demo runs with.
+
+[storage]
+data_dir = "{data_dir}"
+
+[detection]
+interval = "2s"
+
+[[integrations]]
+name = "{INTEGRATION}"       # webhooks: POST /hooks/gitea/{INTEGRATION}
+kind = "gitea"
+secret_file = "{secret_path}"
+
+[[repositories]]
+name = "{REPOSITORY}"
+url = "{repository}"
+web_url = "{FORGE_WEB_URL}"   # imaginary: the demo's forge does not exist
+forge = "gitea"
+
+[[services]]
+name = "storefront"
+repository = "{REPOSITORY}"
+team = "web"
+
+[[services]]
+name = "checkout"
+repository = "{REPOSITORY}"
+team = "payments"
+
+[[services]]
+name = "pricing"
+repository = "{REPOSITORY}"
+team = "payments"
+
+[[services]]
+name = "inventory"
+repository = "{REPOSITORY}"
+team = "fulfilment"
+"#,
+        data_dir = data_dir.display(),
+        secret_path = secret_path.display(),
+        repository = repository.display(),
+    );
+    std::fs::write(&config_path, config)
+        .with_context(|| format!("writing `{}`", config_path.display()))?;
+    Ok(World { config_path, data_dir, secret, changes })
+}
+
+/// Runs git in the demo repository as `author` at `time_unix_secs`, without the user's
+/// configuration; returns trimmed stdout.
+fn git(
+    dir: &Path,
+    args: &[&str],
+    (name, email, _): (&str, &str, &str),
+    time_unix_secs: i64,
+) -> anyhow::Result<String> {
+    let date = format!("@{time_unix_secs} +0000");
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", name)
+        .env("GIT_AUTHOR_EMAIL", email)
+        .env("GIT_COMMITTER_NAME", name)
+        .env("GIT_COMMITTER_EMAIL", email)
+        .env("GIT_AUTHOR_DATE", &date)
+        .env("GIT_COMMITTER_DATE", &date)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .context("running git (the demo builds a real repository; install git)")?;
+    if !output.status.success() {
+        bail!("git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Feeds the world to the server at `base_url`: webhooks, three hours of traffic and the
+/// deploys, then a trickle of live traffic until `stop` is set.
+pub(crate) fn drive(base_url: &str, world: &World, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("building the demo's HTTP client")?;
+    let post = |path: &str, headers: &[(&str, &str)], body: Vec<u8>| -> anyhow::Result<()> {
+        let mut request = client
+            .post(format!("{base_url}{path}"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().with_context(|| format!("POST {path}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("POST {path} answered {status}: {}", response.text().unwrap_or_default());
+        }
+        Ok(())
+    };
+
+    // The forge: a push and a merged pull request per change.
+    for change in &world.changes {
+        for (event, body) in
+            [("push", push_event(change)), ("pull_request", pull_request_event(change))]
+        {
+            let body = body.to_string().into_bytes();
+            let signature = forge::hmac_sha256_hex(world.secret.as_bytes(), &body);
+            let delivery = format!("demo-{event}-{}", change.pull_request);
+            post(
+                &format!("/hooks/gitea/{INTEGRATION}"),
+                &[
+                    ("x-gitea-event", event),
+                    ("x-gitea-delivery", &delivery),
+                    ("x-gitea-signature", &signature),
+                ],
+                body,
+            )?;
+        }
+    }
+
+    let now = jiff::Timestamp::now().as_nanosecond() as u64;
+    let sha = |subject: &str| {
+        world
+            .changes
+            .iter()
+            .find(|c| c.subject == subject)
+            .map(|c| c.sha.clone())
+            .unwrap_or_default()
+    };
+    let base = world.changes.first().map(|c| c.parent.clone()).unwrap_or_default();
+    let start = now - HISTORY_MINUTES * MINUTE_NANOS;
+    let mut deploys = vec![
+        ("storefront", "1.0.0", base.clone(), start),
+        ("checkout", "1.0.0", base.clone(), start),
+        ("pricing", "1.0.0", base.clone(), start),
+        ("inventory", "1.0.0", base.clone(), start),
+    ];
+    deploys.push((
+        "pricing",
+        "1.1.0",
+        sha("Cache price lists for five minutes"),
+        now - 150 * MINUTE_NANOS,
+    ));
+    deploys.push((
+        "inventory",
+        "1.1.0",
+        sha("Reserve stock for a cart in one statement"),
+        now - 120 * MINUTE_NANOS,
+    ));
+    deploys.push((
+        "checkout",
+        "1.1.0",
+        sha("Show the tax in the order total"),
+        now - 90 * MINUTE_NANOS,
+    ));
+    deploys.push((
+        "checkout",
+        "1.2.0",
+        sha("Count the items in the checkout response for the mobile app"),
+        now - 25 * MINUTE_NANOS,
+    ));
+    let timeline = Timeline { deploys };
+
+    // Three hours of history, then the deploys as CI reports them (after the fact).
+    let mut traffic = Traffic::new(now);
+    let mut t = start;
+    while t < now {
+        traffic.second(&timeline, t);
+        if traffic.spans >= SPANS_PER_REQUEST {
+            post("/v1/traces", &[], traffic.take_body())?;
+        }
+        t += SECOND_NANOS;
+    }
+    post("/v1/traces", &[], traffic.take_body())?;
+    for (service, version, commit, started) in &timeline.deploys {
+        let body = json!({
+            "service": service,
+            "environment": ENVIRONMENT,
+            "version": version,
+            "commit": commit,
+            "repository": REPOSITORY,
+            "started_at": jiff::Timestamp::from_nanosecond(i128::from(*started))?.to_string(),
+            "deployer": "ci",
+        });
+        post("/api/v1/deploys", &[], body.to_string().into_bytes())?;
+    }
+    tracing::info!(
+        "demo: sent {HISTORY_MINUTES} minutes of traffic, {} reviewed changes and {} deploys; live traffic continues",
+        world.changes.len(),
+        timeline.deploys.len()
+    );
+
+    // Live traffic, a little every second.
+    let mut last = now;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = jiff::Timestamp::now().as_nanosecond() as u64;
+        while last + SECOND_NANOS <= now {
+            last += SECOND_NANOS;
+            traffic.second(&timeline, last);
+        }
+        if let Err(e) = post("/v1/traces", &[], traffic.take_body()) {
+            tracing::warn!("demo: live traffic: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+fn person(who: (&str, &str, &str)) -> Value {
+    json!({"name": who.0, "email": who.1, "username": who.2, "full_name": who.0, "login": who.2})
+}
+
+fn repository_json() -> Value {
+    json!({"full_name": REPOSITORY, "html_url": FORGE_WEB_URL, "clone_url": format!("{FORGE_WEB_URL}.git")})
+}
+
+fn push_event(change: &Change) -> Value {
+    let time = jiff::Timestamp::from_second(change.time_unix_secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    json!({
+        "ref": "refs/heads/main",
+        "before": change.parent,
+        "after": change.sha,
+        "total_commits": 1,
+        "commits": [{
+            "id": change.sha,
+            "message": format!("{}\n\nReviewed-on: {FORGE_WEB_URL}/pulls/{}\n", change.subject, change.pull_request),
+            "url": format!("{FORGE_WEB_URL}/commit/{}", change.sha),
+            "timestamp": time,
+            "author": person(change.author),
+            "committer": person(change.author),
+            "added": [],
+            "removed": [],
+            "modified": change.files,
+        }],
+        "repository": repository_json(),
+        "pusher": person(change.author),
+    })
+}
+
+fn pull_request_event(change: &Change) -> Value {
+    json!({
+        "action": "closed",
+        "number": change.pull_request,
+        "pull_request": {
+            "number": change.pull_request,
+            "title": change.subject,
+            "html_url": format!("{FORGE_WEB_URL}/pulls/{}", change.pull_request),
+            "user": person(change.author),
+            "state": "closed",
+            "merged": true,
+            "merge_commit_sha": change.sha,
+            "head": {"ref": format!("pr-{}", change.pull_request), "sha": change.sha},
+            "requested_reviewers": [{"login": change.reviewer, "username": change.reviewer}],
+        },
+        "repository": repository_json(),
+    })
+}
+
+/// Generates traces: a checkout and a product page every second.
+struct Traffic {
+    /// Deterministic pseudo-random state.
+    state: u64,
+    next_id: u64,
+    /// Spans per (service, version, commit), waiting to be sent.
+    pending: Vec<((&'static str, String, String), Vec<Value>)>,
+    spans: usize,
+}
+
+/// One span to add: who, what, when, how long, and its attributes.
+struct SpanSpec<'a> {
+    service: &'static str,
+    name: &'a str,
+    kind: u8,
+    start: u64,
+    nanos: u64,
+    attributes: Vec<Value>,
+    error: Option<&'a str>,
+}
+
+impl Traffic {
+    fn new(seed: u64) -> Traffic {
+        Traffic { state: seed | 1, next_id: seed.rotate_left(17), pending: Vec::new(), spans: 0 }
+    }
+
+    /// A factor in [0.8, 1.25], right-skewed, with an occasional slow outlier.
+    fn jitter(&mut self) -> f64 {
+        let u = self.uniform();
+        let tail = if self.uniform() < 0.02 { 2.5 } else { 1.0 };
+        0.8 * (1.25f64 / 0.8).powf(u * u) * tail
+    }
+
+    fn uniform(&mut self) -> f64 {
+        self.state = self
+            .state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id = self.next_id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.next_id | 1
+    }
+
+    /// One second of traffic at `t`.
+    fn second(&mut self, timeline: &Timeline, t: u64) {
+        self.checkout(timeline, t);
+        self.product(timeline, t + 400_000_000);
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "a span's fields, in the order OTLP names them")]
+    fn add(
+        &mut self,
+        timeline: &Timeline,
+        trace: &str,
+        parent: Option<u64>,
+        spec: SpanSpec<'_>,
+    ) -> u64 {
+        let id = self.id();
+        let (version, commit) = timeline.version_at(spec.service, spec.start);
+        let mut span = json!({
+            "traceId": trace,
+            "spanId": format!("{id:016x}"),
+            "name": spec.name,
+            "kind": spec.kind,
+            "startTimeUnixNano": spec.start.to_string(),
+            "endTimeUnixNano": (spec.start + spec.nanos).to_string(),
+            "attributes": spec.attributes,
+        });
+        if let Some(parent) = parent {
+            span["parentSpanId"] = format!("{parent:016x}").into();
+        }
+        if let Some(error) = spec.error {
+            span["status"] = json!({"code": 2, "message": error});
+            span["events"] = json!([{
+                "name": "exception",
+                "timeUnixNano": (spec.start + spec.nanos).to_string(),
+                "attributes": [attr("exception.type", error), attr("exception.message", "not enough stock")],
+            }]);
+        }
+        let key = (spec.service, version.to_owned(), commit.to_owned());
+        match self.pending.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, spans)) => spans.push(span),
+            None => self.pending.push((key, vec![span])),
+        }
+        self.spans += 1;
+        id
+    }
+
+    fn trace_id(&mut self) -> String {
+        format!("{:016x}{:016x}", self.id(), self.id())
+    }
+
+    /// storefront POST /checkout → checkout POST /cart/checkout → promotions, pricing, inventory.
+    fn checkout(&mut self, timeline: &Timeline, t: u64) {
+        let trace = self.trace_id();
+        let ms = |x: f64| (x * 1e6) as u64;
+        let (checkout_version, _) = timeline.version_at("checkout", t);
+        let slow_promotions = checkout_version == "1.2.0";
+        let items = 2 + (self.uniform() * 4.0) as u64;
+        // Promotions: one query; after the slow change, one order-history query per item.
+        let promo_start = t + ms(4.0);
+        let promo_own = ms(3.0 * self.jitter());
+        let history: Vec<u64> = if slow_promotions {
+            (0..items).map(|_| ms(5.0 * self.jitter())).collect()
+        } else {
+            Vec::new()
+        };
+        let promo = promo_own + history.iter().sum::<u64>();
+        let (pricing_version, _) = timeline.version_at("pricing", t);
+        let prices = ms(if pricing_version == "1.0.0" { 9.0 } else { 2.5 } * self.jitter());
+        let quote = prices + ms(1.5 * self.jitter());
+        let (inventory_version, _) = timeline.version_at("inventory", t);
+        let per_item = if inventory_version == "1.0.0" { 3.0 } else { 1.0 };
+        let update = ms((4.0 + per_item * items as f64) * self.jitter());
+        let reserve = update + ms(1.0 * self.jitter());
+        let out_of_stock = self.uniform() < 0.01;
+        let cart = ms(2.0) + promo + quote + reserve + ms(3.0 * self.jitter());
+        let front = cart + ms(6.0 * self.jitter());
+
+        let root = self.add(
+            timeline,
+            &trace,
+            None,
+            SpanSpec {
+                service: "storefront",
+                name: "POST /checkout",
+                kind: 2,
+                start: t,
+                nanos: front,
+                attributes: vec![
+                    attr("http.route", "/checkout"),
+                    attr("http.request.method", "POST"),
+                    int_attr("http.response.status_code", if out_of_stock { 409 } else { 200 }),
+                ],
+                error: None,
+            },
+        );
+        let call = self.add(
+            timeline,
+            &trace,
+            Some(root),
+            SpanSpec {
+                service: "storefront",
+                name: "POST",
+                kind: 3,
+                start: t + ms(2.0),
+                nanos: cart + ms(1.0),
+                attributes: vec![
+                    attr("server.address", "checkout"),
+                    attr("http.request.method", "POST"),
+                ],
+                error: None,
+            },
+        );
+        let server = self.add(
+            timeline,
+            &trace,
+            Some(call),
+            SpanSpec {
+                service: "checkout",
+                name: "POST /cart/checkout",
+                kind: 2,
+                start: t + ms(2.5),
+                nanos: cart,
+                attributes: vec![
+                    attr("http.route", "/cart/checkout"),
+                    attr("http.request.method", "POST"),
+                    int_attr("cart.items", items as i64),
+                ],
+                error: out_of_stock.then_some("OutOfStock"),
+            },
+        );
+        let promotions = self.add(
+            timeline,
+            &trace,
+            Some(server),
+            SpanSpec {
+                service: "checkout",
+                name: "apply_promotions",
+                kind: 1,
+                start: promo_start,
+                nanos: promo,
+                attributes: vec![
+                    attr("code.function.name", "checkout.promotions.apply_promotions"),
+                    attr("code.file.path", "checkout/promotions.py"),
+                    int_attr("code.line.number", 5),
+                ],
+                error: None,
+            },
+        );
+        let mut at = promo_start + promo_own;
+        for nanos in history {
+            self.add(
+                timeline,
+                &trace,
+                Some(promotions),
+                SpanSpec {
+                    service: "checkout",
+                    name: "SELECT order_history",
+                    kind: 3,
+                    start: at,
+                    nanos,
+                    attributes: vec![
+                        attr("db.system.name", "postgresql"),
+                        attr("db.collection.name", "order_history"),
+                    ],
+                    error: None,
+                },
+            );
+            at += nanos;
+        }
+        let quote_start = promo_start + promo + ms(0.5);
+        let pricing_call = self.add(
+            timeline,
+            &trace,
+            Some(server),
+            SpanSpec {
+                service: "checkout",
+                name: "POST",
+                kind: 3,
+                start: quote_start,
+                nanos: quote + ms(0.4),
+                attributes: vec![
+                    attr("server.address", "pricing"),
+                    attr("http.request.method", "POST"),
+                ],
+                error: None,
+            },
+        );
+        let pricing = self.add(
+            timeline,
+            &trace,
+            Some(pricing_call),
+            SpanSpec {
+                service: "pricing",
+                name: "POST /quote",
+                kind: 2,
+                start: quote_start + ms(0.2),
+                nanos: quote,
+                attributes: vec![attr("http.route", "/quote"), attr("http.request.method", "POST")],
+                error: None,
+            },
+        );
+        self.add(
+            timeline,
+            &trace,
+            Some(pricing),
+            SpanSpec {
+                service: "pricing",
+                name: "SELECT prices",
+                kind: 3,
+                start: quote_start + ms(0.8),
+                nanos: prices,
+                attributes: vec![
+                    attr("db.system.name", "postgresql"),
+                    attr("db.collection.name", "prices"),
+                ],
+                error: None,
+            },
+        );
+        let reserve_start = quote_start + quote + ms(0.8);
+        let inventory_call = self.add(
+            timeline,
+            &trace,
+            Some(server),
+            SpanSpec {
+                service: "checkout",
+                name: "POST",
+                kind: 3,
+                start: reserve_start,
+                nanos: reserve + ms(0.4),
+                attributes: vec![
+                    attr("server.address", "inventory"),
+                    attr("http.request.method", "POST"),
+                ],
+                error: out_of_stock.then_some("OutOfStock"),
+            },
+        );
+        let inventory = self.add(
+            timeline,
+            &trace,
+            Some(inventory_call),
+            SpanSpec {
+                service: "inventory",
+                name: "POST /reserve",
+                kind: 2,
+                start: reserve_start + ms(0.2),
+                nanos: reserve,
+                attributes: vec![
+                    attr("http.route", "/reserve"),
+                    attr("http.request.method", "POST"),
+                ],
+                error: out_of_stock.then_some("OutOfStock"),
+            },
+        );
+        self.add(
+            timeline,
+            &trace,
+            Some(inventory),
+            SpanSpec {
+                service: "inventory",
+                name: "UPDATE stock",
+                kind: 3,
+                start: reserve_start + ms(0.6),
+                nanos: update,
+                attributes: vec![
+                    attr("db.system.name", "postgresql"),
+                    attr("db.collection.name", "stock"),
+                ],
+                error: None,
+            },
+        );
+    }
+
+    /// storefront GET /product/{id} → inventory GET /stock/{sku}.
+    fn product(&mut self, timeline: &Timeline, t: u64) {
+        let trace = self.trace_id();
+        let ms = |x: f64| (x * 1e6) as u64;
+        let select = ms(3.0 * self.jitter());
+        let stock = select + ms(1.0 * self.jitter());
+        let page = stock + ms(8.0 * self.jitter());
+        let root = self.add(
+            timeline,
+            &trace,
+            None,
+            SpanSpec {
+                service: "storefront",
+                name: "GET /product/{id}",
+                kind: 2,
+                start: t,
+                nanos: page,
+                attributes: vec![
+                    attr("http.route", "/product/{id}"),
+                    attr("http.request.method", "GET"),
+                    int_attr("http.response.status_code", 200),
+                ],
+                error: None,
+            },
+        );
+        let call = self.add(
+            timeline,
+            &trace,
+            Some(root),
+            SpanSpec {
+                service: "storefront",
+                name: "GET",
+                kind: 3,
+                start: t + ms(3.0),
+                nanos: stock + ms(0.5),
+                attributes: vec![
+                    attr("server.address", "inventory"),
+                    attr("http.request.method", "GET"),
+                ],
+                error: None,
+            },
+        );
+        let server = self.add(
+            timeline,
+            &trace,
+            Some(call),
+            SpanSpec {
+                service: "inventory",
+                name: "GET /stock/{sku}",
+                kind: 2,
+                start: t + ms(3.2),
+                nanos: stock,
+                attributes: vec![
+                    attr("http.route", "/stock/{sku}"),
+                    attr("http.request.method", "GET"),
+                ],
+                error: None,
+            },
+        );
+        self.add(
+            timeline,
+            &trace,
+            Some(server),
+            SpanSpec {
+                service: "inventory",
+                name: "SELECT stock",
+                kind: 3,
+                start: t + ms(3.6),
+                nanos: select,
+                attributes: vec![
+                    attr("db.system.name", "postgresql"),
+                    attr("db.collection.name", "stock"),
+                ],
+                error: None,
+            },
+        );
+    }
+
+    /// The pending spans as one OTLP/JSON request body.
+    fn take_body(&mut self) -> Vec<u8> {
+        let resource_spans: Vec<Value> = self
+            .pending
+            .drain(..)
+            .map(|((service, version, commit), spans)| {
+                let mut attributes = vec![
+                    attr("service.name", service),
+                    attr("service.version", &version),
+                    attr("deployment.environment.name", ENVIRONMENT),
+                    attr("vcs.repository.url.full", &format!("{FORGE_WEB_URL}.git")),
+                ];
+                if !commit.is_empty() {
+                    attributes.push(attr("vcs.ref.head.revision", &commit));
+                }
+                json!({
+                    "resource": {"attributes": attributes},
+                    "scopeSpans": [{"scope": {"name": "shop", "version": version}, "spans": spans}],
+                })
+            })
+            .collect();
+        self.spans = 0;
+        let mut body = String::new();
+        let _ = write!(body, "{}", json!({"resourceSpans": resource_spans}));
+        body.into_bytes()
+    }
+}
+
+fn attr(key: &str, value: &str) -> Value {
+    json!({"key": key, "value": {"stringValue": value}})
+}
+
+fn int_attr(key: &str, value: i64) -> Value {
+    json!({"key": key, "value": {"intValue": value.to_string()}})
+}
