@@ -205,6 +205,8 @@ pub struct RouteSpec {
     pub audit: Option<&'static str>,
     /// Sign-in and token endpoints are rate-limited per client address.
     pub rate_limited: bool,
+    /// A web page: refusals are HTML (or, for someone not signed in, a redirect to sign-in).
+    pub page: bool,
 }
 
 /// Runtime access state: key sets, the OIDC discovery document, token use, rate limits.
@@ -728,7 +730,7 @@ pub(crate) async fn guard(
                 time_unix_nanos: now(),
                 principal: who,
                 action: action.to_owned(),
-                resource,
+                resource: resource.clone(),
                 outcome: refused_outcome(&error),
                 client_addr,
                 request_id: request_id.clone(),
@@ -737,6 +739,15 @@ pub(crate) async fn guard(
                 // OTLP clients get OTLP's error shape.
                 Ok(()) if spec.need == Need::Ingest => {
                     crate::otlp_http::refusal(&error, request.headers())
+                }
+                // People get a page: to sign in when they could, or what went wrong.
+                Ok(()) if spec.page => {
+                    let can_sign_in = matches!(state.settings.access.mode, AuthMode::Oidc(_));
+                    if error.code == ErrorCode::Unauthenticated && can_sign_in {
+                        crate::ui::sign_in_redirect(&resource)
+                    } else {
+                        crate::ui::error_page(error.code.http_status(), &error.message, None)
+                    }
                 }
                 Ok(()) => error.into_response(),
                 Err(audit_error) => audit_error.into_response(),

@@ -34,6 +34,7 @@ mod phabricator;
 mod sign_in;
 mod suspects;
 mod tokens;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -142,7 +143,12 @@ const fn spec(
     need: Need,
     audit: Option<&'static str>,
 ) -> RouteSpec {
-    RouteSpec { method, path, need, audit, rate_limited: false }
+    RouteSpec { method, path, need, audit, rate_limited: false, page: false }
+}
+
+/// A web page: read access, audited like the API read it shows.
+const fn page(path: &'static str, audit: &'static str) -> RouteSpec {
+    RouteSpec { page: true, ..spec("GET", path, Need::ReadData, Some(audit)) }
 }
 
 const fn limited(spec: RouteSpec) -> RouteSpec {
@@ -227,6 +233,18 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         ),
         (spec("POST", "/hooks/{kind}/{integration}", ForgeSignature, None), post(hooks::receive)),
         (otlp_http_route(), post(otlp_http::export_traces)),
+        // The web UI: pages over the same views as the API, and its own script and styles.
+        (page("/", "services.read"), get(ui::home)),
+        (page("/traces", "traces.search"), get(ui::search_page)),
+        (page("/traces/{trace_id}", "trace.read"), get(ui::trace_page)),
+        (page("/services/{service}", "service.read"), get(ui::service_page)),
+        (page("/findings", "findings.read"), get(ui::findings_page)),
+        (page("/findings/{id}", "finding.read"), get(ui::finding_page)),
+        (page("/deploys", "deploys.read"), get(ui::deploys_page)),
+        (page("/deploys/{id}", "deploy.read"), get(ui::deploy_page)),
+        (page("/commits/{sha}", "commit.read"), get(ui::commit_page)),
+        (spec("GET", "/assets/app.css", Public, None), get(ui::stylesheet)),
+        (spec("GET", "/assets/app.js", Public, None), get(ui::script)),
     ]
 }
 

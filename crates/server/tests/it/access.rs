@@ -276,6 +276,7 @@ fn concrete(path: &str) -> String {
     path.replace("{trace_id}", "0af7651916cd43dd8448eb211c80319c")
         .replace("{sha}", "0123456789abcdef0123456789abcdef01234567")
         .replace("{id}", "1")
+        .replace("{service}", "checkout")
         .replace("{action}", "acknowledge")
         .replace("{prefix}", "00000000")
         .replace("{kind}", "github")
@@ -334,6 +335,18 @@ async fn every_route_decides_for_every_kind_of_caller() {
         // Signed by the forge: anyone may deliver; a bearer token must have `webhook`.
         ("POST /hooks/{kind}/{integration}", "A A A A A 3 3 3 A 3"),
         ("POST /v1/traces", "1 3 3 3 3 A 3 3 3 3"),
+        // Pages need what the API reads they show need; their refusals are HTML.
+        ("GET /", "1 A A A A 3 A 3 3 A"),
+        ("GET /traces", "1 A A A A 3 A 3 3 A"),
+        ("GET /traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
+        ("GET /services/{service}", "1 A A A A 3 A 3 3 A"),
+        ("GET /findings", "1 A A A A 3 A 3 3 A"),
+        ("GET /findings/{id}", "1 A A A A 3 A 3 3 A"),
+        ("GET /deploys", "1 A A A A 3 A 3 3 A"),
+        ("GET /deploys/{id}", "1 A A A A 3 A 3 3 A"),
+        ("GET /commits/{sha}", "1 A A A A 3 A 3 3 A"),
+        ("GET /assets/app.css", "A A A A A A A A A A"),
+        ("GET /assets/app.js", "A A A A A A A A A A"),
     ]
     .into_iter()
     .collect();
@@ -461,6 +474,27 @@ async fn engineers_see_other_teams_spans_only_as_redacted_stubs() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["checkout"]);
+
+    // The web UI shows her exactly what the API does: the stub without its name, no page for
+    // the other team's trace or service, and only her team's service on the home page.
+    let (status, page) = send(&app, &eve, "GET", &format!("/traces/{trace}"), None).await;
+    let page = page.as_str().unwrap_or_default().to_owned();
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("POST /cart") && page.contains("secret-of-checkout"), "{page}");
+    assert!(page.contains("redacted: another team") && page.contains("search"), "{page}");
+    assert!(!page.contains("SELECT") && !page.contains("secret-of-search"), "{page}");
+    for hidden in ["/traces/5bf92f3577b34da6a3ce929d0e0e4736", "/services/search"] {
+        let (status, page) = send(&app, &eve, "GET", hidden, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{hidden}: {page}");
+        assert!(page.as_str().unwrap_or_default().contains("<html"), "an HTML page: {page}");
+    }
+    let (_, home) = send(&app, &eve, "GET", "/", None).await;
+    let home = home.as_str().unwrap_or_default();
+    assert!(home.contains("/services/checkout") && !home.contains("/services/search"), "{home}");
+    let (_, results) =
+        send(&app, &eve, "GET", "/traces?service=search&last=7d&start=2025-12-31T00:00:00Z", None)
+            .await;
+    assert!(!results.as_str().unwrap_or_default().contains("5bf92f35"), "{results}");
 
     // An on-call lead sees everything in full.
     let lea =

@@ -11,3 +11,4 @@ mod oidc;
 mod phabricator;
 mod retention;
 mod support;
+mod ui;

@@ -1,0 +1,57 @@
+// spanblame's only script: copy buttons, finding status buttons, sign-out. Pages work without it.
+"use strict";
+
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.getAttribute("content") : null;
+}
+
+async function post(path) {
+  const headers = { "content-type": "application/json" };
+  const token = csrfToken();
+  if (token) headers["x-csrf-token"] = token;
+  const response = await fetch(path, { method: "POST", headers, body: "", credentials: "same-origin", redirect: "manual" });
+  if (!response.ok && response.type !== "opaqueredirect") {
+    let message = response.status + " " + response.statusText;
+    try {
+      const body = await response.json();
+      if (body.error && body.error.message) message = body.error.message;
+    } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button");
+  if (!button) return;
+  if (button.dataset.copy) {
+    const source = document.getElementById(button.dataset.copy);
+    const status = document.getElementById(button.dataset.copy + "-copied");
+    try {
+      await navigator.clipboard.writeText(source.textContent);
+      if (status) status.textContent = "Copied.";
+    } catch (_) {
+      // No clipboard (an insecure origin): select the text so Ctrl+C copies it.
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      if (status) status.textContent = "Selected: press Ctrl+C to copy.";
+    }
+  } else if (button.dataset.finding && button.dataset.action) {
+    try {
+      await post("/api/v1/findings/" + button.dataset.finding + "/" + button.dataset.action);
+      window.location.reload();
+    } catch (error) {
+      const status = document.getElementById("finding-status");
+      if (status) status.textContent = status.textContent + " (not changed: " + error.message + ")";
+    }
+  } else if (button.dataset.signOut) {
+    // The server answers with a redirect to the provider's sign-out; the session is gone
+    // either way, so go home.
+    await post("/auth/logout").catch(() => {});
+    window.location.href = "/";
+  }
+});
