@@ -1,10 +1,11 @@
 //! Developer and CI tasks.
 //!
 //! - `cargo xtask test`: install what the tests need (the OpenTelemetry Python SDK in a
-//!   virtualenv and the `oidc-provider` npm package for a real OpenID provider, both under
-//!   `~/.cache/spanblame`), then check formatting, run clippy, and run every
-//!   test (with cargo-nextest when it is installed). This is the README's test command and
-//!   what `.ci/run` calls.
+//!   virtualenv, the `oidc-provider` npm package for a real OpenID provider, Debian's
+//!   `chromium` and the `playwright-core` npm package for the browser tests; the npm and
+//!   Python packages under `~/.cache/spanblame`), then check formatting, run clippy, and run
+//!   every test (with cargo-nextest when it is installed). This is the README's test command
+//!   and what `.ci/run` calls.
 //! - `cargo xtask bench`: the detection and ingest benchmarks in release mode.
 //!
 //! Tidy checks (file headers, crate boundaries) are ordinary tests in `tidy.rs`.
@@ -22,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+/// Where Debian's `chromium` package puts the browser the UI tests drive.
+const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Pinned so every machine tests against the same client.
 const PYTHON_PACKAGES: &[&str] =
@@ -69,41 +73,76 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs the test dependencies that are not Rust crates; idempotent. Returns the Python
-/// interpreter of the virtualenv and the directory of the test OpenID provider.
-fn setup() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let python = setup_python()?;
-    let oidc = setup_oidc_provider()?;
-    Ok((python, oidc))
+/// What the tests need besides Rust crates, as installed by [`setup`].
+struct Installed {
+    python: PathBuf,
+    oidc: PathBuf,
+    browser: PathBuf,
 }
 
-/// The test OpenID provider (`crates/server/test_data/oidc`: the `oidc-provider` package on
-/// the machine's Node.js), copied under `~/.cache/spanblame/oidc` with its `node_modules`.
-fn setup_oidc_provider() -> anyhow::Result<PathBuf> {
+/// Installs the test dependencies that are not Rust crates; idempotent.
+fn setup() -> anyhow::Result<Installed> {
+    let python = setup_python()?;
+    let oidc =
+        npm_package("crates/server/test_data/oidc", "oidc", &["provider.mjs"], "oidc-provider")?;
+    setup_chromium()?;
+    let browser = npm_package("crates/spanblame/tests/browser", "browser", &[], "playwright-core")?;
+    Ok(Installed { python, oidc, browser })
+}
+
+/// The npm package manifest in `source` (and `files` beside it) installed under
+/// `~/.cache/spanblame/<name>` with its `node_modules`; npm runs only when the manifest
+/// changed or `marker` (a dependency) is missing.
+fn npm_package(source: &str, name: &str, files: &[&str], marker: &str) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let dir = PathBuf::from(home).join(".cache/spanblame/oidc");
-    let source = workspace_root().join("crates/server/test_data/oidc");
+    let dir = PathBuf::from(home).join(".cache/spanblame").join(name);
+    let source = workspace_root().join(source);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let manifest = std::fs::read(source.join("package.json"))
-        .context("reading the provider's package.json")?;
+        .with_context(|| format!("reading {}", source.join("package.json").display()))?;
     let installed = std::fs::read(dir.join("package.json")).ok();
-    for file in ["package.json", "provider.mjs"] {
+    for file in std::iter::once(&"package.json").chain(files) {
         std::fs::copy(source.join(file), dir.join(file))
             .with_context(|| format!("copying {file}"))?;
     }
     if installed.as_deref() != Some(manifest.as_slice())
-        || !dir.join("node_modules/oidc-provider").exists()
+        || !dir.join("node_modules").join(marker).exists()
     {
-        eprintln!(
-            "xtask: installing the test OpenID provider (npm oidc-provider) into {}",
-            dir.display()
-        );
+        eprintln!("xtask: installing npm {marker} into {}", dir.display());
         run(Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
             .arg(&dir))
-        .context("installing oidc-provider with npm (Node.js 20 or newer must be installed)")?;
+        .with_context(|| {
+            format!("installing {marker} with npm (Node.js 20 or newer must be installed)")
+        })?;
     }
     Ok(dir)
+}
+
+/// Debian's Chromium at `/usr/bin/chromium`, installed with apt-get when missing (as root, or
+/// through passwordless sudo).
+fn setup_chromium() -> anyhow::Result<()> {
+    if Path::new(CHROMIUM).exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian's chromium for the browser tests");
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| {
+        let mut command = if is_root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !is_root {
+            command.args(["-n", "apt-get"]);
+        }
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut command)
+    };
+    let install = ["install", "-y", "-q", "--no-install-recommends", "chromium"];
+    if apt(&install).is_err() {
+        apt(&["update", "-q"])?;
+        apt(&install).context(
+            "installing chromium (as root or with passwordless sudo: apt-get install chromium)",
+        )?;
+    }
+    Ok(())
 }
 
 fn setup_python() -> anyhow::Result<PathBuf> {
@@ -127,7 +166,7 @@ fn setup_python() -> anyhow::Result<PathBuf> {
 }
 
 fn test() -> anyhow::Result<()> {
-    let (python, oidc) = setup()?;
+    let Installed { python, oidc, browser } = setup()?;
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
     run(Command::new("cargo").args([
@@ -150,5 +189,6 @@ fn test() -> anyhow::Result<()> {
     }
     command.env("SPANBLAME_TEST_PYTHON", &python);
     command.env("SPANBLAME_TEST_OIDC_PROVIDER", oidc.join("provider.mjs"));
+    command.env("SPANBLAME_TEST_BROWSER", browser);
     run(&mut command)
 }

@@ -195,7 +195,7 @@ pub(crate) fn impact(
     sha: &str,
 ) -> Result<Option<Json_>, StoreError> {
     let store = &state.store;
-    let Some(stored) = store.find_commit(&sha)? else { return Ok(None) };
+    let Some(stored) = store.find_commit(sha)? else { return Ok(None) };
     let settings = &state.settings.changes;
     let target = stored.commit.sha.as_str();
     let mirror = state.mirrors.get(&stored.repository);
@@ -209,7 +209,7 @@ pub(crate) fn impact(
         if let Some(&found) = known.get(&deploy.id) {
             return Ok(found);
         }
-        let shipped = deploy_commit(&state, deploy)?;
+        let shipped = deploy_commit(state, deploy)?;
         let found = match (&shipped.sha, &shipped.stored, &mirror) {
             (Some(sha), _, _) if sha == target => Shipping::AsItsCommit,
             (Some(sha), Some(found), Some(mirror))
@@ -245,7 +245,7 @@ pub(crate) fn impact(
                 query_escape(version)
             )
         };
-        let mut view = deploy_view(&state, deploy)?;
+        let mut view = deploy_view(state, deploy)?;
         view["shipped_as"] = how.into();
         view["traces_after"] = traces(&deploy.version).into();
         if let Some(previous) = previous {

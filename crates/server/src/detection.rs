@@ -108,7 +108,7 @@ fn evaluate_deploy(state: &AppState, deploy: &Deploy, now: u64) -> Result<bool, 
         if deploy_final {
             // Replaced before the first look: nothing can be said about it alone.
             store.record_look(
-                deploy.id,
+                deploy,
                 &[],
                 Evaluation { look_minutes: look, is_final: true },
                 now,
@@ -140,12 +140,16 @@ fn evaluate_deploy(state: &AppState, deploy: &Deploy, now: u64) -> Result<bool, 
             baseline_stats: f.baseline_stats.encode(),
         })
         .collect();
-    store.record_look(
-        deploy.id,
+    let recorded = store.record_look(
+        deploy,
         &updates,
         Evaluation { look_minutes: look, is_final: deploy_final },
         now,
     )?;
+    if !recorded {
+        // A deploy report moved its start while we looked: the next pass looks again.
+        return Ok(false);
+    }
     explain(state, deploy, end)?;
     resolve_restored(state, deploy, &detection, now)?;
     tracing::debug!(deploy = deploy.id, look, findings = updates.len(), "evaluated a deploy");

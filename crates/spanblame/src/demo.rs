@@ -5,7 +5,6 @@
 //! deploy API. Nothing is written into the store directly, so detection, attribution and the
 //! UI run exactly as they would on real input.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -148,8 +147,7 @@ impl Timeline {
     fn version_at(&self, service: &str, t: u64) -> (&'static str, &str) {
         self.deploys
             .iter()
-            .filter(|(s, _, _, from)| *s == service && *from <= t)
-            .last()
+            .rfind(|(s, _, _, from)| *s == service && *from <= t)
             .map_or(("1.0.0", ""), |(_, version, commit, _)| (*version, commit.as_str()))
     }
 }
@@ -554,13 +552,16 @@ fn pull_request_event(change: &Change) -> Value {
     })
 }
 
+/// A resource: service, version, commit.
+type ResourceKey = (&'static str, String, String);
+
 /// Generates traces: a checkout and a product page every second.
 struct Traffic {
     /// Deterministic pseudo-random state.
     state: u64,
     next_id: u64,
     /// Spans per (service, version, commit), waiting to be sent.
-    pending: Vec<((&'static str, String, String), Vec<Value>)>,
+    pending: Vec<(ResourceKey, Vec<Value>)>,
     spans: usize,
 }
 
@@ -606,7 +607,6 @@ impl Traffic {
         self.product(timeline, t + 400_000_000);
     }
 
-    #[allow(clippy::too_many_arguments, reason = "a span's fields, in the order OTLP names them")]
     fn add(
         &mut self,
         timeline: &Timeline,
@@ -971,9 +971,7 @@ impl Traffic {
             })
             .collect();
         self.spans = 0;
-        let mut body = String::new();
-        let _ = write!(body, "{}", json!({"resourceSpans": resource_spans}));
-        body.into_bytes()
+        json!({"resourceSpans": resource_spans}).to_string().into_bytes()
     }
 }
 

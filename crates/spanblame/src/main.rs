@@ -183,7 +183,7 @@ fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Resul
         .context("starting the async runtime")?;
     let stop_demo = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let demo_stopper = Arc::clone(&stop_demo);
-    let served = runtime.block_on(async move {
+    runtime.block_on(async move {
         let shutdown = async move {
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -217,8 +217,7 @@ fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Resul
         })
         .await
         .context("serving")
-    });
-    served
+    })
 }
 
 #[cfg(test)]

@@ -159,16 +159,32 @@ fn read_finding(row: &Row<'_>) -> rusqlite::Result<StoredFinding> {
 impl SpanStore {
     /// Writes one look's findings and the deploy's evaluation in one transaction. A final
     /// finding is never rewritten; a changed verdict restarts `first_seen` and drops the
-    /// explanation (it explained another verdict).
+    /// explanation (it explained another verdict). Returns false, writing nothing, when the
+    /// deploy's start moved since `deploy` was read (a late CI report merged into an inferred
+    /// deploy and reset it): the look measured windows that no longer apply.
     pub fn record_look(
         &self,
-        deploy_id: u64,
+        deploy: &Deploy,
         updates: &[FindingUpdate],
         evaluation: Evaluation,
         now_unix_nanos: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let deploy_id = deploy.id;
         let mut conn = self.metadata.conn();
-        let tx = conn.transaction().map_err(sql)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let start: Option<i64> = tx
+            .query_row(
+                "SELECT started_at_unix_nanos FROM deploys WHERE id = ?1",
+                [deploy_id as i64],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        if start != Some(deploy.started_at_unix_nanos as i64) {
+            return Ok(false);
+        }
         for update in updates {
             let existing: Option<(i64, String, bool)> = tx
                 .query_row(
@@ -248,7 +264,7 @@ impl SpanStore {
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
-        Ok(())
+        Ok(true)
     }
 
     /// Regressed findings of a deploy whose explanation is missing or incomplete.
@@ -498,12 +514,7 @@ mod tests {
                 baseline_stats: Vec::new(),
             };
             store
-                .record_look(
-                    deploy.id,
-                    &[update],
-                    Evaluation { look_minutes: 2, is_final: true },
-                    2,
-                )
+                .record_look(&deploy, &[update], Evaluation { look_minutes: 2, is_final: true }, 2)
                 .unwrap();
         }
         let seen = |services: Option<&[&str]>, environments: Option<&[&str]>| {

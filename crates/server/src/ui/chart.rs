@@ -20,6 +20,9 @@ pub(crate) struct Series {
     pub(crate) points: Vec<(f64, f64)>,
 }
 
+/// One distribution: its name, a CSS class, and its buckets as (lower ms, upper ms, count).
+pub(crate) type Distribution = (String, &'static str, Vec<(f64, f64, u64)>);
+
 /// A vertical marker at `x` linking to `href`, labelled `label`.
 pub(crate) struct Marker {
     pub(crate) x: f64,
@@ -54,10 +57,12 @@ pub(crate) fn time_chart(title: &str, unit: &str, series: &[Series], markers: &[
     // Time labels: start, middle, end (UTC).
     for fraction in [0.0, 0.5, 1.0] {
         let x = x_min + (x_max - x_min) * fraction;
-        let anchor = match fraction {
-            f if f == 0.0 => "start",
-            f if f == 1.0 => "end",
-            _ => "middle",
+        let anchor = if fraction == 0.0 {
+            "start"
+        } else if fraction == 1.0 {
+            "end"
+        } else {
+            "middle"
         };
         let _ = write!(
             svg,
@@ -100,10 +105,7 @@ pub(crate) fn time_chart(title: &str, unit: &str, series: &[Series], markers: &[
 
 /// Two (or more) latency distributions on one chart: for each, the share of spans per
 /// logarithmic latency bucket, drawn as a step line. `buckets` are (lower ms, upper ms, count).
-pub(crate) fn distribution_chart(
-    title: &str,
-    sides: &[(String, &'static str, Vec<(f64, f64, u64)>)],
-) -> String {
+pub(crate) fn distribution_chart(title: &str, sides: &[Distribution]) -> String {
     let lows = sides.iter().flat_map(|s| s.2.iter().map(|b| b.0.max(0.001)));
     let highs = sides.iter().flat_map(|s| s.2.iter().map(|b| b.1.max(0.001)));
     let x_min = lows.fold(f64::INFINITY, f64::min);

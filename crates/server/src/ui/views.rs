@@ -1374,7 +1374,7 @@ pub(crate) async fn service_page(
                 ),
             })
             .collect();
-        operations.sort_by(|a, b| b.numbers.spans.cmp(&a.numbers.spans));
+        operations.sort_by_key(|o| std::cmp::Reverse(o.numbers.spans));
         let versions = service["versions"]
             .as_array()
             .into_iter()

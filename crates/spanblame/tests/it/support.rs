@@ -22,9 +22,20 @@ impl TestServer {
     }
 
     pub(crate) fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with(data_dir, &[], env)
+    }
+
+    /// `spanblame serve --demo` building its world in `dir` (which must not exist yet).
+    pub(crate) fn start_demo(dir: &Path) -> TestServer {
+        TestServer::start_with(dir, &["--demo"], &[])
+    }
+
+    fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut command = Command::new(env!("CARGO_BIN_EXE_spanblame"));
         command
-            .args(["serve", "--data-dir"])
+            .arg("serve")
+            .args(args)
+            .arg("--data-dir")
             .arg(data_dir)
             .args(["--http-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0"])
             .args(["--otlp-http-addr", "127.0.0.1:0"])
