@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: OTLP ingest (gRPC and HTTP), the JSON API, health and metrics.
+    /// Run the server: OTLP ingest (gRPC and HTTP), the web UI, the JSON API, health and metrics.
     ///
     /// With no configuration file, spans are stored in `./spanblame-data` and every listener is
     /// on loopback: exposing the server is a deliberate choice (`--http-addr 0.0.0.0:7420`).
@@ -36,7 +36,8 @@ enum Command {
         /// Where spans and metadata are stored (overrides `storage.data_dir`).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// Address for the JSON API, health, metrics and OTLP/HTTP (overrides `server.http_addr`).
+        /// Address for the web UI, JSON API, health, metrics and OTLP/HTTP (overrides
+        /// `server.http_addr`).
         #[arg(long, value_name = "ADDR")]
         http_addr: Option<String>,
         /// Address for OTLP/gRPC (overrides `server.otlp_grpc_addr`; default `127.0.0.1:4317`).
