@@ -19,6 +19,7 @@ use crate::access::Caller;
 use crate::api::rfc3339;
 use crate::changes::{commit_view, resolve_commit};
 use crate::error::{ApiError, ErrorCode, read_capped};
+use crate::ui::query_escape;
 
 const MAX_DEPLOY_BODY_BYTES: usize = 64 * 1024;
 const DEFAULT_LIMIT: usize = 100;
@@ -351,15 +352,4 @@ pub(crate) fn deploy_view(state: &AppState, deploy: &Deploy) -> Result<Json_, St
         "previous": previous.map(|p| json!({"id": p.id, "version": p.version, "commit_sha": previous_commit})),
         "range": range,
     }))
-}
-
-fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

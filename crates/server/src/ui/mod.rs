@@ -168,7 +168,7 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-/// A query-string component.
+/// A query-string or path component, percent-encoded (RFC 3986 unreserved characters stay).
 pub(crate) fn query_escape(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
