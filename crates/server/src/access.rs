@@ -746,7 +746,7 @@ pub(crate) async fn guard(
                     if error.code == ErrorCode::Unauthenticated && can_sign_in {
                         crate::ui::sign_in_redirect(&resource)
                     } else {
-                        crate::ui::error_page(error.code.http_status(), &error.message, None)
+                        crate::ui::error_page(error.code.http_status(), &error.message)
                     }
                 }
                 Ok(()) => error.into_response(),

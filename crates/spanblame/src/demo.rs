@@ -566,14 +566,69 @@ struct Traffic {
 }
 
 /// One span to add: who, what, when, how long, and its attributes.
-struct SpanSpec<'a> {
+struct SpanSpec {
     service: &'static str,
-    name: &'a str,
+    name: String,
+    /// OTLP's span kind: 1 internal, 2 server, 3 client.
     kind: u8,
     start: u64,
     nanos: u64,
     attributes: Vec<Value>,
-    error: Option<&'a str>,
+    /// The exception type when the span failed.
+    error: Option<&'static str>,
+}
+
+impl SpanSpec {
+    fn new(service: &'static str, name: String, kind: u8, start: u64, nanos: u64) -> SpanSpec {
+        SpanSpec { service, name, kind, start, nanos, attributes: Vec::new(), error: None }
+    }
+
+    /// An HTTP server span for `method` on `route`.
+    fn server(
+        service: &'static str,
+        method: &str,
+        route: &str,
+        start: u64,
+        nanos: u64,
+    ) -> SpanSpec {
+        SpanSpec::new(service, format!("{method} {route}"), 2, start, nanos)
+            .with(attr("http.route", route))
+            .with(attr("http.request.method", method))
+    }
+
+    /// An HTTP client span calling `peer`.
+    fn call(service: &'static str, method: &str, peer: &str, start: u64, nanos: u64) -> SpanSpec {
+        SpanSpec::new(service, method.to_owned(), 3, start, nanos)
+            .with(attr("server.address", peer))
+            .with(attr("http.request.method", method))
+    }
+
+    /// A PostgreSQL query span: `operation` on `table`.
+    fn query(
+        service: &'static str,
+        operation: &str,
+        table: &str,
+        start: u64,
+        nanos: u64,
+    ) -> SpanSpec {
+        SpanSpec::new(service, format!("{operation} {table}"), 3, start, nanos)
+            .with(attr("db.system.name", "postgresql"))
+            .with(attr("db.collection.name", table))
+    }
+
+    fn internal(service: &'static str, name: &str, start: u64, nanos: u64) -> SpanSpec {
+        SpanSpec::new(service, name.to_owned(), 1, start, nanos)
+    }
+
+    fn with(mut self, attribute: Value) -> SpanSpec {
+        self.attributes.push(attribute);
+        self
+    }
+
+    fn failing(mut self, error: Option<&'static str>) -> SpanSpec {
+        self.error = error;
+        self
+    }
 }
 
 impl Traffic {
@@ -612,7 +667,7 @@ impl Traffic {
         timeline: &Timeline,
         trace: &str,
         parent: Option<u64>,
-        spec: SpanSpec<'_>,
+        spec: SpanSpec,
     ) -> u64 {
         let id = self.id();
         let (version, commit) = timeline.version_at(spec.service, spec.start);
@@ -676,199 +731,46 @@ impl Traffic {
         let cart = ms(2.0) + promo + quote + reserve + ms(3.0 * self.jitter());
         let front = cart + ms(6.0 * self.jitter());
 
-        let root = self.add(
-            timeline,
-            &trace,
-            None,
-            SpanSpec {
-                service: "storefront",
-                name: "POST /checkout",
-                kind: 2,
-                start: t,
-                nanos: front,
-                attributes: vec![
-                    attr("http.route", "/checkout"),
-                    attr("http.request.method", "POST"),
-                    int_attr("http.response.status_code", if out_of_stock { 409 } else { 200 }),
-                ],
-                error: None,
-            },
-        );
-        let call = self.add(
-            timeline,
-            &trace,
-            Some(root),
-            SpanSpec {
-                service: "storefront",
-                name: "POST",
-                kind: 3,
-                start: t + ms(2.0),
-                nanos: cart + ms(1.0),
-                attributes: vec![
-                    attr("server.address", "checkout"),
-                    attr("http.request.method", "POST"),
-                ],
-                error: None,
-            },
-        );
-        let server = self.add(
-            timeline,
-            &trace,
-            Some(call),
-            SpanSpec {
-                service: "checkout",
-                name: "POST /cart/checkout",
-                kind: 2,
-                start: t + ms(2.5),
-                nanos: cart,
-                attributes: vec![
-                    attr("http.route", "/cart/checkout"),
-                    attr("http.request.method", "POST"),
-                    int_attr("cart.items", items as i64),
-                ],
-                error: out_of_stock.then_some("OutOfStock"),
-            },
-        );
-        let promotions = self.add(
-            timeline,
-            &trace,
-            Some(server),
-            SpanSpec {
-                service: "checkout",
-                name: "apply_promotions",
-                kind: 1,
-                start: promo_start,
-                nanos: promo,
-                attributes: vec![
-                    attr("code.function.name", "checkout.promotions.apply_promotions"),
-                    attr("code.file.path", "checkout/promotions.py"),
-                    int_attr("code.line.number", 5),
-                ],
-                error: None,
-            },
-        );
+        let failed = out_of_stock.then_some("OutOfStock");
+        let status = if out_of_stock { 409 } else { 200 };
+        let spec = SpanSpec::server("storefront", "POST", "/checkout", t, front)
+            .with(int_attr("http.response.status_code", status));
+        let root = self.add(timeline, &trace, None, spec);
+        let spec = SpanSpec::call("storefront", "POST", "checkout", t + ms(2.0), cart + ms(1.0));
+        let call = self.add(timeline, &trace, Some(root), spec);
+        let spec = SpanSpec::server("checkout", "POST", "/cart/checkout", t + ms(2.5), cart)
+            .with(int_attr("cart.items", items as i64))
+            .failing(failed);
+        let server = self.add(timeline, &trace, Some(call), spec);
+        let spec = SpanSpec::internal("checkout", "apply_promotions", promo_start, promo)
+            .with(attr("code.function.name", "checkout.promotions.apply_promotions"))
+            .with(attr("code.file.path", "checkout/promotions.py"))
+            .with(int_attr("code.line.number", 5));
+        let promotions = self.add(timeline, &trace, Some(server), spec);
         let mut at = promo_start + promo_own;
         for nanos in history {
-            self.add(
-                timeline,
-                &trace,
-                Some(promotions),
-                SpanSpec {
-                    service: "checkout",
-                    name: "SELECT order_history",
-                    kind: 3,
-                    start: at,
-                    nanos,
-                    attributes: vec![
-                        attr("db.system.name", "postgresql"),
-                        attr("db.collection.name", "order_history"),
-                    ],
-                    error: None,
-                },
-            );
+            let spec = SpanSpec::query("checkout", "SELECT", "order_history", at, nanos);
+            self.add(timeline, &trace, Some(promotions), spec);
             at += nanos;
         }
         let quote_start = promo_start + promo + ms(0.5);
-        let pricing_call = self.add(
-            timeline,
-            &trace,
-            Some(server),
-            SpanSpec {
-                service: "checkout",
-                name: "POST",
-                kind: 3,
-                start: quote_start,
-                nanos: quote + ms(0.4),
-                attributes: vec![
-                    attr("server.address", "pricing"),
-                    attr("http.request.method", "POST"),
-                ],
-                error: None,
-            },
-        );
-        let pricing = self.add(
-            timeline,
-            &trace,
-            Some(pricing_call),
-            SpanSpec {
-                service: "pricing",
-                name: "POST /quote",
-                kind: 2,
-                start: quote_start + ms(0.2),
-                nanos: quote,
-                attributes: vec![attr("http.route", "/quote"), attr("http.request.method", "POST")],
-                error: None,
-            },
-        );
-        self.add(
-            timeline,
-            &trace,
-            Some(pricing),
-            SpanSpec {
-                service: "pricing",
-                name: "SELECT prices",
-                kind: 3,
-                start: quote_start + ms(0.8),
-                nanos: prices,
-                attributes: vec![
-                    attr("db.system.name", "postgresql"),
-                    attr("db.collection.name", "prices"),
-                ],
-                error: None,
-            },
-        );
+        let spec = SpanSpec::call("checkout", "POST", "pricing", quote_start, quote + ms(0.4));
+        let pricing_call = self.add(timeline, &trace, Some(server), spec);
+        let spec = SpanSpec::server("pricing", "POST", "/quote", quote_start + ms(0.2), quote);
+        let pricing = self.add(timeline, &trace, Some(pricing_call), spec);
+        let spec = SpanSpec::query("pricing", "SELECT", "prices", quote_start + ms(0.8), prices);
+        self.add(timeline, &trace, Some(pricing), spec);
         let reserve_start = quote_start + quote + ms(0.8);
-        let inventory_call = self.add(
-            timeline,
-            &trace,
-            Some(server),
-            SpanSpec {
-                service: "checkout",
-                name: "POST",
-                kind: 3,
-                start: reserve_start,
-                nanos: reserve + ms(0.4),
-                attributes: vec![
-                    attr("server.address", "inventory"),
-                    attr("http.request.method", "POST"),
-                ],
-                error: out_of_stock.then_some("OutOfStock"),
-            },
-        );
-        let inventory = self.add(
-            timeline,
-            &trace,
-            Some(inventory_call),
-            SpanSpec {
-                service: "inventory",
-                name: "POST /reserve",
-                kind: 2,
-                start: reserve_start + ms(0.2),
-                nanos: reserve,
-                attributes: vec![
-                    attr("http.route", "/reserve"),
-                    attr("http.request.method", "POST"),
-                ],
-                error: out_of_stock.then_some("OutOfStock"),
-            },
-        );
-        self.add(
-            timeline,
-            &trace,
-            Some(inventory),
-            SpanSpec {
-                service: "inventory",
-                name: "UPDATE stock",
-                kind: 3,
-                start: reserve_start + ms(0.6),
-                nanos: update,
-                attributes: vec![
-                    attr("db.system.name", "postgresql"),
-                    attr("db.collection.name", "stock"),
-                ],
-                error: None,
-            },
-        );
+        let spec =
+            SpanSpec::call("checkout", "POST", "inventory", reserve_start, reserve + ms(0.4))
+                .failing(failed);
+        let inventory_call = self.add(timeline, &trace, Some(server), spec);
+        let spec =
+            SpanSpec::server("inventory", "POST", "/reserve", reserve_start + ms(0.2), reserve)
+                .failing(failed);
+        let inventory = self.add(timeline, &trace, Some(inventory_call), spec);
+        let spec = SpanSpec::query("inventory", "UPDATE", "stock", reserve_start + ms(0.6), update);
+        self.add(timeline, &trace, Some(inventory), spec);
     }
 
     /// storefront GET /product/{id} → inventory GET /stock/{sku}.
@@ -878,75 +780,15 @@ impl Traffic {
         let select = ms(3.0 * self.jitter());
         let stock = select + ms(1.0 * self.jitter());
         let page = stock + ms(8.0 * self.jitter());
-        let root = self.add(
-            timeline,
-            &trace,
-            None,
-            SpanSpec {
-                service: "storefront",
-                name: "GET /product/{id}",
-                kind: 2,
-                start: t,
-                nanos: page,
-                attributes: vec![
-                    attr("http.route", "/product/{id}"),
-                    attr("http.request.method", "GET"),
-                    int_attr("http.response.status_code", 200),
-                ],
-                error: None,
-            },
-        );
-        let call = self.add(
-            timeline,
-            &trace,
-            Some(root),
-            SpanSpec {
-                service: "storefront",
-                name: "GET",
-                kind: 3,
-                start: t + ms(3.0),
-                nanos: stock + ms(0.5),
-                attributes: vec![
-                    attr("server.address", "inventory"),
-                    attr("http.request.method", "GET"),
-                ],
-                error: None,
-            },
-        );
-        let server = self.add(
-            timeline,
-            &trace,
-            Some(call),
-            SpanSpec {
-                service: "inventory",
-                name: "GET /stock/{sku}",
-                kind: 2,
-                start: t + ms(3.2),
-                nanos: stock,
-                attributes: vec![
-                    attr("http.route", "/stock/{sku}"),
-                    attr("http.request.method", "GET"),
-                ],
-                error: None,
-            },
-        );
-        self.add(
-            timeline,
-            &trace,
-            Some(server),
-            SpanSpec {
-                service: "inventory",
-                name: "SELECT stock",
-                kind: 3,
-                start: t + ms(3.6),
-                nanos: select,
-                attributes: vec![
-                    attr("db.system.name", "postgresql"),
-                    attr("db.collection.name", "stock"),
-                ],
-                error: None,
-            },
-        );
+        let spec = SpanSpec::server("storefront", "GET", "/product/{id}", t, page)
+            .with(int_attr("http.response.status_code", 200));
+        let root = self.add(timeline, &trace, None, spec);
+        let spec = SpanSpec::call("storefront", "GET", "inventory", t + ms(3.0), stock + ms(0.5));
+        let call = self.add(timeline, &trace, Some(root), spec);
+        let spec = SpanSpec::server("inventory", "GET", "/stock/{sku}", t + ms(3.2), stock);
+        let server = self.add(timeline, &trace, Some(call), spec);
+        let spec = SpanSpec::query("inventory", "SELECT", "stock", t + ms(3.6), select);
+        self.add(timeline, &trace, Some(server), spec);
     }
 
     /// The pending spans as one OTLP/JSON request body.

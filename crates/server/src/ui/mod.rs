@@ -112,17 +112,17 @@ struct ErrorPage {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        error_page(self.status, &self.message, None)
+        error_page(self.status, &self.message)
     }
 }
 
 /// An HTML error page (also for refusals on page routes, from the access guard).
-pub(crate) fn error_page(status: StatusCode, message: &str, caller: Option<&Caller>) -> Response {
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error").to_owned();
     let layout = Layout {
         title: format!("{} {reason}", status.as_u16()),
         section: "",
-        who: caller.and_then(|c| Layout::new(c, "", "").who),
+        who: None,
         csrf: None,
     };
     let page = ErrorPage { layout, status: status.as_u16(), reason, message: message.to_owned() };

@@ -220,6 +220,18 @@ pub(crate) struct SideJ {
     pub(crate) error_types: Option<u64>,
 }
 
+impl SideJ {
+    /// The value in the metric's unit.
+    pub(crate) fn value_text(&self) -> String {
+        match (self.value_ms, self.error_rate, self.error_types) {
+            (Some(ms), _, _) => ms_text(ms),
+            (_, Some(rate), _) => percent_text(rate),
+            (_, _, Some(n)) => format!("{n} error types"),
+            _ => "—".into(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub(crate) struct EffectJ {
@@ -375,14 +387,12 @@ impl FindingJ {
 
     /// One side's value in the metric's unit.
     pub(crate) fn side_text(&self, before: bool) -> String {
-        let s = if before { &self.before } else { &self.after };
-        match (s.value_ms, s.error_rate, s.error_types) {
-            (Some(ms), _, _) => ms_text(ms),
-            (_, Some(rate), _) => {
-                format!("{} ({} errors)", percent_text(rate), s.errors.unwrap_or(0))
+        let side = if before { &self.before } else { &self.after };
+        match side.errors {
+            Some(errors) if side.error_rate.is_some() => {
+                format!("{} ({errors} errors)", side.value_text())
             }
-            (_, _, Some(n)) => format!("{n} error types"),
-            _ => "—".into(),
+            _ => side.value_text(),
         }
     }
 
@@ -414,13 +424,7 @@ impl FindingJ {
 
     /// Before → after, in the metric's unit.
     pub(crate) fn change_text(&self) -> String {
-        let side = |s: &SideJ| match (s.value_ms, s.error_rate, s.error_types) {
-            (Some(ms), _, _) => format!("{} ms", chart::short_number(ms)),
-            (_, Some(rate), _) => format!("{}%", chart::short_number(rate * 100.0)),
-            (_, _, Some(n)) => format!("{n} types"),
-            _ => "?".into(),
-        };
-        format!("{} → {}", side(&self.before), side(&self.after))
+        format!("{} → {}", self.before.value_text(), self.after.value_text())
     }
 
     /// "×1.90 (1.75 to 2.01)" or "+1.2 points (0.4 to 2.0)".
@@ -437,6 +441,11 @@ impl FindingJ {
             ),
             None => "—".into(),
         }
+    }
+
+    /// Whether the metric moved: a regression or an improvement.
+    pub(crate) fn moved(&self) -> bool {
+        self.verdict == "regressed" || self.verdict == "improved"
     }
 
     pub(crate) fn top_suspect(&self) -> Option<&SuspectJ> {
@@ -518,19 +527,20 @@ fn sketches(
 }
 
 /// The rows of a service's entry points: its server spans (all spans when it has none).
-fn entry_rows<'a>(rows: &'a [SketchRow], caller: &Caller) -> Vec<&'a SketchRow> {
-    let visible: Vec<&SketchRow> = rows
-        .iter()
-        .filter(|r| {
-            caller.visibility.allows(
-                &r.series.service,
-                Some(&r.series.environment).filter(|e| !e.is_empty()).map(|e| e.as_str()),
-            )
-        })
-        .collect();
+fn entry_points<'a>(rows: &[&'a SketchRow]) -> Vec<&'a SketchRow> {
     let servers: Vec<&SketchRow> =
-        visible.iter().copied().filter(|r| r.series.span_kind == "server").collect();
-    if servers.is_empty() { visible } else { servers }
+        rows.iter().copied().filter(|r| r.series.span_kind == "server").collect();
+    if servers.is_empty() { rows.to_vec() } else { servers }
+}
+
+/// The rows of the series the caller may see.
+fn visible<'a>(rows: &'a [SketchRow], caller: &Caller) -> Vec<&'a SketchRow> {
+    rows.iter()
+        .filter(|r| {
+            let environment = Some(r.series.environment.as_str()).filter(|e| !e.is_empty());
+            caller.visibility.allows(&r.series.service, environment)
+        })
+        .collect()
 }
 
 fn merged<'a>(rows: impl IntoIterator<Item = &'a SketchRow>) -> WindowStats {
@@ -572,7 +582,7 @@ struct HomePage {
 pub(crate) async fn home(state: PageState, caller: PageCaller) -> Result<Response, PageError> {
     let (state, caller) = (state.0, caller.0);
     let page = blocking(state, caller, |state, caller| {
-        let mut open = findings::list(
+        let open = findings::list(
             state,
             caller,
             FindingFilter {
@@ -581,17 +591,15 @@ pub(crate) async fn home(state: PageState, caller: PageCaller) -> Result<Respons
                 ..FindingFilter::default()
             },
         )?;
-        let regressions: Vec<FindingJ> = open
-            .iter_mut()
-            .filter(|f| f["verdict"] == "regressed")
-            .map(|f| read(f.take()))
-            .collect();
-        let other_open = open.iter().filter(|f| !f.is_null()).count();
+        let (regressions, others): (Vec<Json_>, Vec<Json_>) =
+            open.into_iter().partition(|f| f["verdict"] == "regressed");
+        let regressions: Vec<FindingJ> = regressions.into_iter().map(read).collect();
+        let other_open = others.len();
         let mut services = Vec::new();
         for service in api::services(state, caller)? {
             let name = service["name"].as_str().unwrap_or_default().to_owned();
             let rows = sketches(state, &name, None, CURRENT_MINUTES)?;
-            let now = Numbers::of(&merged(entry_rows(&rows, caller)));
+            let now = Numbers::of(&merged(entry_points(&visible(&rows, caller))));
             let mut versions: BTreeMap<String, (String, String)> = BTreeMap::new();
             for v in service["versions"].as_array().into_iter().flatten() {
                 let environment = v["environment"].as_str().unwrap_or("(none)").to_owned();
@@ -738,7 +746,10 @@ pub(crate) async fn finding_page(
                 SuspectView { rank: i + 1, suspect: s.clone(), diff, diff_truncated }
             })
             .collect();
-        let (distribution, before_window, after_window) = distribution(state, &f)?;
+        let (distribution, before_window, after_window) = match distribution(state, &f)? {
+            Some((svg, before, after)) => (Some(svg), before, after),
+            None => (None, String::new(), String::new()),
+        };
         let rollback_text = f
             .rollback
             .as_ref()
@@ -800,17 +811,15 @@ fn diff_of(state: &AppState, commit: &CommitJ) -> (Vec<DiffLine>, bool) {
 
 /// Before and after latency distributions of the finding's operation, from the sketches of
 /// the window before the deploy (other versions) and after it (the deployed version).
+/// Returns the chart and the two windows in words; `None` for other metrics.
 fn distribution(
     state: &AppState,
     f: &FindingJ,
-) -> Result<(Option<String>, String, String), PageError> {
-    let Some(deploy) = &f.deploy else { return Ok((None, String::new(), String::new())) };
-    if !f.metric.starts_with("latency") {
-        return Ok((None, String::new(), String::new()));
-    }
-    let Some(start) = unix_secs(&deploy.started_at) else {
-        return Ok((None, String::new(), String::new()));
+) -> Result<Option<(String, String, String)>, PageError> {
+    let Some(deploy) = f.deploy.as_ref().filter(|_| f.metric.starts_with("latency")) else {
+        return Ok(None);
     };
+    let Some(start) = unix_secs(&deploy.started_at) else { return Ok(None) };
     let start_minute = (start / 60.0) as i64;
     let before_minutes = i64::from(state.settings.detection.before_window_minutes);
     let after_minutes = (f.look_minutes as i64).max(1);
@@ -848,11 +857,11 @@ fn distribution(
             ),
         ],
     );
-    Ok((
-        Some(svg),
+    Ok(Some((
+        svg,
         format!("{before_minutes} minutes before the deploy"),
         format!("{after_minutes} minutes after it"),
-    ))
+    )))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1260,30 +1269,10 @@ pub(crate) async fn service_page(
         };
         let minutes = (hours * 60) as i64;
         let rows = sketches(state, &name, environment.as_deref(), minutes)?;
-        let visible: Vec<&SketchRow> = rows
-            .iter()
-            .filter(|r| {
-                caller
-                    .visibility
-                    .allows(&name, Some(r.series.environment.as_str()).filter(|e| !e.is_empty()))
-            })
-            .collect();
+        let visible = visible(&rows, caller);
         let charted: Vec<&SketchRow> = match &operation {
             Some(op) => visible.iter().copied().filter(|r| &r.series.operation == op).collect(),
-            None => {
-                let owned: Vec<SketchRow> = visible.iter().map(|r| (*r).clone()).collect();
-                let entry: Vec<(String, String)> = entry_rows(&owned, caller)
-                    .iter()
-                    .map(|r| (r.series.operation.clone(), r.series.span_kind.clone()))
-                    .collect();
-                visible
-                    .iter()
-                    .copied()
-                    .filter(|r| {
-                        entry.contains(&(r.series.operation.clone(), r.series.span_kind.clone()))
-                    })
-                    .collect()
-            }
+            None => entry_points(&visible),
         };
         // Buckets of `hours` minutes: 60 points whatever the window.
         let bucket = hours as i64;
@@ -1399,7 +1388,7 @@ pub(crate) async fn service_page(
         )?
         .into_iter()
         .map(read::<FindingJ>)
-        .filter(|f| f.verdict == "regressed" || f.verdict == "improved")
+        .filter(FindingJ::moved)
         .take(20)
         .collect();
         Ok(ServicePage {
@@ -1502,23 +1491,8 @@ pub(crate) async fn deploy_page(
             )));
         };
         let d: DeployJ = read(deploys::deploy_view(state, &deploy)?);
-        let of_deploy: Vec<FindingJ> = findings::list(
-            state,
-            caller,
-            FindingFilter {
-                service: Some(d.service.clone()),
-                environment: d.environment.clone(),
-                limit: 1_000,
-                ..FindingFilter::default()
-            },
-        )?
-        .into_iter()
-        .map(read::<FindingJ>)
-        .filter(|f| f.deploy_id == id)
-        .collect();
-        let (findings, rest): (Vec<FindingJ>, Vec<FindingJ>) = of_deploy
-            .into_iter()
-            .partition(|f| f.verdict == "regressed" || f.verdict == "improved");
+        let (findings, rest): (Vec<FindingJ>, Vec<FindingJ>) =
+            findings_of(state, caller, &d)?.into_iter().partition(FindingJ::moved);
         Ok(DeployPage {
             layout: Layout::new(
                 caller,
@@ -1532,6 +1506,25 @@ pub(crate) async fn deploy_page(
     })
     .await?;
     render(&page)
+}
+
+/// A deploy's findings the caller may see.
+fn findings_of(
+    state: &AppState,
+    caller: &Caller,
+    deploy: &DeployJ,
+) -> Result<Vec<FindingJ>, PageError> {
+    let filter = FindingFilter {
+        service: Some(deploy.service.clone()),
+        environment: deploy.environment.clone(),
+        limit: 1_000,
+        ..FindingFilter::default()
+    };
+    Ok(findings::list(state, caller, filter)?
+        .into_iter()
+        .map(read::<FindingJ>)
+        .filter(|f| f.deploy_id == deploy.id)
+        .collect())
 }
 
 #[derive(Template)]
@@ -1570,19 +1563,7 @@ pub(crate) async fn commit_page(
             impact["deploys"].as_array().into_iter().flatten().cloned().map(read).collect();
         let mut moved = Vec::new();
         for deploy in &deploys {
-            let found = findings::list(
-                state,
-                caller,
-                FindingFilter {
-                    service: Some(deploy.service.clone()),
-                    environment: deploy.environment.clone(),
-                    limit: 1_000,
-                    ..FindingFilter::default()
-                },
-            )?;
-            moved.extend(found.into_iter().map(read::<FindingJ>).filter(|f| {
-                f.deploy_id == deploy.id && (f.verdict == "regressed" || f.verdict == "improved")
-            }));
+            moved.extend(findings_of(state, caller, deploy)?.into_iter().filter(FindingJ::moved));
         }
         Ok(CommitPage {
             layout: Layout::new(
