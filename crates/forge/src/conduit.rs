@@ -159,7 +159,7 @@ fn read_page<T: DeserializeOwned>(
 }
 
 /// `application/x-www-form-urlencoded` encoding: unreserved bytes stay, the rest is `%XX`.
-fn form_encode(text: &str) -> String {
+pub(crate) fn form_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3 / 2);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

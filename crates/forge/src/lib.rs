@@ -19,6 +19,7 @@
 //! **Architecture Invariant:** only this crate knows forge payload formats. It knows nothing
 //! of storage; what it extracts is expressed in `model` types.
 
+pub mod api;
 pub mod conduit;
 mod delivery;
 mod parse;

@@ -469,6 +469,7 @@ pub(crate) fn reset_evaluation(
     tx: &rusqlite::Transaction<'_>,
     deploy_id: i64,
 ) -> rusqlite::Result<()> {
+    crate::outbox::supersede_for_deploy(tx, deploy_id)?;
     tx.execute("DELETE FROM findings WHERE deploy_id = ?1", [deploy_id])?;
     tx.execute("DELETE FROM deploy_evaluations WHERE deploy_id = ?1", [deploy_id])?;
     Ok(())

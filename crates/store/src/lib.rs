@@ -29,6 +29,7 @@ mod changes;
 mod codec;
 mod findings;
 mod metadata;
+mod outbox;
 mod query;
 mod sketches;
 mod wal;
@@ -53,6 +54,7 @@ pub use crate::access::{Accounts, NewAuditRecord, PendingSignIn, StoredSession, 
 pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
 pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
 pub use crate::metadata::{OperationSummary, ServiceSummary, VersionSummary};
+pub use crate::outbox::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use crate::query::{SpanQuery, TraceMatch};
 pub use crate::sketches::{RollUpReport, SeriesKey, SketchQuery, SketchRow};
 pub use crate::wal::SyncPolicy;

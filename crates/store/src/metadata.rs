@@ -18,6 +18,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_sketches", include_str!("../migrations/0004_sketches.sql")),
     ("0005_findings", include_str!("../migrations/0005_findings.sql")),
     ("0006_access", include_str!("../migrations/0006_access.sql")),
+    ("0007_outbox", include_str!("../migrations/0007_outbox.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
