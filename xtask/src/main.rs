@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask test`: install what the tests need (the OpenTelemetry Python SDK in a
 //!   virtualenv, the `oidc-provider` npm package for a real OpenID provider, Debian's
-//!   `chromium` and the `playwright-core` npm package for the browser tests; the npm and
+//!   `chromium` and the `playwright-core` npm package for the browser tests, Debian's
+//!   `prometheus-alertmanager` for the alerting tests; the npm and
 //!   Python packages under `~/.cache/spanblame`), then check formatting, run clippy, and run
 //!   every test (with cargo-nextest when it is installed). This is the README's test command
 //!   and what `.ci/run` calls.
@@ -26,6 +27,8 @@ use anyhow::{Context, bail};
 
 /// Where Debian's `chromium` package puts the browser the UI tests drive.
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Where Debian's `prometheus-alertmanager` package puts the Alertmanager alerts go to.
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 
 /// Pinned so every machine tests against the same client.
 const PYTHON_PACKAGES: &[&str] =
@@ -85,7 +88,8 @@ fn setup() -> anyhow::Result<Installed> {
     let python = setup_python()?;
     let oidc =
         npm_package("crates/server/test_data/oidc", "oidc", &["provider.mjs"], "oidc-provider")?;
-    setup_chromium()?;
+    setup_debian_package("chromium", CHROMIUM, "the browser tests")?;
+    setup_debian_package("prometheus-alertmanager", ALERTMANAGER, "the alerting tests")?;
     let browser = npm_package("crates/spanblame/tests/browser", "browser", &[], "playwright-core")?;
     Ok(Installed { python, oidc, browser })
 }
@@ -121,11 +125,13 @@ fn npm_package(source: &str, name: &str, files: &[&str], marker: &str) -> anyhow
 
 /// Debian's Chromium at `/usr/bin/chromium`, installed with apt-get when missing (as root, or
 /// through passwordless sudo).
-fn setup_chromium() -> anyhow::Result<()> {
-    if Path::new(CHROMIUM).exists() {
+/// Installs a Debian package unless `binary` is already there (as root, or through
+/// passwordless sudo), refreshing the package lists only when the first try fails.
+fn setup_debian_package(package: &str, binary: &str, purpose: &str) -> anyhow::Result<()> {
+    if Path::new(binary).exists() {
         return Ok(());
     }
-    eprintln!("xtask: installing Debian's chromium for the browser tests");
+    eprintln!("xtask: installing Debian's {package} for {purpose}");
     let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
     let apt = |args: &[&str]| {
         let mut command = if is_root { Command::new("apt-get") } else { Command::new("sudo") };
@@ -135,12 +141,12 @@ fn setup_chromium() -> anyhow::Result<()> {
         command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut command)
     };
-    let install = ["install", "-y", "-q", "--no-install-recommends", "chromium"];
+    let install = ["install", "-y", "-q", "--no-install-recommends", package];
     if apt(&install).is_err() {
         apt(&["update", "-q"])?;
-        apt(&install).context(
-            "installing chromium (as root or with passwordless sudo: apt-get install chromium)",
-        )?;
+        apt(&install).with_context(|| {
+            format!("installing {package} (as root or with passwordless sudo: apt-get install {package})")
+        })?;
     }
     Ok(())
 }
@@ -190,5 +196,6 @@ fn test() -> anyhow::Result<()> {
     command.env("SPANBLAME_TEST_PYTHON", &python);
     command.env("SPANBLAME_TEST_OIDC_PROVIDER", oidc.join("provider.mjs"));
     command.env("SPANBLAME_TEST_BROWSER", browser);
+    command.env("SPANBLAME_TEST_ALERTMANAGER", ALERTMANAGER);
     run(&mut command)
 }

@@ -151,6 +151,7 @@ fn evaluate_deploy(state: &AppState, deploy: &Deploy, now: u64) -> Result<bool, 
         return Ok(false);
     }
     explain(state, deploy, end)?;
+    crate::notify::announce_quietly(state, deploy.id);
     resolve_restored(state, deploy, &detection, now)?;
     tracing::debug!(deploy = deploy.id, look, findings = updates.len(), "evaluated a deploy");
     Ok(true)
@@ -333,6 +334,7 @@ fn resolve_restored(
                 deploy = deploy.id,
                 "a later deploy resolved a regression"
             );
+            crate::notify::announce_quietly(state, open.deploy_id);
         }
     }
     Ok(())

@@ -123,11 +123,18 @@ pub(crate) fn finding(
     let Some(finding) = state.store.finding(id)?.filter(|f| caller.may_see_finding(f)) else {
         return Ok(None);
     };
-    let mut full = view(&finding, true);
+    let mut full = full_view(state, &finding)?;
+    full["notifications"] = crate::notify::finding_notifications(state, id)?;
+    Ok(Some(full))
+}
+
+/// A finding with everything about it and its deploy, for whoever may see it.
+pub(crate) fn full_view(state: &AppState, finding: &StoredFinding) -> Result<Json_, StoreError> {
+    let mut full = view(finding, true);
     if let Some(deploy) = state.store.deploy(finding.deploy_id)? {
         full["deploy"] = crate::deploys::deploy_view(state, &deploy)?;
     }
-    Ok(Some(full))
+    Ok(full)
 }
 
 /// The optional body of a status change.
@@ -173,11 +180,16 @@ pub(crate) async fn change_status(
         (auth::PrincipalKind::Local, Some(by)) => by,
         _ => caller.principal.id.clone(),
     };
-    let changed = tokio::task::spawn_blocking(move || {
+    let changed = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         if !state.store.finding(id)?.is_some_and(|f| caller.may_see_finding(&f)) {
             return Ok(None);
         }
-        state.store.set_finding_status(id, status, &by, request.note.as_deref(), now)
+        let changed =
+            state.store.set_finding_status(id, status, &by, request.note.as_deref(), now)?;
+        if let Some(finding) = &changed {
+            crate::notify::announce_quietly(&state, finding.deploy_id);
+        }
+        Ok(changed)
     })
     .await
     .map_err(ApiError::internal)??;

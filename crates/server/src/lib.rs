@@ -27,6 +27,7 @@ mod ingest;
 mod jobs;
 mod metrics;
 mod mirrors;
+mod notify;
 mod otlp_grpc;
 mod otlp_http;
 mod outbound;
@@ -53,6 +54,10 @@ pub use changes::{ChangeSettings, Integration, RepositorySettings, ServiceOwners
 pub use detection::{DetectionSettings, evaluate_due};
 pub use jobs::{Clock, SystemClock, run_maintenance_once};
 pub use mirrors::{MirrorSettings, MirrorSource, SyncError, sync_once};
+pub use notify::{
+    AlertSink, DEFAULT_TIER, ForgeNotify, NotifySettings, RepositoryForge, RetrySettings,
+    ServiceNotify, announce_deploy, announce_recent, deliver_due,
+};
 pub use tokens::{DurationError, parse_duration_nanos};
 
 /// Everything the server needs besides the store; built by the binary from the config.
@@ -73,6 +78,8 @@ pub struct Settings {
     /// Forge integrations, repositories and service ownership: the change graph's sources.
     pub changes: ChangeSettings,
     pub detection: DetectionSettings,
+    /// Alerts, review comments and commit statuses for findings, and their delivery.
+    pub notifications: NotifySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +136,11 @@ impl AppState {
 }
 
 impl AppState {
+    /// The settings this server runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// Where people and forges reach this server: `server.public_url`, else the bound address.
     pub(crate) fn public_url(&self) -> Option<&str> {
         self.settings.public_url.as_deref().or(self.bound_url.get().map(String::as_str))
@@ -199,6 +211,19 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         (
             spec("POST", "/api/v1/findings/{id}/{action}", ChangeFinding, Some("finding.status")),
             post(findings::change_status),
+        ),
+        (
+            spec("GET", "/api/v1/notifications", ReadData, Some("notifications.read")),
+            get(notify::list_notifications),
+        ),
+        (
+            spec(
+                "POST",
+                "/api/v1/notifications/{id}/retry",
+                ChangeFinding,
+                Some("notification.retry"),
+            ),
+            post(notify::retry_notification),
         ),
         (
             limited(spec("GET", "/api/v1/tokens", ManageTokens, Some("tokens.list"))),
@@ -337,6 +362,7 @@ pub async fn serve(
     let maintenance = tokio::spawn(jobs::run_maintenance(Arc::clone(&state), stop_rx.clone()));
     let mirror_job = tokio::spawn(mirrors::run_mirrors(Arc::clone(&state), stop_rx.clone()));
     let detection_job = tokio::spawn(detection::run_detection(Arc::clone(&state), stop_rx.clone()));
+    let delivery_job = tokio::spawn(notify::run_deliveries(Arc::clone(&state), stop_rx.clone()));
     let servers = [
         tokio::spawn(
             axum::serve(
@@ -373,6 +399,7 @@ pub async fn serve(
     let _ = maintenance.await;
     let _ = mirror_job.await;
     let _ = detection_job.await;
+    let _ = delivery_job.await;
     // Seal what is in memory so the next start has no WAL to replay.
     let store = Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.flush())

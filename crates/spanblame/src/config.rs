@@ -11,8 +11,17 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 /// Sections that environment overrides may address.
-const SECTIONS: &[&str] =
-    &["server", "storage", "retention", "ingest", "deploys", "mirrors", "detection", "auth"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "retention",
+    "ingest",
+    "deploys",
+    "mirrors",
+    "detection",
+    "notifications",
+    "auth",
+];
 
 /// Tables inside a section that environment overrides may address as
 /// `SPANBLAME_<SECTION>_<TABLE>_<KEY>` (`SPANBLAME_AUTH_OIDC_ISSUER`).
@@ -28,6 +37,8 @@ pub(crate) struct Config {
     pub(crate) deploys: DeploysConfig,
     pub(crate) mirrors: MirrorsConfig,
     pub(crate) detection: DetectionConfig,
+    pub(crate) notifications: NotificationsConfig,
+    pub(crate) alerts: AlertsConfig,
     pub(crate) auth: AuthConfig,
     pub(crate) teams: Vec<TeamConfig>,
     pub(crate) integrations: Vec<IntegrationConfig>,
@@ -198,6 +209,50 @@ impl Default for DetectionConfig {
     }
 }
 
+/// How notifications are delivered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NotificationsConfig {
+    /// Attempts before a delivery is dead-lettered (visible in the API and the finding page).
+    pub(crate) max_attempts: u32,
+    /// The first retry's wait; it doubles (with jitter) up to `max_backoff`.
+    pub(crate) initial_backoff: String,
+    pub(crate) max_backoff: String,
+    /// How often a firing alert is sent to Alertmanager again.
+    pub(crate) alert_refresh: String,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            max_attempts: 12,
+            initial_backoff: "10s".into(),
+            max_backoff: "30m".into(),
+            alert_refresh: "15m".into(),
+        }
+    }
+}
+
+/// Where alerts go: `[[alerts.alertmanager]]` and `[[alerts.webhook]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AlertsConfig {
+    pub(crate) alertmanager: Vec<SinkConfig>,
+    pub(crate) webhook: Vec<SinkConfig>,
+}
+
+/// One alert receiver: its URL in the file, or (for URLs that hold a secret, like a Slack
+/// webhook) in an environment variable or a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SinkConfig {
+    /// Names it in the outbox and the API (default: `default`, `2`, `3`... by position).
+    pub(crate) name: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) url_env: Option<String>,
+    pub(crate) url_file: Option<PathBuf>,
+}
+
 /// A forge that sends webhooks to `/hooks/{kind}/{name}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +265,13 @@ pub(crate) struct IntegrationConfig {
     pub(crate) api_url: Option<String>,
     pub(crate) api_token_env: Option<String>,
     pub(crate) api_token_file: Option<PathBuf>,
+    /// Comment on the suspect's review (or commit) when a deploy regresses and when it is
+    /// resolved; needs `api_url` and an API token.
+    #[serde(default)]
+    pub(crate) comment_on_findings: bool,
+    /// Set a commit status on the suspect commit (Gitea/Forgejo, GitHub, GitLab).
+    #[serde(default)]
+    pub(crate) status_on_findings: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +292,11 @@ pub(crate) struct RepositoryConfig {
     pub(crate) forge: Option<String>,
     /// Phabricator: the repository's monogram (`rCALLSIGN` or `R12`), for commit links.
     pub(crate) monogram: Option<String>,
+    /// The `[[integrations]]` entry it lives on, where findings are posted back.
+    pub(crate) integration: Option<String>,
+    /// Its `owner/name` on that forge (GitLab: the full project path); derived from `url`
+    /// when it is under the forge's address.
+    pub(crate) forge_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +306,12 @@ pub(crate) struct ServiceConfig {
     pub(crate) repository: Option<String>,
     pub(crate) path_prefix: Option<String>,
     pub(crate) team: Option<String>,
+    /// 1 is the most critical; alert severities depend on it (default 2).
+    pub(crate) tier: Option<u8>,
+    /// Set to false to keep this service's findings off reviews and commit statuses.
+    pub(crate) comment_on_findings: Option<bool>,
+    /// Set to false to send no alerts for this service.
+    pub(crate) alerts: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -432,6 +505,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
     let changes = resolve_changes(config, env)?;
     let access = resolve_access(config, env, &changes)?;
     let detection = resolve_detection(config)?;
+    let notifications = resolve_notifications(config, env, &changes)?;
 
     let limits = otlp::DecodeLimits {
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
@@ -455,6 +529,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             retention: server::Retention { spans_max_age_nanos, disk_budget_bytes },
             changes,
             detection,
+            notifications,
         },
         data_dir: config.storage.data_dir.clone(),
         store: store::StoreOptions { sync, ..store::StoreOptions::default() },
@@ -911,6 +986,151 @@ pub(crate) fn parse_bytes(text: &str) -> anyhow::Result<u64> {
     number.checked_mul(unit_bytes).with_context(|| format!("`{text}` is too large"))
 }
 
+/// Alert receivers, what each forge integration posts, and the delivery schedule.
+fn resolve_notifications(
+    config: &Config,
+    env: &BTreeMap<String, String>,
+    changes: &server::ChangeSettings,
+) -> anyhow::Result<server::NotifySettings> {
+    let duration = |key: &str, value: &str| {
+        parse_duration_nanos(value)
+            .map(std::time::Duration::from_nanos)
+            .with_context(|| format!("`notifications.{key}` = `{value}`"))
+    };
+    let n = &config.notifications;
+    if n.max_attempts == 0 {
+        bail!("`notifications.max_attempts` must be at least 1");
+    }
+    let retry = server::RetrySettings {
+        max_attempts: n.max_attempts,
+        initial_backoff: duration("initial_backoff", &n.initial_backoff)?,
+        max_backoff: duration("max_backoff", &n.max_backoff)?,
+    };
+    if retry.max_backoff < retry.initial_backoff {
+        bail!(
+            "`notifications.max_backoff` = `{}` is shorter than `initial_backoff` = `{}`; make it at least as long",
+            n.max_backoff,
+            n.initial_backoff
+        );
+    }
+    let sinks = |section: &str, sinks: &[SinkConfig]| -> anyhow::Result<Vec<server::AlertSink>> {
+        let mut out: Vec<server::AlertSink> = Vec::new();
+        for (idx, sink) in sinks.iter().enumerate() {
+            let name = sink.name.clone().unwrap_or_else(|| {
+                if idx == 0 { "default".to_owned() } else { (idx + 1).to_string() }
+            });
+            let key = format!("`alerts.{section}[{idx}]` (`{name}`)");
+            if out.iter().any(|s| s.name == name) {
+                bail!("{key}: another `[[alerts.{section}]]` has the same `name`");
+            }
+            let url = match (&sink.url, &sink.url_env, &sink.url_file) {
+                (Some(url), None, None) => url.trim().to_owned(),
+                (None, Some(_), None) | (None, None, Some(_)) => {
+                    read_secret(&key, sink.url_env.as_deref(), sink.url_file.as_deref(), env)?
+                        .trim()
+                        .to_owned()
+                }
+                _ => bail!("{key}: set exactly one of `url`, `url_env` or `url_file`"),
+            };
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("{key}: the URL must start with `https://` (or `http://`)");
+            }
+            out.push(server::AlertSink { name, url });
+        }
+        Ok(out)
+    };
+    let mut forges = Vec::new();
+    for integration in &config.integrations {
+        if !(integration.comment_on_findings || integration.status_on_findings) {
+            continue;
+        }
+        let has_api = changes
+            .integrations
+            .iter()
+            .any(|i| i.name == integration.name && i.api_url.is_some() && i.api_token.is_some());
+        if !has_api {
+            bail!(
+                "`integrations` (`{}`): `comment_on_findings` and `status_on_findings` need `api_url` and `api_token_env` (a token that may comment on reviews and set commit statuses)",
+                integration.name
+            );
+        }
+        forges.push(server::ForgeNotify {
+            integration: integration.name.clone(),
+            comments: integration.comment_on_findings,
+            statuses: integration.status_on_findings,
+        });
+    }
+    let mut repositories = Vec::new();
+    for (idx, repository) in config.repositories.iter().enumerate() {
+        let Some(name) = &repository.integration else { continue };
+        let key = format!("`repositories[{idx}]` (`{}`)", repository.name);
+        let Some(integration) = changes.integrations.iter().find(|i| &i.name == name) else {
+            bail!("{key}: `integration` = `{name}` is not a configured `[[integrations]]` name");
+        };
+        let path = match (&repository.forge_path, integration.kind) {
+            (Some(path), _) => Some(path.trim().trim_matches('/').to_owned()),
+            (None, model::ForgeKind::Phabricator) => repository.monogram.clone(),
+            (None, _) => derive_forge_path(
+                repository.web_url.as_deref().or(repository.url.as_deref()),
+                integration.api_url.as_deref(),
+            ),
+        };
+        let posts = forges.iter().any(|f: &server::ForgeNotify| &f.integration == name);
+        let path = match path.filter(|p| !p.is_empty()) {
+            Some(path) => path,
+            None if posts => bail!(
+                "{key}: cannot tell its path on `{name}` from `url`; set `forge_path` (`owner/name`{})",
+                if integration.kind == model::ForgeKind::Phabricator {
+                    ", or `monogram` for Phabricator"
+                } else {
+                    ""
+                }
+            ),
+            None => continue,
+        };
+        repositories.push(server::RepositoryForge {
+            repository: repository.name.clone(),
+            integration: name.clone(),
+            path,
+        });
+    }
+    let services = config
+        .services
+        .iter()
+        .map(|service| server::ServiceNotify {
+            service: service.name.clone(),
+            tier: service.tier.unwrap_or(server::DEFAULT_TIER),
+            comments: service.comment_on_findings.unwrap_or(true),
+            alerts: service.alerts.unwrap_or(true),
+        })
+        .collect();
+    Ok(server::NotifySettings {
+        alertmanagers: sinks("alertmanager", &config.alerts.alertmanager)?,
+        webhooks: sinks("webhook", &config.alerts.webhook)?,
+        forges,
+        repositories,
+        services,
+        retry,
+        alert_refresh: duration("alert_refresh", &n.alert_refresh)?,
+    })
+}
+
+/// A repository's path on its forge from its URL: what follows the forge's address (or, for
+/// an API host such as `api.github.com`, what follows the host).
+fn derive_forge_path(url: Option<&str>, api_url: Option<&str>) -> Option<String> {
+    let url = url?;
+    if !url.contains("://") && !url.contains('@') {
+        return None; // a local path
+    }
+    let normalized = model::normalize_repository_url(url);
+    if let Some(base) = api_url.map(model::normalize_repository_url)
+        && let Some(rest) = normalized.strip_prefix(&format!("{base}/"))
+    {
+        return Some(rest.to_owned());
+    }
+    normalized.split_once('/').map(|(_, rest)| rest.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -979,6 +1199,86 @@ mod tests {
         );
         assert!(missing.contains("`NOPE_TOKEN` named by `secret_env` is not set"), "{missing}");
         assert!(err("[ingest]\nmax_body = \"lots\"\n", &[]).contains("`ingest.max_body` = `lots`"));
+    }
+
+    #[test]
+    fn notifications_resolve_sinks_forge_paths_and_tiers() {
+        let vars = [
+            ("HOOK", "0123456789abcdef"),
+            ("GITEA_TOKEN", "0123456789abcdef0123"),
+            ("SLACK", "https://hooks.slack.example/T1/B2/secret"),
+        ];
+        let resolve_str = |text: &str| load_str(text, &vars).and_then(|c| resolve(&c, &env(&vars)));
+        let base = "[[integrations]]\nname = \"gitea-main\"\nkind = \"gitea\"\nsecret_env = \"HOOK\"\n\
+            api_url = \"https://git.example.com\"\napi_token_env = \"GITEA_TOKEN\"\n\
+            comment_on_findings = true\n\
+            [[repositories]]\nname = \"shop\"\nurl = \"https://git.example.com/Acme/shop.git\"\nmirror = false\nintegration = \"gitea-main\"\n\
+            [[services]]\nname = \"checkout\"\nrepository = \"shop\"\ntier = 1\nalerts = false\n\
+            [[alerts.alertmanager]]\nurl = \"http://alertmanager:9093\"\n\
+            [[alerts.webhook]]\nname = \"slack\"\nurl_env = \"SLACK\"\n\
+            [notifications]\nmax_attempts = 5\ninitial_backoff = \"2s\"\n";
+        let n = resolve_str(base).unwrap().settings.notifications;
+        assert_eq!(n.alertmanagers[0].name, "default");
+        assert_eq!(n.webhooks[0].url, "https://hooks.slack.example/T1/B2/secret");
+        assert!(!format!("{:?}", n.webhooks).contains("secret"), "webhook URLs are redacted");
+        assert_eq!(n.repositories[0].path, "acme/shop", "derived from the URL under api_url");
+        assert_eq!((n.forges[0].comments, n.forges[0].statuses), (true, false));
+        assert_eq!(
+            (n.services[0].tier, n.services[0].alerts, n.services[0].comments),
+            (1, false, true)
+        );
+        assert_eq!((n.retry.max_attempts, n.retry.initial_backoff.as_secs()), (5, 2));
+
+        let local = base.replace("https://git.example.com/Acme/shop.git", "/srv/git/shop");
+        let err = format!("{:#}", resolve_str(&local).unwrap_err());
+        assert!(
+            err.contains("`repositories[0]` (`shop`)") && err.contains("set `forge_path`"),
+            "{err}"
+        );
+        let explicit = local.replace(
+            "integration = \"gitea-main\"",
+            "integration = \"gitea-main\"\nforge_path = \"acme/shop\"",
+        );
+        assert_eq!(
+            resolve_str(&explicit).unwrap().settings.notifications.repositories[0].path,
+            "acme/shop"
+        );
+        let err = format!(
+            "{:#}",
+            resolve_str(&base.replace("integration = \"gitea-main\"", "integration = \"gogs\""))
+                .unwrap_err()
+        );
+        assert!(err.contains("`integration` = `gogs` is not a configured"), "{err}");
+        let no_api = base.replace(
+            "api_url = \"https://git.example.com\"\napi_token_env = \"GITEA_TOKEN\"\n",
+            "",
+        );
+        let err = format!("{:#}", resolve_str(&no_api).unwrap_err());
+        assert!(
+            err.contains("`comment_on_findings` and `status_on_findings` need `api_url`"),
+            "{err}"
+        );
+        let both = base.replace("url_env = \"SLACK\"", "url_env = \"SLACK\"\nurl = \"https://x\"");
+        let err = format!("{:#}", resolve_str(&both).unwrap_err());
+        assert!(err.contains("`alerts.webhook[0]` (`slack`): set exactly one of"), "{err}");
+        let err = format!(
+            "{:#}",
+            resolve_str(&base.replace("http://alertmanager:9093", "alertmanager:9093"))
+                .unwrap_err()
+        );
+        assert!(err.contains("must start with `https://`"), "{err}");
+        assert!(
+            derive_forge_path(Some("git@github.com:acme/api.git"), Some("https://api.github.com"))
+                .is_some_and(|p| p == "acme/api")
+        );
+        assert_eq!(
+            derive_forge_path(
+                Some("https://gl.example.com/gitlab/grp/sub/api"),
+                Some("https://gl.example.com/gitlab")
+            )
+            .as_deref(),
+            Some("grp/sub/api")
+        );
     }
 
     #[test]

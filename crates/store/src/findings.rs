@@ -409,6 +409,40 @@ impl SpanStore {
         .map_err(sql)
     }
 
+    /// A deploy's regressed findings that have an explanation, oldest first: what
+    /// notifications announce.
+    pub fn explained_regressions(&self, deploy_id: u64) -> Result<Vec<StoredFinding>, StoreError> {
+        let conn = self.metadata.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT * FROM findings WHERE deploy_id = ?1 AND verdict = 'regressed'
+                   AND explanation IS NOT NULL ORDER BY id",
+            )
+            .map_err(sql)?;
+        stmt.query_map([deploy_id as i64], read_finding)
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)
+    }
+
+    /// Deploys with an explained regression that is still open, or whose status changed at or
+    /// after `since_unix_nanos`: the ones whose notifications may be due.
+    pub fn deploys_to_announce(&self, since_unix_nanos: u64) -> Result<Vec<u64>, StoreError> {
+        let conn = self.metadata.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT deploy_id FROM findings
+                 WHERE verdict = 'regressed' AND explanation IS NOT NULL
+                   AND (status != 'resolved' OR status_changed_unix_nanos >= ?1)
+                 ORDER BY deploy_id",
+            )
+            .map_err(sql)?;
+        stmt.query_map([since_unix_nanos as i64], |row| row.get::<_, i64>(0).map(|v| v as u64))
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)
+    }
+
     /// Regressed findings not resolved yet, of the deploys of the same service and
     /// environment before `deploy`: the ones it may resolve.
     pub fn unresolved_regressions(

@@ -179,18 +179,13 @@ impl SpanStore {
         Ok(added)
     }
 
-    /// Has this key been enqueued (in any state)?
-    pub fn delivery_enqueued(&self, idempotency_key: &str) -> Result<bool, StoreError> {
-        self.metadata
-            .conn()
-            .query_row("SELECT 1 FROM outbox WHERE idempotency_key = ?1", [idempotency_key], |_| {
-                Ok(())
-            })
-            .map(|()| true)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(false),
-                e => Err(sql(e)),
-            })
+    /// The delivery enqueued under this key, in any state.
+    pub fn delivery_by_key(&self, idempotency_key: &str) -> Result<Option<Delivery>, StoreError> {
+        let conn = self.metadata.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT * FROM outbox WHERE idempotency_key = ?1").map_err(sql)?;
+        let mut rows = stmt.query_map([idempotency_key], read_delivery).map_err(sql)?;
+        rows.next().transpose().map_err(sql)
     }
 
     /// Pending deliveries due at `now`, oldest first (so one target's messages keep their order
@@ -318,16 +313,20 @@ impl SpanStore {
         Ok(counts)
     }
 
-    /// Deletes delivered and superseded rows finished before `before_unix_nanos`. Their keys go
-    /// with them, so keep them at least as long as a state change can be decided again (the
-    /// detection window of a deploy is a week). Dead rows stay until someone looks.
-    pub fn prune_deliveries(&self, before_unix_nanos: u64) -> Result<usize, StoreError> {
+    /// Deletes delivered and superseded rows finished before `before_unix_nanos` whose key
+    /// matches the SQL `LIKE` pattern `key_like`. A deleted key can be enqueued again, so prune
+    /// only keys that are never decided twice (periodic refreshes). Dead rows stay.
+    pub fn prune_deliveries(
+        &self,
+        key_like: &str,
+        before_unix_nanos: u64,
+    ) -> Result<usize, StoreError> {
         self.metadata
             .conn()
             .execute(
                 "DELETE FROM outbox WHERE state IN ('delivered', 'superseded')
-                   AND finished_unix_nanos < ?1",
-                [before_unix_nanos as i64],
+                   AND finished_unix_nanos < ?2 AND idempotency_key LIKE ?1",
+                params![key_like, before_unix_nanos as i64],
             )
             .map_err(sql)
     }
@@ -371,8 +370,8 @@ mod tests {
         let store = SpanStore::open(dir.path(), StoreOptions::default()).unwrap();
         assert_eq!(store.enqueue_deliveries(&[delivery("a"), delivery("b")], 10).unwrap(), 2);
         assert_eq!(store.enqueue_deliveries(&[delivery("a")], 11).unwrap(), 0, "same key");
-        assert!(store.delivery_enqueued("a").unwrap());
-        assert!(!store.delivery_enqueued("c").unwrap());
+        assert_eq!(store.delivery_by_key("a").unwrap().unwrap().created_unix_nanos, 10);
+        assert!(store.delivery_by_key("c").unwrap().is_none());
 
         let due = store.due_deliveries(10, 10).unwrap();
         assert_eq!(due.iter().map(|d| d.idempotency_key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
@@ -419,6 +418,7 @@ mod tests {
             due.iter().map(|d| d.idempotency_key.as_str()).collect::<Vec<_>>(),
             ["resolved"]
         );
-        assert_eq!(store.prune_deliveries(3).unwrap(), 1, "the superseded row goes");
+        assert_eq!(store.prune_deliveries("res%", 3).unwrap(), 0, "only matching keys go");
+        assert_eq!(store.prune_deliveries("fir%", 3).unwrap(), 1, "the superseded row goes");
     }
 }

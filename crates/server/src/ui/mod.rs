@@ -7,7 +7,7 @@
 //! never from a scan of raw spans.
 
 mod chart;
-mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 

@@ -326,6 +326,8 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /api/v1/findings", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/findings/{id}", "1 A A A A 3 A 3 3 A"),
         ("POST /api/v1/findings/{id}/{action}", "1 A A A A 3 3 3 3 A"),
+        ("GET /api/v1/notifications", "1 A A A A 3 A 3 3 A"),
+        ("POST /api/v1/notifications/{id}/retry", "1 A A A A 3 3 3 3 A"),
         ("GET /api/v1/tokens", "1 3 3 A 3 3 3 3 3 A"),
         ("POST /api/v1/tokens", "1 3 3 A 3 3 3 3 3 A"),
         ("POST /api/v1/tokens/{prefix}/rotate", "1 3 3 A 3 3 3 3 3 A"),

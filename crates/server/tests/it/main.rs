@@ -7,6 +7,7 @@ mod access;
 mod detection;
 mod hooks;
 mod mirrors;
+mod notify;
 mod oidc;
 mod phabricator;
 mod retention;

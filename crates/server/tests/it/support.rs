@@ -69,26 +69,53 @@ impl TestApp {
         access: AccessSettings,
         public_url: Option<String>,
     ) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let store_options = StoreOptions::default();
-        let store = Arc::new(SpanStore::open(dir.path(), store_options.clone()).unwrap());
-        let clock = Arc::new(ManualClock::default());
-        clock.set(T0);
-        let settings = Settings {
+        TestApp::with_full_settings(Settings {
+            public_url,
+            access,
+            changes,
+            ..TestApp::default_settings()
+        })
+    }
+
+    /// The settings every test starts from: loopback, no sign-in, nothing configured.
+    pub(crate) fn default_settings() -> Settings {
+        Settings {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_grpc_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_http_addr: "127.0.0.1:0".parse().unwrap(),
-            public_url,
+            public_url: None,
             limits: otlp::DecodeLimits::default(),
-            access,
+            access: AccessSettings::default(),
             max_exports_in_flight: 8,
             retention: Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
-            changes,
+            changes: ChangeSettings::default(),
             detection: server::DetectionSettings::default(),
-        };
+            notifications: server::NotifySettings::default(),
+        }
+    }
+
+    pub(crate) fn with_full_settings(settings: Settings) -> TestApp {
+        let clock = Arc::new(ManualClock::default());
+        clock.set(T0);
+        TestApp::open(tempfile::tempdir().unwrap(), settings, clock)
+    }
+
+    fn open(dir: tempfile::TempDir, settings: Settings, clock: Arc<ManualClock>) -> TestApp {
+        let store_options = StoreOptions::default();
+        let store = Arc::new(SpanStore::open(dir.path(), store_options.clone()).unwrap());
         let state =
             AppState::new(settings, Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>);
         TestApp { state, clock, store, store_options, _dir: dir }
+    }
+
+    /// Stops this server and starts another on the same data directory, clock and settings,
+    /// as a restart does (the store is closed first).
+    pub(crate) fn restart(self) -> TestApp {
+        let TestApp { state, clock, store, _dir: dir, .. } = self;
+        let settings = state.settings().clone();
+        drop(state);
+        drop(store);
+        TestApp::open(dir, settings, clock)
     }
 
     pub(crate) async fn send(&self, request: Request<Body>) -> (StatusCode, serde_json::Value) {

@@ -54,6 +54,7 @@ impl Running {
             retention: server::Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
             changes: server::ChangeSettings::default(),
             detection: server::DetectionSettings::default(),
+            notifications: server::NotifySettings::default(),
         };
         let state =
             server::AppState::new(settings, store, Arc::clone(&clock) as Arc<dyn server::Clock>);
