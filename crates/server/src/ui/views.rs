@@ -370,6 +370,33 @@ pub(crate) struct FindingJ {
     pub(crate) evidence: Option<EvidenceJ>,
     pub(crate) rollback: Option<RollbackJ>,
     pub(crate) deploy: Option<DeployJ>,
+    pub(crate) notifications: Vec<NotificationJ>,
+}
+
+/// One notification of a finding, as `notify::delivery_view` writes it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub(crate) struct NotificationJ {
+    pub(crate) sink: String,
+    pub(crate) kind: String,
+    pub(crate) target: String,
+    pub(crate) state: String,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt: Option<String>,
+    pub(crate) last_error: Option<String>,
+}
+
+impl NotificationJ {
+    /// "1 attempt", "3 attempts, next at 10:04:05 UTC".
+    pub(crate) fn attempts_text(&self) -> String {
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        match &self.next_attempt {
+            Some(next) if self.state == "pending" => {
+                format!("{} attempt{plural}, next at {}", self.attempts, short_time(next))
+            }
+            _ => format!("{} attempt{plural}", self.attempts),
+        }
+    }
 }
 
 impl FindingJ {

@@ -437,6 +437,13 @@ async fn each_review_gets_one_comment_per_state_change_with_its_forges_auth() {
         targets.contains(&"PR #12") && targets.contains(&"spanblame_latency_regression"),
         "{targets:?}"
     );
+    let (status, page) = app.get(&format!("/findings/{}", made[1].2)).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = page.as_str().unwrap();
+    assert!(
+        page.contains("comment to PR #12 via <code>forge:gitea-main</code>, 1 attempt"),
+        "the finding page shows its notifications"
+    );
     let (status, error) = app.get("/api/v1/notifications?state=lost").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
