@@ -18,12 +18,15 @@
 //! - [`suspects`]: the deploy's commits ranked by evidence (code paths, trace structure,
 //!   attributes of slow spans, priors), with reasons, and a bisect plan when no commit is
 //!   clearly ahead.
+//! - [`dora`]: the four DORA metrics and their bands over a window of deploys, changes and
+//!   attributed regressions.
 //!
 //! **Architecture Invariant:** no IO, no clock, no randomness, no dependency but `model`: the same
 //! inputs give the same findings, so the accuracy harness and the tests are exact.
 
 pub mod compare;
 pub mod detect;
+pub mod dora;
 pub mod evidence;
 pub mod sketch;
 pub mod stats;

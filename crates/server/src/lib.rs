@@ -19,6 +19,7 @@ mod audit;
 mod changes;
 mod deploys;
 mod detection;
+mod dora;
 pub mod error;
 mod evidence;
 mod findings;
@@ -212,6 +213,7 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             spec("POST", "/api/v1/findings/{id}/{action}", ChangeFinding, Some("finding.status")),
             post(findings::change_status),
         ),
+        (spec("GET", "/api/v1/dora", ReadData, Some("dora.read")), get(dora::get_dora)),
         (
             spec("GET", "/api/v1/notifications", ReadData, Some("notifications.read")),
             get(notify::list_notifications),
@@ -268,6 +270,7 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         (page("/deploys", "deploys.read"), get(ui::deploys_page)),
         (page("/deploys/{id}", "deploy.read"), get(ui::deploy_page)),
         (page("/commits/{sha}", "commit.read"), get(ui::commit_page)),
+        (page("/dora", "dora.read"), get(ui::dora_page)),
         (spec("GET", "/assets/app.css", Public, None), get(ui::stylesheet)),
         (spec("GET", "/assets/app.js", Public, None), get(ui::script)),
     ]

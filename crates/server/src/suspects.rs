@@ -36,6 +36,35 @@ pub(crate) fn deploy_range(
     state: &AppState,
     deploy: &Deploy,
 ) -> Result<Result<Range, NoRange>, StoreError> {
+    Ok(range_commits(state, deploy)?.map(|commits| {
+        let candidates = candidates(&commits.mirror, &commits.commits);
+        Range {
+            repository: commits.repository,
+            mirror: commits.mirror,
+            commits: commits.commits,
+            candidates,
+            is_rollback: commits.is_rollback,
+            truncated: commits.truncated,
+        }
+    }))
+}
+
+/// The commits a deploy shipped, without their hunks.
+pub(crate) struct RangeCommits {
+    pub(crate) repository: String,
+    pub(crate) mirror: Mirror,
+    /// Oldest first; merges left out.
+    pub(crate) commits: Vec<Commit>,
+    pub(crate) is_rollback: bool,
+    pub(crate) truncated: bool,
+}
+
+/// The deploy's exact range from the mirror: from the previous deploy's commit to its own (a
+/// rollback's read backwards), or its own commit alone when no earlier deploy is known.
+pub(crate) fn range_commits(
+    state: &AppState,
+    deploy: &Deploy,
+) -> Result<Result<RangeCommits, NoRange>, StoreError> {
     let store = &state.store;
     let to = deploy_commit(state, deploy)?;
     let (Some(to_sha), Some(stored)) = (to.sha, to.stored) else {
@@ -59,11 +88,16 @@ pub(crate) fn deploy_range(
         None => None,
     };
     let git = |e: mirror::GitError| e.to_string();
-    // (commits oldest first, is a rollback, truncated)
-    let read = || -> Result<(Vec<Commit>, bool, bool), String> {
+    let read = || -> Result<RangeCommits, String> {
         let Some(from) = from else {
             // No earlier deploy is known: the deploy's own commit is the only candidate.
-            return Ok((mirror.range(None, &to_sha, 1).map_err(git)?, false, false));
+            return Ok(RangeCommits {
+                repository: stored.repository.clone(),
+                mirror: mirror.clone(),
+                commits: mirror.range(None, &to_sha, 1).map_err(git)?,
+                is_rollback: false,
+                truncated: false,
+            });
         };
         let mut commits = mirror.range(Some(&from), &to_sha, MAX_CANDIDATES + 1).map_err(git)?;
         let mut is_rollback = false;
@@ -79,19 +113,15 @@ pub(crate) fn deploy_range(
         commits.truncate(MAX_CANDIDATES);
         commits.retain(|c| c.parents.len() <= 1);
         commits.reverse();
-        Ok((commits, is_rollback, truncated))
-    };
-    Ok(read().map(|(commits, is_rollback, truncated)| {
-        let candidates = candidates(&mirror, &commits);
-        Range {
+        Ok(RangeCommits {
             repository: stored.repository.clone(),
             mirror: mirror.clone(),
             commits,
-            candidates,
             is_rollback,
             truncated,
-        }
-    }))
+        })
+    };
+    Ok(read())
 }
 
 /// Reads each commit's hunks and the blame-ignore list into scorer candidates.

@@ -106,6 +106,7 @@ pub struct StoredFinding {
 /// Which findings to list; every field narrows.
 #[derive(Debug, Clone, Default)]
 pub struct FindingFilter {
+    pub deploy_id: Option<u64>,
     pub service: Option<String>,
     pub environment: Option<String>,
     pub verdict: Option<String>,
@@ -387,6 +388,7 @@ impl SpanStore {
                    AND (?5 IS NULL OR first_seen_unix_nanos >= ?5) AND (?6 IS NULL OR id < ?6)
                    AND (?8 IS NULL OR service IN (SELECT value FROM json_each(?8)))
                    AND (?9 IS NULL OR environment IN (SELECT value FROM json_each(?9)))
+                   AND (?10 IS NULL OR deploy_id = ?10)
                  ORDER BY id DESC LIMIT ?7",
             )
             .map_err(sql)?;
@@ -401,6 +403,7 @@ impl SpanStore {
                 filter.limit.min(i64::MAX as usize) as i64,
                 filter.allowed_services.as_deref().map(json_list),
                 filter.allowed_environments.as_deref().map(json_list),
+                filter.deploy_id.map(|id| id as i64),
             ],
             read_finding,
         )

@@ -281,7 +281,7 @@ fn may_see(state: &AppState, caller: &Caller, d: &Delivery) -> Result<bool, Stor
     Ok(caller.visibility.allows(&deploy.service, environment))
 }
 
-/// `GET /api/v1/notifications?finding=&deploy=&state=&limit=&before=`
+/// `GET /api/v1/notifications?finding=&deploy=&state=&limit=&next=`
 pub(crate) async fn list_notifications(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -297,7 +297,7 @@ pub(crate) async fn list_notifications(
         match key.as_str() {
             "finding" => filter.finding_id = Some(number("a finding id")?),
             "deploy" => filter.deploy_id = Some(number("a deploy id")?),
-            "before" => filter.before_id = Some(number("a notification id")?),
+            "next" => filter.before_id = Some(number("a cursor from a previous page")?),
             "limit" => filter.limit = number("a count")?.clamp(1, 1000) as usize,
             "state" => {
                 filter.state = Some(DeliveryState::parse(&value).ok_or_else(|| {
@@ -308,7 +308,7 @@ pub(crate) async fn list_notifications(
             }
             other => {
                 return Err(ApiError::invalid(format!(
-                    "unknown parameter `{other}`; use finding, deploy, state, limit or before"
+                    "unknown parameter `{other}`; use finding, deploy, state, limit or next"
                 )));
             }
         }
@@ -322,7 +322,7 @@ pub(crate) async fn list_notifications(
                 visible.push(delivery_view(d));
             }
         }
-        Ok(json!({"notifications": visible, "next": next.map(|id| format!("before={id}"))}))
+        Ok(json!({"notifications": visible, "next": next.map(|id| id.to_string())}))
     })
     .await
     .map_err(ApiError::internal)??;

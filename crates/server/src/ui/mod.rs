@@ -23,8 +23,8 @@ use crate::access::Caller;
 use crate::error::ApiError;
 
 pub(crate) use views::{
-    commit_page, deploy_page, deploys_page, finding_page, findings_page, home, search_page,
-    service_page, trace_page,
+    commit_page, deploy_page, deploys_page, dora_page, finding_page, findings_page, home,
+    search_page, service_page, trace_page,
 };
 
 const STYLESHEET: &str = include_str!("../../assets/app.css");

@@ -326,6 +326,7 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /api/v1/findings", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/findings/{id}", "1 A A A A 3 A 3 3 A"),
         ("POST /api/v1/findings/{id}/{action}", "1 A A A A 3 3 3 3 A"),
+        ("GET /api/v1/dora", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/notifications", "1 A A A A 3 A 3 3 A"),
         ("POST /api/v1/notifications/{id}/retry", "1 A A A A 3 3 3 3 A"),
         ("GET /api/v1/tokens", "1 3 3 A 3 3 3 3 3 A"),
@@ -347,6 +348,7 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /deploys", "1 A A A A 3 A 3 3 A"),
         ("GET /deploys/{id}", "1 A A A A 3 A 3 3 A"),
         ("GET /commits/{sha}", "1 A A A A 3 A 3 3 A"),
+        ("GET /dora", "1 A A A A 3 A 3 3 A"),
         ("GET /assets/app.css", "A A A A A A A A A A"),
         ("GET /assets/app.js", "A A A A A A A A A A"),
     ]

@@ -5,6 +5,7 @@
 
 mod access;
 mod detection;
+mod dora;
 mod hooks;
 mod mirrors;
 mod notify;

@@ -70,6 +70,7 @@ async fn an_empty_server_says_how_to_send_data_and_unknown_ids_are_404_pages() {
         ("/traces", "No spans have arrived yet"),
         ("/findings", "spanblame deploy"),
         ("/deploys", "spanblame deploy --service"),
+        ("/dora", "No deploys in this window"),
     ] {
         let (status, html, content_type) = page(&app, path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {html}");
@@ -136,6 +137,11 @@ async fn every_page_renders_stored_data() {
         ("/findings", "/findings?status=open", vec!["No findings match"]),
         ("/deploys", "/deploys?service=checkout", vec!["1.2.0", &deploy_path]),
         ("/deploys/{id}", &deploy_path, vec!["Deploy of checkout 1.2.0 to production"]),
+        (
+            "/dora",
+            "/dora?service=checkout&window=7d",
+            vec!["Service checkout", "1 deploy;", "Lead time"],
+        ),
     ];
     let mut seen = BTreeSet::new();
     for (route, path, expected) in &pages {
