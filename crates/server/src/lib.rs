@@ -26,6 +26,7 @@ mod findings;
 mod hooks;
 mod ingest;
 mod jobs;
+mod mcp;
 mod metrics;
 mod mirrors;
 mod notify;
@@ -43,7 +44,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use store::SpanStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -103,6 +104,8 @@ pub struct AppState {
     pub(crate) policy: auth::Policy,
     /// `http://` + the main address once bound (when `public_url` is not configured).
     bound_url: std::sync::OnceLock<String>,
+    /// The MCP endpoint's service, made at its first request.
+    pub(crate) mcp: std::sync::OnceLock<mcp::McpService>,
 }
 
 impl AppState {
@@ -122,6 +125,7 @@ impl AppState {
             access: access::Access::new(&settings.access),
             policy,
             bound_url: std::sync::OnceLock::new(),
+            mcp: std::sync::OnceLock::new(),
             settings,
             store,
             metrics: metrics::Metrics::default(),
@@ -259,6 +263,10 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             get(audit::verify_audit),
         ),
         (spec("POST", "/hooks/{kind}/{integration}", ForgeSignature, None), post(hooks::receive)),
+        // MCP for assistants: each tool call is audited inside, as `mcp.<tool>`.
+        (spec("POST", "/mcp", ReadData, None), post(mcp::endpoint)),
+        (spec("GET", "/mcp", ReadData, None), get(mcp::endpoint)),
+        (spec("DELETE", "/mcp", ReadData, None), delete(mcp::endpoint)),
         (otlp_http_route(), post(otlp_http::export_traces)),
         // The web UI: pages over the same views as the API, and its own script and styles.
         (page("/", "services.read"), get(ui::home)),

@@ -7,6 +7,7 @@ mod admin;
 mod config;
 mod demo;
 mod deploy;
+mod mcp;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -66,6 +67,14 @@ enum Command {
     /// Check (`verify`) or export (`export --since`) the tamper-evident audit log.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Serve the Model Context Protocol on stdio for an AI assistant, relayed to a running
+    /// server's `/mcp` endpoint (which MCP clients can also use directly over streamable HTTP).
+    ///
+    /// Tools: list_findings, get_finding, draft_rollback, get_trace, search_traces,
+    /// commit_impact, list_deploys, dora_metrics. They run as the token given: the assistant
+    /// sees what that token may see, and each call is in the audit log as `mcp.<tool>`.
+    #[command(disable_version_flag = true)]
+    Mcp(mcp::McpArgs),
     /// Validate the configuration (file and SPANBLAME_* variables) and print what would run.
     ///
     /// Exits non-zero and names the key, the problem and the fix when something is wrong.
@@ -108,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(&args),
         Command::Token(command) => admin::run_token(command),
         Command::Audit(command) => admin::run_audit(command),
+        Command::Mcp(args) => mcp::run(&args),
         Command::CheckConfig { common } => {
             let config = config::load(common.config.as_deref(), &env)?;
             let resolved = config::resolve(&config, &env)?;

@@ -338,6 +338,10 @@ async fn every_route_decides_for_every_kind_of_caller() {
         // Signed by the forge: anyone may deliver; a bearer token must have `webhook`.
         ("POST /hooks/{kind}/{integration}", "A A A A A 3 3 3 A 3"),
         ("POST /v1/traces", "1 3 3 3 3 A 3 3 3 3"),
+        // MCP: read access; each tool call then filters by the caller, as the API does.
+        ("POST /mcp", "1 A A A A 3 A 3 3 A"),
+        ("GET /mcp", "1 A A A A 3 A 3 3 A"),
+        ("DELETE /mcp", "1 A A A A 3 A 3 3 A"),
         // Pages need what the API reads they show need; their refusals are HTML.
         ("GET /", "1 A A A A 3 A 3 3 A"),
         ("GET /traces", "1 A A A A 3 A 3 3 A"),

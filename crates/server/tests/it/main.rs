@@ -7,6 +7,7 @@ mod access;
 mod detection;
 mod dora;
 mod hooks;
+mod mcp;
 mod mirrors;
 mod notify;
 mod oidc;

@@ -13,5 +13,6 @@ mod crash;
 mod deploys;
 mod findings;
 mod ingest_errors;
+mod mcp;
 mod support;
 mod tokens;

@@ -1,0 +1,372 @@
+//! The Model Context Protocol at `/mcp` (streamable HTTP, through the official `rmcp` SDK): the
+//! tools an AI assistant uses to read findings, suspects, traces and commit impact, and to
+//! draft a rollback.
+//!
+//! Every tool runs as the caller the access guard authenticated for that HTTP request (a
+//! bearer token, a proxy assertion or a session), through the same view functions as the API,
+//! so visibility and redaction are the API's; each call is audited as `mcp.<tool>`. Something
+//! the caller may not see is "not found", as in the API. `spanblame mcp` relays stdio to this
+//! endpoint for assistants that only speak stdio.
+
+use std::sync::Arc;
+
+use model::TraceId;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, ServerHandler};
+use serde_json::{Map, Value as Json_, json};
+use store::StoreError;
+
+use crate::AppState;
+use crate::access::{Caller, append_audit};
+
+/// The tower service behind `/mcp`.
+pub(crate) type McpService = StreamableHttpService<Tools, LocalSessionManager>;
+
+/// `POST`, `GET` and `DELETE /mcp`, after the guard put the caller in the request.
+pub(crate) async fn endpoint(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    let service = state.mcp.get_or_init(|| service(Arc::clone(&state))).clone();
+    match service.oneshot(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(never) => match never {},
+    }
+}
+
+pub(crate) fn service(state: Arc<AppState>) -> McpService {
+    // Hosts this server answers as: loopback, the bound address and `server.public_url`'s.
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    hosts.push(state.settings.http_addr.ip().to_string());
+    if let Some(host) = state.settings.public_url.as_deref().and_then(authority) {
+        hosts.push(host);
+    }
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_json_response(true)
+        .with_sse_keep_alive(None);
+    StreamableHttpService::new(
+        move || Ok(Tools { state: Arc::clone(&state) }),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
+
+/// `host` (and `host:port`) of a URL.
+fn authority(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    Some(authority.split(':').next().unwrap_or(authority).to_owned())
+}
+
+/// The tool set, one per MCP session; state is shared.
+#[derive(Clone)]
+pub(crate) struct Tools {
+    state: Arc<AppState>,
+}
+
+/// A tool: its name, what it does, and its arguments as JSON Schema properties.
+struct ToolSpec {
+    name: &'static str,
+    description: &'static str,
+    properties: fn() -> Json_,
+    required: &'static [&'static str],
+}
+
+const TOOLS: &[ToolSpec] = &[
+    ToolSpec {
+        name: "list_findings",
+        description: "Regressions and other verdicts spanblame found after deploys, newest first: service, environment, operation, metric, verdict, status, numbers and top suspects. Filter by service, environment, verdict (regressed, improved, no_change, inconclusive) or status (open, acknowledged, resolved).",
+        properties: || {
+            json!({
+                "service": {"type": "string"}, "environment": {"type": "string"},
+                "verdict": {"type": "string", "enum": ["regressed", "improved", "no_change", "inconclusive"]},
+                "status": {"type": "string", "enum": ["open", "acknowledged", "resolved"]},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+            })
+        },
+        required: &[],
+    },
+    ToolSpec {
+        name: "get_finding",
+        description: "One finding in full: before/after numbers with confidence intervals, the deploy and its commit range, suspects ranked with reasons and reviews, evidence, exemplar trace ids, the rollback draft and notification status.",
+        properties: || json!({"id": {"type": "integer", "description": "the finding id"}}),
+        required: &["id"],
+    },
+    ToolSpec {
+        name: "draft_rollback",
+        description: "The rollback draft for a finding: the previous good version, the commits to revert, the `git revert` (and `arc backout`) commands and the revert patch.",
+        properties: || json!({"finding_id": {"type": "integer"}}),
+        required: &["finding_id"],
+    },
+    ToolSpec {
+        name: "get_trace",
+        description: "A trace's spans, each with its change context (version, commit, review, owner). Spans of services outside your scope are redacted timing stubs.",
+        properties: || json!({"trace_id": {"type": "string", "description": "32 hex digits"}}),
+        required: &["trace_id"],
+    },
+    ToolSpec {
+        name: "search_traces",
+        description: "Traces matching a search, newest first, as in GET /api/v1/traces.",
+        properties: || {
+            json!({
+                "service": {"type": "string"}, "operation": {"type": "string"},
+                "environment": {"type": "string"}, "version": {"type": "string"},
+                "min_duration_ms": {"type": "number"}, "max_duration_ms": {"type": "number"},
+                "status": {"type": "string", "enum": ["ok", "error", "unset"]},
+                "start": {"type": "string", "description": "RFC 3339; default: an hour before `end`"},
+                "end": {"type": "string", "description": "RFC 3339; default: now"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+            })
+        },
+        required: &[],
+    },
+    ToolSpec {
+        name: "commit_impact",
+        description: "What a commit did after it shipped: its review, the deploys that carried it, and the findings that moved after them.",
+        properties: || json!({"sha": {"type": "string", "description": "a full or abbreviated commit sha"}}),
+        required: &["sha"],
+    },
+    ToolSpec {
+        name: "list_deploys",
+        description: "Deploys, newest first, with their commits and commit ranges.",
+        properties: || json!({"service": {"type": "string"}, "environment": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 200}}),
+        required: &[],
+    },
+    ToolSpec {
+        name: "dora_metrics",
+        description: "DORA metrics (deployment frequency, lead time for changes, change failure rate, time to restore) with their bands, for a service, a team or everything you may see.",
+        properties: || json!({"service": {"type": "string"}, "team": {"type": "string"}, "environment": {"type": "string"}, "window": {"type": "string", "description": "e.g. 30d"}}),
+        required: &[],
+    },
+];
+
+impl ToolSpec {
+    fn tool(&self) -> Tool {
+        let mut schema = Map::new();
+        schema.insert("type".into(), "object".into());
+        schema.insert("properties".into(), (self.properties)());
+        schema.insert("required".into(), json!(self.required));
+        schema.insert("additionalProperties".into(), false.into());
+        Tool::new(self.name, self.description, Arc::new(schema))
+    }
+}
+
+/// What a tool call gave: data, or a message for the assistant (not a protocol error).
+enum Answer {
+    Data(Json_),
+    NotFound(String),
+    Invalid(String),
+}
+
+impl ServerHandler for Tools {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("spanblame", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "spanblame links spans to the deploy, commit, review and author behind them. Start with list_findings (verdict=regressed, status=open), then get_finding for suspects and evidence, get_trace for exemplar traces, and draft_rollback. You see only what the person or token you act for may see.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(TOOLS.iter().map(ToolSpec::tool).collect()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .cloned()
+            .ok_or_else(|| {
+                ErrorData::internal_error("no authenticated caller on this request", None)
+            })?;
+        let name = request.name.to_string();
+        if !TOOLS.iter().any(|t| t.name == name) {
+            return Err(ErrorData::invalid_params(format!("no tool `{name}`"), None));
+        }
+        let arguments = request.arguments.unwrap_or_default();
+        let state = Arc::clone(&self.state);
+        let blocking_caller = caller.clone();
+        let (answer, resource) = tokio::task::spawn_blocking(move || {
+            let resource = resource_of(&name, &arguments);
+            (call(&state, &blocking_caller, &name, &arguments), resource)
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let answer = answer.map_err(|e| {
+            tracing::error!(error = %e, "an MCP tool failed");
+            ErrorData::internal_error("the store failed; try again", None)
+        })?;
+        let outcome = match &answer {
+            Answer::Data(_) => "ok",
+            Answer::NotFound(_) => "not found",
+            Answer::Invalid(_) => "invalid",
+        };
+        let record = caller.audit(
+            self.state.clock.now_unix_nanos(),
+            &format!("mcp.{}", request.name),
+            &resource,
+            outcome,
+        );
+        append_audit(&self.state, vec![record])
+            .await
+            .map_err(|e| ErrorData::internal_error(e.message, None))?;
+        Ok(match answer {
+            Answer::Data(value) => CallToolResult::structured(value),
+            Answer::NotFound(message) | Answer::Invalid(message) => {
+                CallToolResult::error(vec![ContentBlock::text(message)])
+            }
+        }
+        .into())
+    }
+}
+
+/// The resource an audit record names: the tool and its arguments.
+fn resource_of(name: &str, arguments: &Map<String, Json_>) -> String {
+    if arguments.is_empty() {
+        format!("mcp/{name}")
+    } else {
+        format!("mcp/{name} {}", Json_::Object(arguments.clone()))
+    }
+}
+
+fn string(arguments: &Map<String, Json_>, key: &str) -> Option<String> {
+    arguments.get(key).and_then(|v| match v {
+        Json_::String(s) => Some(s.clone()),
+        Json_::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn id(arguments: &Map<String, Json_>, key: &str) -> Result<u64, Answer> {
+    arguments
+        .get(key)
+        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .ok_or_else(|| Answer::Invalid(format!("`{key}` must be a number")))
+}
+
+/// Runs one tool as `caller`.
+fn call(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    arguments: &Map<String, Json_>,
+) -> Result<Answer, StoreError> {
+    let params = |keys: &[&str]| -> Vec<(String, String)> {
+        keys.iter().filter_map(|k| string(arguments, k).map(|v| (k.to_string(), v))).collect()
+    };
+    let invalid = |e: crate::error::ApiError| Ok(Answer::Invalid(e.message));
+    Ok(match name {
+        "list_findings" => {
+            let filter = match crate::findings::parse_filter(params(&[
+                "service",
+                "environment",
+                "verdict",
+                "status",
+                "limit",
+            ])) {
+                Ok(filter) => filter,
+                Err(e) => return invalid(e),
+            };
+            Answer::Data(json!({"findings": crate::findings::list(state, caller, filter)?}))
+        }
+        "get_finding" | "draft_rollback" => {
+            let key = if name == "get_finding" { "id" } else { "finding_id" };
+            let id = match id(arguments, key) {
+                Ok(id) => id,
+                Err(answer) => return Ok(answer),
+            };
+            match crate::findings::finding(state, caller, id)? {
+                None => Answer::NotFound(format!("no finding {id} (or you may not see it)")),
+                Some(finding) if name == "get_finding" => Answer::Data(finding),
+                Some(finding) => Answer::Data(json!({
+                    "finding_id": id,
+                    "service": finding["service"],
+                    "deploy": {"id": finding["deploy_id"], "version": finding["deploy"]["version"]},
+                    "suspects": finding["suspects"].as_array().map(|s| s.iter().take(3).map(|s| json!({"commit": s["commit"], "score": s["score"], "reasons": s["reasons"], "review": s["review"]})).collect::<Vec<_>>()),
+                    "rollback": finding["rollback"],
+                })),
+            }
+        }
+        "get_trace" => {
+            let text = string(arguments, "trace_id").unwrap_or_default();
+            let Ok(trace_id) = TraceId::from_hex(&text) else {
+                return Ok(Answer::Invalid(format!("`{text}` is not a trace id (32 hex digits)")));
+            };
+            let spans = crate::api::trace_spans(state, caller, &trace_id)?;
+            if spans.is_empty() {
+                Answer::NotFound(format!("no trace {text} (or you may not see it)"))
+            } else {
+                Answer::Data(json!({"trace_id": text, "spans": spans}))
+            }
+        }
+        "search_traces" => {
+            let query = params(&[
+                "service",
+                "operation",
+                "environment",
+                "version",
+                "min_duration_ms",
+                "status",
+                "last",
+                "limit",
+            ]);
+            match crate::api::parse_search(&query, state.clock.now_unix_nanos()) {
+                Ok(query) => {
+                    Answer::Data(json!({"traces": crate::api::search(state, caller, query)?}))
+                }
+                Err(e) => return invalid(e),
+            }
+        }
+        "commit_impact" => {
+            let sha = string(arguments, "sha").unwrap_or_default();
+            if !model::looks_like_sha(&sha) {
+                return Ok(Answer::Invalid(format!(
+                    "`{sha}` is not a commit sha (7 to 64 hex digits)"
+                )));
+            }
+            match crate::deploys::impact(state, caller, &sha)? {
+                Some(impact) => Answer::Data(impact),
+                None => {
+                    Answer::NotFound(format!("no commit {sha} is known (or you may not see it)"))
+                }
+            }
+        }
+        "list_deploys" => {
+            let limit = arguments.get("limit").and_then(Json_::as_u64).unwrap_or(50).clamp(1, 200);
+            let service = string(arguments, "service");
+            let environment = string(arguments, "environment");
+            let deploys = crate::deploys::deploys(
+                state,
+                caller,
+                service.as_deref(),
+                environment.as_deref(),
+                limit as usize,
+            )?;
+            Answer::Data(json!({"deploys": deploys}))
+        }
+        "dora_metrics" => {
+            match crate::dora::parse_query(params(&["service", "team", "environment", "window"])) {
+                Ok(query) => Answer::Data(crate::dora::dora_view(state, caller, &query)?),
+                Err(e) => return invalid(e),
+            }
+        }
+        _ => Answer::Invalid(format!("no tool `{name}`")),
+    })
+}
