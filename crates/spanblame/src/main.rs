@@ -133,6 +133,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 integrations = settings.changes.integrations.len(),
                 repositories = settings.changes.repositories.len(),
                 services = settings.changes.services.len(),
+                alertmanagers = settings.notifications.alertmanagers.len(),
+                alert_webhooks = settings.notifications.webhooks.len(),
+                forges_posting_findings = settings.notifications.forges.len(),
                 "configuration is valid"
             );
             Ok(())
