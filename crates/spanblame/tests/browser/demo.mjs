@@ -144,6 +144,15 @@ try {
     await page.goto(base + path);
     await wellFormed();
   }
+  // 8. DORA for the demo's team: the bad deploy counts as a change failure.
+  await page.goto(base + "/dora?team=payments&window=1d");
+  await wellFormed();
+  check(/Delivery performance/.test(await page.locator("h1").innerText()), "the DORA page");
+  const cards = await page.locator(".card h2").allInnerTexts();
+  check(cards.length === 4, "four DORA metrics: " + cards.join(", "));
+  const failureRate = await page.locator("#m-failure-rate").locator("xpath=..").innerText();
+  check(/had a regression attributed/.test(failureRate) && !/^0 of/m.test(failureRate), "a change failure is counted: " + failureRate);
+
   expecting404 = true;
   const missing = await page.goto(base + "/findings/999999");
   check(missing.status() === 404 && /404 Not Found/.test(await page.locator("h1").innerText()), "an unknown finding is a 404 page");
