@@ -32,6 +32,19 @@ pub(crate) async fn read_capped(
     Ok(body)
 }
 
+/// An error with its causes: reqwest's `error sending request` hides `connection refused` in
+/// its source chain.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
     #[error("{0}")]

@@ -18,7 +18,7 @@ use store::ChangeBatch;
 
 use crate::AppState;
 use crate::changes::Integration;
-use crate::outbound::{self, ReadError};
+use crate::outbound::{self, ReadError, error_chain};
 
 /// Conduit answers are small JSON pages; anything near this is not one.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -232,16 +232,4 @@ impl Conduit<'_> {
             too_large => transport(too_large.to_string()),
         })
     }
-}
-
-/// reqwest's error with its causes (`error sending request: connection refused`).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

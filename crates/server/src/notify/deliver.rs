@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::access::Caller;
 use crate::api::rfc3339;
 use crate::error::{ApiError, ErrorCode};
-use crate::outbound::read_capped;
+use crate::outbound::{error_chain, read_capped};
 
 /// Deliveries sent at once.
 const CONCURRENT_DELIVERIES: usize = 16;
@@ -238,18 +238,6 @@ async fn attempt(state: &AppState, delivery: &Delivery) -> Result<u16, Failure> 
         permanent: matches!(status, 400 | 404 | 405 | 410 | 413 | 422),
         retry_after,
     })
-}
-
-/// A transport error with its causes ("connection refused" is in the source chain).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// One delivery as the API shows it (never its request, which may name internal paths).

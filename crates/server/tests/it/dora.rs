@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use mirror::testing::{commit_file, git};
 use serde_json::json;
 use server::{ChangeSettings, MirrorSettings, MirrorSource, RepositorySettings, ServiceOwnership};
-use store::{Evaluation, FindingStatus, FindingUpdate};
+use store::FindingStatus;
 
 use crate::support::{SECOND, T0, TestApp};
 
@@ -31,27 +31,6 @@ async fn deploy(app: &TestApp, service: &str, version: &str, commit: &str, start
     let (status, answer) = app.post_json("/api/v1/deploys", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     answer["id"].as_u64().unwrap()
-}
-
-/// A regressed finding on `deploy_id`, first seen at `seen`.
-fn regression(app: &TestApp, deploy_id: u64, seen: u64) -> u64 {
-    let deploy = app.store.deploy(deploy_id).unwrap().unwrap();
-    let update = FindingUpdate {
-        deploy_id,
-        service: deploy.service.clone(),
-        environment: "prod".into(),
-        operation: "POST /cart".into(),
-        span_kind: "server".into(),
-        metric: "latency_p95".into(),
-        verdict: "regressed".into(),
-        is_final: true,
-        look_minutes: 10,
-        detail: "{}".into(),
-        baseline_stats: Vec::new(),
-    };
-    let look = Evaluation { look_minutes: 10, is_final: true };
-    assert!(app.store.record_look(&deploy, &[update], look, seen).unwrap());
-    app.store.findings_to_explain(deploy_id).unwrap()[0].id
 }
 
 #[tokio::test]
@@ -94,7 +73,7 @@ async fn dora_on_a_scripted_history_matches_the_hand_computed_numbers() {
     deploy(&app, "cart", "1.1.0", &c2, T0 + 5 * HOUR).await;
     // D2 ships c3 (10 h) and regresses, found an hour later...
     let d2 = deploy(&app, "cart", "1.2.0", &c3, T0 + DAY + 10 * HOUR).await;
-    let found = regression(&app, d2, T0 + DAY + 11 * HOUR);
+    let found = app.record_regression(d2, T0 + DAY + 11 * HOUR, &json!({}));
     // ... and D3 ships c4 (12 h) and restores it: 13 h after the finding.
     let d3 = deploy(&app, "cart", "1.3.0", &c4, T0 + 2 * DAY).await;
     app.store
@@ -108,7 +87,7 @@ async fn dora_on_a_scripted_history_matches_the_hand_computed_numbers() {
         .unwrap();
     // D4 ships c5 (6 days = 144 h) and regresses; still open.
     let d4 = deploy(&app, "cart", "1.4.0", &c5, T0 + 9 * DAY).await;
-    regression(&app, d4, T0 + 9 * DAY + HOUR);
+    app.record_regression(d4, T0 + 9 * DAY + HOUR, &json!({}));
     // Another team's service: left out when asking for `payments`.
     deploy(&app, "search", "7", &c5, T0 + 10 * DAY).await;
 

@@ -13,7 +13,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Map, Value, json};
 use server::{ChangeSettings, ServiceOwnership};
-use store::{Evaluation, FindingUpdate, NewDeploy};
 
 use crate::support::{SECOND, T0, TestApp};
 
@@ -56,37 +55,9 @@ fn text(result: &CallToolResult) -> String {
 
 /// A regressed finding of `service` with a rollback draft.
 fn finding(app: &TestApp, service: &str) -> u64 {
-    let deploy = app
-        .store
-        .record_deploy(&NewDeploy {
-            service: service.into(),
-            environment: "prod".into(),
-            version: "2.0.0".into(),
-            commit: None,
-            repository: None,
-            started_at_unix_nanos: T0 - 600 * SECOND,
-            finished_at_unix_nanos: None,
-            deployer: None,
-            is_rollback: false,
-            url: None,
-        })
-        .unwrap();
-    let update = FindingUpdate {
-        deploy_id: deploy.id,
-        service: service.into(),
-        environment: "prod".into(),
-        operation: "GET /x".into(),
-        span_kind: "server".into(),
-        metric: "latency_p95".into(),
-        verdict: "regressed".into(),
-        is_final: true,
-        look_minutes: 10,
-        detail: json!({"before": {"value_ms": 10.0, "spans": 900}, "after": {"value_ms": 15.0, "spans": 900}}).to_string(),
-        baseline_stats: Vec::new(),
-    };
-    let look = Evaluation { look_minutes: 10, is_final: true };
-    assert!(app.store.record_look(&deploy, &[update], look, T0).unwrap());
-    let id = app.store.findings_to_explain(deploy.id).unwrap()[0].id;
+    let deploy = app.record_deploy(service, "2.0.0", None, T0 - 600 * SECOND);
+    let detail = json!({"before": {"value_ms": 10.0, "spans": 900}, "after": {"value_ms": 15.0, "spans": 900}});
+    let id = app.record_regression(deploy.id, T0, &detail);
     let explanation = json!({"suspects": [], "rollback": {"previous_version": "1.9.0", "commands": ["git revert --no-edit abc1234"]}});
     app.store.set_finding_explanation(id, &explanation.to_string(), true).unwrap();
     id

@@ -20,7 +20,6 @@ use server::{
     AlertSink, ChangeSettings, ForgeNotify, Integration, NotifySettings, RepositoryForge,
     RetrySettings, ServiceNotify,
 };
-use store::{Evaluation, FindingUpdate, NewDeploy};
 
 use crate::support::{SECOND, T0, TestApp};
 
@@ -184,21 +183,8 @@ fn regression(
     review: Option<(&str, &str)>,
 ) -> (u64, u64) {
     let now = app.clock.get();
-    let deploy = app
-        .store
-        .record_deploy(&NewDeploy {
-            service: service.into(),
-            environment: "prod".into(),
-            version: "1.2.0".into(),
-            commit: Some("c0ffee".repeat(6) + "c0ff"),
-            repository: None,
-            started_at_unix_nanos: now - 10 * 60 * SECOND,
-            finished_at_unix_nanos: None,
-            deployer: None,
-            is_rollback: false,
-            url: None,
-        })
-        .unwrap();
+    let commit = "c0ffee".repeat(6) + "c0ff";
+    let deploy = app.record_deploy(service, "1.2.0", Some(&commit), now - 10 * 60 * SECOND);
     let detail = json!({
         "baseline": "before_window",
         "before": {"value_ms": 120.0, "spans": 2400},
@@ -206,27 +192,8 @@ fn regression(
         "effect": {"kind": "ratio", "estimate": 1.5, "low": 1.4, "high": 1.62},
         "confidence": 0.999, "p_value": 1e-9,
     });
-    let update = FindingUpdate {
-        deploy_id: deploy.id,
-        service: service.into(),
-        environment: "prod".into(),
-        operation: "POST /cart".into(),
-        span_kind: "server".into(),
-        metric: "latency_p95".into(),
-        verdict: "regressed".into(),
-        is_final: true,
-        look_minutes: 10,
-        detail: detail.to_string(),
-        baseline_stats: Vec::new(),
-    };
-    assert!(
-        app.store
-            .record_look(&deploy, &[update], Evaluation { look_minutes: 10, is_final: true }, now)
-            .unwrap()
-    );
-    let finding = app.store.explained_regressions(deploy.id).unwrap();
-    assert!(finding.is_empty(), "not explained yet");
-    let id = app.store.findings_to_explain(deploy.id).unwrap()[0].id;
+    let id = app.record_regression(deploy.id, now, &detail);
+    assert!(app.store.explained_regressions(deploy.id).unwrap().is_empty(), "not explained yet");
     let sha = format!("{:0>40}", format!("{:x}", deploy.id * 7919));
     let explanation = json!({
         "suspects": [{

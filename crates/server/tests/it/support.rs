@@ -192,3 +192,56 @@ impl TestApp {
         server::run_maintenance_once(&self.state, true).unwrap();
     }
 }
+
+impl TestApp {
+    /// Records a deploy of `service` to `prod` straight into the store.
+    pub(crate) fn record_deploy(
+        &self,
+        service: &str,
+        version: &str,
+        commit: Option<&str>,
+        started: u64,
+    ) -> model::Deploy {
+        self.store
+            .record_deploy(&store::NewDeploy {
+                service: service.into(),
+                environment: "prod".into(),
+                version: version.into(),
+                commit: commit.map(str::to_owned),
+                repository: None,
+                started_at_unix_nanos: started,
+                finished_at_unix_nanos: None,
+                deployer: None,
+                is_rollback: false,
+                url: None,
+            })
+            .unwrap()
+    }
+
+    /// Records a final regressed p95 finding of `POST /cart` on `deploy_id`, first seen at
+    /// `seen`, with `detail` (the numbers); returns its id. Not explained yet.
+    pub(crate) fn record_regression(
+        &self,
+        deploy_id: u64,
+        seen: u64,
+        detail: &serde_json::Value,
+    ) -> u64 {
+        let deploy = self.store.deploy(deploy_id).unwrap().unwrap();
+        let update = store::FindingUpdate {
+            deploy_id,
+            service: deploy.service.clone(),
+            environment: deploy.environment.clone(),
+            operation: "POST /cart".into(),
+            span_kind: "server".into(),
+            metric: "latency_p95".into(),
+            verdict: "regressed".into(),
+            is_final: true,
+            look_minutes: 10,
+            detail: detail.to_string(),
+            baseline_stats: Vec::new(),
+        };
+        let look = store::Evaluation { look_minutes: 10, is_final: true };
+        assert!(self.store.record_look(&deploy, &[update], look, seen).unwrap());
+        self.store.findings_to_explain(deploy_id).unwrap()[0].id
+    }
+}
