@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use model::ForgeKind;
-use serde_json::{Value as Json_, json};
+use serde_json::Value as Json_;
 use store::{DeliveryFilter, FindingStatus, NewDelivery, StoreError, StoredFinding};
 
 use crate::AppState;
@@ -168,6 +168,12 @@ fn base_url(state: &AppState) -> String {
 /// before. Returns how many were added.
 pub fn announce_deploy(state: &AppState, deploy_id: u64) -> Result<usize, StoreError> {
     let settings = &state.settings.notifications;
+    if settings.alertmanagers.is_empty()
+        && settings.webhooks.is_empty()
+        && settings.forges.is_empty()
+    {
+        return Ok(0); // nobody to tell
+    }
     let store = &state.store;
     let now = state.clock.now_unix_nanos();
     let mut announced = Vec::new();
@@ -207,8 +213,10 @@ pub fn announce_recent(state: &AppState) -> Result<usize, StoreError> {
     Ok(added)
 }
 
-fn request(method: &str, path: &str, body: Json_) -> String {
-    json!({"method": method, "path": path, "body": body}).to_string()
+/// A stored request: the shape the delivery job reads for every receiver.
+fn request(path: &str, body: Json_) -> String {
+    let request = forge::api::ApiRequest { method: "POST".into(), path: path.to_owned(), body };
+    serde_json::to_string(&request).unwrap_or_default()
 }
 
 /// Alerts for one finding on every configured alert sink.
@@ -235,7 +243,7 @@ fn alerts(
             deploy_id: Some(finding.stored.deploy_id),
             target: name.to_owned(),
             summary: summary.clone(),
-            request: request("POST", path, body),
+            request: request(path, body),
             supersedes,
         };
     let resolved_at = finding.stored.status_changed_unix_nanos.unwrap_or(now);
@@ -378,18 +386,17 @@ fn forge_notes(
                 deploy.version, deploy.service
             )
         };
-        let row =
-            |key: String, kind: &str, what: &str, request: forge::api::ApiRequest| NewDelivery {
-                idempotency_key: key,
-                sink: sink.clone(),
-                kind: kind.into(),
-                finding_id: Some(announced[0].stored.id),
-                deploy_id: Some(deploy_id),
-                target: label.clone(),
-                summary: summary(what),
-                request: serde_json::to_string(&request).unwrap_or_default(),
-                supersedes: Vec::new(),
-            };
+        let row = |key: String, kind: &str, what: &str, api: forge::api::ApiRequest| NewDelivery {
+            idempotency_key: key,
+            sink: sink.clone(),
+            kind: kind.into(),
+            finding_id: Some(announced[0].stored.id),
+            deploy_id: Some(deploy_id),
+            target: label.clone(),
+            summary: summary(what),
+            request: serde_json::to_string(&api).unwrap_or_default(),
+            supersedes: Vec::new(),
+        };
         if target.comments
             && let Some(request) =
                 forge::api::comment(target.kind, &target.repository_path, &forge_target, &text)
