@@ -124,7 +124,7 @@ pub(crate) fn finding(
         return Ok(None);
     };
     let mut full = full_view(state, &finding)?;
-    full["notifications"] = crate::notify::finding_notifications(state, id)?;
+    full["notifications"] = crate::notify::finding_notifications(state, &finding)?;
     Ok(Some(full))
 }
 

@@ -412,22 +412,6 @@ impl SpanStore {
         .map_err(sql)
     }
 
-    /// A deploy's regressed findings that have an explanation, oldest first: what
-    /// notifications announce.
-    pub fn explained_regressions(&self, deploy_id: u64) -> Result<Vec<StoredFinding>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT * FROM findings WHERE deploy_id = ?1 AND verdict = 'regressed'
-                   AND explanation IS NOT NULL ORDER BY id",
-            )
-            .map_err(sql)?;
-        stmt.query_map([deploy_id as i64], read_finding)
-            .map_err(sql)?
-            .collect::<Result<_, _>>()
-            .map_err(sql)
-    }
-
     /// Deploys with an explained regression that is still open, or whose status changed at or
     /// after `since_unix_nanos`: the ones whose notifications may be due.
     pub fn deploys_to_announce(&self, since_unix_nanos: u64) -> Result<Vec<u64>, StoreError> {

@@ -294,25 +294,6 @@ impl SpanStore {
         .map_err(sql)
     }
 
-    /// Counts of deliveries per state, for metrics.
-    pub fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state")
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))
-            .map_err(sql)?;
-        let mut counts = Vec::new();
-        for row in rows {
-            let (state, count) = row.map_err(sql)?;
-            if let Some(state) = DeliveryState::parse(&state) {
-                counts.push((state, count));
-            }
-        }
-        Ok(counts)
-    }
-
     /// Deletes delivered and superseded rows finished before `before_unix_nanos` whose key
     /// matches the SQL `LIKE` pattern `key_like`. A deleted key can be enqueued again, so prune
     /// only keys that are never decided twice (periodic refreshes). Dead rows stay.

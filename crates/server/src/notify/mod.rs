@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use model::ForgeKind;
 use serde_json::Value as Json_;
-use store::{DeliveryFilter, FindingStatus, NewDelivery, StoreError, StoredFinding};
+use store::{DeliveryFilter, FindingFilter, FindingStatus, NewDelivery, StoreError, StoredFinding};
 
 use crate::AppState;
 use crate::api::rfc3339;
@@ -177,7 +177,14 @@ pub fn announce_deploy(state: &AppState, deploy_id: u64) -> Result<usize, StoreE
     let store = &state.store;
     let now = state.clock.now_unix_nanos();
     let mut announced = Vec::new();
-    for stored in store.explained_regressions(deploy_id)? {
+    let regressed = store.findings(&FindingFilter {
+        deploy_id: Some(deploy_id),
+        verdict: Some("regressed".into()),
+        limit: 10_000,
+        ..FindingFilter::default()
+    })?;
+    // Oldest first: a deploy's comments are filed under its first explained regression.
+    for stored in regressed.into_iter().rev().filter(|f| f.explanation.is_some()) {
         let full = crate::findings::full_view(state, &stored)?;
         let separated = full["ranking"]["separated"].as_bool().unwrap_or(false);
         let view: FindingJ = serde_json::from_value(full).unwrap_or_default();
@@ -437,28 +444,20 @@ fn forge_notes(
 /// A finding's notifications as the API and the finding page show them.
 pub(crate) fn finding_notifications(
     state: &AppState,
-    finding_id: u64,
+    finding: &StoredFinding,
 ) -> Result<Json_, StoreError> {
+    // Every row names its deploy; a deploy's comments and statuses are filed under its first
+    // finding, so they are shown on every finding of the deploy, its alerts only on their own.
     let mut rows = state.store.deliveries(&DeliveryFilter {
-        finding_id: Some(finding_id),
-        limit: 200,
+        deploy_id: Some(finding.deploy_id),
+        limit: 2_000,
         ..DeliveryFilter::default()
     })?;
-    // A deploy's comments are filed under its first finding; show them on every finding.
-    if let Some(finding) = state.store.finding(finding_id)? {
-        let deploy_rows = state.store.deliveries(&DeliveryFilter {
-            deploy_id: Some(finding.deploy_id),
-            limit: 200,
-            ..DeliveryFilter::default()
-        })?;
-        rows.extend(
-            deploy_rows
-                .into_iter()
-                .filter(|d| d.kind != "alert" && d.finding_id != Some(finding_id)),
-        );
-    }
-    rows.retain(|d| !d.idempotency_key.contains(":refresh:"));
-    rows.sort_by_key(|d| d.id);
+    rows.retain(|d| {
+        (d.kind != "alert" || d.finding_id == Some(finding.id))
+            && !d.idempotency_key.contains(":refresh:")
+    });
+    rows.reverse(); // oldest first
     Ok(Json_::Array(rows.iter().map(deliver::delivery_view).collect()))
 }
 

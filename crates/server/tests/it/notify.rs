@@ -193,7 +193,7 @@ fn regression(
         "confidence": 0.999, "p_value": 1e-9,
     });
     let id = app.record_regression(deploy.id, now, &detail);
-    assert!(app.store.explained_regressions(deploy.id).unwrap().is_empty(), "not explained yet");
+    assert!(app.store.finding(id).unwrap().unwrap().explanation.is_none(), "not explained yet");
     let sha = format!("{:0>40}", format!("{:x}", deploy.id * 7919));
     let explanation = json!({
         "suspects": [{
