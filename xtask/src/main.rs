@@ -3,7 +3,8 @@
 //! - `cargo xtask test`: install what the tests need (the OpenTelemetry Python SDK in a
 //!   virtualenv, the `oidc-provider` npm package for a real OpenID provider, Debian's
 //!   `chromium` and the `playwright-core` npm package for the browser tests, Debian's
-//!   `prometheus-alertmanager` for the alerting tests; the npm and
+//!   `prometheus-alertmanager` for the alerting tests, Debian's `clickhouse-server` for the
+//!   ClickHouse engine's tests; the npm and
 //!   Python packages under `~/.cache/spanblame`), then check formatting, run clippy, and run
 //!   every test (with cargo-nextest when it is installed). This is the README's test command
 //!   and what `.ci/run` calls.
@@ -29,6 +30,8 @@ use anyhow::{Context, bail};
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where Debian's `prometheus-alertmanager` package puts the Alertmanager alerts go to.
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+/// Where Debian's `clickhouse-server` package (18.16) puts the server the scale-out tests run.
+const CLICKHOUSE: &str = "/usr/sbin/clickhouse-server";
 
 /// Pinned so every machine tests against the same client.
 const PYTHON_PACKAGES: &[&str] =
@@ -90,6 +93,7 @@ fn setup() -> anyhow::Result<Installed> {
         npm_package("crates/server/test_data/oidc", "oidc", &["provider.mjs"], "oidc-provider")?;
     setup_debian_package("chromium", CHROMIUM, "the browser tests")?;
     setup_debian_package("prometheus-alertmanager", ALERTMANAGER, "the alerting tests")?;
+    setup_debian_package("clickhouse-server", CLICKHOUSE, "the ClickHouse engine's tests")?;
     let browser = npm_package("crates/spanblame/tests/browser", "browser", &[], "playwright-core")?;
     Ok(Installed { python, oidc, browser })
 }
@@ -197,5 +201,6 @@ fn test() -> anyhow::Result<()> {
     command.env("SPANBLAME_TEST_OIDC_PROVIDER", oidc.join("provider.mjs"));
     command.env("SPANBLAME_TEST_BROWSER", browser);
     command.env("SPANBLAME_TEST_ALERTMANAGER", ALERTMANAGER);
+    command.env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE);
     run(&mut command)
 }

@@ -170,6 +170,42 @@ impl LatencySketch {
         Some(LatencySketch { zero_count, offset, counts, count })
     }
 
+    /// The non-empty buckets as `(index, count)`, the zero bucket as [`ZERO_BUCKET`]: the
+    /// form an engine that sums bucket maps itself (ClickHouse) stores.
+    pub fn indexed_counts(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        let zero = (self.zero_count > 0).then_some((ZERO_BUCKET, self.zero_count));
+        let dense = self
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+            .map(|(k, &count)| (self.offset + k as i32, count));
+        zero.into_iter().chain(dense)
+    }
+
+    /// The sketch of [`LatencySketch::indexed_counts`]' pairs, in any order and repeated
+    /// indexes summed; `None` for an index no duration can have (never panics).
+    pub fn from_indexed_counts(
+        pairs: impl IntoIterator<Item = (i32, u64)>,
+    ) -> Option<LatencySketch> {
+        let mut sketch = LatencySketch::new();
+        for (index, count) in pairs {
+            if count == 0 {
+                continue;
+            }
+            sketch.count = sketch.count.checked_add(count)?;
+            if index == ZERO_BUCKET {
+                sketch.zero_count += count;
+            } else if (MIN_INDEX..=MAX_INDEX).contains(&index) {
+                let slot = sketch.slot(index);
+                sketch.counts[slot] += count;
+            } else {
+                return None;
+            }
+        }
+        Some(sketch)
+    }
+
     /// The dense slot of bucket `index`, growing the vector to hold it.
     fn slot(&mut self, index: i32) -> usize {
         if self.counts.is_empty() {
@@ -195,6 +231,8 @@ const MIN_INDEX: i32 = 0;
 /// The bucket of `u64::MAX` nanoseconds.
 const MAX_INDEX: i32 = 2_220;
 const MAX_BUCKETS: usize = (MAX_INDEX - MIN_INDEX + 1) as usize;
+/// The index [`LatencySketch::indexed_counts`] gives zero-length spans.
+pub const ZERO_BUCKET: i32 = i32::MIN;
 
 fn bucket_index(nanos: f64) -> i32 {
     ((nanos.ln() / GAMMA.ln()).ceil() as i32).clamp(MIN_INDEX, MAX_INDEX)
@@ -242,6 +280,18 @@ mod tests {
             sketch.add(v);
         }
         sketch
+    }
+
+    proptest! {
+        #[test]
+        fn indexed_counts_round_trip(values in proptest::collection::vec(0u64..u64::MAX, 0..200), pairs in proptest::collection::vec((any::<i32>(), 0u64..1000), 0..20)) {
+            let sketch = sketch_of(&values);
+            let mut shuffled: Vec<(i32, u64)> = sketch.indexed_counts().collect();
+            shuffled.reverse();
+            prop_assert_eq!(LatencySketch::from_indexed_counts(shuffled), Some(sketch));
+            // Arbitrary pairs never panic.
+            let _ = LatencySketch::from_indexed_counts(pairs);
+        }
     }
 
     #[test]

@@ -1,32 +1,19 @@
-//! spanblame's embedded storage engine: spans through a write-ahead log into immutable,
-//! compressed, columnar blocks; metadata in SQLite.
+//! spanblame's storage: spans and sketches in a *span engine* (the embedded one, or
+//! ClickHouse), metadata (the catalog, the change graph, findings, accounts, the outbox) in
+//! a relational database.
 //!
-//! # The write path
-//! [`SpanStore::append`] encodes a batch (off any lock), queues it, and waits until it is
-//! durable. Whichever caller finds no write in progress becomes the *leader*: it takes every
-//! queued batch, appends them to the current WAL segment with one `write` and one
-//! `fdatasync`, inserts their spans into the in-memory head, and wakes the others. Many
-//! concurrent exports therefore share one sync (group commit), and a caller returns only once
-//! its spans are durable and readable.
-//!
-//! # Head, sealing and blocks
-//! The head holds the spans of the WAL segments not yet sealed, indexed by trace id, so recent
-//! spans are queryable at once. When it passes `max_head_spans` (or `max_head_age` in
-//! [`SpanStore::maintain`]) the leader *freezes* it and starts a new WAL segment.
-//! [`SpanStore::maintain`] seals frozen heads into block files (sorted by trace id, row groups
-//! compressed with zstd, a bloom filter and a trace-id directory in the footer) and only then
-//! deletes the WAL segments they came from. A block names the newest WAL segment it holds, so
-//! after a crash between the two steps the recovery deletes the already-sealed segments
-//! instead of replaying them twice.
-//!
-//! **Architecture Invariant:** a span is acknowledged only after it is in a WAL record that
-//! was synced (under [`SyncPolicy::Always`]), and a WAL segment is deleted only after a synced,
-//! renamed block holds all of its spans.
+//! [`SpanStore`] is what the server holds. Its span methods go to the engine chosen when it
+//! was opened ([`SpanBackend`]): [`embedded`] (a write-ahead log into columnar blocks, the
+//! default) or [`clickhouse`] (the scale-out engine). Its metadata methods live in the
+//! modules named after what they store. Every engine passes the same conformance suite
+//! (`tests/conformance.rs`).
 
 mod access;
 mod block;
 mod changes;
+pub mod clickhouse;
 mod codec;
+mod embedded;
 mod findings;
 mod metadata;
 mod outbox;
@@ -37,21 +24,16 @@ mod wal;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
 
 use model::{Span, TraceId};
 
-use crate::block::BlockMeta;
-use crate::metadata::{CatalogDelta, Metadata, OperationKey, Seen, VersionKey};
-use crate::sketches::SketchDelta;
-use crate::wal::SegmentWriter;
+use crate::metadata::Metadata;
 
 pub use crate::access::{Accounts, NewAuditRecord, PendingSignIn, StoredSession, StoredToken};
 pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
+pub use crate::clickhouse::ClickHouseOptions;
 pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
 pub use crate::metadata::{OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::outbox::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
@@ -59,7 +41,7 @@ pub use crate::query::{SpanQuery, TraceMatch};
 pub use crate::sketches::{RollUpReport, SeriesKey, SketchQuery, SketchRow};
 pub use crate::wal::SyncPolicy;
 
-/// Errors callers can act on; IO errors name the file.
+/// Errors callers can act on; IO errors name the file, engine errors the engine's URL.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("`{path}`: {source}")]
@@ -74,6 +56,20 @@ pub enum StoreError {
     /// An earlier write failed; the store refuses writes until restarted.
     #[error("the span store stopped accepting writes after an error: {0}")]
     Failed(String),
+    /// An engine did not answer (down, unreachable, overloaded); nothing was stored, and
+    /// the same call may succeed later.
+    #[error("{engine} at {url} is unavailable: {reason}")]
+    Unavailable { engine: &'static str, url: String, reason: String },
+    /// An engine answered with an error that retrying will not fix (a schema or query bug).
+    #[error("{engine} at {url}: {reason}")]
+    Engine { engine: &'static str, url: String, reason: String },
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (the caller should answer "retry").
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Busy(_) | StoreError::Unavailable { .. })
+    }
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -106,67 +102,173 @@ impl Default for StoreOptions {
     }
 }
 
-/// A set of head spans, covering a contiguous range of WAL segments.
-struct HeadPart {
-    first_wal_segment: u64,
-    last_wal_segment: u64,
-    spans: Vec<Span>,
-    by_trace: HashMap<TraceId, Vec<u32>>,
-    /// When `maintain` first saw this part non-empty (for the age limit).
-    first_seen_nanos: Option<u64>,
-    /// The sketches of this part's spans that are not in the stored sketches yet.
-    sketches: SketchDelta,
-    /// Set once `sketches` is in the metadata store (readers then skip it).
-    sketches_persisted: AtomicBool,
+/// Where spans and sketches go.
+#[derive(Debug, Clone)]
+pub enum SpanBackend {
+    Embedded(StoreOptions),
+    ClickHouse(ClickHouseOptions),
 }
 
-impl HeadPart {
-    fn new(wal_segment: u64) -> HeadPart {
-        HeadPart {
-            first_wal_segment: wal_segment,
-            last_wal_segment: wal_segment,
-            spans: Vec::new(),
-            by_trace: HashMap::new(),
-            first_seen_nanos: None,
-            sketches: SketchDelta::default(),
-            sketches_persisted: AtomicBool::new(false),
-        }
+/// What every span engine does. The methods block: call them from a blocking context.
+pub(crate) trait SpanEngine: Send + Sync {
+    /// Stores spans; returns once they are durable and visible to queries.
+    fn append(&self, spans: Vec<Span>) -> Result<(), StoreError>;
+    fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError>;
+    fn search(&self, query: &SpanQuery) -> Result<Vec<TraceMatch>, StoreError>;
+    fn sketches(&self, query: &SketchQuery) -> Result<Vec<SketchRow>, StoreError>;
+    fn roll_up_sketches(
+        &self,
+        now_unix_nanos: u64,
+        minutes_max_age_nanos: u64,
+        max_age_nanos: u64,
+    ) -> Result<RollUpReport, StoreError>;
+    /// Writes what the engine gathered for the catalog into the metadata.
+    fn flush_catalog(&self) -> Result<(), StoreError>;
+    fn maintain(&self, now_unix_nanos: u64) -> Result<(), StoreError>;
+    fn flush(&self) -> Result<(), StoreError>;
+    fn enforce_retention(
+        &self,
+        now_unix_nanos: u64,
+        max_age_nanos: u64,
+        disk_budget_bytes: Option<u64>,
+    ) -> Result<RetentionReport, StoreError>;
+    /// Whether writes are expected to succeed, from what the engine last saw (never blocks).
+    fn is_healthy(&self) -> bool;
+    fn stats(&self) -> StoreStats;
+    fn recovered_spans(&self) -> u64;
+    /// The embedded engine, for tests of its internals.
+    #[cfg(test)]
+    fn as_embedded(&self) -> Option<&embedded::Embedded> {
+        None
+    }
+}
+
+/// Spans, sketches and metadata behind one handle.
+pub struct SpanStore {
+    engine: Box<dyn SpanEngine>,
+    metadata: Arc<Metadata>,
+    accounts: Accounts,
+}
+
+impl SpanStore {
+    /// Opens (or creates) the embedded store in `data_dir`, replaying the WAL into the head.
+    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SpanStore, StoreError> {
+        SpanStore::open_with(data_dir, SpanBackend::Embedded(options))
     }
 
-    fn insert(&mut self, spans: Vec<Span>) {
-        for span in spans {
-            let idx = self.spans.len() as u32;
-            self.by_trace.entry(span.trace_id).or_default().push(idx);
-            self.spans.push(span);
-        }
+    /// Opens the store with spans in `backend`; metadata lives in `data_dir`.
+    pub fn open_with(data_dir: &Path, backend: SpanBackend) -> Result<SpanStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+        let metadata = Arc::new(Metadata::open(&data_dir.join("metadata.sqlite"))?);
+        let accounts = Accounts::new(Arc::clone(&metadata), data_dir)?;
+        let engine: Box<dyn SpanEngine> = match backend {
+            SpanBackend::Embedded(options) => {
+                Box::new(embedded::Embedded::open(data_dir, options, Arc::clone(&metadata))?)
+            }
+            SpanBackend::ClickHouse(options) => {
+                Box::new(clickhouse::ClickHouse::open(options, Arc::clone(&metadata))?)
+            }
+        };
+        Ok(SpanStore { engine, metadata, accounts })
     }
 
-    fn trace(&self, trace_id: &TraceId, out: &mut Vec<Span>) {
-        if let Some(idxs) = self.by_trace.get(trace_id) {
-            out.extend(idxs.iter().map(|&i| self.spans[i as usize].clone()));
-        }
+    /// Spans recovered from the WAL when the store was opened (0 for engines without one).
+    pub fn recovered_spans(&self) -> u64 {
+        self.engine.recovered_spans()
     }
-}
 
-struct Heads {
-    active: HeadPart,
-    frozen: Vec<Arc<HeadPart>>,
-}
+    /// Stores spans durably: returns once they are durable and visible to queries. Blocks
+    /// the calling thread: call it from a blocking context.
+    pub fn append(&self, spans: Vec<Span>) -> Result<(), StoreError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        self.engine.append(spans)
+    }
 
-struct PendingWrite {
-    record: Vec<u8>,
-    spans: Vec<Span>,
-}
+    /// Background upkeep, called periodically with the current time.
+    pub fn maintain(&self, now_unix_nanos: u64) -> Result<(), StoreError> {
+        self.engine.maintain(now_unix_nanos)
+    }
 
-struct WriteState {
-    /// `None` only while the leader is writing to it.
-    segment: Option<SegmentWriter>,
-    pending: Vec<PendingWrite>,
-    pending_bytes: usize,
-    next_ticket: u64,
-    durable_ticket: u64,
-    writing: bool,
-    failed: Option<String>,
+    /// Makes everything appended so far final (sealed, flushed): for shutdown, tests and
+    /// benchmarks.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.engine.flush()
+    }
+
+    /// The sketches of one service's minutes, one row per series and bucket (rolled-up hours
+    /// have `resolution_minutes` 60), ordered by series then minute.
+    pub fn sketches(&self, query: &SketchQuery) -> Result<Vec<SketchRow>, StoreError> {
+        self.engine.sketches(query)
+    }
+
+    /// Rolls stored minutes older than `minutes_max_age` into hours (where the engine rolls
+    /// up) and deletes sketches older than `max_age` (both measured back from `now`).
+    pub fn roll_up_sketches(
+        &self,
+        now_unix_nanos: u64,
+        minutes_max_age_nanos: u64,
+        max_age_nanos: u64,
+    ) -> Result<RollUpReport, StoreError> {
+        self.engine.roll_up_sketches(now_unix_nanos, minutes_max_age_nanos, max_age_nanos)
+    }
+
+    /// Every stored span of the trace, ordered by start time; duplicates (an exporter's retry
+    /// of an export that had in fact succeeded) appear once.
+    pub fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError> {
+        self.engine.trace(trace_id)
+    }
+
+    /// Traces with a span matching `query`, newest matching span first.
+    pub fn search(&self, query: &SpanQuery) -> Result<Vec<TraceMatch>, StoreError> {
+        self.engine.search(query)
+    }
+
+    /// Services, their operations, and the (environment, version) pairs seen, from the catalog.
+    pub fn services(&self) -> Result<Vec<ServiceSummary>, StoreError> {
+        self.flush_catalog()?;
+        self.metadata.services()
+    }
+
+    /// Writes what the engine gathered for the catalog, for reads of the catalog.
+    pub(crate) fn flush_catalog(&self) -> Result<(), StoreError> {
+        self.engine.flush_catalog()
+    }
+
+    /// Deletes spans that ended before `now - max_age` (whole blocks or partitions), then,
+    /// where the engine has a budget, the oldest until the rest fit in `disk_budget_bytes`.
+    pub fn enforce_retention(
+        &self,
+        now_unix_nanos: u64,
+        max_age_nanos: u64,
+        disk_budget_bytes: Option<u64>,
+    ) -> Result<RetentionReport, StoreError> {
+        self.engine.enforce_retention(now_unix_nanos, max_age_nanos, disk_budget_bytes)
+    }
+
+    /// Whether writes are expected to succeed.
+    pub fn is_healthy(&self) -> bool {
+        self.engine.is_healthy()
+    }
+
+    /// Tokens, sessions and the audit log.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    pub fn metadata_schema_version(&self) -> Result<u32, StoreError> {
+        self.metadata.schema_version()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.engine.stats()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn embedded(&self) -> &embedded::Embedded {
+        self.engine.as_embedded().expect("INVARIANT: a test of the embedded engine opened it")
+    }
 }
 
 /// Counters for `/metrics`.
@@ -184,612 +286,9 @@ pub struct StoreStats {
     pub num_deleted_blocks_total: u64,
 }
 
-/// What a retention pass removed.
+/// What a retention pass removed: blocks (embedded) or partitions (ClickHouse).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
     pub deleted_blocks: u64,
     pub deleted_bytes: u64,
-}
-
-pub struct SpanStore {
-    wal_dir: PathBuf,
-    block_dir: PathBuf,
-    options: StoreOptions,
-    write: Mutex<WriteState>,
-    written: Condvar,
-    heads: RwLock<Heads>,
-    blocks: RwLock<Vec<Arc<BlockMeta>>>,
-    seal_lock: Mutex<()>,
-    /// Held while sketches move from a head part to the metadata store, and while reading
-    /// both, so a reader sees each span's sketch exactly once.
-    sketch_lock: Mutex<()>,
-    metadata: Arc<Metadata>,
-    accounts: Accounts,
-    catalog: Mutex<CatalogDelta>,
-    sealed_blocks_total: AtomicU64,
-    deleted_blocks_total: AtomicU64,
-    recovered_spans: u64,
-}
-
-/// Most bytes of encoded batches waiting for the leader before appends are refused as busy.
-const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // INVARIANT: no code panics while holding these locks except on a bug; keep serving.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl SpanStore {
-    /// Opens (or creates) the store in `data_dir`, replaying the WAL into the head.
-    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SpanStore, StoreError> {
-        let wal_dir = data_dir.join("wal");
-        let block_dir = data_dir.join("blocks");
-        for dir in [data_dir, &wal_dir, &block_dir] {
-            fs::create_dir_all(dir).map_err(io_error(dir))?;
-        }
-        let metadata = Arc::new(Metadata::open(&data_dir.join("metadata.sqlite"))?);
-        let accounts = Accounts::new(Arc::clone(&metadata), data_dir)?;
-
-        let mut blocks = Vec::new();
-        for entry in fs::read_dir(&block_dir).map_err(io_error(&block_dir))? {
-            let path = entry.map_err(io_error(&block_dir))?.path();
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("tmp") => fs::remove_file(&path).map_err(io_error(&path))?,
-                Some("blk") => blocks.push(Arc::new(block::read_block_meta(&path)?)),
-                _ => {}
-            }
-        }
-        blocks.sort_by_key(|b| b.last_wal_segment);
-        let max_sealed = blocks.last().map(|b| b.last_wal_segment);
-
-        let sketch_watermark = sketches::watermark(&metadata.conn())?;
-        let mut replayed_spans = Vec::new();
-        let mut replayed_sketches = SketchDelta::default();
-        let mut first_unsealed = None;
-        let mut max_segment = max_sealed.unwrap_or(0);
-        for seq in wal::list_segments(&wal_dir)? {
-            max_segment = max_segment.max(seq);
-            let path = wal::segment_path(&wal_dir, seq);
-            if max_sealed.is_some_and(|sealed| seq <= sealed) {
-                fs::remove_file(&path).map_err(io_error(&path))?;
-                continue;
-            }
-            first_unsealed.get_or_insert(seq);
-            let spans = wal::replay_segment(&path)?;
-            // Segments at or below the watermark are already in the stored sketches.
-            if seq > sketch_watermark {
-                replayed_sketches.merge(SketchDelta::of_spans(&spans));
-            }
-            replayed_spans.extend(spans);
-        }
-        let segment = SegmentWriter::create(&wal_dir, max_segment + 1)?;
-        let mut active = HeadPart::new(first_unsealed.unwrap_or(segment.seq));
-        active.last_wal_segment = segment.seq;
-        let recovered_spans = replayed_spans.len() as u64;
-        let mut catalog = CatalogDelta::default();
-        note_catalog(&mut catalog, &replayed_spans);
-        active.insert(replayed_spans);
-        active.sketches = replayed_sketches;
-        if recovered_spans > 0 {
-            tracing::info!(recovered_spans, "replayed the write-ahead log");
-        }
-
-        Ok(SpanStore {
-            wal_dir,
-            block_dir,
-            options,
-            write: Mutex::new(WriteState {
-                segment: Some(segment),
-                pending: Vec::new(),
-                pending_bytes: 0,
-                next_ticket: 0,
-                durable_ticket: 0,
-                writing: false,
-                failed: None,
-            }),
-            written: Condvar::new(),
-            heads: RwLock::new(Heads { active, frozen: Vec::new() }),
-            blocks: RwLock::new(blocks),
-            seal_lock: Mutex::new(()),
-            sketch_lock: Mutex::new(()),
-            metadata,
-            accounts,
-            catalog: Mutex::new(catalog),
-            sealed_blocks_total: AtomicU64::new(0),
-            deleted_blocks_total: AtomicU64::new(0),
-            recovered_spans,
-        })
-    }
-
-    /// Spans recovered from the WAL when the store was opened.
-    pub fn recovered_spans(&self) -> u64 {
-        self.recovered_spans
-    }
-
-    /// Appends spans durably. Returns once they are synced to the WAL (per the sync policy)
-    /// and visible to queries. Blocks the calling thread: call it from a blocking context.
-    pub fn append(&self, spans: Vec<Span>) -> Result<(), StoreError> {
-        if spans.is_empty() {
-            return Ok(());
-        }
-        if self.heads_read().frozen.len() >= self.options.max_frozen_heads {
-            return Err(StoreError::Busy("sealing is behind ingest"));
-        }
-        let record = wal::encode_record(&spans);
-        let mut state = lock(&self.write);
-        if let Some(reason) = &state.failed {
-            return Err(StoreError::Failed(reason.clone()));
-        }
-        if state.pending_bytes + record.len() > MAX_PENDING_BYTES {
-            return Err(StoreError::Busy("the write-ahead log queue is full"));
-        }
-        state.pending_bytes += record.len();
-        state.pending.push(PendingWrite { record, spans });
-        state.next_ticket += 1;
-        let ticket = state.next_ticket;
-        loop {
-            if state.durable_ticket >= ticket {
-                return Ok(());
-            }
-            if let Some(reason) = &state.failed {
-                return Err(StoreError::Failed(reason.clone()));
-            }
-            if state.writing {
-                state = self.written.wait(state).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            state = self.lead_write(state);
-        }
-    }
-
-    /// Writes everything pending as the leader. Returns with the lock held again.
-    fn lead_write<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, WriteState>,
-    ) -> MutexGuard<'a, WriteState> {
-        state.writing = true;
-        let batch = std::mem::take(&mut state.pending);
-        state.pending_bytes = 0;
-        let last_ticket = state.next_ticket;
-        let mut segment =
-            state.segment.take().expect("INVARIANT: only the leader takes the segment");
-        drop(state);
-
-        let mut records = Vec::with_capacity(batch.iter().map(|w| w.record.len()).sum());
-        let mut spans = Vec::with_capacity(batch.iter().map(|w| w.spans.len()).sum());
-        for write in batch {
-            records.extend_from_slice(&write.record);
-            spans.extend(write.spans);
-        }
-        let result = segment.append(&records, self.options.sync);
-        if result.is_ok() {
-            let mut delta = CatalogDelta::default();
-            note_catalog(&mut delta, &spans);
-            lock(&self.catalog).merge(delta);
-            let sketches = SketchDelta::of_spans(&spans);
-            let mut heads = self.heads_write();
-            heads.active.insert(spans);
-            heads.active.sketches.merge(sketches);
-        }
-
-        let mut state = lock(&self.write);
-        state.segment = Some(segment);
-        match result {
-            Ok(()) => {
-                state.durable_ticket = last_ticket;
-                if self.heads_read().active.spans.len() >= self.options.max_head_spans
-                    && let Err(e) = self.rotate_locked(&mut state)
-                {
-                    tracing::error!(error = %e, "could not start a new WAL segment");
-                    state.failed = Some(e.to_string());
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "WAL write failed; refusing further writes");
-                state.failed = Some(e.to_string());
-            }
-        }
-        state.writing = false;
-        self.written.notify_all();
-        state
-    }
-
-    /// Freezes the active head and starts a new WAL segment. Requires `writing` to be false or
-    /// held by the caller, so no write lands between the two.
-    fn rotate_locked(&self, state: &mut WriteState) -> Result<(), StoreError> {
-        let current =
-            state.segment.as_ref().expect("INVARIANT: not writing, so the segment is here");
-        let current_seq = current.seq;
-        let next = SegmentWriter::create(&self.wal_dir, current_seq + 1)?;
-        let mut heads = self.heads_write();
-        let mut frozen = std::mem::replace(&mut heads.active, HeadPart::new(next.seq));
-        frozen.last_wal_segment = current_seq;
-        heads.frozen.push(Arc::new(frozen));
-        state.segment = Some(next);
-        Ok(())
-    }
-
-    /// Background upkeep, called periodically with the current time: writes the catalog,
-    /// freezes a head older than `max_head_age`, and seals frozen heads into blocks.
-    pub fn maintain(&self, now_unix_nanos: u64) -> Result<(), StoreError> {
-        self.flush_catalog()?;
-        let too_old = {
-            let mut heads = self.heads_write();
-            let active = &mut heads.active;
-            if active.spans.is_empty() {
-                false
-            } else {
-                let first_seen = *active.first_seen_nanos.get_or_insert(now_unix_nanos);
-                now_unix_nanos.saturating_sub(first_seen) >= self.options.max_head_age_nanos
-            }
-        };
-        if too_old {
-            self.rotate()?;
-        }
-        self.seal_frozen()
-    }
-
-    /// Freezes the active head now (if it holds spans), waiting for any write in progress.
-    pub fn rotate(&self) -> Result<(), StoreError> {
-        let mut state = lock(&self.write);
-        while state.writing {
-            state = self.written.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-        if self.heads_read().active.spans.is_empty() {
-            return Ok(());
-        }
-        self.rotate_locked(&mut state)
-    }
-
-    /// Seals every head now: for shutdown, tests and benchmarks.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.flush_catalog()?;
-        self.rotate()?;
-        self.seal_frozen()
-    }
-
-    fn flush_catalog(&self) -> Result<(), StoreError> {
-        let delta = std::mem::take(&mut *lock(&self.catalog));
-        if delta.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.metadata.apply_catalog(&delta) {
-            lock(&self.catalog).merge(delta);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    fn seal_frozen(&self) -> Result<(), StoreError> {
-        let _sealing = lock(&self.seal_lock);
-        loop {
-            let Some(part) = self.heads_read().frozen.first().cloned() else { return Ok(()) };
-            // The catalog and the sketches must hold these spans before their WAL segments go.
-            self.flush_catalog()?;
-            self.persist_sketches(&part)?;
-            let meta = block::write_block(
-                &self.block_dir,
-                part.last_wal_segment,
-                part.spans.clone(),
-                self.options.row_group_spans,
-            )?;
-            tracing::debug!(path = %meta.path.display(), num_spans = meta.num_spans, "sealed a block");
-            self.blocks_write().push(Arc::new(meta));
-            self.heads_write().frozen.retain(|p| !Arc::ptr_eq(p, &part));
-            self.sealed_blocks_total.fetch_add(1, Ordering::Relaxed);
-            for seq in part.first_wal_segment..=part.last_wal_segment {
-                let path = wal::segment_path(&self.wal_dir, seq);
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error(&path)(e)),
-                }
-            }
-        }
-    }
-
-    /// Moves a frozen part's sketches into the metadata store (once, even when retried).
-    fn persist_sketches(&self, part: &HeadPart) -> Result<(), StoreError> {
-        if part.sketches_persisted.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let _moving = lock(&self.sketch_lock);
-        if !part.sketches.is_empty() {
-            sketches::persist(&mut self.metadata.conn(), &part.sketches, part.last_wal_segment)?;
-        }
-        part.sketches_persisted.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    /// The sketches of one service's minutes, stored and in the head, one row per series and
-    /// bucket (rolled-up hours have `resolution_minutes` 60), ordered by series then minute.
-    pub fn sketches(&self, query: &SketchQuery) -> Result<Vec<SketchRow>, StoreError> {
-        let mut merged = std::collections::BTreeMap::new();
-        {
-            let _moving = lock(&self.sketch_lock);
-            {
-                let heads = self.heads_read();
-                heads.active.sketches.collect(query, &mut merged);
-                for part in &heads.frozen {
-                    if !part.sketches_persisted.load(Ordering::Acquire) {
-                        part.sketches.collect(query, &mut merged);
-                    }
-                }
-            }
-            sketches::collect_stored(&self.metadata.conn(), query, &mut merged)?;
-        }
-        Ok(merged
-            .into_iter()
-            .map(|((series, unix_minute, resolution_minutes), stats)| SketchRow {
-                series,
-                unix_minute,
-                resolution_minutes,
-                stats,
-            })
-            .collect())
-    }
-
-    /// Rolls stored minutes older than `minutes_max_age` into hours and deletes sketches
-    /// older than `max_age` (both measured back from `now`).
-    pub fn roll_up_sketches(
-        &self,
-        now_unix_nanos: u64,
-        minutes_max_age_nanos: u64,
-        max_age_nanos: u64,
-    ) -> Result<RollUpReport, StoreError> {
-        let minute = |nanos: u64| (nanos / sketches::NANOS_PER_MINUTE) as i64;
-        let _moving = lock(&self.sketch_lock);
-        sketches::roll_up(
-            &mut self.metadata.conn(),
-            minute(now_unix_nanos.saturating_sub(minutes_max_age_nanos)),
-            minute(now_unix_nanos.saturating_sub(max_age_nanos)),
-        )
-    }
-
-    /// Every stored span of the trace, ordered by start time; duplicates (an exporter's retry
-    /// of an export that had in fact succeeded) appear once.
-    pub fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError> {
-        let mut spans = Vec::new();
-        {
-            let heads = self.heads_read();
-            heads.active.trace(trace_id, &mut spans);
-            for part in &heads.frozen {
-                part.trace(trace_id, &mut spans);
-            }
-        }
-        let blocks = self.blocks_read().clone();
-        for block in blocks.iter().filter(|b| b.may_contain(trace_id)) {
-            for idx in block.row_groups_for(trace_id) {
-                let group = block.read_row_group(idx)?;
-                spans.extend(group.into_iter().filter(|s| s.trace_id == *trace_id));
-            }
-        }
-        spans.sort_by_key(|s| (s.start_time_unix_nanos, *s.span_id.as_bytes()));
-        let mut seen = std::collections::HashSet::new();
-        spans.retain(|s| seen.insert(*s.span_id.as_bytes()));
-        Ok(spans)
-    }
-
-    /// Traces with a span matching `query`, newest matching span first.
-    pub fn search(&self, query: &SpanQuery) -> Result<Vec<TraceMatch>, StoreError> {
-        let mut found: HashMap<TraceId, Vec<Span>> = HashMap::new();
-        let collect = |spans: &[Span], found: &mut HashMap<TraceId, Vec<Span>>| {
-            for span in spans.iter().filter(|s| query.matches(s)) {
-                found.entry(span.trace_id).or_default().push(span.clone());
-            }
-        };
-        // The head is small and recent: scan it whole.
-        {
-            let heads = self.heads_read();
-            collect(&heads.active.spans, &mut found);
-            for part in &heads.frozen {
-                collect(&part.spans, &mut found);
-            }
-        }
-        let mut blocks: Vec<Arc<BlockMeta>> = self
-            .blocks_read()
-            .iter()
-            .filter(|b| {
-                query.overlaps(b.min_start_unix_nanos, b.max_end_unix_nanos)
-                    && query.may_hold_service(&b.services)
-            })
-            .cloned()
-            .collect();
-        blocks.sort_by_key(|b| std::cmp::Reverse(b.max_end_unix_nanos));
-        for block in blocks {
-            // Once `limit` traces are found, an older block cannot hold a newer match.
-            if found.len() >= query.limit {
-                let mut starts: Vec<u64> = found
-                    .values()
-                    .map(|spans| spans.iter().map(|s| s.start_time_unix_nanos).max().unwrap_or(0))
-                    .collect();
-                starts.sort_unstable_by(|a, b| b.cmp(a));
-                if block.max_end_unix_nanos < starts[query.limit - 1] {
-                    break;
-                }
-            }
-            for (idx, group) in block.row_groups.iter().enumerate() {
-                if query.overlaps(group.min_start_unix_nanos, group.max_end_unix_nanos) {
-                    collect(&block.read_row_group(idx)?, &mut found);
-                }
-            }
-        }
-        let mut matches: Vec<TraceMatch> = found
-            .into_iter()
-            .map(|(trace_id, mut spans)| {
-                spans.sort_by_key(|s| std::cmp::Reverse(s.start_time_unix_nanos));
-                let mut seen = std::collections::HashSet::new();
-                spans.retain(|s| seen.insert(*s.span_id.as_bytes()));
-                TraceMatch { trace_id, spans }
-            })
-            .collect();
-        matches.sort_by_key(|m| std::cmp::Reverse((m.newest_start_unix_nanos(), m.trace_id)));
-        matches.truncate(query.limit);
-        Ok(matches)
-    }
-
-    /// Services, their operations, and the (environment, version) pairs seen, from the catalog.
-    pub fn services(&self) -> Result<Vec<ServiceSummary>, StoreError> {
-        self.flush_catalog()?;
-        self.metadata.services()
-    }
-
-    /// Deletes blocks whose newest span ended before `now - max_age`, then the oldest blocks
-    /// until the blocks fit in `disk_budget_bytes`. The head is never deleted.
-    pub fn enforce_retention(
-        &self,
-        now_unix_nanos: u64,
-        max_age_nanos: u64,
-        disk_budget_bytes: Option<u64>,
-    ) -> Result<RetentionReport, StoreError> {
-        let cutoff = now_unix_nanos.saturating_sub(max_age_nanos);
-        let doomed = {
-            let mut blocks = self.blocks_write();
-            blocks.sort_by_key(|b| b.max_end_unix_nanos);
-            let mut doomed: Vec<Arc<BlockMeta>> = Vec::new();
-            blocks.retain(|b| {
-                let expired = b.max_end_unix_nanos < cutoff;
-                if expired {
-                    doomed.push(Arc::clone(b));
-                }
-                !expired
-            });
-            if let Some(budget) = disk_budget_bytes {
-                let mut total: u64 = blocks.iter().map(|b| b.file_bytes).sum();
-                while total > budget && !blocks.is_empty() {
-                    let oldest = blocks.remove(0);
-                    total -= oldest.file_bytes;
-                    doomed.push(oldest);
-                }
-            }
-            doomed
-        };
-        let mut report = RetentionReport::default();
-        for block in doomed {
-            fs::remove_file(&block.path).map_err(io_error(&block.path))?;
-            report.deleted_blocks += 1;
-            report.deleted_bytes += block.file_bytes;
-            tracing::info!(path = %block.path.display(), "retention deleted a block");
-        }
-        self.deleted_blocks_total.fetch_add(report.deleted_blocks, Ordering::Relaxed);
-        Ok(report)
-    }
-
-    /// Whether writes are accepted (false after a WAL write failure).
-    pub fn is_healthy(&self) -> bool {
-        lock(&self.write).failed.is_none()
-    }
-
-    /// Tokens, sessions and the audit log.
-    pub fn accounts(&self) -> &Accounts {
-        &self.accounts
-    }
-
-    pub fn metadata_schema_version(&self) -> Result<u32, StoreError> {
-        self.metadata.schema_version()
-    }
-
-    pub fn stats(&self) -> StoreStats {
-        let (wal_bytes, pending_write_bytes) = {
-            let state = lock(&self.write);
-            (state.segment.as_ref().map_or(0, |s| s.bytes), state.pending_bytes as u64)
-        };
-        let (num_head_spans, num_frozen_heads, frozen_segments) = {
-            let heads = self.heads_read();
-            let frozen_spans: usize = heads.frozen.iter().map(|p| p.spans.len()).sum();
-            let segments: u64 =
-                heads.frozen.iter().map(|p| p.last_wal_segment - p.first_wal_segment + 1).sum();
-            ((heads.active.spans.len() + frozen_spans) as u64, heads.frozen.len() as u64, segments)
-        };
-        let blocks = self.blocks_read();
-        StoreStats {
-            wal_bytes: wal_bytes + self.older_wal_bytes(),
-            num_wal_segments: 1 + frozen_segments,
-            num_blocks: blocks.len() as u64,
-            block_bytes: blocks.iter().map(|b| b.file_bytes).sum(),
-            num_block_spans: blocks.iter().map(|b| b.num_spans).sum(),
-            num_head_spans,
-            num_frozen_heads,
-            pending_write_bytes,
-            num_sealed_blocks_total: self.sealed_blocks_total.load(Ordering::Relaxed),
-            num_deleted_blocks_total: self.deleted_blocks_total.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Bytes of WAL segments other than the one being written.
-    fn older_wal_bytes(&self) -> u64 {
-        let current = lock(&self.write).segment.as_ref().map(|s| s.seq);
-        wal::list_segments(&self.wal_dir)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|&seq| Some(seq) != current)
-            .filter_map(|seq| fs::metadata(wal::segment_path(&self.wal_dir, seq)).ok())
-            .map(|m| m.len())
-            .sum()
-    }
-
-    fn heads_read(&self) -> std::sync::RwLockReadGuard<'_, Heads> {
-        self.heads.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn heads_write(&self) -> std::sync::RwLockWriteGuard<'_, Heads> {
-        self.heads.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn blocks_read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<BlockMeta>>> {
-        self.blocks.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn blocks_write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<BlockMeta>>> {
-        self.blocks.write().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Adds the spans' (service, environment, version) and (service, operation, kind) to the catalog.
-fn note_catalog(delta: &mut CatalogDelta, spans: &[Span]) {
-    // A batch repeats a handful of keys: count under borrowed keys, allocate once per key.
-    let mut versions: HashMap<(&str, &str, &str), Seen> = HashMap::new();
-    let mut operations: HashMap<(&str, &str, &'static str), Seen> = HashMap::new();
-    let mut commit_checked: HashSet<(&str, &str)> = HashSet::new();
-    for span in spans {
-        let seen = Seen::new(span.start_time_unix_nanos);
-        let service = span.service_name();
-        let version = (service, span.environment().unwrap_or(""), span.version().unwrap_or(""));
-        versions.entry(version).and_modify(|s| s.add(seen)).or_insert(seen);
-        // The commit a version was built from, once per (service, version) and batch.
-        if !version.2.is_empty()
-            && commit_checked.insert((service, version.2))
-            && let Some(commit) = span_commit(span)
-        {
-            delta
-                .version_commits
-                .insert((service.to_owned(), version.2.to_owned()), commit.to_ascii_lowercase());
-        }
-        let operation = (service, span.operation(), span.kind.as_str());
-        operations.entry(operation).and_modify(|s| s.add(seen)).or_insert(seen);
-    }
-    for ((service, environment, version), seen) in versions {
-        let key = VersionKey {
-            service: service.to_owned(),
-            environment: environment.to_owned(),
-            version: version.to_owned(),
-        };
-        delta.versions.entry(key).and_modify(|s| s.add(seen)).or_insert(seen);
-    }
-    for ((service, operation, span_kind), seen) in operations {
-        let key = OperationKey {
-            service: service.to_owned(),
-            operation: operation.to_owned(),
-            span_kind,
-        };
-        delta.operations.entry(key).and_modify(|s| s.add(seen)).or_insert(seen);
-    }
-}
-
-/// The commit a span names through any of the conventions (`vcs.ref.head.revision`, ...).
-fn span_commit(span: &Span) -> Option<&str> {
-    model::attribute_names::COMMIT.iter().find_map(|name| match span.attribute(name) {
-        Some(model::Value::String(sha)) if model::looks_like_sha(sha) => Some(sha.as_str()),
-        _ => None,
-    })
 }

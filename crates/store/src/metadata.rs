@@ -2,10 +2,11 @@
 //! and the service catalog. Later features (commits, reviews, deploys, findings, tokens, audit)
 //! add their tables as further numbered migrations in `crates/store/migrations/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
+use model::Span;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::StoreError;
@@ -263,4 +264,53 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tracing::info!(migration = name, "applied metadata migration");
     }
     Ok(())
+}
+
+/// Adds the spans' (service, environment, version) and (service, operation, kind) to the catalog.
+pub(crate) fn note_catalog(delta: &mut CatalogDelta, spans: &[Span]) {
+    // A batch repeats a handful of keys: count under borrowed keys, allocate once per key.
+    let mut versions: HashMap<(&str, &str, &str), Seen> = HashMap::new();
+    let mut operations: HashMap<(&str, &str, &'static str), Seen> = HashMap::new();
+    let mut commit_checked: HashSet<(&str, &str)> = HashSet::new();
+    for span in spans {
+        let seen = Seen::new(span.start_time_unix_nanos);
+        let service = span.service_name();
+        let version = (service, span.environment().unwrap_or(""), span.version().unwrap_or(""));
+        versions.entry(version).and_modify(|s| s.add(seen)).or_insert(seen);
+        // The commit a version was built from, once per (service, version) and batch.
+        if !version.2.is_empty()
+            && commit_checked.insert((service, version.2))
+            && let Some(commit) = span_commit(span)
+        {
+            delta
+                .version_commits
+                .insert((service.to_owned(), version.2.to_owned()), commit.to_ascii_lowercase());
+        }
+        let operation = (service, span.operation(), span.kind.as_str());
+        operations.entry(operation).and_modify(|s| s.add(seen)).or_insert(seen);
+    }
+    for ((service, environment, version), seen) in versions {
+        let key = VersionKey {
+            service: service.to_owned(),
+            environment: environment.to_owned(),
+            version: version.to_owned(),
+        };
+        delta.versions.entry(key).and_modify(|s| s.add(seen)).or_insert(seen);
+    }
+    for ((service, operation, span_kind), seen) in operations {
+        let key = OperationKey {
+            service: service.to_owned(),
+            operation: operation.to_owned(),
+            span_kind,
+        };
+        delta.operations.entry(key).and_modify(|s| s.add(seen)).or_insert(seen);
+    }
+}
+
+/// The commit a span names through any of the conventions (`vcs.ref.head.revision`, ...).
+fn span_commit(span: &Span) -> Option<&str> {
+    model::attribute_names::COMMIT.iter().find_map(|name| match span.attribute(name) {
+        Some(model::Value::String(sha)) if model::looks_like_sha(sha) => Some(sha.as_str()),
+        _ => None,
+    })
 }

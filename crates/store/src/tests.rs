@@ -143,9 +143,10 @@ fn sketches_count_every_span_once_across_seals_and_crashes() {
         store.append(spans[10..15].to_vec()).unwrap();
         assert_eq!(sketch_totals(&store).0, 15, "both");
         // Freeze and persist the sketches, then "crash" before the block is written.
-        store.rotate().unwrap();
-        let part = store.heads_read().frozen[0].clone();
-        store.persist_sketches(&part).unwrap();
+        let engine = store.embedded();
+        engine.rotate().unwrap();
+        let part = engine.heads_read().frozen[0].clone();
+        engine.persist_sketches(&part).unwrap();
         assert_eq!(sketch_totals(&store).0, 15, "a persisted frozen part is read once");
     }
     let store = SpanStore::open(dir.path(), options()).unwrap();
