@@ -244,7 +244,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         ApiError::new(
             ErrorCode::Unavailable,
-            "the span store stopped accepting writes; see the log",
+            "a storage engine is unreachable or the span store stopped accepting writes; see the log",
         )
         .into_response()
     }

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 
 /// Seconds an OTLP exporter is told to wait before retrying when the write path is saturated.
 pub(crate) const RETRY_AFTER_SECS: u32 = 1;
+/// What clients are told to wait when a storage engine is unreachable.
+pub(crate) const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -107,20 +109,28 @@ impl ApiError {
         serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}})
     }
 
+    /// How long a client should wait before retrying, for the errors a retry can fix.
+    fn retry_after_secs(&self) -> Option<u32> {
+        match self.code {
+            ErrorCode::ResourceExhausted => Some(RETRY_AFTER_SECS),
+            ErrorCode::Unavailable => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
     pub fn to_grpc_status(&self) -> tonic::Status {
         let code = self.code.grpc_code();
-        if self.code == ErrorCode::ResourceExhausted {
-            let details =
-                otlp::grpc_status_details_with_retry(code as i32, &self.message, RETRY_AFTER_SECS);
+        if let Some(secs) = self.retry_after_secs() {
+            let details = otlp::grpc_status_details_with_retry(code as i32, &self.message, secs);
             return tonic::Status::with_details(code, self.message.clone(), details.into());
         }
         tonic::Status::new(code, self.message.clone())
     }
 
-    /// Headers every response of this error carries.
+    /// Headers every response of this error carries: `Retry-After` where a retry can work.
     pub(crate) fn add_headers(&self, response: &mut Response) {
-        if self.code == ErrorCode::ResourceExhausted {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        if let Some(secs) = self.retry_after_secs() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
     }
 }
@@ -174,6 +184,16 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::Failed(_) => {
                 tracing::error!(error = %e, "span store refuses writes");
                 ApiError::new(ErrorCode::Unavailable, "the span store is not accepting writes")
+            }
+            store::StoreError::Unavailable { engine, .. } => {
+                // The log names the engine's URL; clients learn only what to do.
+                tracing::warn!(error = %e, "a storage engine is unavailable");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "the storage engine ({engine}) is unavailable; nothing was stored, retry after {UNAVAILABLE_RETRY_AFTER_SECS}s"
+                    ),
+                )
             }
             other => ApiError::internal(other),
         }

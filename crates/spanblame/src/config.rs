@@ -337,10 +337,25 @@ impl Default for ServerConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct StorageConfig {
+    /// `embedded` (one data directory) or `cluster` (spans and sketches in ClickHouse).
     pub(crate) kind: String,
     pub(crate) data_dir: PathBuf,
     /// `always` (fsync before acknowledging) or `never` (benchmarks and throwaway demos).
     pub(crate) wal_sync: String,
+    /// `cluster`: ClickHouse's HTTP interface, e.g. `http://clickhouse:8123`.
+    pub(crate) clickhouse_url: Option<String>,
+    pub(crate) clickhouse_database: String,
+    /// A cluster from the servers' `remote_servers`: tables become `Distributed`.
+    pub(crate) clickhouse_cluster: Option<String>,
+    /// With `clickhouse_cluster`: every node's HTTP URL (a list, or comma-separated).
+    pub(crate) clickhouse_nodes: Option<OneOrMany>,
+    pub(crate) clickhouse_user: Option<String>,
+    pub(crate) clickhouse_password_env: Option<String>,
+    pub(crate) clickhouse_password_file: Option<PathBuf>,
+    pub(crate) clickhouse_timeout: String,
+    /// PostgreSQL for metadata: not built yet (metadata stays in `data_dir`).
+    pub(crate) postgres_url_env: Option<String>,
+    pub(crate) postgres_url_file: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -349,6 +364,38 @@ impl Default for StorageConfig {
             kind: "embedded".into(),
             data_dir: "./spanblame-data".into(),
             wal_sync: "always".into(),
+            clickhouse_url: None,
+            clickhouse_database: "spanblame".into(),
+            clickhouse_cluster: None,
+            clickhouse_nodes: None,
+            clickhouse_user: None,
+            clickhouse_password_env: None,
+            clickhouse_password_file: None,
+            clickhouse_timeout: "30s".into(),
+            postgres_url_env: None,
+            postgres_url_file: None,
+        }
+    }
+}
+
+/// A list written as a TOML array or, from an environment variable, comma-separated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            OneOrMany::Many(items) => items.clone(),
         }
     }
 }
@@ -466,7 +513,7 @@ pub(crate) fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> anyho
 pub(crate) struct Resolved {
     pub(crate) settings: server::Settings,
     pub(crate) data_dir: PathBuf,
-    pub(crate) store: store::StoreOptions,
+    pub(crate) store: store::SpanBackend,
 }
 
 pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Resolved> {
@@ -475,19 +522,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             format!("`server.{key}` = `{value}` is not a socket address; write it like `127.0.0.1:7420` (use `0.0.0.0:PORT` to listen on every interface)")
         })
     };
-    if config.storage.kind != "embedded" {
-        bail!(
-            "`storage.kind` = `{}` is not supported by this build; use `embedded` (the ClickHouse and PostgreSQL back-end comes later)",
-            config.storage.kind
-        );
-    }
-    let sync = match config.storage.wal_sync.as_str() {
-        "always" => store::SyncPolicy::Always,
-        "never" => store::SyncPolicy::Never,
-        other => bail!(
-            "`storage.wal_sync` = `{other}` is not valid; use `always` (durable) or `never` (benchmarks only)"
-        ),
-    };
+    let backend = resolve_storage(&config.storage, env)?;
     let spans_max_age_nanos = parse_duration_nanos(&config.retention.spans)
         .with_context(|| format!("`retention.spans` = `{}`", config.retention.spans))?;
     let disk_budget_bytes = config
@@ -532,8 +567,94 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             notifications,
         },
         data_dir: config.storage.data_dir.clone(),
-        store: store::StoreOptions { sync, ..store::StoreOptions::default() },
+        store: backend,
     })
+}
+
+/// `[storage]`: the embedded engine, or ClickHouse with every key checked.
+fn resolve_storage(
+    storage: &StorageConfig,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<store::SpanBackend> {
+    if storage.postgres_url_env.is_some() || storage.postgres_url_file.is_some() {
+        bail!(
+            "`storage.postgres_url_env` / `postgres_url_file`: the PostgreSQL metadata back-end is not built yet; remove the key (metadata stays in `storage.data_dir`, so run one replica)"
+        );
+    }
+    match storage.kind.as_str() {
+        "embedded" => {
+            let sync = match storage.wal_sync.as_str() {
+                "always" => store::SyncPolicy::Always,
+                "never" => store::SyncPolicy::Never,
+                other => bail!(
+                    "`storage.wal_sync` = `{other}` is not valid; use `always` (durable) or `never` (benchmarks only)"
+                ),
+            };
+            Ok(store::SpanBackend::Embedded(store::StoreOptions {
+                sync,
+                ..store::StoreOptions::default()
+            }))
+        }
+        "cluster" => {
+            let url = storage.clickhouse_url.as_deref().context(
+                "`storage.kind` = `cluster` needs `storage.clickhouse_url`, ClickHouse's HTTP interface (e.g. `http://clickhouse:8123`)",
+            )?;
+            let parsed = url
+                .parse::<reqwest::Url>()
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if parsed.is_none() {
+                bail!(
+                    "`storage.clickhouse_url` = `{url}` is not an http(s) URL; write it like `http://clickhouse:8123`"
+                );
+            }
+            let mut options = store::ClickHouseOptions::new(url, &storage.clickhouse_database);
+            options.cluster = storage.clickhouse_cluster.clone();
+            options.nodes =
+                storage.clickhouse_nodes.as_ref().map(OneOrMany::items).unwrap_or_default();
+            if options.cluster.is_some() && options.nodes.is_empty() {
+                bail!(
+                    "`storage.clickhouse_cluster` needs `storage.clickhouse_nodes`: every node's HTTP URL, where spanblame applies its schema and drops old partitions"
+                );
+            }
+            if options.cluster.is_none() && !options.nodes.is_empty() {
+                bail!("`storage.clickhouse_nodes` is set without `storage.clickhouse_cluster`");
+            }
+            options.user = storage.clickhouse_user.clone();
+            options.password = match (
+                &storage.clickhouse_password_env,
+                &storage.clickhouse_password_file,
+            ) {
+                (None, None) => None,
+                (Some(var), None) => Some(env.get(var).cloned().with_context(|| {
+                    format!(
+                        "`storage.clickhouse_password_env`: environment variable `{var}` is not set"
+                    )
+                })?),
+                (None, Some(file)) => Some(
+                    std::fs::read_to_string(file)
+                        .with_context(|| {
+                            format!(
+                                "`storage.clickhouse_password_file`: reading `{}`",
+                                file.display()
+                            )
+                        })?
+                        .trim()
+                        .to_owned(),
+                ),
+                (Some(_), Some(_)) => bail!(
+                    "`storage`: set one of `clickhouse_password_env` or `clickhouse_password_file`, not both"
+                ),
+            };
+            let timeout = parse_duration_nanos(&storage.clickhouse_timeout).with_context(|| {
+                format!("`storage.clickhouse_timeout` = `{}`", storage.clickhouse_timeout)
+            })?;
+            options.timeout = std::time::Duration::from_nanos(timeout);
+            store::clickhouse::validate(&options).map_err(|e| anyhow::anyhow!("`storage`: {e}"))?;
+            Ok(store::SpanBackend::ClickHouse(options))
+        }
+        other => bail!("`storage.kind` = `{other}` is not valid; use `embedded` or `cluster`"),
+    }
 }
 
 fn yes() -> bool {
@@ -1191,7 +1312,7 @@ mod tests {
         );
         assert!(
             err("[storage]\nkind = \"cluster\"\n", &[])
-                .contains("`storage.kind` = `cluster` is not supported")
+                .contains("`storage.kind` = `cluster` needs `storage.clickhouse_url`")
         );
         let missing = err(
             "[ingest]\nrequire_auth = true\n[[ingest.tokens]]\nname = \"c\"\nsecret_env = \"NOPE_TOKEN\"\n",

@@ -77,8 +77,17 @@ enum Command {
     Mcp(mcp::McpArgs),
     /// Validate the configuration (file and SPANBLAME_* variables) and print what would run.
     ///
-    /// Exits non-zero and names the key, the problem and the fix when something is wrong.
+    /// With `storage.kind = "cluster"` it also connects to every ClickHouse node and reports
+    /// its server version and spanblame schema version, changing nothing. Exits non-zero and
+    /// names the key (or the URL), the problem and the fix when something is wrong.
     CheckConfig {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Apply schema changes: the metadata database in `storage.data_dir` and, with
+    /// `storage.kind = "cluster"`, ClickHouse's tables on every node. Idempotent; `serve`
+    /// applies missing migrations too, so this is for doing it ahead of a rollout.
+    Migrate {
         #[command(flatten)]
         common: Common,
     },
@@ -138,6 +147,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 forges_posting_findings = settings.notifications.forges.len(),
                 "configuration is valid"
             );
+            if let store::SpanBackend::ClickHouse(options) = &resolved.store {
+                for node in store::clickhouse::check(options)? {
+                    tracing::info!(
+                        url = %node.url,
+                        server_version = %node.server_version,
+                        schema_version = node.schema_version,
+                        expected_schema_version = store::clickhouse::SCHEMA_VERSION,
+                        "ClickHouse answers{}",
+                        if node.schema_version < store::clickhouse::SCHEMA_VERSION {
+                            "; its schema is behind: run `spanblame migrate` (or `serve` applies it)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Migrate { common } => {
+            let config = config::load(common.config.as_deref(), &env)?;
+            let resolved = config::resolve(&config, &env)?;
+            let metadata = store::migrate_metadata(&resolved.data_dir)?;
+            tracing::info!(
+                data_dir = %resolved.data_dir.display(),
+                from = metadata.0,
+                to = metadata.1,
+                "metadata schema is current"
+            );
+            if let store::SpanBackend::ClickHouse(options) = &resolved.store {
+                for node in store::clickhouse::migrate(options)? {
+                    tracing::info!(
+                        url = %node.url,
+                        server_version = %node.server_version,
+                        from = node.schema_version,
+                        to = store::clickhouse::SCHEMA_VERSION,
+                        "ClickHouse schema is current"
+                    );
+                }
+            }
             Ok(())
         }
         Command::Serve { common, data_dir, http_addr, otlp_grpc_addr, otlp_http_addr, demo } => {
@@ -186,8 +234,8 @@ fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Resul
         );
     }
     let data_dir = resolved.data_dir;
-    let store = store::SpanStore::open(&data_dir, resolved.store)
-        .with_context(|| format!("opening the span store in `{}`", data_dir.display()))?;
+    let store = store::SpanStore::open_with(&data_dir, resolved.store)
+        .with_context(|| format!("opening the store (metadata in `{}`)", data_dir.display()))?;
     let store = Arc::new(store);
     let state = server::AppState::new(resolved.settings, store, Arc::new(server::SystemClock));
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -143,6 +143,16 @@ pub(crate) trait SpanEngine: Send + Sync {
     }
 }
 
+/// Applies the metadata migrations in `data_dir` (creating the database when new); returns
+/// the schema version before and after.
+pub fn migrate_metadata(data_dir: &Path) -> Result<(u32, u32), StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+    let path = data_dir.join("metadata.sqlite");
+    let before = metadata::applied_version(&path)?;
+    let after = Metadata::open(&path)?.schema_version()?;
+    Ok((before, after))
+}
+
 /// Spans, sketches and metadata behind one handle.
 pub struct SpanStore {
     engine: Box<dyn SpanEngine>,

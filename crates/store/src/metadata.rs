@@ -253,6 +253,16 @@ impl Metadata {
     }
 }
 
+/// The migrations applied to the database at `path` (0 when it does not exist yet).
+pub(crate) fn applied_version(path: &Path) -> Result<u32, StoreError> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let sql = |e: rusqlite::Error| StoreError::Metadata(format!("`{}`: {e}", path.display()));
+    let conn = Connection::open(path).map_err(sql)?;
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql)
+}
+
 /// Applies the migrations not yet applied, each in its own transaction.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let applied: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;

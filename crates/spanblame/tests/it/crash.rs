@@ -13,16 +13,16 @@ use prost::Message;
 
 use crate::support::TestServer;
 
-const SPANS_PER_EXPORT: usize = 50;
+pub(crate) const SPANS_PER_EXPORT: usize = 50;
 
-fn trace_id(sender: u8, seq: u32) -> [u8; 16] {
+pub(crate) fn trace_id(sender: u8, seq: u32) -> [u8; 16] {
     let mut id = [7u8; 16];
     id[0] = sender;
     id[1..5].copy_from_slice(&seq.to_be_bytes());
     id
 }
 
-fn export(sender: u8, seq: u32) -> Vec<u8> {
+pub(crate) fn export(sender: u8, seq: u32) -> Vec<u8> {
     let spans = (0..SPANS_PER_EXPORT)
         .map(|i| Span {
             trace_id: trace_id(sender, seq).to_vec(),

@@ -9,6 +9,7 @@
 
 mod browser;
 mod clients;
+mod cluster;
 mod crash;
 mod deploys;
 mod findings;

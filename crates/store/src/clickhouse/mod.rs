@@ -95,7 +95,7 @@ impl ClickHouseOptions {
         }
     }
 
-    fn validate(&self) -> Result<(), StoreError> {
+    fn check_names(&self) -> Result<(), StoreError> {
         let invalid = |reason: String| StoreError::Engine {
             engine: "ClickHouse",
             url: self.url.clone(),
@@ -121,6 +121,11 @@ impl ClickHouseOptions {
     }
 }
 
+/// Checks the names in `options` without connecting (for configuration checks).
+pub fn validate(options: &ClickHouseOptions) -> Result<(), StoreError> {
+    options.check_names()
+}
+
 /// One node's state, as `check` and `migrate` report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSchema {
@@ -133,7 +138,7 @@ pub struct NodeSchema {
 
 /// Connects to every node and reads its server and schema versions, changing nothing.
 pub fn check(options: &ClickHouseOptions) -> Result<Vec<NodeSchema>, StoreError> {
-    options.validate()?;
+    options.check_names()?;
     let http = Http::new(options.user.clone(), options.password.clone(), options.timeout)?;
     options
         .node_urls()
@@ -149,7 +154,7 @@ pub fn check(options: &ClickHouseOptions) -> Result<Vec<NodeSchema>, StoreError>
 /// Brings every node's schema to [`SCHEMA_VERSION`] (idempotent); returns each node's state
 /// as it was before.
 pub fn migrate(options: &ClickHouseOptions) -> Result<Vec<NodeSchema>, StoreError> {
-    options.validate()?;
+    options.check_names()?;
     let http = Http::new(options.user.clone(), options.password.clone(), options.timeout)?;
     let now_unix_secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -682,7 +687,13 @@ impl SpanEngine for ClickHouse {
         Ok(())
     }
 
+    /// Writes the catalog and, while ClickHouse is thought unreachable, asks it again, so
+    /// readiness comes back without waiting for a write (a load balancer sends none to a
+    /// replica that is not ready).
     fn maintain(&self, _now_unix_nanos: u64) -> Result<(), StoreError> {
+        if !self.reachable.load(Ordering::Relaxed) {
+            self.query("SELECT 1")?;
+        }
         self.flush_catalog()
     }
 
