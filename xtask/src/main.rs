@@ -4,7 +4,8 @@
 //!   virtualenv, the `oidc-provider` npm package for a real OpenID provider, Debian's
 //!   `chromium` and the `playwright-core` npm package for the browser tests, Debian's
 //!   `prometheus-alertmanager` for the alerting tests, Debian's `clickhouse-server` for the
-//!   ClickHouse engine's tests; the npm and
+//!   ClickHouse engine's tests, and the `chdb` package (a current ClickHouse in process) in a
+//!   second virtualenv for the SQL dialect test; the npm and
 //!   Python packages under `~/.cache/spanblame`), then check formatting, run clippy, and run
 //!   every test (with cargo-nextest when it is installed). This is the README's test command
 //!   and what `.ci/run` calls.
@@ -36,14 +37,20 @@ const CLICKHOUSE: &str = "/usr/sbin/clickhouse-server";
 /// Pinned so every machine tests against the same client.
 const PYTHON_PACKAGES: &[&str] =
     &["opentelemetry-sdk==1.45.2", "opentelemetry-exporter-otlp-proto-http==1.45.2"];
+/// A current ClickHouse engine in process (26.9), to check the ClickHouse engine's SQL beside
+/// Debian's 18.16 server.
+const CHDB_PACKAGES: &[&str] = &["chdb-core==26.9.0"];
 
 fn main() -> anyhow::Result<()> {
     let task = std::env::args().nth(1);
     match task.as_deref() {
         Some("test") => test(),
         Some("bench") => {
+            setup_debian_package("clickhouse-server", CLICKHOUSE, "the ClickHouse benchmark")?;
             run(Command::new("cargo").args(["bench", "-p", "analysis", "--bench", "detection"]))?;
-            run(Command::new("cargo").args(["bench", "-p", "spanblame", "--bench", "ingest"]))
+            run(Command::new("cargo")
+                .args(["bench", "-p", "spanblame", "--bench", "ingest"])
+                .env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE))
         }
         Some("setup") => setup().map(|_| ()),
         _ => bail!(
@@ -82,20 +89,22 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
 /// What the tests need besides Rust crates, as installed by [`setup`].
 struct Installed {
     python: PathBuf,
+    chdb_python: PathBuf,
     oidc: PathBuf,
     browser: PathBuf,
 }
 
 /// Installs the test dependencies that are not Rust crates; idempotent.
 fn setup() -> anyhow::Result<Installed> {
-    let python = setup_python()?;
+    let python = python_venv("python", PYTHON_PACKAGES)?;
+    let chdb_python = python_venv("chdb", CHDB_PACKAGES)?;
     let oidc =
         npm_package("crates/server/test_data/oidc", "oidc", &["provider.mjs"], "oidc-provider")?;
     setup_debian_package("chromium", CHROMIUM, "the browser tests")?;
     setup_debian_package("prometheus-alertmanager", ALERTMANAGER, "the alerting tests")?;
     setup_debian_package("clickhouse-server", CLICKHOUSE, "the ClickHouse engine's tests")?;
     let browser = npm_package("crates/spanblame/tests/browser", "browser", &[], "playwright-core")?;
-    Ok(Installed { python, oidc, browser })
+    Ok(Installed { python, chdb_python, oidc, browser })
 }
 
 /// The npm package manifest in `source` (and `files` beside it) installed under
@@ -155,28 +164,38 @@ fn setup_debian_package(package: &str, binary: &str, purpose: &str) -> anyhow::R
     Ok(())
 }
 
-fn setup_python() -> anyhow::Result<PathBuf> {
+/// A virtualenv `~/.cache/spanblame/<name>` holding exactly the pinned `packages`
+/// (`name==version`); pip runs only when one is missing or at another version.
+fn python_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let venv = PathBuf::from(home).join(".cache/spanblame/python");
+    let venv = PathBuf::from(home).join(".cache/spanblame").join(name);
     let python = venv.join("bin/python");
+    let pins: Vec<String> = packages
+        .iter()
+        .map(|p| {
+            let (package, version) = p.split_once("==").unwrap_or((p, ""));
+            format!("version({package:?}) == {version:?}")
+        })
+        .collect();
+    let probe = format!(
+        "import sys; from importlib.metadata import version; sys.exit(not ({}))",
+        pins.join(" and ")
+    );
     let ready = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, sys; from importlib.metadata import version; sys.exit(version('opentelemetry-sdk') != '1.45.2')"])
-            .status()
-            .is_ok_and(|s| s.success());
+        && Command::new(&python).args(["-c", &probe]).status().is_ok_and(|s| s.success());
     if !ready {
-        eprintln!("xtask: installing the OpenTelemetry Python SDK into {}", venv.display());
+        eprintln!("xtask: installing {} into {}", packages.join(", "), venv.display());
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
             .context("creating a Python virtualenv (on Debian: apt-get install python3-venv)")?;
         run(Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(PYTHON_PACKAGES))?;
+            .args(packages))?;
     }
     Ok(python)
 }
 
 fn test() -> anyhow::Result<()> {
-    let Installed { python, oidc, browser } = setup()?;
+    let Installed { python, chdb_python, oidc, browser } = setup()?;
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
     run(Command::new("cargo").args([
@@ -202,5 +221,6 @@ fn test() -> anyhow::Result<()> {
     command.env("SPANBLAME_TEST_BROWSER", browser);
     command.env("SPANBLAME_TEST_ALERTMANAGER", ALERTMANAGER);
     command.env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE);
+    command.env("SPANBLAME_TEST_CHDB_PYTHON", chdb_python);
     run(&mut command)
 }

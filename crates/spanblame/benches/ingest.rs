@@ -1,8 +1,10 @@
 //! The foundation benchmark: OTLP decode rate, durable ingest throughput on one core, bytes
-//! per stored span after sealing, and trace-by-id latency at many stored spans.
+//! per stored span after sealing, and trace-by-id latency at many stored spans; then the same
+//! ingest into ClickHouse (a real server started on loopback), side by side.
 //!
 //! `cargo bench -p spanblame --bench ingest` (set `SPANBLAME_BENCH_SPANS` to change the
-//! 10M-span store size). Spans are ~400 bytes of OTLP protobuf with 10 attributes, 512 per
+//! 10M-span store size, `SPANBLAME_BENCH_CLICKHOUSE_SPANS` the 1M spans sent to ClickHouse;
+//! the ClickHouse part needs `SPANBLAME_TEST_CLICKHOUSE`, which `cargo xtask bench` sets). Spans are ~400 bytes of OTLP protobuf with 10 attributes, 512 per
 //! request, 5 per trace, as in `shared/research/performance.md` §2.2. It prints each figure
 //! beside the floor and PRODUCT.md's target.
 
@@ -113,6 +115,89 @@ fn request(rng: &mut Rng, start_unix_nanos: u64) -> (Vec<u8>, Vec<[u8; 16]>) {
     (request.encode_to_vec(), trace_ids)
 }
 
+/// This process's user + system CPU seconds so far, from `/proc/self/stat` (Linux).
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after the last `)`.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command; the
+    // kernel reports them in USER_HZ, 100 on every Linux architecture spanblame targets.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Ingest into ClickHouse through the same store API: spans per second of wall time and per
+/// second of this process's CPU (the replica's cost; the server runs on the same cores), and
+/// the bytes ClickHouse keeps per span once its parts are merged.
+fn clickhouse_section(embedded_rate: f64, embedded_bytes: f64) {
+    if std::env::var_os("SPANBLAME_TEST_CLICKHOUSE").is_none() {
+        println!(
+            "  ClickHouse: skipped (set SPANBLAME_TEST_CLICKHOUSE=/usr/sbin/clickhouse-server, or run `cargo xtask bench`)"
+        );
+        return;
+    }
+    let total_spans: usize = std::env::var("SPANBLAME_BENCH_CLICKHOUSE_SPANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let server = testbed::ClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::SpanStore::open_with(
+        dir.path(),
+        store::SpanBackend::ClickHouse(store::ClickHouseOptions::new(&server.url(), "bench")),
+    )
+    .unwrap();
+    let limits = otlp::DecodeLimits::default();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let t0 = 1_763_700_000_000_000_000u64;
+    let num_requests = total_spans.div_ceil(SPANS_PER_REQUEST);
+    let bodies: Vec<Vec<u8>> =
+        (0..num_requests).map(|i| request(&mut rng, t0 + i as u64 * 100_000_000).0).collect();
+    let cpu_before = process_cpu_secs();
+    let started = Instant::now();
+    for body in &bodies {
+        let converted = otlp::convert(otlp::decode_protobuf(body).unwrap(), &limits);
+        store.append(converted.spans).unwrap();
+    }
+    store.flush().unwrap();
+    let wall_secs = started.elapsed().as_secs_f64();
+    let cpu_secs = process_cpu_secs() - cpu_before;
+    let ingested = (num_requests * SPANS_PER_REQUEST) as f64;
+    server.query("OPTIMIZE TABLE bench.spans FINAL");
+    server.query("OPTIMIZE TABLE bench.trace_index FINAL");
+    let bytes = |tables: &str| -> f64 {
+        server
+            .query(&format!(
+                "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'bench' AND active AND table IN ({tables})"
+            ))
+            .trim()
+            .parse()
+            .unwrap_or(0.0)
+    };
+    let span_bytes = bytes("'spans', 'trace_index'") / ingested;
+    let sketch_bytes = bytes("'sketches', 'sketch_errors'");
+    println!(
+        "ClickHouse {} ({} spans, {SPANS_PER_REQUEST} spans/insert, one thread, server on the same 2 cores)",
+        server.query("SELECT version()").trim(),
+        ingested
+    );
+    println!(
+        "  ingest, wall time:                  {:>9.0} spans/s   embedded above: {:.0} spans/s",
+        ingested / wall_secs,
+        embedded_rate
+    );
+    println!(
+        "  ingest per replica core (CPU time): {:>9.0} spans/s   OTel Collector->ClickHouse 137k/core, Rotel 462k/core (replica side only; ClickHouse's own work not counted)",
+        ingested / cpu_secs.max(1e-9)
+    );
+    println!(
+        "  stored bytes per span (spans + trace index): {:>6.1} B   embedded above: {:.1} B; ClickHouse planning ~80 B, best in production >=34 B",
+        span_bytes, embedded_bytes
+    );
+    println!("  sketches for all of it:              {:>9.0} B", sketch_bytes);
+}
+
 fn main() {
     let total_spans: usize = std::env::var("SPANBLAME_BENCH_SPANS")
         .ok()
@@ -205,4 +290,6 @@ fn main() {
         pct(0.5),
         pct(0.99)
     );
+    drop(store);
+    clickhouse_section(ingest_rate, stored_bytes_per_span);
 }

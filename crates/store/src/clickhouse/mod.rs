@@ -13,8 +13,11 @@
 //! the next tick.
 
 mod http;
+mod queries;
 mod rowbinary;
 mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +27,9 @@ use std::time::Duration;
 use analysis::{LatencySketch, WindowStats};
 use model::{Span, StatusCode, TraceId};
 
-use crate::clickhouse::http::{Http, is_identifier, quote};
+use crate::clickhouse::http::{Http, is_identifier};
 use crate::clickhouse::rowbinary::{Malformed, RowReader, RowWriter};
-use crate::clickhouse::schema::{Layout, NANOS_PER_DAY, SERIES, Table};
+use crate::clickhouse::schema::{Layout, NANOS_PER_DAY, Table};
 use crate::metadata::{CatalogDelta, Metadata, VersionKey, note_catalog};
 use crate::sketches::SketchDelta;
 use crate::{
@@ -194,7 +197,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A span's attribute value as the search compares it; attributes with no text form get a
 /// value no search can ask for, so they never match (as in `SpanQuery::matches`).
-const NO_TEXT: &str = "\0";
+pub(crate) const NO_TEXT: &str = "\0";
 
 impl ClickHouse {
     /// Connects, applies the schema where it is missing, and refuses a newer schema.
@@ -289,17 +292,8 @@ impl ClickHouse {
         for url in self.options.node_urls() {
             for table in tables {
                 let local = layout.local(table);
-                let (database, name) = local.split_once('.').unwrap_or(("", &local));
-                let answer = self.observe(self.http.query(
-                    url,
-                    &format!(
-                        "SELECT partition, sum(bytes_on_disk) FROM system.parts \
-                         WHERE database = {} AND table = {} AND active GROUP BY partition",
-                        quote(database),
-                        quote(name)
-                    ),
-                    &[],
-                ))?;
+                let answer =
+                    self.observe(self.http.query(url, &queries::partitions(&local), &[]))?;
                 for line in String::from_utf8_lossy(&answer).lines() {
                     let mut fields = line.split('\t');
                     let (Some(Ok(day)), Some(Ok(bytes))) = (
@@ -323,11 +317,7 @@ impl ClickHouse {
                 break;
             }
             for (url, table) in places {
-                self.observe(self.http.query(
-                    &url,
-                    &format!("ALTER TABLE {table} DROP PARTITION {day}"),
-                    &[],
-                ))?;
+                self.observe(self.http.query(&url, &queries::drop_partition(&table, day), &[]))?;
                 report.deleted_blocks += 1;
             }
             report.deleted_bytes += bytes;
@@ -420,70 +410,12 @@ fn encode_batch(spans: &[Span]) -> (RowWriter, RowWriter, RowWriter, RowWriter) 
     (rows, index, sketches, errors)
 }
 
-fn status_code(code: StatusCode) -> u8 {
+pub(crate) fn status_code(code: StatusCode) -> u8 {
     match code {
         StatusCode::Unset => 0,
         StatusCode::Ok => 1,
         StatusCode::Error => 2,
     }
-}
-
-/// The WHERE clause of a search: the same filters as `SpanQuery::matches`.
-fn search_filter(query: &SpanQuery) -> String {
-    let list = |values: &[String]| values.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", ");
-    let mut clauses = vec![format!(
-        "start_unix_nanos >= {} AND start_unix_nanos < {}",
-        query.start_unix_nanos, query.end_unix_nanos
-    )];
-    if let Some(min) = query.min_duration_nanos {
-        clauses.push(format!("duration_nanos >= {min}"));
-    }
-    if let Some(max) = query.max_duration_nanos {
-        clauses.push(format!("duration_nanos <= {max}"));
-    }
-    if let Some(code) = query.status {
-        clauses.push(format!("status_code = {}", status_code(code)));
-    }
-    match &query.allowed_services {
-        Some(allowed) if allowed.is_empty() => clauses.push("0".to_owned()),
-        Some(allowed) => clauses.push(format!("service IN ({})", list(allowed))),
-        None => {}
-    }
-    match &query.allowed_environments {
-        Some(allowed) if allowed.is_empty() => clauses.push("0".to_owned()),
-        Some(allowed) => {
-            clauses.push(format!("environment != '' AND environment IN ({})", list(allowed)));
-        }
-        None => {}
-    }
-    if let Some(service) = &query.service {
-        clauses.push(format!("service = {}", quote(service)));
-    }
-    if let Some(operation) = &query.operation {
-        clauses.push(format!("(operation = {0} OR name = {0})", quote(operation)));
-    }
-    if let Some(environment) = &query.environment {
-        clauses.push(format!("environment = {} AND environment != ''", quote(environment)));
-    }
-    if let Some(version) = &query.version {
-        clauses.push(format!("version = {} AND version != ''", quote(version)));
-    }
-    for (key, wanted) in &query.attributes {
-        if wanted == NO_TEXT {
-            clauses.push("0".to_owned());
-        } else {
-            clauses.push(format!(
-                "has(attr_keys, {0}) AND attr_values[indexOf(attr_keys, {0})] = {1}",
-                quote(key),
-                quote(wanted)
-            ));
-        }
-    }
-    clauses.join(" AND ")
-}
-
-fn unhex(trace_id: &TraceId) -> String {
-    format!("unhex('{}')", trace_id.to_hex())
 }
 
 /// Sorts by start and keeps one copy of each span id.
@@ -504,33 +436,20 @@ impl SpanEngine for ClickHouse {
     }
 
     fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError> {
-        let answer = self.query(&format!(
-            "SELECT service, min(first_start_unix_nanos), max(last_start_unix_nanos) FROM {} \
-             WHERE trace_id = {} GROUP BY service FORMAT RowBinary",
-            self.table(&schema::TRACE_INDEX),
-            unhex(trace_id)
-        ))?;
+        let layout = self.options.layout();
+        let answer = self.query(&queries::trace_ranges(&layout, trace_id))?;
         let mut ranges = Vec::new();
         let mut reader = RowReader::new(&answer);
         while !reader.is_empty() {
             let read = |r: &mut RowReader<'_>| -> Result<(String, u64, u64), Malformed> {
                 Ok((r.string()?, r.u64()?, r.u64()?))
             };
-            let (service, first, last) = read(&mut reader).map_err(|e| self.malformed(e))?;
-            ranges.push(format!(
-                "(service = {} AND start_unix_nanos >= {first} AND start_unix_nanos <= {last})",
-                quote(&service)
-            ));
+            ranges.push(read(&mut reader).map_err(|e| self.malformed(e))?);
         }
         if ranges.is_empty() {
             return Ok(Vec::new());
         }
-        let answer = self.query(&format!(
-            "SELECT span FROM {} WHERE ({}) AND trace_id = {} FORMAT RowBinary",
-            self.table(&schema::SPANS),
-            ranges.join(" OR "),
-            unhex(trace_id)
-        ))?;
+        let answer = self.query(&queries::trace_spans(&layout, &ranges, trace_id))?;
         let mut spans = Vec::new();
         self.read_spans(&answer, &mut spans)?;
         dedup_by_start(&mut spans);
@@ -541,13 +460,9 @@ impl SpanEngine for ClickHouse {
         if query.limit == 0 || query.start_unix_nanos >= query.end_unix_nanos {
             return Ok(Vec::new());
         }
-        let filter = search_filter(query);
-        let spans_table = self.table(&schema::SPANS);
-        let answer = self.query(&format!(
-            "SELECT trace_id, max(start_unix_nanos) AS newest FROM {spans_table} WHERE {filter} \
-             GROUP BY trace_id ORDER BY newest DESC, trace_id DESC LIMIT {} FORMAT RowBinary",
-            query.limit
-        ))?;
+        let layout = self.options.layout();
+        let filter = queries::search_filter(query);
+        let answer = self.query(&queries::search_trace_ids(&layout, &filter, query.limit))?;
         let mut reader = RowReader::new(&answer);
         let mut trace_ids = Vec::new();
         while !reader.is_empty() {
@@ -562,10 +477,7 @@ impl SpanEngine for ClickHouse {
         if trace_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = trace_ids.iter().map(unhex).collect::<Vec<_>>().join(", ");
-        let answer = self.query(&format!(
-            "SELECT span FROM {spans_table} WHERE {filter} AND trace_id IN ({ids}) FORMAT RowBinary"
-        ))?;
+        let answer = self.query(&queries::search_spans(&layout, &filter, &trace_ids))?;
         let mut spans = Vec::new();
         self.read_spans(&answer, &mut spans)?;
         let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
@@ -586,15 +498,8 @@ impl SpanEngine for ClickHouse {
     }
 
     fn sketches(&self, query: &SketchQuery) -> Result<Vec<SketchRow>, StoreError> {
-        let mut filter = format!(
-            "service = {} AND unix_minute >= {} AND unix_minute < {}",
-            quote(&query.service),
-            query.from_unix_minute,
-            query.to_unix_minute
-        );
-        if let Some(environment) = &query.environment {
-            filter.push_str(&format!(" AND environment = {}", quote(environment)));
-        }
+        let layout = self.options.layout();
+        let filter = queries::sketch_filter(query);
         let read_series = |r: &mut RowReader<'_>| -> Result<(SeriesKey, i64), Malformed> {
             Ok((
                 SeriesKey {
@@ -608,12 +513,7 @@ impl SpanEngine for ClickHouse {
             ))
         };
         let mut merged: BTreeMap<(SeriesKey, i64), WindowStats> = BTreeMap::new();
-        let answer = self.query(&format!(
-            "SELECT {SERIES}, sum(spans), sum(errors), \
-             sumMap(latencyMap.bucket, latencyMap.count) FROM {} WHERE {filter} \
-             GROUP BY {SERIES} FORMAT RowBinary",
-            self.table(&schema::SKETCHES)
-        ))?;
+        let answer = self.query(&queries::sketch_rows(&layout, &filter))?;
         let mut reader = RowReader::new(&answer);
         while !reader.is_empty() {
             let mut read = || -> Result<_, Malformed> {
@@ -635,11 +535,7 @@ impl SpanEngine for ClickHouse {
             let (key, stats) = read().map_err(|e| self.malformed(e))?;
             merged.entry(key).or_default().merge(&stats);
         }
-        let answer = self.query(&format!(
-            "SELECT {SERIES}, error_type, sum(count) FROM {} WHERE {filter} \
-             GROUP BY {SERIES}, error_type FORMAT RowBinary",
-            self.table(&schema::SKETCH_ERRORS)
-        ))?;
+        let answer = self.query(&queries::sketch_error_rows(&layout, &filter))?;
         let mut reader = RowReader::new(&answer);
         while !reader.is_empty() {
             let mut read = || -> Result<_, Malformed> {

@@ -108,7 +108,7 @@ impl Layout<'_> {
     }
 
     /// The statements of migration 1 for one node, in order; each can run again.
-    fn statements(&self) -> Vec<String> {
+    pub(crate) fn statements(&self) -> Vec<String> {
         let mut out = vec![format!("CREATE DATABASE IF NOT EXISTS {}", self.database)];
         for table in TABLES {
             out.push(format!(
