@@ -279,7 +279,8 @@ impl ClickHouse {
     }
 
     /// Drops the partitions of `tables` whose whole day is before `cutoff_day` on every node,
-    /// then (with a budget) the oldest days of the first table until the rest fit.
+    /// then (with a budget) the oldest days until the rest fit; with a budget smaller than a
+    /// day, the current day goes too (unlike the embedded head, which is never deleted).
     fn drop_days(
         &self,
         tables: &[&Table],
