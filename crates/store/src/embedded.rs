@@ -32,7 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use model::{Span, TraceId};
 
 use crate::block::{self, BlockMeta};
-use crate::metadata::{CatalogDelta, Metadata, note_catalog};
+use crate::metadata::{Metadata, PendingCatalog};
 use crate::sketches::{self, SketchDelta};
 use crate::wal::{self, SegmentWriter};
 use crate::{
@@ -116,7 +116,7 @@ pub(crate) struct Embedded {
     /// both, so a reader sees each span's sketch exactly once.
     sketch_lock: Mutex<()>,
     metadata: Arc<Metadata>,
-    catalog: Mutex<CatalogDelta>,
+    catalog: PendingCatalog,
     sealed_blocks_total: AtomicU64,
     deleted_blocks_total: AtomicU64,
     recovered_spans: u64,
@@ -179,8 +179,8 @@ impl Embedded {
         let mut active = HeadPart::new(first_unsealed.unwrap_or(segment.seq));
         active.last_wal_segment = segment.seq;
         let recovered_spans = replayed_spans.len() as u64;
-        let mut catalog = CatalogDelta::default();
-        note_catalog(&mut catalog, &replayed_spans);
+        let catalog = PendingCatalog::default();
+        catalog.note(&replayed_spans);
         active.insert(replayed_spans);
         active.sketches = replayed_sketches;
         if recovered_spans > 0 {
@@ -206,7 +206,7 @@ impl Embedded {
             seal_lock: Mutex::new(()),
             sketch_lock: Mutex::new(()),
             metadata,
-            catalog: Mutex::new(catalog),
+            catalog,
             sealed_blocks_total: AtomicU64::new(0),
             deleted_blocks_total: AtomicU64::new(0),
             recovered_spans,
@@ -234,9 +234,7 @@ impl Embedded {
         }
         let result = segment.append(&records, self.options.sync);
         if result.is_ok() {
-            let mut delta = CatalogDelta::default();
-            note_catalog(&mut delta, &spans);
-            lock(&self.catalog).merge(delta);
+            self.catalog.note(&spans);
             let sketches = SketchDelta::of_spans(&spans);
             let mut heads = self.heads_write();
             heads.active.insert(spans);
@@ -437,15 +435,7 @@ impl SpanEngine for Embedded {
     }
 
     fn flush_catalog(&self) -> Result<(), StoreError> {
-        let delta = std::mem::take(&mut *lock(&self.catalog));
-        if delta.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.metadata.apply_catalog(&delta) {
-            lock(&self.catalog).merge(delta);
-            return Err(e);
-        }
-        Ok(())
+        self.catalog.flush(&self.metadata)
     }
 
     /// The sketches of one service's minutes, stored and in the head, one row per series and

@@ -81,6 +81,46 @@ impl CatalogDelta {
     }
 }
 
+/// Catalog updates an engine gathered and has not written yet, and the versions this process
+/// has written (so an engine can write a batch naming a new version at once).
+#[derive(Default)]
+pub(crate) struct PendingCatalog {
+    delta: Mutex<CatalogDelta>,
+    written_versions: Mutex<HashSet<VersionKey>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl PendingCatalog {
+    /// Adds a batch's spans; returns whether they name a version not written yet.
+    pub(crate) fn note(&self, spans: &[Span]) -> bool {
+        let mut delta = CatalogDelta::default();
+        note_catalog(&mut delta, spans);
+        let new_version = {
+            let written = lock(&self.written_versions);
+            delta.versions.keys().any(|key| !written.contains(key))
+        };
+        lock(&self.delta).merge(delta);
+        new_version
+    }
+
+    /// Writes everything pending into `metadata`; on failure it stays pending.
+    pub(crate) fn flush(&self, metadata: &Metadata) -> Result<(), StoreError> {
+        let delta = std::mem::take(&mut *lock(&self.delta));
+        if delta.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = metadata.apply_catalog(&delta) {
+            lock(&self.delta).merge(delta);
+            return Err(e);
+        }
+        lock(&self.written_versions).extend(delta.versions.into_keys());
+        Ok(())
+    }
+}
+
 /// A service as the catalog knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceSummary {

@@ -20,8 +20,8 @@ mod schema;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use analysis::{LatencySketch, WindowStats};
@@ -30,7 +30,7 @@ use model::{Span, StatusCode, TraceId};
 use crate::clickhouse::http::{Http, is_identifier};
 use crate::clickhouse::rowbinary::{Malformed, RowReader, RowWriter};
 use crate::clickhouse::schema::{Layout, NANOS_PER_DAY, Table};
-use crate::metadata::{CatalogDelta, Metadata, VersionKey, note_catalog};
+use crate::metadata::{Metadata, PendingCatalog};
 use crate::sketches::SketchDelta;
 use crate::{
     RetentionReport, RollUpReport, SeriesKey, SketchQuery, SketchRow, SpanEngine, SpanQuery,
@@ -139,10 +139,15 @@ pub struct NodeSchema {
     pub schema_version: u32,
 }
 
+/// Checks the names in `options` and builds the client every request goes through.
+fn connect(options: &ClickHouseOptions) -> Result<Http, StoreError> {
+    options.check_names()?;
+    Http::new(options.user.clone(), options.password.clone(), options.timeout)
+}
+
 /// Connects to every node and reads its server and schema versions, changing nothing.
 pub fn check(options: &ClickHouseOptions) -> Result<Vec<NodeSchema>, StoreError> {
-    options.check_names()?;
-    let http = Http::new(options.user.clone(), options.password.clone(), options.timeout)?;
+    let http = connect(options)?;
     options
         .node_urls()
         .into_iter()
@@ -157,8 +162,10 @@ pub fn check(options: &ClickHouseOptions) -> Result<Vec<NodeSchema>, StoreError>
 /// Brings every node's schema to [`SCHEMA_VERSION`] (idempotent); returns each node's state
 /// as it was before.
 pub fn migrate(options: &ClickHouseOptions) -> Result<Vec<NodeSchema>, StoreError> {
-    options.check_names()?;
-    let http = Http::new(options.user.clone(), options.password.clone(), options.timeout)?;
+    migrate_nodes(&connect(options)?, options)
+}
+
+fn migrate_nodes(http: &Http, options: &ClickHouseOptions) -> Result<Vec<NodeSchema>, StoreError> {
     let now_unix_secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -166,9 +173,8 @@ pub fn migrate(options: &ClickHouseOptions) -> Result<Vec<NodeSchema>, StoreErro
         .node_urls()
         .into_iter()
         .map(|url| {
-            let server_version = server_version(&http, url)?;
-            let schema_version =
-                schema::migrate_node(&http, url, &options.layout(), now_unix_secs)?;
+            let server_version = server_version(http, url)?;
+            let schema_version = schema::migrate_node(http, url, &options.layout(), now_unix_secs)?;
             Ok(NodeSchema { url: url.to_owned(), server_version, schema_version })
         })
         .collect()
@@ -184,15 +190,9 @@ pub(crate) struct ClickHouse {
     options: ClickHouseOptions,
     metadata: Arc<Metadata>,
     /// Catalog updates not yet in the metadata.
-    catalog: Mutex<CatalogDelta>,
-    /// Versions this process has written to the catalog (so new ones are written at once).
-    catalogued_versions: Mutex<HashSet<VersionKey>>,
+    catalog: PendingCatalog,
     /// Whether the last request reached ClickHouse.
     reachable: AtomicBool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A span's attribute value as the search compares it; attributes with no text form get a
@@ -205,14 +205,13 @@ impl ClickHouse {
         options: ClickHouseOptions,
         metadata: Arc<Metadata>,
     ) -> Result<ClickHouse, StoreError> {
-        migrate(&options)?;
-        let http = Http::new(options.user.clone(), options.password.clone(), options.timeout)?;
+        let http = connect(&options)?;
+        migrate_nodes(&http, &options)?;
         Ok(ClickHouse {
             http,
             options,
             metadata,
-            catalog: Mutex::new(CatalogDelta::default()),
-            catalogued_versions: Mutex::new(HashSet::new()),
+            catalog: PendingCatalog::default(),
             reachable: AtomicBool::new(true),
         })
     }
@@ -268,14 +267,7 @@ impl ClickHouse {
 
     /// Adds a batch to the pending catalog, writing it now when it names a new version.
     fn note(&self, spans: &[Span]) -> Result<(), StoreError> {
-        let mut delta = CatalogDelta::default();
-        note_catalog(&mut delta, spans);
-        let new_version = {
-            let known = lock(&self.catalogued_versions);
-            delta.versions.keys().any(|key| !known.contains(key))
-        };
-        lock(&self.catalog).merge(delta);
-        if new_version { self.flush_catalog() } else { Ok(()) }
+        if self.catalog.note(spans) { self.flush_catalog() } else { Ok(()) }
     }
 
     /// Drops the partitions of `tables` whose whole day is before `cutoff_day` on every node,
@@ -571,17 +563,7 @@ impl SpanEngine for ClickHouse {
     }
 
     fn flush_catalog(&self) -> Result<(), StoreError> {
-        let delta = std::mem::take(&mut *lock(&self.catalog));
-        if delta.is_empty() {
-            return Ok(());
-        }
-        let versions: Vec<VersionKey> = delta.versions.keys().cloned().collect();
-        if let Err(e) = self.metadata.apply_catalog(&delta) {
-            lock(&self.catalog).merge(delta);
-            return Err(e);
-        }
-        lock(&self.catalogued_versions).extend(versions);
-        Ok(())
+        self.catalog.flush(&self.metadata)
     }
 
     /// Writes the catalog and, while ClickHouse is thought unreachable, asks it again, so
