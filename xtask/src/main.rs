@@ -4,7 +4,8 @@
 //!   virtualenv, the `oidc-provider` npm package for a real OpenID provider, Debian's
 //!   `chromium` and the `playwright-core` npm package for the browser tests, Debian's
 //!   `prometheus-alertmanager` for the alerting tests, Debian's `clickhouse-server` for the
-//!   ClickHouse engine's tests, and the `chdb` package (a current ClickHouse in process) in a
+//!   ClickHouse engine's tests, Debian's `postgresql-15` for the metadata tests on PostgreSQL,
+//!   and the `chdb` package (a current ClickHouse in process) in a
 //!   second virtualenv for the SQL dialect test; the npm and
 //!   Python packages under `~/.cache/spanblame`), then check formatting, run clippy, and run
 //!   every test (with cargo-nextest when it is installed). This is the README's test command
@@ -33,6 +34,9 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 /// Where Debian's `clickhouse-server` package (18.16) puts the server the scale-out tests run.
 const CLICKHOUSE: &str = "/usr/sbin/clickhouse-server";
+/// Where Debian's `postgresql-15` package puts `initdb`, `postgres` and `pg_isready`, for the
+/// metadata tests on PostgreSQL.
+const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// Pinned so every machine tests against the same client.
 const PYTHON_PACKAGES: &[&str] =
@@ -103,6 +107,11 @@ fn setup() -> anyhow::Result<Installed> {
     setup_debian_package("chromium", CHROMIUM, "the browser tests")?;
     setup_debian_package("prometheus-alertmanager", ALERTMANAGER, "the alerting tests")?;
     setup_debian_package("clickhouse-server", CLICKHOUSE, "the ClickHouse engine's tests")?;
+    setup_debian_package(
+        "postgresql-15",
+        &format!("{POSTGRES_BIN}/postgres"),
+        "the PostgreSQL metadata tests",
+    )?;
     let browser = npm_package("crates/spanblame/tests/browser", "browser", &[], "playwright-core")?;
     Ok(Installed { python, chdb_python, oidc, browser })
 }
@@ -222,5 +231,6 @@ fn test() -> anyhow::Result<()> {
     command.env("SPANBLAME_TEST_ALERTMANAGER", ALERTMANAGER);
     command.env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE);
     command.env("SPANBLAME_TEST_CHDB_PYTHON", chdb_python);
+    command.env("SPANBLAME_TEST_POSTGRES", POSTGRES_BIN);
     run(&mut command)
 }

@@ -253,7 +253,12 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let in_flight =
         (state.settings.max_exports_in_flight - state.write_slots.available_permits()) as u64;
-    let body = crate::metrics::render(&state.metrics, &state.store.stats(), in_flight);
+    let body = crate::metrics::render(
+        &state.metrics,
+        &state.store.stats(),
+        in_flight,
+        state.lease.is_held(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

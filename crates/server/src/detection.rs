@@ -72,6 +72,9 @@ pub(crate) async fn run_detection(
             _ = interval.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
+        if !state.lease.is_held() {
+            continue;
+        }
         let state = Arc::clone(&state);
         match tokio::task::spawn_blocking(move || evaluate_due(&state)).await {
             Ok(Ok(_)) => {}

@@ -1,5 +1,6 @@
-//! Background upkeep: every second, seal heads into blocks and record when tokens were last
-//! used; every minute, apply retention (spans, audit records, expired sessions) and roll old
+//! Background upkeep: every second, seal heads into blocks (or flush the catalog) and record
+//! when tokens were last used, on every replica; every minute, on the replica holding the
+//! background lease, apply retention (spans, audit records, expired sessions) and roll old
 //! sketch minutes up into hours.
 //! Time comes from a [`Clock`] so tests can drive retention without waiting.
 
@@ -38,7 +39,8 @@ pub(crate) async fn run_maintenance(
             _ = interval.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        let with_retention = ticks.is_multiple_of(RETENTION_EVERY_TICKS);
+        // Retention is the fleet's to do once: only the lease's holder applies it.
+        let with_retention = ticks.is_multiple_of(RETENTION_EVERY_TICKS) && state.lease.is_held();
         ticks += 1;
         let state = Arc::clone(&state);
         let result =

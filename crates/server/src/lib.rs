@@ -26,6 +26,7 @@ mod findings;
 mod hooks;
 mod ingest;
 mod jobs;
+mod lease;
 mod mcp;
 mod metrics;
 mod mirrors;
@@ -82,6 +83,8 @@ pub struct Settings {
     pub detection: DetectionSettings,
     /// Alerts, review comments and commit statuses for findings, and their delivery.
     pub notifications: NotifySettings,
+    /// How long this replica holds the background jobs' lease without renewing it.
+    pub background_lease: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +109,8 @@ pub struct AppState {
     bound_url: std::sync::OnceLock<String>,
     /// The MCP endpoint's service, made at its first request.
     pub(crate) mcp: std::sync::OnceLock<mcp::McpService>,
+    /// Whether this replica runs the fleet's background jobs.
+    pub(crate) lease: lease::Lease,
 }
 
 impl AppState {
@@ -122,6 +127,7 @@ impl AppState {
                 ),
             };
         Arc::new(AppState {
+            lease: lease::Lease::new(settings.background_lease),
             access: access::Access::new(&settings.access),
             policy,
             bound_url: std::sync::OnceLock::new(),
@@ -370,6 +376,16 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Take the lease (if free) before the jobs start, so one replica works at once.
+    let first = Arc::clone(&state);
+    match tokio::task::spawn_blocking(move || first.lease.renew(&first.store)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "taking the background jobs' lease failed; will retry")
+        }
+        Err(e) => tracing::error!(error = %e, "taking the background jobs' lease panicked"),
+    }
+    let lease_job = tokio::spawn(lease::run_lease(Arc::clone(&state), stop_rx.clone()));
     let maintenance = tokio::spawn(jobs::run_maintenance(Arc::clone(&state), stop_rx.clone()));
     let mirror_job = tokio::spawn(mirrors::run_mirrors(Arc::clone(&state), stop_rx.clone()));
     let detection_job = tokio::spawn(detection::run_detection(Arc::clone(&state), stop_rx.clone()));
@@ -411,6 +427,7 @@ pub async fn serve(
     let _ = mirror_job.await;
     let _ = detection_job.await;
     let _ = delivery_job.await;
+    let _ = lease_job.await;
     // Seal what is in memory so the next start has no WAL to replay.
     let store = Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.flush())

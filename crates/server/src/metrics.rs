@@ -17,12 +17,19 @@ pub(crate) fn render(
     metrics: &Metrics,
     stats: &store::StoreStats,
     exports_in_flight: u64,
+    background_lease_held: bool,
 ) -> String {
     let mut out = String::new();
     let mut series = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    series(
+        "spanblame_background_lease_held",
+        "gauge",
+        "1 on the replica that runs the fleet's background jobs (detection, retention, commit import, notifications), else 0.",
+        u64::from(background_lease_held),
+    );
     series(
         "spanblame_spans_received_total",
         "counter",

@@ -91,8 +91,13 @@ pub(crate) async fn run_mirrors(
             let job_state = Arc::clone(&state);
             let repository = repository.clone();
             let name = repository.name.clone();
-            let result =
-                tokio::task::spawn_blocking(move || sync_once(&job_state, &repository)).await;
+            // Every replica keeps its clone fresh (it serves diffs and CODEOWNERS); only
+            // the background lease's holder imports new commits into the metadata.
+            let result = tokio::task::spawn_blocking(move || {
+                let import = job_state.lease.is_held();
+                sync(&job_state, &repository, import)
+            })
+            .await;
             match result {
                 Ok(Ok(imported)) if imported > 0 => {
                     tracing::info!(repository = %name, imported, "mirror updated");
@@ -115,6 +120,16 @@ pub(crate) async fn run_mirrors(
 /// Clones or fetches one mirror and records the commits new on its default branch.
 /// Returns how many commits were recorded.
 pub fn sync_once(state: &AppState, repository: &RepositorySettings) -> Result<usize, SyncError> {
+    sync(state, repository, true)
+}
+
+/// Clones or fetches one mirror and reads its CODEOWNERS; with `import`, also records the
+/// commits new on its default branch. Returns how many commits were recorded.
+fn sync(
+    state: &AppState,
+    repository: &RepositorySettings,
+    import: bool,
+) -> Result<usize, SyncError> {
     let settings = &state.settings.changes.mirrors;
     let mirror = match &repository.mirror {
         Some(MirrorSource::Clone(url)) => {
@@ -136,6 +151,10 @@ pub fn sync_once(state: &AppState, repository: &RepositorySettings) -> Result<us
         .unwrap_or_else(|p| p.into_inner())
         .insert(repository.name.clone(), mirror.clone());
     let Some(tip) = mirror.resolve("HEAD")? else { return Ok(0) };
+    if !import {
+        update_code_owners(state, repository, &mirror)?;
+        return Ok(0);
+    }
     let previous = state
         .mirrors
         .imported_tips
@@ -156,12 +175,7 @@ pub fn sync_once(state: &AppState, repository: &RepositorySettings) -> Result<us
         reviews: Vec::new(),
         branch_head: None,
     })?;
-    let mut code_owners = state.mirrors.code_owners.write().unwrap_or_else(|p| p.into_inner());
-    match mirror.code_owners(repository.forge)? {
-        Some(owners) => code_owners.insert(repository.name.clone(), Arc::new(owners)),
-        None => code_owners.remove(&repository.name),
-    };
-    drop(code_owners);
+    update_code_owners(state, repository, &mirror)?;
     state
         .mirrors
         .imported_tips
@@ -169,6 +183,21 @@ pub fn sync_once(state: &AppState, repository: &RepositorySettings) -> Result<us
         .unwrap_or_else(|p| p.into_inner())
         .insert(repository.name.clone(), tip);
     Ok(imported)
+}
+
+/// Reads the mirror's CODEOWNERS at `HEAD` into the state.
+fn update_code_owners(
+    state: &AppState,
+    repository: &RepositorySettings,
+    mirror: &Mirror,
+) -> Result<(), SyncError> {
+    let owners = mirror.code_owners(repository.forge)?;
+    let mut code_owners = state.mirrors.code_owners.write().unwrap_or_else(|p| p.into_inner());
+    match owners {
+        Some(owners) => code_owners.insert(repository.name.clone(), Arc::new(owners)),
+        None => code_owners.remove(&repository.name),
+    };
+    Ok(())
 }
 
 fn safe_name(name: &str) -> String {

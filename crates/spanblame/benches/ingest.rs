@@ -146,6 +146,7 @@ fn clickhouse_section(embedded_rate: f64, embedded_bytes: f64) {
     let store = store::SpanStore::open_with(
         dir.path(),
         store::SpanBackend::ClickHouse(store::ClickHouseOptions::new(&server.url(), "bench")),
+        &store::MetadataBackend::Sqlite,
     )
     .unwrap();
     let limits = otlp::DecodeLimits::default();

@@ -84,6 +84,28 @@ pub(crate) struct DataDir {
         default_value = "./spanblame-data"
     )]
     data_dir: PathBuf,
+    /// With metadata in PostgreSQL (a fleet): the environment variable holding its URL, as
+    /// in the server's `storage.postgres_url_env`. The data directory still holds the audit
+    /// key.
+    #[arg(long, value_name = "VAR", env = "SPANBLAME_STORAGE_POSTGRES_URL_ENV")]
+    postgres_url_env: Option<String>,
+}
+
+impl DataDir {
+    /// Opens the metadata these options name.
+    fn open_accounts(&self) -> anyhow::Result<store::Accounts> {
+        let backend = match &self.postgres_url_env {
+            None => store::MetadataBackend::Sqlite,
+            Some(var) => {
+                let url = std::env::var(var).with_context(|| {
+                    format!("`--postgres-url-env`: environment variable `{var}` is not set")
+                })?;
+                store::MetadataBackend::Postgres(store::PostgresOptions::new(&url))
+            }
+        };
+        store::Accounts::open(&self.data_dir, &backend)
+            .with_context(|| format!("opening the metadata of `{}`", self.data_dir.display()))
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -226,7 +248,8 @@ pub(crate) fn run_token(command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Creates a token in a data directory (the server may be running: SQLite serialises).
+/// Creates a token in a data directory's metadata (servers may be running: metadata writes
+/// are serialised).
 fn create_local(
     dir: &std::path::Path,
     name: &str,
@@ -239,8 +262,12 @@ fn create_local(
             bail!("unknown scope `{scope}`; use ingest, deploy, webhook, read or admin");
         }
     }
-    let accounts =
-        store::Accounts::open(dir).with_context(|| format!("opening `{}`", dir.display()))?;
+    // Metadata in PostgreSQL is named the way the server's configuration names it.
+    let data = DataDir {
+        data_dir: dir.to_owned(),
+        postgres_url_env: std::env::var("SPANBLAME_STORAGE_POSTGRES_URL_ENV").ok(),
+    };
+    let accounts = data.open_accounts()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -276,15 +303,14 @@ fn create_local(
 
 pub(crate) fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { data: DataDir { data_dir } } => {
-            let accounts = store::Accounts::open(&data_dir)
-                .with_context(|| format!("opening `{}`", data_dir.display()))?;
+        AuditCommand::Verify { data } => {
+            let accounts = data.open_accounts()?;
             match accounts.verify_audit()? {
                 Ok(records) => out(&format!("audit log intact: {records} records verified")),
                 Err(broken) => bail!("the audit log was tampered with: {broken}"),
             }
         }
-        AuditCommand::Export { data: DataDir { data_dir }, since } => {
+        AuditCommand::Export { data, since } => {
             let since = match since {
                 Some(text) => {
                     let time: jiff::Timestamp = text.parse().with_context(|| {
@@ -294,8 +320,7 @@ pub(crate) fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
                 }
                 None => 0,
             };
-            let accounts = store::Accounts::open(&data_dir)
-                .with_context(|| format!("opening `{}`", data_dir.display()))?;
+            let accounts = data.open_accounts()?;
             let mut stdout = std::io::stdout().lock();
             let mut after = 0;
             loop {

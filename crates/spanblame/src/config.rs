@@ -353,9 +353,16 @@ pub(crate) struct StorageConfig {
     pub(crate) clickhouse_password_env: Option<String>,
     pub(crate) clickhouse_password_file: Option<PathBuf>,
     pub(crate) clickhouse_timeout: String,
-    /// PostgreSQL for metadata: not built yet (metadata stays in `data_dir`).
+    /// `cluster`: PostgreSQL for metadata, shared by every replica (without it, metadata
+    /// stays in `data_dir` and only one replica may run). The URL holds the password, so it
+    /// comes from an environment variable or a file.
     pub(crate) postgres_url_env: Option<String>,
     pub(crate) postgres_url_file: Option<PathBuf>,
+    pub(crate) postgres_max_connections: usize,
+    pub(crate) postgres_timeout: String,
+    /// How long a replica holds the background jobs' lease without renewing it: after a
+    /// replica dies, another takes the jobs over within this time.
+    pub(crate) background_lease: String,
 }
 
 impl Default for StorageConfig {
@@ -374,6 +381,9 @@ impl Default for StorageConfig {
             clickhouse_timeout: "30s".into(),
             postgres_url_env: None,
             postgres_url_file: None,
+            postgres_max_connections: 8,
+            postgres_timeout: "10s".into(),
+            background_lease: "15s".into(),
         }
     }
 }
@@ -514,6 +524,7 @@ pub(crate) struct Resolved {
     pub(crate) settings: server::Settings,
     pub(crate) data_dir: PathBuf,
     pub(crate) store: store::SpanBackend,
+    pub(crate) metadata: store::MetadataBackend,
 }
 
 pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Resolved> {
@@ -523,6 +534,14 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
         })
     };
     let backend = resolve_storage(&config.storage, env)?;
+    let metadata = resolve_metadata(&config.storage, env)?;
+    let background_lease_nanos = parse_duration_nanos(&config.storage.background_lease)
+        .with_context(|| {
+            format!("`storage.background_lease` = `{}`", config.storage.background_lease)
+        })?;
+    if background_lease_nanos < 3_000_000_000 {
+        bail!("`storage.background_lease` must be at least 3s (it is renewed every third of it)");
+    }
     let spans_max_age_nanos = parse_duration_nanos(&config.retention.spans)
         .with_context(|| format!("`retention.spans` = `{}`", config.retention.spans))?;
     let disk_budget_bytes = config
@@ -565,10 +584,48 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             changes,
             detection,
             notifications,
+            background_lease: std::time::Duration::from_nanos(background_lease_nanos),
         },
         data_dir: config.storage.data_dir.clone(),
         store: backend,
+        metadata,
     })
+}
+
+/// `[storage]`'s metadata: SQLite in the data directory, or PostgreSQL (cluster only).
+fn resolve_metadata(
+    storage: &StorageConfig,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<store::MetadataBackend> {
+    let url = match (&storage.postgres_url_env, &storage.postgres_url_file) {
+        (None, None) => return Ok(store::MetadataBackend::Sqlite),
+        (Some(var), None) => env.get(var).cloned().with_context(|| {
+            format!("`storage.postgres_url_env`: environment variable `{var}` is not set")
+        })?,
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("`storage.postgres_url_file`: reading `{}`", file.display()))?
+            .trim()
+            .to_owned(),
+        (Some(_), Some(_)) => {
+            bail!("`storage`: set one of `postgres_url_env` or `postgres_url_file`, not both")
+        }
+    };
+    if storage.kind != "cluster" {
+        bail!(
+            "`storage.postgres_url_env` / `postgres_url_file` need `storage.kind = \"cluster\"`: the embedded engine keeps its sketches beside SQLite metadata in `storage.data_dir`"
+        );
+    }
+    if storage.postgres_max_connections == 0 {
+        bail!("`storage.postgres_max_connections` must be at least 1");
+    }
+    let timeout = parse_duration_nanos(&storage.postgres_timeout)
+        .with_context(|| format!("`storage.postgres_timeout` = `{}`", storage.postgres_timeout))?;
+    let mut options = store::PostgresOptions::new(&url);
+    options.max_connections = storage.postgres_max_connections;
+    options.timeout = std::time::Duration::from_nanos(timeout);
+    store::PostgresOptions::check(&options)
+        .map_err(|e| anyhow::anyhow!("`storage.postgres_url_env` / `postgres_url_file`: {e}"))?;
+    Ok(store::MetadataBackend::Postgres(options))
 }
 
 /// `[storage]`: the embedded engine, or ClickHouse with every key checked.
@@ -576,11 +633,6 @@ fn resolve_storage(
     storage: &StorageConfig,
     env: &BTreeMap<String, String>,
 ) -> anyhow::Result<store::SpanBackend> {
-    if storage.postgres_url_env.is_some() || storage.postgres_url_file.is_some() {
-        bail!(
-            "`storage.postgres_url_env` / `postgres_url_file`: the PostgreSQL metadata back-end is not built yet; remove the key (metadata stays in `storage.data_dir`, so run one replica)"
-        );
-    }
     match storage.kind.as_str() {
         "embedded" => {
             let sync = match storage.wal_sync.as_str() {

@@ -147,6 +147,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 forges_posting_findings = settings.notifications.forges.len(),
                 "configuration is valid"
             );
+            let (applied, known) =
+                store::metadata_schema_versions(&resolved.data_dir, &resolved.metadata)?;
+            tracing::info!(
+                metadata = %describe_metadata(&resolved),
+                schema_version = applied,
+                expected_schema_version = known,
+                "metadata answers{}",
+                if applied < known {
+                    "; its schema is behind: run `spanblame migrate` (or `serve` applies it)"
+                } else {
+                    ""
+                }
+            );
             if let store::SpanBackend::ClickHouse(options) = &resolved.store {
                 for node in store::clickhouse::check(options)? {
                     tracing::info!(
@@ -168,9 +181,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { common } => {
             let config = config::load(common.config.as_deref(), &env)?;
             let resolved = config::resolve(&config, &env)?;
-            let metadata = store::migrate_metadata(&resolved.data_dir)?;
+            let metadata = store::migrate_metadata(&resolved.data_dir, &resolved.metadata)?;
             tracing::info!(
-                data_dir = %resolved.data_dir.display(),
+                metadata = %describe_metadata(&resolved),
                 from = metadata.0,
                 to = metadata.1,
                 "metadata schema is current"
@@ -224,6 +237,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where the metadata lives, for messages: the SQLite file or the PostgreSQL URL (no password).
+fn describe_metadata_backend(
+    data_dir: &std::path::Path,
+    backend: &store::MetadataBackend,
+) -> String {
+    match backend {
+        store::MetadataBackend::Sqlite => {
+            format!("`{}`", data_dir.join("metadata.sqlite").display())
+        }
+        store::MetadataBackend::Postgres(options) => {
+            format!("PostgreSQL at {}", options.display_url())
+        }
+    }
+}
+
+fn describe_metadata(resolved: &config::Resolved) -> String {
+    describe_metadata_backend(&resolved.data_dir, &resolved.metadata)
+}
+
 fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Result<()> {
     if matches!(resolved.settings.access.mode, server::AuthMode::None)
         && !resolved.settings.http_addr.ip().is_loopback()
@@ -234,8 +266,9 @@ fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Resul
         );
     }
     let data_dir = resolved.data_dir;
-    let store = store::SpanStore::open_with(&data_dir, resolved.store)
-        .with_context(|| format!("opening the store (metadata in `{}`)", data_dir.display()))?;
+    let metadata = describe_metadata_backend(&data_dir, &resolved.metadata);
+    let store = store::SpanStore::open_with(&data_dir, resolved.store, &resolved.metadata)
+        .with_context(|| format!("opening the store (metadata in {metadata})"))?;
     let store = Arc::new(store);
     let state = server::AppState::new(resolved.settings, store, Arc::new(server::SystemClock));
     let runtime = tokio::runtime::Builder::new_multi_thread()

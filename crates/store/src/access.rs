@@ -1,30 +1,28 @@
-//! Identity and access records in the embedded metadata store: API tokens, browser
-//! sessions, sign-ins under way, and the hash-chained audit log.
+//! Identity and access records in the metadata database: API tokens, browser sessions,
+//! sign-ins under way, and the hash-chained audit log.
 //!
 //! [`Accounts`] is a handle to them. The running server gets it from
-//! [`SpanStore::accounts`](crate::SpanStore::accounts); the CLI opens one on a data directory
-//! with [`Accounts::open`] (SQLite serialises the two), so `spanblame audit verify` and
-//! `spanblame token create --data-dir` work beside a running server.
+//! [`SpanStore::accounts`](crate::SpanStore::accounts); the CLI opens one with
+//! [`Accounts::open`] (metadata writes are serialised across processes), so
+//! `spanblame audit verify` and `spanblame token create` work beside running servers.
 //!
 //! The audit chain's key lives in `audit.key` in the data directory (created on first open,
 //! mode 0600), outside the database, so whoever can only write the database cannot forge
-//! links. Audit records are written with `synchronous = FULL`: an acknowledged request's
-//! record survives a power loss, like an acknowledged span.
+//! links. Every process sharing one database needs the same key: the database keeps an HMAC
+//! of a fixed text under it and refuses a process with another key. Audit records are
+//! written durably (SQLite `synchronous = FULL`, a PostgreSQL commit): an acknowledged
+//! request's record survives a power loss, like an acknowledged span.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use auth::audit::{Anchor, AuditRecord, ChainBreak, ChainVerifier, GENESIS};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::metadata::Metadata;
+use crate::metadata::{Metadata, MetadataBackend};
+use crate::sql::{Executor, Row, args};
 use crate::{StoreError, io_error};
 
 const AUDIT_KEY_FILE: &str = "audit.key";
-
-fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::Metadata(e.to_string())
-}
 
 /// A handle to tokens, sessions and the audit log.
 #[derive(Clone)]
@@ -98,45 +96,92 @@ fn split(text: String) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
 
+/// The HMAC under the audit key of a fixed record: equal for equal keys, and useless to
+/// forge links with.
+fn key_check(key: &[u8]) -> [u8; 32] {
+    let probe = AuditRecord {
+        seq: 0,
+        time_unix_nanos: 0,
+        principal: "spanblame audit key check".into(),
+        action: String::new(),
+        resource: String::new(),
+        outcome: String::new(),
+        client_addr: String::new(),
+        request_id: String::new(),
+    };
+    auth::audit::link(key, &GENESIS, &probe)
+}
+
+/// How many audit records a verification reads per query.
+const AUDIT_PAGE: i64 = 10_000;
+
 impl Accounts {
-    /// Opens the metadata database of a data directory (applying migrations) without the
-    /// span store: for CLI commands beside a running server.
-    pub fn open(data_dir: &Path) -> Result<Accounts, StoreError> {
-        if !data_dir.join("metadata.sqlite").exists() {
+    /// Opens the metadata (applying migrations) without the span store: for CLI commands
+    /// beside a running server. `data_dir` holds the audit key (and the SQLite database).
+    pub fn open(data_dir: &Path, backend: &MetadataBackend) -> Result<Accounts, StoreError> {
+        if matches!(backend, MetadataBackend::Sqlite) && !data_dir.join("metadata.sqlite").exists()
+        {
             return Err(StoreError::Metadata(format!(
                 "`{}` holds no spanblame data (no `metadata.sqlite`); pass the server's `--data-dir`",
                 data_dir.display()
             )));
         }
-        let metadata = Arc::new(Metadata::open(&data_dir.join("metadata.sqlite"))?);
+        let metadata = Arc::new(Metadata::open(data_dir, backend)?);
         Accounts::new(metadata, data_dir)
     }
 
+    /// Loads (or creates) the audit key, and refuses it if the chain was written under
+    /// another one.
     pub(crate) fn new(metadata: Arc<Metadata>, data_dir: &Path) -> Result<Accounts, StoreError> {
-        Ok(Accounts { metadata, audit_key: load_or_create_key(data_dir)?.into() })
+        let audit_key: Arc<[u8]> = load_or_create_key(data_dir)?.into();
+        let check = key_check(&audit_key);
+        let matches = metadata.write(|db| {
+            let stored: Option<Vec<u8>> =
+                db.query_value("SELECT key_check FROM audit_anchor", args![])?.flatten();
+            match stored {
+                Some(stored) => Ok(stored == check),
+                None => {
+                    db.execute("UPDATE audit_anchor SET key_check = ?1", args![check])?;
+                    Ok(true)
+                }
+            }
+        })?;
+        if !matches {
+            return Err(StoreError::Metadata(format!(
+                "`{}` is not the key the audit chain in {} was written with; every process \
+                 sharing the metadata needs the same key: copy `{AUDIT_KEY_FILE}` from the \
+                 first replica's data directory",
+                data_dir.join(AUDIT_KEY_FILE).display(),
+                metadata.describe()
+            )));
+        }
+        Ok(Accounts { metadata, audit_key })
     }
 
     // --- tokens ---
 
     /// Stores a new token; fails if its prefix is taken (the caller generates another).
     pub fn insert_token(&self, token: &StoredToken) -> Result<(), StoreError> {
-        insert_token(&self.metadata.conn(), token)
+        self.metadata.write(|db| insert_token(db, token))
     }
 
     pub fn token(&self, prefix: &str) -> Result<Option<StoredToken>, StoreError> {
-        let conn = self.metadata.conn();
-        conn.query_row("SELECT * FROM api_tokens WHERE prefix = ?1", [prefix], read_token)
-            .optional()
-            .map_err(sql)
+        self.metadata.read(|db| {
+            db.query_opt("SELECT * FROM api_tokens WHERE prefix = ?1", args![prefix])?
+                .map(|row| read_token(&row))
+                .transpose()
+        })
     }
 
     /// Every token, newest first.
     pub fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare("SELECT * FROM api_tokens ORDER BY created_unix_nanos DESC, prefix")
-            .map_err(sql)?;
-        stmt.query_map([], read_token).map_err(sql)?.collect::<Result<_, _>>().map_err(sql)
+        self.metadata.read(|db| {
+            db.query_map(
+                "SELECT * FROM api_tokens ORDER BY created_unix_nanos DESC, prefix",
+                args![],
+                read_token,
+            )
+        })
     }
 
     /// Stores `replacement` and lets `prefix` live until `grace_end_unix_nanos` (or its own
@@ -148,72 +193,65 @@ impl Accounts {
         replacement: &StoredToken,
         grace_end_unix_nanos: u64,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.metadata.conn();
-        let tx = conn.transaction().map_err(sql)?;
-        let changed = tx
-            .execute(
+        self.metadata.write(|db| {
+            let changed = db.execute(
                 "UPDATE api_tokens
-                 SET superseded_by = ?2, expires_unix_nanos = min(expires_unix_nanos, ?3)
+                 SET superseded_by = ?2, expires_unix_nanos = least(expires_unix_nanos, ?3)
                  WHERE prefix = ?1 AND revoked_unix_nanos IS NULL AND superseded_by IS NULL",
-                params![prefix, replacement.prefix, grace_end_unix_nanos as i64],
-            )
-            .map_err(sql)?;
-        if changed == 0 {
-            return Ok(false);
-        }
-        insert_token(&tx, replacement)?;
-        tx.commit().map_err(sql)?;
-        Ok(true)
+                args![prefix, replacement.prefix, grace_end_unix_nanos],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            insert_token(db, replacement)?;
+            Ok(true)
+        })
     }
 
     /// Revokes a token at `at_unix_nanos`; `false` if it is unknown or already revoked.
     pub fn revoke_token(&self, prefix: &str, at_unix_nanos: u64) -> Result<bool, StoreError> {
-        let conn = self.metadata.conn();
-        let changed = conn
-            .execute(
+        let changed = self.metadata.write(|db| {
+            db.execute(
                 "UPDATE api_tokens SET revoked_unix_nanos = ?2
                  WHERE prefix = ?1 AND revoked_unix_nanos IS NULL",
-                params![prefix, at_unix_nanos as i64],
+                args![prefix, at_unix_nanos],
             )
-            .map_err(sql)?;
+        })?;
         Ok(changed == 1)
     }
 
     /// Records when tokens were last used (batched by the server).
     pub fn touch_tokens(&self, used: &[(String, u64)]) -> Result<(), StoreError> {
-        let mut conn = self.metadata.conn();
-        let tx = conn.transaction().map_err(sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE api_tokens SET last_used_unix_nanos = max(coalesce(last_used_unix_nanos, 0), ?2)
-                     WHERE prefix = ?1",
-                )
-                .map_err(sql)?;
+        self.metadata.write(|db| {
             for (prefix, at) in used {
-                stmt.execute(params![prefix, *at as i64]).map_err(sql)?;
+                db.execute(
+                    "UPDATE api_tokens
+                     SET last_used_unix_nanos = greatest(last_used_unix_nanos, ?2)
+                     WHERE prefix = ?1",
+                    args![prefix, at],
+                )?;
             }
-        }
-        tx.commit().map_err(sql)
+            Ok(())
+        })
     }
 
     // --- sessions and sign-ins ---
 
     pub fn insert_session(&self, session: &StoredSession) -> Result<(), StoreError> {
-        let conn = self.metadata.conn();
-        conn.execute(
-            "INSERT INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                session.id_sha256.as_slice(),
-                session.principal,
-                session.csrf_token,
-                session.id_token,
-                session.created_unix_nanos as i64,
-                session.expires_unix_nanos as i64
-            ],
-        )
-        .map_err(sql)?;
-        Ok(())
+        self.metadata.write(|db| {
+            db.execute(
+                "INSERT INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                args![
+                    session.id_sha256,
+                    session.principal,
+                    session.csrf_token,
+                    session.id_token,
+                    session.created_unix_nanos,
+                    session.expires_unix_nanos
+                ],
+            )
+            .map(|_| ())
+        })
     }
 
     /// The session with this digest, if it has not expired at `now_unix_nanos`.
@@ -222,47 +260,46 @@ impl Accounts {
         id_sha256: &[u8; 32],
         now_unix_nanos: u64,
     ) -> Result<Option<StoredSession>, StoreError> {
-        let conn = self.metadata.conn();
-        conn.query_row(
-            "SELECT principal, csrf_token, id_token, created_unix_nanos, expires_unix_nanos
-             FROM sessions WHERE id_sha256 = ?1 AND expires_unix_nanos > ?2",
-            params![id_sha256.as_slice(), now_unix_nanos as i64],
-            |row| {
-                Ok(StoredSession {
-                    id_sha256: *id_sha256,
-                    principal: row.get(0)?,
-                    csrf_token: row.get(1)?,
-                    id_token: row.get(2)?,
-                    created_unix_nanos: row.get::<_, i64>(3)? as u64,
-                    expires_unix_nanos: row.get::<_, i64>(4)? as u64,
-                })
-            },
-        )
-        .optional()
-        .map_err(sql)
+        self.metadata.read(|db| {
+            let Some(row) = db.query_opt(
+                "SELECT principal, csrf_token, id_token, created_unix_nanos, expires_unix_nanos
+                 FROM sessions WHERE id_sha256 = ?1 AND expires_unix_nanos > ?2",
+                args![id_sha256, now_unix_nanos],
+            )?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(StoredSession {
+                id_sha256: *id_sha256,
+                principal: row.get(0)?,
+                csrf_token: row.get(1)?,
+                id_token: row.get(2)?,
+                created_unix_nanos: row.get(3)?,
+                expires_unix_nanos: row.get(4)?,
+            }))
+        })
     }
 
     pub fn delete_session(&self, id_sha256: &[u8; 32]) -> Result<(), StoreError> {
-        let conn = self.metadata.conn();
-        conn.execute("DELETE FROM sessions WHERE id_sha256 = ?1", [id_sha256.as_slice()])
-            .map_err(sql)?;
-        Ok(())
+        self.metadata.write(|db| {
+            db.execute("DELETE FROM sessions WHERE id_sha256 = ?1", args![id_sha256]).map(|_| ())
+        })
     }
 
     pub fn insert_sign_in(&self, sign_in: &PendingSignIn) -> Result<(), StoreError> {
-        let conn = self.metadata.conn();
-        conn.execute(
-            "INSERT INTO sign_ins VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                sign_in.state_sha256.as_slice(),
-                sign_in.nonce,
-                sign_in.code_verifier,
-                sign_in.return_to,
-                sign_in.expires_unix_nanos as i64
-            ],
-        )
-        .map_err(sql)?;
-        Ok(())
+        self.metadata.write(|db| {
+            db.execute(
+                "INSERT INTO sign_ins VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![
+                    sign_in.state_sha256,
+                    sign_in.nonce,
+                    sign_in.code_verifier,
+                    sign_in.return_to,
+                    sign_in.expires_unix_nanos
+                ],
+            )
+            .map(|_| ())
+        })
     }
 
     /// Removes and returns the sign-in with this `state` digest if it has not expired: a
@@ -272,111 +309,91 @@ impl Accounts {
         state_sha256: &[u8; 32],
         now_unix_nanos: u64,
     ) -> Result<Option<PendingSignIn>, StoreError> {
-        let mut conn = self.metadata.conn();
-        let tx = conn.transaction().map_err(sql)?;
-        let found = tx
-            .query_row(
-                "SELECT nonce, code_verifier, return_to, expires_unix_nanos FROM sign_ins
-                 WHERE state_sha256 = ?1",
-                [state_sha256.as_slice()],
-                |row| {
+        let found = self.metadata.write(|db| {
+            let found = db
+                .query_opt(
+                    "SELECT nonce, code_verifier, return_to, expires_unix_nanos FROM sign_ins
+                     WHERE state_sha256 = ?1",
+                    args![state_sha256],
+                )?
+                .map(|row| -> Result<PendingSignIn, StoreError> {
                     Ok(PendingSignIn {
                         state_sha256: *state_sha256,
                         nonce: row.get(0)?,
                         code_verifier: row.get(1)?,
                         return_to: row.get(2)?,
-                        expires_unix_nanos: row.get::<_, i64>(3)? as u64,
+                        expires_unix_nanos: row.get(3)?,
                     })
-                },
-            )
-            .optional()
-            .map_err(sql)?;
-        tx.execute("DELETE FROM sign_ins WHERE state_sha256 = ?1", [state_sha256.as_slice()])
-            .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+                })
+                .transpose()?;
+            db.execute("DELETE FROM sign_ins WHERE state_sha256 = ?1", args![state_sha256])?;
+            Ok(found)
+        })?;
         Ok(found.filter(|s| s.expires_unix_nanos > now_unix_nanos))
     }
 
     /// Deletes expired sessions and sign-ins.
     pub fn delete_expired_sessions(&self, now_unix_nanos: u64) -> Result<(), StoreError> {
-        let conn = self.metadata.conn();
-        conn.execute(
-            "DELETE FROM sessions WHERE expires_unix_nanos <= ?1",
-            [now_unix_nanos as i64],
-        )
-        .map_err(sql)?;
-        conn.execute(
-            "DELETE FROM sign_ins WHERE expires_unix_nanos <= ?1",
-            [now_unix_nanos as i64],
-        )
-        .map_err(sql)?;
-        Ok(())
+        self.metadata.write(|db| {
+            db.execute(
+                "DELETE FROM sessions WHERE expires_unix_nanos <= ?1",
+                args![now_unix_nanos],
+            )?;
+            db.execute(
+                "DELETE FROM sign_ins WHERE expires_unix_nanos <= ?1",
+                args![now_unix_nanos],
+            )?;
+            Ok(())
+        })
     }
 
     // --- audit ---
 
     /// Appends records to the chain in one durable transaction; returns their numbers.
     pub fn append_audit(&self, records: &[NewAuditRecord]) -> Result<Vec<u64>, StoreError> {
-        let mut conn = self.metadata.conn();
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
-        let result = (|| {
-            // Immediate: a CLI beside the server may append too; take the write lock first.
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(sql)?;
-            let anchor = read_anchor(&tx)?;
+        // One writer at a time (a CLI or another replica may append too): the anchor read
+        // here is the head the new links continue.
+        self.metadata.write_durable(|db| {
+            let anchor = read_anchor(db)?;
             let (mut seq, mut prev) = match anchor.head {
                 Some((seq, link)) => (seq, link),
                 None => (anchor.first_seq - 1, anchor.first_prev),
             };
             let mut numbers = Vec::with_capacity(records.len());
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT INTO audit_log VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    )
-                    .map_err(sql)?;
-                for new in records {
-                    seq += 1;
-                    let record = AuditRecord {
+            for new in records {
+                seq += 1;
+                let record = AuditRecord {
+                    seq,
+                    time_unix_nanos: new.time_unix_nanos,
+                    principal: new.principal.clone(),
+                    action: new.action.clone(),
+                    resource: new.resource.clone(),
+                    outcome: new.outcome.clone(),
+                    client_addr: new.client_addr.clone(),
+                    request_id: new.request_id.clone(),
+                };
+                let link = auth::audit::link(&self.audit_key, &prev, &record);
+                db.execute(
+                    "INSERT INTO audit_log VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    args![
                         seq,
-                        time_unix_nanos: new.time_unix_nanos,
-                        principal: new.principal.clone(),
-                        action: new.action.clone(),
-                        resource: new.resource.clone(),
-                        outcome: new.outcome.clone(),
-                        client_addr: new.client_addr.clone(),
-                        request_id: new.request_id.clone(),
-                    };
-                    let link = auth::audit::link(&self.audit_key, &prev, &record);
-                    insert
-                        .execute(params![
-                            seq as i64,
-                            record.time_unix_nanos as i64,
-                            record.principal,
-                            record.action,
-                            record.resource,
-                            record.outcome,
-                            record.client_addr,
-                            record.request_id,
-                            prev.as_slice(),
-                            link.as_slice()
-                        ])
-                        .map_err(sql)?;
-                    prev = link;
-                    numbers.push(seq);
-                }
+                        record.time_unix_nanos,
+                        record.principal,
+                        record.action,
+                        record.resource,
+                        record.outcome,
+                        record.client_addr,
+                        record.request_id,
+                        prev,
+                        link
+                    ],
+                )?;
+                prev = link;
+                numbers.push(seq);
             }
-            tx.execute(
-                "UPDATE audit_anchor SET head_seq = ?1, head_link = ?2",
-                params![seq as i64, prev.as_slice()],
-            )
-            .map_err(sql)?;
-            tx.commit().map_err(sql)?;
+            db.execute("UPDATE audit_anchor SET head_seq = ?1, head_link = ?2", args![seq, prev])?;
             Ok(numbers)
-        })();
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
-        result
+        })
     }
 
     /// Records at or after `since_unix_nanos` with a number above `after_seq`, oldest first.
@@ -386,128 +403,146 @@ impl Accounts {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare(
+        self.metadata.read(|db| {
+            db.query_map(
                 "SELECT * FROM audit_log WHERE time_unix_nanos >= ?1 AND seq > ?2
                  ORDER BY seq LIMIT ?3",
+                args![since_unix_nanos, after_seq, limit.min(i64::MAX as usize) as i64],
+                |row| read_audit(row).map(|(record, _, _)| record),
             )
-            .map_err(sql)?;
-        stmt.query_map(params![since_unix_nanos as i64, after_seq as i64, limit as i64], |row| {
-            read_audit(row).map(|(record, _, _)| record)
         })
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)
     }
 
     /// Walks the whole kept chain; `Ok(n)` when its `n` records are intact, else the first
     /// broken record.
     pub fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
-        let conn = self.metadata.conn();
-        let anchor = read_anchor(&conn)?;
+        // Appends may continue meanwhile: walk up to the head read first, in pages, then
+        // check in one statement that nothing lies beyond the head as it is now.
+        let anchor = self.metadata.read(read_anchor)?;
+        let last = anchor.head.map_or(i64::MAX, |(seq, _)| seq as i64);
         let mut verifier = ChainVerifier::new(&self.audit_key, anchor);
-        let mut stmt = conn.prepare("SELECT * FROM audit_log ORDER BY seq").map_err(sql)?;
-        let mut rows = stmt.query([]).map_err(sql)?;
-        while let Some(row) = rows.next().map_err(sql)? {
-            let (record, prev, link) = read_audit(row).map_err(sql)?;
-            if let Err(broken) = verifier.push(&record, &prev, &link) {
-                return Ok(Err(broken));
+        let mut after: i64 = 0;
+        loop {
+            let page = self.metadata.read(|db| {
+                db.query(
+                    "SELECT * FROM audit_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+                    args![after, last, AUDIT_PAGE],
+                )
+            })?;
+            for row in &page {
+                let (record, prev, link) = read_audit(row)?;
+                after = record.seq as i64;
+                if let Err(broken) = verifier.push(&record, &prev, &link) {
+                    return Ok(Err(broken));
+                }
+            }
+            if (page.len() as i64) < AUDIT_PAGE {
+                break;
             }
         }
-        Ok(verifier.finish())
+        let checked = match verifier.finish() {
+            Ok(checked) => checked,
+            Err(broken) => return Ok(Err(broken)),
+        };
+        let stray: Option<u64> = self
+            .metadata
+            .read(|db| {
+                db.query_value(
+                    "SELECT min(seq) FROM audit_log
+                     WHERE seq > (SELECT coalesce(head_seq, 0) FROM audit_anchor)",
+                    args![],
+                )
+            })?
+            .flatten();
+        Ok(match stray {
+            Some(seq) => Err(ChainBreak {
+                seq,
+                problem: "it lies after the chain's head (inserted without the key)".into(),
+            }),
+            None => Ok(checked),
+        })
     }
 
     /// Deletes records older than `cutoff_unix_nanos` and moves the chain's start past them,
     /// so the kept chain still verifies. Returns how many were deleted.
     pub fn enforce_audit_retention(&self, cutoff_unix_nanos: u64) -> Result<u64, StoreError> {
-        let mut conn = self.metadata.conn();
-        let tx = conn.transaction().map_err(sql)?;
-        // Records are appended in time order, so the old ones are a prefix of the chain.
-        let last_old: Option<i64> = tx
-            .query_row(
-                "SELECT max(seq) FROM audit_log WHERE time_unix_nanos < ?1",
-                [cutoff_unix_nanos as i64],
-                |row| row.get(0),
-            )
-            .map_err(sql)?;
-        let Some(last_old) = last_old else { return Ok(0) };
-        let first_kept: Option<(i64, Vec<u8>)> = tx
-            .query_row(
+        self.metadata.write(|db| {
+            // Records are appended in time order, so the old ones are a prefix of the chain.
+            let last_old: Option<i64> = db
+                .query_value(
+                    "SELECT max(seq) FROM audit_log WHERE time_unix_nanos < ?1",
+                    args![cutoff_unix_nanos],
+                )?
+                .flatten();
+            let Some(last_old) = last_old else { return Ok(0) };
+            let first_kept = db.query_opt(
                 "SELECT seq, prev_link FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT 1",
-                [last_old],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-        let (first_seq, first_prev) = match first_kept {
-            Some(kept) => kept,
-            // Everything is old: the next record continues from the head.
-            None => {
-                let anchor = read_anchor(&tx)?;
-                let (seq, link) = anchor.head.unwrap_or((last_old as u64, GENESIS));
-                (seq as i64 + 1, link.to_vec())
-            }
-        };
-        let deleted =
-            tx.execute("DELETE FROM audit_log WHERE seq <= ?1", [last_old]).map_err(sql)?;
-        tx.execute(
-            "UPDATE audit_anchor SET first_seq = ?1, first_prev_link = ?2",
-            params![first_seq, first_prev],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        Ok(deleted as u64)
+                args![last_old],
+            )?;
+            let (first_seq, first_prev): (i64, Vec<u8>) = match first_kept {
+                Some(row) => (row.get(0)?, row.get(1)?),
+                // Everything is old: the next record continues from the head.
+                None => {
+                    let anchor = read_anchor(db)?;
+                    let (seq, link) = anchor.head.unwrap_or((last_old as u64, GENESIS));
+                    (seq as i64 + 1, link.to_vec())
+                }
+            };
+            let deleted = db.execute("DELETE FROM audit_log WHERE seq <= ?1", args![last_old])?;
+            db.execute(
+                "UPDATE audit_anchor SET first_seq = ?1, first_prev_link = ?2",
+                args![first_seq, first_prev],
+            )?;
+            Ok(deleted)
+        })
     }
 }
 
-fn insert_token(conn: &Connection, token: &StoredToken) -> Result<(), StoreError> {
+fn insert_token(db: &mut dyn Executor, token: &StoredToken) -> Result<(), StoreError> {
     let optional = |items: &Option<Vec<String>>| items.as_deref().map(join);
-    conn.execute(
+    db.execute(
         "INSERT INTO api_tokens VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
+        args![
             token.prefix,
             token.name,
             token.secret_sha256,
             join(&token.scopes),
             optional(&token.services),
             optional(&token.environments),
-            token.created_unix_nanos as i64,
+            token.created_unix_nanos,
             token.created_by,
-            token.expires_unix_nanos as i64,
-            token.last_used_unix_nanos.map(|t| t as i64),
-            token.revoked_unix_nanos.map(|t| t as i64),
+            token.expires_unix_nanos,
+            token.last_used_unix_nanos,
+            token.revoked_unix_nanos,
             token.superseded_by,
             token.rotated_from,
         ],
-    )
-    .map_err(sql)?;
+    )?;
     Ok(())
 }
 
-fn read_token(row: &Row<'_>) -> rusqlite::Result<StoredToken> {
-    let time = |idx: usize| row.get::<_, Option<i64>>(idx).map(|t| t.map(|t| t as u64));
+fn read_token(row: &Row) -> Result<StoredToken, StoreError> {
     Ok(StoredToken {
         prefix: row.get(0)?,
         name: row.get(1)?,
         secret_sha256: row.get(2)?,
         scopes: split(row.get(3)?),
-        services: row.get::<_, Option<String>>(4)?.map(split),
-        environments: row.get::<_, Option<String>>(5)?.map(split),
-        created_unix_nanos: row.get::<_, i64>(6)? as u64,
+        services: row.get::<Option<String>>(4)?.map(split),
+        environments: row.get::<Option<String>>(5)?.map(split),
+        created_unix_nanos: row.get(6)?,
         created_by: row.get(7)?,
-        expires_unix_nanos: row.get::<_, i64>(8)? as u64,
-        last_used_unix_nanos: time(9)?,
-        revoked_unix_nanos: time(10)?,
+        expires_unix_nanos: row.get(8)?,
+        last_used_unix_nanos: row.get(9)?,
+        revoked_unix_nanos: row.get(10)?,
         superseded_by: row.get(11)?,
         rotated_from: row.get(12)?,
     })
 }
 
-fn read_audit(row: &Row<'_>) -> rusqlite::Result<(AuditRecord, Vec<u8>, Vec<u8>)> {
+fn read_audit(row: &Row) -> Result<(AuditRecord, Vec<u8>, Vec<u8>), StoreError> {
     let record = AuditRecord {
-        seq: row.get::<_, i64>(0)? as u64,
-        time_unix_nanos: row.get::<_, i64>(1)? as u64,
+        seq: row.get(0)?,
+        time_unix_nanos: row.get(1)?,
         principal: row.get(2)?,
         action: row.get(3)?,
         resource: row.get(4)?,
@@ -518,22 +553,21 @@ fn read_audit(row: &Row<'_>) -> rusqlite::Result<(AuditRecord, Vec<u8>, Vec<u8>)
     Ok((record, row.get(8)?, row.get(9)?))
 }
 
-fn read_anchor(conn: &Connection) -> Result<Anchor, StoreError> {
-    conn.query_row(
-        "SELECT first_seq, first_prev_link, head_seq, head_link FROM audit_anchor",
-        [],
-        |row| {
-            let link = |bytes: Vec<u8>| <[u8; 32]>::try_from(bytes.as_slice()).unwrap_or(GENESIS);
-            let head_seq: Option<i64> = row.get(2)?;
-            let head_link: Option<Vec<u8>> = row.get(3)?;
-            Ok(Anchor {
-                first_seq: row.get::<_, i64>(0)? as u64,
-                first_prev: link(row.get(1)?),
-                head: head_seq.zip(head_link).map(|(seq, l)| (seq as u64, link(l))),
-            })
-        },
-    )
-    .map_err(sql)
+fn read_anchor(db: &mut dyn Executor) -> Result<Anchor, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT first_seq, first_prev_link, head_seq, head_link FROM audit_anchor",
+            args![],
+        )?
+        .ok_or_else(|| StoreError::Metadata("the audit anchor row is missing".into()))?;
+    let link = |bytes: Vec<u8>| <[u8; 32]>::try_from(bytes.as_slice()).unwrap_or(GENESIS);
+    let head_seq: Option<u64> = row.get(2)?;
+    let head_link: Option<Vec<u8>> = row.get(3)?;
+    Ok(Anchor {
+        first_seq: row.get(0)?,
+        first_prev: link(row.get(1)?),
+        head: head_seq.zip(head_link).map(|(seq, l)| (seq, link(l))),
+    })
 }
 
 /// The audit chain's key: read from `audit.key`, or created there (0600) on first use.
@@ -636,7 +670,7 @@ mod tests {
                 store.accounts().append_audit(&[record(1), record(2), record(3)]).unwrap();
             assert_eq!(numbers, [1, 2, 3]);
         }
-        let accounts = Accounts::open(dir.path()).unwrap();
+        let accounts = Accounts::open(dir.path(), &MetadataBackend::Sqlite).unwrap();
         accounts.append_audit(&[record(4), record(5)]).unwrap();
         assert_eq!(accounts.verify_audit().unwrap(), Ok(5));
         assert_eq!(accounts.audit_records(2_000, 0, 10).unwrap().len(), 4);
@@ -645,13 +679,17 @@ mod tests {
         assert_eq!(accounts.enforce_audit_retention(2_500).unwrap(), 2);
         assert_eq!(accounts.verify_audit().unwrap(), Ok(3));
 
-        let conn = accounts.metadata.conn();
-        conn.execute("UPDATE audit_log SET outcome = 'denied' WHERE seq = 4", []).unwrap();
-        drop(conn);
+        accounts
+            .metadata
+            .write(|db| db.execute("UPDATE audit_log SET outcome = 'denied' WHERE seq = 4", &[]))
+            .unwrap();
         assert_eq!(accounts.verify_audit().unwrap().unwrap_err().seq, 4);
 
         // Without the key file nothing opens silently with a different key.
         std::fs::write(dir.path().join(AUDIT_KEY_FILE), b"short").unwrap();
-        assert!(Accounts::open(dir.path()).is_err());
+        assert!(Accounts::open(dir.path(), &MetadataBackend::Sqlite).is_err());
+        std::fs::write(dir.path().join(AUDIT_KEY_FILE), [7u8; 32]).unwrap();
+        let refused = Accounts::open(dir.path(), &MetadataBackend::Sqlite).unwrap_err();
+        assert!(refused.to_string().contains("is not the key the audit chain"), "{refused}");
     }
 }

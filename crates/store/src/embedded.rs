@@ -155,7 +155,7 @@ impl Embedded {
         blocks.sort_by_key(|b| b.last_wal_segment);
         let max_sealed = blocks.last().map(|b| b.last_wal_segment);
 
-        let sketch_watermark = sketches::watermark(&metadata.conn())?;
+        let sketch_watermark = sketches::watermark(&*metadata.sqlite()?)?;
         let mut replayed_spans = Vec::new();
         let mut replayed_sketches = SketchDelta::default();
         let mut first_unsealed = None;
@@ -325,7 +325,11 @@ impl Embedded {
         }
         let _moving = lock(&self.sketch_lock);
         if !part.sketches.is_empty() {
-            sketches::persist(&mut self.metadata.conn(), &part.sketches, part.last_wal_segment)?;
+            sketches::persist(
+                &mut *self.metadata.sqlite()?,
+                &part.sketches,
+                part.last_wal_segment,
+            )?;
         }
         part.sketches_persisted.store(true, Ordering::Release);
         Ok(())
@@ -453,7 +457,7 @@ impl SpanEngine for Embedded {
                     }
                 }
             }
-            sketches::collect_stored(&self.metadata.conn(), query, &mut merged)?;
+            sketches::collect_stored(&*self.metadata.sqlite()?, query, &mut merged)?;
         }
         Ok(merged
             .into_iter()
@@ -477,7 +481,7 @@ impl SpanEngine for Embedded {
         let minute = |nanos: u64| (nanos / sketches::NANOS_PER_MINUTE) as i64;
         let _moving = lock(&self.sketch_lock);
         sketches::roll_up(
-            &mut self.metadata.conn(),
+            &mut *self.metadata.sqlite()?,
             minute(now_unix_nanos.saturating_sub(minutes_max_age_nanos)),
             minute(now_unix_nanos.saturating_sub(max_age_nanos)),
         )

@@ -1,40 +1,15 @@
 //! Findings (one metric of one operation of one deploy) and how far detection got with each
-//! deploy, in the embedded metadata store.
+//! deploy, in the metadata database.
 //!
 //! A finding's verdict and numbers are detection's to rewrite at every look until it is
 //! final; its status (open, acknowledged, resolved) belongs to people and to auto-resolution,
 //! and an update from detection never resets it.
 
 use model::Deploy;
-use rusqlite::{OptionalExtension, Row, params};
 
 use crate::changes::read_deploy;
+use crate::sql::{Executor, Row, Value, args, in_list};
 use crate::{SpanStore, StoreError};
-
-fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::Metadata(e.to_string())
-}
-
-/// A JSON array of strings, for `IN (SELECT value FROM json_each(?))`.
-fn json_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|item| {
-            let mut out = String::from('"');
-            for c in item.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-            out
-        })
-        .collect();
-    format!("[{}]", quoted.join(","))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingStatus {
@@ -129,25 +104,22 @@ pub struct Evaluation {
     pub is_final: bool,
 }
 
-fn read_finding(row: &Row<'_>) -> rusqlite::Result<StoredFinding> {
+fn read_finding(row: &Row) -> Result<StoredFinding, StoreError> {
     Ok(StoredFinding {
-        id: row.get::<_, i64>("id")? as u64,
-        deploy_id: row.get::<_, i64>("deploy_id")? as u64,
+        id: row.get("id")?,
+        deploy_id: row.get("deploy_id")?,
         service: row.get("service")?,
         environment: row.get("environment")?,
         operation: row.get("operation")?,
         span_kind: row.get("span_kind")?,
         metric: row.get("metric")?,
         verdict: row.get("verdict")?,
-        status: FindingStatus::parse(&row.get::<_, String>("status")?)
-            .unwrap_or(FindingStatus::Open),
+        status: FindingStatus::parse(&row.get::<String>("status")?).unwrap_or(FindingStatus::Open),
         is_final: row.get("is_final")?,
-        look_minutes: row.get::<_, i64>("look_minutes")? as u32,
-        first_seen_unix_nanos: row.get::<_, i64>("first_seen_unix_nanos")? as u64,
-        updated_unix_nanos: row.get::<_, i64>("updated_unix_nanos")? as u64,
-        status_changed_unix_nanos: row
-            .get::<_, Option<i64>>("status_changed_unix_nanos")?
-            .map(|t| t as u64),
+        look_minutes: row.get("look_minutes")?,
+        first_seen_unix_nanos: row.get("first_seen_unix_nanos")?,
+        updated_unix_nanos: row.get("updated_unix_nanos")?,
+        status_changed_unix_nanos: row.get("status_changed_unix_nanos")?,
         status_by: row.get("status_by")?,
         status_note: row.get("status_note")?,
         detail: row.get("detail")?,
@@ -171,69 +143,28 @@ impl SpanStore {
         now_unix_nanos: u64,
     ) -> Result<bool, StoreError> {
         let deploy_id = deploy.id;
-        let mut conn = self.metadata.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let start: Option<i64> = tx
-            .query_row(
+        self.metadata.write(|db| {
+            let start: Option<u64> = db.query_value(
                 "SELECT started_at_unix_nanos FROM deploys WHERE id = ?1",
-                [deploy_id as i64],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(sql)?;
-        if start != Some(deploy.started_at_unix_nanos as i64) {
-            return Ok(false);
-        }
-        for update in updates {
-            let existing: Option<(i64, String, bool)> = tx
-                .query_row(
+                args![deploy_id],
+            )?;
+            if start != Some(deploy.started_at_unix_nanos) {
+                return Ok(false);
+            }
+            for update in updates {
+                let existing = db.query_opt(
                     "SELECT id, verdict, is_final FROM findings
                      WHERE deploy_id = ?1 AND operation = ?2 AND span_kind = ?3 AND metric = ?4",
-                    params![
-                        update.deploy_id as i64,
-                        update.operation,
-                        update.span_kind,
-                        update.metric
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()
-                .map_err(sql)?;
-            match existing {
-                Some((_, _, true)) => {}
-                Some((id, verdict, false)) => {
-                    let changed = verdict != update.verdict;
-                    tx.execute(
-                        "UPDATE findings SET verdict = ?2, is_final = ?3, look_minutes = ?4,
-                           first_seen_unix_nanos = CASE WHEN ?8 THEN ?5
-                             ELSE first_seen_unix_nanos END,
-                           explanation = CASE WHEN ?8 THEN NULL ELSE explanation END,
-                           explained = CASE WHEN ?8 THEN 0 ELSE explained END,
-                           updated_unix_nanos = ?5, detail = ?6, baseline_stats = ?7
-                         WHERE id = ?1",
-                        params![
-                            id,
-                            update.verdict,
-                            update.is_final,
-                            update.look_minutes,
-                            now_unix_nanos as i64,
-                            update.detail,
-                            update.baseline_stats,
-                            changed
-                        ],
-                    )
-                    .map_err(sql)?;
-                }
-                None => {
-                    tx.execute(
+                    args![update.deploy_id, update.operation, update.span_kind, update.metric],
+                )?;
+                let Some(existing) = existing else {
+                    db.execute(
                         "INSERT INTO findings (deploy_id, service, environment, operation,
                            span_kind, metric, verdict, status, is_final, look_minutes,
                            first_seen_unix_nanos, updated_unix_nanos, detail, baseline_stats)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?10, ?10, ?11, ?12)",
-                        params![
-                            update.deploy_id as i64,
+                        args![
+                            update.deploy_id,
                             update.service,
                             update.environment,
                             update.operation,
@@ -242,45 +173,58 @@ impl SpanStore {
                             update.verdict,
                             update.is_final,
                             update.look_minutes,
-                            now_unix_nanos as i64,
+                            now_unix_nanos,
                             update.detail,
                             update.baseline_stats
                         ],
-                    )
-                    .map_err(sql)?;
+                    )?;
+                    continue;
+                };
+                if existing.get::<bool>(2)? {
+                    continue;
                 }
+                let changed = existing.get::<String>(1)? != update.verdict;
+                db.execute(
+                    "UPDATE findings SET verdict = ?2, is_final = ?3, look_minutes = ?4,
+                       first_seen_unix_nanos = CASE WHEN ?8 = 1 THEN ?5
+                         ELSE first_seen_unix_nanos END,
+                       explanation = CASE WHEN ?8 = 1 THEN NULL ELSE explanation END,
+                       explained = CASE WHEN ?8 = 1 THEN 0 ELSE explained END,
+                       updated_unix_nanos = ?5, detail = ?6, baseline_stats = ?7
+                     WHERE id = ?1",
+                    args![
+                        existing.get::<i64>(0)?,
+                        update.verdict,
+                        update.is_final,
+                        update.look_minutes,
+                        now_unix_nanos,
+                        update.detail,
+                        update.baseline_stats,
+                        changed
+                    ],
+                )?;
             }
-        }
-        tx.execute(
-            "INSERT INTO deploy_evaluations (deploy_id, look_minutes, is_final, updated_unix_nanos)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO UPDATE SET look_minutes = excluded.look_minutes,
-               is_final = excluded.is_final, updated_unix_nanos = excluded.updated_unix_nanos",
-            params![
-                deploy_id as i64,
-                evaluation.look_minutes,
-                evaluation.is_final,
-                now_unix_nanos as i64
-            ],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        Ok(true)
+            db.execute(
+                "INSERT INTO deploy_evaluations (deploy_id, look_minutes, is_final, updated_unix_nanos)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (deploy_id) DO UPDATE SET look_minutes = excluded.look_minutes,
+                   is_final = excluded.is_final, updated_unix_nanos = excluded.updated_unix_nanos",
+                args![deploy_id, evaluation.look_minutes, evaluation.is_final, now_unix_nanos],
+            )?;
+            Ok(true)
+        })
     }
 
     /// Regressed findings of a deploy whose explanation is missing or incomplete.
     pub fn findings_to_explain(&self, deploy_id: u64) -> Result<Vec<StoredFinding>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        self.metadata.read(|db| {
+            db.query_map(
                 "SELECT * FROM findings
                  WHERE deploy_id = ?1 AND verdict = 'regressed' AND explained = 0 ORDER BY id",
+                args![deploy_id],
+                read_finding,
             )
-            .map_err(sql)?;
-        stmt.query_map([deploy_id as i64], read_finding)
-            .map_err(sql)?
-            .collect::<Result<_, _>>()
-            .map_err(sql)
+        })
     }
 
     /// Stores a regressed finding's explanation; `complete` false retries it at the next look
@@ -291,56 +235,41 @@ impl SpanStore {
         explanation: &str,
         complete: bool,
     ) -> Result<(), StoreError> {
-        self.metadata
-            .conn()
-            .execute(
+        self.metadata.write(|db| {
+            db.execute(
                 "UPDATE findings SET explanation = ?2, explained = ?3 WHERE id = ?1",
-                params![id as i64, explanation, complete],
+                args![id, explanation, complete],
             )
-            .map_err(sql)?;
-        Ok(())
+            .map(|_| ())
+        })
     }
 
     pub fn evaluation(&self, deploy_id: u64) -> Result<Option<Evaluation>, StoreError> {
-        self.metadata
-            .conn()
-            .query_row(
+        self.metadata.read(|db| {
+            db.query_opt(
                 "SELECT look_minutes, is_final FROM deploy_evaluations WHERE deploy_id = ?1",
-                [deploy_id as i64],
-                |row| {
-                    Ok(Evaluation {
-                        look_minutes: row.get::<_, i64>(0)? as u32,
-                        is_final: row.get(1)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(sql)
+                args![deploy_id],
+            )?
+            .map(|row| Ok(Evaluation { look_minutes: row.get(0)?, is_final: row.get(1)? }))
+            .transpose()
+        })
     }
 
     /// Deploys started at or after `since` whose evaluation is not final, oldest first.
     pub fn deploys_to_evaluate(&self, since_unix_nanos: u64) -> Result<Vec<Deploy>, StoreError> {
-        let pending: Vec<(i64, String, String)> = {
-            let conn = self.metadata.conn();
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT d.id, d.service, d.environment FROM deploys d
-                     LEFT JOIN deploy_evaluations e ON e.deploy_id = d.id
-                     WHERE d.started_at_unix_nanos >= ?1 AND coalesce(e.is_final, 0) = 0",
-                )
-                .map_err(sql)?;
-            stmt.query_map([since_unix_nanos as i64], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
-            .map_err(sql)?
-            .collect::<Result<_, _>>()
-            .map_err(sql)?
-        };
+        let pending: Vec<(u64, String, String)> = self.metadata.read(|db| {
+            db.query_map(
+                "SELECT d.id, d.service, d.environment FROM deploys d
+                 LEFT JOIN deploy_evaluations e ON e.deploy_id = d.id
+                 WHERE d.started_at_unix_nanos >= ?1 AND coalesce(e.is_final, 0) = 0",
+                args![since_unix_nanos],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+        })?;
         // Each (service, environment) is listed once, with predecessors worked out.
         let groups: std::collections::BTreeSet<(&str, &str)> =
             pending.iter().map(|(_, s, e)| (s.as_str(), e.as_str())).collect();
-        let wanted: std::collections::HashSet<u64> =
-            pending.iter().map(|(id, _, _)| *id as u64).collect();
+        let wanted: std::collections::HashSet<u64> = pending.iter().map(|(id, _, _)| *id).collect();
         let mut deploys = Vec::with_capacity(pending.len());
         for (service, environment) in groups {
             let siblings = self.deploys(Some(service), Some(environment), usize::MAX)?;
@@ -352,82 +281,76 @@ impl SpanStore {
 
     /// The deploy of the same service and environment that followed `deploy`, if any.
     pub fn next_deploy(&self, deploy: &Deploy) -> Result<Option<Deploy>, StoreError> {
-        let conn = self.metadata.conn();
-        conn.query_row(
-            "SELECT * FROM deploys WHERE service = ?1 AND environment = ?2
-               AND (started_at_unix_nanos > ?3 OR (started_at_unix_nanos = ?3 AND id > ?4))
-             ORDER BY started_at_unix_nanos, id LIMIT 1",
-            params![
-                deploy.service,
-                deploy.environment,
-                deploy.started_at_unix_nanos as i64,
-                deploy.id as i64
-            ],
-            read_deploy,
-        )
-        .optional()
-        .map_err(sql)
+        self.metadata.read(|db| {
+            db.query_opt(
+                "SELECT * FROM deploys WHERE service = ?1 AND environment = ?2
+                   AND (started_at_unix_nanos > ?3 OR (started_at_unix_nanos = ?3 AND id > ?4))
+                 ORDER BY started_at_unix_nanos, id LIMIT 1",
+                args![deploy.service, deploy.environment, deploy.started_at_unix_nanos, deploy.id],
+            )?
+            .map(|row| read_deploy(&row))
+            .transpose()
+        })
     }
 
     pub fn finding(&self, id: u64) -> Result<Option<StoredFinding>, StoreError> {
-        self.metadata
-            .conn()
-            .query_row("SELECT * FROM findings WHERE id = ?1", [id as i64], read_finding)
-            .optional()
-            .map_err(sql)
+        self.metadata.read(|db| {
+            db.query_opt("SELECT * FROM findings WHERE id = ?1", args![id])?
+                .map(|row| read_finding(&row))
+                .transpose()
+        })
     }
 
     /// Findings newest first.
     pub fn findings(&self, filter: &FindingFilter) -> Result<Vec<StoredFinding>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT * FROM findings
-                 WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR environment = ?2)
-                   AND (?3 IS NULL OR verdict = ?3) AND (?4 IS NULL OR status = ?4)
-                   AND (?5 IS NULL OR first_seen_unix_nanos >= ?5) AND (?6 IS NULL OR id < ?6)
-                   AND (?8 IS NULL OR service IN (SELECT value FROM json_each(?8)))
-                   AND (?9 IS NULL OR environment IN (SELECT value FROM json_each(?9)))
-                   AND (?10 IS NULL OR deploy_id = ?10)
-                 ORDER BY id DESC LIMIT ?7",
-            )
-            .map_err(sql)?;
-        stmt.query_map(
-            params![
-                filter.service,
-                filter.environment,
-                filter.verdict,
-                filter.status.map(FindingStatus::as_str),
-                filter.since_unix_nanos.map(|t| t as i64),
-                filter.before_id.map(|id| id as i64),
-                filter.limit.min(i64::MAX as usize) as i64,
-                filter.allowed_services.as_deref().map(json_list),
-                filter.allowed_environments.as_deref().map(json_list),
-                filter.deploy_id.map(|id| id as i64),
-            ],
-            read_finding,
-        )
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)
+        let mut sql = String::from(
+            "SELECT * FROM findings
+             WHERE (CAST(?1 AS TEXT) IS NULL OR service = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR environment = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL OR verdict = ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR status = ?4)
+               AND (CAST(?5 AS BIGINT) IS NULL OR first_seen_unix_nanos >= ?5)
+               AND (CAST(?6 AS BIGINT) IS NULL OR id < ?6)
+               AND (CAST(?8 AS BIGINT) IS NULL OR deploy_id = ?8)",
+        );
+        let mut values: Vec<Value> = args![
+            filter.service,
+            filter.environment,
+            filter.verdict,
+            filter.status.map(FindingStatus::as_str),
+            filter.since_unix_nanos,
+            filter.before_id,
+            filter.limit.min(i64::MAX as usize) as i64,
+            filter.deploy_id,
+        ]
+        .to_vec();
+        // The caller's reach, spelled out as placeholders.
+        for (column, allowed) in
+            [("service", &filter.allowed_services), ("environment", &filter.allowed_environments)]
+        {
+            if let Some(allowed) = allowed {
+                let (list, more) = in_list(values.len() + 1, allowed);
+                sql.push_str(&format!(" AND {column} IN ({list})"));
+                values.extend(more);
+            }
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?7");
+        self.metadata.read(|db| db.query_map(&sql, &values, read_finding))
     }
 
     /// Deploys with an explained regression that is still open, or whose status changed at or
     /// after `since_unix_nanos`: the ones whose notifications may be due.
     pub fn deploys_to_announce(&self, since_unix_nanos: u64) -> Result<Vec<u64>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        self.metadata.read(|db| {
+            db.query_map(
                 "SELECT DISTINCT deploy_id FROM findings
                  WHERE verdict = 'regressed' AND explanation IS NOT NULL
                    AND (status != 'resolved' OR status_changed_unix_nanos >= ?1)
                  ORDER BY deploy_id",
+                args![since_unix_nanos],
+                |row| row.get(0),
             )
-            .map_err(sql)?;
-        stmt.query_map([since_unix_nanos as i64], |row| row.get::<_, i64>(0).map(|v| v as u64))
-            .map_err(sql)?
-            .collect::<Result<_, _>>()
-            .map_err(sql)
+        })
     }
 
     /// Regressed findings not resolved yet, of the deploys of the same service and
@@ -436,28 +359,17 @@ impl SpanStore {
         &self,
         deploy: &Deploy,
     ) -> Result<Vec<StoredFinding>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        self.metadata.read(|db| {
+            db.query_map(
                 "SELECT f.* FROM findings f JOIN deploys d ON d.id = f.deploy_id
                  WHERE f.service = ?1 AND f.environment = ?2
                    AND f.verdict = 'regressed' AND f.status != 'resolved'
                    AND (d.started_at_unix_nanos < ?3 OR (d.started_at_unix_nanos = ?3 AND d.id < ?4))
                  ORDER BY f.id",
+                args![deploy.service, deploy.environment, deploy.started_at_unix_nanos, deploy.id],
+                read_finding,
             )
-            .map_err(sql)?;
-        stmt.query_map(
-            params![
-                deploy.service,
-                deploy.environment,
-                deploy.started_at_unix_nanos as i64,
-                deploy.id as i64
-            ],
-            read_finding,
-        )
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)
+        })
     }
 
     /// Sets a finding's status; `None` when there is no such finding.
@@ -469,15 +381,13 @@ impl SpanStore {
         note: Option<&str>,
         now_unix_nanos: u64,
     ) -> Result<Option<StoredFinding>, StoreError> {
-        let changed = self
-            .metadata
-            .conn()
-            .execute(
+        let changed = self.metadata.write(|db| {
+            db.execute(
                 "UPDATE findings SET status = ?2, status_by = ?3, status_note = ?4,
                    status_changed_unix_nanos = ?5 WHERE id = ?1",
-                params![id as i64, status.as_str(), by, note, now_unix_nanos as i64],
+                args![id, status.as_str(), by, note, now_unix_nanos],
             )
-            .map_err(sql)?;
+        })?;
         if changed == 0 {
             return Ok(None);
         }
@@ -486,13 +396,10 @@ impl SpanStore {
 }
 
 /// Forgets a deploy's evaluation and findings (its start moved, so its windows did).
-pub(crate) fn reset_evaluation(
-    tx: &rusqlite::Transaction<'_>,
-    deploy_id: i64,
-) -> rusqlite::Result<()> {
-    crate::outbox::supersede_for_deploy(tx, deploy_id)?;
-    tx.execute("DELETE FROM findings WHERE deploy_id = ?1", [deploy_id])?;
-    tx.execute("DELETE FROM deploy_evaluations WHERE deploy_id = ?1", [deploy_id])?;
+pub(crate) fn reset_evaluation(db: &mut dyn Executor, deploy_id: i64) -> Result<(), StoreError> {
+    crate::outbox::supersede_for_deploy(db, deploy_id)?;
+    db.execute("DELETE FROM findings WHERE deploy_id = ?1", args![deploy_id])?;
+    db.execute("DELETE FROM deploy_evaluations WHERE deploy_id = ?1", args![deploy_id])?;
     Ok(())
 }
 

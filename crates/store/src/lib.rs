@@ -15,10 +15,12 @@ pub mod clickhouse;
 mod codec;
 mod embedded;
 mod findings;
+mod leases;
 mod metadata;
 mod outbox;
 mod query;
 mod sketches;
+mod sql;
 mod wal;
 
 #[cfg(test)]
@@ -35,10 +37,11 @@ pub use crate::access::{Accounts, NewAuditRecord, PendingSignIn, StoredSession, 
 pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
 pub use crate::clickhouse::ClickHouseOptions;
 pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
-pub use crate::metadata::{OperationSummary, ServiceSummary, VersionSummary};
+pub use crate::metadata::{MetadataBackend, OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::outbox::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use crate::query::{SpanQuery, TraceMatch};
 pub use crate::sketches::{RollUpReport, SeriesKey, SketchQuery, SketchRow};
+pub use crate::sql::postgres::PostgresOptions;
 pub use crate::wal::SyncPolicy;
 
 /// Errors callers can act on; IO errors name the file, engine errors the engine's URL.
@@ -143,14 +146,31 @@ pub(crate) trait SpanEngine: Send + Sync {
     }
 }
 
-/// Applies the metadata migrations in `data_dir` (creating the database when new); returns
-/// the schema version before and after.
-pub fn migrate_metadata(data_dir: &Path) -> Result<(u32, u32), StoreError> {
+/// Applies the metadata migrations (creating the database when new); returns the schema
+/// version before and after.
+pub fn migrate_metadata(
+    data_dir: &Path,
+    backend: &MetadataBackend,
+) -> Result<(u32, u32), StoreError> {
     std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
-    let path = data_dir.join("metadata.sqlite");
-    let before = metadata::applied_version(&path)?;
-    let after = Metadata::open(&path)?.schema_version()?;
+    let before = metadata::applied_version(data_dir, backend)?;
+    let after = Metadata::open(data_dir, backend)?.schema_version()?;
     Ok((before, after))
+}
+
+/// The metadata's schema version and the one this build knows, without changing anything
+/// (on PostgreSQL, this connects: `check-config` reports what it finds).
+pub fn metadata_schema_versions(
+    data_dir: &Path,
+    backend: &MetadataBackend,
+) -> Result<(u32, u32), StoreError> {
+    Ok((metadata::applied_version(data_dir, backend)?, metadata::known_version(backend)))
+}
+
+pub(crate) fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Spans, sketches and metadata behind one handle.
@@ -163,13 +183,18 @@ pub struct SpanStore {
 impl SpanStore {
     /// Opens (or creates) the embedded store in `data_dir`, replaying the WAL into the head.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SpanStore, StoreError> {
-        SpanStore::open_with(data_dir, SpanBackend::Embedded(options))
+        SpanStore::open_with(data_dir, SpanBackend::Embedded(options), &MetadataBackend::Sqlite)
     }
 
-    /// Opens the store with spans in `backend`; metadata lives in `data_dir`.
-    pub fn open_with(data_dir: &Path, backend: SpanBackend) -> Result<SpanStore, StoreError> {
+    /// Opens the store with spans in `backend` and metadata in `metadata`. The data
+    /// directory holds the audit key (and, by default, the metadata and spans).
+    pub fn open_with(
+        data_dir: &Path,
+        backend: SpanBackend,
+        metadata: &MetadataBackend,
+    ) -> Result<SpanStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
-        let metadata = Arc::new(Metadata::open(&data_dir.join("metadata.sqlite"))?);
+        let metadata = Arc::new(Metadata::open(data_dir, metadata)?);
         let accounts = Accounts::new(Arc::clone(&metadata), data_dir)?;
         let engine: Box<dyn SpanEngine> = match backend {
             SpanBackend::Embedded(options) => {

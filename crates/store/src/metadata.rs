@@ -1,18 +1,25 @@
-//! The embedded relational store for metadata (SQLite through `rusqlite`): schema migrations
-//! and the service catalog. Later features (commits, reviews, deploys, findings, tokens, audit)
-//! add their tables as further numbered migrations in `crates/store/migrations/`.
+//! The metadata database (SQLite in the data directory, or PostgreSQL for a fleet): opening,
+//! migrations, transactions, and the service catalog. The other metadata modules (changes,
+//! findings, access, outbox, leases) write their statements once through [`crate::sql`].
+//!
+//! Migrations are numbered per back-end: `crates/store/migrations/NNNN_*.sql` for SQLite
+//! (`user_version` counts them) and `crates/store/migrations/postgres/` for PostgreSQL
+//! (`spanblame_migrations` records them). A schema change adds one file to each.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use model::Span;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
 use crate::StoreError;
+use crate::sql::postgres::{Pool, PostgresOptions};
+use crate::sql::sqlite::{self, Sqlite};
+use crate::sql::{Executor, args};
 
-/// Migrations in order; the database's `user_version` is the number applied so far.
-const MIGRATIONS: &[(&str, &str)] = &[
+/// SQLite migrations in order; the database's `user_version` is the number applied so far.
+const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("0001_catalog", include_str!("../migrations/0001_catalog.sql")),
     ("0002_change_graph", include_str!("../migrations/0002_change_graph.sql")),
     ("0003_review_branches", include_str!("../migrations/0003_review_branches.sql")),
@@ -20,7 +27,13 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_findings", include_str!("../migrations/0005_findings.sql")),
     ("0006_access", include_str!("../migrations/0006_access.sql")),
     ("0007_outbox", include_str!("../migrations/0007_outbox.sql")),
+    ("0008_fleet", include_str!("../migrations/0008_fleet.sql")),
 ];
+
+/// PostgreSQL migrations in order; `spanblame_migrations` records those applied. The first
+/// creates what SQLite's 0001-0008 did.
+const POSTGRES_MIGRATIONS: &[(&str, &str)] =
+    &[("0001_metadata", include_str!("../migrations/postgres/0001_metadata.sql"))];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct VersionKey {
@@ -147,12 +160,41 @@ pub struct VersionSummary {
     pub num_spans: u64,
 }
 
-pub(crate) struct Metadata {
-    conn: Mutex<Connection>,
+/// Where the metadata lives.
+#[derive(Debug, Clone, Default)]
+pub enum MetadataBackend {
+    /// `metadata.sqlite` in the data directory: one process.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by every replica.
+    Postgres(PostgresOptions),
 }
 
+pub(crate) struct Metadata {
+    db: Db,
+}
+
+enum Db {
+    Sqlite { conn: Mutex<Connection>, path: PathBuf },
+    Postgres(Arc<Pool>),
+}
+
+const SQLITE_FILE: &str = "metadata.sqlite";
+
 impl Metadata {
-    pub(crate) fn open(path: &Path) -> Result<Metadata, StoreError> {
+    /// Opens the metadata of `data_dir` (SQLite) or of `backend`, applying migrations.
+    pub(crate) fn open(data_dir: &Path, backend: &MetadataBackend) -> Result<Metadata, StoreError> {
+        match backend {
+            MetadataBackend::Sqlite => Metadata::open_sqlite(&data_dir.join(SQLITE_FILE)),
+            MetadataBackend::Postgres(options) => {
+                let pool = Pool::new(options)?;
+                migrate_postgres(&pool)?;
+                Ok(Metadata { db: Db::Postgres(pool) })
+            }
+        }
+    }
+
+    fn open_sqlite(path: &Path) -> Result<Metadata, StoreError> {
         let sql = |e: rusqlite::Error| StoreError::Metadata(format!("`{}`: {e}", path.display()));
         let mut conn = Connection::open(path).map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
@@ -160,79 +202,145 @@ impl Metadata {
         conn.pragma_update(None, "foreign_keys", true).map_err(sql)?;
         // The CLI may write beside a running server (tokens, audit); wait for its lock.
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
-        migrate(&mut conn).map_err(sql)?;
-        Ok(Metadata { conn: Mutex::new(conn) })
+        sqlite::register_functions(&conn).map_err(sql)?;
+        migrate_sqlite(&mut conn, path)?;
+        Ok(Metadata { db: Db::Sqlite { conn: Mutex::new(conn), path: path.to_owned() } })
     }
 
-    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// What the metadata is, for messages: the SQLite file or the PostgreSQL URL.
+    pub(crate) fn describe(&self) -> String {
+        match &self.db {
+            Db::Sqlite { path, .. } => format!("SQLite `{}`", path.display()),
+            Db::Postgres(pool) => format!("PostgreSQL at {}", pool.url()),
+        }
+    }
+
+    /// Runs `work` outside a transaction (each statement sees committed data).
+    pub(crate) fn read<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Executor) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.db {
+            Db::Sqlite { conn, .. } => work(&mut Sqlite(&lock(conn))),
+            Db::Postgres(pool) => pool.read(work),
+        }
+    }
+
+    /// Runs `work` in a transaction, committed when it returns `Ok`. Writes are serialised
+    /// across every process sharing the database (SQLite's write lock, taken at `BEGIN`; a
+    /// PostgreSQL advisory lock), so `work` may read, decide and write.
+    pub(crate) fn write<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Executor) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.db {
+            Db::Sqlite { conn, .. } => {
+                let mut conn = lock(conn);
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(sqlite::error)?;
+                let out = work(&mut Sqlite(&tx))?;
+                tx.commit().map_err(sqlite::error)?;
+                Ok(out)
+            }
+            Db::Postgres(pool) => pool.write(work),
+        }
+    }
+
+    /// [`write`](Self::write), durable at commit even across a power loss (SQLite's
+    /// `synchronous = FULL` for this transaction; PostgreSQL commits are durable).
+    pub(crate) fn write_durable<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Executor) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.db {
+            Db::Sqlite { conn, .. } => {
+                lock(conn).pragma_update(None, "synchronous", "FULL").map_err(sqlite::error)?;
+                let out = self.write(work);
+                lock(conn).pragma_update(None, "synchronous", "NORMAL").map_err(sqlite::error)?;
+                out
+            }
+            Db::Postgres(_) => self.write(work),
+        }
+    }
+
+    /// The SQLite connection, for the embedded span engine's sketches (which live beside
+    /// the metadata only when it is SQLite).
+    pub(crate) fn sqlite(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        match &self.db {
+            Db::Sqlite { conn, .. } => Ok(lock(conn)),
+            Db::Postgres(pool) => Err(StoreError::Metadata(format!(
+                "the embedded span engine keeps its sketches in SQLite, not in PostgreSQL at {}; \
+                 use `storage.kind = \"cluster\"` (ClickHouse) with PostgreSQL",
+                pool.url()
+            ))),
+        }
     }
 
     pub(crate) fn apply_catalog(&self, delta: &CatalogDelta) -> Result<(), StoreError> {
-        let sql = |e: rusqlite::Error| StoreError::Metadata(e.to_string());
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(sql)?;
-        {
-            let mut upsert_version = tx
-                .prepare_cached(
-                    "INSERT INTO service_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT DO UPDATE SET
-                       first_seen_unix_nanos = min(first_seen_unix_nanos, excluded.first_seen_unix_nanos),
-                       last_seen_unix_nanos = max(last_seen_unix_nanos, excluded.last_seen_unix_nanos),
-                       num_spans = num_spans + excluded.num_spans",
-                )
-                .map_err(sql)?;
+        self.write(|db| {
             for (key, seen) in &delta.versions {
-                crate::changes::infer_deploy(&tx, key, seen).map_err(sql)?;
-                upsert_version
-                    .execute(params![
+                crate::changes::infer_deploy(db, key, seen)?;
+                db.execute(
+                    "INSERT INTO service_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (service, environment, version) DO UPDATE SET
+                       first_seen_unix_nanos = least(service_versions.first_seen_unix_nanos, excluded.first_seen_unix_nanos),
+                       last_seen_unix_nanos = greatest(service_versions.last_seen_unix_nanos, excluded.last_seen_unix_nanos),
+                       num_spans = service_versions.num_spans + excluded.num_spans",
+                    args![
                         key.service,
                         key.environment,
                         key.version,
-                        seen.first_unix_nanos as i64,
-                        seen.last_unix_nanos as i64,
-                        seen.num_spans as i64
-                    ])
-                    .map_err(sql)?;
+                        seen.first_unix_nanos,
+                        seen.last_unix_nanos,
+                        seen.num_spans
+                    ],
+                )?;
             }
-            let mut upsert_operation = tx
-                .prepare_cached(
-                    "INSERT INTO service_operations VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT DO UPDATE SET
-                       first_seen_unix_nanos = min(first_seen_unix_nanos, excluded.first_seen_unix_nanos),
-                       last_seen_unix_nanos = max(last_seen_unix_nanos, excluded.last_seen_unix_nanos),
-                       num_spans = num_spans + excluded.num_spans",
-                )
-                .map_err(sql)?;
             for (key, seen) in &delta.operations {
-                upsert_operation
-                    .execute(params![
+                db.execute(
+                    "INSERT INTO service_operations VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (service, operation, span_kind) DO UPDATE SET
+                       first_seen_unix_nanos = least(service_operations.first_seen_unix_nanos, excluded.first_seen_unix_nanos),
+                       last_seen_unix_nanos = greatest(service_operations.last_seen_unix_nanos, excluded.last_seen_unix_nanos),
+                       num_spans = service_operations.num_spans + excluded.num_spans",
+                    args![
                         key.service,
                         key.operation,
                         key.span_kind,
-                        seen.first_unix_nanos as i64,
-                        seen.last_unix_nanos as i64,
-                        seen.num_spans as i64
-                    ])
-                    .map_err(sql)?;
+                        seen.first_unix_nanos,
+                        seen.last_unix_nanos,
+                        seen.num_spans
+                    ],
+                )?;
             }
-            let mut upsert_commit = tx
-                .prepare_cached(
-                    "INSERT INTO version_commits VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO UPDATE SET commit_sha = excluded.commit_sha",
-                )
-                .map_err(sql)?;
             for ((service, version), commit) in &delta.version_commits {
-                upsert_commit.execute(params![service, version, commit]).map_err(sql)?;
+                db.execute(
+                    "INSERT INTO version_commits VALUES (?1, ?2, ?3)
+                     ON CONFLICT (service, version) DO UPDATE SET commit_sha = excluded.commit_sha",
+                    args![service, version, commit],
+                )?;
             }
-        }
-        tx.commit().map_err(sql)
+            Ok(())
+        })
     }
 
     pub(crate) fn services(&self) -> Result<Vec<ServiceSummary>, StoreError> {
-        let sql = |e: rusqlite::Error| StoreError::Metadata(e.to_string());
-        let conn = self.conn();
+        let (versions, operations) = self.read(|db| {
+            let versions = db.query(
+                "SELECT service, environment, version, first_seen_unix_nanos, last_seen_unix_nanos,
+                        num_spans
+                 FROM service_versions ORDER BY service, environment, first_seen_unix_nanos",
+                args![],
+            )?;
+            let operations = db.query(
+                "SELECT service, operation, span_kind, first_seen_unix_nanos, last_seen_unix_nanos,
+                        num_spans
+                 FROM service_operations ORDER BY service, operation, span_kind",
+                args![],
+            )?;
+            Ok((versions, operations))
+        })?;
         let mut services: Vec<ServiceSummary> = Vec::new();
         let find = |name: String, services: &mut Vec<ServiceSummary>| -> usize {
             match services.iter().position(|s| s.name == name) {
@@ -243,77 +351,136 @@ impl Metadata {
                 }
             }
         };
-        let mut stmt = conn
-            .prepare(
-                "SELECT service, environment, version, first_seen_unix_nanos, last_seen_unix_nanos,
-                        num_spans
-                 FROM service_versions ORDER BY service, environment, first_seen_unix_nanos",
-            )
-            .map_err(sql)?;
-        let mut rows = stmt.query([]).map_err(sql)?;
-        while let Some(row) = rows.next().map_err(sql)? {
-            let idx = find(row.get(0).map_err(sql)?, &mut services);
-            let non_empty = |s: String| if s.is_empty() { None } else { Some(s) };
+        let non_empty = |s: String| if s.is_empty() { None } else { Some(s) };
+        for row in versions {
+            let idx = find(row.get(0)?, &mut services);
             services[idx].versions.push(VersionSummary {
-                environment: non_empty(row.get(1).map_err(sql)?),
-                version: non_empty(row.get(2).map_err(sql)?),
-                first_seen_unix_nanos: row.get::<_, i64>(3).map_err(sql)? as u64,
-                last_seen_unix_nanos: row.get::<_, i64>(4).map_err(sql)? as u64,
-                num_spans: row.get::<_, i64>(5).map_err(sql)? as u64,
+                environment: non_empty(row.get(1)?),
+                version: non_empty(row.get(2)?),
+                first_seen_unix_nanos: row.get(3)?,
+                last_seen_unix_nanos: row.get(4)?,
+                num_spans: row.get(5)?,
             });
         }
-        let mut stmt = conn
-            .prepare(
-                "SELECT service, operation, span_kind, first_seen_unix_nanos, last_seen_unix_nanos,
-                        num_spans
-                 FROM service_operations ORDER BY service, operation, span_kind",
-            )
-            .map_err(sql)?;
-        let mut rows = stmt.query([]).map_err(sql)?;
-        while let Some(row) = rows.next().map_err(sql)? {
-            let idx = find(row.get(0).map_err(sql)?, &mut services);
+        for row in operations {
+            let idx = find(row.get(0)?, &mut services);
             services[idx].operations.push(OperationSummary {
-                name: row.get(1).map_err(sql)?,
-                span_kind: row.get(2).map_err(sql)?,
-                first_seen_unix_nanos: row.get::<_, i64>(3).map_err(sql)? as u64,
-                last_seen_unix_nanos: row.get::<_, i64>(4).map_err(sql)? as u64,
-                num_spans: row.get::<_, i64>(5).map_err(sql)? as u64,
+                name: row.get(1)?,
+                span_kind: row.get(2)?,
+                first_seen_unix_nanos: row.get(3)?,
+                last_seen_unix_nanos: row.get(4)?,
+                num_spans: row.get(5)?,
             });
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(services)
     }
 
+    /// The number of migrations applied (each back-end numbers its own).
     pub(crate) fn schema_version(&self) -> Result<u32, StoreError> {
-        let conn = self.conn();
-        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
-            .optional()
-            .map(|v| v.unwrap_or(0))
-            .map_err(|e| StoreError::Metadata(e.to_string()))
+        match &self.db {
+            Db::Sqlite { conn, .. } => lock(conn)
+                .query_row("PRAGMA user_version", [], |row| row.get(0))
+                .map_err(sqlite::error),
+            Db::Postgres(pool) => pool.read(postgres_version),
+        }
     }
 }
 
-/// The migrations applied to the database at `path` (0 when it does not exist yet).
-pub(crate) fn applied_version(path: &Path) -> Result<u32, StoreError> {
-    if !path.exists() {
-        return Ok(0);
+/// The migrations applied to the metadata of `data_dir` or `backend` (0 when it does not
+/// exist yet), without applying any.
+pub(crate) fn applied_version(
+    data_dir: &Path,
+    backend: &MetadataBackend,
+) -> Result<u32, StoreError> {
+    match backend {
+        MetadataBackend::Sqlite => {
+            let path = data_dir.join(SQLITE_FILE);
+            if !path.exists() {
+                return Ok(0);
+            }
+            let sql =
+                |e: rusqlite::Error| StoreError::Metadata(format!("`{}`: {e}", path.display()));
+            let conn = Connection::open(&path).map_err(sql)?;
+            conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql)
+        }
+        MetadataBackend::Postgres(options) => Pool::new(options)?.read(postgres_version),
     }
+}
+
+/// The migrations this build has for `backend`.
+pub(crate) fn known_version(backend: &MetadataBackend) -> u32 {
+    match backend {
+        MetadataBackend::Sqlite => SQLITE_MIGRATIONS.len() as u32,
+        MetadataBackend::Postgres(_) => POSTGRES_MIGRATIONS.len() as u32,
+    }
+}
+
+/// Applies the SQLite migrations not yet applied, each in its own transaction.
+fn migrate_sqlite(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let sql = |e: rusqlite::Error| StoreError::Metadata(format!("`{}`: {e}", path.display()));
-    let conn = Connection::open(path).map_err(sql)?;
-    conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql)
-}
-
-/// Applies the migrations not yet applied, each in its own transaction.
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let applied: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (number, (name, sql)) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", number as u32 + 1)?;
-        tx.commit()?;
+    let applied: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql)?;
+    refuse_newer(applied, SQLITE_MIGRATIONS.len(), &format!("`{}`", path.display()))?;
+    for (number, (name, script)) in SQLITE_MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let tx = conn.transaction().map_err(sql)?;
+        tx.execute_batch(script).map_err(sql)?;
+        tx.pragma_update(None, "user_version", number as u32 + 1).map_err(sql)?;
+        tx.commit().map_err(sql)?;
         tracing::info!(migration = name, "applied metadata migration");
     }
     Ok(())
+}
+
+fn refuse_newer(applied: u32, known: usize, what: &str) -> Result<(), StoreError> {
+    if applied as usize > known {
+        return Err(StoreError::Metadata(format!(
+            "{what} has metadata schema version {applied}, newer than this spanblame's {known}; \
+             run the newer spanblame (or restore a backup from before the upgrade)"
+        )));
+    }
+    Ok(())
+}
+
+/// The advisory lock migrations hold, so replicas starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x7370_616e_6d69_6772;
+
+fn postgres_version(db: &mut dyn Executor) -> Result<u32, StoreError> {
+    let exists: Option<String> = db
+        .query_value("SELECT CAST(to_regclass('spanblame_migrations') AS TEXT)", args![])?
+        .flatten();
+    if exists.is_none() {
+        return Ok(0);
+    }
+    let version: i64 = db
+        .query_value("SELECT coalesce(max(version), 0) FROM spanblame_migrations", args![])?
+        .unwrap_or(0);
+    Ok(version as u32)
+}
+
+/// Applies the PostgreSQL migrations not yet applied, in one transaction.
+fn migrate_postgres(pool: &Pool) -> Result<(), StoreError> {
+    pool.transaction(MIGRATION_LOCK, |db| {
+        db.batch(
+            "CREATE TABLE IF NOT EXISTS spanblame_migrations (
+                 version BIGINT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 applied_unix_nanos BIGINT NOT NULL
+             )",
+        )?;
+        let applied = postgres_version(db)?;
+        refuse_newer(applied, POSTGRES_MIGRATIONS.len(), &format!("PostgreSQL at {}", pool.url()))?;
+        for (number, (name, script)) in
+            POSTGRES_MIGRATIONS.iter().enumerate().skip(applied as usize)
+        {
+            db.batch(script)?;
+            db.execute(
+                "INSERT INTO spanblame_migrations VALUES (?1, ?2, ?3)",
+                args![number as i64 + 1, name, crate::now_unix_nanos()],
+            )?;
+            tracing::info!(migration = name, url = pool.url(), "applied metadata migration");
+        }
+        Ok(())
+    })
 }
 
 /// Adds the spans' (service, environment, version) and (service, operation, kind) to the catalog.

@@ -7,13 +7,8 @@
 //! retry, or `dead` after the caller's bound. Rows hold no secrets: the sender adds credentials
 //! from the configuration at send time.
 
-use rusqlite::{Row, params};
-
+use crate::sql::{Executor, Row, args};
 use crate::{SpanStore, StoreError};
-
-fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::Metadata(e.to_string())
-}
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,24 +108,23 @@ pub struct DeliveryFilter {
     pub limit: usize,
 }
 
-fn read_delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+fn read_delivery(row: &Row) -> Result<Delivery, StoreError> {
     Ok(Delivery {
-        id: row.get::<_, i64>("id")? as u64,
+        id: row.get("id")?,
         idempotency_key: row.get("idempotency_key")?,
         sink: row.get("sink")?,
         kind: row.get("kind")?,
-        finding_id: row.get::<_, Option<i64>>("finding_id")?.map(|v| v as u64),
-        deploy_id: row.get::<_, Option<i64>>("deploy_id")?.map(|v| v as u64),
+        finding_id: row.get("finding_id")?,
+        deploy_id: row.get("deploy_id")?,
         target: row.get("target")?,
         summary: row.get("summary")?,
         request: row.get("request")?,
-        state: DeliveryState::parse(&row.get::<_, String>("state")?)
-            .unwrap_or(DeliveryState::Pending),
-        attempts: row.get::<_, i64>("attempts")? as u32,
-        created_unix_nanos: row.get::<_, i64>("created_unix_nanos")? as u64,
-        next_attempt_unix_nanos: row.get::<_, i64>("next_attempt_unix_nanos")? as u64,
-        finished_unix_nanos: row.get::<_, Option<i64>>("finished_unix_nanos")?.map(|v| v as u64),
-        last_status: row.get::<_, Option<i64>>("last_status")?.map(|v| v as u16),
+        state: DeliveryState::parse(&row.get::<String>("state")?).unwrap_or(DeliveryState::Pending),
+        attempts: row.get("attempts")?,
+        created_unix_nanos: row.get("created_unix_nanos")?,
+        next_attempt_unix_nanos: row.get("next_attempt_unix_nanos")?,
+        finished_unix_nanos: row.get("finished_unix_nanos")?,
+        last_status: row.get("last_status")?,
         last_error: row.get("last_error")?,
     })
 }
@@ -143,49 +137,46 @@ impl SpanStore {
         deliveries: &[NewDelivery],
         now_unix_nanos: u64,
     ) -> Result<usize, StoreError> {
-        let mut conn = self.metadata.conn();
-        let tx = conn.transaction().map_err(sql)?;
-        let mut added = 0;
-        for d in deliveries {
-            for key in &d.supersedes {
-                tx.execute(
-                    "UPDATE outbox SET state = 'superseded', finished_unix_nanos = ?2
-                     WHERE idempotency_key = ?1 AND state = 'pending'",
-                    params![key, now_unix_nanos as i64],
-                )
-                .map_err(sql)?;
-            }
-            added += tx
-                .execute(
-                    "INSERT OR IGNORE INTO outbox (idempotency_key, sink, kind, finding_id,
-                       deploy_id, target, summary, request, state, created_unix_nanos,
+        self.metadata.write(|db| {
+            let mut added = 0;
+            for d in deliveries {
+                for key in &d.supersedes {
+                    db.execute(
+                        "UPDATE outbox SET state = 'superseded', finished_unix_nanos = ?2
+                         WHERE idempotency_key = ?1 AND state = 'pending'",
+                        args![key, now_unix_nanos],
+                    )?;
+                }
+                added += db.execute(
+                    "INSERT INTO outbox (idempotency_key, sink, kind, finding_id, deploy_id,
+                       target, summary, request, state, created_unix_nanos,
                        next_attempt_unix_nanos)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
-                    params![
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)
+                     ON CONFLICT DO NOTHING",
+                    args![
                         d.idempotency_key,
                         d.sink,
                         d.kind,
-                        d.finding_id.map(|v| v as i64),
-                        d.deploy_id.map(|v| v as i64),
+                        d.finding_id,
+                        d.deploy_id,
                         d.target,
                         d.summary,
                         d.request,
-                        now_unix_nanos as i64
+                        now_unix_nanos
                     ],
-                )
-                .map_err(sql)?;
-        }
-        tx.commit().map_err(sql)?;
-        Ok(added)
+                )? as usize;
+            }
+            Ok(added)
+        })
     }
 
     /// The delivery enqueued under this key, in any state.
     pub fn delivery_by_key(&self, idempotency_key: &str) -> Result<Option<Delivery>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT * FROM outbox WHERE idempotency_key = ?1").map_err(sql)?;
-        let mut rows = stmt.query_map([idempotency_key], read_delivery).map_err(sql)?;
-        rows.next().transpose().map_err(sql)
+        self.metadata.read(|db| {
+            db.query_opt("SELECT * FROM outbox WHERE idempotency_key = ?1", args![idempotency_key])?
+                .map(|row| read_delivery(&row))
+                .transpose()
+        })
     }
 
     /// Pending deliveries due at `now`, oldest first (so one target's messages keep their order
@@ -195,17 +186,14 @@ impl SpanStore {
         now_unix_nanos: u64,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        self.metadata.read(|db| {
+            db.query_map(
                 "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_unix_nanos <= ?1
                  ORDER BY id LIMIT ?2",
+                args![now_unix_nanos, limit.min(i64::MAX as usize) as i64],
+                read_delivery,
             )
-            .map_err(sql)?;
-        stmt.query_map(params![now_unix_nanos as i64, limit as i64], read_delivery)
-            .map_err(sql)?
-            .collect::<Result<_, _>>()
-            .map_err(sql)
+        })
     }
 
     /// Records one attempt. A row that is no longer pending (superseded meanwhile) keeps its
@@ -216,112 +204,105 @@ impl SpanStore {
         outcome: &AttemptOutcome,
         now_unix_nanos: u64,
     ) -> Result<(), StoreError> {
-        let conn = self.metadata.conn();
-        let now = now_unix_nanos as i64;
-        match outcome {
-            AttemptOutcome::Delivered { status } => conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_status = ?2, last_error = NULL,
-                   state = CASE state WHEN 'pending' THEN 'delivered' ELSE state END,
-                   finished_unix_nanos = ?3
-                 WHERE id = ?1",
-                params![id as i64, i64::from(*status), now],
-            ),
-            AttemptOutcome::Failed { status, error, retry_at_unix_nanos: Some(at) } => conn
-                .execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_status = ?2, last_error = ?3,
-                   next_attempt_unix_nanos = ?4
-                 WHERE id = ?1",
-                    params![id as i64, status.map(i64::from), error, *at as i64],
+        self.metadata.write(|db| {
+            match outcome {
+                AttemptOutcome::Delivered { status } => db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_status = ?2, last_error = NULL,
+                       state = CASE state WHEN 'pending' THEN 'delivered' ELSE state END,
+                       finished_unix_nanos = ?3
+                     WHERE id = ?1",
+                    args![id, status, now_unix_nanos],
                 ),
-            AttemptOutcome::Failed { status, error, retry_at_unix_nanos: None } => conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_status = ?2, last_error = ?3,
-                   state = CASE state WHEN 'pending' THEN 'dead' ELSE state END,
-                   finished_unix_nanos = ?4
-                 WHERE id = ?1",
-                params![id as i64, status.map(i64::from), error, now],
-            ),
-        }
-        .map_err(sql)?;
-        Ok(())
+                AttemptOutcome::Failed { status, error, retry_at_unix_nanos: Some(at) } => db
+                    .execute(
+                        "UPDATE outbox SET attempts = attempts + 1, last_status = ?2,
+                           last_error = ?3, next_attempt_unix_nanos = ?4
+                         WHERE id = ?1",
+                        args![id, status, error, at],
+                    ),
+                AttemptOutcome::Failed { status, error, retry_at_unix_nanos: None } => db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_status = ?2, last_error = ?3,
+                       state = CASE state WHEN 'pending' THEN 'dead' ELSE state END,
+                       finished_unix_nanos = ?4
+                     WHERE id = ?1",
+                    args![id, status, error, now_unix_nanos],
+                ),
+            }
+            .map(|_| ())
+        })
     }
 
     /// Puts a dead delivery back in the queue, due at once; false when it is not dead.
     pub fn retry_delivery(&self, id: u64, now_unix_nanos: u64) -> Result<bool, StoreError> {
-        let changed = self
-            .metadata
-            .conn()
-            .execute(
+        let changed = self.metadata.write(|db| {
+            db.execute(
                 "UPDATE outbox SET state = 'pending', next_attempt_unix_nanos = ?2,
                    finished_unix_nanos = NULL WHERE id = ?1 AND state = 'dead'",
-                params![id as i64, now_unix_nanos as i64],
+                args![id, now_unix_nanos],
             )
-            .map_err(sql)?;
+        })?;
         Ok(changed == 1)
     }
 
     pub fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn.prepare_cached("SELECT * FROM outbox WHERE id = ?1").map_err(sql)?;
-        let mut rows = stmt.query_map([id as i64], read_delivery).map_err(sql)?;
-        rows.next().transpose().map_err(sql)
+        self.metadata.read(|db| {
+            db.query_opt("SELECT * FROM outbox WHERE id = ?1", args![id])?
+                .map(|row| read_delivery(&row))
+                .transpose()
+        })
     }
 
     /// Deliveries, newest first.
     pub fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        let conn = self.metadata.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        self.metadata.read(|db| {
+            db.query_map(
                 "SELECT * FROM outbox
-                 WHERE (?1 IS NULL OR finding_id = ?1)
-                   AND (?2 IS NULL OR deploy_id = ?2)
-                   AND (?3 IS NULL OR state = ?3)
-                   AND (?4 IS NULL OR id < ?4)
+                 WHERE (CAST(?1 AS BIGINT) IS NULL OR finding_id = ?1)
+                   AND (CAST(?2 AS BIGINT) IS NULL OR deploy_id = ?2)
+                   AND (CAST(?3 AS TEXT) IS NULL OR state = ?3)
+                   AND (CAST(?4 AS BIGINT) IS NULL OR id < ?4)
                  ORDER BY id DESC LIMIT ?5",
+                args![
+                    filter.finding_id,
+                    filter.deploy_id,
+                    filter.state.map(DeliveryState::as_str),
+                    filter.before_id,
+                    filter.limit.min(i64::MAX as usize) as i64
+                ],
+                read_delivery,
             )
-            .map_err(sql)?;
-        stmt.query_map(
-            params![
-                filter.finding_id.map(|v| v as i64),
-                filter.deploy_id.map(|v| v as i64),
-                filter.state.map(DeliveryState::as_str),
-                filter.before_id.map(|v| v as i64),
-                filter.limit as i64
-            ],
-            read_delivery,
-        )
-        .map_err(sql)?
-        .collect::<Result<_, _>>()
-        .map_err(sql)
+        })
     }
 
     /// Deletes delivered and superseded rows finished before `before_unix_nanos` whose key
-    /// matches the SQL `LIKE` pattern `key_like`. A deleted key can be enqueued again, so prune
-    /// only keys that are never decided twice (periodic refreshes). Dead rows stay.
+    /// matches the SQL `LIKE` pattern `key_like` (case-sensitive: write keys in one case). A
+    /// deleted key can be enqueued again, so prune only keys that are never decided twice
+    /// (periodic refreshes). Dead rows stay.
     pub fn prune_deliveries(
         &self,
         key_like: &str,
         before_unix_nanos: u64,
     ) -> Result<usize, StoreError> {
-        self.metadata
-            .conn()
-            .execute(
+        let deleted = self.metadata.write(|db| {
+            db.execute(
                 "DELETE FROM outbox WHERE state IN ('delivered', 'superseded')
                    AND finished_unix_nanos < ?2 AND idempotency_key LIKE ?1",
-                params![key_like, before_unix_nanos as i64],
+                args![key_like, before_unix_nanos],
             )
-            .map_err(sql)
+        })?;
+        Ok(deleted as usize)
     }
 }
 
 /// Supersedes the pending deliveries of findings a deploy reset deletes.
 pub(crate) fn supersede_for_deploy(
-    tx: &rusqlite::Transaction<'_>,
+    db: &mut dyn Executor,
     deploy_id: i64,
-) -> rusqlite::Result<()> {
-    tx.execute(
+) -> Result<(), StoreError> {
+    db.execute(
         "UPDATE outbox SET state = 'superseded', finished_unix_nanos = created_unix_nanos
          WHERE state = 'pending' AND finding_id IN (SELECT id FROM findings WHERE deploy_id = ?1)",
-        [deploy_id],
+        args![deploy_id],
     )?;
     Ok(())
 }

@@ -1,14 +1,21 @@
-//! The storage conformance suite: the same cases against every span engine, through the
-//! public `SpanStore` API. Embedded runs in a temporary directory; ClickHouse runs against a
-//! real server (one, and a two-shard cluster behind `Distributed` tables) started by
-//! `testbed`, each case in a database of its own.
+//! The storage conformance suite: the same cases against every back-end, through the public
+//! `SpanStore` API. The embedded store (spans in its own files, metadata in SQLite) runs in a
+//! temporary directory; the scale-out pair runs against real servers started by `testbed`:
+//! ClickHouse (one server, and a two-shard cluster behind `Distributed` tables) with
+//! PostgreSQL for metadata, each case in databases of its own.
 
 use std::sync::Arc;
 
 use model::{
-    KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId, Value,
+    Commit, DeploySource, FileChange, FileChangeKind, ForgeKind, KeyValue, Person, Resource,
+    Review, ReviewState, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId, Value,
 };
-use store::{ClickHouseOptions, SketchQuery, SpanBackend, SpanQuery, SpanStore, StoreOptions};
+use store::{
+    Accounts, Applied, AttemptOutcome, ChangeBatch, ClickHouseOptions, DeliveryFilter,
+    DeliveryState, Evaluation, FindingFilter, FindingStatus, FindingUpdate, MetadataBackend,
+    NewAuditRecord, NewDelivery, NewDeploy, PendingSignIn, PostgresOptions, SketchQuery,
+    SpanBackend, SpanQuery, SpanStore, StoreOptions, StoredSession, StoredToken,
+};
 
 const SECOND: u64 = 1_000_000_000;
 const MINUTE: u64 = 60 * SECOND;
@@ -16,15 +23,22 @@ const DAY: u64 = 86_400 * SECOND;
 /// A minute boundary, so sketch minutes are easy to name.
 const T0: u64 = 1_700_000_040 * SECOND;
 
-/// One engine, opened (and reopened) on the same data.
+/// One back-end, opened (and reopened) on the same data.
 struct Harness {
     dir: tempfile::TempDir,
     backend: SpanBackend,
+    metadata: MetadataBackend,
 }
 
 impl Harness {
     fn open(&self) -> SpanStore {
-        SpanStore::open_with(self.dir.path(), self.backend.clone()).expect("the store opens")
+        SpanStore::open_with(self.dir.path(), self.backend.clone(), &self.metadata)
+            .expect("the store opens")
+    }
+
+    /// A second handle on the metadata alone, as the CLI or another replica opens it.
+    fn accounts(&self) -> Accounts {
+        Accounts::open(self.dir.path(), &self.metadata).expect("the metadata opens")
     }
 }
 
@@ -45,6 +59,13 @@ const CASES: &[(&str, Case)] = &[
     ),
     ("retention_drops_whole_old_days", retention_drops_whole_old_days),
     ("sketch_retention_drops_old_days", sketch_retention_drops_old_days),
+    ("webhooks_apply_once_and_sources_merge", webhooks_apply_once_and_sources_merge),
+    ("deploys_merge_and_know_their_neighbours", deploys_merge_and_know_their_neighbours),
+    ("findings_follow_looks_and_people", findings_follow_looks_and_people),
+    ("the_outbox_sends_each_decision_once", the_outbox_sends_each_decision_once),
+    ("tokens_sessions_and_sign_ins", tokens_sessions_and_sign_ins),
+    ("concurrent_writers_keep_one_audit_chain", concurrent_writers_keep_one_audit_chain),
+    ("one_holder_per_lease_until_it_expires", one_holder_per_lease_until_it_expires),
 ];
 
 /// Runs every case on a fresh harness; fails naming the cases that failed (each case's
@@ -69,26 +90,39 @@ fn embedded() {
             row_group_spans: 4,
             ..StoreOptions::default()
         }),
+        metadata: MetadataBackend::Sqlite,
     });
 }
 
+/// Metadata in a PostgreSQL database of the case's own.
+fn postgres(server: &testbed::Postgres, name: &str) -> MetadataBackend {
+    MetadataBackend::Postgres(PostgresOptions::new(&server.create_database(name)))
+}
+
 #[test]
-fn clickhouse_single_server() {
+fn clickhouse_and_postgresql() {
     let server = testbed::ClickHouse::start();
+    let pg = testbed::Postgres::start();
     run_all(|name| Harness {
         dir: tempfile::tempdir().unwrap(),
         backend: SpanBackend::ClickHouse(ClickHouseOptions::new(&server.url(), name)),
+        metadata: postgres(&pg, name),
     });
 }
 
 #[test]
-fn clickhouse_two_shards() {
+fn clickhouse_two_shards_and_postgresql() {
     let cluster = testbed::ClickHouseCluster::start(2);
+    let pg = testbed::Postgres::start();
     run_all(|name| {
         let mut options = ClickHouseOptions::new(&cluster.urls()[0], name);
         options.cluster = Some(testbed::ClickHouseCluster::NAME.to_owned());
         options.nodes = cluster.urls();
-        Harness { dir: tempfile::tempdir().unwrap(), backend: SpanBackend::ClickHouse(options) }
+        Harness {
+            dir: tempfile::tempdir().unwrap(),
+            backend: SpanBackend::ClickHouse(options),
+            metadata: postgres(&pg, name),
+        }
     });
     // Both shards hold spans: the Distributed table spread them by trace id.
     for node in &cluster.nodes {
@@ -394,4 +428,429 @@ fn sketch_retention_drops_old_days(h: &Harness) {
     // Keep 7 days of sketches (minutes roll up after a day where the engine rolls up).
     store.roll_up_sketches(today + SECOND, DAY, 7 * DAY).unwrap();
     assert_eq!(spans(&store), 1, "the old day's sketches are gone, today's stay");
+}
+
+// ---- metadata cases ----
+
+fn commit(sha: char, message: &str) -> Commit {
+    Commit {
+        sha: sha.to_string().repeat(40),
+        message: message.into(),
+        author: Person { name: Some("Ada".into()), ..Person::default() },
+        files: vec![FileChange { path: "src/cart.rs".into(), kind: FileChangeKind::Modified }],
+        ..Commit::default()
+    }
+}
+
+fn webhooks_apply_once_and_sources_merge(h: &Harness) {
+    let store = h.open();
+    let review = Review {
+        kind: ForgeKind::Gitea,
+        id: "7".into(),
+        title: "Cache carts".into(),
+        url: Some("https://git.example.com/shop/cart/pulls/7".into()),
+        author: Person::default(),
+        reviewers: vec!["bob".into(), "carol".into()],
+        state: ReviewState::Merged,
+        head_branch: Some("cache".into()),
+        head_sha: Some("a".repeat(40)),
+        merge_commit_sha: Some("b".repeat(40)),
+        commits: vec!["a".repeat(40)],
+    };
+    let batch = ChangeBatch {
+        repository: "shop/cart".into(),
+        commits: vec![commit('a', "cache carts\n\nbody"), commit('b', "Merge pull request #7")],
+        reviews: vec![review],
+        branch_head: None,
+    };
+    assert_eq!(store.apply_webhook("gitea", "k1", "push", &batch, T0).unwrap(), Applied::New);
+    let replay = ChangeBatch { commits: vec![commit('c', "other")], ..batch.clone() };
+    assert_eq!(
+        store.apply_webhook("gitea", "k1", "push", &replay, T0).unwrap(),
+        Applied::Duplicate
+    );
+    assert!(store.find_commit(&"c".repeat(40)).unwrap().is_none(), "a replay stores nothing");
+
+    // A mirror adds parents later and knows no author: the webhook's author survives.
+    let mut from_mirror = commit('a', "");
+    from_mirror.author = Person::default();
+    from_mirror.parents = vec!["9".repeat(40)];
+    store
+        .record_changes(&ChangeBatch {
+            repository: "shop/cart".into(),
+            commits: vec![from_mirror],
+            ..ChangeBatch::default()
+        })
+        .unwrap();
+    let found = store.find_commit("AAAAAAA").unwrap().expect("a unique prefix, any case");
+    assert_eq!(found.repository, "shop/cart");
+    assert_eq!(found.commit.author.name.as_deref(), Some("Ada"));
+    assert_eq!(found.commit.parents, vec!["9".repeat(40)]);
+    assert_eq!(found.commit.message, "cache carts\n\nbody", "an empty message never erases");
+    assert_eq!(found.commit.files.len(), 1);
+    assert!(store.find_commit("abc").unwrap().is_none(), "too short a prefix");
+
+    // The same sha in a second repository makes the prefix ambiguous there, not in one.
+    store
+        .record_changes(&ChangeBatch {
+            repository: "shop/other".into(),
+            commits: vec![commit('a', "fork")],
+            ..ChangeBatch::default()
+        })
+        .unwrap();
+    assert!(store.find_commit("aaaaaaa").unwrap().is_none(), "ambiguous across repositories");
+    assert!(store.commit("shop/other", &"A".repeat(40)).unwrap().is_some());
+
+    for sha in ["a", "b"] {
+        let reviews = store.reviews_of_commit(&sha.repeat(40)).unwrap();
+        assert_eq!(reviews.len(), 1, "{sha}");
+        assert_eq!(reviews[0].review.reviewers, ["bob", "carol"]);
+        assert_eq!(reviews[0].review.commits, ["a".repeat(40)]);
+    }
+    let review = store.review("shop/cart", "7").unwrap().unwrap();
+    assert_eq!((review.review.state, review.review.kind), (ReviewState::Merged, ForgeKind::Gitea));
+    assert!(store.review("shop/cart", "8").unwrap().is_none());
+}
+
+fn new_deploy(version: &str, started_at_unix_nanos: u64) -> NewDeploy {
+    NewDeploy {
+        service: "checkout".into(),
+        environment: "prod".into(),
+        version: version.into(),
+        commit: Some("d".repeat(40)),
+        repository: Some("shop/cart".into()),
+        started_at_unix_nanos,
+        finished_at_unix_nanos: None,
+        deployer: Some("ci".into()),
+        is_rollback: false,
+        url: None,
+    }
+}
+
+fn deploys_merge_and_know_their_neighbours(h: &Harness) {
+    let store = h.open();
+    // Spans announce v2 first (an inferred deploy); CI's report merges into it.
+    let v1 = store.record_deploy(&new_deploy("v1", T0)).unwrap();
+    store
+        .append(vec![span(60, 1, T0 + 10 * MINUTE, 1, &resource("checkout", "v2", "prod"))])
+        .unwrap();
+    store.services().unwrap();
+    assert_eq!(store.deploys(Some("checkout"), Some("prod"), 10).unwrap().len(), 2, "inferred");
+    let v2 = store.record_deploy(&new_deploy("v2", T0 + 9 * MINUTE)).unwrap();
+    assert_eq!(v2.source, DeploySource::Merged);
+    assert_eq!((v2.previous_id, v2.started_at_unix_nanos), (Some(v1.id), T0 + 9 * MINUTE));
+    assert_eq!(v2.commit.as_deref(), Some("d".repeat(40).as_str()));
+    // A repeated report of the current deploy updates it.
+    let again = store
+        .record_deploy(&NewDeploy { is_rollback: true, ..new_deploy("v2", T0 + 9 * MINUTE) })
+        .unwrap();
+    assert_eq!((again.id, again.is_rollback), (v2.id, true));
+    let listed = store.deploys(Some("checkout"), None, 10).unwrap();
+    assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), [v2.id, v1.id], "newest first");
+    assert_eq!(store.next_deploy(&v1).unwrap().map(|d| d.id), Some(v2.id));
+    assert!(store.next_deploy(&again).unwrap().is_none());
+    assert_eq!(store.deploy(v1.id).unwrap().unwrap().version, "v1");
+    assert!(store.deploy(999_999).unwrap().is_none());
+    assert_eq!(store.deploys(None, Some("staging"), 10).unwrap().len(), 0);
+}
+
+fn update(deploy: &model::Deploy, metric: &str, verdict: &str, is_final: bool) -> FindingUpdate {
+    FindingUpdate {
+        deploy_id: deploy.id,
+        service: deploy.service.clone(),
+        environment: deploy.environment.clone(),
+        operation: "GET /cart/{id}".into(),
+        span_kind: "server".into(),
+        metric: metric.into(),
+        verdict: verdict.into(),
+        is_final,
+        look_minutes: 5,
+        detail: "{\"p\":0.001}".into(),
+        baseline_stats: vec![1, 2, 3],
+    }
+}
+
+fn findings_follow_looks_and_people(h: &Harness) {
+    let store = h.open();
+    let v1 = store.record_deploy(&new_deploy("v1", T0)).unwrap();
+    let v2 = store.record_deploy(&new_deploy("v2", T0 + 30 * MINUTE)).unwrap();
+    let pending = store.deploys_to_evaluate(T0).unwrap();
+    assert_eq!(pending.iter().map(|d| d.id).collect::<Vec<_>>(), [v1.id, v2.id]);
+    let look = Evaluation { look_minutes: 5, is_final: false };
+    let updates = [
+        update(&v1, "latency_p95", "inconclusive", false),
+        update(&v1, "error_rate", "no_change", true),
+    ];
+    assert!(store.record_look(&v1, &updates, look, T0 + MINUTE).unwrap());
+    // The next look: the verdict changes (first seen restarts); a final finding stays.
+    let updates = [
+        update(&v1, "latency_p95", "regressed", false),
+        update(&v1, "error_rate", "regressed", false),
+    ];
+    assert!(
+        store
+            .record_look(
+                &v1,
+                &updates,
+                Evaluation { look_minutes: 10, is_final: true },
+                T0 + 2 * MINUTE
+            )
+            .unwrap()
+    );
+    assert_eq!(
+        store.evaluation(v1.id).unwrap(),
+        Some(Evaluation { look_minutes: 10, is_final: true })
+    );
+    assert_eq!(
+        store.deploys_to_evaluate(T0).unwrap().iter().map(|d| d.id).collect::<Vec<_>>(),
+        [v2.id]
+    );
+    let all = store.findings(&FindingFilter { limit: 10, ..FindingFilter::default() }).unwrap();
+    assert_eq!(all.len(), 2);
+    let p95 = all.iter().find(|f| f.metric == "latency_p95").unwrap();
+    let errors = all.iter().find(|f| f.metric == "error_rate").unwrap();
+    assert_eq!((p95.verdict.as_str(), p95.first_seen_unix_nanos), ("regressed", T0 + 2 * MINUTE));
+    assert_eq!((errors.verdict.as_str(), errors.is_final), ("no_change", true), "final stays");
+    assert_eq!(p95.baseline_stats, [1, 2, 3]);
+
+    // Explanations, filters, people.
+    assert_eq!(store.findings_to_explain(v1.id).unwrap().len(), 1);
+    store.set_finding_explanation(p95.id, "{\"suspects\":[]}", true).unwrap();
+    assert!(store.findings_to_explain(v1.id).unwrap().is_empty());
+    assert_eq!(store.deploys_to_announce(0).unwrap(), [v1.id]);
+    let filter =
+        |f: FindingFilter| store.findings(&FindingFilter { limit: 10, ..f }).unwrap().len();
+    assert_eq!(
+        filter(FindingFilter { verdict: Some("regressed".into()), ..Default::default() }),
+        1
+    );
+    assert_eq!(filter(FindingFilter { deploy_id: Some(v2.id), ..Default::default() }), 0);
+    assert_eq!(
+        filter(FindingFilter { before_id: Some(p95.id.max(errors.id)), ..Default::default() }),
+        1
+    );
+    assert_eq!(
+        filter(FindingFilter { since_unix_nanos: Some(T0 + 2 * MINUTE), ..Default::default() }),
+        1
+    );
+    let reach = |services: &[&str]| FindingFilter {
+        allowed_services: Some(services.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    assert_eq!(filter(reach(&["checkout", "cart"])), 2);
+    assert_eq!(filter(reach(&["checkout'--", "x\"y"])), 0, "names are bound, never spliced");
+    assert_eq!(filter(reach(&[])), 0, "an empty reach sees nothing");
+    assert_eq!(store.unresolved_regressions(&v2).unwrap().len(), 1);
+    let acknowledged = store
+        .set_finding_status(
+            p95.id,
+            FindingStatus::Acknowledged,
+            "oncall",
+            Some("looking"),
+            T0 + 3 * MINUTE,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (acknowledged.status, acknowledged.status_note.as_deref()),
+        (FindingStatus::Acknowledged, Some("looking"))
+    );
+    store.set_finding_status(p95.id, FindingStatus::Resolved, "v2", None, T0 + 4 * MINUTE).unwrap();
+    assert!(store.unresolved_regressions(&v2).unwrap().is_empty());
+    assert!(store.deploys_to_announce(T0 + 5 * MINUTE).unwrap().is_empty());
+    assert!(
+        store.set_finding_status(999_999, FindingStatus::Open, "x", None, 0).unwrap().is_none()
+    );
+
+    // A late CI report that moves the current deploy's start forgets its findings: the
+    // windows moved, and a look measured on the old ones writes nothing.
+    let v2_update = update(&v2, "latency_p95", "regressed", false);
+    assert!(store.record_look(&v2, &[v2_update], look, T0 + 40 * MINUTE).unwrap());
+    let moved = store.record_deploy(&new_deploy("v2", T0 + 31 * MINUTE)).unwrap();
+    assert_eq!(moved.id, v2.id);
+    let of_v2 = FindingFilter { deploy_id: Some(v2.id), ..Default::default() };
+    assert_eq!(filter(of_v2), 0, "reset");
+    assert!(store.evaluation(v2.id).unwrap().is_none());
+    assert!(!store.record_look(&v2, &[], look, T0 + 41 * MINUTE).unwrap(), "a stale look");
+}
+
+fn delivery(key: &str, finding_id: u64) -> NewDelivery {
+    NewDelivery {
+        idempotency_key: key.into(),
+        sink: "webhook:ops".into(),
+        kind: "alert".into(),
+        finding_id: Some(finding_id),
+        deploy_id: Some(3),
+        target: "spanblame_latency_regression".into(),
+        summary: "p95 up".into(),
+        request: "{}".into(),
+        supersedes: Vec::new(),
+    }
+}
+
+fn the_outbox_sends_each_decision_once(h: &Harness) {
+    let store = h.open();
+    assert_eq!(store.enqueue_deliveries(&[delivery("a", 7), delivery("b", 7)], 10).unwrap(), 2);
+    assert_eq!(store.enqueue_deliveries(&[delivery("a", 7)], 11).unwrap(), 0, "same key");
+    let due = store.due_deliveries(10, 10).unwrap();
+    assert_eq!(due.iter().map(|d| d.idempotency_key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    let retry = AttemptOutcome::Failed {
+        status: Some(503),
+        error: "busy".into(),
+        retry_at_unix_nanos: Some(50),
+    };
+    store.record_attempt(due[0].id, &retry, 12).unwrap();
+    store.record_attempt(due[1].id, &AttemptOutcome::Delivered { status: 201 }, 12).unwrap();
+    assert!(store.due_deliveries(49, 10).unwrap().is_empty(), "backing off");
+    let give_up =
+        AttemptOutcome::Failed { status: None, error: "refused".into(), retry_at_unix_nanos: None };
+    store.record_attempt(due[0].id, &give_up, 51).unwrap();
+    let dead = store.delivery(due[0].id).unwrap().unwrap();
+    assert_eq!((dead.state, dead.attempts, dead.last_status), (DeliveryState::Dead, 2, None));
+    assert!(store.retry_delivery(dead.id, 60).unwrap());
+    assert!(!store.retry_delivery(due[1].id, 60).unwrap(), "only dead rows retry");
+    // A resolution supersedes the pending firing; pruning takes only matching keys.
+    let resolved = NewDelivery { supersedes: vec!["a".into()], ..delivery("a-resolved", 7) };
+    store.enqueue_deliveries(&[resolved], 61).unwrap();
+    let due: Vec<String> =
+        store.due_deliveries(61, 10).unwrap().into_iter().map(|d| d.idempotency_key).collect();
+    assert_eq!(due, ["a-resolved"]);
+    assert_eq!(store.prune_deliveries("zzz%", 100).unwrap(), 0);
+    assert_eq!(store.prune_deliveries("a", 100).unwrap(), 1, "the superseded row");
+    let listed = store
+        .deliveries(&DeliveryFilter {
+            state: Some(DeliveryState::Delivered),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.iter().map(|d| d.idempotency_key.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(store.delivery_by_key("b").unwrap().unwrap().last_status, Some(201));
+}
+
+fn token(prefix: &str) -> StoredToken {
+    StoredToken {
+        prefix: prefix.into(),
+        name: "ci".into(),
+        secret_sha256: vec![1; 32],
+        scopes: vec!["deploy".into(), "read".into()],
+        services: Some(vec!["checkout".into()]),
+        environments: None,
+        created_unix_nanos: 10,
+        created_by: "local".into(),
+        expires_unix_nanos: 1_000,
+        last_used_unix_nanos: None,
+        revoked_unix_nanos: None,
+        superseded_by: None,
+        rotated_from: None,
+    }
+}
+
+fn tokens_sessions_and_sign_ins(h: &Harness) {
+    let store = h.open();
+    let accounts = store.accounts();
+    accounts.insert_token(&token("aaaa0001")).unwrap();
+    assert!(accounts.insert_token(&token("aaaa0001")).is_err(), "prefixes are unique");
+    let new = StoredToken { rotated_from: Some("aaaa0001".into()), ..token("bbbb0002") };
+    assert!(accounts.rotate_token("aaaa0001", &new, 500).unwrap());
+    assert!(!accounts.rotate_token("aaaa0001", &token("cccc0003"), 500).unwrap(), "once");
+    let old = accounts.token("aaaa0001").unwrap().unwrap();
+    assert_eq!((old.expires_unix_nanos, old.superseded_by.as_deref()), (500, Some("bbbb0002")));
+    assert_eq!(accounts.token("bbbb0002").unwrap().unwrap(), new);
+    accounts.touch_tokens(&[("bbbb0002".into(), 77), ("bbbb0002".into(), 70)]).unwrap();
+    assert!(accounts.revoke_token("bbbb0002", 90).unwrap());
+    assert!(!accounts.revoke_token("bbbb0002", 95).unwrap());
+    let stored = accounts.token("bbbb0002").unwrap().unwrap();
+    assert_eq!((stored.last_used_unix_nanos, stored.revoked_unix_nanos), (Some(77), Some(90)));
+    assert_eq!(accounts.tokens().unwrap().len(), 2);
+
+    let session = StoredSession {
+        id_sha256: [9; 32],
+        principal: "{\"id\":\"ada\"}".into(),
+        csrf_token: "csrf".into(),
+        id_token: "eyJ".into(),
+        created_unix_nanos: 100,
+        expires_unix_nanos: 200,
+    };
+    accounts.insert_session(&session).unwrap();
+    assert_eq!(accounts.session(&[9; 32], 150).unwrap(), Some(session));
+    assert!(accounts.session(&[9; 32], 200).unwrap().is_none(), "expired");
+    let sign_in = PendingSignIn {
+        state_sha256: [4; 32],
+        nonce: "n".into(),
+        code_verifier: "v".into(),
+        return_to: "/".into(),
+        expires_unix_nanos: 300,
+    };
+    accounts.insert_sign_in(&sign_in).unwrap();
+    assert_eq!(accounts.take_sign_in(&[4; 32], 250).unwrap(), Some(sign_in));
+    assert!(accounts.take_sign_in(&[4; 32], 250).unwrap().is_none(), "a state is good once");
+    accounts.delete_expired_sessions(1_000).unwrap();
+    assert!(accounts.session(&[9; 32], 150).unwrap().is_none());
+}
+
+fn audit(n: u64) -> NewAuditRecord {
+    NewAuditRecord {
+        time_unix_nanos: n,
+        principal: "alice@example.test".into(),
+        action: "trace.read".into(),
+        resource: format!("trace/{n}"),
+        outcome: "allowed".into(),
+        client_addr: "127.0.0.1".into(),
+        request_id: format!("req-{n}"),
+    }
+}
+
+fn concurrent_writers_keep_one_audit_chain(h: &Harness) {
+    let store = h.open();
+    // Two more handles on the same metadata, as a CLI and another replica open it.
+    let others = [h.accounts(), h.accounts()];
+    std::thread::scope(|scope| {
+        for (i, accounts) in others.iter().chain([store.accounts()]).enumerate() {
+            scope.spawn(move || {
+                for n in 0..20 {
+                    let time = 1_000 + n * 10 + i as u64;
+                    accounts.append_audit(&[audit(time), audit(time)]).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(store.accounts().verify_audit().unwrap(), Ok(120), "one chain, no gap");
+    let records = store.accounts().audit_records(0, 0, 1_000).unwrap();
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=120).collect::<Vec<_>>());
+    others[1].append_audit(&[audit(5_000), audit(5_001)]).unwrap();
+    assert_eq!(store.accounts().enforce_audit_retention(2_000).unwrap(), 120);
+    assert_eq!(others[0].verify_audit().unwrap(), Ok(2), "retention keeps the rest verifiable");
+    assert_eq!(others[0].audit_records(0, 0, 10).unwrap()[0].seq, 121);
+}
+
+fn one_holder_per_lease_until_it_expires(h: &Harness) {
+    // Two holders through one handle: the decision is the database's, not the handle's.
+    let store = h.open();
+    let second = &store;
+    const TTL: u64 = 15 * SECOND;
+    assert!(store.acquire_lease("background", "replica-a", T0, TTL).unwrap());
+    assert!(!second.acquire_lease("background", "replica-b", T0 + SECOND, TTL).unwrap(), "held");
+    assert!(
+        store.acquire_lease("background", "replica-a", T0 + 5 * SECOND, TTL).unwrap(),
+        "renewed"
+    );
+    assert!(
+        !second.acquire_lease("background", "replica-b", T0 + 16 * SECOND, TTL).unwrap(),
+        "renewal counts"
+    );
+    assert_eq!(
+        second.lease_holder("background", T0 + 16 * SECOND).unwrap().as_deref(),
+        Some("replica-a")
+    );
+    // replica-a dies: once its lease expires, b takes it, and a cannot take it back.
+    assert!(second.acquire_lease("background", "replica-b", T0 + 20 * SECOND, TTL).unwrap());
+    assert!(!store.acquire_lease("background", "replica-a", T0 + 21 * SECOND, TTL).unwrap());
+    assert!(store.acquire_lease("other", "replica-a", T0 + 21 * SECOND, TTL).unwrap(), "per name");
+    second.release_lease("background", "replica-b").unwrap();
+    assert!(store.lease_holder("background", T0 + 22 * SECOND).unwrap().is_none());
+    assert!(
+        store.acquire_lease("background", "replica-a", T0 + 22 * SECOND, TTL).unwrap(),
+        "released"
+    );
 }

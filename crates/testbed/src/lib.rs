@@ -2,12 +2,14 @@
 //! directories and killed when dropped.
 //!
 //! The binaries come from Debian's packages, which `cargo xtask test` installs and names in
-//! the environment (`SPANBLAME_TEST_CLICKHOUSE`); a test run without them fails and says how
+//! the environment (`SPANBLAME_TEST_CLICKHOUSE`, `SPANBLAME_TEST_POSTGRES`); a test run without them fails and says how
 //! to get them, rather than skipping.
 
 mod clickhouse;
+mod postgres;
 
 pub use crate::clickhouse::{ClickHouse, ClickHouseCluster};
+pub use crate::postgres::Postgres;
 
 /// A TCP port nothing listens on right now.
 pub(crate) fn free_port() -> u16 {

@@ -40,6 +40,11 @@ pub(crate) async fn run_deliveries(
             _ = tick.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
+        // Deciding and sending happen on one replica: the background lease's holder.
+        if !state.lease.is_held() {
+            announced_at = None;
+            continue;
+        }
         if announced_at.is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY) {
             announced_at = Some(Instant::now());
             let state = Arc::clone(&state);
