@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::TestServer;
 
-const MINUTE: u64 = 60_000_000_000;
+pub(crate) const MINUTE: u64 = 60_000_000_000;
 
 const CHECKOUT_V1: &str = "\
 \"\"\"Checkout: price the cart, then charge it.\"\"\"
@@ -45,14 +45,14 @@ def reindex():
 ";
 
 /// The repository: a base commit (version 1.0.0), then three commits (version 1.1.0).
-struct Repo {
-    base: String,
-    docs: String,
-    slow: String,
-    search: String,
+pub(crate) struct Repo {
+    pub(crate) base: String,
+    pub(crate) docs: String,
+    pub(crate) slow: String,
+    pub(crate) search: String,
 }
 
-fn build_repo(dir: &Path) -> Repo {
+pub(crate) fn build_repo(dir: &Path) -> Repo {
     git(dir, &["init", "-q", "-b", "main"]);
     commit_file(dir, "README.md", "# shop\n", "Start the shop");
     commit_file(dir, "shop/search.py", SEARCH_V1, "Search products");
@@ -189,7 +189,7 @@ fn search_trace(n: u64, start: u64, jitter: &mut Jitter) -> Vec<Value> {
 }
 
 /// Sends spans of `version` from `from` to `to`: a checkout a second, a search every two.
-fn send_traffic(
+pub(crate) fn send_traffic(
     server: &TestServer,
     version: &str,
     commit: &str,
@@ -232,7 +232,7 @@ fn send_traffic(
     flush(&mut batch);
 }
 
-fn post_deploy(server: &TestServer, version: &str, commit: &str, started_at: u64) {
+pub(crate) fn post_deploy(server: &TestServer, version: &str, commit: &str, started_at: u64) {
     let started = jiff::Timestamp::from_nanosecond(i128::from(started_at)).unwrap().to_string();
     let body = json!({"service": "checkout", "environment": "production", "version": version, "commit": commit, "started_at": started});
     let response = reqwest::blocking::Client::new()
@@ -243,7 +243,7 @@ fn post_deploy(server: &TestServer, version: &str, commit: &str, started_at: u64
     assert_eq!(response.status(), 201, "{}", response.text().unwrap());
 }
 
-fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
     let response =
         reqwest::blocking::Client::new().post(server.url(path)).json(body).send().unwrap();
     (response.status().as_u16(), response.json().unwrap())

@@ -15,5 +15,6 @@ mod deploys;
 mod findings;
 mod ingest_errors;
 mod mcp;
+mod replicas;
 mod support;
 mod tokens;

@@ -10,7 +10,7 @@
 //! The catalog (services, versions, operations) stays in the metadata database, as with the
 //! embedded engine: gathered per append, written on `maintain`, and at once when a batch
 //! names a version this process has not written yet, so an inferred deploy never waits for
-//! the next tick.
+//! the next tick. A metadata outage does not fail appends: the catalog waits in memory.
 
 mod http;
 mod queries;
@@ -266,8 +266,15 @@ impl ClickHouse {
     }
 
     /// Adds a batch to the pending catalog, writing it now when it names a new version.
-    fn note(&self, spans: &[Span]) -> Result<(), StoreError> {
-        if self.catalog.note(spans) { self.flush_catalog() } else { Ok(()) }
+    /// Gathers the batch's catalog entries; a new version is written at once. The spans are
+    /// stored by then, so a metadata database that cannot take the write (PostgreSQL down)
+    /// does not fail the append: the entries stay pending for the next maintenance tick.
+    fn note(&self, spans: &[Span]) {
+        if self.catalog.note(spans)
+            && let Err(e) = self.flush_catalog()
+        {
+            tracing::warn!(error = %e, "the catalog stays pending until the metadata database answers");
+        }
     }
 
     /// Drops the partitions of `tables` whose whole day is before `cutoff_day` on every node,
@@ -425,7 +432,8 @@ impl SpanEngine for ClickHouse {
         self.insert(&schema::TRACE_INDEX, index)?;
         self.insert(&schema::SKETCHES, sketches)?;
         self.insert(&schema::SKETCH_ERRORS, errors)?;
-        self.note(&spans)
+        self.note(&spans);
+        Ok(())
     }
 
     fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError> {

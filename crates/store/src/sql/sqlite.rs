@@ -52,8 +52,7 @@ impl Executor for Sqlite<'_> {
 
     fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         let mut statement = self.0.prepare_cached(sql).map_err(error)?;
-        let columns: Arc<[String]> =
-            statement.column_names().map(str::to_owned).collect();
+        let columns: Arc<[String]> = statement.column_names().map(str::to_owned).collect();
         let mut rows = statement.query(rusqlite::params_from_iter(args)).map_err(error)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(error)? {
