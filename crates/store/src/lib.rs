@@ -1,12 +1,12 @@
 //! spanblame's storage: spans and sketches in a *span engine* (the embedded one, or
-//! ClickHouse), metadata (the catalog, the change graph, findings, accounts, the outbox) in
-//! a relational database.
+//! ClickHouse), metadata (the catalog, the change graph, findings, accounts, the outbox,
+//! leases) in a relational database ([`MetadataBackend`]: SQLite, or PostgreSQL for a fleet).
 //!
 //! [`SpanStore`] is what the server holds. Its span methods go to the engine chosen when it
 //! was opened ([`SpanBackend`]): [`embedded`] (a write-ahead log into columnar blocks, the
 //! default) or [`clickhouse`] (the scale-out engine). Its metadata methods live in the
-//! modules named after what they store. Every engine passes the same conformance suite
-//! (`tests/conformance.rs`).
+//! modules named after what they store, each statement written once through `sql`. Every
+//! back-end passes the same conformance suite (`tests/conformance.rs`).
 
 mod access;
 mod block;
