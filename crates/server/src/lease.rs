@@ -80,6 +80,19 @@ impl Lease {
     }
 }
 
+/// Takes or renews the lease once, from async code; a failure is logged (the next renewal
+/// retries, and until then this replica does not run the background jobs).
+pub(crate) async fn renew_once(state: &Arc<AppState>) {
+    let job_state = Arc::clone(state);
+    match tokio::task::spawn_blocking(move || job_state.lease.renew(&job_state.store)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "renewing the background jobs' lease failed; will retry")
+        }
+        Err(e) => tracing::error!(error = %e, "renewing the background jobs' lease panicked"),
+    }
+}
+
 /// Renews the lease every third of its duration until stopped, then releases it.
 pub(crate) async fn run_lease(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(state.lease.duration / 3);
@@ -89,14 +102,7 @@ pub(crate) async fn run_lease(state: Arc<AppState>, mut stop: tokio::sync::watch
             _ = interval.tick() => {}
             _ = stop.wait_for(|stop| *stop) => break,
         }
-        let job_state = Arc::clone(&state);
-        match tokio::task::spawn_blocking(move || job_state.lease.renew(&job_state.store)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "renewing the background jobs' lease failed; will retry")
-            }
-            Err(e) => tracing::error!(error = %e, "renewing the background jobs' lease panicked"),
-        }
+        renew_once(&state).await;
     }
     let job_state = Arc::clone(&state);
     match tokio::task::spawn_blocking(move || job_state.lease.release(&job_state.store)).await {

@@ -377,14 +377,7 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     // Take the lease (if free) before the jobs start, so one replica works at once.
-    let first = Arc::clone(&state);
-    match tokio::task::spawn_blocking(move || first.lease.renew(&first.store)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "taking the background jobs' lease failed; will retry")
-        }
-        Err(e) => tracing::error!(error = %e, "taking the background jobs' lease panicked"),
-    }
+    lease::renew_once(&state).await;
     let lease_job = tokio::spawn(lease::run_lease(Arc::clone(&state), stop_rx.clone()));
     let maintenance = tokio::spawn(jobs::run_maintenance(Arc::clone(&state), stop_rx.clone()));
     let mirror_job = tokio::spawn(mirrors::run_mirrors(Arc::clone(&state), stop_rx.clone()));

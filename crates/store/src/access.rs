@@ -622,45 +622,6 @@ mod tests {
         }
     }
 
-    fn token(prefix: &str) -> StoredToken {
-        StoredToken {
-            prefix: prefix.into(),
-            name: "ci".into(),
-            secret_sha256: vec![1; 32],
-            scopes: vec!["deploy".into(), "read".into()],
-            services: Some(vec!["checkout".into()]),
-            environments: None,
-            created_unix_nanos: 10,
-            created_by: "local".into(),
-            expires_unix_nanos: 1_000,
-            last_used_unix_nanos: None,
-            revoked_unix_nanos: None,
-            superseded_by: None,
-            rotated_from: None,
-        }
-    }
-
-    #[test]
-    fn tokens_rotate_and_revoke() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::SpanStore::open(dir.path(), crate::StoreOptions::default()).unwrap();
-        let accounts = store.accounts();
-        accounts.insert_token(&token("aaaa0001")).unwrap();
-        assert!(accounts.insert_token(&token("aaaa0001")).is_err(), "prefixes are unique");
-        let new = StoredToken { rotated_from: Some("aaaa0001".into()), ..token("bbbb0002") };
-        assert!(accounts.rotate_token("aaaa0001", &new, 500).unwrap());
-        assert!(!accounts.rotate_token("aaaa0001", &token("cccc0003"), 500).unwrap(), "once");
-        let old = accounts.token("aaaa0001").unwrap().unwrap();
-        assert_eq!((old.expires_unix_nanos, old.superseded_by.as_deref()), (500, Some("bbbb0002")));
-        assert_eq!(accounts.token("bbbb0002").unwrap().unwrap(), new);
-        accounts.touch_tokens(&[("bbbb0002".into(), 77)]).unwrap();
-        assert!(accounts.revoke_token("bbbb0002", 90).unwrap());
-        assert!(!accounts.revoke_token("bbbb0002", 95).unwrap());
-        let stored = accounts.token("bbbb0002").unwrap().unwrap();
-        assert_eq!((stored.last_used_unix_nanos, stored.revoked_unix_nanos), (Some(77), Some(90)));
-        assert_eq!(accounts.tokens().unwrap().len(), 2);
-    }
-
     #[test]
     fn the_audit_chain_verifies_until_tampered_and_survives_retention_and_reopening() {
         let dir = tempfile::tempdir().unwrap();

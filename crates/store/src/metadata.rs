@@ -281,37 +281,23 @@ impl Metadata {
         self.write(|db| {
             for (key, seen) in &delta.versions {
                 crate::changes::infer_deploy(db, key, seen)?;
-                db.execute(
-                    "INSERT INTO service_versions VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (service, environment, version) DO UPDATE SET
-                       first_seen_unix_nanos = least(service_versions.first_seen_unix_nanos, excluded.first_seen_unix_nanos),
-                       last_seen_unix_nanos = greatest(service_versions.last_seen_unix_nanos, excluded.last_seen_unix_nanos),
-                       num_spans = service_versions.num_spans + excluded.num_spans",
-                    args![
-                        key.service,
-                        key.environment,
-                        key.version,
-                        seen.first_unix_nanos,
-                        seen.last_unix_nanos,
-                        seen.num_spans
-                    ],
+                let columns = "service, environment, version";
+                upsert_seen(
+                    db,
+                    "service_versions",
+                    columns,
+                    [&key.service, &key.environment, &key.version],
+                    seen,
                 )?;
             }
             for (key, seen) in &delta.operations {
-                db.execute(
-                    "INSERT INTO service_operations VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (service, operation, span_kind) DO UPDATE SET
-                       first_seen_unix_nanos = least(service_operations.first_seen_unix_nanos, excluded.first_seen_unix_nanos),
-                       last_seen_unix_nanos = greatest(service_operations.last_seen_unix_nanos, excluded.last_seen_unix_nanos),
-                       num_spans = service_operations.num_spans + excluded.num_spans",
-                    args![
-                        key.service,
-                        key.operation,
-                        key.span_kind,
-                        seen.first_unix_nanos,
-                        seen.last_unix_nanos,
-                        seen.num_spans
-                    ],
+                let columns = "service, operation, span_kind";
+                upsert_seen(
+                    db,
+                    "service_operations",
+                    columns,
+                    [&key.service, &key.operation, key.span_kind],
+                    seen,
                 )?;
             }
             for ((service, version), commit) in &delta.version_commits {
@@ -385,6 +371,26 @@ impl Metadata {
             Db::Postgres(pool) => pool.read(postgres_version),
         }
     }
+}
+
+/// Adds `seen` to the row of a catalog table keyed by three text columns.
+fn upsert_seen(
+    db: &mut dyn Executor,
+    table: &str,
+    key_columns: &str,
+    key: [&str; 3],
+    seen: &Seen,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO {table} VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT ({key_columns}) DO UPDATE SET
+           first_seen_unix_nanos = least({table}.first_seen_unix_nanos, excluded.first_seen_unix_nanos),
+           last_seen_unix_nanos = greatest({table}.last_seen_unix_nanos, excluded.last_seen_unix_nanos),
+           num_spans = {table}.num_spans + excluded.num_spans"
+    );
+    let [a, b, c] = key;
+    db.execute(&sql, args![a, b, c, seen.first_unix_nanos, seen.last_unix_nanos, seen.num_spans])?;
+    Ok(())
 }
 
 /// The migrations applied to the metadata of `data_dir` or `backend` (0 when it does not

@@ -405,7 +405,7 @@ mod change_graph {
     };
 
     use super::{SECOND, T0, options, resource, span};
-    use crate::{Applied, BranchHead, ChangeBatch, NewDeploy, SpanStore};
+    use crate::{BranchHead, ChangeBatch, NewDeploy, SpanStore};
 
     fn commit(sha: char, message: &str) -> Commit {
         Commit {
@@ -415,63 +415,6 @@ mod change_graph {
             files: vec![FileChange { path: "src/cart.rs".into(), kind: FileChangeKind::Modified }],
             ..Commit::default()
         }
-    }
-
-    #[test]
-    fn webhooks_apply_once_and_sources_complete_each_other() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SpanStore::open(dir.path(), options()).unwrap();
-        let review = Review {
-            kind: ForgeKind::Gitea,
-            id: "7".into(),
-            title: "Cache carts".into(),
-            url: Some("https://git.example.com/shop/cart/pulls/7".into()),
-            author: Person::default(),
-            reviewers: vec!["bob".into()],
-            state: ReviewState::Merged,
-            head_branch: Some("cache".into()),
-            head_sha: Some("a".repeat(40)),
-            merge_commit_sha: Some("b".repeat(40)),
-            commits: vec!["a".repeat(40)],
-        };
-        let batch = ChangeBatch {
-            repository: "shop/cart".into(),
-            commits: vec![commit('a', "cache carts\n\nbody"), commit('b', "Merge pull request #7")],
-            reviews: vec![review.clone()],
-            branch_head: None,
-        };
-        assert_eq!(store.apply_webhook("gitea", "k1", "push", &batch, T0).unwrap(), Applied::New);
-        let changed = ChangeBatch { commits: vec![commit('c', "other")], ..batch.clone() };
-        assert_eq!(
-            store.apply_webhook("gitea", "k1", "push", &changed, T0).unwrap(),
-            Applied::Duplicate
-        );
-        assert!(store.find_commit(&"c".repeat(40)).unwrap().is_none(), "a replay stores nothing");
-
-        // The mirror adds parents later; the webhook's author survives.
-        let mut from_mirror = commit('a', "cache carts\n\nbody");
-        from_mirror.author = Person::default();
-        from_mirror.parents = vec!["9".repeat(40)];
-        store
-            .record_changes(&ChangeBatch {
-                repository: "shop/cart".into(),
-                commits: vec![from_mirror],
-                ..ChangeBatch::default()
-            })
-            .unwrap();
-        let found = store.find_commit("aaaaaaa").unwrap().unwrap();
-        assert_eq!(found.repository, "shop/cart");
-        assert_eq!(found.commit.author.name.as_deref(), Some("Ada"));
-        assert_eq!(found.commit.parents, vec!["9".repeat(40)]);
-        assert_eq!(found.commit.files.len(), 1);
-        assert_eq!(found.commit.subject(), "cache carts");
-
-        for sha in ["a", "b"] {
-            let reviews = store.reviews_of_commit(&sha.repeat(40)).unwrap();
-            assert_eq!(reviews.len(), 1, "{sha}");
-            assert_eq!(reviews[0].review.title, "Cache carts");
-        }
-        assert!(store.reviews_of_commit(&"c".repeat(40)).unwrap().is_empty());
     }
 
     /// Gogs pull requests name only their branch: pushes to it give the head and the

@@ -17,8 +17,11 @@ fn a_newcomer_follows_the_demo_regression_to_its_suspect_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_demo(&dir.path().join("demo"));
 
-    // The demo promises the regression, explained, within about a minute.
+    // The demo promises the regression, explained, within about a minute. Until its CI
+    // reports are all in, a report that moves an inferred deploy's start resets that
+    // deploy's findings (they come back at the next look), so wait for them first.
     let started = Instant::now();
+    server.wait_for_log("live traffic continues", Duration::from_secs(90));
     loop {
         let (status, body) = server.get_json("/api/v1/findings?verdict=regressed&status=open");
         assert_eq!(status, 200, "{body}");

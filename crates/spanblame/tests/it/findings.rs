@@ -243,6 +243,29 @@ pub(crate) fn post_deploy(server: &TestServer, version: &str, commit: &str, star
     assert_eq!(response.status(), 201, "{}", response.text().unwrap());
 }
 
+/// Polls `server` until the regression of `/checkout`'s p50 is explained (has suspects);
+/// returns the finding in full.
+pub(crate) fn explained_regression(server: &TestServer, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, body) = server
+            .get_json("/api/v1/findings?service=checkout&environment=production&verdict=regressed");
+        assert_eq!(status, 200, "{body}");
+        let found = body["findings"].as_array().unwrap().iter().find(|f| {
+            f["operation"] == "/checkout"
+                && f["metric"] == "latency_p50"
+                && !f["suspects"].as_array().unwrap().is_empty()
+        });
+        if let Some(found) = found {
+            let (status, full) = server.get_json(found["url"].as_str().unwrap());
+            assert_eq!(status, 200, "{full}");
+            return full;
+        }
+        assert!(Instant::now() < deadline, "no explained regression on /checkout: {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 pub(crate) fn post(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
     let response =
         reqwest::blocking::Client::new().post(server.url(path)).json(body).send().unwrap();
@@ -278,24 +301,7 @@ fn a_slower_commit_is_found_named_and_reverted() {
     post_deploy(&server, "1.1.0", &repo.search, deploy_b);
 
     // The detection job runs every second; explanation waits for the mirror's first fetch.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let finding = loop {
-        let (status, body) = server
-            .get_json("/api/v1/findings?service=checkout&environment=production&verdict=regressed");
-        assert_eq!(status, 200, "{body}");
-        let found = body["findings"].as_array().unwrap().iter().find(|f| {
-            f["operation"] == "/checkout"
-                && f["metric"] == "latency_p50"
-                && !f["suspects"].as_array().unwrap().is_empty()
-        });
-        if let Some(found) = found {
-            let (status, full) = server.get_json(found["url"].as_str().unwrap());
-            assert_eq!(status, 200, "{full}");
-            break full;
-        }
-        assert!(Instant::now() < deadline, "no explained regression on /checkout: {body}");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let finding = explained_regression(&server, Duration::from_secs(90));
 
     // What got worse, by how much, how sure.
     assert_eq!(finding["verdict"], "regressed", "{finding}");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::findings::{MINUTE, build_repo, post, post_deploy, send_traffic};
+use crate::findings::{MINUTE, build_repo, explained_regression, post, post_deploy, send_traffic};
 use crate::support::TestServer;
 
 /// The lease the replicas hold the background jobs with (renewed every second).
@@ -126,24 +126,7 @@ fn two_replicas_share_the_engines_and_hand_over_the_background_jobs() {
 
     // A (the holder) detects and explains; B serves the finding and A's spans.
     let regressed = "/api/v1/findings?service=checkout&environment=production&verdict=regressed";
-    let mut finding = Value::Null;
-    wait_for(
-        "an explained regression on /checkout, read through B",
-        Duration::from_secs(120),
-        || {
-            let (status, body) = b.get_json(regressed);
-            assert_eq!(status, 200, "{body}");
-            let found = body["findings"].as_array().unwrap().iter().find(|f| {
-                f["operation"] == "/checkout"
-                    && f["metric"] == "latency_p50"
-                    && !f["suspects"].as_array().unwrap().is_empty()
-            });
-            if let Some(found) = found {
-                finding = b.get_json(found["url"].as_str().unwrap()).1;
-            }
-            found.is_some()
-        },
-    );
+    let finding = explained_regression(&b, Duration::from_secs(120));
     assert_eq!(finding["suspects"][0]["commit"]["sha"], repo.slow.as_str(), "{finding}");
     let trace_id = finding["exemplars"]["after"]["slowest"]["trace_id"].as_str().unwrap();
     for replica in [&a, &b] {

@@ -14,6 +14,8 @@ pub(crate) struct TestServer {
     pub(crate) otlp_grpc: SocketAddr,
     pub(crate) otlp_http: SocketAddr,
     pub(crate) data_dir: PathBuf,
+    /// Every line the server logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -50,9 +52,12 @@ impl TestServer {
         let mut child = command.spawn().expect("spawning spanblame");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let lines = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[spanblame] {line}");
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
                 if line.contains("spanblame is listening") {
                     let _ = tx.send(line);
                 }
@@ -71,6 +76,20 @@ impl TestServer {
             otlp_http: field("otlp_http"),
             child,
             data_dir: data_dir.to_owned(),
+            log,
+        }
+    }
+
+    /// Waits until the server has logged a line containing `needle`.
+    pub(crate) fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|l| l.contains(needle))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not log `{needle}` within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
