@@ -1375,6 +1375,46 @@ mod tests {
     }
 
     #[test]
+    fn postgresql_keys_are_checked_and_name_the_fix() {
+        let cluster = "[storage]\nkind = \"cluster\"\nclickhouse_url = \"http://ch:8123\"\n";
+        let resolved = |text: &str, vars: &[(&str, &str)]| {
+            load_str(text, vars).and_then(|c| resolve(&c, &env(vars)))
+        };
+        let err = |text: &str, vars: &[(&str, &str)]| match resolved(text, vars) {
+            Ok(_) => panic!("expected an error for {text:?}"),
+            Err(e) => format!("{e:#}"),
+        };
+        let pg = [("PG", "postgres://spanblame:secret@db:5432/meta")];
+        let ok = resolved(
+            &format!("{cluster}postgres_url_env = \"PG\"\nbackground_lease = \"30s\"\n"),
+            &pg,
+        )
+        .unwrap();
+        match &ok.metadata {
+            store::MetadataBackend::Postgres(options) => {
+                assert_eq!(options.display_url(), "postgres://spanblame:***@db:5432/meta");
+            }
+            other => panic!("expected PostgreSQL, got {other:?}"),
+        }
+        assert_eq!(ok.settings.background_lease, std::time::Duration::from_secs(30));
+        assert!(matches!(resolved(cluster, &[]).unwrap().metadata, store::MetadataBackend::Sqlite));
+        let unset = err(&format!("{cluster}postgres_url_env = \"NOPE\"\n"), &[]);
+        assert!(
+            unset.contains("`storage.postgres_url_env`: environment variable `NOPE`"),
+            "{unset}"
+        );
+        let embedded = err("[storage]\npostgres_url_env = \"PG\"\n", &pg);
+        assert!(embedded.contains("need `storage.kind = \"cluster\"`"), "{embedded}");
+        let short = err(&format!("{cluster}background_lease = \"1s\"\n"), &[]);
+        assert!(short.contains("`storage.background_lease` must be at least 3s"), "{short}");
+        let bad = err(
+            &format!("{cluster}postgres_url_env = \"PG\"\n"),
+            &[("PG", "postgres://db:notaport/x")],
+        );
+        assert!(bad.contains("is not valid") && bad.contains("postgres://"), "{bad}");
+    }
+
+    #[test]
     fn notifications_resolve_sinks_forge_paths_and_tiers() {
         let vars = [
             ("HOOK", "0123456789abcdef"),

@@ -237,23 +237,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Where the metadata lives, for messages: the SQLite file or the PostgreSQL URL (no password).
-fn describe_metadata_backend(
-    data_dir: &std::path::Path,
-    backend: &store::MetadataBackend,
-) -> String {
-    match backend {
-        store::MetadataBackend::Sqlite => {
-            format!("`{}`", data_dir.join("metadata.sqlite").display())
-        }
-        store::MetadataBackend::Postgres(options) => {
-            format!("PostgreSQL at {}", options.display_url())
-        }
-    }
-}
-
 fn describe_metadata(resolved: &config::Resolved) -> String {
-    describe_metadata_backend(&resolved.data_dir, &resolved.metadata)
+    resolved.metadata.describe(&resolved.data_dir)
 }
 
 fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Result<()> {
@@ -266,7 +251,7 @@ fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Resul
         );
     }
     let data_dir = resolved.data_dir;
-    let metadata = describe_metadata_backend(&data_dir, &resolved.metadata);
+    let metadata = resolved.metadata.describe(&data_dir);
     let store = store::SpanStore::open_with(&data_dir, resolved.store, &resolved.metadata)
         .with_context(|| format!("opening the store (metadata in {metadata})"))?;
     let store = Arc::new(store);

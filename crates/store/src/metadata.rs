@@ -7,7 +7,7 @@
 //! (`spanblame_migrations` records them). A schema change adds one file to each.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use model::Span;
@@ -170,12 +170,27 @@ pub enum MetadataBackend {
     Postgres(PostgresOptions),
 }
 
+impl MetadataBackend {
+    /// Where the metadata of `data_dir` lives, for messages: the SQLite file, or the
+    /// PostgreSQL URL without its password.
+    pub fn describe(&self, data_dir: &Path) -> String {
+        match self {
+            MetadataBackend::Sqlite => format!("SQLite `{}`", data_dir.join(SQLITE_FILE).display()),
+            MetadataBackend::Postgres(options) => {
+                format!("PostgreSQL at {}", options.display_url())
+            }
+        }
+    }
+}
+
 pub(crate) struct Metadata {
     db: Db,
+    /// [`MetadataBackend::describe`], for messages.
+    description: String,
 }
 
 enum Db {
-    Sqlite { conn: Mutex<Connection>, path: PathBuf },
+    Sqlite(Mutex<Connection>),
     Postgres(Arc<Pool>),
 }
 
@@ -184,35 +199,22 @@ const SQLITE_FILE: &str = "metadata.sqlite";
 impl Metadata {
     /// Opens the metadata of `data_dir` (SQLite) or of `backend`, applying migrations.
     pub(crate) fn open(data_dir: &Path, backend: &MetadataBackend) -> Result<Metadata, StoreError> {
-        match backend {
-            MetadataBackend::Sqlite => Metadata::open_sqlite(&data_dir.join(SQLITE_FILE)),
+        let db = match backend {
+            MetadataBackend::Sqlite => {
+                Db::Sqlite(Mutex::new(open_sqlite(&data_dir.join(SQLITE_FILE))?))
+            }
             MetadataBackend::Postgres(options) => {
                 let pool = Pool::new(options)?;
                 migrate_postgres(&pool)?;
-                Ok(Metadata { db: Db::Postgres(pool) })
+                Db::Postgres(pool)
             }
-        }
-    }
-
-    fn open_sqlite(path: &Path) -> Result<Metadata, StoreError> {
-        let sql = |e: rusqlite::Error| StoreError::Metadata(format!("`{}`: {e}", path.display()));
-        let mut conn = Connection::open(path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(sql)?;
-        // The CLI may write beside a running server (tokens, audit); wait for its lock.
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
-        sqlite::register_functions(&conn).map_err(sql)?;
-        migrate_sqlite(&mut conn, path)?;
-        Ok(Metadata { db: Db::Sqlite { conn: Mutex::new(conn), path: path.to_owned() } })
+        };
+        Ok(Metadata { db, description: backend.describe(data_dir) })
     }
 
     /// What the metadata is, for messages: the SQLite file or the PostgreSQL URL.
-    pub(crate) fn describe(&self) -> String {
-        match &self.db {
-            Db::Sqlite { path, .. } => format!("SQLite `{}`", path.display()),
-            Db::Postgres(pool) => format!("PostgreSQL at {}", pool.url()),
-        }
+    pub(crate) fn describe(&self) -> &str {
+        &self.description
     }
 
     /// Runs `work` outside a transaction (each statement sees committed data).
@@ -221,7 +223,7 @@ impl Metadata {
         work: impl FnOnce(&mut dyn Executor) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match &self.db {
-            Db::Sqlite { conn, .. } => work(&mut Sqlite(&lock(conn))),
+            Db::Sqlite(conn) => work(&mut Sqlite(&lock(conn))),
             Db::Postgres(pool) => pool.read(work),
         }
     }
@@ -234,15 +236,7 @@ impl Metadata {
         work: impl FnOnce(&mut dyn Executor) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match &self.db {
-            Db::Sqlite { conn, .. } => {
-                let mut conn = lock(conn);
-                let tx = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(sqlite::error)?;
-                let out = work(&mut Sqlite(&tx))?;
-                tx.commit().map_err(sqlite::error)?;
-                Ok(out)
-            }
+            Db::Sqlite(conn) => sqlite_transaction(&mut lock(conn), work),
             Db::Postgres(pool) => pool.write(work),
         }
     }
@@ -254,13 +248,15 @@ impl Metadata {
         work: impl FnOnce(&mut dyn Executor) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match &self.db {
-            Db::Sqlite { conn, .. } => {
-                lock(conn).pragma_update(None, "synchronous", "FULL").map_err(sqlite::error)?;
-                let out = self.write(work);
-                lock(conn).pragma_update(None, "synchronous", "NORMAL").map_err(sqlite::error)?;
+            Db::Sqlite(conn) => {
+                // One guard for all three steps, so no other write runs between them.
+                let mut conn = lock(conn);
+                conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite::error)?;
+                let out = sqlite_transaction(&mut conn, work);
+                conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite::error)?;
                 out
             }
-            Db::Postgres(_) => self.write(work),
+            Db::Postgres(pool) => pool.write(work),
         }
     }
 
@@ -268,7 +264,7 @@ impl Metadata {
     /// the metadata only when it is SQLite).
     pub(crate) fn sqlite(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         match &self.db {
-            Db::Sqlite { conn, .. } => Ok(lock(conn)),
+            Db::Sqlite(conn) => Ok(lock(conn)),
             Db::Postgres(pool) => Err(StoreError::Metadata(format!(
                 "the embedded span engine keeps its sketches in SQLite, not in PostgreSQL at {}; \
                  use `storage.kind = \"cluster\"` (ClickHouse) with PostgreSQL",
@@ -365,12 +361,39 @@ impl Metadata {
     /// The number of migrations applied (each back-end numbers its own).
     pub(crate) fn schema_version(&self) -> Result<u32, StoreError> {
         match &self.db {
-            Db::Sqlite { conn, .. } => lock(conn)
+            Db::Sqlite(conn) => lock(conn)
                 .query_row("PRAGMA user_version", [], |row| row.get(0))
                 .map_err(sqlite::error),
             Db::Postgres(pool) => pool.read(postgres_version),
         }
     }
+}
+
+/// Opens the SQLite database at `path` and applies its migrations.
+fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |e: rusqlite::Error| StoreError::Metadata(format!("`{}`: {e}", path.display()));
+    let mut conn = Connection::open(path).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(sql)?;
+    // The CLI may write beside a running server (tokens, audit); wait for its lock.
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
+    sqlite::register_functions(&conn).map_err(sql)?;
+    migrate_sqlite(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Runs `work` in an immediate (write-locked) SQLite transaction; commits on `Ok`.
+fn sqlite_transaction<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&mut dyn Executor) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqlite::error)?;
+    let out = work(&mut Sqlite(&tx))?;
+    tx.commit().map_err(sqlite::error)?;
+    Ok(out)
 }
 
 /// Adds `seen` to the row of a catalog table keyed by three text columns.
