@@ -34,7 +34,7 @@ pub mod attribute_names {
 }
 
 /// The service name OTel SDKs report when none is configured.
-const UNKNOWN_SERVICE: &str = "unknown_service";
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CodeLocation {

@@ -18,6 +18,6 @@ pub use change::{
     Commit, Deploy, DeploySource, FileChange, FileChangeKind, ForgeKind, Person, Review,
     ReviewState, is_null_sha, looks_like_sha, normalize_repository_url, subject,
 };
-pub use identity::{CodeLocation, VersionIdentity, attribute_names};
+pub use identity::{CodeLocation, UNKNOWN_SERVICE, VersionIdentity, attribute_names};
 pub use ids::{ParseIdError, SpanId, TraceId};
 pub use span::{Event, KeyValue, Link, Resource, Scope, Span, SpanKind, Status, StatusCode, Value};

@@ -92,9 +92,28 @@ pub(crate) struct DataDir {
 }
 
 impl DataDir {
-    /// Opens the metadata these options name.
-    fn open_accounts(&self) -> anyhow::Result<store::Accounts> {
-        let backend = match &self.postgres_url_env {
+    /// Opens the metadata these options name for reading only: it works beside a running
+    /// server, which owns the data directory.
+    fn open_accounts_read_only(&self) -> anyhow::Result<store::Accounts> {
+        store::Accounts::open_read_only(&self.data_dir, &self.backend()?)
+            .with_context(|| format!("opening the metadata of `{}`", self.data_dir.display()))
+    }
+
+    /// Takes the data directory's lock, then opens the metadata for writing.
+    fn open_accounts_owned(&self) -> anyhow::Result<(store::DataDirLock, store::Accounts)> {
+        let owner = store::DataDirLock::acquire(&self.data_dir).map_err(|e| match e {
+            store::StoreError::Locked { .. } => anyhow::anyhow!(
+                "{e}; to create a token while the server runs, ask it: `spanblame token create --server URL ...`"
+            ),
+            other => other.into(),
+        })?;
+        let accounts = store::Accounts::open(&self.data_dir, &self.backend()?)
+            .with_context(|| format!("opening the metadata of `{}`", self.data_dir.display()))?;
+        Ok((owner, accounts))
+    }
+
+    fn backend(&self) -> anyhow::Result<store::MetadataBackend> {
+        Ok(match &self.postgres_url_env {
             None => store::MetadataBackend::Sqlite,
             Some(var) => {
                 let url = std::env::var(var).with_context(|| {
@@ -102,9 +121,7 @@ impl DataDir {
                 })?;
                 store::MetadataBackend::Postgres(store::PostgresOptions::new(&url))
             }
-        };
-        store::Accounts::open(&self.data_dir, &backend)
-            .with_context(|| format!("opening the metadata of `{}`", self.data_dir.display()))
+        })
     }
 }
 
@@ -267,7 +284,7 @@ fn create_local(
         data_dir: dir.to_owned(),
         postgres_url_env: std::env::var("SPANBLAME_STORAGE_POSTGRES_URL_ENV").ok(),
     };
-    let accounts = data.open_accounts()?;
+    let (_owner, accounts) = data.open_accounts_owned()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -304,7 +321,7 @@ fn create_local(
 pub(crate) fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify { data } => {
-            let accounts = data.open_accounts()?;
+            let accounts = data.open_accounts_read_only()?;
             match accounts.verify_audit()? {
                 Ok(records) => out(&format!("audit log intact: {records} records verified")),
                 Err(broken) => bail!("the audit log was tampered with: {broken}"),
@@ -320,7 +337,7 @@ pub(crate) fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
                 }
                 None => 0,
             };
-            let accounts = data.open_accounts()?;
+            let accounts = data.open_accounts_read_only()?;
             let mut stdout = std::io::stdout().lock();
             let mut after = 0;
             loop {

@@ -3,8 +3,9 @@
 //!
 //! [`Accounts`] is a handle to them. The running server gets it from
 //! [`SpanStore::accounts`](crate::SpanStore::accounts); the CLI opens one with
-//! [`Accounts::open`] (metadata writes are serialised across processes), so
-//! `spanblame audit verify` and `spanblame token create` work beside running servers.
+//! [`Accounts::open`] (metadata writes are serialised across processes; the CLI holds the
+//! data directory's lock around it) or, for commands that only read, with
+//! [`Accounts::open_read_only`], so `spanblame audit verify` works beside a running server.
 //!
 //! The audit chain's key lives in `audit.key` in the data directory (created on first open,
 //! mode 0600), outside the database, so whoever can only write the database cannot forge
@@ -130,6 +131,40 @@ impl Accounts {
         Accounts::new(metadata, data_dir)
     }
 
+    /// Opens the metadata for reading only (no migration, no key created, nothing written):
+    /// `audit verify` and `audit export` beside a running server, which owns the directory.
+    pub fn open_read_only(
+        data_dir: &Path,
+        backend: &MetadataBackend,
+    ) -> Result<Accounts, StoreError> {
+        if matches!(backend, MetadataBackend::Sqlite) && !data_dir.join("metadata.sqlite").exists()
+        {
+            return Err(StoreError::Metadata(format!(
+                "`{}` holds no spanblame data (no `metadata.sqlite`); pass the server's `--data-dir`",
+                data_dir.display()
+            )));
+        }
+        let metadata = Arc::new(Metadata::open_read_only(data_dir, backend)?);
+        let path = data_dir.join(AUDIT_KEY_FILE);
+        let audit_key: Arc<[u8]> = match std::fs::read(&path) {
+            Ok(key) if key.len() >= 32 => key.into(),
+            Ok(_) => {
+                return Err(StoreError::Metadata(format!(
+                    "`{}` is shorter than 32 bytes; restore it from a backup",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        let stored: Option<Vec<u8>> = metadata
+            .read(|db| db.query_value("SELECT key_check FROM audit_anchor", args![]))?
+            .flatten();
+        if stored.is_some_and(|stored| stored != key_check(&audit_key)) {
+            return Err(wrong_key(&path, &metadata));
+        }
+        Ok(Accounts { metadata, audit_key })
+    }
+
     /// Loads (or creates) the audit key, and refuses it if the chain was written under
     /// another one.
     pub(crate) fn new(metadata: Arc<Metadata>, data_dir: &Path) -> Result<Accounts, StoreError> {
@@ -147,13 +182,7 @@ impl Accounts {
             }
         })?;
         if !matches {
-            return Err(StoreError::Metadata(format!(
-                "`{}` is not the key the audit chain in {} was written with; every process \
-                 sharing the metadata needs the same key: copy `{AUDIT_KEY_FILE}` from the \
-                 first replica's data directory",
-                data_dir.join(AUDIT_KEY_FILE).display(),
-                metadata.describe()
-            )));
+            return Err(wrong_key(&data_dir.join(AUDIT_KEY_FILE), &metadata));
         }
         Ok(Accounts { metadata, audit_key })
     }
@@ -568,6 +597,16 @@ fn read_anchor(db: &mut dyn Executor) -> Result<Anchor, StoreError> {
         first_prev: link(row.get(1)?),
         head: head_seq.zip(head_link).map(|(seq, l)| (seq, link(l))),
     })
+}
+
+fn wrong_key(key_path: &Path, metadata: &Metadata) -> StoreError {
+    StoreError::Metadata(format!(
+        "`{}` is not the key the audit chain in {} was written with; every process sharing the \
+         metadata needs the same key: copy `{AUDIT_KEY_FILE}` from the first replica's data \
+         directory",
+        key_path.display(),
+        metadata.describe()
+    ))
 }
 
 /// The audit chain's key: read from `audit.key`, or created there (0600) on first use.

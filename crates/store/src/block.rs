@@ -1,46 +1,101 @@
 //! Sealed blocks: immutable files of spans sorted by trace id, the store's long-term format.
 //!
 //! ```text
-//! "SPBLK001"
-//! row group 0: zstd(span batch), spans sorted by (trace id, start time)
+//! "SPBLK002"
+//! row group 0: zstd(core) | zstd(attributes) | zstd(events and links) | attribute bloom
 //! row group 1 ...
 //! footer: summary (span count, time range, services, source WAL segment),
-//!         row-group directory (offset, length, crc32, span count, first/last trace id, time range),
-//!         bloom filter over the block's trace ids
-//! footer length: u32 LE | footer crc32: u32 LE | "SPBLK001"
+//!         row groups (per part: offset, lengths, crc32; span count, first/last trace id,
+//!         time range, duration range, spans per status, the services present, whether any
+//!         span sets an identity attribute itself, where the attribute bloom is),
+//!         a bloom filter over the block's trace ids
+//! footer length: u32 LE | footer crc32: u32 LE | "SPBLK002"
 //! ```
 //!
-//! Finding a trace costs a bloom-filter probe per block (in memory), a binary search of the
-//! directory, and one row-group read and decompression. Search skips blocks and row groups
-//! by time range and service before decompressing anything.
+//! A row group is one span batch (`codec`) cut in three parts, each compressed on its own, so
+//! a search decompresses the core (ids, names, times, status, resources) and reads the span
+//! attributes only when a filter needs them. Finding a trace costs a bloom probe per block (in
+//! memory), a binary search of the row groups by trace id, and one row group's decompression;
+//! only that trace's spans are built. A search skips blocks and row groups by time range,
+//! service, duration range and status from the footer, and, for attribute equality, by the
+//! group's attribute bloom (read from the file on demand, so memory does not grow with them).
+//!
+//! Blocks written by the first format ("SPBLK001": one compressed batch per row group, a
+//! bloom over span count) are still read: their row groups are whole batches without stats.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use model::{Span, TraceId};
+use model::{Span, StatusCode, TraceId, attribute_names};
 
-use crate::codec::{self, CorruptBatch, Reader, Writer};
+use crate::codec::{self, CorruptBatch, Cursor, Reader, Writer};
 use crate::{StoreError, io_error, wal::sync_dir};
 
-const MAGIC: &[u8; 8] = b"SPBLK001";
+const MAGIC_V1: &[u8; 8] = b"SPBLK001";
+const MAGIC: &[u8; 8] = b"SPBLK002";
 const TRAILER_BYTES: usize = 16;
 const BLOCK_ZSTD_LEVEL: i32 = 3;
-const BLOOM_BITS_PER_TRACE: u64 = 10;
-const BLOOM_HASHES: u32 = 7;
+/// 16 bits per trace and 11 probes: about one false positive in 2,000 blocks.
+const TRACE_BLOOM_BITS: u64 = 16;
+const TRACE_BLOOM_HASHES: u32 = 11;
+/// Attribute blooms: 10 bits per distinct (key, value) pair (about 1% false positives), but
+/// never more than 2 bytes per span, so high-cardinality values cost a bounded share of the
+/// block (their false-positive rate rises instead).
+const ATTRIBUTE_BLOOM_BITS: u64 = 10;
+const ATTRIBUTE_BLOOM_MAX_BITS_PER_SPAN: u64 = 16;
+const ATTRIBUTE_BLOOM_HASHES: u32 = 7;
+/// A row group's services are a bit set over the block's list; past 64 services every bit
+/// is set ("may hold any").
+const MAX_SERVICE_BITS: usize = 64;
 
-#[derive(Debug, Clone)]
-pub(crate) struct RowGroup {
+/// Where a part of a row group lies in the file.
+#[derive(Debug, Clone, Copy, Default)]
+struct Part {
     offset: u64,
     compressed_bytes: u64,
     raw_bytes: u64,
     crc32: u32,
+}
+
+/// Which parts of a row group a read needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parts {
+    /// Ids, names, times, status and resources.
+    Core,
+    /// The core and the span attributes.
+    CoreAndAttributes,
+    /// Everything: whole spans.
+    All,
+}
+
+/// What a row group's footer entry says about its spans (`None` in first-format blocks).
+#[derive(Debug, Clone)]
+pub(crate) struct GroupStats {
+    min_duration_nanos: u64,
+    max_duration_nanos: u64,
+    /// Spans per status code: unset, ok, error.
+    status_counts: [u64; 3],
+    /// Bit `i`: a span of the block's `services[i]`.
+    service_bits: u64,
+    /// Whether a span sets `service.name`, an environment or a version as its own attribute
+    /// (then a filter on them must read the attributes part, not only the resource).
+    identity_in_span_attributes: bool,
+    attribute_bloom: Part,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RowGroup {
+    /// First format: one whole batch; second: core, attributes, events and links.
+    parts: Vec<Part>,
     pub(crate) num_spans: u64,
     first_trace: [u8; 16],
     last_trace: [u8; 16],
     pub(crate) min_start_unix_nanos: u64,
     pub(crate) max_end_unix_nanos: u64,
+    stats: Option<GroupStats>,
 }
 
 /// What the store keeps in memory about a sealed block.
@@ -78,9 +133,12 @@ pub(crate) fn write_block(
     file.write_all(MAGIC).map_err(io_error(&tmp))?;
     let mut offset = MAGIC.len() as u64;
 
+    let mut services: Vec<String> = spans.iter().map(|s| s.service_name().to_owned()).collect();
+    services.sort();
+    services.dedup();
+    let num_traces = spans.windows(2).filter(|w| w[0].trace_id != w[1].trace_id).count() + 1;
+    let mut bloom = Bloom::new(num_traces as u64 * TRACE_BLOOM_BITS, TRACE_BLOOM_HASHES);
     let mut row_groups = Vec::new();
-    let mut bloom = Bloom::new(spans.len() as u64);
-    let mut services: Vec<String> = Vec::new();
     let mut chunk_start = 0;
     while chunk_start < spans.len() {
         // Extend the group to the end of its last trace so a trace never straddles two groups
@@ -93,32 +151,43 @@ pub(crate) fn write_block(
             chunk_end += 1;
         }
         let chunk = &spans[chunk_start..chunk_end];
-        let raw = codec::encode(chunk);
-        let compressed = zstd::bulk::compress(&raw, BLOCK_ZSTD_LEVEL)
-            .expect("INVARIANT: zstd compression into a growable buffer cannot fail");
-        file.write_all(&compressed).map_err(io_error(&tmp))?;
+        let split = codec::encode_split(chunk);
+        let mut parts = Vec::with_capacity(3);
+        for raw in [&split.core, &split.attributes, &split.events_links] {
+            let compressed = zstd::bulk::compress(raw, BLOCK_ZSTD_LEVEL)
+                .expect("INVARIANT: zstd compression into a growable buffer cannot fail");
+            file.write_all(&compressed).map_err(io_error(&tmp))?;
+            parts.push(Part {
+                offset,
+                compressed_bytes: compressed.len() as u64,
+                raw_bytes: raw.len() as u64,
+                crc32: crc32fast::hash(&compressed),
+            });
+            offset += compressed.len() as u64;
+        }
+        let (mut stats, attribute_bloom) = group_stats(chunk, &services);
+        file.write_all(&attribute_bloom.bits).map_err(io_error(&tmp))?;
+        stats.attribute_bloom = Part {
+            offset,
+            compressed_bytes: attribute_bloom.bits.len() as u64,
+            raw_bytes: u64::from(attribute_bloom.hashes),
+            crc32: crc32fast::hash(&attribute_bloom.bits),
+        };
+        offset += attribute_bloom.bits.len() as u64;
         for span in chunk {
-            bloom.insert(&span.trace_id);
-            let service = span.service_name();
-            if !services.iter().any(|s| s == service) {
-                services.push(service.to_owned());
-            }
+            bloom.insert(trace_hashes(&span.trace_id));
         }
         row_groups.push(RowGroup {
-            offset,
-            compressed_bytes: compressed.len() as u64,
-            raw_bytes: raw.len() as u64,
-            crc32: crc32fast::hash(&compressed),
+            parts,
             num_spans: chunk.len() as u64,
             first_trace: *chunk[0].trace_id.as_bytes(),
             last_trace: *chunk[chunk.len() - 1].trace_id.as_bytes(),
             min_start_unix_nanos: chunk.iter().map(|s| s.start_time_unix_nanos).min().unwrap_or(0),
             max_end_unix_nanos: chunk.iter().map(|s| s.end_time_unix_nanos).max().unwrap_or(0),
+            stats: Some(stats),
         });
-        offset += compressed.len() as u64;
         chunk_start = chunk_end;
     }
-    services.sort();
 
     let meta = BlockMeta {
         file_bytes: 0,
@@ -144,9 +213,64 @@ pub(crate) fn write_block(
     Ok(BlockMeta { file_bytes, ..meta })
 }
 
+/// A row group's statistics and its attribute bloom (whose place in the file is set later).
+fn group_stats(chunk: &[Span], services: &[String]) -> (GroupStats, Bloom) {
+    let mut stats = GroupStats {
+        min_duration_nanos: u64::MAX,
+        max_duration_nanos: 0,
+        status_counts: [0; 3],
+        service_bits: if services.len() > MAX_SERVICE_BITS { u64::MAX } else { 0 },
+        identity_in_span_attributes: false,
+        attribute_bloom: Part::default(),
+    };
+    let identity_keys: Vec<&str> =
+        [attribute_names::SERVICE, attribute_names::ENVIRONMENT, attribute_names::VERSION].concat();
+    let mut pairs = HashSet::new();
+    let mut resources_seen = HashSet::new();
+    for span in chunk {
+        let duration = span.duration_nanos();
+        stats.min_duration_nanos = stats.min_duration_nanos.min(duration);
+        stats.max_duration_nanos = stats.max_duration_nanos.max(duration);
+        stats.status_counts[status_index(span.status.code)] += 1;
+        if services.len() <= MAX_SERVICE_BITS
+            && let Ok(i) = services.binary_search_by(|s| s.as_str().cmp(span.service_name()))
+        {
+            stats.service_bits |= 1 << i;
+        }
+        for kv in &span.attributes {
+            stats.identity_in_span_attributes |= identity_keys.contains(&kv.key.as_str());
+            if let Some(text) = kv.value.to_text() {
+                pairs.insert(attribute_hash(&kv.key, &text));
+            }
+        }
+        if resources_seen.insert(std::sync::Arc::as_ptr(&span.resource)) {
+            for kv in &span.resource.attributes {
+                if let Some(text) = kv.value.to_text() {
+                    pairs.insert(attribute_hash(&kv.key, &text));
+                }
+            }
+        }
+    }
+    let bits = (pairs.len() as u64 * ATTRIBUTE_BLOOM_BITS)
+        .min(chunk.len() as u64 * ATTRIBUTE_BLOOM_MAX_BITS_PER_SPAN);
+    let mut bloom = Bloom::new(bits, ATTRIBUTE_BLOOM_HASHES);
+    for pair in pairs {
+        bloom.insert(split_hash(pair));
+    }
+    (stats, bloom)
+}
+
+fn status_index(code: StatusCode) -> usize {
+    match code {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
+    }
+}
+
 fn encode_footer(meta: &BlockMeta) -> Vec<u8> {
     let mut w = Writer::default();
-    w.u8(1);
+    w.u8(2);
     w.varint(meta.last_wal_segment);
     w.varint(meta.num_spans);
     w.varint(meta.min_start_unix_nanos);
@@ -156,23 +280,37 @@ fn encode_footer(meta: &BlockMeta) -> Vec<u8> {
         w.bytes(service.as_bytes());
     }
     w.varint(meta.row_groups.len() as u64);
+    let part = |w: &mut Writer, p: &Part| {
+        w.varint(p.offset);
+        w.varint(p.compressed_bytes);
+        w.varint(p.raw_bytes);
+        w.raw(&p.crc32.to_le_bytes());
+    };
     for g in &meta.row_groups {
-        w.varint(g.offset);
-        w.varint(g.compressed_bytes);
-        w.varint(g.raw_bytes);
-        w.raw(&g.crc32.to_le_bytes());
+        let stats = g.stats.as_ref().expect("INVARIANT: this format's groups carry stats");
+        for p in &g.parts {
+            part(&mut w, p);
+        }
         w.varint(g.num_spans);
         w.raw(&g.first_trace);
         w.raw(&g.last_trace);
         w.varint(g.min_start_unix_nanos);
         w.varint(g.max_end_unix_nanos);
+        w.varint(stats.min_duration_nanos);
+        w.varint(stats.max_duration_nanos);
+        for count in stats.status_counts {
+            w.varint(count);
+        }
+        w.raw(&stats.service_bits.to_le_bytes());
+        w.u8(u8::from(stats.identity_in_span_attributes));
+        part(&mut w, &stats.attribute_bloom);
     }
     w.varint(u64::from(meta.bloom.hashes));
     w.bytes(&meta.bloom.bits);
     w.buf
 }
 
-/// Reads and checks a block's footer.
+/// Reads and checks a block's footer (either format).
 pub(crate) fn read_block_meta(path: &Path) -> Result<BlockMeta, StoreError> {
     let corrupt = |reason: &'static str| StoreError::CorruptBlock {
         path: path.to_owned(),
@@ -185,9 +323,11 @@ pub(crate) fn read_block_meta(path: &Path) -> Result<BlockMeta, StoreError> {
     }
     let mut trailer = [0u8; TRAILER_BYTES];
     file.read_exact_at(&mut trailer, file_bytes - TRAILER_BYTES as u64).map_err(io_error(path))?;
-    if &trailer[8..] != MAGIC {
-        return Err(corrupt("missing trailer magic"));
-    }
+    let version = match &trailer[8..] {
+        magic if magic == MAGIC => 2,
+        magic if magic == MAGIC_V1 => 1,
+        _ => return Err(corrupt("missing trailer magic")),
+    };
     let footer_len = u64::from(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")));
     let footer_crc = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
     if footer_len + (MAGIC.len() + TRAILER_BYTES) as u64 > file_bytes {
@@ -199,13 +339,18 @@ pub(crate) fn read_block_meta(path: &Path) -> Result<BlockMeta, StoreError> {
     if crc32fast::hash(&footer) != footer_crc {
         return Err(corrupt("footer checksum mismatch"));
     }
-    decode_footer(path, file_bytes, &footer).map_err(|e| corrupt(e.0))
+    decode_footer(path, file_bytes, &footer, version).map_err(|e| corrupt(e.0))
 }
 
-fn decode_footer(path: &Path, file_bytes: u64, footer: &[u8]) -> Result<BlockMeta, CorruptBatch> {
+fn decode_footer(
+    path: &Path,
+    file_bytes: u64,
+    footer: &[u8],
+    magic_version: u8,
+) -> Result<BlockMeta, CorruptBatch> {
     let mut r = Reader::new(footer);
-    if r.u8()? != 1 {
-        return Err(CorruptBatch("unknown footer version"));
+    if r.u8()? != magic_version {
+        return Err(CorruptBatch("footer version does not match the block's magic"));
     }
     let last_wal_segment = r.varint()?;
     let num_spans = r.varint()?;
@@ -218,24 +363,53 @@ fn decode_footer(path: &Path, file_bytes: u64, footer: &[u8]) -> Result<BlockMet
     }
     let num_groups = r.count()?;
     let mut row_groups = Vec::with_capacity(num_groups);
-    for _ in 0..num_groups {
-        row_groups.push(RowGroup {
+    let part = |r: &mut Reader<'_>| -> Result<Part, CorruptBatch> {
+        Ok(Part {
             offset: r.varint()?,
             compressed_bytes: r.varint()?,
             raw_bytes: r.varint()?,
             crc32: u32::from_le_bytes(r.array()?),
-            num_spans: r.varint()?,
-            first_trace: r.array()?,
-            last_trace: r.array()?,
-            min_start_unix_nanos: r.varint()?,
-            max_end_unix_nanos: r.varint()?,
+        })
+    };
+    for _ in 0..num_groups {
+        let num_parts = if magic_version == 1 { 1 } else { 3 };
+        let mut parts = Vec::with_capacity(num_parts);
+        for _ in 0..num_parts {
+            parts.push(part(&mut r)?);
+        }
+        let num_spans = r.varint()?;
+        let first_trace = r.array()?;
+        let last_trace = r.array()?;
+        let min_start_unix_nanos = r.varint()?;
+        let max_end_unix_nanos = r.varint()?;
+        let stats = if magic_version == 1 {
+            None
+        } else {
+            Some(GroupStats {
+                min_duration_nanos: r.varint()?,
+                max_duration_nanos: r.varint()?,
+                status_counts: [r.varint()?, r.varint()?, r.varint()?],
+                service_bits: u64::from_le_bytes(r.array()?),
+                identity_in_span_attributes: r.u8()? != 0,
+                attribute_bloom: part(&mut r)?,
+            })
+        };
+        row_groups.push(RowGroup {
+            parts,
+            num_spans,
+            first_trace,
+            last_trace,
+            min_start_unix_nanos,
+            max_end_unix_nanos,
+            stats,
         });
     }
     let hashes = r.u32()?;
     let bits = r.bytes()?.to_vec();
-    if bits.is_empty() || !r.is_empty() {
+    if bits.is_empty() || !r.is_empty() || hashes == 0 || hashes > 32 {
         return Err(CorruptBatch("malformed bloom filter"));
     }
+    // The first format sized its bloom by spans and hashed trace ids the same way.
     Ok(BlockMeta {
         path: path.to_owned(),
         file_bytes,
@@ -249,9 +423,28 @@ fn decode_footer(path: &Path, file_bytes: u64, footer: &[u8]) -> Result<BlockMet
     })
 }
 
+/// A row group's parts, decompressed; [`LoadedGroup::cursor`] reads its spans.
+pub(crate) struct LoadedGroup {
+    parts: Vec<Vec<u8>>,
+    split: bool,
+}
+
+impl LoadedGroup {
+    pub(crate) fn cursor(&self) -> Result<Cursor<'_>, CorruptBatch> {
+        if !self.split {
+            return Cursor::new(&self.parts[0]);
+        }
+        Cursor::split(
+            &self.parts[0],
+            self.parts.get(1).map(Vec::as_slice),
+            self.parts.get(2).map(Vec::as_slice),
+        )
+    }
+}
+
 impl BlockMeta {
     pub(crate) fn may_contain(&self, trace_id: &TraceId) -> bool {
-        self.bloom.may_contain(trace_id)
+        self.bloom.may_contain(trace_hashes(trace_id))
     }
 
     /// Indexes of the row groups whose trace-id range covers `trace_id`.
@@ -261,27 +454,103 @@ impl BlockMeta {
         (first..self.row_groups.len()).take_while(move |&i| self.row_groups[i].first_trace <= id)
     }
 
-    /// Reads, checks and decodes one row group.
-    pub(crate) fn read_row_group(&self, idx: usize) -> Result<Vec<Span>, StoreError> {
+    /// Reads, checks and decompresses the parts of one row group a read needs.
+    pub(crate) fn load_row_group(
+        &self,
+        idx: usize,
+        wanted: Parts,
+    ) -> Result<LoadedGroup, StoreError> {
         let corrupt = |reason: &str| StoreError::CorruptBlock {
             path: self.path.clone(),
             reason: format!("row group {idx}: {reason}"),
         };
         let group = self.row_groups.get(idx).ok_or_else(|| corrupt("no such row group"))?;
+        let split = group.stats.is_some();
+        let num_parts = match (split, wanted) {
+            (false, _) | (true, Parts::Core) => 1,
+            (true, Parts::CoreAndAttributes) => 2,
+            (true, Parts::All) => 3,
+        };
+        let parts = &group.parts[..num_parts];
+        // The parts lie one after another: one read for all of them.
+        let start = parts[0].offset;
+        let len: u64 = parts.iter().map(|p| p.compressed_bytes).sum();
         let file = File::open(&self.path).map_err(io_error(&self.path))?;
-        let mut compressed = vec![0u8; group.compressed_bytes as usize];
-        file.read_exact_at(&mut compressed, group.offset).map_err(io_error(&self.path))?;
-        if crc32fast::hash(&compressed) != group.crc32 {
-            return Err(corrupt("checksum mismatch"));
+        let mut compressed = vec![0u8; len as usize];
+        file.read_exact_at(&mut compressed, start).map_err(io_error(&self.path))?;
+        let mut out = Vec::with_capacity(num_parts);
+        for part in parts {
+            let from = (part.offset - start) as usize;
+            let bytes = compressed
+                .get(from..from + part.compressed_bytes as usize)
+                .ok_or_else(|| corrupt("parts are not contiguous"))?;
+            if crc32fast::hash(bytes) != part.crc32 {
+                return Err(corrupt("checksum mismatch"));
+            }
+            out.push(
+                zstd::bulk::decompress(bytes, part.raw_bytes as usize)
+                    .map_err(|e| corrupt(&e.to_string()))?,
+            );
         }
-        let raw = zstd::bulk::decompress(&compressed, group.raw_bytes as usize)
-            .map_err(|e| corrupt(&e.to_string()))?;
-        codec::decode(&raw).map_err(|e| corrupt(e.0))
+        Ok(LoadedGroup { parts: out, split })
+    }
+
+    /// Whether the group may hold a span of `service` (unknown for the first format).
+    pub(crate) fn group_may_hold_service(&self, idx: usize, service: &str) -> bool {
+        let Some(stats) = &self.row_groups[idx].stats else { return true };
+        if stats.service_bits == u64::MAX {
+            return true;
+        }
+        self.services
+            .binary_search_by(|s| s.as_str().cmp(service))
+            .is_ok_and(|i| stats.service_bits & (1 << i) != 0)
+    }
+
+    /// Whether the group may hold a span whose duration lies in `[min, max]`.
+    pub(crate) fn group_may_hold_duration(&self, idx: usize, min: u64, max: u64) -> bool {
+        self.row_groups[idx]
+            .stats
+            .as_ref()
+            .is_none_or(|s| s.max_duration_nanos >= min && s.min_duration_nanos <= max)
+    }
+
+    /// Whether the group may hold a span with this status.
+    pub(crate) fn group_may_hold_status(&self, idx: usize, code: StatusCode) -> bool {
+        self.row_groups[idx].stats.as_ref().is_none_or(|s| s.status_counts[status_index(code)] > 0)
+    }
+
+    /// Whether a span of the group sets an identity attribute itself (always assumed for
+    /// the first format).
+    pub(crate) fn group_has_identity_in_span_attributes(&self, idx: usize) -> bool {
+        self.row_groups[idx].stats.as_ref().is_none_or(|s| s.identity_in_span_attributes)
+    }
+
+    /// Whether the group may hold a span (or resource) whose attribute `key` reads as
+    /// `text`: one probe of its attribute bloom, read from the file.
+    pub(crate) fn group_may_hold_attribute(
+        &self,
+        file: &File,
+        idx: usize,
+        key: &str,
+        text: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(stats) = &self.row_groups[idx].stats else { return Ok(true) };
+        let part = stats.attribute_bloom;
+        let mut bits = vec![0u8; part.compressed_bytes as usize];
+        file.read_exact_at(&mut bits, part.offset).map_err(io_error(&self.path))?;
+        if bits.is_empty() || crc32fast::hash(&bits) != part.crc32 {
+            return Err(StoreError::CorruptBlock {
+                path: self.path.clone(),
+                reason: format!("row group {idx}: attribute bloom checksum mismatch"),
+            });
+        }
+        let bloom = Bloom { bits, hashes: part.raw_bytes.clamp(1, 32) as u32 };
+        Ok(bloom.may_contain(split_hash(attribute_hash(key, text))))
     }
 }
 
-/// A bloom filter over trace ids. Trace ids are mostly random, but some generators put a
-/// timestamp in the high bytes, so each half is mixed before use.
+/// A bloom filter probed with double hashing. Trace ids are mostly random, but some
+/// generators put a timestamp in the high bytes, so each half is mixed before use.
 #[derive(Debug)]
 struct Bloom {
     bits: Vec<u8>,
@@ -289,28 +558,47 @@ struct Bloom {
 }
 
 impl Bloom {
-    fn new(expected_items: u64) -> Bloom {
-        let num_bits = (expected_items.max(1) * BLOOM_BITS_PER_TRACE).next_multiple_of(8);
-        Bloom { bits: vec![0; (num_bits / 8) as usize], hashes: BLOOM_HASHES }
+    fn new(num_bits: u64, hashes: u32) -> Bloom {
+        let num_bits = num_bits.max(64).next_multiple_of(8);
+        Bloom { bits: vec![0; (num_bits / 8) as usize], hashes }
     }
 
-    fn positions(&self, trace_id: &TraceId) -> impl Iterator<Item = u64> + use<> {
-        let bytes = trace_id.as_bytes();
-        let h1 = mix(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")));
-        let h2 = mix(u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"))) | 1;
+    fn positions(&self, (h1, h2): (u64, u64)) -> impl Iterator<Item = u64> + use<> {
         let num_bits = self.bits.len() as u64 * 8;
         (0..u64::from(self.hashes)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % num_bits)
     }
 
-    fn insert(&mut self, trace_id: &TraceId) {
-        for bit in self.positions(trace_id) {
+    fn insert(&mut self, hashes: (u64, u64)) {
+        for bit in self.positions(hashes) {
             self.bits[(bit / 8) as usize] |= 1 << (bit % 8);
         }
     }
 
-    fn may_contain(&self, trace_id: &TraceId) -> bool {
-        self.positions(trace_id).all(|bit| self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
+    fn may_contain(&self, hashes: (u64, u64)) -> bool {
+        self.positions(hashes).all(|bit| self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
     }
+}
+
+fn trace_hashes(trace_id: &TraceId) -> (u64, u64) {
+    let bytes = trace_id.as_bytes();
+    let h1 = mix(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")));
+    let h2 = mix(u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"))) | 1;
+    (h1, h2)
+}
+
+/// A stable 64-bit hash of an attribute as a search compares it: key and text.
+fn attribute_hash(key: &str, text: &str) -> u64 {
+    // FNV-1a over the key, a separator no UTF-8 text contains, and the text.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key.as_bytes().iter().chain(&[0xff]).chain(text.as_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    mix(h)
+}
+
+fn split_hash(h: u64) -> (u64, u64) {
+    (h, mix(h ^ 0x9e37_79b9_7f4a_7c15) | 1)
 }
 
 /// SplitMix64's finaliser: spreads every input bit over the output.

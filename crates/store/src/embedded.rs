@@ -31,7 +31,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use model::{Span, TraceId};
 
-use crate::block::{self, BlockMeta};
+use crate::block::{self, BlockMeta, Parts};
+use crate::codec::{CorruptBatch, StoredSpan};
 use crate::metadata::{Metadata, PendingCatalog};
 use crate::sketches::{self, SketchDelta};
 use crate::wal::{self, SegmentWriter};
@@ -488,7 +489,8 @@ impl SpanEngine for Embedded {
     }
 
     /// Every stored span of the trace, ordered by start time; duplicates (an exporter's retry
-    /// of an export that had in fact succeeded) appear once.
+    /// of an export that had in fact succeeded) appear once. In a block, only the trace's
+    /// spans are built; the others of its row group are stepped over.
     fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError> {
         let mut spans = Vec::new();
         {
@@ -501,8 +503,19 @@ impl SpanEngine for Embedded {
         let blocks = self.blocks_read().clone();
         for block in blocks.iter().filter(|b| b.may_contain(trace_id)) {
             for idx in block.row_groups_for(trace_id) {
-                let group = block.read_row_group(idx)?;
-                spans.extend(group.into_iter().filter(|s| s.trace_id == *trace_id));
+                let group = block.load_row_group(idx, Parts::All)?;
+                let corrupt = corrupt_group(block, idx);
+                let mut cursor = group.cursor().map_err(&corrupt)?;
+                while let Some(raw) = cursor.next_span().map_err(&corrupt)? {
+                    // Row groups are sorted by trace id.
+                    match raw.trace_id.cmp(trace_id) {
+                        std::cmp::Ordering::Less => {}
+                        std::cmp::Ordering::Equal => {
+                            spans.push(cursor.materialize(&raw).map_err(&corrupt)?)
+                        }
+                        std::cmp::Ordering::Greater => break,
+                    }
+                }
             }
         }
         spans.sort_by_key(|s| (s.start_time_unix_nanos, *s.span_id.as_bytes()));
@@ -512,19 +525,19 @@ impl SpanEngine for Embedded {
     }
 
     /// Traces with a span matching `query`, newest matching span first.
+    ///
+    /// First the newest `limit` trace ids: the head, then blocks newest first, skipping what
+    /// the footers rule out and decompressing only the parts the filters read; no span is
+    /// built, and once `limit` traces are found, older blocks and row groups are not read.
+    /// Then each of those traces is read by id and its matching spans kept.
     fn search(&self, query: &SpanQuery) -> Result<Vec<TraceMatch>, StoreError> {
-        let mut found: HashMap<TraceId, Vec<Span>> = HashMap::new();
-        let collect = |spans: &[Span], found: &mut HashMap<TraceId, Vec<Span>>| {
-            for span in spans.iter().filter(|s| query.matches(s)) {
-                found.entry(span.trace_id).or_default().push(span.clone());
-            }
-        };
-        // The head is small and recent: scan it whole.
+        let mut top = TopTraces::new(query.limit);
         {
             let heads = self.heads_read();
-            collect(&heads.active.spans, &mut found);
-            for part in &heads.frozen {
-                collect(&part.spans, &mut found);
+            for part in std::iter::once(&heads.active).chain(heads.frozen.iter().map(|p| &**p)) {
+                for span in part.spans.iter().filter(|s| query.matches(*s)) {
+                    top.offer(span.trace_id, span.start_time_unix_nanos);
+                }
             }
         }
         let mut blocks: Vec<Arc<BlockMeta>> = self
@@ -538,34 +551,22 @@ impl SpanEngine for Embedded {
             .collect();
         blocks.sort_by_key(|b| std::cmp::Reverse(b.max_end_unix_nanos));
         for block in blocks {
-            // Once `limit` traces are found, an older block cannot hold a newer match.
-            if found.len() >= query.limit {
-                let mut starts: Vec<u64> = found
-                    .values()
-                    .map(|spans| spans.iter().map(|s| s.start_time_unix_nanos).max().unwrap_or(0))
-                    .collect();
-                starts.sort_unstable_by(|a, b| b.cmp(a));
-                if block.max_end_unix_nanos < starts[query.limit - 1] {
-                    break;
-                }
+            if top.is_beyond(block.max_end_unix_nanos) {
+                break;
             }
-            for (idx, group) in block.row_groups.iter().enumerate() {
-                if query.overlaps(group.min_start_unix_nanos, group.max_end_unix_nanos) {
-                    collect(&block.read_row_group(idx)?, &mut found);
-                }
+            search_block(&block, query, &mut top)?;
+        }
+        let mut matches = Vec::new();
+        for trace_id in top.finish() {
+            let mut spans = self.trace(&trace_id)?;
+            spans.retain(|s| query.matches(s));
+            spans.sort_by_key(|s| {
+                std::cmp::Reverse((s.start_time_unix_nanos, *s.span_id.as_bytes()))
+            });
+            if !spans.is_empty() {
+                matches.push(TraceMatch { trace_id, spans });
             }
         }
-        let mut matches: Vec<TraceMatch> = found
-            .into_iter()
-            .map(|(trace_id, mut spans)| {
-                spans.sort_by_key(|s| std::cmp::Reverse(s.start_time_unix_nanos));
-                let mut seen = std::collections::HashSet::new();
-                spans.retain(|s| seen.insert(*s.span_id.as_bytes()));
-                TraceMatch { trace_id, spans }
-            })
-            .collect();
-        matches.sort_by_key(|m| std::cmp::Reverse((m.newest_start_unix_nanos(), m.trace_id)));
-        matches.truncate(query.limit);
         Ok(matches)
     }
 
@@ -640,5 +641,125 @@ impl SpanEngine for Embedded {
             num_sealed_blocks_total: self.sealed_blocks_total.load(Ordering::Relaxed),
             num_deleted_blocks_total: self.deleted_blocks_total.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Offers the trace ids of one block's matching spans, row group by row group, skipping the
+/// groups its footer rules out.
+fn search_block(
+    block: &BlockMeta,
+    query: &SpanQuery,
+    top: &mut TopTraces,
+) -> Result<(), StoreError> {
+    // Opened once per block, for attribute bloom probes.
+    let file = match query.attributes.is_empty() {
+        true => None,
+        false => Some(fs::File::open(&block.path).map_err(io_error(&block.path))?),
+    };
+    let (min_duration, max_duration) =
+        (query.min_duration_nanos.unwrap_or(0), query.max_duration_nanos.unwrap_or(u64::MAX));
+    'groups: for (idx, group) in block.row_groups.iter().enumerate() {
+        if !query.overlaps(group.min_start_unix_nanos, group.max_end_unix_nanos)
+            || top.is_beyond(group.max_end_unix_nanos)
+            || query.service.as_deref().is_some_and(|s| !block.group_may_hold_service(idx, s))
+            || query
+                .allowed_services
+                .as_ref()
+                .is_some_and(|a| !a.iter().any(|s| block.group_may_hold_service(idx, s)))
+            || !block.group_may_hold_duration(idx, min_duration, max_duration)
+            || query.status.is_some_and(|code| !block.group_may_hold_status(idx, code))
+        {
+            continue;
+        }
+        if let Some(file) = &file {
+            for (key, text) in &query.attributes {
+                if !block.group_may_hold_attribute(file, idx, key, text)? {
+                    continue 'groups;
+                }
+            }
+        }
+        let parts = if query.needs_span_attributes()
+            || (query.reads_identity() && block.group_has_identity_in_span_attributes(idx))
+        {
+            Parts::CoreAndAttributes
+        } else {
+            Parts::Core
+        };
+        let loaded = block.load_row_group(idx, parts)?;
+        let corrupt = corrupt_group(block, idx);
+        let mut cursor = loaded.cursor().map_err(&corrupt)?;
+        while let Some(raw) = cursor.next_span().map_err(&corrupt)? {
+            if query.matches(&StoredSpan { cursor: &cursor, raw: &raw }) {
+                top.offer(raw.trace_id, raw.start_time_unix_nanos);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn corrupt_group(block: &BlockMeta, idx: usize) -> impl Fn(CorruptBatch) -> StoreError + '_ {
+    move |e| StoreError::CorruptBlock {
+        path: block.path.clone(),
+        reason: format!("row group {idx}: {}", e.0),
+    }
+}
+
+/// The newest `limit` traces by their newest matching span, kept in memory proportional to
+/// `limit` however many spans match. Ties are broken by trace id, as results are ordered.
+struct TopTraces {
+    limit: usize,
+    newest: HashMap<TraceId, u64>,
+    /// The `limit`-th best (start, trace) at the last pruning: nothing below it can enter.
+    floor: Option<(u64, TraceId)>,
+}
+
+impl TopTraces {
+    fn new(limit: usize) -> TopTraces {
+        TopTraces { limit, newest: HashMap::new(), floor: None }
+    }
+
+    fn offer(&mut self, trace_id: TraceId, start_unix_nanos: u64) {
+        if self.limit == 0 || self.floor.is_some_and(|floor| (start_unix_nanos, trace_id) < floor) {
+            return;
+        }
+        let newest = self.newest.entry(trace_id).or_insert(start_unix_nanos);
+        *newest = (*newest).max(start_unix_nanos);
+        if self.newest.len() >= 2 * self.limit.max(16) {
+            self.prune();
+        }
+    }
+
+    /// Keeps the best `limit` and raises the floor to the last of them.
+    fn prune(&mut self) {
+        let mut best = self.ranked();
+        best.truncate(self.limit);
+        if best.len() == self.limit {
+            self.floor = best.last().copied();
+        }
+        self.newest = best.into_iter().map(|(start, id)| (id, start)).collect();
+    }
+
+    fn ranked(&self) -> Vec<(u64, TraceId)> {
+        let mut all: Vec<(u64, TraceId)> = self.newest.iter().map(|(id, s)| (*s, *id)).collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all
+    }
+
+    /// Whether no span that starts at or before `max_end_unix_nanos` can enter the result.
+    fn is_beyond(&mut self, max_end_unix_nanos: u64) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        if self.newest.len() >= self.limit {
+            self.prune();
+        }
+        self.floor.is_some_and(|(start, _)| start > max_end_unix_nanos)
+    }
+
+    /// The trace ids, newest first.
+    fn finish(self) -> Vec<TraceId> {
+        let mut best = self.ranked();
+        best.truncate(self.limit);
+        best.into_iter().map(|(_, id)| id).collect()
     }
 }

@@ -16,6 +16,7 @@ mod codec;
 mod embedded;
 mod findings;
 mod leases;
+mod lock;
 mod metadata;
 mod outbox;
 mod query;
@@ -37,6 +38,7 @@ pub use crate::access::{Accounts, NewAuditRecord, PendingSignIn, StoredSession, 
 pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
 pub use crate::clickhouse::ClickHouseOptions;
 pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
+pub use crate::lock::{DataDirLock, LOCK_FILE};
 pub use crate::metadata::{MetadataBackend, OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::outbox::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use crate::query::{SpanQuery, TraceMatch};
@@ -49,6 +51,13 @@ pub use crate::wal::SyncPolicy;
 pub enum StoreError {
     #[error("`{path}`: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// Another process owns the data directory (see [`DataDirLock`]).
+    #[error(
+        "data directory `{}` is in use by another spanblame process{}; stop it first, or give this one its own `--data-dir`",
+        dir.display(),
+        holder_pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked { dir: PathBuf, holder_pid: Option<u32> },
     #[error("block `{path}` is corrupt: {reason}")]
     CorruptBlock { path: PathBuf, reason: String },
     #[error("metadata database: {0}")]
@@ -152,7 +161,15 @@ pub fn migrate_metadata(
     data_dir: &Path,
     backend: &MetadataBackend,
 ) -> Result<(u32, u32), StoreError> {
-    std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+    // SQLite in the data directory belongs to whoever owns the directory; PostgreSQL is
+    // migrated beside running replicas (its own advisory lock serialises migrations).
+    let _owner = match backend {
+        MetadataBackend::Sqlite => Some(DataDirLock::acquire(data_dir)?),
+        MetadataBackend::Postgres(_) => {
+            std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+            None
+        }
+    };
     let before = metadata::applied_version(data_dir, backend)?;
     let after = Metadata::open(data_dir, backend)?.schema_version()?;
     Ok((before, after))
@@ -178,6 +195,8 @@ pub struct SpanStore {
     engine: Box<dyn SpanEngine>,
     metadata: Arc<Metadata>,
     accounts: Accounts,
+    /// Held for the store's life: no second process writes the same data directory.
+    _owner: DataDirLock,
 }
 
 impl SpanStore {
@@ -187,13 +206,14 @@ impl SpanStore {
     }
 
     /// Opens the store with spans in `backend` and metadata in `metadata`. The data
-    /// directory holds the audit key (and, by default, the metadata and spans).
+    /// directory holds the audit key (and, by default, the metadata and spans); the store
+    /// owns it ([`DataDirLock`]) until dropped, and refuses to open while another process does.
     pub fn open_with(
         data_dir: &Path,
         backend: SpanBackend,
         metadata: &MetadataBackend,
     ) -> Result<SpanStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+        let owner = DataDirLock::acquire(data_dir)?;
         let metadata = Arc::new(Metadata::open(data_dir, metadata)?);
         let accounts = Accounts::new(Arc::clone(&metadata), data_dir)?;
         let engine: Box<dyn SpanEngine> = match backend {
@@ -204,7 +224,7 @@ impl SpanStore {
                 Box::new(clickhouse::ClickHouse::open(options, Arc::clone(&metadata))?)
             }
         };
-        Ok(SpanStore { engine, metadata, accounts })
+        Ok(SpanStore { engine, metadata, accounts, _owner: owner })
     }
 
     /// Spans recovered from the WAL when the store was opened (0 for engines without one).

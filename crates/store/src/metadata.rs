@@ -212,6 +212,42 @@ impl Metadata {
         Ok(Metadata { db, description: backend.describe(data_dir) })
     }
 
+    /// Opens the metadata without changing it: SQLite read-only (no migrations, refused when
+    /// its schema is not this build's), for commands that only read beside a running server.
+    pub(crate) fn open_read_only(
+        data_dir: &Path,
+        backend: &MetadataBackend,
+    ) -> Result<Metadata, StoreError> {
+        let db = match backend {
+            MetadataBackend::Sqlite => {
+                let path = data_dir.join(SQLITE_FILE);
+                let sql = |e: rusqlite::Error| {
+                    StoreError::Metadata(format!("`{}` (read-only): {e}", path.display()))
+                };
+                let conn =
+                    Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                        .map_err(sql)?;
+                conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
+                sqlite::register_functions(&conn).map_err(sql)?;
+                let applied: u32 =
+                    conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql)?;
+                let known = SQLITE_MIGRATIONS.len();
+                refuse_newer(applied, known, &format!("`{}`", path.display()))?;
+                if (applied as usize) < known {
+                    return Err(StoreError::Metadata(format!(
+                        "`{}` has metadata schema version {applied}, older than this spanblame's \
+                         {known}, and a read-only command does not migrate: run `spanblame migrate` \
+                         (or start the server) first",
+                        path.display()
+                    )));
+                }
+                Db::Sqlite(Mutex::new(conn))
+            }
+            MetadataBackend::Postgres(_) => return Metadata::open(data_dir, backend),
+        };
+        Ok(Metadata { db, description: backend.describe(data_dir) })
+    }
+
     /// What the metadata is, for messages: the SQLite file or the PostgreSQL URL.
     pub(crate) fn describe(&self) -> &str {
         &self.description

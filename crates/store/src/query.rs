@@ -1,6 +1,8 @@
-//! Trace search filters and their evaluation on one span.
+//! Trace search filters and their evaluation on one span, whole or read from a block.
 
-use model::{Span, StatusCode, TraceId};
+use std::borrow::Cow;
+
+use model::{Resource, Span, StatusCode, TraceId, Value, attribute_names};
 
 /// A span-level search: a trace matches when any of its spans matches every filter.
 #[derive(Debug, Clone, Default)]
@@ -55,38 +57,129 @@ impl SpanQuery {
                 .is_none_or(|allowed| services.iter().any(|s| allowed.contains(s)))
     }
 
-    pub(crate) fn matches(&self, span: &Span) -> bool {
-        let start = span.start_time_unix_nanos;
+    /// Whether the filters need the span's own attributes (beyond its resource) when no
+    /// span sets an identity attribute itself.
+    pub(crate) fn needs_span_attributes(&self) -> bool {
+        self.operation.is_some() || !self.attributes.is_empty()
+    }
+
+    /// Whether any filter reads the service, environment or version.
+    pub(crate) fn reads_identity(&self) -> bool {
+        self.service.is_some()
+            || self.environment.is_some()
+            || self.version.is_some()
+            || self.allowed_services.is_some()
+            || self.allowed_environments.is_some()
+    }
+
+    pub(crate) fn matches(&self, span: &impl SpanFields) -> bool {
+        let start = span.start_unix_nanos();
         if start < self.start_unix_nanos || start >= self.end_unix_nanos {
             return false;
         }
         let duration = span.duration_nanos();
         if self.min_duration_nanos.is_some_and(|min| duration < min)
             || self.max_duration_nanos.is_some_and(|max| duration > max)
-            || self.status.is_some_and(|code| span.status.code != code)
+            || self.status.is_some_and(|code| span.status_code() != code)
         {
             return false;
         }
-        if self
-            .allowed_services
-            .as_ref()
-            .is_some_and(|a| !a.iter().any(|s| s == span.service_name()))
+        let service = first_str(span, attribute_names::SERVICE);
+        let service = service.as_deref().unwrap_or(model::UNKNOWN_SERVICE);
+        let environment = || first_str(span, attribute_names::ENVIRONMENT);
+        if self.allowed_services.as_ref().is_some_and(|a| !a.iter().any(|s| s == service))
             || self
                 .allowed_environments
                 .as_ref()
-                .is_some_and(|a| !span.environment().is_some_and(|e| a.iter().any(|x| x == e)))
+                .is_some_and(|a| !environment().is_some_and(|e| a.iter().any(|x| *x == *e)))
         {
             return false;
         }
-        if self.service.as_deref().is_some_and(|s| span.service_name() != s)
-            || self.operation.as_deref().is_some_and(|op| span.operation() != op && span.name != op)
-            || self.environment.as_deref().is_some_and(|e| span.environment() != Some(e))
-            || self.version.as_deref().is_some_and(|v| span.version() != Some(v))
+        if self.service.as_deref().is_some_and(|s| service != s)
+            || self
+                .operation
+                .as_deref()
+                .is_some_and(|op| span.name() != op && operation(span) != op)
+            || self.environment.as_deref().is_some_and(|e| environment().as_deref() != Some(e))
+            || self
+                .version
+                .as_deref()
+                .is_some_and(|v| first_str(span, attribute_names::VERSION).as_deref() != Some(v))
         {
             return false;
         }
         self.attributes.iter().all(|(key, wanted)| {
-            span.attribute(key).and_then(|v| v.to_text()).is_some_and(|text| text == *wanted)
+            attribute(span, key).and_then(|v| v.to_text()).is_some_and(|text| text == *wanted)
         })
+    }
+}
+
+/// What a search filter reads of a span: a whole [`Span`], or one read from a block without
+/// being built. The identity rules (`service.name` from the span, else its resource; the
+/// operation from `http.route`) are `model`'s, written here once for both.
+pub(crate) trait SpanFields {
+    fn start_unix_nanos(&self) -> u64;
+    fn duration_nanos(&self) -> u64;
+    fn status_code(&self) -> StatusCode;
+    fn name(&self) -> &str;
+    /// The span's own attribute (not its resource's).
+    fn span_attribute(&self, key: &str) -> Option<Cow<'_, Value>>;
+    fn resource(&self) -> &Resource;
+}
+
+impl SpanFields for Span {
+    fn start_unix_nanos(&self) -> u64 {
+        self.start_time_unix_nanos
+    }
+
+    fn duration_nanos(&self) -> u64 {
+        Span::duration_nanos(self)
+    }
+
+    fn status_code(&self) -> StatusCode {
+        self.status.code
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn span_attribute(&self, key: &str) -> Option<Cow<'_, Value>> {
+        self.attributes.iter().find(|kv| kv.key == key).map(|kv| Cow::Borrowed(&kv.value))
+    }
+
+    fn resource(&self) -> &Resource {
+        &self.resource
+    }
+}
+
+/// The span's attribute, else its resource's (as [`Span::attribute`]).
+fn attribute<'a>(span: &'a impl SpanFields, key: &str) -> Option<Cow<'a, Value>> {
+    span.span_attribute(key).or_else(|| {
+        span.resource()
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| Cow::Borrowed(&kv.value))
+    })
+}
+
+/// The first of `names` set to a non-blank string (as `model`'s identity rules read them).
+fn first_str<'a>(span: &'a impl SpanFields, names: &[&str]) -> Option<Cow<'a, str>> {
+    names.iter().find_map(|name| match attribute(span, name)? {
+        Cow::Borrowed(Value::String(text)) if !text.trim().is_empty() => {
+            Some(Cow::Borrowed(text.as_str()))
+        }
+        Cow::Owned(Value::String(text)) if !text.trim().is_empty() => Some(Cow::Owned(text)),
+        _ => None,
+    })
+}
+
+/// `http.route` where set (as [`Span::operation`]), else the name.
+fn operation<'a>(span: &'a impl SpanFields) -> Cow<'a, str> {
+    match span.span_attribute("http.route") {
+        Some(Cow::Borrowed(Value::String(route))) if !route.is_empty() => Cow::Borrowed(route),
+        Some(Cow::Owned(Value::String(route))) if !route.is_empty() => Cow::Owned(route),
+        _ => Cow::Borrowed(span.name()),
     }
 }

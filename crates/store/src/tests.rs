@@ -104,6 +104,7 @@ fn spans_are_readable_from_head_blocks_and_after_reopen() {
     assert_eq!(store.recovered_spans(), 3);
     assert_eq!(store.trace(&first[0].trace_id).unwrap(), first);
     store.flush().unwrap();
+    drop(store); // one owner per data directory
     let store = SpanStore::open(dir.path(), options()).unwrap();
     assert_eq!(store.recovered_spans(), 0, "sealed WAL segments are deleted");
     assert_eq!(store.trace(&first[0].trace_id).unwrap(), first);
@@ -157,6 +158,7 @@ fn sketches_count_every_span_once_across_seals_and_crashes() {
     let store = SpanStore::open(dir.path(), options()).unwrap();
     assert_eq!(sketch_totals(&store), (20, 10, 20, 3));
     store.flush().unwrap();
+    drop(store);
     let store = SpanStore::open(dir.path(), options()).unwrap();
     assert_eq!(sketch_totals(&store), (20, 10, 20, 3));
     let rows =
@@ -542,4 +544,181 @@ mod change_graph {
         assert_eq!(store.deploys(Some("cart"), None, 10).unwrap().len(), 3);
         assert!(store.deploys(Some("other"), None, 10).unwrap().is_empty());
     }
+}
+
+/// A span for the search property test: small alphabets, so filters both hit and miss.
+fn random_span(trace: u8, index: u8, seed: u64, resources: &[Arc<Resource>]) -> Span {
+    let pick = |salt: u64, n: u64| (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt) % n;
+    let mut s = span(
+        trace,
+        index,
+        T0 + pick(1, 60) * SECOND + u64::from(index),
+        &resources[pick(2, resources.len() as u64) as usize],
+    );
+    s.end_time_unix_nanos = s.start_time_unix_nanos + pick(3, 8) * 1_000_000;
+    s.name = format!("op-{}", pick(4, 3));
+    s.status.code = [StatusCode::Unset, StatusCode::Ok, StatusCode::Error][pick(5, 3) as usize];
+    s.attributes =
+        vec![KeyValue::new("tenant.id", Value::String(format!("tenant-{}", pick(6, 4))))];
+    match pick(7, 6) {
+        0 => s.attributes.push(KeyValue::new("http.route", Value::String("/cart/{id}".into()))),
+        // A span that names its service itself, overriding its resource.
+        1 => s.attributes.push(KeyValue::new("service.name", Value::String("override".into()))),
+        2 => s.attributes.push(KeyValue::new("retries", Value::Int(pick(8, 3) as i64))),
+        _ => {}
+    }
+    s
+}
+
+fn brute_force(spans: &[Span], query: &SpanQuery) -> Vec<(TraceId, Vec<SpanId>)> {
+    let mut by_trace: std::collections::BTreeMap<TraceId, Vec<&Span>> = Default::default();
+    for span in spans.iter().filter(|s| query.matches(*s)) {
+        by_trace.entry(span.trace_id).or_default().push(span);
+    }
+    let mut found: Vec<(u64, TraceId, Vec<SpanId>)> = by_trace
+        .into_iter()
+        .map(|(id, mut spans)| {
+            spans.sort_by_key(|s| {
+                std::cmp::Reverse((s.start_time_unix_nanos, *s.span_id.as_bytes()))
+            });
+            spans.dedup_by_key(|s| s.span_id);
+            (spans[0].start_time_unix_nanos, id, spans.iter().map(|s| s.span_id).collect())
+        })
+        .collect();
+    found.sort_by_key(|f| std::cmp::Reverse((f.0, f.1)));
+    found.truncate(query.limit);
+    found.into_iter().map(|(_, id, spans)| (id, spans)).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Search over a head, several blocks and many row groups returns exactly what a scan of
+    /// every span finds: the same traces, in the same order, with the same spans, cut at
+    /// `limit`.
+    #[test]
+    fn search_equals_a_brute_force_scan(
+        seeds in proptest::collection::vec(any::<u64>(), 40..160),
+        flush_every in 10usize..60,
+        service in proptest::option::of(prop::sample::select(vec!["checkout", "cart", "override", "nope"])),
+        operation in proptest::option::of(prop::sample::select(vec!["op-1", "/cart/{id}"])),
+        min_ms in proptest::option::of(0u64..8),
+        max_ms in proptest::option::of(0u64..8),
+        status in proptest::option::of(prop::sample::select(vec![StatusCode::Ok, StatusCode::Error, StatusCode::Unset])),
+        tenant in proptest::option::of(0u8..5),
+        version in proptest::option::of(prop::sample::select(vec!["v1", "v2"])),
+        allowed in proptest::option::of(prop::sample::select(vec![vec!["cart"], vec!["checkout", "override"]])),
+        window in (0u64..60, 1u64..70),
+        limit in 0usize..12,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let resources = [resource("checkout", "v1"), resource("cart", "v2"), resource("cart", "v1")];
+        let store = SpanStore::open(dir.path(), StoreOptions { row_group_spans: 3, ..StoreOptions::default() }).unwrap();
+        let spans: Vec<Span> = seeds
+            .iter()
+            .enumerate()
+            .map(|(i, seed)| random_span((seed % 23) as u8 + 1, i as u8 + 1, *seed, &resources))
+            .collect();
+        for (i, chunk) in spans.chunks(7).enumerate() {
+            store.append(chunk.to_vec()).unwrap();
+            if (i * 7) % flush_every < 7 {
+                store.flush().unwrap();
+            }
+        }
+        // A retried export: some spans stored twice, in another block.
+        store.append(spans[..5].to_vec()).unwrap();
+        let query = SpanQuery {
+            service: service.map(str::to_owned),
+            operation: operation.map(str::to_owned),
+            version: version.map(str::to_owned),
+            min_duration_nanos: min_ms.map(|ms| ms * 1_000_000),
+            max_duration_nanos: max_ms.map(|ms| ms * 1_000_000),
+            status,
+            attributes: tenant.map(|t| vec![("tenant.id".to_owned(), format!("tenant-{t}"))]).unwrap_or_default(),
+            start_unix_nanos: T0 + window.0 * SECOND,
+            end_unix_nanos: T0 + (window.0 + window.1) * SECOND,
+            limit,
+            allowed_services: allowed.map(|a| a.into_iter().map(str::to_owned).collect()),
+            ..SpanQuery::default()
+        };
+        let found: Vec<(TraceId, Vec<SpanId>)> = store
+            .search(&query)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.trace_id, m.spans.iter().map(|s| s.span_id).collect()))
+            .collect();
+        prop_assert!(store.stats().num_blocks >= 1);
+        prop_assert_eq!(found, brute_force(&spans, &query));
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_data_directory_of_the_first_format_reads() {
+    let fixture =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test_data/first-format");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, dir.path());
+    let checkout = resource("checkout", "v1");
+    let cart = resource("cart", "v2");
+    let expected = |t: u8| -> Vec<Span> {
+        let r = if t <= 6 { &checkout } else { &cart };
+        (1..=4).map(|i| span(t, i, T0 + u64::from(t) * SECOND + u64::from(i), r)).collect()
+    };
+    let all: Vec<Span> = (1..=10).flat_map(expected).collect();
+    let check = |store: &SpanStore| {
+        for t in 1..=10 {
+            assert_eq!(
+                store.trace(&TraceId::from_bytes([t; 16]).unwrap()).unwrap(),
+                expected(t),
+                "trace {t}"
+            );
+        }
+        for query in [
+            SpanQuery { end_unix_nanos: u64::MAX, limit: 100, ..SpanQuery::default() },
+            SpanQuery {
+                service: Some("cart".into()),
+                end_unix_nanos: u64::MAX,
+                limit: 2,
+                ..SpanQuery::default()
+            },
+            SpanQuery {
+                status: Some(StatusCode::Error),
+                min_duration_nanos: Some(3_000_000),
+                end_unix_nanos: u64::MAX,
+                limit: 5,
+                ..SpanQuery::default()
+            },
+        ] {
+            let found: Vec<(TraceId, Vec<SpanId>)> = store
+                .search(&query)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.trace_id, m.spans.iter().map(|s| s.span_id).collect()))
+                .collect();
+            assert_eq!(found, brute_force(&all, &query), "{query:?}");
+        }
+    };
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.recovered_spans(), 4, "trace 10 was still in the log");
+    assert_eq!(store.stats().num_blocks, 2);
+    check(&store);
+    // Sealing the log writes a block of the current format beside the first format's.
+    store.flush().unwrap();
+    drop(store);
+    let store = SpanStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.stats().num_blocks, 3);
+    check(&store);
 }

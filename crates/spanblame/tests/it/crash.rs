@@ -11,6 +11,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use crate::support::TestServer;
 
 pub(crate) const SPANS_PER_EXPORT: usize = 50;
@@ -126,4 +129,82 @@ fn acknowledged_spans_survive_sigkill_and_a_torn_log_tail() {
     let data_dir = server.data_dir.clone();
     drop(server);
     assert!(data_dir.join("metadata.sqlite").exists());
+}
+
+/// Runs the CLI; a command still running after `limit` is killed and reported as such (a
+/// second server that was not refused would otherwise run forever).
+fn cli_within(args: &[&str], limit: Duration) -> (Option<bool>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spanblame"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            return (None, String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    (Some(output.status.success()), text)
+}
+
+fn send(server: &TestServer, sender: u8, seqs: std::ops::Range<u32>) -> Vec<(u8, u32)> {
+    let client = reqwest::blocking::Client::new();
+    seqs.map(|seq| {
+        let response = client
+            .post(format!("http://{}/v1/traces", server.otlp_http))
+            .header("content-type", "application/x-protobuf")
+            .body(export(sender, seq))
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        (sender, seq)
+    })
+    .collect()
+}
+
+#[test]
+fn a_second_process_cannot_own_the_data_directory_and_nothing_acknowledged_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let server = TestServer::start(dir.path());
+    let mut acked = send(&server, 9, 0..20);
+
+    // A second server on the same directory is refused at once, naming the directory and
+    // the holder; so is a CLI command that writes. One that only reads works beside it.
+    let holder = format!("(pid {})", server.pid());
+    let (exited, log) = cli_within(
+        &["serve", "--data-dir", data_dir, "--http-addr", "127.0.0.1:0"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(exited, Some(false), "a second server must exit non-zero: {log}");
+    assert!(
+        log.contains("is in use by another spanblame process") && log.contains(&holder),
+        "{log}"
+    );
+    assert!(log.contains(data_dir), "{log}");
+    let (exited, log) = cli_within(
+        &["token", "create", "--data-dir", data_dir, "--name", "x", "--scope", "read"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(exited, Some(false), "{log}");
+    assert!(log.contains(&holder) && log.contains("--server"), "{log}");
+    let (exited, log) =
+        cli_within(&["audit", "verify", "--data-dir", data_dir], Duration::from_secs(20));
+    assert_eq!(exited, Some(true), "audit verify reads beside the server: {log}");
+
+    // The first server still owns its log: what it acknowledges now survives a SIGKILL.
+    acked.extend(send(&server, 9, 20..40));
+    server.kill();
+    let server = TestServer::start(dir.path());
+    check_all_present(&server, &acked);
 }

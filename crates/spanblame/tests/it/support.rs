@@ -97,6 +97,10 @@ impl TestServer {
         format!("http://{}{path}", self.http)
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs, as in a crash.
     pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
