@@ -10,7 +10,8 @@
 //!   Python packages under `~/.cache/spanblame`), then check formatting, run clippy, and run
 //!   every test (with cargo-nextest when it is installed). This is the README's test command
 //!   and what `.ci/run` calls.
-//! - `cargo xtask bench`: the detection and ingest benchmarks in release mode.
+//! - `cargo xtask bench`: the detection, ingest and reads benchmarks in release mode (the
+//!   reads benchmark drives a real `spanblame serve` from a separate load-generator process).
 //!
 //! Tidy checks (file headers, crate boundaries) are ordinary tests in `tidy.rs`.
 
@@ -54,11 +55,14 @@ fn main() -> anyhow::Result<()> {
             run(Command::new("cargo").args(["bench", "-p", "analysis", "--bench", "detection"]))?;
             run(Command::new("cargo")
                 .args(["bench", "-p", "spanblame", "--bench", "ingest"])
+                .env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE))?;
+            run(Command::new("cargo")
+                .args(["bench", "-p", "spanblame", "--bench", "reads"])
                 .env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE))
         }
         Some("setup") => setup().map(|_| ()),
         _ => bail!(
-            "usage: cargo xtask <test|bench|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the detection and ingest benchmarks (release build)\n  setup  only install test dependencies"
+            "usage: cargo xtask <test|bench|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the detection, ingest and reads benchmarks (release build; SPANBLAME_BENCH_SPANS sets the store size)\n  setup  only install test dependencies"
         ),
     }
 }

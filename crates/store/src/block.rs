@@ -41,7 +41,7 @@ const BLOCK_ZSTD_LEVEL: i32 = 3;
 /// 16 bits per trace and 11 probes: about one false positive in 2,000 blocks.
 const TRACE_BLOOM_BITS: u64 = 16;
 const TRACE_BLOOM_HASHES: u32 = 11;
-/// Attribute blooms: 10 bits per distinct (key, value) pair (about 1% false positives), but
+/// Attribute blooms (which also hold span names): 10 bits per distinct (key, value) pair (about 1% false positives), but
 /// never more than 2 bytes per span, so high-cardinality values cost a bounded share of the
 /// block (their false-positive rate rises instead).
 const ATTRIBUTE_BLOOM_BITS: u64 = 10;
@@ -117,13 +117,14 @@ pub(crate) fn block_path(dir: &Path, last_wal_segment: u64) -> PathBuf {
     dir.join(format!("{last_wal_segment:020}.blk"))
 }
 
-/// Sorts the spans and writes them as a block, durably, then returns its metadata.
+/// Writes the spans, sorted by trace id, as a block, durably, then returns its metadata.
 pub(crate) fn write_block(
     dir: &Path,
     last_wal_segment: u64,
-    mut spans: Vec<Span>,
+    spans: &[Span],
     row_group_spans: usize,
 ) -> Result<BlockMeta, StoreError> {
+    let mut spans: Vec<&Span> = spans.iter().collect();
     spans.sort_by(|a, b| {
         (a.trace_id, a.start_time_unix_nanos).cmp(&(b.trace_id, b.start_time_unix_nanos))
     });
@@ -214,7 +215,7 @@ pub(crate) fn write_block(
 }
 
 /// A row group's statistics and its attribute bloom (whose place in the file is set later).
-fn group_stats(chunk: &[Span], services: &[String]) -> (GroupStats, Bloom) {
+fn group_stats(chunk: &[&Span], services: &[String]) -> (GroupStats, Bloom) {
     let mut stats = GroupStats {
         min_duration_nanos: u64::MAX,
         max_duration_nanos: 0,
@@ -228,6 +229,7 @@ fn group_stats(chunk: &[Span], services: &[String]) -> (GroupStats, Bloom) {
     let mut pairs = HashSet::new();
     let mut resources_seen = HashSet::new();
     for span in chunk {
+        pairs.insert(attribute_hash(NAME_KEY, &span.name));
         let duration = span.duration_nanos();
         stats.min_duration_nanos = stats.min_duration_nanos.min(duration);
         stats.max_duration_nanos = stats.max_duration_nanos.max(duration);
@@ -525,16 +527,14 @@ impl BlockMeta {
         self.row_groups[idx].stats.as_ref().is_none_or(|s| s.identity_in_span_attributes)
     }
 
-    /// Whether the group may hold a span (or resource) whose attribute `key` reads as
-    /// `text`: one probe of its attribute bloom, read from the file.
-    pub(crate) fn group_may_hold_attribute(
+    /// The group's attribute bloom, read from the file (`None` for the first format, which
+    /// has none: everything may match).
+    pub(crate) fn group_bloom(
         &self,
         file: &File,
         idx: usize,
-        key: &str,
-        text: &str,
-    ) -> Result<bool, StoreError> {
-        let Some(stats) = &self.row_groups[idx].stats else { return Ok(true) };
+    ) -> Result<Option<GroupBloom>, StoreError> {
+        let Some(stats) = &self.row_groups[idx].stats else { return Ok(None) };
         let part = stats.attribute_bloom;
         let mut bits = vec![0u8; part.compressed_bytes as usize];
         file.read_exact_at(&mut bits, part.offset).map_err(io_error(&self.path))?;
@@ -544,10 +544,29 @@ impl BlockMeta {
                 reason: format!("row group {idx}: attribute bloom checksum mismatch"),
             });
         }
-        let bloom = Bloom { bits, hashes: part.raw_bytes.clamp(1, 32) as u32 };
-        Ok(bloom.may_contain(split_hash(attribute_hash(key, text))))
+        Ok(Some(GroupBloom(Bloom { bits, hashes: part.raw_bytes.clamp(1, 32) as u32 })))
     }
 }
+
+/// A row group's bloom over the (key, text) of its spans' and resources' attributes and over
+/// its span names.
+pub(crate) struct GroupBloom(Bloom);
+
+impl GroupBloom {
+    /// Whether a span (or its resource) may have attribute `key` reading as `text`.
+    pub(crate) fn may_hold_attribute(&self, key: &str, text: &str) -> bool {
+        self.0.may_contain(split_hash(attribute_hash(key, text)))
+    }
+
+    /// Whether a span may be named `name`.
+    pub(crate) fn may_hold_name(&self, name: &str) -> bool {
+        self.0.may_contain(split_hash(attribute_hash(NAME_KEY, name)))
+    }
+}
+
+/// The key span names are hashed under in the attribute bloom. A real attribute of this
+/// name would only add false positives.
+const NAME_KEY: &str = "\u{0}span.name";
 
 /// A bloom filter probed with double hashing. Trace ids are mostly random, but some
 /// generators put a timestamp in the high bytes, so each half is mixed before use.

@@ -158,6 +158,47 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// Resources (or scopes) written once per batch: equal ones share an entry, whether or not
+/// they share an allocation (every export brings its own copies of the same resources).
+struct Table<'a, T> {
+    entries: Vec<&'a Arc<T>>,
+    by_pointer: HashMap<*const T, u64>,
+    by_content: HashMap<u64, Vec<u64>>,
+}
+
+impl<T> Default for Table<'_, T> {
+    fn default() -> Self {
+        Table { entries: Vec::new(), by_pointer: HashMap::new(), by_content: HashMap::new() }
+    }
+}
+
+impl<'a, T: PartialEq + std::fmt::Debug> Table<'a, T> {
+    fn id(&mut self, item: &'a Arc<T>) -> u64 {
+        if let Some(&id) = self.by_pointer.get(&Arc::as_ptr(item)) {
+            return id;
+        }
+        // A new allocation: look its content up (once per allocation, not per span).
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            format!("{item:?}").hash(&mut hasher);
+            hasher.finish()
+        };
+        let same = self.by_content.entry(digest).or_default();
+        let id = match same.iter().find(|&&id| **self.entries[id as usize] == **item) {
+            Some(&id) => id,
+            None => {
+                self.entries.push(item);
+                let id = self.entries.len() as u64 - 1;
+                same.push(id);
+                id
+            }
+        };
+        self.by_pointer.insert(Arc::as_ptr(item), id);
+        id
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Which {
     Attributes,
@@ -168,7 +209,8 @@ enum Which {
 
 /// Encodes spans, in the given order, into one batch.
 pub(crate) fn encode(spans: &[Span]) -> Vec<u8> {
-    let (mut core, heavy) = encode_parts(spans, false);
+    let spans: Vec<&Span> = spans.iter().collect();
+    let (mut core, heavy) = encode_parts(&spans, false);
     core.extend_from_slice(&heavy.attributes);
     core.extend_from_slice(&heavy.events_links);
     core
@@ -183,8 +225,8 @@ pub(crate) struct SplitBatch {
     pub(crate) events_links: Vec<u8>,
 }
 
-/// Encodes spans as a [`SplitBatch`].
-pub(crate) fn encode_split(spans: &[Span]) -> SplitBatch {
+/// Encodes spans, in the given order, as a [`SplitBatch`].
+pub(crate) fn encode_split(spans: &[&Span]) -> SplitBatch {
     let (core, heavy) = encode_parts(spans, true);
     SplitBatch { core, attributes: heavy.attributes, events_links: heavy.events_links }
 }
@@ -196,17 +238,15 @@ struct Heavy {
     events_links: Vec<u8>,
 }
 
-fn encode_parts(spans: &[Span], split: bool) -> (Vec<u8>, Heavy) {
+fn encode_parts(spans: &[&Span], split: bool) -> (Vec<u8>, Heavy) {
     let mut cols = Columns::default();
-    let mut resources: Vec<&Arc<Resource>> = Vec::new();
-    let mut scopes: Vec<&Arc<Scope>> = Vec::new();
-    let mut resource_ids: HashMap<*const Resource, u64> = HashMap::new();
-    let mut scope_ids: HashMap<*const Scope, u64> = HashMap::new();
+    let mut resources = Table::<Resource>::default();
+    let mut scopes = Table::<Scope>::default();
     let mut run: Option<(TraceId, u64)> = None;
     let mut num_runs = 0u64;
     let mut previous_start = 0u64;
 
-    for span in spans {
+    for &span in spans {
         match &mut run {
             Some((id, len)) if *id == span.trace_id => *len += 1,
             _ => {
@@ -230,14 +270,8 @@ fn encode_parts(spans: &[Span], split: bool) -> (Vec<u8>, Heavy) {
         let message = cols.strings.id(&span.status.message);
         cols.status.varint(message);
 
-        let resource_id = *resource_ids.entry(Arc::as_ptr(&span.resource)).or_insert_with(|| {
-            resources.push(&span.resource);
-            resources.len() as u64 - 1
-        });
-        let scope_id = *scope_ids.entry(Arc::as_ptr(&span.scope)).or_insert_with(|| {
-            scopes.push(&span.scope);
-            scopes.len() as u64 - 1
-        });
+        let resource_id = resources.id(&span.resource);
+        let scope_id = scopes.id(&span.scope);
         let trace_state = cols.strings.id(&span.trace_state);
         cols.misc.varint(resource_id);
         cols.misc.varint(scope_id);
@@ -278,14 +312,14 @@ fn encode_parts(spans: &[Span], split: bool) -> (Vec<u8>, Heavy) {
 
     // Resources and scopes are written once; spans refer to them by index.
     let mut tables = Writer::default();
-    tables.varint(resources.len() as u64);
-    for resource in &resources {
+    tables.varint(resources.entries.len() as u64);
+    for resource in &resources.entries {
         tables.varint(u64::from(resource.dropped_attributes_count));
         tables.bytes(resource.schema_url.as_bytes());
         cols.key_values(Which::Tables, &resource.attributes);
     }
-    tables.varint(scopes.len() as u64);
-    for scope in &scopes {
+    tables.varint(scopes.entries.len() as u64);
+    for scope in &scopes.entries {
         tables.bytes(scope.name.as_bytes());
         tables.bytes(scope.version.as_bytes());
         tables.bytes(scope.schema_url.as_bytes());
@@ -527,7 +561,8 @@ pub(crate) struct RawSpan<'a> {
     pub(crate) end_time_unix_nanos: u64,
     pub(crate) status_code: StatusCode,
     status_message: &'a str,
-    resource: usize,
+    /// Index into [`Cursor::resources`].
+    pub(crate) resource: usize,
     scope: usize,
     trace_state: &'a str,
     flags: u32,
@@ -676,6 +711,11 @@ impl<'a> Cursor<'a> {
 
     pub(crate) fn num_spans(&self) -> usize {
         self.num_spans
+    }
+
+    /// The resources spans refer to by index.
+    pub(crate) fn resources(&self) -> &[Arc<Resource>] {
+        &self.resources
     }
 
     /// The next span, or `None` after the last.

@@ -301,7 +301,7 @@ impl Embedded {
             let meta = block::write_block(
                 &self.block_dir,
                 part.last_wal_segment,
-                part.spans.clone(),
+                &part.spans,
                 self.options.row_group_spans,
             )?;
             tracing::debug!(path = %meta.path.display(), num_spans = meta.num_spans, "sealed a block");
@@ -644,21 +644,27 @@ impl SpanEngine for Embedded {
     }
 }
 
-/// Offers the trace ids of one block's matching spans, row group by row group, skipping the
-/// groups its footer rules out.
+/// Row groups of one block read at once by a search.
+fn search_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+}
+
+/// Offers the trace ids of one block's matching spans, skipping the row groups its footer
+/// and blooms rule out, and reading the rest on a few threads.
 fn search_block(
     block: &BlockMeta,
     query: &SpanQuery,
     top: &mut TopTraces,
 ) -> Result<(), StoreError> {
-    // Opened once per block, for attribute bloom probes.
-    let file = match query.attributes.is_empty() {
+    // Opened once per block, for bloom probes.
+    let file = match query.attributes.is_empty() && query.operation.is_none() {
         true => None,
         false => Some(fs::File::open(&block.path).map_err(io_error(&block.path))?),
     };
     let (min_duration, max_duration) =
         (query.min_duration_nanos.unwrap_or(0), query.max_duration_nanos.unwrap_or(u64::MAX));
-    'groups: for (idx, group) in block.row_groups.iter().enumerate() {
+    let mut candidates = Vec::new();
+    for (idx, group) in block.row_groups.iter().enumerate() {
         if !query.overlaps(group.min_start_unix_nanos, group.max_end_unix_nanos)
             || top.is_beyond(group.max_end_unix_nanos)
             || query.service.as_deref().is_some_and(|s| !block.group_may_hold_service(idx, s))
@@ -671,27 +677,85 @@ fn search_block(
         {
             continue;
         }
-        if let Some(file) = &file {
-            for (key, text) in &query.attributes {
-                if !block.group_may_hold_attribute(file, idx, key, text)? {
-                    continue 'groups;
-                }
+        if let Some(file) = &file
+            && let Some(bloom) = block.group_bloom(file, idx)?
+        {
+            let attributes = query.attributes.iter().all(|(k, v)| bloom.may_hold_attribute(k, v));
+            let operation = query.operation.as_deref().is_none_or(|op| {
+                bloom.may_hold_name(op) || bloom.may_hold_attribute("http.route", op)
+            });
+            if !attributes || !operation {
+                continue;
             }
         }
-        let parts = if query.needs_span_attributes()
-            || (query.reads_identity() && block.group_has_identity_in_span_attributes(idx))
+        candidates.push(idx);
+    }
+    let threads = search_threads().min(candidates.len());
+    if threads <= 1 {
+        for idx in candidates {
+            scan_group(block, idx, query, top)?;
+        }
+        return Ok(());
+    }
+    let floor = top.floor;
+    let found: Vec<Result<TopTraces, StoreError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<usize> =
+                    candidates.iter().copied().skip(t).step_by(threads).collect();
+                scope.spawn(move || {
+                    let mut local = TopTraces { floor, ..TopTraces::new(query.limit) };
+                    for idx in mine {
+                        scan_group(block, idx, query, &mut local)?;
+                    }
+                    Ok(local)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    for local in found {
+        for (trace_id, start) in local?.newest {
+            top.offer(trace_id, start);
+        }
+    }
+    Ok(())
+}
+
+/// Offers the trace ids of one row group's matching spans. Spans are built for nothing: the
+/// scalars are checked first, then (when no span of the group sets its own identity) the
+/// identity filters once per resource, then the whole filter.
+fn scan_group(
+    block: &BlockMeta,
+    idx: usize,
+    query: &SpanQuery,
+    top: &mut TopTraces,
+) -> Result<(), StoreError> {
+    let identity_in_spans = block.group_has_identity_in_span_attributes(idx);
+    let parts = if query.needs_span_attributes() || (query.reads_identity() && identity_in_spans) {
+        Parts::CoreAndAttributes
+    } else {
+        Parts::Core
+    };
+    let loaded = block.load_row_group(idx, parts)?;
+    let corrupt = corrupt_group(block, idx);
+    let mut cursor = loaded.cursor().map_err(&corrupt)?;
+    let resource_ok: Option<Vec<bool>> = (!identity_in_spans && query.reads_identity())
+        .then(|| cursor.resources().iter().map(|r| query.resource_matches_identity(r)).collect());
+    while let Some(raw) = cursor.next_span().map_err(&corrupt)? {
+        if !query.matches_scalars(
+            raw.start_time_unix_nanos,
+            raw.end_time_unix_nanos - raw.start_time_unix_nanos,
+            raw.status_code,
+        ) || resource_ok.as_ref().is_some_and(|ok| !ok[raw.resource])
         {
-            Parts::CoreAndAttributes
-        } else {
-            Parts::Core
-        };
-        let loaded = block.load_row_group(idx, parts)?;
-        let corrupt = corrupt_group(block, idx);
-        let mut cursor = loaded.cursor().map_err(&corrupt)?;
-        while let Some(raw) = cursor.next_span().map_err(&corrupt)? {
-            if query.matches(&StoredSpan { cursor: &cursor, raw: &raw }) {
-                top.offer(raw.trace_id, raw.start_time_unix_nanos);
-            }
+            continue;
+        }
+        if query.matches(&StoredSpan { cursor: &cursor, raw: &raw }) {
+            top.offer(raw.trace_id, raw.start_time_unix_nanos);
         }
     }
     Ok(())

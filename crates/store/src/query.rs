@@ -73,17 +73,26 @@ impl SpanQuery {
     }
 
     pub(crate) fn matches(&self, span: &impl SpanFields) -> bool {
-        let start = span.start_unix_nanos();
-        if start < self.start_unix_nanos || start >= self.end_unix_nanos {
-            return false;
-        }
-        let duration = span.duration_nanos();
-        if self.min_duration_nanos.is_some_and(|min| duration < min)
-            || self.max_duration_nanos.is_some_and(|max| duration > max)
-            || self.status.is_some_and(|code| span.status_code() != code)
-        {
-            return false;
-        }
+        self.matches_scalars(span.start_unix_nanos(), span.duration_nanos(), span.status_code())
+            && self.matches_identity(span)
+            && self.matches_operation_and_attributes(span)
+    }
+
+    /// The filters on start time, duration and status: all a span's scalars decide.
+    pub(crate) fn matches_scalars(
+        &self,
+        start_unix_nanos: u64,
+        duration_nanos: u64,
+        status: StatusCode,
+    ) -> bool {
+        (self.start_unix_nanos..self.end_unix_nanos).contains(&start_unix_nanos)
+            && self.min_duration_nanos.is_none_or(|min| duration_nanos >= min)
+            && self.max_duration_nanos.is_none_or(|max| duration_nanos <= max)
+            && self.status.is_none_or(|code| status == code)
+    }
+
+    /// The filters on service, environment and version, and the caller's reach.
+    fn matches_identity(&self, span: &impl SpanFields) -> bool {
         let service = first_str(span, attribute_names::SERVICE);
         let service = service.as_deref().unwrap_or(model::UNKNOWN_SERVICE);
         let environment = || first_str(span, attribute_names::ENVIRONMENT);
@@ -95,22 +104,54 @@ impl SpanQuery {
         {
             return false;
         }
-        if self.service.as_deref().is_some_and(|s| service != s)
-            || self
-                .operation
-                .as_deref()
-                .is_some_and(|op| span.name() != op && operation(span) != op)
-            || self.environment.as_deref().is_some_and(|e| environment().as_deref() != Some(e))
-            || self
+        self.service.as_deref().is_none_or(|s| service == s)
+            && self.environment.as_deref().is_none_or(|e| environment().as_deref() == Some(e))
+            && self
                 .version
                 .as_deref()
-                .is_some_and(|v| first_str(span, attribute_names::VERSION).as_deref() != Some(v))
-        {
-            return false;
-        }
-        self.attributes.iter().all(|(key, wanted)| {
-            attribute(span, key).and_then(|v| v.to_text()).is_some_and(|text| text == *wanted)
-        })
+                .is_none_or(|v| first_str(span, attribute_names::VERSION).as_deref() == Some(v))
+    }
+
+    /// The identity filters on a span that sets no identity attribute itself, whose identity
+    /// is therefore its resource's: decided once per resource.
+    pub(crate) fn resource_matches_identity(&self, resource: &Resource) -> bool {
+        self.matches_identity(&ResourceOnly(resource))
+    }
+
+    fn matches_operation_and_attributes(&self, span: &impl SpanFields) -> bool {
+        self.operation.as_deref().is_none_or(|op| span.name() == op || operation(span) == op)
+            && self.attributes.iter().all(|(key, wanted)| {
+                attribute(span, key).and_then(|v| v.to_text()).is_some_and(|text| text == *wanted)
+            })
+    }
+}
+
+/// A span without attributes of its own, as the identity filters see one that sets none.
+struct ResourceOnly<'r>(&'r Resource);
+
+impl SpanFields for ResourceOnly<'_> {
+    fn start_unix_nanos(&self) -> u64 {
+        0
+    }
+
+    fn duration_nanos(&self) -> u64 {
+        0
+    }
+
+    fn status_code(&self) -> StatusCode {
+        StatusCode::Unset
+    }
+
+    fn name(&self) -> &str {
+        ""
+    }
+
+    fn span_attribute(&self, _key: &str) -> Option<Cow<'_, Value>> {
+        None
+    }
+
+    fn resource(&self) -> &Resource {
+        self.0
     }
 }
 
