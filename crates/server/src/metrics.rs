@@ -111,5 +111,11 @@ pub(crate) fn render(
         "Blocks deleted by retention since start.",
         stats.num_deleted_blocks_total,
     );
+    series(
+        "spanblame_blocks_compacted_total",
+        "counter",
+        "Blocks merged into larger ones by compaction since start.",
+        stats.num_compacted_blocks_total,
+    );
     out
 }

@@ -342,6 +342,12 @@ pub(crate) struct StorageConfig {
     pub(crate) data_dir: PathBuf,
     /// `always` (fsync before acknowledging) or `never` (benchmarks and throwaway demos).
     pub(crate) wal_sync: String,
+    /// `embedded`: spans held in memory before they are sealed into a block (memory against
+    /// the number of small blocks).
+    pub(crate) head_spans: usize,
+    /// `embedded`: compaction merges runs of blocks smaller than half of this into blocks of
+    /// up to this many spans.
+    pub(crate) block_spans: usize,
     /// `cluster`: ClickHouse's HTTP interface, e.g. `http://clickhouse:8123`.
     pub(crate) clickhouse_url: Option<String>,
     pub(crate) clickhouse_database: String,
@@ -371,6 +377,8 @@ impl Default for StorageConfig {
             kind: "embedded".into(),
             data_dir: "./spanblame-data".into(),
             wal_sync: "always".into(),
+            head_spans: store::StoreOptions::default().max_head_spans,
+            block_spans: store::StoreOptions::default().compacted_block_spans,
             clickhouse_url: None,
             clickhouse_database: "spanblame".into(),
             clickhouse_cluster: None,
@@ -642,8 +650,17 @@ fn resolve_storage(
                     "`storage.wal_sync` = `{other}` is not valid; use `always` (durable) or `never` (benchmarks only)"
                 ),
             };
+            if storage.head_spans == 0 || storage.block_spans < storage.head_spans {
+                bail!(
+                    "`storage.head_spans` = {} and `storage.block_spans` = {} are not valid: the head needs at least one span and blocks are compacted up to `block_spans`, so it must be at least `head_spans` (defaults: 131072 and 1048576)",
+                    storage.head_spans,
+                    storage.block_spans
+                );
+            }
             Ok(store::SpanBackend::Embedded(store::StoreOptions {
                 sync,
+                max_head_spans: storage.head_spans,
+                compacted_block_spans: storage.block_spans,
                 ..store::StoreOptions::default()
             }))
         }
@@ -1326,6 +1343,25 @@ mod tests {
         assert_eq!(resolved.settings.http_addr.to_string(), "127.0.0.1:7420");
         assert_eq!(resolved.data_dir, PathBuf::from("./spanblame-data"));
         assert_eq!(resolved.settings.retention.spans_max_age_nanos, 7 * 86_400 * 1_000_000_000);
+    }
+
+    #[test]
+    fn head_and_block_sizes_resolve_and_bad_ones_name_the_keys() {
+        let overrides =
+            [("SPANBLAME_STORAGE_HEAD_SPANS", "500"), ("SPANBLAME_STORAGE_BLOCK_SPANS", "4000")];
+        let config = load(None, &env(&overrides)).unwrap();
+        match resolve(&config, &env(&overrides)).unwrap().store {
+            store::SpanBackend::Embedded(options) => {
+                assert_eq!((options.max_head_spans, options.compacted_block_spans), (500, 4000));
+            }
+            other => panic!("{other:?}"),
+        }
+        let config = load_str("[storage]\nhead_spans = 1000\nblock_spans = 10\n", &[]).unwrap();
+        let error = resolve(&config, &env(&[])).unwrap_err().to_string();
+        assert!(
+            error.contains("`storage.head_spans`") && error.contains("`storage.block_spans`"),
+            "{error}"
+        );
     }
 
     #[test]

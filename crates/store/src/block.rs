@@ -102,7 +102,13 @@ pub(crate) struct RowGroup {
 #[derive(Debug)]
 pub(crate) struct BlockMeta {
     pub(crate) path: PathBuf,
+    /// Held open for the block's life: reads never reopen it, so a block deleted by
+    /// compaction or retention stays readable to a search that already holds it.
+    file: File,
     pub(crate) file_bytes: u64,
+    /// The blocks this one was compacted from (file names): a crash after this block was
+    /// written and before they were deleted leaves them behind, and opening deletes them.
+    pub(crate) sources: Vec<String>,
     /// The newest WAL segment whose spans this block holds.
     pub(crate) last_wal_segment: u64,
     pub(crate) num_spans: u64,
@@ -117,6 +123,11 @@ pub(crate) fn block_path(dir: &Path, last_wal_segment: u64) -> PathBuf {
     dir.join(format!("{last_wal_segment:020}.blk"))
 }
 
+/// Where a block compacted from blocks holding WAL segments up to `first..=last` goes.
+pub(crate) fn compacted_block_path(dir: &Path, first: u64, last: u64) -> PathBuf {
+    dir.join(format!("{last:020}-{first:020}.blk"))
+}
+
 /// Writes the spans, sorted by trace id, as a block, durably, then returns its metadata.
 pub(crate) fn write_block(
     dir: &Path,
@@ -128,18 +139,17 @@ pub(crate) fn write_block(
     spans.sort_by(|a, b| {
         (a.trace_id, a.start_time_unix_nanos).cmp(&(b.trace_id, b.start_time_unix_nanos))
     });
-    let path = block_path(dir, last_wal_segment);
-    let tmp = path.with_extension("blk.tmp");
-    let mut file = File::create(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(MAGIC).map_err(io_error(&tmp))?;
-    let mut offset = MAGIC.len() as u64;
-
     let mut services: Vec<String> = spans.iter().map(|s| s.service_name().to_owned()).collect();
     services.sort();
     services.dedup();
     let num_traces = spans.windows(2).filter(|w| w[0].trace_id != w[1].trace_id).count() + 1;
-    let mut bloom = Bloom::new(num_traces as u64 * TRACE_BLOOM_BITS, TRACE_BLOOM_HASHES);
-    let mut row_groups = Vec::new();
+    let mut writer = BlockWriter::create(
+        block_path(dir, last_wal_segment),
+        last_wal_segment,
+        services,
+        num_traces as u64,
+        Vec::new(),
+    )?;
     let mut chunk_start = 0;
     while chunk_start < spans.len() {
         // Extend the group to the end of its last trace so a trace never straddles two groups
@@ -151,34 +161,95 @@ pub(crate) fn write_block(
         {
             chunk_end += 1;
         }
-        let chunk = &spans[chunk_start..chunk_end];
+        writer.push_row_group(&spans[chunk_start..chunk_end])?;
+        chunk_start = chunk_end;
+    }
+    writer.finish()
+}
+
+/// A block being written: row groups are added in trace-id order, then [`finish`]
+/// (BlockWriter::finish) writes the footer, syncs and renames it into place.
+pub(crate) struct BlockWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: File,
+    offset: u64,
+    last_wal_segment: u64,
+    services: Vec<String>,
+    sources: Vec<String>,
+    bloom: Bloom,
+    row_groups: Vec<RowGroup>,
+    num_spans: u64,
+}
+
+impl BlockWriter {
+    /// Starts a block at `path` (written as `path.tmp` until finished). `services` must name
+    /// every service of the spans to come, sorted; `expected_traces` sizes the trace bloom.
+    pub(crate) fn create(
+        path: PathBuf,
+        last_wal_segment: u64,
+        services: Vec<String>,
+        expected_traces: u64,
+        sources: Vec<String>,
+    ) -> Result<BlockWriter, StoreError> {
+        let tmp = path.with_extension("blk.tmp");
+        // Readable too: the finished block keeps this handle for its reads.
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_error(&tmp))?;
+        file.write_all(MAGIC).map_err(io_error(&tmp))?;
+        Ok(BlockWriter {
+            path,
+            tmp,
+            file,
+            offset: MAGIC.len() as u64,
+            last_wal_segment,
+            services,
+            sources,
+            bloom: Bloom::new(expected_traces.max(1) * TRACE_BLOOM_BITS, TRACE_BLOOM_HASHES),
+            row_groups: Vec::new(),
+            num_spans: 0,
+        })
+    }
+
+    /// Appends one row group; `chunk` is sorted by (trace id, start) and follows the last.
+    pub(crate) fn push_row_group(&mut self, chunk: &[&Span]) -> Result<(), StoreError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let tmp = &self.tmp;
         let split = codec::encode_split(chunk);
         let mut parts = Vec::with_capacity(3);
         for raw in [&split.core, &split.attributes, &split.events_links] {
             let compressed = zstd::bulk::compress(raw, BLOCK_ZSTD_LEVEL)
                 .expect("INVARIANT: zstd compression into a growable buffer cannot fail");
-            file.write_all(&compressed).map_err(io_error(&tmp))?;
+            self.file.write_all(&compressed).map_err(io_error(tmp))?;
             parts.push(Part {
-                offset,
+                offset: self.offset,
                 compressed_bytes: compressed.len() as u64,
                 raw_bytes: raw.len() as u64,
                 crc32: crc32fast::hash(&compressed),
             });
-            offset += compressed.len() as u64;
+            self.offset += compressed.len() as u64;
         }
-        let (mut stats, attribute_bloom) = group_stats(chunk, &services);
-        file.write_all(&attribute_bloom.bits).map_err(io_error(&tmp))?;
+        let (mut stats, attribute_bloom) = group_stats(chunk, &self.services);
+        self.file.write_all(&attribute_bloom.bits).map_err(io_error(tmp))?;
         stats.attribute_bloom = Part {
-            offset,
+            offset: self.offset,
             compressed_bytes: attribute_bloom.bits.len() as u64,
             raw_bytes: u64::from(attribute_bloom.hashes),
             crc32: crc32fast::hash(&attribute_bloom.bits),
         };
-        offset += attribute_bloom.bits.len() as u64;
+        self.offset += attribute_bloom.bits.len() as u64;
         for span in chunk {
-            bloom.insert(trace_hashes(&span.trace_id));
+            self.bloom.insert(trace_hashes(&span.trace_id));
         }
-        row_groups.push(RowGroup {
+        self.num_spans += chunk.len() as u64;
+        self.row_groups.push(RowGroup {
             parts,
             num_spans: chunk.len() as u64,
             first_trace: *chunk[0].trace_id.as_bytes(),
@@ -187,31 +258,173 @@ pub(crate) fn write_block(
             max_end_unix_nanos: chunk.iter().map(|s| s.end_time_unix_nanos).max().unwrap_or(0),
             stats: Some(stats),
         });
-        chunk_start = chunk_end;
+        Ok(())
     }
 
-    let meta = BlockMeta {
-        file_bytes: 0,
-        path: path.clone(),
-        last_wal_segment,
-        num_spans: spans.len() as u64,
-        min_start_unix_nanos: row_groups.iter().map(|g| g.min_start_unix_nanos).min().unwrap_or(0),
-        max_end_unix_nanos: row_groups.iter().map(|g| g.max_end_unix_nanos).max().unwrap_or(0),
+    /// Writes the footer, syncs the file, renames it into place and syncs the directory.
+    pub(crate) fn finish(mut self) -> Result<BlockMeta, StoreError> {
+        let (tmp, path) = (self.tmp, self.path);
+        let footer = encode_footer(&FooterView {
+            last_wal_segment: self.last_wal_segment,
+            num_spans: self.num_spans,
+            services: &self.services,
+            sources: &self.sources,
+            row_groups: &self.row_groups,
+            bloom: &self.bloom,
+        });
+        self.file.write_all(&footer).map_err(io_error(&tmp))?;
+        self.file.write_all(&(footer.len() as u32).to_le_bytes()).map_err(io_error(&tmp))?;
+        self.file.write_all(&crc32fast::hash(&footer).to_le_bytes()).map_err(io_error(&tmp))?;
+        self.file.write_all(MAGIC).map_err(io_error(&tmp))?;
+        self.file.sync_all().map_err(io_error(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_error(&path))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        let file_bytes = self.offset + footer.len() as u64 + TRAILER_BYTES as u64;
+        Ok(BlockMeta {
+            path,
+            file: self.file,
+            file_bytes,
+            sources: self.sources,
+            last_wal_segment: self.last_wal_segment,
+            num_spans: self.num_spans,
+            min_start_unix_nanos: self
+                .row_groups
+                .iter()
+                .map(|g| g.min_start_unix_nanos)
+                .min()
+                .unwrap_or(0),
+            max_end_unix_nanos: self
+                .row_groups
+                .iter()
+                .map(|g| g.max_end_unix_nanos)
+                .max()
+                .unwrap_or(0),
+            services: self.services,
+            row_groups: self.row_groups,
+            bloom: self.bloom,
+        })
+    }
+}
+
+/// Merges `sources` (blocks sorted by trace id) into one block, streaming: each source holds
+/// one decoded row group at a time, so memory follows the number of sources, not their size.
+/// The sources are left in place; the new block names them, so whoever opens the directory
+/// after a crash deletes them (see `Embedded::open`).
+pub(crate) fn compact(
+    dir: &Path,
+    sources: &[&BlockMeta],
+    row_group_spans: usize,
+) -> Result<BlockMeta, StoreError> {
+    let first = sources.iter().map(|b| b.last_wal_segment).min().unwrap_or(0);
+    let last = sources.iter().map(|b| b.last_wal_segment).max().unwrap_or(0);
+    let mut services: Vec<String> =
+        sources.iter().flat_map(|b| b.services.iter().cloned()).collect();
+    services.sort();
+    services.dedup();
+    let expected_traces =
+        sources.iter().map(|b| b.bloom.bits.len() as u64 * 8 / TRACE_BLOOM_BITS).sum();
+    let names = sources
+        .iter()
+        .filter_map(|b| b.path.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect();
+    let mut writer = BlockWriter::create(
+        compacted_block_path(dir, first, last),
+        last,
         services,
-        row_groups,
-        bloom,
-    };
-    let footer = encode_footer(&meta);
-    file.write_all(&footer).map_err(io_error(&tmp))?;
-    file.write_all(&(footer.len() as u32).to_le_bytes()).map_err(io_error(&tmp))?;
-    file.write_all(&crc32fast::hash(&footer).to_le_bytes()).map_err(io_error(&tmp))?;
-    file.write_all(MAGIC).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(io_error(&path))?;
-    sync_dir(dir)?;
-    let file_bytes = offset + footer.len() as u64 + TRAILER_BYTES as u64;
-    Ok(BlockMeta { file_bytes, ..meta })
+        expected_traces,
+        names,
+    )?;
+
+    let mut readers: Vec<GroupStream<'_>> = sources.iter().map(|b| GroupStream::new(b)).collect();
+    let mut heap = std::collections::BinaryHeap::new();
+    for (i, reader) in readers.iter_mut().enumerate() {
+        if let Some(span) = reader.next()? {
+            heap.push(std::cmp::Reverse((
+                (span.trace_id, span.start_time_unix_nanos),
+                i,
+                HeapSpan(span),
+            )));
+        }
+    }
+    let mut chunk: Vec<Span> = Vec::with_capacity(row_group_spans);
+    while let Some(std::cmp::Reverse((_, i, HeapSpan(span)))) = heap.pop() {
+        if let Some(next) = readers[i].next()? {
+            heap.push(std::cmp::Reverse((
+                (next.trace_id, next.start_time_unix_nanos),
+                i,
+                HeapSpan(next),
+            )));
+        }
+        let trace_id = span.trace_id;
+        chunk.push(span);
+        // Cut after a trace's last span once the group is full (a trace straddles two groups
+        // only when it alone is larger than four).
+        let next_trace = heap.peek().map(|std::cmp::Reverse(((id, _), _, _))| *id);
+        let full = chunk.len() >= row_group_spans.max(1);
+        if (full && next_trace != Some(trace_id)) || chunk.len() >= 4 * row_group_spans.max(1) {
+            writer.push_row_group(&chunk.iter().collect::<Vec<_>>())?;
+            chunk.clear();
+        }
+    }
+    writer.push_row_group(&chunk.iter().collect::<Vec<_>>())?;
+    writer.finish()
+}
+
+/// A span in the merge heap, ordered by the key beside it only.
+struct HeapSpan(Span);
+
+impl PartialEq for HeapSpan {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for HeapSpan {}
+impl PartialOrd for HeapSpan {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HeapSpan {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// A block's spans in stored order, one decoded row group at a time.
+struct GroupStream<'b> {
+    block: &'b BlockMeta,
+    next_group: usize,
+    spans: std::vec::IntoIter<Span>,
+}
+
+impl<'b> GroupStream<'b> {
+    fn new(block: &'b BlockMeta) -> GroupStream<'b> {
+        GroupStream { block, next_group: 0, spans: Vec::new().into_iter() }
+    }
+
+    fn next(&mut self) -> Result<Option<Span>, StoreError> {
+        loop {
+            if let Some(span) = self.spans.next() {
+                return Ok(Some(span));
+            }
+            if self.next_group == self.block.row_groups.len() {
+                return Ok(None);
+            }
+            let idx = self.next_group;
+            self.next_group += 1;
+            let loaded = self.block.load_row_group(idx, Parts::All)?;
+            let corrupt = |e: CorruptBatch| StoreError::CorruptBlock {
+                path: self.block.path.clone(),
+                reason: format!("row group {idx}: {}", e.0),
+            };
+            let mut cursor = loaded.cursor().map_err(corrupt)?;
+            let mut spans = Vec::with_capacity(cursor.num_spans());
+            while let Some(raw) = cursor.next_span().map_err(corrupt)? {
+                spans.push(cursor.materialize(&raw).map_err(corrupt)?);
+            }
+            self.spans = spans.into_iter();
+        }
+    }
 }
 
 /// A row group's statistics and its attribute bloom (whose place in the file is set later).
@@ -270,16 +483,28 @@ fn status_index(code: StatusCode) -> usize {
     }
 }
 
-fn encode_footer(meta: &BlockMeta) -> Vec<u8> {
+/// What the footer holds, borrowed from a writer.
+struct FooterView<'a> {
+    last_wal_segment: u64,
+    num_spans: u64,
+    services: &'a [String],
+    sources: &'a [String],
+    row_groups: &'a [RowGroup],
+    bloom: &'a Bloom,
+}
+
+fn encode_footer(meta: &FooterView<'_>) -> Vec<u8> {
     let mut w = Writer::default();
     w.u8(2);
     w.varint(meta.last_wal_segment);
     w.varint(meta.num_spans);
-    w.varint(meta.min_start_unix_nanos);
-    w.varint(meta.max_end_unix_nanos);
     w.varint(meta.services.len() as u64);
-    for service in &meta.services {
+    for service in meta.services {
         w.bytes(service.as_bytes());
+    }
+    w.varint(meta.sources.len() as u64);
+    for source in meta.sources {
+        w.bytes(source.as_bytes());
     }
     w.varint(meta.row_groups.len() as u64);
     let part = |w: &mut Writer, p: &Part| {
@@ -288,7 +513,7 @@ fn encode_footer(meta: &BlockMeta) -> Vec<u8> {
         w.varint(p.raw_bytes);
         w.raw(&p.crc32.to_le_bytes());
     };
-    for g in &meta.row_groups {
+    for g in meta.row_groups {
         let stats = g.stats.as_ref().expect("INVARIANT: this format's groups carry stats");
         for p in &g.parts {
             part(&mut w, p);
@@ -341,11 +566,12 @@ pub(crate) fn read_block_meta(path: &Path) -> Result<BlockMeta, StoreError> {
     if crc32fast::hash(&footer) != footer_crc {
         return Err(corrupt("footer checksum mismatch"));
     }
-    decode_footer(path, file_bytes, &footer, version).map_err(|e| corrupt(e.0))
+    decode_footer(path, file, file_bytes, &footer, version).map_err(|e| corrupt(e.0))
 }
 
 fn decode_footer(
     path: &Path,
+    file: File,
     file_bytes: u64,
     footer: &[u8],
     magic_version: u8,
@@ -356,12 +582,21 @@ fn decode_footer(
     }
     let last_wal_segment = r.varint()?;
     let num_spans = r.varint()?;
-    let min_start_unix_nanos = r.varint()?;
-    let max_end_unix_nanos = r.varint()?;
+    if magic_version == 1 {
+        // The block's time range, which the second format derives from its row groups.
+        r.varint()?;
+        r.varint()?;
+    }
     let num_services = r.count()?;
     let mut services = Vec::with_capacity(num_services);
     for _ in 0..num_services {
         services.push(r.string()?);
+    }
+    let mut sources = Vec::new();
+    if magic_version == 2 {
+        for _ in 0..r.count()? {
+            sources.push(r.string()?);
+        }
     }
     let num_groups = r.count()?;
     let mut row_groups = Vec::with_capacity(num_groups);
@@ -414,11 +649,13 @@ fn decode_footer(
     // The first format sized its bloom by spans and hashed trace ids the same way.
     Ok(BlockMeta {
         path: path.to_owned(),
+        file,
         file_bytes,
+        sources,
         last_wal_segment,
         num_spans,
-        min_start_unix_nanos,
-        max_end_unix_nanos,
+        min_start_unix_nanos: row_groups.iter().map(|g| g.min_start_unix_nanos).min().unwrap_or(0),
+        max_end_unix_nanos: row_groups.iter().map(|g| g.max_end_unix_nanos).max().unwrap_or(0),
         services,
         row_groups,
         bloom: Bloom { bits, hashes },
@@ -477,9 +714,8 @@ impl BlockMeta {
         // The parts lie one after another: one read for all of them.
         let start = parts[0].offset;
         let len: u64 = parts.iter().map(|p| p.compressed_bytes).sum();
-        let file = File::open(&self.path).map_err(io_error(&self.path))?;
         let mut compressed = vec![0u8; len as usize];
-        file.read_exact_at(&mut compressed, start).map_err(io_error(&self.path))?;
+        self.file.read_exact_at(&mut compressed, start).map_err(io_error(&self.path))?;
         let mut out = Vec::with_capacity(num_parts);
         for part in parts {
             let from = (part.offset - start) as usize;
@@ -529,15 +765,11 @@ impl BlockMeta {
 
     /// The group's attribute bloom, read from the file (`None` for the first format, which
     /// has none: everything may match).
-    pub(crate) fn group_bloom(
-        &self,
-        file: &File,
-        idx: usize,
-    ) -> Result<Option<GroupBloom>, StoreError> {
+    pub(crate) fn group_bloom(&self, idx: usize) -> Result<Option<GroupBloom>, StoreError> {
         let Some(stats) = &self.row_groups[idx].stats else { return Ok(None) };
         let part = stats.attribute_bloom;
         let mut bits = vec![0u8; part.compressed_bytes as usize];
-        file.read_exact_at(&mut bits, part.offset).map_err(io_error(&self.path))?;
+        self.file.read_exact_at(&mut bits, part.offset).map_err(io_error(&self.path))?;
         if bits.is_empty() || crc32fast::hash(&bits) != part.crc32 {
             return Err(StoreError::CorruptBlock {
                 path: self.path.clone(),

@@ -113,6 +113,9 @@ pub(crate) struct Embedded {
     heads: RwLock<Heads>,
     blocks: RwLock<Vec<Arc<BlockMeta>>>,
     seal_lock: Mutex<()>,
+    /// Held while blocks are replaced (compaction) or deleted (retention), so the two never
+    /// work on the same block.
+    rewrite_lock: Mutex<()>,
     /// Held while sketches move from a head part to the metadata store, and while reading
     /// both, so a reader sees each span's sketch exactly once.
     sketch_lock: Mutex<()>,
@@ -120,6 +123,7 @@ pub(crate) struct Embedded {
     catalog: PendingCatalog,
     sealed_blocks_total: AtomicU64,
     deleted_blocks_total: AtomicU64,
+    compacted_blocks_total: AtomicU64,
     recovered_spans: u64,
 }
 
@@ -152,6 +156,27 @@ impl Embedded {
                 Some("blk") => blocks.push(Arc::new(block::read_block_meta(&path)?)),
                 _ => {}
             }
+        }
+        // A compaction that crashed after writing its block and before deleting its sources
+        // left them behind: their spans are in the compacted block, so they go now.
+        let replaced: std::collections::HashSet<String> =
+            blocks.iter().flat_map(|b| b.sources.iter().cloned()).collect();
+        blocks.retain(|b| {
+            let name = b.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            !replaced.contains(name)
+        });
+        for name in &replaced {
+            let path = block_dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "deleted a block already compacted")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path)(e)),
+            }
+        }
+        if !replaced.is_empty() {
+            wal::sync_dir(&block_dir)?;
         }
         blocks.sort_by_key(|b| b.last_wal_segment);
         let max_sealed = blocks.last().map(|b| b.last_wal_segment);
@@ -205,11 +230,13 @@ impl Embedded {
             heads: RwLock::new(Heads { active, frozen: Vec::new() }),
             blocks: RwLock::new(blocks),
             seal_lock: Mutex::new(()),
+            rewrite_lock: Mutex::new(()),
             sketch_lock: Mutex::new(()),
             metadata,
             catalog,
             sealed_blocks_total: AtomicU64::new(0),
             deleted_blocks_total: AtomicU64::new(0),
+            compacted_blocks_total: AtomicU64::new(0),
             recovered_spans,
         })
     }
@@ -348,6 +375,49 @@ impl Embedded {
             .sum()
     }
 
+    /// Merges the oldest run of consecutive small blocks, if one is due; returns whether it
+    /// did. The merged block is durable before the others are dropped from the list and
+    /// deleted; readers holding them keep reading their open files.
+    pub(crate) fn compact_once(&self) -> Result<bool, StoreError> {
+        let _rewriting = lock(&self.rewrite_lock);
+        let run = {
+            let blocks = self.blocks_read();
+            pick_compaction(&blocks, self.options.compacted_block_spans)
+        };
+        if run.is_empty() {
+            return Ok(false);
+        }
+        let refs: Vec<&BlockMeta> = run.iter().map(|b| &**b).collect();
+        let merged = block::compact(&self.block_dir, &refs, self.options.row_group_spans)?;
+        tracing::info!(
+            path = %merged.path.display(),
+            num_spans = merged.num_spans,
+            num_sources = run.len(),
+            "compacted blocks"
+        );
+        {
+            let mut blocks = self.blocks_write();
+            blocks.retain(|b| !run.iter().any(|r| Arc::ptr_eq(r, b)));
+            blocks.push(Arc::new(merged));
+            blocks.sort_by_key(|b| b.last_wal_segment);
+        }
+        for source in &run {
+            match fs::remove_file(&source.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&source.path)(e)),
+            }
+        }
+        wal::sync_dir(&self.block_dir)?;
+        self.compacted_blocks_total.fetch_add(run.len() as u64, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn blocks_for_test(&self) -> Vec<Arc<BlockMeta>> {
+        self.blocks_read().clone()
+    }
+
     pub(crate) fn heads_read(&self) -> std::sync::RwLockReadGuard<'_, Heads> {
         self.heads.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -429,7 +499,9 @@ impl SpanEngine for Embedded {
         if too_old {
             self.rotate()?;
         }
-        self.seal_frozen()
+        self.seal_frozen()?;
+        while self.compact_once()? {}
+        Ok(())
     }
 
     /// Seals every head now: for shutdown, tests and benchmarks.
@@ -578,6 +650,7 @@ impl SpanEngine for Embedded {
         max_age_nanos: u64,
         disk_budget_bytes: Option<u64>,
     ) -> Result<RetentionReport, StoreError> {
+        let _rewriting = lock(&self.rewrite_lock);
         let cutoff = now_unix_nanos.saturating_sub(max_age_nanos);
         let doomed = {
             let mut blocks = self.blocks_write();
@@ -640,6 +713,7 @@ impl SpanEngine for Embedded {
             pending_write_bytes,
             num_sealed_blocks_total: self.sealed_blocks_total.load(Ordering::Relaxed),
             num_deleted_blocks_total: self.deleted_blocks_total.load(Ordering::Relaxed),
+            num_compacted_blocks_total: self.compacted_blocks_total.load(Ordering::Relaxed),
         }
     }
 }
@@ -656,11 +730,7 @@ fn search_block(
     query: &SpanQuery,
     top: &mut TopTraces,
 ) -> Result<(), StoreError> {
-    // Opened once per block, for bloom probes.
-    let file = match query.attributes.is_empty() && query.operation.is_none() {
-        true => None,
-        false => Some(fs::File::open(&block.path).map_err(io_error(&block.path))?),
-    };
+    let probe_blooms = !query.attributes.is_empty() || query.operation.is_some();
     let (min_duration, max_duration) =
         (query.min_duration_nanos.unwrap_or(0), query.max_duration_nanos.unwrap_or(u64::MAX));
     let mut candidates = Vec::new();
@@ -677,9 +747,7 @@ fn search_block(
         {
             continue;
         }
-        if let Some(file) = &file
-            && let Some(bloom) = block.group_bloom(file, idx)?
-        {
+        if probe_blooms && let Some(bloom) = block.group_bloom(idx)? {
             let attributes = query.attributes.iter().all(|(k, v)| bloom.may_hold_attribute(k, v));
             let operation = query.operation.as_deref().is_none_or(|op| {
                 bloom.may_hold_name(op) || bloom.may_hold_attribute("http.route", op)
@@ -759,6 +827,46 @@ fn scan_group(
         }
     }
     Ok(())
+}
+
+/// Blocks fewer than this in a run are not worth a rewrite yet.
+const MIN_COMPACTION_INPUTS: usize = 4;
+/// Most blocks merged at once (each holds one decoded row group while merging).
+const MAX_COMPACTION_INPUTS: usize = 16;
+
+/// The oldest run of consecutive (by WAL segment) blocks smaller than half of `target_spans`
+/// that holds at least [`MIN_COMPACTION_INPUTS`] blocks, cut at `target_spans` spans; empty
+/// when none is due.
+fn pick_compaction(blocks: &[Arc<BlockMeta>], target_spans: usize) -> Vec<Arc<BlockMeta>> {
+    let small = |b: &BlockMeta| (b.num_spans as usize) < target_spans / 2;
+    let mut run: Vec<Arc<BlockMeta>> = Vec::new();
+    let mut run_spans = 0usize;
+    for block in blocks {
+        if !small(block) {
+            if run.len() >= MIN_COMPACTION_INPUTS {
+                return run;
+            }
+            run.clear();
+            run_spans = 0;
+            continue;
+        }
+        if run_spans + block.num_spans as usize > target_spans || run.len() == MAX_COMPACTION_INPUTS
+        {
+            if run.len() >= MIN_COMPACTION_INPUTS {
+                return run;
+            }
+            // Too few to be worth it: slide the window on.
+            while !run.is_empty()
+                && (run_spans + block.num_spans as usize > target_spans
+                    || run.len() == MAX_COMPACTION_INPUTS)
+            {
+                run_spans -= run.remove(0).num_spans as usize;
+            }
+        }
+        run_spans += block.num_spans as usize;
+        run.push(Arc::clone(block));
+    }
+    if run.len() >= MIN_COMPACTION_INPUTS { run } else { Vec::new() }
 }
 
 fn corrupt_group(block: &BlockMeta, idx: usize) -> impl Fn(CorruptBatch) -> StoreError + '_ {

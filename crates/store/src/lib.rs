@@ -100,6 +100,9 @@ pub struct StoreOptions {
     pub row_group_spans: usize,
     /// Frozen heads waiting to be sealed before appends are refused as busy.
     pub max_frozen_heads: usize,
+    /// Compaction merges runs of consecutive blocks smaller than half of this into blocks of
+    /// up to this many spans, so the number of blocks follows retention, not flushes.
+    pub compacted_block_spans: usize,
 }
 
 impl Default for StoreOptions {
@@ -110,6 +113,7 @@ impl Default for StoreOptions {
             max_head_age_nanos: 5 * 60 * 1_000_000_000,
             row_group_spans: 8 * 1024,
             max_frozen_heads: 4,
+            compacted_block_spans: 1024 * 1024,
         }
     }
 }
@@ -339,6 +343,8 @@ pub struct StoreStats {
     pub pending_write_bytes: u64,
     pub num_sealed_blocks_total: u64,
     pub num_deleted_blocks_total: u64,
+    /// Blocks merged into larger ones by compaction since start.
+    pub num_compacted_blocks_total: u64,
 }
 
 /// What a retention pass removed: blocks (embedded) or partitions (ClickHouse).

@@ -613,7 +613,8 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let resources = [resource("checkout", "v1"), resource("cart", "v2"), resource("cart", "v1")];
-        let store = SpanStore::open(dir.path(), StoreOptions { row_group_spans: 3, ..StoreOptions::default() }).unwrap();
+        let options = StoreOptions { row_group_spans: 3, compacted_block_spans: 40, ..StoreOptions::default() };
+        let store = SpanStore::open(dir.path(), options).unwrap();
         let spans: Vec<Span> = seeds
             .iter()
             .enumerate()
@@ -623,6 +624,10 @@ proptest! {
             store.append(chunk.to_vec()).unwrap();
             if (i * 7) % flush_every < 7 {
                 store.flush().unwrap();
+            }
+            if i % 5 == 4 {
+                // Compaction merges runs of small blocks (some blocks stay apart).
+                store.maintain(0).unwrap();
             }
         }
         // A retried export: some spans stored twice, in another block.
@@ -721,4 +726,88 @@ fn a_data_directory_of_the_first_format_reads() {
     let store = SpanStore::open(dir.path(), options()).unwrap();
     assert_eq!(store.stats().num_blocks, 3);
     check(&store);
+}
+
+/// Many small blocks, every span in one of them, with the sketches.
+fn store_of_small_blocks(dir: &std::path::Path, options: StoreOptions) -> (SpanStore, Vec<Span>) {
+    let r = resource("checkout", "v1");
+    let store = SpanStore::open(dir, options).unwrap();
+    let mut all = Vec::new();
+    for block in 0..10u8 {
+        // Trace 1 has a span in every block: compaction brings them together.
+        let spans: Vec<Span> = (0..6u8)
+            .map(|i| {
+                let trace = if i == 0 { 1 } else { 10 + block * 6 + i };
+                span(trace, block * 6 + i + 1, T0 + u64::from(block) * SECOND + u64::from(i), &r)
+            })
+            .collect();
+        store.append(spans.clone()).unwrap();
+        store.flush().unwrap();
+        all.extend(spans);
+    }
+    (store, all)
+}
+
+fn check_every_span_once(store: &SpanStore, all: &[Span]) {
+    assert_eq!(store.stats().num_block_spans, all.len() as u64, "each span stored once");
+    let mut traces: Vec<TraceId> = all.iter().map(|s| s.trace_id).collect();
+    traces.sort();
+    traces.dedup();
+    for trace in traces {
+        let mut expected: Vec<Span> = all.iter().filter(|s| s.trace_id == trace).cloned().collect();
+        expected.sort_by_key(|s| (s.start_time_unix_nanos, *s.span_id.as_bytes()));
+        assert_eq!(store.trace(&trace).unwrap(), expected);
+    }
+    let query = SpanQuery { end_unix_nanos: u64::MAX, limit: 1000, ..SpanQuery::default() };
+    let found: Vec<(TraceId, Vec<SpanId>)> = store
+        .search(&query)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.trace_id, m.spans.iter().map(|s| s.span_id).collect()))
+        .collect();
+    assert_eq!(found, brute_force(all, &query));
+    assert_eq!(sketch_totals(store).0, all.len() as u64, "each span counted once in the sketches");
+}
+
+#[test]
+fn compaction_merges_small_blocks_and_keeps_every_span_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { row_group_spans: 4, compacted_block_spans: 40, ..options() };
+    let (store, all) = store_of_small_blocks(dir.path(), options.clone());
+    assert_eq!(store.stats().num_blocks, 10);
+    check_every_span_once(&store, &all);
+    store.maintain(0).unwrap();
+    let stats = store.stats();
+    assert!(stats.num_blocks < 10 && stats.num_compacted_blocks_total >= 4, "{stats:?}");
+    check_every_span_once(&store, &all);
+    drop(store);
+    let store = SpanStore::open(dir.path(), options).unwrap();
+    assert_eq!(store.recovered_spans(), 0);
+    check_every_span_once(&store, &all);
+    let files = std::fs::read_dir(dir.path().join("blocks")).unwrap().count() as u64;
+    assert_eq!(files, store.stats().num_blocks, "the merged blocks' files are gone");
+}
+
+#[test]
+fn a_crash_between_writing_a_compacted_block_and_deleting_its_sources_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { row_group_spans: 4, compacted_block_spans: 40, ..options() };
+    let (store, all) = store_of_small_blocks(dir.path(), options.clone());
+    {
+        // The compacted block is written and renamed; then the process dies before it
+        // deletes the blocks it merged.
+        let embedded = store.embedded();
+        let blocks = embedded.blocks_for_test();
+        let sources: Vec<&crate::block::BlockMeta> = blocks.iter().take(5).map(|b| &**b).collect();
+        crate::block::compact(&dir.path().join("blocks"), &sources, 4).unwrap();
+    }
+    // A torn block write too: its temporary file is left behind.
+    std::fs::write(dir.path().join("blocks/00000000000000000099.blk.tmp"), b"SPBLK002 torn")
+        .unwrap();
+    drop(store);
+    let store = SpanStore::open(dir.path(), options).unwrap();
+    assert_eq!(store.stats().num_blocks, 6, "the five merged blocks were deleted on open");
+    check_every_span_once(&store, &all);
+    let files = std::fs::read_dir(dir.path().join("blocks")).unwrap().count() as u64;
+    assert_eq!(files, 6);
 }

@@ -208,3 +208,110 @@ fn a_second_process_cannot_own_the_data_directory_and_nothing_acknowledged_is_lo
     let server = TestServer::start(dir.path());
     check_all_present(&server, &acked);
 }
+
+/// Exports by (sender, sequence number): those acknowledged, and all attempted.
+type Sent = (Vec<(u8, u32)>, Vec<(u8, u32)>);
+
+/// Runs `senders` threads exporting until `stop`.
+fn send_until(
+    url: &str,
+    senders: std::ops::Range<u8>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Sent>> {
+    senders
+        .map(|sender| {
+            let (url, stop) = (url.to_owned(), Arc::clone(stop));
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                let (mut acked, mut attempted) = (Vec::new(), Vec::new());
+                for seq in 0u32.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    attempted.push((sender, seq));
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .body(export(sender, seq))
+                        .send();
+                    match response {
+                        Ok(r) if r.status().is_success() => acked.push((sender, seq)),
+                        Ok(r) if r.status() == 429 || r.status() == 503 => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        _ => break,
+                    }
+                }
+                (acked, attempted)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn kills_while_blocks_are_compacted_lose_nothing_and_store_each_span_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small heads and blocks, so sealing and compaction run every few seconds; the spans'
+    // times are fixed in 2025, so retention must not take them (or their sketches) meanwhile.
+    let env = [
+        ("SPANBLAME_STORAGE_HEAD_SPANS", "400"),
+        ("SPANBLAME_STORAGE_BLOCK_SPANS", "3200"),
+        ("SPANBLAME_RETENTION_SPANS", "3650d"),
+        ("SPANBLAME_RETENTION_SKETCHES", "3650d"),
+    ];
+    let (mut acked, mut attempted) = (Vec::new(), Vec::new());
+    for (round, kill_after_ms) in [1_300u64, 2_700, 4_100].into_iter().enumerate() {
+        let server = TestServer::start_with_env(dir.path(), &env);
+        let stop = Arc::new(AtomicBool::new(false));
+        let first = 2 * round as u8 + 1;
+        let senders =
+            send_until(&format!("http://{}/v1/traces", server.otlp_http), first..first + 2, &stop);
+        server.wait_for_log("compacted blocks", Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        server.kill();
+        stop.store(true, Ordering::Relaxed);
+        for sender in senders {
+            let (a, t) = sender.join().unwrap();
+            acked.extend(a);
+            attempted.extend(t);
+        }
+    }
+    assert!(acked.len() >= 100, "{} exports acknowledged", acked.len());
+
+    let server = TestServer::start_with_env(dir.path(), &env);
+    check_all_present(&server, &acked);
+    // Every stored span belongs to an export that was attempted, each export is one trace of
+    // SPANS_PER_EXPORT spans, and the trace API removes duplicates: so the store holds each
+    // span once exactly when its span count is SPANS_PER_EXPORT times the traces found.
+    let mut traces_found = 0;
+    for &(sender, seq) in &attempted {
+        let hex: String = trace_id(sender, seq).iter().map(|b| format!("{b:02x}")).collect();
+        let (status, _) = server.get_json(&format!("/api/v1/traces/{hex}"));
+        traces_found += usize::from(status == 200);
+    }
+    let metrics = reqwest::blocking::get(server.url("/metrics")).unwrap().text().unwrap();
+    let metric = |name: &str| -> usize {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let stored = metric("spanblame_block_spans") + metric("spanblame_head_spans");
+    assert_eq!(stored, traces_found * SPANS_PER_EXPORT, "every stored span once");
+    assert!(metric("spanblame_blocks") < 40, "compaction keeps the block count down");
+    server.kill();
+
+    // The sketches count the same spans once each.
+    let store = store::SpanStore::open(dir.path(), store::StoreOptions::default()).unwrap();
+    let rows = store
+        .sketches(&store::SketchQuery {
+            service: "crashy".into(),
+            environment: None,
+            from_unix_minute: 0,
+            to_unix_minute: i64::MAX,
+        })
+        .unwrap();
+    let counted: u64 = rows.iter().map(|r| r.stats.spans).sum();
+    assert_eq!(counted as usize, stored, "each span counted once in the sketches");
+}
