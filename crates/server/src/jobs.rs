@@ -1,7 +1,8 @@
 //! Background upkeep: every second, seal heads into blocks (or flush the catalog) and record
 //! when tokens were last used, on every replica; every minute, on the replica holding the
 //! background lease, apply retention (spans, audit records, expired sessions) and roll old
-//! sketch minutes up into hours.
+//! sketch minutes up into hours. Compaction of small blocks runs on its own every few
+//! seconds, so a long merge never delays sealing.
 //! Time comes from a [`Clock`] so tests can drive retention without waiting.
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ impl Clock for SystemClock {
 }
 
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+const COMPACTION_INTERVAL: Duration = Duration::from_secs(5);
 const RETENTION_EVERY_TICKS: u64 = 60;
 
 pub(crate) async fn run_maintenance(
@@ -49,6 +51,27 @@ pub(crate) async fn run_maintenance(
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "store maintenance failed; will retry"),
             Err(e) => tracing::error!(error = %e, "store maintenance panicked; will retry"),
+        }
+    }
+}
+
+/// Merges small blocks every [`COMPACTION_INTERVAL`], on every replica (each owns its blocks).
+pub(crate) async fn run_compaction(
+    state: Arc<AppState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(COMPACTION_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let state = Arc::clone(&state);
+        match tokio::task::spawn_blocking(move || state.store.compact()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "compaction failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "compaction panicked; will retry"),
         }
     }
 }

@@ -380,6 +380,7 @@ pub async fn serve(
     lease::renew_once(&state).await;
     let lease_job = tokio::spawn(lease::run_lease(Arc::clone(&state), stop_rx.clone()));
     let maintenance = tokio::spawn(jobs::run_maintenance(Arc::clone(&state), stop_rx.clone()));
+    let compaction = tokio::spawn(jobs::run_compaction(Arc::clone(&state), stop_rx.clone()));
     let mirror_job = tokio::spawn(mirrors::run_mirrors(Arc::clone(&state), stop_rx.clone()));
     let detection_job = tokio::spawn(detection::run_detection(Arc::clone(&state), stop_rx.clone()));
     let delivery_job = tokio::spawn(notify::run_deliveries(Arc::clone(&state), stop_rx.clone()));
@@ -417,6 +418,7 @@ pub async fn serve(
         server.await.map_err(std::io::Error::other)??;
     }
     let _ = maintenance.await;
+    let _ = compaction.await;
     let _ = mirror_job.await;
     let _ = detection_job.await;
     let _ = delivery_job.await;

@@ -187,6 +187,8 @@ struct Server {
     child: Child,
     http: SocketAddr,
     otlp_grpc: SocketAddr,
+    /// Compactions the server logged, and the milliseconds they took.
+    compactions: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl Server {
@@ -205,9 +207,19 @@ impl Server {
             .expect("spawning spanblame");
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = mpsc::channel();
+        let compactions: Arc<(AtomicU64, AtomicU64)> = Arc::default();
+        let counted = Arc::clone(&compactions);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("spanblame is listening") {
+                if line.contains("compacted blocks") {
+                    let took = line
+                        .split_whitespace()
+                        .find_map(|f| f.strip_prefix("took_ms="))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    counted.0.fetch_add(1, Ordering::Relaxed);
+                    counted.1.fetch_add(took, Ordering::Relaxed);
+                } else if line.contains("spanblame is listening") {
                     let _ = tx.send(line);
                 } else if line.contains("ERROR") || line.contains("WARN") {
                     eprintln!("[spanblame] {line}");
@@ -219,7 +231,7 @@ impl Server {
             let start = line.find(&format!(" {name}=")).expect("address logged") + name.len() + 2;
             line[start..].split_whitespace().next().expect("address").parse().expect("address")
         };
-        Server { http: field("http"), otlp_grpc: field("otlp_grpc"), child }
+        Server { http: field("http"), otlp_grpc: field("otlp_grpc"), child, compactions }
     }
 
     fn rss_bytes(&self) -> u64 {
@@ -592,6 +604,10 @@ fn main() {
     searching.store(false, Ordering::Relaxed);
     let search_peak_rss = rss_watch.join().expect("the watcher");
     let after_rss = server.rss_bytes();
+    let (num_compactions, compaction_ms) = (
+        server.compactions.0.load(Ordering::Relaxed),
+        server.compactions.1.load(Ordering::Relaxed),
+    );
     drop(server);
 
     let clickhouse = clickhouse_side(num_exports, begin, &cases, queries, &sampled);
@@ -610,6 +626,11 @@ fn main() {
         "  ingest end to end: {:.0} spans/s ({EXPORTS_IN_FLIGHT} exports in flight)   stored {:.1} B/span (floor 32 B)",
         stored_spans as f64 / ingest_time.as_secs_f64(),
         block_bytes / stored_spans as f64
+    );
+    println!(
+        "  compaction: {num_compactions} merges, {:.1} s in all ({:.0} ms each on average), during ingest",
+        compaction_ms as f64 / 1e3,
+        compaction_ms as f64 / num_compactions.max(1) as f64
     );
     println!(
         "  server RSS: peak {:.0} MiB while ingesting, {:.0} MiB idle, peak {:.0} MiB during 2 concurrent searches, {:.0} MiB after (floor 1024 MiB, target 300 MiB)",

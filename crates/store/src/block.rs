@@ -41,15 +41,18 @@ const BLOCK_ZSTD_LEVEL: i32 = 3;
 /// 16 bits per trace and 11 probes: about one false positive in 2,000 blocks.
 const TRACE_BLOOM_BITS: u64 = 16;
 const TRACE_BLOOM_HASHES: u32 = 11;
-/// Attribute blooms (which also hold span names): 10 bits per distinct (key, value) pair (about 1% false positives), but
-/// never more than 2 bytes per span, so high-cardinality values cost a bounded share of the
-/// block (their false-positive rate rises instead).
-const ATTRIBUTE_BLOOM_BITS: u64 = 10;
-const ATTRIBUTE_BLOOM_MAX_BITS_PER_SPAN: u64 = 16;
-const ATTRIBUTE_BLOOM_HASHES: u32 = 7;
+/// Attribute blooms (which also hold span names): 8 bits per distinct (key, value) pair and
+/// 6 probes (about 2% false positives), but never more than 1.5 bytes per span, so
+/// high-cardinality values cost a bounded share of the block (their false-positive rate rises
+/// instead).
+const ATTRIBUTE_BLOOM_BITS: u64 = 8;
+const ATTRIBUTE_BLOOM_MAX_BITS_PER_SPAN: u64 = 12;
+const ATTRIBUTE_BLOOM_HASHES: u32 = 6;
 /// A row group's services are a bit set over the block's list; past 64 services every bit
 /// is set ("may hold any").
 const MAX_SERVICE_BITS: usize = 64;
+/// No row-group part decompresses to more than this (a group is thousands of spans).
+const MAX_PART_RAW_BYTES: u64 = 1 << 30;
 
 /// Where a part of a row group lies in the file.
 #[derive(Debug, Clone, Copy, Default)]
@@ -710,15 +713,23 @@ impl BlockMeta {
             (true, Parts::CoreAndAttributes) => 2,
             (true, Parts::All) => 3,
         };
-        let parts = &group.parts[..num_parts];
-        // The parts lie one after another: one read for all of them.
+        let parts = group.parts.get(..num_parts).ok_or_else(|| corrupt("missing parts"))?;
+        // The parts lie one after another: one read for all of them. A footer is checksummed,
+        // but lengths are still checked against the file before anything is allocated.
         let start = parts[0].offset;
         let len: u64 = parts.iter().map(|p| p.compressed_bytes).sum();
+        if start.saturating_add(len) > self.file_bytes
+            || parts.iter().any(|p| p.raw_bytes > MAX_PART_RAW_BYTES)
+        {
+            return Err(corrupt("a part lies beyond the file or is implausibly large"));
+        }
         let mut compressed = vec![0u8; len as usize];
         self.file.read_exact_at(&mut compressed, start).map_err(io_error(&self.path))?;
         let mut out = Vec::with_capacity(num_parts);
         for part in parts {
-            let from = (part.offset - start) as usize;
+            let from =
+                part.offset.checked_sub(start).ok_or_else(|| corrupt("parts out of order"))?
+                    as usize;
             let bytes = compressed
                 .get(from..from + part.compressed_bytes as usize)
                 .ok_or_else(|| corrupt("parts are not contiguous"))?;
@@ -768,6 +779,12 @@ impl BlockMeta {
     pub(crate) fn group_bloom(&self, idx: usize) -> Result<Option<GroupBloom>, StoreError> {
         let Some(stats) = &self.row_groups[idx].stats else { return Ok(None) };
         let part = stats.attribute_bloom;
+        if part.offset.saturating_add(part.compressed_bytes) > self.file_bytes {
+            return Err(StoreError::CorruptBlock {
+                path: self.path.clone(),
+                reason: format!("row group {idx}: attribute bloom beyond the file"),
+            });
+        }
         let mut bits = vec![0u8; part.compressed_bytes as usize];
         self.file.read_exact_at(&mut bits, part.offset).map_err(io_error(&self.path))?;
         if bits.is_empty() || crc32fast::hash(&bits) != part.crc32 {

@@ -387,12 +387,14 @@ impl Embedded {
         if run.is_empty() {
             return Ok(false);
         }
+        let started = std::time::Instant::now();
         let refs: Vec<&BlockMeta> = run.iter().map(|b| &**b).collect();
         let merged = block::compact(&self.block_dir, &refs, self.options.row_group_spans)?;
         tracing::info!(
             path = %merged.path.display(),
             num_spans = merged.num_spans,
             num_sources = run.len(),
+            took_ms = started.elapsed().as_millis() as u64,
             "compacted blocks"
         );
         {
@@ -499,7 +501,10 @@ impl SpanEngine for Embedded {
         if too_old {
             self.rotate()?;
         }
-        self.seal_frozen()?;
+        self.seal_frozen()
+    }
+
+    fn compact(&self) -> Result<(), StoreError> {
         while self.compact_once()? {}
         Ok(())
     }

@@ -141,6 +141,10 @@ pub(crate) trait SpanEngine: Send + Sync {
     /// Writes what the engine gathered for the catalog into the metadata.
     fn flush_catalog(&self) -> Result<(), StoreError>;
     fn maintain(&self, now_unix_nanos: u64) -> Result<(), StoreError>;
+    /// Merges small blocks while any are due (engines without blocks have nothing to do).
+    fn compact(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn flush(&self) -> Result<(), StoreError>;
     fn enforce_retention(
         &self,
@@ -248,6 +252,12 @@ impl SpanStore {
     /// Background upkeep, called periodically with the current time.
     pub fn maintain(&self, now_unix_nanos: u64) -> Result<(), StoreError> {
         self.engine.maintain(now_unix_nanos)
+    }
+
+    /// Merges runs of small blocks into larger ones while any are due. Apart from
+    /// [`maintain`](Self::maintain), so a long merge never delays sealing.
+    pub fn compact(&self) -> Result<(), StoreError> {
+        self.engine.compact()
     }
 
     /// Makes everything appended so far final (sealed, flushed): for shutdown, tests and

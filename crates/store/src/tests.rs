@@ -627,7 +627,7 @@ proptest! {
             }
             if i % 5 == 4 {
                 // Compaction merges runs of small blocks (some blocks stay apart).
-                store.maintain(0).unwrap();
+                store.compact().unwrap();
             }
         }
         // A retried export: some spans stored twice, in another block.
@@ -776,7 +776,7 @@ fn compaction_merges_small_blocks_and_keeps_every_span_once() {
     let (store, all) = store_of_small_blocks(dir.path(), options.clone());
     assert_eq!(store.stats().num_blocks, 10);
     check_every_span_once(&store, &all);
-    store.maintain(0).unwrap();
+    store.compact().unwrap();
     let stats = store.stats();
     assert!(stats.num_blocks < 10 && stats.num_compacted_blocks_total >= 4, "{stats:?}");
     check_every_span_once(&store, &all);
