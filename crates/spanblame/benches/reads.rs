@@ -11,7 +11,8 @@
 //!    not exist), and the searches below; reports p50/p99 and the server's RSS.
 //! 4. Loads the same spans into ClickHouse (`SPANBLAME_TEST_CLICKHOUSE`, which `cargo xtask
 //!    bench` sets; a plain `MergeTree` ordered by service and start time) and times the same
-//!    searches there, side by side.
+//!    searches there, side by side (`SPANBLAME_BENCH_CLICKHOUSE_QUERIES` of each, default the
+//!    same count: at 100M spans its scans take seconds each).
 //!
 //! `cargo xtask bench` runs it; `cargo bench -p spanblame --bench reads` alone too.
 
@@ -610,7 +611,26 @@ fn main() {
     );
     drop(server);
 
-    let clickhouse = clickhouse_side(num_exports, begin, &cases, queries, &sampled);
+    // spanblame's own figures first: at 100M spans loading ClickHouse takes a while.
+    eprintln!(
+        "  spanblame: {stored_spans} spans, {num_blocks} blocks, {:.1} B/span, ingest {:.0} spans/s, RSS peak {} MiB ingesting / {} MiB searching",
+        block_bytes / stored_spans as f64,
+        stored_spans as f64 / ingest_time.as_secs_f64(),
+        ingest_peak_rss >> 20,
+        search_peak_rss >> 20
+    );
+    for (name, (p50, p99)) in ["trace by id", "trace by id, missing"]
+        .into_iter()
+        .zip([percentiles(trace_times.clone()), percentiles(missing_times.clone())])
+        .chain(cases.iter().map(|c| c.name).zip(search_times.iter().copied()))
+    {
+        eprintln!("  spanblame: {name:<44} p50 {p50:>8.1} ms  p99 {p99:>8.1} ms");
+    }
+    let clickhouse_queries = std::env::var("SPANBLAME_BENCH_CLICKHOUSE_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(queries);
+    let clickhouse = clickhouse_side(num_exports, begin, &cases, clickhouse_queries, &sampled);
     let ch = |i: usize| -> String {
         clickhouse.as_ref().map_or("(skipped: set SPANBLAME_TEST_CLICKHOUSE)".into(), |c| {
             format!("p50 {:>8.1} ms  p99 {:>8.1} ms", c[i].0, c[i].1)
@@ -620,7 +640,7 @@ fn main() {
     let (t50, t99) = percentiles(trace_times);
     let (m50, m99) = percentiles(missing_times);
     println!(
-        "spanblame reads through the server ({stored_spans} spans, {wire_bytes_per_span:.0} B/span OTLP/gRPC, {num_blocks} blocks, {queries} queries each; this process is the client)"
+        "spanblame reads through the server ({stored_spans} spans, {wire_bytes_per_span:.0} B/span OTLP/gRPC, {num_blocks} blocks, {queries} queries each, {clickhouse_queries} on ClickHouse; this process is the client)"
     );
     println!(
         "  ingest end to end: {:.0} spans/s ({EXPORTS_IN_FLIGHT} exports in flight)   stored {:.1} B/span (floor 32 B)",

@@ -29,7 +29,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use model::{Span, StatusCode, TraceId, attribute_names};
+use model::{Span, StatusCode, TraceId, Value, attribute_names};
 
 use crate::codec::{self, CorruptBatch, Cursor, Reader, Writer};
 use crate::{StoreError, io_error, wal::sync_dir};
@@ -444,6 +444,7 @@ fn group_stats(chunk: &[&Span], services: &[String]) -> (GroupStats, Bloom) {
         [attribute_names::SERVICE, attribute_names::ENVIRONMENT, attribute_names::VERSION].concat();
     let mut pairs = HashSet::new();
     let mut resources_seen = HashSet::new();
+    let mut text = String::new();
     for span in chunk {
         pairs.insert(attribute_hash(NAME_KEY, &span.name));
         let duration = span.duration_nanos();
@@ -457,15 +458,11 @@ fn group_stats(chunk: &[&Span], services: &[String]) -> (GroupStats, Bloom) {
         }
         for kv in &span.attributes {
             stats.identity_in_span_attributes |= identity_keys.contains(&kv.key.as_str());
-            if let Some(text) = kv.value.to_text() {
-                pairs.insert(attribute_hash(&kv.key, &text));
-            }
+            pairs.extend(value_hash(&kv.key, &kv.value, &mut text));
         }
         if resources_seen.insert(std::sync::Arc::as_ptr(&span.resource)) {
             for kv in &span.resource.attributes {
-                if let Some(text) = kv.value.to_text() {
-                    pairs.insert(attribute_hash(&kv.key, &text));
-                }
+                pairs.extend(value_hash(&kv.key, &kv.value, &mut text));
             }
         }
     }
@@ -863,6 +860,22 @@ fn attribute_hash(key: &str, text: &str) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     mix(h)
+}
+
+/// [`attribute_hash`] of the value's text as `Value::to_text` spells it (what a search
+/// compares), written into `buf` instead of a new string; `None` for values without a text.
+fn value_hash(key: &str, value: &Value, buf: &mut String) -> Option<u64> {
+    use std::fmt::Write as _;
+    buf.clear();
+    // The spellings of `Value::to_text`: `Display` of the number or boolean.
+    let written = match value {
+        Value::String(text) => return Some(attribute_hash(key, text)),
+        Value::Int(i) => write!(buf, "{i}"),
+        Value::Double(d) => write!(buf, "{d}"),
+        Value::Bool(b) => write!(buf, "{b}"),
+        _ => return None,
+    };
+    written.ok().map(|()| attribute_hash(key, buf))
 }
 
 fn split_hash(h: u64) -> (u64, u64) {

@@ -381,7 +381,9 @@ impl Embedded {
     pub(crate) fn compact_once(&self) -> Result<bool, StoreError> {
         let _rewriting = lock(&self.rewrite_lock);
         let run = {
-            let blocks = self.blocks_read();
+            // Retention keeps the list by time; runs are consecutive by WAL segment.
+            let mut blocks = self.blocks_read().clone();
+            blocks.sort_by_key(|b| b.last_wal_segment);
             pick_compaction(&blocks, self.options.compacted_block_spans)
         };
         if run.is_empty() {

@@ -639,7 +639,13 @@ proptest! {
             min_duration_nanos: min_ms.map(|ms| ms * 1_000_000),
             max_duration_nanos: max_ms.map(|ms| ms * 1_000_000),
             status,
-            attributes: tenant.map(|t| vec![("tenant.id".to_owned(), format!("tenant-{t}"))]).unwrap_or_default(),
+            // Tenant 4 holds the typed attribute instead: `retries` (an integer) read as text.
+            attributes: tenant
+                .map(|t| match t {
+                    4 => vec![("retries".to_owned(), "1".to_owned())],
+                    t => vec![("tenant.id".to_owned(), format!("tenant-{t}"))],
+                })
+                .unwrap_or_default(),
             start_unix_nanos: T0 + window.0 * SECOND,
             end_unix_nanos: T0 + (window.0 + window.1) * SECOND,
             limit,
