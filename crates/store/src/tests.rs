@@ -570,6 +570,12 @@ fn random_span(trace: u8, index: u8, seed: u64, resources: &[Arc<Resource>]) -> 
     s
 }
 
+/// What a search returns, as trace ids with their matching span ids.
+fn searched(store: &SpanStore, query: &SpanQuery) -> Vec<(TraceId, Vec<SpanId>)> {
+    let matches = store.search(query).unwrap();
+    matches.into_iter().map(|m| (m.trace_id, m.spans.iter().map(|s| s.span_id).collect())).collect()
+}
+
 fn brute_force(spans: &[Span], query: &SpanQuery) -> Vec<(TraceId, Vec<SpanId>)> {
     let mut by_trace: std::collections::BTreeMap<TraceId, Vec<&Span>> = Default::default();
     for span in spans.iter().filter(|s| query.matches(*s)) {
@@ -652,12 +658,7 @@ proptest! {
             allowed_services: allowed.map(|a| a.into_iter().map(str::to_owned).collect()),
             ..SpanQuery::default()
         };
-        let found: Vec<(TraceId, Vec<SpanId>)> = store
-            .search(&query)
-            .unwrap()
-            .into_iter()
-            .map(|m| (m.trace_id, m.spans.iter().map(|s| s.span_id).collect()))
-            .collect();
+        let found = searched(&store, &query);
         prop_assert!(store.stats().num_blocks >= 1);
         prop_assert_eq!(found, brute_force(&spans, &query));
     }
@@ -713,12 +714,7 @@ fn a_data_directory_of_the_first_format_reads() {
                 ..SpanQuery::default()
             },
         ] {
-            let found: Vec<(TraceId, Vec<SpanId>)> = store
-                .search(&query)
-                .unwrap()
-                .into_iter()
-                .map(|m| (m.trace_id, m.spans.iter().map(|s| s.span_id).collect()))
-                .collect();
+            let found = searched(store, &query);
             assert_eq!(found, brute_force(&all, &query), "{query:?}");
         }
     };
@@ -765,12 +761,7 @@ fn check_every_span_once(store: &SpanStore, all: &[Span]) {
         assert_eq!(store.trace(&trace).unwrap(), expected);
     }
     let query = SpanQuery { end_unix_nanos: u64::MAX, limit: 1000, ..SpanQuery::default() };
-    let found: Vec<(TraceId, Vec<SpanId>)> = store
-        .search(&query)
-        .unwrap()
-        .into_iter()
-        .map(|m| (m.trace_id, m.spans.iter().map(|s| s.span_id).collect()))
-        .collect();
+    let found = searched(store, &query);
     assert_eq!(found, brute_force(all, &query));
     assert_eq!(sketch_totals(store).0, all.len() as u64, "each span counted once in the sketches");
 }
