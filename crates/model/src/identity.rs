@@ -31,6 +31,12 @@ pub mod attribute_names {
     pub const CODE_NAMESPACE_OLD: &str = "code.namespace";
     pub const CODE_LINE_NUMBER: &[&str] = &["code.line.number", "code.lineno"];
     pub const CODE_STACKTRACE: &[&str] = &["code.stacktrace"];
+
+    /// Whether `key` names a service, environment or version: the attributes that decide
+    /// which version a span belongs to.
+    pub fn is_identity(key: &str) -> bool {
+        [SERVICE, ENVIRONMENT, VERSION].iter().any(|names| names.contains(&key))
+    }
 }
 
 /// The service name OTel SDKs report when none is configured.

@@ -23,7 +23,7 @@
 //! Blocks written by the first format ("SPBLK001": one compressed batch per row group, a
 //! bloom over span count) are still read: their row groups are whole batches without stats.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -440,10 +440,8 @@ fn group_stats(chunk: &[&Span], services: &[String]) -> (GroupStats, Bloom) {
         identity_in_span_attributes: false,
         attribute_bloom: Part::default(),
     };
-    let identity_keys: Vec<&str> =
-        [attribute_names::SERVICE, attribute_names::ENVIRONMENT, attribute_names::VERSION].concat();
-    let mut pairs = HashSet::new();
-    let mut resources_seen = HashSet::new();
+    let mut pairs = HashSet::default();
+    let mut resources_seen = HashSet::default();
     let mut text = String::new();
     for span in chunk {
         pairs.insert(attribute_hash(NAME_KEY, &span.name));
@@ -457,7 +455,7 @@ fn group_stats(chunk: &[&Span], services: &[String]) -> (GroupStats, Bloom) {
             stats.service_bits |= 1 << i;
         }
         for kv in &span.attributes {
-            stats.identity_in_span_attributes |= identity_keys.contains(&kv.key.as_str());
+            stats.identity_in_span_attributes |= attribute_names::is_identity(&kv.key);
             pairs.extend(value_hash(&kv.key, &kv.value, &mut text));
         }
         if resources_seen.insert(std::sync::Arc::as_ptr(&span.resource)) {

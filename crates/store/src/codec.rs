@@ -9,7 +9,7 @@
 //! Decoding never trusts a length or a count: every read is bounds-checked and a corrupt batch
 //! is an error, never a panic or a huge allocation.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use model::{
@@ -168,7 +168,11 @@ struct Table<'a, T> {
 
 impl<T> Default for Table<'_, T> {
     fn default() -> Self {
-        Table { entries: Vec::new(), by_pointer: HashMap::new(), by_content: HashMap::new() }
+        Table {
+            entries: Vec::new(),
+            by_pointer: HashMap::default(),
+            by_content: HashMap::default(),
+        }
     }
 }
 

@@ -46,7 +46,7 @@ pub(crate) struct HeadPart {
     first_wal_segment: u64,
     last_wal_segment: u64,
     spans: Vec<Span>,
-    by_trace: HashMap<TraceId, Vec<u32>>,
+    by_trace: foldhash::HashMap<TraceId, Vec<u32>>,
     /// When `maintain` first saw this part non-empty (for the age limit).
     first_seen_nanos: Option<u64>,
     /// The sketches of this part's spans that are not in the stored sketches yet.
@@ -61,7 +61,7 @@ impl HeadPart {
             first_wal_segment: wal_segment,
             last_wal_segment: wal_segment,
             spans: Vec::new(),
-            by_trace: HashMap::new(),
+            by_trace: foldhash::HashMap::default(),
             first_seen_nanos: None,
             sketches: SketchDelta::default(),
             sketches_persisted: AtomicBool::new(false),
