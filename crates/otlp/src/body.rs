@@ -29,6 +29,13 @@ impl ContentEncoding {
     }
 }
 
+/// The most a compressed body of `len` bytes may inflate to.
+pub fn decompressed_allowance(len: usize, limits: &DecodeLimits) -> usize {
+    len.saturating_mul(limits.max_decompression_ratio)
+        .max(MIN_DECOMPRESSED_ALLOWANCE_BYTES)
+        .min(limits.max_body_bytes)
+}
+
 /// Returns the body decompressed, refusing anything beyond the caps before it is in memory.
 pub fn decompress<'a>(
     body: &'a [u8],
@@ -41,12 +48,10 @@ pub fn decompress<'a>(
     match encoding {
         ContentEncoding::Identity => Ok(Cow::Borrowed(body)),
         ContentEncoding::Gzip => {
-            let allowance = body
-                .len()
-                .saturating_mul(limits.max_decompression_ratio)
-                .max(MIN_DECOMPRESSED_ALLOWANCE_BYTES)
-                .min(limits.max_body_bytes);
-            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(allowance));
+            let allowance = decompressed_allowance(body.len(), limits);
+            // Sized for the whole allowance once (what the caller reserved); pages never
+            // written are never resident.
+            let mut out = Vec::with_capacity(allowance + 1);
             // Read one byte past the allowance: if it arrives, the body is over the cap.
             let mut reader = flate2::read::MultiGzDecoder::new(body).take(allowance as u64 + 1);
             reader.read_to_end(&mut out).map_err(|e| DecodeError::Gzip(e.to_string()))?;

@@ -15,17 +15,19 @@
 
 mod body;
 mod convert;
+mod shape;
 mod status;
 
 #[cfg(test)]
 mod tests;
 
-pub use body::{ContentEncoding, decode_json, decode_protobuf, decompress};
+pub use body::{ContentEncoding, decode_json, decode_protobuf, decompress, decompressed_allowance};
 pub use convert::{Converted, convert};
 pub use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server,
 };
+pub use shape::{MAX_NESTING, Shape, measure_json, measure_protobuf};
 pub use status::{encode_export_response, encode_rpc_status, grpc_status_details_with_retry};
 
 /// Size caps and attribute limits applied while decoding. The defaults follow PRODUCT.md §3.1
@@ -42,6 +44,11 @@ pub struct DecodeLimits {
     pub max_attribute_value_bytes: usize,
     pub max_events_per_span: usize,
     pub max_links_per_span: usize,
+    /// Spans one request may carry (an exporter's batch is far smaller).
+    pub max_spans_per_request: usize,
+    /// Memory one request may take once decoded, as [`measure_protobuf`] bounds it before
+    /// decoding; a body of tiny elements is refused instead of amplified.
+    pub max_decoded_bytes: usize,
 }
 
 impl Default for DecodeLimits {
@@ -53,6 +60,8 @@ impl Default for DecodeLimits {
             max_attribute_value_bytes: 16 * 1024,
             max_events_per_span: 128,
             max_links_per_span: 128,
+            max_spans_per_request: 100_000,
+            max_decoded_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -74,6 +83,16 @@ pub enum DecodeError {
     Protobuf(String),
     #[error("body is not valid OTLP JSON: {0}")]
     Json(String),
+    #[error(
+        "the request holds {num_spans} spans; at most {limit} are accepted in one request: lower the exporter's batch size"
+    )]
+    TooManySpans { num_spans: u64, limit: usize },
+    #[error(
+        "the request would take {decoded_bytes} bytes of memory once decoded, over the {limit_bytes}-byte limit (many tiny elements, such as empty attributes, cost far more decoded than sent); send smaller batches"
+    )]
+    DecodesTooLarge { decoded_bytes: u64, limit_bytes: usize },
+    #[error("the request nests messages or attribute values more than {limit} deep")]
+    TooDeep { limit: usize },
     #[error(
         "OTLP JSON keys must be lowerCamelCase (`resourceSpans`, `scopeSpans`), not snake_case; nothing was accepted"
     )]

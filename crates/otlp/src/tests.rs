@@ -155,9 +155,13 @@ proptest! {
     #[test]
     fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let limits = DecodeLimits::default();
+        let shape = crate::measure_protobuf(&bytes);
         if let Ok(request) = decode_protobuf(&bytes) {
+            // What decodes was measured (the walk refuses only what prost refuses, or nesting).
+            prop_assert!(shape.is_ok() || matches!(shape, Err(DecodeError::TooDeep { .. })), "{shape:?}");
             let _ = convert(request, &limits);
         }
+        let _ = crate::measure_json(&bytes);
         if let Ok(request) = decode_json(&bytes) {
             let _ = convert(request, &limits);
         }
@@ -180,11 +184,138 @@ proptest! {
             json[j] = *byte;
         }
         protobuf.truncate(cut.index(protobuf.len() + 1));
+        let shape = crate::measure_protobuf(&protobuf);
+        let _ = crate::measure_json(&json);
         if let Ok(request) = decode_protobuf(&protobuf) {
+            prop_assert!(shape.is_ok(), "{shape:?}");
             let _ = convert(request, &limits);
         }
         if let Ok(request) = decode_json(&json) {
             let _ = convert(request, &limits);
         }
     }
+}
+
+/// The allocator of the binary, whose per-thread counters tell what decoding holds.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Runs `f` and returns its result with the bytes it left allocated on this thread.
+fn with_live_bytes<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    use tikv_jemalloc_ctl::thread;
+    let allocated = thread::allocatedp::mib().unwrap().read().unwrap();
+    let deallocated = thread::deallocatedp::mib().unwrap().read().unwrap();
+    let (allocated_before, deallocated_before) = (allocated.get(), deallocated.get());
+    let out = f();
+    let live =
+        (allocated.get() - allocated_before).saturating_sub(deallocated.get() - deallocated_before);
+    (out, live)
+}
+
+/// Bodies whose decoded size the shape must bound: real ones and the attacks of issue 20.
+fn shaped_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let request = |spans: Vec<Span>| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..ScopeSpans::default() }],
+            ..ResourceSpans::default()
+        }],
+    };
+    let text = |key: &str, value: String| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value)) }),
+        ..KeyValue::default()
+    };
+    let realistic: Vec<Span> = (0..512u64)
+        .map(|i| Span {
+            trace_id: (i / 5 + 1).to_le_bytes().repeat(2),
+            span_id: (i + 1).to_le_bytes().to_vec(),
+            name: format!("GET /items/{}", i % 6),
+            start_time_unix_nano: 1_763_700_000_000_000_000 + i,
+            end_time_unix_nano: 1_763_700_000_001_000_000 + i,
+            attributes: (0..10)
+                .map(|a| text(&format!("attribute.{a}"), format!("value-{i}")))
+                .collect(),
+            ..Span::default()
+        })
+        .collect();
+    let mut nested = AnyValue::default();
+    for _ in 0..30 {
+        nested = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![nested] })),
+        };
+    }
+    let attribute_flood =
+        vec![Span { attributes: vec![KeyValue::default(); 200_000], ..Span::default() }];
+    vec![
+        ("the OTLP/JSON example", decode_json(SPEC_JSON.as_bytes()).unwrap().encode_to_vec()),
+        ("512 realistic spans", request(realistic).encode_to_vec()),
+        ("200k empty attributes on one span", request(attribute_flood).encode_to_vec()),
+        ("100k empty spans", request(vec![Span::default(); 100_000]).encode_to_vec()),
+        (
+            "a value nested 30 deep",
+            request(vec![Span {
+                attributes: vec![KeyValue {
+                    key: "n".into(),
+                    value: Some(nested),
+                    ..KeyValue::default()
+                }],
+                ..Span::default()
+            }])
+            .encode_to_vec(),
+        ),
+    ]
+}
+
+#[test]
+fn shape_bounds_what_decoding_allocates() {
+    for (what, protobuf) in shaped_bodies() {
+        let shape = crate::measure_protobuf(&protobuf).unwrap();
+        let (request, live) = with_live_bytes(|| decode_protobuf(&protobuf).unwrap());
+        assert!(
+            live <= shape.decoded_bytes,
+            "{what}: protobuf decoded to {live} bytes, shape said at most {}",
+            shape.decoded_bytes
+        );
+        let num_spans: usize =
+            request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        assert_eq!(shape.num_spans, num_spans as u64, "{what}");
+
+        let json = serde_json::to_vec(&request).unwrap();
+        let json_shape = crate::measure_json(&json).unwrap();
+        let (_, live) = with_live_bytes(|| decode_json(&json).unwrap());
+        assert!(
+            live <= json_shape.decoded_bytes,
+            "{what}: JSON decoded to {live} bytes, shape said at most {}",
+            json_shape.decoded_bytes
+        );
+        assert_eq!(json_shape.num_spans, num_spans as u64, "{what}");
+    }
+}
+
+#[test]
+fn real_batches_fit_the_default_caps_and_floods_do_not() {
+    let limits = DecodeLimits::default();
+    for (what, protobuf) in shaped_bodies() {
+        let shape = crate::measure_protobuf(&protobuf).unwrap();
+        let ratio = shape.decoded_bytes as f64 / protobuf.len() as f64;
+        match what {
+            // A full body of real spans stays under the decoded cap.
+            "512 realistic spans" => assert!(
+                ratio * limits.max_body_bytes as f64 <= limits.max_decoded_bytes as f64,
+                "{what}: {ratio:.1}x"
+            ),
+            // Tiny elements cost far more decoded than sent; a full body of them is refused.
+            "200k empty attributes on one span" | "100k empty spans" => assert!(
+                ratio * limits.max_body_bytes as f64 > limits.max_decoded_bytes as f64,
+                "{what}: {ratio:.1}x"
+            ),
+            _ => {}
+        }
+    }
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    assert!(matches!(crate::measure_json(deep.as_bytes()), Err(DecodeError::TooDeep { .. })));
 }

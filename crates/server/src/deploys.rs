@@ -109,6 +109,13 @@ fn validate(request: DeployRequest, now_unix_nanos: u64) -> Result<NewDeploy, Ap
         }
         other => other.map(str::to_ascii_lowercase),
     };
+    if let Some(url) = &request.url
+        && !is_web_url(url)
+    {
+        return Err(ApiError::invalid(format!(
+            "`url` = `{url}` is not an http(s) URL; send the pipeline's `https://` address"
+        )));
+    }
     Ok(NewDeploy {
         service: request.service.trim().to_owned(),
         environment: request.environment.trim().to_owned(),
@@ -352,4 +359,10 @@ pub(crate) fn deploy_view(state: &AppState, deploy: &Deploy) -> Result<Json_, St
         "previous": previous.map(|p| json!({"id": p.id, "version": p.version, "commit_sha": previous_commit})),
         "range": range,
     }))
+}
+
+/// Whether `url` is an `http://` or `https://` address: the only links pages render.
+pub(crate) fn is_web_url(url: &str) -> bool {
+    let lower = url.trim_start().get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
 }

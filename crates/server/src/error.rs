@@ -164,9 +164,12 @@ impl From<otlp::DecodeError> for ApiError {
     fn from(e: otlp::DecodeError) -> ApiError {
         use otlp::DecodeError as E;
         let code = match &e {
-            E::BodyTooLarge { .. } | E::DecompressedTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            E::BodyTooLarge { .. }
+            | E::DecompressedTooLarge { .. }
+            | E::TooManySpans { .. }
+            | E::DecodesTooLarge { .. } => ErrorCode::PayloadTooLarge,
             E::UnsupportedEncoding(_) => ErrorCode::UnsupportedMediaType,
-            E::Gzip(_) | E::Protobuf(_) | E::Json(_) | E::SnakeCaseJson => {
+            E::Gzip(_) | E::Protobuf(_) | E::Json(_) | E::SnakeCaseJson | E::TooDeep { .. } => {
                 ErrorCode::InvalidArgument
             }
         };

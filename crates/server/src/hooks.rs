@@ -33,7 +33,6 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
-    let body = read_capped(body, MAX_WEBHOOK_BYTES, "webhook").await?;
     let kind = ForgeKind::parse(&kind_name).ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,
@@ -50,6 +49,8 @@ pub(crate) async fn receive(
             ),
         )
     })?;
+    // Only a delivery for a configured integration is read at all.
+    let body = read_capped(body, MAX_WEBHOOK_BYTES, "webhook").await?;
 
     let mut forge_headers = Headers::new();
     for (name, value) in &headers {

@@ -1,18 +1,153 @@
-//! The one accept path every OTLP transport ends in: convert, bound, append durably.
+//! The one intake every OTLP transport goes through: a slot, then memory, then decode,
+//! convert, append durably.
 //!
-//! gRPC and HTTP (protobuf or JSON) decode their framing into an `ExportTraceServiceRequest`
-//! and call [`accept`]. It converts the spans (invalid ones go to `partial_success`), waits
-//! for a slot among a bounded number of in-flight writes (none free: `RESOURCE_EXHAUSTED`, so
-//! exporters back off instead of the server queueing without bound), and returns once the
-//! store has made the spans durable.
+//! Hostile input costs bounded memory. In order, after the caller is authenticated:
+//! [`Intake::begin`] takes one of `max_exports_in_flight` slots (none free:
+//! `RESOURCE_EXHAUSTED`, so exporters back off) *before* the body is read;
+//! [`Intake::read_body`] reads it frame by frame, reserving each frame's bytes from the
+//! server-wide ingest memory budget (`ingest.max_memory`) as it arrives; decompression
+//! reserves its allowance before inflating; [`Intake::decode`] measures what the decoded
+//! message will take (`otlp::measure_protobuf`, without allocating), refuses a request over
+//! the per-request caps, and reserves twice that (the decoded message, then the converted
+//! spans) before decoding. Whatever does not fit the budget is refused with
+//! `RESOURCE_EXHAUSTED` and a retry delay; memory held by exports in flight is at most the
+//! budget. [`accept`] converts, appends and releases all of it once the spans are durable.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::body::{Body, Bytes};
+use http_body_util::BodyExt;
 use otlp::{ExportTracePartialSuccess, ExportTraceServiceRequest};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode, RETRY_AFTER_SECS};
+
+/// An export being taken in: its slot and the memory reserved for it so far.
+pub(crate) struct Intake {
+    state: Arc<AppState>,
+    _slot: OwnedSemaphorePermit,
+    reserved: Option<OwnedSemaphorePermit>,
+}
+
+/// How an export's message is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Intake {
+    /// Takes a slot among the exports in flight, before anything is read.
+    pub(crate) fn begin(state: &Arc<AppState>) -> Result<Intake, ApiError> {
+        let slot = Arc::clone(&state.write_slots).try_acquire_owned().map_err(|_| {
+            state.metrics.exports_throttled.fetch_add(1, Ordering::Relaxed);
+            ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!("too many exports in flight; retry after {RETRY_AFTER_SECS}s"),
+            )
+        })?;
+        Ok(Intake { state: Arc::clone(state), _slot: slot, reserved: None })
+    }
+
+    /// Reserves `bytes` of the ingest memory budget for this export.
+    fn reserve(&mut self, bytes: usize, what: &str) -> Result<(), ApiError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let refused = || {
+            self.state.metrics.exports_throttled.fetch_add(1, Ordering::Relaxed);
+            ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "spanblame is decoding as much as its ingest memory budget (`ingest.max_memory`, {} bytes) allows; {what} did not fit; retry after {RETRY_AFTER_SECS}s",
+                    self.state.settings.max_ingest_memory_bytes
+                ),
+            )
+        };
+        let permits = u32::try_from(bytes).map_err(|_| refused())?;
+        let permit = Arc::clone(&self.state.ingest_memory)
+            .try_acquire_many_owned(permits)
+            .map_err(|_| refused())?;
+        match &mut self.reserved {
+            Some(reserved) => reserved.merge(permit),
+            None => self.reserved = Some(permit),
+        }
+        Ok(())
+    }
+
+    /// Reads the body up to the size cap, reserving each frame's bytes as it arrives.
+    pub(crate) async fn read_body(&mut self, mut body: Body) -> Result<Bytes, ApiError> {
+        let max_bytes = self.state.settings.limits.max_body_bytes;
+        let too_large = || {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request body is larger than the {max_bytes}-byte limit (`ingest.max_body`)"
+                ),
+            )
+        };
+        // With a `Content-Length` the buffer is sized once; without one it grows by doubling,
+        // so each frame reserves twice its bytes.
+        let exact = axum::body::HttpBody::size_hint(&body).exact();
+        let growth = if exact.is_some() { 1 } else { 2 };
+        let capacity = exact.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        if capacity > max_bytes {
+            return Err(too_large());
+        }
+        self.reserve(capacity, "the request body")?;
+        let mut buffer = Vec::with_capacity(capacity);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::invalid(format!("the request body could not be read: {e}"))
+            })?;
+            let Ok(data) = frame.into_data() else { continue };
+            if buffer.len() + data.len() > max_bytes {
+                return Err(too_large());
+            }
+            let beyond_capacity = (buffer.len() + data.len()).saturating_sub(capacity);
+            let already = buffer.len().saturating_sub(capacity);
+            self.reserve((beyond_capacity - already) * growth, "the request body")?;
+            buffer.extend_from_slice(&data);
+        }
+        Ok(Bytes::from(buffer))
+    }
+
+    /// Decompresses a body, reserving the most it may inflate to first.
+    pub(crate) fn decompress<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        encoding: otlp::ContentEncoding,
+    ) -> Result<std::borrow::Cow<'a, [u8]>, ApiError> {
+        let state = Arc::clone(&self.state);
+        let limits = &state.settings.limits;
+        if encoding != otlp::ContentEncoding::Identity {
+            self.reserve(otlp::decompressed_allowance(bytes.len(), limits), "decompressing it")?;
+        }
+        Ok(otlp::decompress(bytes, encoding, limits)?)
+    }
+
+    /// Measures the message, refuses it over the per-request caps, reserves what decoding and
+    /// converting it will take, and decodes it.
+    pub(crate) fn decode(
+        &mut self,
+        bytes: &[u8],
+        encoding: Encoding,
+    ) -> Result<ExportTraceServiceRequest, ApiError> {
+        let shape = match encoding {
+            Encoding::Protobuf => otlp::measure_protobuf(bytes)?,
+            Encoding::Json => otlp::measure_json(bytes)?,
+        };
+        shape.check(&self.state.settings.limits)?;
+        let decoded_bytes = usize::try_from(shape.decoded_bytes).unwrap_or(usize::MAX);
+        self.reserve(decoded_bytes.saturating_mul(2), "decoding it")?;
+        Ok(match encoding {
+            Encoding::Protobuf => otlp::decode_protobuf(bytes)?,
+            Encoding::Json => otlp::decode_json(bytes)?,
+        })
+    }
+}
 
 /// A token restricted to some services or environments may send only their spans; the
 /// others are rejected through `partial_success`, like any invalid span.
@@ -54,11 +189,14 @@ fn describe(visibility: &auth::Visibility) -> String {
         .join(" in ")
 }
 
+/// Converts and appends an export's spans; its slot and memory are released once they are
+/// durable (or refused).
 pub(crate) async fn accept(
-    state: &Arc<AppState>,
+    intake: Intake,
     request: ExportTraceServiceRequest,
     visibility: &auth::Visibility,
 ) -> Result<Option<ExportTracePartialSuccess>, ApiError> {
+    let state = Arc::clone(&intake.state);
     let mut converted = otlp::convert(request, &state.settings.limits);
     restrict(&mut converted, visibility);
     let metrics = &state.metrics;
@@ -71,18 +209,12 @@ pub(crate) async fn accept(
         return Ok(partial_success);
     }
 
-    let Ok(permit) = Arc::clone(&state.write_slots).try_acquire_owned() else {
-        metrics.spans_throttled.fetch_add(num_spans, Ordering::Relaxed);
-        return Err(ApiError::new(
-            ErrorCode::ResourceExhausted,
-            format!("too many exports in flight; retry after {RETRY_AFTER_SECS}s"),
-        ));
-    };
     let store = Arc::clone(&state.store);
     let spans = converted.spans;
     let result = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        store.append(spans)
+        let result = store.append(spans);
+        drop(intake);
+        result
     })
     .await
     .map_err(ApiError::internal)?;

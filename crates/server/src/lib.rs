@@ -75,8 +75,13 @@ pub struct Settings {
     pub limits: otlp::DecodeLimits,
     /// Sign-in, tokens, roles, audit retention: who may do what.
     pub access: AccessSettings,
-    /// Exports that may wait for a durable write at once; beyond that, 429 / RESOURCE_EXHAUSTED.
+    /// Exports that may be read, decoded or written at once; beyond that, 429 /
+    /// RESOURCE_EXHAUSTED, before the body is read.
     pub max_exports_in_flight: usize,
+    /// Memory the exports in flight may hold at once (bodies, decompressed bodies, decoded
+    /// messages, converted spans); an export that does not fit is refused with 429 /
+    /// RESOURCE_EXHAUSTED before it takes it.
+    pub max_ingest_memory_bytes: usize,
     pub retention: Retention,
     /// Forge integrations, repositories and service ownership: the change graph's sources.
     pub changes: ChangeSettings,
@@ -98,6 +103,8 @@ pub struct AppState {
     pub(crate) store: Arc<SpanStore>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) write_slots: Arc<Semaphore>,
+    /// `max_ingest_memory_bytes`, one permit a byte.
+    pub(crate) ingest_memory: Arc<Semaphore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) mirrors: mirrors::Mirrors,
     /// For calls to forge APIs; an error when the system offers no TLS roots.
@@ -116,6 +123,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(settings: Settings, store: Arc<SpanStore>, clock: Arc<dyn Clock>) -> Arc<AppState> {
         let write_slots = Arc::new(Semaphore::new(settings.max_exports_in_flight));
+        let ingest_memory =
+            Arc::new(Semaphore::new(settings.max_ingest_memory_bytes.min(Semaphore::MAX_PERMITS)));
         let policy =
             auth::Policy {
                 ingest_open: settings.access.ingest_open,
@@ -136,6 +145,7 @@ impl AppState {
             store,
             metrics: metrics::Metrics::default(),
             write_slots,
+            ingest_memory,
             clock,
             mirrors: mirrors::Mirrors::default(),
             http: outbound::client().map_err(|e| {
@@ -178,7 +188,7 @@ const fn limited(spec: RouteSpec) -> RouteSpec {
     RouteSpec { rate_limited: true, ..spec }
 }
 
-/// The OTLP/gRPC export method, which tonic serves: authorized inside the service.
+/// The OTLP/gRPC export method: authorized inside its handler, before the body is read.
 pub const OTLP_GRPC_ROUTE: RouteSpec = spec("POST", otlp_grpc::ROUTE, Need::Ingest, None);
 
 /// Every HTTP route of the main address with what it needs and how it is audited; the
@@ -317,7 +327,7 @@ fn guarded(
 /// Every HTTP route of the main address.
 pub fn router(state: Arc<AppState>) -> Router {
     guarded(&state, routes())
-        .route_service(otlp_grpc::ROUTE, otlp_grpc::service(Arc::clone(&state)))
+        .route(otlp_grpc::ROUTE, post(otlp_grpc::export))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::security_headers))
@@ -339,7 +349,10 @@ fn otlp_http_router(state: Arc<AppState>) -> Router {
 
 /// The OTLP/gRPC-only address.
 fn otlp_grpc_router(state: Arc<AppState>) -> Router {
-    Router::new().route_service(otlp_grpc::ROUTE, otlp_grpc::service(state))
+    Router::new()
+        .route(otlp_grpc::ROUTE, post(otlp_grpc::export))
+        .with_state(state)
+        .layer(DefaultBodyLimit::disable())
 }
 
 /// Addresses actually bound (useful when a configured port is 0).

@@ -10,6 +10,8 @@ pub(crate) struct Metrics {
     pub(crate) spans_accepted: AtomicU64,
     pub(crate) spans_rejected: AtomicU64,
     pub(crate) spans_throttled: AtomicU64,
+    /// Exports refused before decoding: no slot, or no room in the ingest memory budget.
+    pub(crate) exports_throttled: AtomicU64,
     pub(crate) attribute_values_truncated: AtomicU64,
 }
 
@@ -53,6 +55,12 @@ pub(crate) fn render(
         "counter",
         "Spans refused with 429 / RESOURCE_EXHAUSTED under back-pressure.",
         load(&metrics.spans_throttled),
+    );
+    series(
+        "spanblame_exports_throttled_total",
+        "counter",
+        "Exports refused with 429 / RESOURCE_EXHAUSTED before decoding (no slot free, or the ingest memory budget full).",
+        load(&metrics.exports_throttled),
     );
     series(
         "spanblame_attribute_values_truncated_total",

@@ -16,12 +16,7 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::{ApiError, ErrorCode};
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Protobuf,
-    Json,
-}
+use crate::ingest::{Encoding, Intake};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -33,9 +28,10 @@ pub(crate) async fn export_traces(
     body: Body,
 ) -> Response {
     let content_type = header_str(&headers, header::CONTENT_TYPE.as_str());
-    let encoding = match content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
-        Some(PROTOBUF) => Encoding::Protobuf,
-        Some(JSON) => Encoding::Json,
+    let media_type = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+    let encoding = match media_type {
+        Some(m) if m.eq_ignore_ascii_case(PROTOBUF) => Encoding::Protobuf,
+        Some(m) if m.eq_ignore_ascii_case(JSON) => Encoding::Json,
         other => {
             let error = ApiError::new(
                 ErrorCode::UnsupportedMediaType,
@@ -65,20 +61,14 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let content_encoding =
         otlp::ContentEncoding::parse(header_str(headers, header::CONTENT_ENCODING.as_str()))?;
-    let limits = &state.settings.limits;
-    // Read at most one byte past the cap, so an oversized body is refused without buffering it.
-    let bytes = axum::body::to_bytes(body, limits.max_body_bytes).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("request body is larger than the {}-byte limit", limits.max_body_bytes),
-        )
-    })?;
-    let raw = otlp::decompress(&bytes, content_encoding, limits)?;
-    let request = match encoding {
-        Encoding::Protobuf => otlp::decode_protobuf(&raw)?,
-        Encoding::Json => otlp::decode_json(&raw)?,
-    };
-    let partial_success = crate::ingest::accept(state, request, visibility).await?;
+    // A slot before the body is read, then memory as it arrives (`crate::ingest`).
+    let mut intake = Intake::begin(state)?;
+    let bytes = intake.read_body(body).await?;
+    let raw = intake.decompress(&bytes, content_encoding)?;
+    let request = intake.decode(&raw, encoding)?;
+    drop(raw);
+    drop(bytes);
+    let partial_success = crate::ingest::accept(intake, request, visibility).await?;
     Ok(match encoding {
         Encoding::Protobuf => {
             let body = otlp::encode_export_response(partial_success);
@@ -101,7 +91,7 @@ async fn handle(
 /// A refusal before the handler (authentication) in OTLP's shape, in the request's encoding.
 pub(crate) fn refusal(error: &ApiError, headers: &HeaderMap) -> Response {
     let encoding = match header_str(headers, header::CONTENT_TYPE.as_str()) {
-        Some(c) if c.starts_with(PROTOBUF) => Encoding::Protobuf,
+        Some(c) if c.to_ascii_lowercase().starts_with(PROTOBUF) => Encoding::Protobuf,
         _ => Encoding::Json,
     };
     error_response(error, encoding)

@@ -452,6 +452,7 @@ pub(crate) struct IngestConfig {
     pub(crate) max_attributes_per_span: usize,
     pub(crate) max_attribute_value_bytes: usize,
     pub(crate) max_exports_in_flight: usize,
+    pub(crate) max_memory: String,
 }
 
 impl Default for IngestConfig {
@@ -464,6 +465,7 @@ impl Default for IngestConfig {
             max_attributes_per_span: limits.max_attributes,
             max_attribute_value_bytes: limits.max_attribute_value_bytes,
             max_exports_in_flight: 256,
+            max_memory: "512MiB".into(),
         }
     }
 }
@@ -563,6 +565,15 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
     if config.ingest.max_exports_in_flight == 0 {
         bail!("`ingest.max_exports_in_flight` must be at least 1");
     }
+    let max_ingest_memory_bytes = parse_bytes(&config.ingest.max_memory)
+        .with_context(|| format!("`ingest.max_memory` = `{}`", config.ingest.max_memory))?;
+    if max_ingest_memory_bytes < 2 * max_body_bytes {
+        bail!(
+            "`ingest.max_memory` = `{}` is less than twice `ingest.max_body` = `{}`: a full body and its decompressed copy would never fit; raise `max_memory` or lower `max_body`",
+            config.ingest.max_memory,
+            config.ingest.max_body
+        );
+    }
 
     let changes = resolve_changes(config, env)?;
     let access = resolve_access(config, env, &changes)?;
@@ -573,6 +584,8 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
         max_attributes: config.ingest.max_attributes_per_span,
         max_attribute_value_bytes: config.ingest.max_attribute_value_bytes,
+        // Real spans decode to about 5x their protobuf size; tiny-element floods to 40-200x.
+        max_decoded_bytes: usize::try_from(max_body_bytes.saturating_mul(8)).unwrap_or(usize::MAX),
         ..otlp::DecodeLimits::default()
     };
     Ok(Resolved {
@@ -588,6 +601,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             limits,
             access,
             max_exports_in_flight: config.ingest.max_exports_in_flight,
+            max_ingest_memory_bytes: usize::try_from(max_ingest_memory_bytes).unwrap_or(usize::MAX),
             retention: server::Retention { spans_max_age_nanos, disk_budget_bytes },
             changes,
             detection,

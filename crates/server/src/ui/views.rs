@@ -141,6 +141,12 @@ pub(crate) struct DeployJ {
 }
 
 impl DeployJ {
+    /// The pipeline link, only when it is an http(s) address (a `javascript:` one stored by
+    /// an older version is not rendered as a link).
+    pub(crate) fn pipeline_link(&self) -> Option<&str> {
+        self.url.as_deref().filter(|url| crate::deploys::is_web_url(url))
+    }
+
     pub(crate) fn environment(&self) -> &str {
         self.environment.as_deref().unwrap_or("(none)")
     }

@@ -87,6 +87,7 @@ impl TestApp {
             limits: otlp::DecodeLimits::default(),
             access: AccessSettings::default(),
             max_exports_in_flight: 8,
+            max_ingest_memory_bytes: 512 << 20,
             background_lease: std::time::Duration::from_secs(15),
             retention: Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
             changes: ChangeSettings::default(),

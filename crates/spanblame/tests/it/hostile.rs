@@ -1,0 +1,280 @@
+//! Hostile bodies cost bounded memory (issue 20, item 1): floods of tiny elements that decode
+//! to 40-200 times their size, through HTTP, gzip and gRPC, with and without a token, many at
+//! once. The server's peak resident memory (`VmHWM`) stays within `ingest.max_memory` plus a
+//! documented constant, every flood is refused with a code that tells the exporter not to
+//! retry (or to back off), and the server keeps taking real spans.
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+use crate::support::TestServer;
+
+/// What the README promises beyond `ingest.max_memory`: the server's own working memory.
+const CONSTANT_BYTES: u64 = 64 << 20;
+const MAX_MEMORY_BYTES: u64 = 64 << 20;
+
+/// One protobuf field: its key and length prefix, then the bytes.
+fn field(number: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 12);
+    for value in [number << 3 | 2, bytes.len() as u64] {
+        let mut v = value;
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// An export of one span carrying `num_attributes` empty attributes (`4a 00` each), the
+/// attack of issue 20: 2 bytes on the wire, about 80 decoded.
+fn attribute_flood(num_attributes: usize) -> Vec<u8> {
+    let span = [0x4a, 0x00].repeat(num_attributes);
+    field(1, &field(2, &field(2, &span)))
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The server's resident memory now and at its peak, from `/proc`.
+fn memory_bytes(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find_map(|l| l.strip_prefix(name)).unwrap();
+        line.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Sends bytes as they are, as the message of a gRPC call.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+async fn grpc_export(server: &TestServer, body: Vec<u8>, compressed: bool) -> tonic::Code {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.otlp_grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if compressed {
+        grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    match grpc.unary(tonic::Request::new(body), path, RawCodec).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+async fn http_export(server: &TestServer, body: Vec<u8>, gzipped: bool) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.otlp_http))
+        .header("content-type", "application/x-protobuf")
+        .body(body);
+    if gzipped {
+        request = request.header("content-encoding", "gzip");
+    }
+    request.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+#[test]
+fn floods_of_tiny_elements_cost_bounded_memory_and_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[
+            ("SPANBLAME_INGEST_MAX_MEMORY", "64MiB"),
+            ("SPANBLAME_INGEST_MAX_EXPORTS_IN_FLIGHT", "8"),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let (idle_bytes, _) = memory_bytes(server.pid());
+
+    // 16 MB of empty attributes: 515 MiB decoded each before the fix.
+    let flood = attribute_flood(7_900_000);
+    let gzipped = gzip(&flood);
+    assert!(gzipped.len() < 256 * 1024, "{}", gzipped.len());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (http, http_gzip, grpc) = runtime.block_on(async {
+        let http = futures_join_all((0..6).map(|_| http_export(&server, flood.clone(), false)));
+        let http_gzip =
+            futures_join_all((0..4).map(|_| http_export(&server, gzipped.clone(), true)));
+        let grpc = futures_join_all((0..3).map(|_| grpc_export(&server, flood.clone(), false)));
+        let grpc_gzip =
+            futures_join_all((0..3).map(|_| grpc_export(&server, gzipped.clone(), true)));
+        let (http, http_gzip, grpc, grpc_gzip) = tokio::join!(http, http_gzip, grpc, grpc_gzip);
+        (http, http_gzip, [grpc, grpc_gzip].concat())
+    });
+    let (_, peak_bytes) = memory_bytes(server.pid());
+    // Refused as too large to decode (never retried), or throttled while others were read.
+    for status in http.iter().chain(&http_gzip) {
+        assert!(matches!(status, 413 | 429), "HTTP answered {status}: {http:?} {http_gzip:?}");
+    }
+    assert!(http.iter().chain(&http_gzip).any(|s| *s == 413), "{http:?} {http_gzip:?}");
+    for code in &grpc {
+        assert!(
+            matches!(code, tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted),
+            "gRPC answered {code:?}: {grpc:?}"
+        );
+    }
+    let grown = peak_bytes.saturating_sub(idle_bytes);
+    eprintln!("idle {} MiB, peak {} MiB under the flood", idle_bytes >> 20, peak_bytes >> 20);
+    assert!(
+        grown <= MAX_MEMORY_BYTES + CONSTANT_BYTES,
+        "the server grew by {} MiB under the flood (idle {} MiB, peak {} MiB); the bound is `ingest.max_memory` 64 MiB + {} MiB",
+        grown >> 20,
+        idle_bytes >> 20,
+        peak_bytes >> 20,
+        CONSTANT_BYTES >> 20
+    );
+
+    // Real spans still go in.
+    let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+      "scopeSpans":[{"spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B174",
+      "name":"GET /","startTimeUnixNano":"1763700000000000000","endTimeUnixNano":"1763700000250000000"}]}]}]}"#;
+    let status = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.otlp_http))
+        .header("content-type", "application/json")
+        .body(json)
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    server.wait_for_trace("5b8efff798038103d269b633813fc60c", 1);
+}
+
+#[test]
+fn unauthenticated_grpc_is_refused_before_its_message_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[("SPANBLAME_INGEST_REQUIRE_AUTH", "true"), ("SPANBLAME_INGEST_MAX_MEMORY", "64MiB")],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let (idle_bytes, _) = memory_bytes(server.pid());
+    let flood = attribute_flood(7_900_000);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let codes = runtime
+        .block_on(futures_join_all((0..6).map(|_| grpc_export(&server, flood.clone(), false))));
+    assert!(codes.iter().all(|c| *c == tonic::Code::Unauthenticated), "{codes:?}");
+    let statuses = runtime
+        .block_on(futures_join_all((0..6).map(|_| http_export(&server, flood.clone(), false))));
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let (_, peak_bytes) = memory_bytes(server.pid());
+    // Nothing was buffered for them: far below even one body.
+    assert!(
+        peak_bytes.saturating_sub(idle_bytes) < 16 << 20,
+        "the server grew by {} MiB answering unauthenticated floods",
+        peak_bytes.saturating_sub(idle_bytes) >> 20
+    );
+}
+
+/// Runs futures concurrently on the current task and returns their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (slot, output) in pending.iter_mut().zip(&mut outputs) {
+            if let Some(future) = slot
+                && let std::task::Poll::Ready(value) = future.as_mut().poll(cx)
+            {
+                *output = Some(value);
+                *slot = None;
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[test]
+fn refusals_use_codes_exporters_do_not_retry_and_content_types_ignore_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(dir.path(), &[("SPANBLAME_INGEST_MAX_BODY", "64KiB")]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Garbage protobuf (tonic's server said INTERNAL) and an oversized message (OUT_OF_RANGE,
+    // which OTLP exporters retry forever): both INVALID_ARGUMENT.
+    let garbage = runtime.block_on(grpc_export(&server, vec![0xff; 64], false));
+    assert_eq!(garbage, tonic::Code::InvalidArgument);
+    let oversized = runtime.block_on(grpc_export(&server, attribute_flood(40_000), false));
+    assert_eq!(oversized, tonic::Code::InvalidArgument);
+    let empty = runtime.block_on(grpc_export(&server, Vec::new(), false));
+    assert_eq!(empty, tonic::Code::Ok);
+
+    // Media types are case-insensitive (RFC 9110 §8.3.1).
+    let status = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.otlp_http))
+        .header("content-type", "Application/X-Protobuf")
+        .body(Vec::new())
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_deploy_url_must_be_a_web_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    let client = reqwest::blocking::Client::new();
+    let report = |url: &str| {
+        let body = serde_json::json!({"service": "checkout", "environment": "prod",
+            "version": "1.0.0", "url": url});
+        let response = client.post(server.url("/api/v1/deploys")).json(&body).send().unwrap();
+        (response.status().as_u16(), response.json::<serde_json::Value>().unwrap())
+    };
+    let (status, body) = report("javascript:alert(document.cookie)");
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("http(s) URL"), "{body}");
+    let (status, body) = report("https://ci.example.com/pipelines/7");
+    assert_eq!(status, 201, "{body}");
+}
