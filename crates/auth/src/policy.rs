@@ -281,10 +281,11 @@ pub fn authorize(principal: &Principal, need: Need, policy: &Policy) -> Decision
     let is_admin = principal.has_role(Role::Admin);
     match need {
         Need::Public | Need::ForgeSignature => Decision::Allow(Visibility::everything()),
-        // Sending spans and reporting deploys are machine work: roles do not grant them.
-        Need::Ingest if policy.ingest_open => Decision::Allow(Visibility::everything()),
+        // Sending spans and reporting deploys are machine work: roles do not grant them. An
+        // open door lets anyone in, but a token sent through it keeps its restriction.
+        Need::Ingest if policy.ingest_open => Decision::Allow(token_reach),
         Need::Ingest => scoped(Scope::Ingest),
-        Need::ReportDeploy if policy.deploys_open => Decision::Allow(Visibility::everything()),
+        Need::ReportDeploy if policy.deploys_open => Decision::Allow(token_reach),
         Need::ReportDeploy => scoped(Scope::Deploy),
         Need::ReadData | Need::ChangeFinding => {
             if is_admin || principal.has_role(Role::OncallLead) {
@@ -439,6 +440,14 @@ admin-token  A A 403 403 A A A A A
         let policy = Policy { ingest_open: true, deploys_open: true, ..policy() };
         for need in [Need::Ingest, Need::ReportDeploy] {
             assert_eq!(outcome(&authorize(&Principal::anonymous(), need, &policy)), "A");
+            // A token sent through the open door keeps its restriction (issue 20, item 2).
+            let restricted = Principal::token(
+                "token:sbt_x",
+                [Scope::Read].into_iter().collect(),
+                Some(set(&["cart"])),
+                None,
+            );
+            assert_eq!(outcome(&authorize(&restricted, need, &policy)), "S[\"cart\"]");
         }
     }
 

@@ -65,11 +65,30 @@ pub(crate) async fn create_deploy(
             ),
         ));
     }
+    // The answer shows the previous deploy and the commit range only to a caller who may
+    // read the service (a CI token with only the `deploy` scope learns its deploy's id).
+    let may_read = match auth::authorize(&caller.principal, auth::Need::ReadData, &state.policy) {
+        auth::Decision::Allow(visibility) => {
+            visibility.allows(&deploy.service, Some(&deploy.environment))
+        }
+        auth::Decision::Deny(_) => false,
+    };
     let store = Arc::clone(&state.store);
     let state_for_view = Arc::clone(&state);
     let view = tokio::task::spawn_blocking(move || -> Result<Json_, StoreError> {
         let recorded = store.record_deploy(&deploy)?;
-        deploy_view(&state_for_view, &recorded)
+        if may_read {
+            deploy_view(&state_for_view, &recorded)
+        } else {
+            Ok(json!({
+                "id": recorded.id,
+                "service": recorded.service,
+                "environment": (!recorded.environment.is_empty()).then_some(&recorded.environment),
+                "version": recorded.version,
+                "started_at": rfc3339(recorded.started_at_unix_nanos),
+                "source": recorded.source.as_str(),
+            }))
+        }
     })
     .await
     .map_err(ApiError::internal)??;

@@ -142,7 +142,8 @@ pub(crate) struct TeamConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct DeploysConfig {
-    pub(crate) require_auth: bool,
+    /// Unset: open only while `auth.mode` is `none` (with sign-in, a `deploy` token is needed).
+    pub(crate) require_auth: Option<bool>,
     pub(crate) tokens: Vec<TokenConfig>,
 }
 
@@ -476,6 +477,26 @@ pub(crate) struct TokenConfig {
     pub(crate) name: String,
     pub(crate) secret_env: Option<String>,
     pub(crate) secret_file: Option<PathBuf>,
+}
+
+/// Doors left open although sign-in is configured, each with what it exposes and the fix
+/// (`serve` and `check-config` warn with them).
+pub(crate) fn open_doors(access: &server::AccessSettings) -> Vec<&'static str> {
+    if matches!(access.mode, server::AuthMode::None) {
+        return Vec::new();
+    }
+    let mut doors = Vec::new();
+    if access.ingest_open {
+        doors.push(
+            "sign-in is configured but `ingest.require_auth` is false: anyone who reaches the OTLP ports may send spans of any service (a token's service restriction applies only to tokens sent); set `[ingest] require_auth = true` and give collectors `ingest` tokens",
+        );
+    }
+    if access.deploys_open {
+        doors.push(
+            "sign-in is configured but `deploys.require_auth` is false: anyone who reaches the API may report deploys, which feed detection; set `[deploys] require_auth = true` (the default with sign-in) and give CI a `deploy` token",
+        );
+    }
+    doors
 }
 
 /// Reads the file (if any), applies environment overrides, and parses the result.
@@ -891,10 +912,16 @@ fn resolve_access(
         None => true,
     };
     let nanos_secs = |n: u64| n / 1_000_000_000;
+    let deploys_open = match config.deploys.require_auth {
+        Some(require) => !require,
+        None => matches!(mode, server::AuthMode::None),
+    };
     Ok(server::AccessSettings {
         mode,
         ingest_open: !config.ingest.require_auth,
-        deploys_open: !config.deploys.require_auth,
+        // A deploy report returns the service's commit history: with sign-in configured it
+        // needs a `deploy` token unless the operator opens it explicitly.
+        deploys_open,
         configured_tokens: configured,
         identity,
         leeway_secs: nanos_secs(duration("clock_skew", &auth.clock_skew)?),
@@ -1587,7 +1614,7 @@ mod tests {
         ];
         let config = load_str(text, &vars).unwrap();
         let access = resolve(&config, &env(&vars)).unwrap().settings.access;
-        match access.mode {
+        match &access.mode {
             server::AuthMode::Proxy(proxy) => {
                 assert_eq!(proxy.assertion_header, "x-pomerium-jwt-assertion")
             }
@@ -1597,6 +1624,16 @@ mod tests {
             access.identity.teams,
             [("payments".to_owned(), vec!["payments-eng".to_owned()])]
         );
+        // With sign-in, deploy reports need a token unless opened explicitly (issue 20, item
+        // 2); open ingest is named as a warning.
+        assert!(!access.deploys_open);
+        assert_eq!(open_doors(&access).len(), 1, "{:?}", open_doors(&access));
+        let opened = format!("{text}[deploys]\nrequire_auth = false\n");
+        let access = resolve(&load_str(&opened, &vars).unwrap(), &env(&vars)).unwrap();
+        assert!(access.settings.access.deploys_open);
+        assert_eq!(open_doors(&access.settings.access).len(), 2);
+        let open = resolve(&load_str("", &[]).unwrap(), &env(&[])).unwrap().settings.access;
+        assert!(open.deploys_open && open_doors(&open).is_empty());
         let err = |text: &str| {
             format!("{:#}", load_str(text, &[]).and_then(|c| resolve(&c, &env(&[]))).unwrap_err())
         };

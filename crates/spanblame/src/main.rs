@@ -150,6 +150,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 forges_posting_findings = settings.notifications.forges.len(),
                 "configuration is valid"
             );
+            for door in config::open_doors(&settings.access) {
+                tracing::warn!("{door}");
+            }
             let (applied, known) =
                 store::metadata_schema_versions(&resolved.data_dir, &resolved.metadata)?;
             tracing::info!(
@@ -252,6 +255,9 @@ fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Resul
             http = %resolved.settings.http_addr,
             "`auth.mode` is `none` but the server listens beyond loopback: anyone who reaches it can read every trace and manage tokens; set `auth.mode = \"oidc\"` or `\"proxy\"`"
         );
+    }
+    for door in config::open_doors(&resolved.settings.access) {
+        tracing::warn!("{door}");
     }
     let data_dir = resolved.data_dir;
     let metadata = resolved.metadata.describe(&data_dir);

@@ -567,3 +567,42 @@ async fn responses_carry_security_headers_and_sign_in_is_rate_limited() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(limited.send(from([10, 0, 0, 2])).await.0, StatusCode::OK, "per address");
 }
+
+/// Issue 20, item 2: a deploy report's answer (the previous deploy and the mirrored commit
+/// range) shows only what the caller may read; a CI token with the `deploy` scope alone learns
+/// its deploy's id, and a restricted token reports only its own services.
+#[tokio::test]
+async fn deploy_reports_answer_only_what_the_caller_may_read() {
+    let jwks = JwksServer::start(json!({"keys": [jwk("a", KEY_A)]})).await;
+    let app = proxy_app(&jwks).await;
+    let admin =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("root@example.test", &["sre-admins"])));
+    let report = |version: &str, service: &str| {
+        let body = json!({"service": service, "environment": "prod", "version": version});
+        Some((
+            vec![("content-type".to_owned(), "application/json".to_owned())],
+            body.to_string().into_bytes(),
+        ))
+    };
+    let (status, _) =
+        send(&app, &As::Nobody, "POST", "/api/v1/deploys", report("1", "checkout")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let ci = As::Bearer(create_token(&app, &admin, &["deploy"], Some(&["checkout"])).await);
+    let (status, answer) =
+        send(&app, &ci, "POST", "/api/v1/deploys", report("1", "checkout")).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, answer) =
+        send(&app, &ci, "POST", "/api/v1/deploys", report("2", "checkout")).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(answer["id"].is_number(), "{answer}");
+    assert!(answer.get("previous").is_none() && answer.get("range").is_none(), "{answer}");
+    let (status, _) = send(&app, &ci, "POST", "/api/v1/deploys", report("1", "search")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let reader = As::Bearer(create_token(&app, &admin, &["deploy", "read"], None).await);
+    let (status, answer) =
+        send(&app, &reader, "POST", "/api/v1/deploys", report("3", "checkout")).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["previous"]["version"], "2", "{answer}");
+}
