@@ -152,6 +152,74 @@ impl Principal {
     pub fn has_scope(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }
+
+    /// Whether this principal reaches every service and environment (a person, or a token
+    /// without restrictions).
+    pub fn is_unrestricted(&self) -> bool {
+        self.services.is_none() && self.environments.is_none()
+    }
+
+    /// Whether this principal may create a token with these scopes and restrictions: a
+    /// person with the `admin` role may create any; a token only one within its own reach (its
+    /// scopes, or any with `admin`; its services and environments, or a subset of them).
+    pub fn may_grant(
+        &self,
+        scopes: &BTreeSet<Scope>,
+        services: Option<&BTreeSet<String>>,
+        environments: Option<&BTreeSet<String>>,
+    ) -> Result<(), String> {
+        if self.kind != PrincipalKind::Token {
+            return Ok(());
+        }
+        if let Some(scope) =
+            scopes.iter().find(|s| !self.has_scope(Scope::Admin) && !self.has_scope(**s))
+        {
+            return Err(format!(
+                "`{}` may not grant the `{scope}` scope, which it does not hold",
+                self.id
+            ));
+        }
+        self.reaches("services", self.services.as_ref(), services)?;
+        self.reaches("environments", self.environments.as_ref(), environments)
+    }
+
+    /// Whether this principal may rotate or revoke a token with these restrictions: only one
+    /// within its own reach, so a restricted token never manages an unrestricted one.
+    pub fn may_manage(
+        &self,
+        services: Option<&BTreeSet<String>>,
+        environments: Option<&BTreeSet<String>>,
+    ) -> Result<(), String> {
+        if self.kind != PrincipalKind::Token {
+            return Ok(());
+        }
+        self.reaches("services", self.services.as_ref(), services)?;
+        self.reaches("environments", self.environments.as_ref(), environments)
+    }
+
+    fn reaches(
+        &self,
+        what: &str,
+        own: Option<&BTreeSet<String>>,
+        wanted: Option<&BTreeSet<String>>,
+    ) -> Result<(), String> {
+        match (own, wanted) {
+            (None, _) => Ok(()),
+            (Some(own), None) => Err(format!(
+                "`{}` is restricted to {what} {} and may not reach every one of them",
+                self.id,
+                own.iter().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            (Some(own), Some(wanted)) => match wanted.iter().find(|w| !own.contains(*w)) {
+                None => Ok(()),
+                Some(outside) => Err(format!(
+                    "`{}` is restricted to {what} {} and may not reach `{outside}`",
+                    self.id,
+                    own.iter().cloned().collect::<Vec<_>>().join(", ")
+                )),
+            },
+        }
+    }
 }
 
 /// What a route needs of its caller.
@@ -313,7 +381,10 @@ pub fn authorize(principal: &Principal, need: Need, policy: &Policy) -> Decision
             }
         }
         Need::ReadAudit => {
-            if is_admin || principal.has_role(Role::Auditor) || principal.has_scope(Scope::Admin) {
+            // The audit log names every service: a restricted admin token may not read it.
+            let unrestricted_admin =
+                principal.has_scope(Scope::Admin) && principal.is_unrestricted();
+            if is_admin || principal.has_role(Role::Auditor) || unrestricted_admin {
                 Decision::Allow(Visibility::everything())
             } else {
                 refuse(principal, "the `auditor` or `admin` role")

@@ -1,6 +1,7 @@
 //! The token admin API (`/api/v1/tokens`): create, list (`?stale=true`), rotate, revoke.
 //! Secrets are shown once, in the answer to create and rotate; the store keeps digests.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use auth::Scope;
@@ -113,8 +114,24 @@ pub(crate) struct ListParams {
     stale: Option<bool>,
 }
 
+/// A token's restrictions as sets.
+fn reach(token: &StoredToken) -> (Option<BTreeSet<String>>, Option<BTreeSet<String>>) {
+    let set = |items: &Option<Vec<String>>| items.as_ref().map(|v| v.iter().cloned().collect());
+    (set(&token.services), set(&token.environments))
+}
+
+/// Refuses a caller who may not manage `token` (a restricted token managing a wider one).
+fn check_manage(caller: &Caller, token: &StoredToken) -> Result<(), ApiError> {
+    let (services, environments) = reach(token);
+    caller
+        .principal
+        .may_manage(services.as_ref(), environments.as_ref())
+        .map_err(|reason| ApiError::new(ErrorCode::PermissionDenied, reason))
+}
+
 pub(crate) async fn list_tokens(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let accounts = state.store.accounts().clone();
@@ -125,6 +142,7 @@ pub(crate) async fn list_tokens(
     let tokens: Vec<Value> = tokens
         .iter()
         .filter(|t| !params.stale.unwrap_or(false) || is_stale(t, now))
+        .filter(|t| check_manage(&caller, t).is_ok())
         .map(|t| view(t, now))
         .collect();
     Ok(Json(json!({ "tokens": tokens })))
@@ -193,14 +211,27 @@ pub(crate) async fn create_token(
             ))
         })?,
     };
+    let services = names("services", request.services)?;
+    let environments = names("environments", request.environments)?;
+    let set = |items: &Option<Vec<String>>| -> Option<BTreeSet<String>> {
+        items.as_ref().map(|v| v.iter().cloned().collect())
+    };
+    caller
+        .principal
+        .may_grant(
+            &scopes.iter().copied().collect(),
+            set(&services).as_ref(),
+            set(&environments).as_ref(),
+        )
+        .map_err(|reason| ApiError::new(ErrorCode::PermissionDenied, reason))?;
     let now = state.clock.now_unix_nanos();
     let (token, secret) = mint(StoredToken {
         prefix: String::new(),
         name,
         secret_sha256: Vec::new(),
         scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-        services: names("services", request.services)?,
-        environments: names("environments", request.environments)?,
+        services,
+        environments,
         created_unix_nanos: now,
         created_by: caller.principal.id.clone(),
         expires_unix_nanos: now.saturating_add(max_age),
@@ -254,6 +285,7 @@ pub(crate) async fn rotate_token(
         })?,
     };
     let old = find(&state, &prefix).await?;
+    check_manage(&caller, &old)?;
     let now = state.clock.now_unix_nanos();
     auth::token::check_usable(&old.prefix, &crate::access::token_times(&old), now, rfc3339)
         .map_err(|refusal| ApiError::invalid(format!("cannot rotate: {refusal}")))?;
@@ -296,9 +328,10 @@ pub(crate) async fn rotate_token(
 
 pub(crate) async fn revoke_token(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(prefix): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    find(&state, &prefix).await?;
+    check_manage(&caller, &find(&state, &prefix).await?)?;
     let now = state.clock.now_unix_nanos();
     let accounts = state.store.accounts().clone();
     let wanted = prefix.clone();

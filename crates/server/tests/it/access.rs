@@ -606,3 +606,42 @@ async fn deploy_reports_answer_only_what_the_caller_may_read() {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     assert_eq!(answer["previous"]["version"], "2", "{answer}");
 }
+
+/// Issue 20, item 5: an admin token restricted to one service creates only tokens within its
+/// reach, never manages a wider one, and may not read the audit log.
+#[tokio::test]
+async fn a_restricted_admin_token_cannot_escalate() {
+    let jwks = JwksServer::start(json!({"keys": [jwk("a", KEY_A)]})).await;
+    let app = proxy_app(&jwks).await;
+    let root =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("root@example.test", &["sre-admins"])));
+    let global = create_token(&app, &root, &["admin"], None).await;
+    let global_prefix = global.split('_').nth(1).unwrap().to_owned();
+    let narrow = As::Bearer(create_token(&app, &root, &["admin"], Some(&["checkout"])).await);
+    let json_body = |body: Value| {
+        Some((
+            vec![("content-type".to_owned(), "application/json".to_owned())],
+            body.to_string().into_bytes(),
+        ))
+    };
+    let create = |body: Value| send(&app, &narrow, "POST", "/api/v1/tokens", json_body(body));
+    let (status, answer) = create(json!({"name": "escalate", "scopes": ["admin"]})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, answer) =
+        create(json!({"name": "other", "scopes": ["read"], "services": ["search"]})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, answer) =
+        create(json!({"name": "own", "scopes": ["read"], "services": ["checkout"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let (_, listed) = send(&app, &narrow, "GET", "/api/v1/tokens", None).await;
+    let listed = listed["tokens"].as_array().unwrap();
+    assert!(listed.iter().all(|t| t["services"] == json!(["checkout"])), "{listed:?}");
+    let revoke = format!("/api/v1/tokens/{global_prefix}/revoke");
+    let (status, answer) = send(&app, &narrow, "POST", &revoke, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, _) = send(&app, &narrow, "GET", "/api/v1/audit", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send(&app, &As::Bearer(global), "GET", "/api/v1/audit", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
