@@ -722,7 +722,7 @@ pub(crate) async fn guard(
             Err(e) => ("anonymous (invalid credentials)".to_owned(), Err(e)),
         }
     };
-    let caller = caller.and_then(|caller| check_csrf(caller, &request));
+    let caller = caller.and_then(|caller| check_csrf(caller, &request, spec.need, &state));
     let caller = match caller {
         Ok(caller) => caller,
         Err(error) => {
@@ -780,25 +780,71 @@ pub(crate) async fn guard(
 
 /// A browser session's state-changing request must echo the session's CSRF token (bearer
 /// tokens and proxy assertions are not sent by browsers on their own, so they need none).
-fn check_csrf(caller: Caller, request: &Request) -> Result<Caller, ApiError> {
+/// Refuses a state-changing request a browser may have been tricked into sending: a session
+/// must echo its CSRF token; any other caller a browser can send for (a proxy assertion the
+/// proxy adds, the local operator of an open server, anyone through an open door) must come
+/// from this site (`Sec-Fetch-Site`, else `Origin`); and the API takes only JSON bodies, which
+/// a cross-site form cannot send. Bearer tokens, which browsers never attach on their own,
+/// OTLP (browser SDKs export cross-origin) and forge webhooks (signed) are exempt.
+fn check_csrf(
+    caller: Caller,
+    request: &Request,
+    need: Need,
+    state: &AppState,
+) -> Result<Caller, ApiError> {
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    match &caller.session_csrf {
-        Some(expected) if changes_state => {
-            let offered =
-                request.headers().get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-            if bool::from(offered.ct_eq(expected.as_bytes())) {
-                Ok(caller)
-            } else {
-                Err(ApiError::new(
-                    ErrorCode::PermissionDenied,
-                    format!(
-                        "a browser session must send its CSRF token in `{CSRF_HEADER}` (from `GET /auth/me`) on requests that change anything"
-                    ),
-                ))
-            }
-        }
-        _ => Ok(caller),
+    if !changes_state || matches!(need, Need::Ingest | Need::ForgeSignature) {
+        return Ok(caller);
     }
+    let headers = request.headers();
+    if request.uri().path().starts_with("/api/")
+        && let Some(content_type) = headers.get(header::CONTENT_TYPE)
+        && !content_type
+            .to_str()
+            .is_ok_and(|c| c.trim().to_ascii_lowercase().starts_with("application/json"))
+    {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the API takes JSON bodies: send `Content-Type: application/json`",
+        ));
+    }
+    if let Some(expected) = &caller.session_csrf {
+        let offered = headers.get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        return if bool::from(offered.ct_eq(expected.as_bytes())) {
+            Ok(caller)
+        } else {
+            Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "a browser session must send its CSRF token in `{CSRF_HEADER}` (from `GET /auth/me`) on requests that change anything"
+                ),
+            ))
+        };
+    }
+    if caller.principal.kind == auth::PrincipalKind::Token || !cross_site(headers, state) {
+        return Ok(caller);
+    }
+    Err(ApiError::new(
+        ErrorCode::PermissionDenied,
+        "a request that changes anything must come from spanblame's own pages (this one came from another site); scripts send a bearer token",
+    ))
+}
+
+/// Whether a browser says the request comes from another site.
+fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = text("origin") else { return false };
+    let host = |url: &str| {
+        url.split("://").nth(1).map(|rest| rest.trim_end_matches('/').to_ascii_lowercase())
+    };
+    let Some(origin_host) = host(origin) else { return true };
+    let own_host = text("host").map(str::to_ascii_lowercase);
+    let public_host = state.public_url().and_then(host);
+    own_host.as_deref() != Some(origin_host.as_str())
+        && public_host.as_deref() != Some(origin_host.as_str())
 }
 
 fn finish(mut response: Response, request_id: &str) -> Response {

@@ -645,3 +645,47 @@ async fn a_restricted_admin_token_cannot_escalate() {
     let (status, _) = send(&app, &As::Bearer(global), "GET", "/api/v1/audit", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Issue 20, item 4: behind an identity-aware proxy the browser's assertion rides on every
+/// request, so a page on another site must not be able to change anything with it.
+#[tokio::test]
+async fn cross_site_requests_with_a_proxy_assertion_change_nothing() {
+    let jwks = JwksServer::start(json!({"keys": [jwk("a", KEY_A)]})).await;
+    let app = proxy_app(&jwks).await;
+    let root =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("root@example.test", &["sre-admins"])));
+    let victim = create_token(&app, &root, &["read"], None).await;
+    let prefix = victim.split('_').nth(1).unwrap().to_owned();
+    let from = |site: &str, content_type: Option<&str>, body: &str| {
+        let mut headers = vec![
+            ("origin".to_owned(), "https://evil.example".to_owned()),
+            ("sec-fetch-site".to_owned(), site.to_owned()),
+        ];
+        if let Some(content_type) = content_type {
+            headers.push(("content-type".to_owned(), content_type.to_owned()));
+        }
+        Some((headers, body.as_bytes().to_vec()))
+    };
+    let revoke = format!("/api/v1/tokens/{prefix}/revoke");
+    let (status, answer) = send(&app, &root, "POST", &revoke, from("cross-site", None, "")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let token = r#"{"name": "evil", "scopes": ["admin"]}"#;
+    let (status, answer) =
+        send(&app, &root, "POST", "/api/v1/tokens", from("cross-site", Some("text/plain"), token))
+            .await;
+    assert!(matches!(status.as_u16(), 403 | 415), "{status} {answer}");
+    // Without Sec-Fetch-Site, a foreign Origin alone is refused too.
+    let origin_only =
+        Some((vec![("origin".to_owned(), "https://evil.example".to_owned())], Vec::new()));
+    let (status, _) = send(&app, &root, "POST", &revoke, origin_only).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, listed) = send(&app, &root, "GET", "/api/v1/tokens", None).await;
+    let tokens = listed["tokens"].as_array().unwrap();
+    assert!(tokens.iter().all(|t| t["name"] != "evil"), "{tokens:?}");
+    assert!(tokens.iter().any(|t| t["prefix"] == prefix.as_str() && t["status"] == "active"));
+
+    // The same request from spanblame's own pages works.
+    let (status, answer) =
+        send(&app, &root, "POST", &revoke, from("same-origin", Some("application/json"), "")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
