@@ -20,9 +20,14 @@ pub struct Verified {
     /// The forge's event name (`push`, `Merge Request Hook`, ...); Phabricator sends none and
     /// gets `herald`.
     pub event: String,
-    /// Stable across redeliveries of the same delivery: the forge's delivery id where it keeps
-    /// it on redelivery, otherwise a hash of the signed bytes.
+    /// Stable across redeliveries of the same delivery, and derived from signed content
+    /// only (an unsigned delivery-id header could be changed to replay a delivery): the
+    /// signed `webhook-id` of a Standard Webhooks signature, otherwise a hash of the signed
+    /// bytes. Relayed deliveries ([`read_delivery`]) use the forge's delivery id.
     pub delivery_key: String,
+    /// The signed `webhook-timestamp` of a Standard Webhooks delivery (Unix seconds), which
+    /// the receiver checks against its clock so an old delivery cannot be replayed.
+    pub signed_at_unix_secs: Option<u64>,
 }
 
 /// Checks a delivery's authenticity with the integration's `secret`.
@@ -46,6 +51,7 @@ pub fn verify(
     if secret.is_empty() {
         return Err(WebhookError::NoSecret);
     }
+    let mut signed_id = None;
     match kind {
         ForgeKind::Gogs | ForgeKind::Gitea => {
             let (header, signature) = gogs_family_signature(kind, headers)?;
@@ -60,7 +66,7 @@ pub fn verify(
             check_hmac_hex(secret, body, hex, header)?;
         }
         ForgeKind::Gitlab => match secret.strip_prefix(SIGNING_TOKEN_PREFIX) {
-            Some(key) => check_standard_webhook(key, headers, body)?,
+            Some(key) => signed_id = Some(check_standard_webhook(key, headers, body)?),
             None => {
                 let header = "X-Gitlab-Token";
                 let token = required(headers, header)?;
@@ -77,7 +83,27 @@ pub fn verify(
             check_hmac_hex(secret, body, required(headers, header)?, header)?;
         }
     }
-    read_delivery(kind, headers, body)
+    let mut verified = read_delivery(kind, headers, body)?;
+    match signed_id {
+        Some((id, timestamp)) => {
+            verified.delivery_key = format!("{kind}:{id}");
+            verified.signed_at_unix_secs = Some(timestamp);
+        }
+        // The signed bytes (for Gogs and Gitea, the JSON payload the signature covers).
+        None => verified.delivery_key = body_key(kind, verified.signed_bytes(kind, body)),
+    }
+    Ok(verified)
+}
+
+impl Verified {
+    /// The bytes a forge's signature covers: the JSON payload for Gogs and Gitea (a form
+    /// body's `payload` field), the body as sent for the others.
+    fn signed_bytes<'a>(&'a self, kind: ForgeKind, body: &'a [u8]) -> &'a [u8] {
+        match kind {
+            ForgeKind::Gogs | ForgeKind::Gitea => &self.json,
+            _ => body,
+        }
+    }
 }
 
 /// A delivery relayed by a caller spanblame already authenticated (a token with the
@@ -98,7 +124,7 @@ pub fn read_delivery(
                 (ForgeKind::Gogs, Some(id)) if !id.is_empty() => format!("gogs:{id}"),
                 _ => body_key(kind, &json),
             };
-            Ok(Verified { json, event, delivery_key })
+            Ok(Verified { json, event, delivery_key, signed_at_unix_secs: None })
         }
         ForgeKind::Github => {
             let json = json_payload(headers, body)?;
@@ -107,7 +133,7 @@ pub fn read_delivery(
                 Some(id) if !id.is_empty() => format!("github:{id}"),
                 _ => body_key(kind, body),
             };
-            Ok(Verified { json, event, delivery_key })
+            Ok(Verified { json, event, delivery_key, signed_at_unix_secs: None })
         }
         ForgeKind::Gitlab => {
             let json = json_payload(headers, body)?;
@@ -118,13 +144,14 @@ pub fn read_delivery(
                 Some(id) if !id.is_empty() => format!("gitlab:{id}"),
                 _ => body_key(kind, body),
             };
-            Ok(Verified { json, event, delivery_key })
+            Ok(Verified { json, event, delivery_key, signed_at_unix_secs: None })
         }
         // Herald retries with identical bytes and sends no id at all.
         ForgeKind::Phabricator => Ok(Verified {
             json: body.to_vec(),
             event: "herald".to_owned(),
             delivery_key: body_key(kind, body),
+            signed_at_unix_secs: None,
         }),
     }
 }
@@ -250,14 +277,14 @@ pub const SIGNING_TOKEN_PREFIX: &[u8] = b"whsec_";
 
 /// Standard Webhooks, as GitLab's signing token uses it: the key is the base64 after
 /// `whsec_`; `webhook-signature` lists space-separated `v1,<base64 HMAC-SHA256>` values over
-/// `"{webhook-id}.{webhook-timestamp}.{body}"`, any of which may match. The timestamp is
-/// signed but not checked against a clock: a replayed request keeps its `webhook-id`
-/// (GitLab's `Idempotency-Key`), which the delivery key already refuses.
+/// `"{webhook-id}.{webhook-timestamp}.{body}"`, any of which may match. Returns the signed
+/// id and timestamp: the id keys the delivery (a replay keeps it), and the receiver checks
+/// the timestamp against its clock.
 fn check_standard_webhook(
     key_base64: &[u8],
     headers: &Headers,
     body: &[u8],
-) -> Result<(), WebhookError> {
+) -> Result<(String, u64), WebhookError> {
     let header = "webhook-signature";
     let key = BASE64.decode(key_base64).map_err(|_| WebhookError::BadSignature {
         header,
@@ -272,14 +299,17 @@ fn check_standard_webhook(
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|signature| BASE64.decode(signature).ok())
         .any(|signature| bool::from(signature.as_slice().ct_eq(expected.as_slice())));
-    if matches {
-        Ok(())
-    } else {
-        Err(WebhookError::BadSignature {
+    if !matches {
+        return Err(WebhookError::BadSignature {
             header,
             reason: "has no `v1,` signature matching the body signed with the integration's signing token",
-        })
+        });
     }
+    let timestamp = timestamp.parse::<u64>().map_err(|_| WebhookError::BadSignature {
+        header: "webhook-timestamp",
+        reason: "is not whole seconds since 1970",
+    })?;
+    Ok((id.to_owned(), timestamp))
 }
 
 /// The `v1,<base64>` Standard Webhooks signature (used by tests and the delivery tools).

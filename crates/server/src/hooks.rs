@@ -23,6 +23,10 @@ use crate::access::Caller;
 use crate::error::{ApiError, ErrorCode, read_capped};
 use crate::{AppState, phabricator};
 
+/// How far a Standard Webhooks signature's timestamp may be from this server's clock (the
+/// specification's suggestion), so a captured delivery cannot be replayed later.
+const SIGNED_TIMESTAMP_TOLERANCE_SECS: u64 = 5 * 60;
+
 /// GitHub's own cap on webhook payloads; no forge sends more.
 pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
@@ -82,6 +86,19 @@ pub(crate) async fn receive(
         forge::verify(kind, &integration.secret, &forge_headers, &body)
     }
     .map_err(|e| webhook_error(&integration.name, e))?;
+    if let Some(signed_at) = verified.signed_at_unix_secs {
+        let now_secs = state.clock.now_unix_nanos() / 1_000_000_000;
+        let skew_secs = now_secs.abs_diff(signed_at);
+        if skew_secs > SIGNED_TIMESTAMP_TOLERANCE_SECS {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                format!(
+                    "integration `{}`: the signed `webhook-timestamp` is {skew_secs} s away from this server's clock (at most {SIGNED_TIMESTAMP_TOLERANCE_SECS} s): an old delivery replayed, or a clock to fix; nothing was stored",
+                    integration.name
+                ),
+            ));
+        }
+    }
     let event = forge::parse(kind, &verified.event, &verified.json)
         .map_err(|e| webhook_error(&integration.name, e))?;
 
@@ -128,6 +145,7 @@ pub(crate) async fn receive(
             branch_head: push.ref_name.strip_prefix("refs/heads/").map(|branch| BranchHead {
                 branch: branch.to_owned(),
                 sha: (!model::is_null_sha(&push.after)).then(|| push.after.clone()),
+                forced: push.forced,
             }),
             commits: push.commits,
             reviews: Vec::new(),

@@ -32,6 +32,9 @@ pub struct BranchHead {
     pub branch: String,
     /// `None` when the push deleted the branch.
     pub sha: Option<String>,
+    /// A force push may move the branch back to a commit it was at before; any other push
+    /// to an earlier head is a replayed or late delivery and does not move it.
+    pub forced: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,16 +430,45 @@ fn move_branch(
     head: &BranchHead,
     pushed: &[Commit],
 ) -> Result<(), StoreError> {
+    let forget_history = |db: &mut dyn Executor| {
+        db.execute(
+            "DELETE FROM branch_head_history WHERE repository = ?1 AND branch = ?2",
+            args![repository, head.branch],
+        )
+    };
     let Some(sha) = &head.sha else {
         db.execute(
             "DELETE FROM branch_heads WHERE repository = ?1 AND branch = ?2",
             args![repository, head.branch],
         )?;
+        forget_history(db)?;
         return Ok(());
     };
+    if head.forced {
+        // The branch's history was rewritten: it starts again from here.
+        forget_history(db)?;
+    } else {
+        let current: Option<String> = db.query_value(
+            "SELECT sha FROM branch_heads WHERE repository = ?1 AND branch = ?2",
+            args![repository, head.branch],
+        )?;
+        let was_head: Option<i64> = db.query_value(
+            "SELECT 1 FROM branch_head_history WHERE repository = ?1 AND branch = ?2 AND sha = ?3",
+            args![repository, head.branch, sha],
+        )?;
+        if was_head.is_some() && current.as_deref() != Some(sha.as_str()) {
+            tracing::warn!(repository, branch = %head.branch, sha = %sha,
+                "a push would move the branch back to an earlier head without forcing (a replayed or late delivery); the head stays");
+            return Ok(());
+        }
+    }
     db.execute(
         "INSERT INTO branch_heads VALUES (?1, ?2, ?3)
          ON CONFLICT (repository, branch) DO UPDATE SET sha = excluded.sha",
+        args![repository, head.branch, sha],
+    )?;
+    db.execute(
+        "INSERT INTO branch_head_history VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         args![repository, head.branch, sha],
     )?;
     let reviews: Vec<String> = db.query_map(

@@ -28,12 +28,15 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("0006_access", include_str!("../migrations/0006_access.sql")),
     ("0007_outbox", include_str!("../migrations/0007_outbox.sql")),
     ("0008_fleet", include_str!("../migrations/0008_fleet.sql")),
+    ("0009_branch_history", include_str!("../migrations/0009_branch_history.sql")),
 ];
 
 /// PostgreSQL migrations in order; `spanblame_migrations` records those applied. The first
 /// creates what SQLite's 0001-0008 did.
-const POSTGRES_MIGRATIONS: &[(&str, &str)] =
-    &[("0001_metadata", include_str!("../migrations/postgres/0001_metadata.sql"))];
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_metadata", include_str!("../migrations/postgres/0001_metadata.sql")),
+    ("0002_branch_history", include_str!("../migrations/postgres/0002_branch_history.sql")),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct VersionKey {

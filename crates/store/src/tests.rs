@@ -425,18 +425,21 @@ mod change_graph {
     fn reviews_of_a_branch_take_its_pushes_in_either_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = SpanStore::open(dir.path(), options()).unwrap();
-        let push = |key: &str, sha: Option<char>, commits: &[char]| {
+        let push_with = |key: &str, sha: Option<char>, commits: &[char], forced: bool| {
             let batch = ChangeBatch {
                 repository: "hello".into(),
                 commits: commits.iter().map(|&c| commit(c, "work")).collect(),
                 branch_head: Some(BranchHead {
                     branch: "feature".into(),
                     sha: sha.map(|c| c.to_string().repeat(40)),
+                    forced,
                 }),
                 ..ChangeBatch::default()
             };
             store.apply_webhook("gogs", key, "push", &batch, T0).unwrap();
         };
+        let push =
+            |key: &str, sha: Option<char>, commits: &[char]| push_with(key, sha, commits, false);
         let pull_request = |key: &str, id: &str, state: ReviewState| {
             let review = Review {
                 kind: ForgeKind::Gogs,
@@ -473,6 +476,18 @@ mod change_graph {
         let review = store.review("hello", "1").unwrap().unwrap().review;
         assert_eq!(review.head_sha, Some(sha('3')));
         assert_eq!(review.commits, [sha('1'), sha('2'), sha('3')]);
+
+        // The first push replayed under another delivery key (issue 20, item 6) does not move
+        // the branch back; a force push to that commit does.
+        push("p1-replayed", Some('1'), &['1']);
+        pull_request("r1b", "9", ReviewState::Open);
+        assert_eq!(store.review("hello", "9").unwrap().unwrap().review.head_sha, Some(sha('3')));
+        push_with("p2-forced-back", Some('1'), &[], true);
+        pull_request("r1c", "10", ReviewState::Open);
+        assert_eq!(store.review("hello", "10").unwrap().unwrap().review.head_sha, Some(sha('1')));
+        push("p2-again", Some('3'), &[]);
+        pull_request("r2b", "9", ReviewState::Closed);
+        pull_request("r2c", "10", ReviewState::Closed);
 
         // Once closed, the branch's new pushes are not the review's.
         pull_request("r2", "1", ReviewState::Closed);

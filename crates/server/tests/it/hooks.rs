@@ -262,3 +262,54 @@ async fn a_gogs_pull_request_takes_its_head_from_the_push_to_its_branch() {
     assert_eq!(review["id"], "2", "{trace}");
     assert_eq!(review["title"], "huge improvements", "{trace}");
 }
+
+/// Issue 20, item 6: replays through unsigned headers. A signed GitHub push resent under a
+/// new `X-GitHub-Delivery` changes nothing; a GitLab delivery signed with a signing token is
+/// keyed by its signed `webhook-id` (a new `Idempotency-Key` does not make it new), and one
+/// whose signed timestamp is far from the clock is refused.
+#[tokio::test]
+async fn replays_with_new_unsigned_ids_or_old_timestamps_change_nothing() {
+    const SIGNING_KEY: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut changes = settings();
+    changes.integrations.push(Integration {
+        name: "gitlab-signed".into(),
+        kind: ForgeKind::Gitlab,
+        secret: format!("whsec_{SIGNING_KEY}").into_bytes(),
+        api_url: None,
+        api_token: None,
+    });
+    let app = TestApp::with_changes(changes);
+
+    let json = fixture("github/push_with-new-branch.json");
+    let (status, _) = deliver(&app, ForgeKind::Github, "github", "push", "d-1", &json).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = deliver(&app, ForgeKind::Github, "github", "push", "d-2", &json).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "duplicate", "{answer}");
+
+    let body = fixture("gitlab/push_hook.docs.json");
+    let signed = |timestamp_secs: u64, idempotency_key: &str| {
+        let timestamp = timestamp_secs.to_string();
+        let signature =
+            forge::standard_webhook_signature(SIGNING_KEY, "msg_1", &timestamp, &body).unwrap();
+        let header = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+        vec![
+            header("content-type", "application/json"),
+            header("x-gitlab-event", "Push Hook"),
+            header("idempotency-key", idempotency_key),
+            header("webhook-id", "msg_1"),
+            header("webhook-timestamp", &timestamp),
+            header("webhook-signature", &signature),
+        ]
+    };
+    let now_secs = T0 / 1_000_000_000;
+    let path = "/hooks/gitlab/gitlab-signed";
+    let (status, answer) = app.post_raw(path, &signed(now_secs, "k-1"), body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = app.post_raw(path, &signed(now_secs, "k-2"), body.clone()).await;
+    assert_eq!(answer["status"], "duplicate", "{status} {answer}");
+    // Captured in 2023 and replayed now: refused before anything is looked at.
+    let (status, answer) = app.post_raw(path, &signed(1_700_000_000, "k-3"), body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("webhook-timestamp"), "{answer}");
+}
