@@ -176,6 +176,32 @@ fn restrict(converted: &mut otlp::Converted, visibility: &auth::Visibility) {
     }
 }
 
+/// Spans that end more than `max_future_nanos` after `now` are rejected through
+/// `partial_success`: a clock far off (or `end = u64::MAX`) would otherwise keep its whole
+/// block past retention and skew every time window.
+fn bound_times(converted: &mut otlp::Converted, now_unix_nanos: u64, max_future_nanos: u64) {
+    let latest = now_unix_nanos.saturating_add(max_future_nanos);
+    let before = converted.spans.len();
+    let mut first_refused = None;
+    converted.spans.retain(|span| {
+        let allowed = span.end_time_unix_nanos <= latest && span.start_time_unix_nanos <= latest;
+        if !allowed && first_refused.is_none() {
+            first_refused = Some(format!(
+                "span `{}` of trace {} ends at {} ns since 1970, more than `ingest.max_future` ({} s) after this server's clock: fix the sender's clock or its timestamps",
+                span.name,
+                span.trace_id.to_hex(),
+                span.end_time_unix_nanos,
+                max_future_nanos / 1_000_000_000
+            ));
+        }
+        allowed
+    });
+    converted.rejected_spans += (before - converted.spans.len()) as u64;
+    if converted.first_rejection.is_none() {
+        converted.first_rejection = first_refused;
+    }
+}
+
 fn describe(visibility: &auth::Visibility) -> String {
     let list = |items: &Option<std::collections::BTreeSet<String>>, what: &str| {
         items
@@ -199,6 +225,7 @@ pub(crate) async fn accept(
     let state = Arc::clone(&intake.state);
     let mut converted = otlp::convert(request, &state.settings.limits);
     restrict(&mut converted, visibility);
+    bound_times(&mut converted, state.clock.now_unix_nanos(), state.settings.max_span_future_nanos);
     let metrics = &state.metrics;
     let num_spans = converted.spans.len() as u64;
     metrics.spans_received.fetch_add(num_spans + converted.rejected_spans, Ordering::Relaxed);

@@ -82,6 +82,9 @@ pub struct Settings {
     /// messages, converted spans); an export that does not fit is refused with 429 /
     /// RESOURCE_EXHAUSTED before it takes it.
     pub max_ingest_memory_bytes: usize,
+    /// How far after this server's clock a span may end; later ones are rejected through
+    /// `partial_success`.
+    pub max_span_future_nanos: u64,
     pub retention: Retention,
     /// Forge integrations, repositories and service ownership: the change graph's sources.
     pub changes: ChangeSettings,

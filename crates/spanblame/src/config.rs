@@ -454,6 +454,7 @@ pub(crate) struct IngestConfig {
     pub(crate) max_attribute_value_bytes: usize,
     pub(crate) max_exports_in_flight: usize,
     pub(crate) max_memory: String,
+    pub(crate) max_future: String,
 }
 
 impl Default for IngestConfig {
@@ -467,6 +468,7 @@ impl Default for IngestConfig {
             max_attribute_value_bytes: limits.max_attribute_value_bytes,
             max_exports_in_flight: 256,
             max_memory: "512MiB".into(),
+            max_future: "1h".into(),
         }
     }
 }
@@ -575,6 +577,8 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
     }
     let spans_max_age_nanos = parse_duration_nanos(&config.retention.spans)
         .with_context(|| format!("`retention.spans` = `{}`", config.retention.spans))?;
+    let max_span_future_nanos = parse_duration_nanos(&config.ingest.max_future)
+        .with_context(|| format!("`ingest.max_future` = `{}`", config.ingest.max_future))?;
     let disk_budget_bytes = config
         .retention
         .disk_budget
@@ -623,6 +627,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             access,
             max_exports_in_flight: config.ingest.max_exports_in_flight,
             max_ingest_memory_bytes: usize::try_from(max_ingest_memory_bytes).unwrap_or(usize::MAX),
+            max_span_future_nanos,
             retention: server::Retention { spans_max_age_nanos, disk_budget_bytes },
             changes,
             detection,

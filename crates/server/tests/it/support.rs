@@ -88,6 +88,7 @@ impl TestApp {
             access: AccessSettings::default(),
             max_exports_in_flight: 8,
             max_ingest_memory_bytes: 512 << 20,
+            max_span_future_nanos: 3600 * 1_000_000_000,
             background_lease: std::time::Duration::from_secs(15),
             retention: Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
             changes: ChangeSettings::default(),

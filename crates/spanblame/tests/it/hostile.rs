@@ -278,3 +278,28 @@ fn a_deploy_url_must_be_a_web_address() {
     let (status, body) = report("https://ci.example.com/pipelines/7");
     assert_eq!(status, 201, "{body}");
 }
+
+#[test]
+fn spans_from_the_far_future_are_rejected_and_the_rest_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    let span = |span_id: &str, end: &str| {
+        serde_json::json!({"traceId": "6B8EFFF798038103D269B633813FC60C", "spanId": span_id,
+            "name": "GET /", "startTimeUnixNano": "1763700000000000000", "endTimeUnixNano": end})
+    };
+    let body = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "checkout"}}]},
+        "scopeSpans": [{"spans": [span("EEE19B7EC3C1B174", "1763700000250000000"),
+                                   span("EEE19B7EC3C1B175", "18446744073709551615")]}]}]});
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.otlp_http))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().unwrap();
+    let partial = &answer["partialSuccess"];
+    assert_eq!(partial["rejectedSpans"], 1, "{answer}");
+    assert!(partial["errorMessage"].as_str().unwrap().contains("ingest.max_future"), "{answer}");
+    server.wait_for_trace("6b8efff798038103d269b633813fc60c", 1);
+}
