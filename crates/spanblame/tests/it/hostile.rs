@@ -148,9 +148,11 @@ fn floods_of_tiny_elements_cost_bounded_memory_and_are_refused() {
         (http, http_gzip, [grpc, grpc_gzip].concat())
     });
     let (_, peak_bytes) = memory_bytes(server.pid());
-    // Refused as too large to decode (never retried), or throttled while others were read.
+    // Refused as too large to decode (never retried), or throttled while others were read
+    // (a 429 comes before the body is read, so a client still sending may see the connection
+    // closed instead: 0).
     for status in http.iter().chain(&http_gzip) {
-        assert!(matches!(status, 413 | 429), "HTTP answered {status}: {http:?} {http_gzip:?}");
+        assert!(matches!(status, 413 | 429 | 0), "HTTP answered {status}: {http:?} {http_gzip:?}");
     }
     assert!(http.iter().chain(&http_gzip).any(|s| *s == 413), "{http:?} {http_gzip:?}");
     for code in &grpc {
@@ -201,7 +203,9 @@ fn unauthenticated_grpc_is_refused_before_its_message_is_read() {
     assert!(codes.iter().all(|c| *c == tonic::Code::Unauthenticated), "{codes:?}");
     let statuses = runtime
         .block_on(futures_join_all((0..6).map(|_| http_export(&server, flood.clone(), false))));
-    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    // 401 before the body is read; a client still sending may see the connection closed (0).
+    assert!(statuses.iter().all(|s| matches!(s, 401 | 0)), "{statuses:?}");
+    assert!(statuses.contains(&401), "{statuses:?}");
     let (_, peak_bytes) = memory_bytes(server.pid());
     // Nothing was buffered for them: far below even one body.
     assert!(
