@@ -17,7 +17,8 @@ async fn the_upkeep_job_deletes_expired_blocks_at_the_clocks_time() {
     app.export_span(old, &resource, T0).await;
     app.run_jobs_at(T0);
     app.run_jobs_at(T0 + head_age);
-    // Day 8: another.
+    // Day 8: another (sent at its time: spans from the future are refused).
+    app.clock.set(T0 + 8 * DAY);
     app.export_span(new, &resource, T0 + 8 * DAY).await;
     app.run_jobs_at(T0 + 8 * DAY);
     app.run_jobs_at(T0 + 8 * DAY + head_age);
