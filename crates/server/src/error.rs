@@ -50,6 +50,24 @@ impl ErrorCode {
         }
     }
 
+    /// The code of an HTTP error status (for answers made by axum's extractors).
+    pub fn from_status(status: StatusCode) -> ErrorCode {
+        match status {
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
+            StatusCode::FORBIDDEN => ErrorCode::PermissionDenied,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::CONFLICT => ErrorCode::Conflict,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::ResourceExhausted,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+            StatusCode::BAD_GATEWAY => ErrorCode::BadGateway,
+            s if s.is_server_error() => ErrorCode::Internal,
+            _ => ErrorCode::InvalidArgument,
+        }
+    }
+
     pub fn http_status(self) -> StatusCode {
         match self {
             ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
@@ -144,19 +162,21 @@ impl IntoResponse for ApiError {
 }
 
 /// Reads a request body, refusing it with 413 as soon as it exceeds `max_bytes` (the body is
-/// never buffered past the cap).
+/// never buffered past the cap), or 400 when it cannot be read.
 pub(crate) async fn read_capped(
     body: axum::body::Body,
     max_bytes: usize,
     what: &str,
 ) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, max_bytes).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "{what} body is larger than the limit of {max_bytes} bytes (or could not be read)"
-            ),
-        )
+    axum::body::to_bytes(body, max_bytes).await.map_err(|e| {
+        if e.into_inner().is::<http_body_util::LengthLimitError>() {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("{what} body is larger than the limit of {max_bytes} bytes"),
+            )
+        } else {
+            ApiError::invalid(format!("{what} body could not be read (a malformed chunked body?)"))
+        }
     })
 }
 

@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use store::SpanStore;
 use tokio::net::TcpListener;
@@ -334,8 +335,36 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::security_headers))
+        .layer(axum::middleware::from_fn(uniform_errors))
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
+}
+
+/// axum's extractors answer a malformed path, query or body in `text/plain`; here the API
+/// answers those in JSON with a code, and pages with an HTML page, like every other error.
+async fn uniform_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let is_page = {
+        let path = request.uri().path();
+        !["/api/", "/hooks/", "/auth/", "/v1/", "/mcp", "/opentelemetry."]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+    };
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 16 * 1024).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    if is_page {
+        ui::error_page(status, &message)
+    } else {
+        error::ApiError::new(error::ErrorCode::from_status(status), message).into_response()
+    }
 }
 
 /// The OTLP/HTTP-only address.

@@ -307,3 +307,44 @@ fn spans_from_the_far_future_are_rejected_and_the_rest_stored() {
     assert!(partial["errorMessage"].as_str().unwrap().contains("ingest.max_future"), "{answer}");
     server.wait_for_trace("6b8efff798038103d269b633813fc60c", 1);
 }
+
+#[test]
+fn malformed_requests_get_json_errors_and_pages_get_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    let client = reqwest::blocking::Client::new();
+    for path in [
+        "/api/v1/traces/%FF%FE",
+        "/api/v1/commits/%FF/impact",
+        "/api/v1/findings/%FF",
+        "/api/v1/traces?limit=%FF",
+    ] {
+        let response = client.get(server.url(path)).send().unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let body: serde_json::Value = response.json().unwrap();
+        assert_eq!(body["error"]["code"], "invalid_argument", "{path}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty(), "{path}: {body}");
+    }
+    let response = client.post(server.url("/hooks/gitea/%FF")).body("{}").send().unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().unwrap();
+    assert!(body["error"]["code"].is_string(), "{status} {body}");
+    let response = client.get(server.url("/services/%FF")).send().unwrap();
+    assert_eq!(response.status(), 400);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+
+    // A malformed chunked body is a bad request, not an oversized one.
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(server.http).unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/deploys HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        )
+        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
