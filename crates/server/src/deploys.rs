@@ -280,6 +280,17 @@ pub(crate) fn impact(
         }
         shipped.push(view);
     }
+    // A commit is someone's code: a caller restricted to some services sees it only when one
+    // of them lives in its repository or shipped it (otherwise it is not found, as for a
+    // commit that does not exist).
+    let visibility = &caller.visibility;
+    let owns_repository = settings.services.iter().any(|s| {
+        s.repository.as_deref() == Some(stored.repository.as_str())
+            && visibility.services.as_ref().is_none_or(|v| v.contains(&s.service))
+    });
+    if !visibility.is_everything() && !owns_repository && shipped.is_empty() {
+        return Ok(None);
+    }
     Ok(Some(json!({
         "commit": commit_view(settings, &stored),
         "deploys": shipped,

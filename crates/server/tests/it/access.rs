@@ -689,3 +689,31 @@ async fn cross_site_requests_with_a_proxy_assertion_change_nothing() {
         send(&app, &root, "POST", &revoke, from("same-origin", Some("application/json"), "")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// Issue 20, item 14: a commit is visible only to callers who may read a service of its
+/// repository (or one that shipped it): to anyone else it is not found.
+#[tokio::test]
+async fn commits_are_visible_only_to_readers_of_their_repository() {
+    let jwks = JwksServer::start(json!({"keys": [jwk("a", KEY_A)]})).await;
+    let app = proxy_app(&jwks).await;
+    let json = crate::support::fixture("github/push_with-new-branch.json");
+    let (headers, body) = forge::signed_delivery(ForgeKind::Github, SECRET, "push", "d-1", &json);
+    let (status, answer) =
+        send(&app, &As::Nobody, "POST", "/hooks/github/gh", Some((headers, body))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let path = "/api/v1/commits/6113728f27ae82c7b1a177c8d03f9e96e0adf246/impact";
+    let root =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("root@example.test", &["sre-admins"])));
+    let (status, answer) = send(&app, &root, "GET", path, None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let eve =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("eve@example.test", &["payments-eng"])));
+    let (status, answer) = send(&app, &eve, "GET", path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let reader = As::Bearer(create_token(&app, &root, &["read"], Some(&["search"])).await);
+    let (status, _) = send(&app, &reader, "GET", path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) =
+        send(&app, &eve, "GET", "/commits/6113728f27ae82c7b1a177c8d03f9e96e0adf246", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
