@@ -187,8 +187,8 @@ impl Caller {
             time_unix_nanos: now_unix_nanos,
             principal: self.principal.id.clone(),
             action: action.to_owned(),
-            resource: resource.to_owned(),
-            outcome: outcome.to_owned(),
+            resource: audited_text(resource),
+            outcome: audited_text(outcome),
             client_addr: self.client_addr.clone(),
             request_id: self.request_id.clone(),
         }
@@ -217,6 +217,22 @@ pub(crate) struct Access {
     /// Token prefix → when last used, flushed to the store by the upkeep job.
     last_used: Mutex<HashMap<String, u64>>,
     limiter: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    /// Per client address: the minute of its refusals being recorded, how many were recorded
+    /// one by one in it, and how many more were only counted.
+    refusals: Mutex<HashMap<IpAddr, RefusalWindow>>,
+}
+
+/// Refusals recorded one by one per client address and minute; the rest are counted and
+/// recorded as one summary, so a flood of bad requests cannot flood the audit log.
+const REFUSALS_RECORDED_PER_MINUTE: u32 = 10;
+/// Longest path and query, or outcome text, an audit record keeps.
+const MAX_AUDITED_TEXT_BYTES: usize = 512;
+
+#[derive(Debug, Clone, Copy)]
+struct RefusalWindow {
+    start_unix_nanos: u64,
+    recorded: u32,
+    suppressed: u64,
 }
 
 /// The parts of an OIDC discovery document spanblame uses.
@@ -358,6 +374,7 @@ impl Access {
             proxy_keys,
             last_used: Mutex::new(HashMap::new()),
             limiter: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
         }
     }
 
@@ -367,6 +384,48 @@ impl Access {
     }
 
     /// A token bucket per client address: `per_minute` requests, refilled continuously.
+    /// The audit records for a refusal from `addr`: itself while the address is under its
+    /// per-minute allowance, nothing beyond it, and a summary of what was suppressed once a
+    /// new minute begins.
+    fn refusal_records(&self, addr: Option<IpAddr>, record: NewAuditRecord) -> Vec<NewAuditRecord> {
+        const MINUTE_NANOS: u64 = 60 * 1_000_000_000;
+        let Some(addr) = addr else { return vec![record] };
+        let now = record.time_unix_nanos;
+        let mut windows = lock(&self.refusals);
+        if windows.len() > 100_000 {
+            windows.retain(|_, w| now.saturating_sub(w.start_unix_nanos) < MINUTE_NANOS);
+        }
+        let window = windows.entry(addr).or_insert(RefusalWindow {
+            start_unix_nanos: now,
+            recorded: 0,
+            suppressed: 0,
+        });
+        let mut records = Vec::new();
+        if now.saturating_sub(window.start_unix_nanos) >= MINUTE_NANOS {
+            if window.suppressed > 0 {
+                records.push(NewAuditRecord {
+                    action: "refusals.suppressed".to_owned(),
+                    resource: String::new(),
+                    outcome: format!(
+                        "refused {} more requests from this address in the minute from {} (beyond {REFUSALS_RECORDED_PER_MINUTE} a minute, counted, not recorded one by one)",
+                        window.suppressed,
+                        crate::api::rfc3339(window.start_unix_nanos)
+                    ),
+                    principal: "anonymous".to_owned(),
+                    ..record.clone()
+                });
+            }
+            *window = RefusalWindow { start_unix_nanos: now, recorded: 0, suppressed: 0 };
+        }
+        if window.recorded < REFUSALS_RECORDED_PER_MINUTE {
+            window.recorded += 1;
+            records.push(record);
+        } else {
+            window.suppressed += 1;
+        }
+        records
+    }
+
     fn admit(&self, addr: IpAddr, per_minute: u32) -> bool {
         let capacity = f64::from(per_minute.max(1));
         let mut buckets = lock(&self.limiter);
@@ -606,7 +665,8 @@ pub(crate) async fn check(
             "/v1/traces",
             &refused_outcome(e),
         );
-        append_audit(state, vec![record]).await?;
+        let records = state.access.refusal_records(client_addr.parse().ok(), record);
+        append_audit(state, records).await?;
     }
     caller
 }
@@ -637,6 +697,18 @@ fn decide(
             refusal.reason,
         )),
     }
+}
+
+/// `text` cut to what an audit record keeps, at a character boundary, saying how long it was.
+fn audited_text(text: &str) -> String {
+    if text.len() <= MAX_AUDITED_TEXT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_AUDITED_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
 fn refused_outcome(e: &ApiError) -> String {
@@ -730,12 +802,13 @@ pub(crate) async fn guard(
                 time_unix_nanos: now(),
                 principal: who,
                 action: action.to_owned(),
-                resource: resource.clone(),
-                outcome: refused_outcome(&error),
+                resource: audited_text(&resource),
+                outcome: audited_text(&refused_outcome(&error)),
                 client_addr,
                 request_id: request_id.clone(),
             };
-            let response = match append_audit(&state, vec![record]).await {
+            let records = state.access.refusal_records(ip, record);
+            let response = match append_audit(&state, records).await {
                 // OTLP clients get OTLP's error shape.
                 Ok(()) if spec.need == Need::Ingest => {
                     crate::otlp_http::refusal(&error, request.headers())
@@ -778,8 +851,6 @@ pub(crate) async fn guard(
     finish(response, &request_id)
 }
 
-/// A browser session's state-changing request must echo the session's CSRF token (bearer
-/// tokens and proxy assertions are not sent by browsers on their own, so they need none).
 /// Refuses a state-changing request a browser may have been tricked into sending: a session
 /// must echo its CSRF token; any other caller a browser can send for (a proxy assertion the
 /// proxy adds, the local operator of an open server, anyone through an open door) must come

@@ -717,3 +717,44 @@ async fn commits_are_visible_only_to_readers_of_their_repository() {
         send(&app, &eve, "GET", "/commits/6113728f27ae82c7b1a177c8d03f9e96e0adf246", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Issue 20, item 8: a flood of refused requests with huge queries from one address records
+/// a few of them, cut short, and one summary of the rest, not one row each.
+#[tokio::test]
+async fn refusal_floods_do_not_flood_the_audit_log() {
+    let jwks = JwksServer::start(json!({"keys": [jwk("a", KEY_A)]})).await;
+    let app = proxy_app(&jwks).await;
+    let attacker: std::net::SocketAddr = "203.0.113.9:4242".parse().unwrap();
+    let query = "x".repeat(60 * 1024);
+    let refused = |at_unix_nanos: u64| {
+        app.clock.set(at_unix_nanos);
+        let mut request = Request::builder()
+            .uri(format!("/api/v1/traces?service={query}"))
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(axum::extract::ConnectInfo(attacker));
+        app.send(request)
+    };
+    for _ in 0..300 {
+        let (status, _) = refused(T0).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // A minute later the next refusal brings the summary of the suppressed ones.
+    let (status, _) = refused(T0 + 61 * SECOND).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let root =
+        As::Assertion(sign(KEY_A, "a", &assertion_claims("root@example.test", &["sre-admins"])));
+    let (status, log) = send(&app, &root, "GET", "/api/v1/audit?limit=1000", None).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let from_attacker: Vec<&Value> = log["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["client_addr"] == "203.0.113.9")
+        .collect();
+    assert_eq!(from_attacker.len(), 12, "10 recorded, 1 summary, 1 after: {from_attacker:#?}");
+    assert!(from_attacker.iter().all(|r| r["resource"].as_str().unwrap().len() < 600));
+    let summary = from_attacker.iter().find(|r| r["action"] == "refusals.suppressed").unwrap();
+    assert!(summary["outcome"].as_str().unwrap().contains("refused 290 more"), "{summary}");
+}
