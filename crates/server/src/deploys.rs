@@ -49,7 +49,13 @@ pub(crate) async fn create_deploy(
     Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
-    let body = read_capped(body, MAX_DEPLOY_BODY_BYTES, "deploy").await?;
+    let body = read_capped(
+        body,
+        MAX_DEPLOY_BODY_BYTES,
+        "deploy",
+        state.settings.connections.body_read_timeout,
+    )
+    .await?;
     let request: DeployRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(format!(
             "invalid deploy: {e}; send JSON like {{\"service\": \"cart\", \"environment\": \"production\", \"version\": \"1.4.2\"}}"

@@ -162,13 +162,21 @@ impl IntoResponse for ApiError {
 }
 
 /// Reads a request body, refusing it with 413 as soon as it exceeds `max_bytes` (the body is
-/// never buffered past the cap), or 400 when it cannot be read.
+/// never buffered past the cap), or 400 when it cannot be read or does not arrive in time.
 pub(crate) async fn read_capped(
     body: axum::body::Body,
     max_bytes: usize,
     what: &str,
+    timeout: std::time::Duration,
 ) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, max_bytes).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, max_bytes));
+    let Ok(read) = read.await else {
+        return Err(ApiError::invalid(format!(
+            "{what} body did not arrive within {} s (`server.body_read_timeout`)",
+            timeout.as_secs()
+        )));
+    };
+    read.map_err(|e| {
         if e.into_inner().is::<http_body_util::LengthLimitError>() {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,

@@ -167,7 +167,13 @@ pub(crate) async fn change_status(
             ));
         }
     };
-    let body = read_capped(body, MAX_STATUS_BODY_BYTES, "finding status").await?;
+    let body = read_capped(
+        body,
+        MAX_STATUS_BODY_BYTES,
+        "finding status",
+        state.settings.connections.body_read_timeout,
+    )
+    .await?;
     let request: StatusRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StatusRequest::default()
     } else {

@@ -54,7 +54,13 @@ pub(crate) async fn receive(
         )
     })?;
     // Only a delivery for a configured integration is read at all.
-    let body = read_capped(body, MAX_WEBHOOK_BYTES, "webhook").await?;
+    let body = read_capped(
+        body,
+        MAX_WEBHOOK_BYTES,
+        "webhook",
+        state.settings.connections.body_read_timeout,
+    )
+    .await?;
 
     let mut forge_headers = Headers::new();
     for (name, value) in &headers {

@@ -98,7 +98,16 @@ impl Intake {
         }
         self.reserve(capacity, "the request body")?;
         let mut buffer = Vec::with_capacity(capacity);
-        while let Some(frame) = body.frame().await {
+        let timeout = self.state.settings.connections.body_read_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, body.frame()).await.map_err(|_| {
+                ApiError::invalid(format!(
+                    "the request body did not arrive within {} s (`server.body_read_timeout`)",
+                    timeout.as_secs()
+                ))
+            })?;
+            let Some(frame) = next else { break };
             let frame = frame.map_err(|e| {
                 ApiError::invalid(format!("the request body could not be read: {e}"))
             })?;

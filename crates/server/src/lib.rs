@@ -27,6 +27,7 @@ mod hooks;
 mod ingest;
 mod jobs;
 mod lease;
+mod listen;
 mod mcp;
 mod metrics;
 mod mirrors;
@@ -57,6 +58,7 @@ pub use access::{
 pub use changes::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
 pub use detection::{DetectionSettings, evaluate_due};
 pub use jobs::{Clock, SystemClock, run_maintenance_once};
+pub use listen::ConnectionLimits;
 pub use mirrors::{MirrorSettings, MirrorSource, SyncError, sync_once};
 pub use notify::{
     AlertSink, DEFAULT_TIER, ForgeNotify, NotifySettings, RepositoryForge, RetrySettings,
@@ -94,6 +96,8 @@ pub struct Settings {
     pub notifications: NotifySettings,
     /// How long this replica holds the background jobs' lease without renewing it.
     pub background_lease: std::time::Duration,
+    /// Connection caps and timeouts of every listener.
+    pub connections: ConnectionLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -418,9 +422,6 @@ pub async fn serve(
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
     // Take the lease (if free) before the jobs start, so one replica works at once.
     lease::renew_once(&state).await;
     let lease_job = tokio::spawn(lease::run_lease(Arc::clone(&state), stop_rx.clone()));
@@ -429,33 +430,21 @@ pub async fn serve(
     let mirror_job = tokio::spawn(mirrors::run_mirrors(Arc::clone(&state), stop_rx.clone()));
     let detection_job = tokio::spawn(detection::run_detection(Arc::clone(&state), stop_rx.clone()));
     let delivery_job = tokio::spawn(notify::run_deliveries(Arc::clone(&state), stop_rx.clone()));
+    let limits = state.settings.connections;
     let servers = [
-        tokio::spawn(
-            axum::serve(
-                http,
-                router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-        ),
-        tokio::spawn(
-            axum::serve(
-                grpc,
-                otlp_grpc_router(Arc::clone(&state))
-                    .into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-        ),
-        tokio::spawn(
-            axum::serve(
-                otlp_http,
-                otlp_http_router(Arc::clone(&state))
-                    .into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-        ),
+        tokio::spawn(listen::serve(http, router(Arc::clone(&state)), limits, stop_rx.clone())),
+        tokio::spawn(listen::serve(
+            grpc,
+            otlp_grpc_router(Arc::clone(&state)),
+            limits,
+            stop_rx.clone(),
+        )),
+        tokio::spawn(listen::serve(
+            otlp_http,
+            otlp_http_router(Arc::clone(&state)),
+            limits,
+            stop_rx.clone(),
+        )),
     ];
     shutdown.await;
     let _ = stop_tx.send(true);

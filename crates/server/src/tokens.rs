@@ -177,7 +177,13 @@ pub(crate) async fn create_token(
     Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = read_capped(body, MAX_TOKEN_BODY_BYTES, "token").await?;
+    let body = read_capped(
+        body,
+        MAX_TOKEN_BODY_BYTES,
+        "token",
+        state.settings.connections.body_read_timeout,
+    )
+    .await?;
     let request: CreateRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(format!(
             "invalid token request: {e}; send JSON like {{\"name\": \"ci-deploys\", \"scopes\": [\"deploy\"], \"expires_in\": \"90d\"}}"
@@ -268,7 +274,13 @@ pub(crate) async fn rotate_token(
     Path(prefix): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body = read_capped(body, MAX_TOKEN_BODY_BYTES, "rotation").await?;
+    let body = read_capped(
+        body,
+        MAX_TOKEN_BODY_BYTES,
+        "rotation",
+        state.settings.connections.body_read_timeout,
+    )
+    .await?;
     let request: RotateRequest = if body.is_empty() {
         RotateRequest::default()
     } else {

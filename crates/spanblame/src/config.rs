@@ -322,15 +322,25 @@ pub(crate) struct ServerConfig {
     pub(crate) otlp_grpc_addr: String,
     pub(crate) otlp_http_addr: String,
     pub(crate) public_url: Option<String>,
+    pub(crate) max_connections: usize,
+    pub(crate) header_read_timeout: String,
+    pub(crate) body_read_timeout: String,
+    pub(crate) shutdown_grace: String,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let limits = server::ConnectionLimits::default();
+        let secs = |d: std::time::Duration| format!("{}s", d.as_secs());
         ServerConfig {
             http_addr: "127.0.0.1:7420".into(),
             otlp_grpc_addr: "127.0.0.1:4317".into(),
             otlp_http_addr: "127.0.0.1:4318".into(),
             public_url: None,
+            max_connections: limits.max_connections,
+            header_read_timeout: secs(limits.header_read_timeout),
+            body_read_timeout: secs(limits.body_read_timeout),
+            shutdown_grace: secs(limits.shutdown_grace),
         }
     }
 }
@@ -479,6 +489,27 @@ pub(crate) struct TokenConfig {
     pub(crate) name: String,
     pub(crate) secret_env: Option<String>,
     pub(crate) secret_file: Option<PathBuf>,
+}
+
+/// `[server]`'s connection caps and timeouts.
+fn resolve_connections(server: &ServerConfig) -> anyhow::Result<server::ConnectionLimits> {
+    let duration = |key: &str, value: &str| -> anyhow::Result<std::time::Duration> {
+        let nanos =
+            parse_duration_nanos(value).with_context(|| format!("`server.{key}` = `{value}`"))?;
+        if nanos == 0 {
+            bail!("`server.{key}` must be more than 0s");
+        }
+        Ok(std::time::Duration::from_nanos(nanos))
+    };
+    if server.max_connections == 0 {
+        bail!("`server.max_connections` must be at least 1");
+    }
+    Ok(server::ConnectionLimits {
+        max_connections: server.max_connections,
+        header_read_timeout: duration("header_read_timeout", &server.header_read_timeout)?,
+        body_read_timeout: duration("body_read_timeout", &server.body_read_timeout)?,
+        shutdown_grace: duration("shutdown_grace", &server.shutdown_grace)?,
+    })
 }
 
 /// Doors left open although sign-in is configured, each with what it exposes and the fix
@@ -633,6 +664,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             detection,
             notifications,
             background_lease: std::time::Duration::from_nanos(background_lease_nanos),
+            connections: resolve_connections(&config.server)?,
         },
         data_dir: config.storage.data_dir.clone(),
         store: backend,

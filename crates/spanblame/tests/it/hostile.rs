@@ -348,3 +348,70 @@ fn malformed_requests_get_json_errors_and_pages_get_html() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 }
+
+/// Reads what the server answers on `stream` until it closes the connection (or 15 s pass,
+/// which fails the caller's assertion: the server should have closed it long before).
+fn answer_until_closed(stream: &mut std::net::TcpStream) -> (String, bool) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&answer).into_owned(), true),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&answer).into_owned(), true);
+            }
+            Err(_) => return (String::from_utf8_lossy(&answer).into_owned(), false),
+        }
+    }
+}
+
+#[test]
+fn silent_and_half_sent_requests_are_closed_and_shutdown_has_a_deadline() {
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[
+            ("SPANBLAME_SERVER_HEADER_READ_TIMEOUT", "1s"),
+            ("SPANBLAME_SERVER_BODY_READ_TIMEOUT", "1s"),
+        ],
+    );
+    // Nothing at all, half a header, half a body: each connection is closed, the last with
+    // an answer saying what was missing.
+    let mut silent = TcpStream::connect(server.http).unwrap();
+    let (_, closed) = answer_until_closed(&mut silent);
+    assert!(closed, "a silent connection stayed open");
+    let mut half_header = TcpStream::connect(server.http).unwrap();
+    half_header.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let (_, closed) = answer_until_closed(&mut half_header);
+    assert!(closed, "half a header stayed open");
+    let mut half_body = TcpStream::connect(server.http).unwrap();
+    half_body
+        .write_all(b"POST /api/v1/deploys HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"serv")
+        .unwrap();
+    let (answer, closed) = answer_until_closed(&mut half_body);
+    assert!(closed || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("body_read_timeout"), "{answer}");
+    drop(server);
+
+    // SIGTERM while a request is half sent (bodies may take 5 minutes here): the server
+    // exits once the shutdown grace has passed.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_with_env(
+        dir.path(),
+        &[("SPANBLAME_SERVER_BODY_READ_TIMEOUT", "5m"), ("SPANBLAME_SERVER_SHUTDOWN_GRACE", "1s")],
+    );
+    let mut stuck = TcpStream::connect(server.otlp_http).unwrap();
+    stuck
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.terminate_within(Duration::from_secs(20)),
+        "the server waited on a half-sent request"
+    );
+    server.wait_for_log("shutdown grace", Duration::from_secs(1));
+}

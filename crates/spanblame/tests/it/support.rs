@@ -107,6 +107,20 @@ impl TestServer {
         self.child.wait().unwrap();
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit; whether it did.
+    pub(crate) fn terminate_within(&mut self, limit: Duration) -> bool {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// GET a JSON API path; returns status and body.
     pub(crate) fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let response = reqwest::blocking::get(self.url(path)).unwrap();

@@ -54,6 +54,7 @@ impl Running {
             max_ingest_memory_bytes: 512 << 20,
             max_span_future_nanos: 3600 * 1_000_000_000,
             background_lease: std::time::Duration::from_secs(15),
+            connections: server::ConnectionLimits::default(),
             retention: server::Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
             changes: server::ChangeSettings::default(),
             detection: server::DetectionSettings::default(),
