@@ -61,6 +61,25 @@ pub fn link(key: &[u8], prev: &[u8; 32], record: &AuditRecord) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// The MAC that authenticates an anchor: without the key, nobody can move where the chain
+/// starts or ends (deleting records from either end and moving the anchor to match).
+pub fn anchor_mac(key: &[u8], anchor: &Anchor) -> [u8; 32] {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key).expect("INVARIANT: HMAC takes keys of any length");
+    mac.update(b"spanblame audit anchor v1");
+    mac.update(&anchor.first_seq.to_be_bytes());
+    mac.update(&anchor.first_prev);
+    match anchor.head {
+        Some((seq, link)) => {
+            mac.update(&[1]);
+            mac.update(&seq.to_be_bytes());
+            mac.update(&link);
+        }
+        None => mac.update(&[0]),
+    }
+    mac.finalize().into_bytes().into()
+}
+
 /// Where the kept chain starts (after retention removed older records) and where it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anchor {

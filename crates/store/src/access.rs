@@ -14,7 +14,7 @@
 //! written durably (SQLite `synchronous = FULL`, a PostgreSQL commit): an acknowledged
 //! request's record survives a power loss, like an acknowledged span.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use auth::audit::{Anchor, AuditRecord, ChainBreak, ChainVerifier, GENESIS};
@@ -30,7 +30,12 @@ const AUDIT_KEY_FILE: &str = "audit.key";
 pub struct Accounts {
     metadata: Arc<Metadata>,
     audit_key: Arc<[u8]>,
+    /// `<data_dir>/audit.witness`: the chain's head as last seen, kept outside the database.
+    witness: PathBuf,
 }
+
+/// The file, beside the key and outside the database, that remembers the chain's head.
+pub(crate) const AUDIT_WITNESS_FILE: &str = "audit.witness";
 
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,7 +167,7 @@ impl Accounts {
         if stored.is_some_and(|stored| stored != key_check(&audit_key)) {
             return Err(wrong_key(&path, &metadata));
         }
-        Ok(Accounts { metadata, audit_key })
+        Ok(Accounts { metadata, audit_key, witness: data_dir.join(AUDIT_WITNESS_FILE) })
     }
 
     /// Loads (or creates) the audit key, and refuses it if the chain was written under
@@ -173,18 +178,26 @@ impl Accounts {
         let matches = metadata.write(|db| {
             let stored: Option<Vec<u8>> =
                 db.query_value("SELECT key_check FROM audit_anchor", args![])?.flatten();
-            match stored {
-                Some(stored) => Ok(stored == check),
+            let matches = match stored {
+                Some(stored) => stored == check,
                 None => {
                     db.execute("UPDATE audit_anchor SET key_check = ?1", args![check])?;
-                    Ok(true)
+                    true
                 }
+            };
+            // A chain written before anchors were authenticated: authenticate it as it is.
+            let mac: Option<Vec<u8>> =
+                db.query_value("SELECT anchor_mac FROM audit_anchor", args![])?.flatten();
+            if matches && mac.is_none() {
+                let (anchor, _) = read_anchor(db)?;
+                write_anchor(db, &audit_key, &anchor)?;
             }
+            Ok(matches)
         })?;
         if !matches {
             return Err(wrong_key(&data_dir.join(AUDIT_KEY_FILE), &metadata));
         }
-        Ok(Accounts { metadata, audit_key })
+        Ok(Accounts { metadata, audit_key, witness: data_dir.join(AUDIT_WITNESS_FILE) })
     }
 
     // --- tokens ---
@@ -382,47 +395,21 @@ impl Accounts {
     pub fn append_audit(&self, records: &[NewAuditRecord]) -> Result<Vec<u64>, StoreError> {
         // One writer at a time (a CLI or another replica may append too): the anchor read
         // here is the head the new links continue.
-        self.metadata.write_durable(|db| {
-            let anchor = read_anchor(db)?;
-            let (mut seq, mut prev) = match anchor.head {
-                Some((seq, link)) => (seq, link),
-                None => (anchor.first_seq - 1, anchor.first_prev),
-            };
-            let mut numbers = Vec::with_capacity(records.len());
-            for new in records {
-                seq += 1;
-                let record = AuditRecord {
-                    seq,
-                    time_unix_nanos: new.time_unix_nanos,
-                    principal: new.principal.clone(),
-                    action: new.action.clone(),
-                    resource: new.resource.clone(),
-                    outcome: new.outcome.clone(),
-                    client_addr: new.client_addr.clone(),
-                    request_id: new.request_id.clone(),
-                };
-                let link = auth::audit::link(&self.audit_key, &prev, &record);
-                db.execute(
-                    "INSERT INTO audit_log VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    args![
-                        seq,
-                        record.time_unix_nanos,
-                        record.principal,
-                        record.action,
-                        record.resource,
-                        record.outcome,
-                        record.client_addr,
-                        record.request_id,
-                        prev,
-                        link
-                    ],
-                )?;
-                prev = link;
-                numbers.push(seq);
-            }
-            db.execute("UPDATE audit_anchor SET head_seq = ?1, head_link = ?2", args![seq, prev])?;
-            Ok(numbers)
-        })
+        self.metadata.write_durable(|db| append_chained(db, &self.audit_key, records))
+    }
+
+    /// Writes the chain's head to the witness file when it moved since the file was written
+    /// (the upkeep job calls this every few seconds); `verify_audit` compares the two.
+    pub fn write_witness(&self) -> Result<(), StoreError> {
+        let (anchor, _) = self.metadata.read(read_anchor)?;
+        let Some((seq, link)) = anchor.head else { return Ok(()) };
+        let line = format!("{seq} {}\n", hex(&link));
+        if std::fs::read_to_string(&self.witness).is_ok_and(|old| old == line) {
+            return Ok(());
+        }
+        let temporary = self.witness.with_extension("witness.tmp");
+        std::fs::write(&temporary, &line).map_err(io_error(&temporary))?;
+        std::fs::rename(&temporary, &self.witness).map_err(io_error(&self.witness))
     }
 
     /// Records at or after `since_unix_nanos` with a number above `after_seq`, oldest first.
@@ -447,7 +434,18 @@ impl Accounts {
     pub fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
         // Appends may continue meanwhile: walk up to the head read first, in pages, then
         // check in one statement that nothing lies beyond the head as it is now.
-        let anchor = self.metadata.read(read_anchor)?;
+        // The witness before the anchor: a head written after this read is never behind it.
+        let witnessed = std::fs::read_to_string(&self.witness).ok();
+        let (anchor, mac) = self.metadata.read(read_anchor)?;
+        if mac.as_deref() != Some(auth::audit::anchor_mac(&self.audit_key, &anchor).as_slice()) {
+            return Ok(Err(ChainBreak {
+                seq: anchor.head.map_or(anchor.first_seq, |(seq, _)| seq),
+                problem: "the anchor (where the kept chain starts and ends) was changed without the key: records were deleted from the start or the end".into(),
+            }));
+        }
+        if let Some(broken) = self.check_witness(&anchor, witnessed.as_deref())? {
+            return Ok(Err(broken));
+        }
         let last = anchor.head.map_or(i64::MAX, |(seq, _)| seq as i64);
         let mut verifier = ChainVerifier::new(&self.audit_key, anchor);
         let mut after: i64 = 0;
@@ -492,9 +490,54 @@ impl Accounts {
         })
     }
 
+    /// Compares the anchor's head with the witness file's (when there is one): a head behind
+    /// the witness, or a different link at the witness's record, means records were removed
+    /// from the end and the anchor rewound (even to an older authenticated anchor).
+    fn check_witness(
+        &self,
+        anchor: &Anchor,
+        witnessed: Option<&str>,
+    ) -> Result<Option<ChainBreak>, StoreError> {
+        let Some(text) = witnessed else { return Ok(None) };
+        let mut fields = text.split_whitespace();
+        let (Some(Ok(seen_seq)), Some(seen_link)) =
+            (fields.next().map(str::parse::<u64>), fields.next())
+        else {
+            return Ok(Some(ChainBreak {
+                seq: 0,
+                problem: format!("the witness `{}` is unreadable", self.witness.display()),
+            }));
+        };
+        let head_seq = anchor.head.map_or(0, |(seq, _)| seq);
+        if seen_seq > head_seq {
+            return Ok(Some(ChainBreak {
+                seq: head_seq,
+                problem: format!(
+                    "the witness `{}` saw record {seen_seq}, but the chain ends at {head_seq}: records were deleted from the end",
+                    self.witness.display()
+                ),
+            }));
+        }
+        if seen_seq < anchor.first_seq {
+            return Ok(None); // Retention removed the witnessed record since.
+        }
+        let stored: Option<Vec<u8>> = self.metadata.read(|db| {
+            db.query_value("SELECT link FROM audit_log WHERE seq = ?1", args![seen_seq as i64])
+        })?;
+        Ok((stored.map(|link| hex(&link)).as_deref() != Some(seen_link)).then(|| ChainBreak {
+            seq: seen_seq,
+            problem: format!(
+                "record {seen_seq} is not the one the witness `{}` saw: the end of the chain was rewritten",
+                self.witness.display()
+            ),
+        }))
+    }
+
     /// Deletes records older than `cutoff_unix_nanos` and moves the chain's start past them,
-    /// so the kept chain still verifies. Returns how many were deleted.
+    /// so the kept chain still verifies, and records the deletion in the chain itself (so a
+    /// start moved without it is a break). Returns how many were deleted.
     pub fn enforce_audit_retention(&self, cutoff_unix_nanos: u64) -> Result<u64, StoreError> {
+        let key = Arc::clone(&self.audit_key);
         self.metadata.write(|db| {
             // Records are appended in time order, so the old ones are a prefix of the chain.
             let last_old: Option<i64> = db
@@ -512,15 +555,32 @@ impl Accounts {
                 Some(row) => (row.get(0)?, row.get(1)?),
                 // Everything is old: the next record continues from the head.
                 None => {
-                    let anchor = read_anchor(db)?;
+                    let (anchor, _) = read_anchor(db)?;
                     let (seq, link) = anchor.head.unwrap_or((last_old as u64, GENESIS));
                     (seq as i64 + 1, link.to_vec())
                 }
             };
+            let first_deleted: i64 =
+                db.query_value("SELECT min(seq) FROM audit_log", args![])?.flatten().unwrap_or(0);
             let deleted = db.execute("DELETE FROM audit_log WHERE seq <= ?1", args![last_old])?;
-            db.execute(
-                "UPDATE audit_anchor SET first_seq = ?1, first_prev_link = ?2",
-                args![first_seq, first_prev],
+            let (mut anchor, _) = read_anchor(db)?;
+            anchor.first_seq = first_seq as u64;
+            anchor.first_prev = <[u8; 32]>::try_from(first_prev.as_slice()).unwrap_or(GENESIS);
+            write_anchor(db, &key, &anchor)?;
+            append_chained(
+                db,
+                &key,
+                &[NewAuditRecord {
+                    time_unix_nanos: cutoff_unix_nanos,
+                    principal: "spanblame".to_owned(),
+                    action: "audit.retention".to_owned(),
+                    resource: String::new(),
+                    outcome: format!(
+                        "deleted records {first_deleted} to {last_old}, older than the retention"
+                    ),
+                    client_addr: String::new(),
+                    request_id: String::new(),
+                }],
             )?;
             Ok(deleted)
         })
@@ -582,21 +642,94 @@ fn read_audit(row: &Row) -> Result<(AuditRecord, Vec<u8>, Vec<u8>), StoreError> 
     Ok((record, row.get(8)?, row.get(9)?))
 }
 
-fn read_anchor(db: &mut dyn Executor) -> Result<Anchor, StoreError> {
+/// Appends records after the anchor's head and moves the head (and its MAC) past them.
+fn append_chained(
+    db: &mut dyn Executor,
+    key: &[u8],
+    records: &[NewAuditRecord],
+) -> Result<Vec<u64>, StoreError> {
+    let (mut anchor, _) = read_anchor(db)?;
+    let (mut seq, mut prev) = match anchor.head {
+        Some((seq, link)) => (seq, link),
+        None => (anchor.first_seq - 1, anchor.first_prev),
+    };
+    let mut numbers = Vec::with_capacity(records.len());
+    for new in records {
+        seq += 1;
+        let record = AuditRecord {
+            seq,
+            time_unix_nanos: new.time_unix_nanos,
+            principal: new.principal.clone(),
+            action: new.action.clone(),
+            resource: new.resource.clone(),
+            outcome: new.outcome.clone(),
+            client_addr: new.client_addr.clone(),
+            request_id: new.request_id.clone(),
+        };
+        let link = auth::audit::link(key, &prev, &record);
+        db.execute(
+            "INSERT INTO audit_log VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            args![
+                seq,
+                record.time_unix_nanos,
+                record.principal,
+                record.action,
+                record.resource,
+                record.outcome,
+                record.client_addr,
+                record.request_id,
+                prev,
+                link
+            ],
+        )?;
+        prev = link;
+        numbers.push(seq);
+    }
+    if !records.is_empty() {
+        anchor.head = Some((seq, prev));
+        write_anchor(db, key, &anchor)?;
+    }
+    Ok(numbers)
+}
+
+/// Writes the anchor with its MAC.
+fn write_anchor(db: &mut dyn Executor, key: &[u8], anchor: &Anchor) -> Result<(), StoreError> {
+    let mac = auth::audit::anchor_mac(key, anchor);
+    db.execute(
+        "UPDATE audit_anchor SET first_seq = ?1, first_prev_link = ?2, head_seq = ?3,
+           head_link = ?4, anchor_mac = ?5",
+        args![
+            anchor.first_seq,
+            anchor.first_prev.to_vec(),
+            anchor.head.map(|(seq, _)| seq),
+            anchor.head.map(|(_, link)| link.to_vec()),
+            mac.to_vec()
+        ],
+    )?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The anchor and its stored MAC (`None` before anchors were authenticated).
+fn read_anchor(db: &mut dyn Executor) -> Result<(Anchor, Option<Vec<u8>>), StoreError> {
     let row = db
         .query_opt(
-            "SELECT first_seq, first_prev_link, head_seq, head_link FROM audit_anchor",
+            "SELECT first_seq, first_prev_link, head_seq, head_link, anchor_mac FROM audit_anchor",
             args![],
         )?
         .ok_or_else(|| StoreError::Metadata("the audit anchor row is missing".into()))?;
     let link = |bytes: Vec<u8>| <[u8; 32]>::try_from(bytes.as_slice()).unwrap_or(GENESIS);
     let head_seq: Option<u64> = row.get(2)?;
     let head_link: Option<Vec<u8>> = row.get(3)?;
-    Ok(Anchor {
+    let anchor = Anchor {
         first_seq: row.get(0)?,
         first_prev: link(row.get(1)?),
         head: head_seq.zip(head_link).map(|(seq, l)| (seq, link(l))),
-    })
+    };
+    Ok((anchor, row.get(4)?))
 }
 
 fn wrong_key(key_path: &Path, metadata: &Metadata) -> StoreError {
@@ -677,7 +810,11 @@ mod tests {
         assert_eq!(accounts.audit_records(0, 3, 1).unwrap()[0].seq, 4);
 
         assert_eq!(accounts.enforce_audit_retention(2_500).unwrap(), 2);
-        assert_eq!(accounts.verify_audit().unwrap(), Ok(3));
+        // The three kept records and the one that records the deletion.
+        assert_eq!(accounts.verify_audit().unwrap(), Ok(4));
+        let last = accounts.audit_records(0, 0, 10).unwrap().pop().unwrap();
+        assert_eq!((last.action.as_str(), last.seq), ("audit.retention", 6));
+        assert!(last.outcome.contains("deleted records 1 to 2"), "{}", last.outcome);
 
         accounts
             .metadata
@@ -691,5 +828,84 @@ mod tests {
         std::fs::write(dir.path().join(AUDIT_KEY_FILE), [7u8; 32]).unwrap();
         let refused = Accounts::open(dir.path(), &MetadataBackend::Sqlite).unwrap_err();
         assert!(refused.to_string().contains("is not the key the audit chain"), "{refused}");
+    }
+
+    /// Issue 20, item 3: truncating the log at either end and moving the anchor to match, or
+    /// emptying it and resetting the anchor, or rewinding to an older (authentic) anchor.
+    #[test]
+    fn truncating_either_end_of_the_audit_log_is_detected() {
+        let fresh = || {
+            let dir = tempfile::tempdir().unwrap();
+            drop(crate::SpanStore::open(dir.path(), crate::StoreOptions::default()).unwrap());
+            let accounts = Accounts::open(dir.path(), &MetadataBackend::Sqlite).unwrap();
+            accounts.append_audit(&(1..=6).map(record).collect::<Vec<_>>()).unwrap();
+            assert_eq!(accounts.verify_audit().unwrap(), Ok(6));
+            (dir, accounts)
+        };
+        let tamper = |accounts: &Accounts, sql: &str| {
+            accounts
+                .metadata
+                .write(|db| {
+                    for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                        db.execute(statement, args![])?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        };
+        let broken = |accounts: &Accounts| accounts.verify_audit().unwrap().unwrap_err().problem;
+
+        // The newest two deleted, the head moved to the new last record.
+        let (_dir, accounts) = fresh();
+        tamper(&accounts, "DELETE FROM audit_log WHERE seq > 4;
+            UPDATE audit_anchor SET head_seq = 4, head_link = (SELECT link FROM audit_log WHERE seq = 4);");
+        assert!(broken(&accounts).contains("changed without the key"));
+
+        // The oldest two deleted, the start moved past them.
+        let (_dir, accounts) = fresh();
+        tamper(
+            &accounts,
+            "UPDATE audit_anchor SET first_seq = 3,
+              first_prev_link = (SELECT prev_link FROM audit_log WHERE seq = 3);
+            DELETE FROM audit_log WHERE seq < 3;",
+        );
+        assert!(broken(&accounts).contains("changed without the key"));
+
+        // Everything deleted and the anchor reset to a new log's.
+        let (_dir, accounts) = fresh();
+        tamper(
+            &accounts,
+            "DELETE FROM audit_log;
+            UPDATE audit_anchor SET first_seq = 1, first_prev_link = zeroblob(32), head_seq = NULL,
+              head_link = NULL, anchor_mac = NULL;",
+        );
+        assert!(broken(&accounts).contains("changed without the key"));
+
+        // An authentic older anchor put back after the tail was deleted: the witness saw more.
+        let (_dir, accounts) = fresh();
+        let saved: Vec<u8> = accounts
+            .metadata
+            .read(|db| db.query_value("SELECT anchor_mac FROM audit_anchor", args![]))
+            .unwrap()
+            .unwrap();
+        let saved_link: Vec<u8> = accounts
+            .metadata
+            .read(|db| db.query_value("SELECT head_link FROM audit_anchor", args![]))
+            .unwrap()
+            .unwrap();
+        accounts.append_audit(&[record(7), record(8)]).unwrap();
+        accounts.write_witness().unwrap();
+        accounts
+            .metadata
+            .write(|db| {
+                db.execute("DELETE FROM audit_log WHERE seq > 6", args![])?;
+                db.execute(
+                    "UPDATE audit_anchor SET head_seq = 6, head_link = ?1, anchor_mac = ?2",
+                    args![saved_link.clone(), saved.clone()],
+                )
+            })
+            .unwrap();
+        let problem = broken(&accounts);
+        assert!(problem.contains("saw record 8, but the chain ends at 6"), "{problem}");
     }
 }

@@ -820,8 +820,11 @@ fn concurrent_writers_keep_one_audit_chain(h: &Harness) {
     assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=120).collect::<Vec<_>>());
     others[1].append_audit(&[audit(5_000), audit(5_001)]).unwrap();
     assert_eq!(store.accounts().enforce_audit_retention(2_000).unwrap(), 120);
-    assert_eq!(others[0].verify_audit().unwrap(), Ok(2), "retention keeps the rest verifiable");
-    assert_eq!(others[0].audit_records(0, 0, 10).unwrap()[0].seq, 121);
+    // The two kept, and the record of the deletion, chained after them.
+    assert_eq!(others[0].verify_audit().unwrap(), Ok(3), "retention keeps the rest verifiable");
+    let kept = others[0].audit_records(0, 0, 10).unwrap();
+    assert_eq!(kept[0].seq, 121);
+    assert_eq!(kept[2].action, "audit.retention");
 }
 
 fn one_holder_per_lease_until_it_expires(h: &Harness) {
