@@ -12,6 +12,10 @@
 //!   and what `.ci/run` calls.
 //! - `cargo xtask bench`: the detection, ingest and reads benchmarks in release mode (the
 //!   reads benchmark drives a real `spanblame serve` from a separate load-generator process).
+//! - `cargo xtask fuzz [seconds]`: builds the libFuzzer targets in `fuzz/` with coverage
+//!   instrumentation, runs each for the given time (default 60 s) from a corpus seeded with
+//!   the real payloads in `shared/fixtures/forges`, and prints executions and crashes per
+//!   target.
 //!
 //! Tidy checks (file headers, crate boundaries) are ordinary tests in `tidy.rs`.
 
@@ -61,10 +65,106 @@ fn main() -> anyhow::Result<()> {
                 .env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE))
         }
         Some("setup") => setup().map(|_| ()),
+        Some("fuzz") => {
+            let seconds = match std::env::args().nth(2) {
+                Some(text) => text.parse().with_context(|| format!("`{text}` is not seconds"))?,
+                None => 60,
+            };
+            fuzz(seconds)
+        }
         _ => bail!(
-            "usage: cargo xtask <test|bench|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the detection, ingest and reads benchmarks (release build; SPANBLAME_BENCH_SPANS sets the store size)\n  setup  only install test dependencies"
+            "usage: cargo xtask <test|bench|fuzz|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the detection, ingest and reads benchmarks (release build; SPANBLAME_BENCH_SPANS sets the store size)\n  fuzz [seconds]  run each fuzz target for that long (default 60) and report executions\n  setup  only install test dependencies"
         ),
     }
+}
+
+/// The libFuzzer targets in `fuzz/`, each with the fixtures that seed its corpus.
+const FUZZ_TARGETS: &[(&str, &[&str])] = &[
+    ("otlp_protobuf", &[]),
+    ("otlp_json", &["fuzz/seeds/otlp_json"]),
+    ("forge_webhooks", &["../shared/fixtures/forges"]),
+];
+
+/// Coverage instrumentation for libFuzzer (what `cargo fuzz` passes, without a sanitizer, so
+/// a stable toolchain builds it).
+const FUZZ_RUSTFLAGS: &str = "-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks";
+
+fn fuzz(seconds: u64) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let target_dir = root.join("target/fuzz");
+    // An explicit target keeps the instrumentation off build scripts and proc macros.
+    let host = host_triple()?;
+    run(Command::new("cargo")
+        .args(["build", "--release", "--bins", "--target", &host, "--manifest-path"])
+        .arg(root.join("fuzz/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", FUZZ_RUSTFLAGS))?;
+    let mut report = Vec::new();
+    for (target, seeds) in FUZZ_TARGETS {
+        let corpus = target_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        for seed in *seeds {
+            seed_corpus(&root.join(seed), &corpus)?;
+        }
+        let artifacts = target_dir.join("artifacts").join(target);
+        std::fs::create_dir_all(&artifacts)?;
+        eprintln!("fuzzing {target} for {seconds} s");
+        let output = Command::new(target_dir.join(&host).join("release").join(target))
+            .arg(&corpus)
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg("-print_final_stats=1")
+            .arg("-max_len=65536")
+            .output()
+            .with_context(|| format!("running the fuzz target `{target}`"))?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        let executions = log
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .map_or("?".to_owned(), |n| n.trim().to_owned());
+        let outcome = if output.status.success() {
+            "no crash".to_owned()
+        } else {
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            format!("CRASH (input in {})", artifacts.display())
+        };
+        report.push(format!("{target:<16} {executions:>14} executions in {seconds} s   {outcome}"));
+    }
+    println!("{}", report.join("\n"));
+    if report.iter().any(|line| line.contains("CRASH")) {
+        bail!("a fuzz target crashed; the input that did it is in its artifacts directory");
+    }
+    Ok(())
+}
+
+/// The triple rustc builds for by default (`host:` in `rustc -vV`).
+fn host_triple() -> anyhow::Result<String> {
+    let output = Command::new("rustc").arg("-vV").output().context("running `rustc -vV`")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("`rustc -vV` names no host")
+}
+
+/// Copies every file under `from` into the corpus directory (flat, by a hash of its path).
+fn seed_corpus(from: &Path, corpus: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            seed_corpus(&path, corpus)?;
+        } else {
+            let name: String = path
+                .to_string_lossy()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            std::fs::copy(&path, corpus.join(name))?;
+        }
+    }
+    Ok(())
 }
 
 /// The workspace root, asked of cargo at run time: a path compiled in with `env!` goes stale

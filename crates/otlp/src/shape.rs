@@ -220,8 +220,14 @@ fn walk_protobuf(
                 bytes = rest;
                 0
             }
+            // A group (proto2): no OTLP field is one, so the decoder skips it unallocated.
+            3 => {
+                bytes = skip_group(bytes, key >> 3, depth + 1)
+                    .ok_or_else(|| malformed("an unterminated or too deep group"))?;
+                0
+            }
             wire_type => {
-                return Err(malformed(&format!("wire type {wire_type} (OTLP uses 0, 1, 2 and 5)")));
+                return Err(malformed(&format!("wire type {wire_type} outside a group")));
             }
         };
         if skip > bytes.len() {
@@ -238,6 +244,32 @@ fn walk_protobuf(
         };
     }
     Ok(())
+}
+
+/// The bytes after the end of the group `number` that `bytes` starts inside.
+fn skip_group(mut bytes: &[u8], number: u64, depth: usize) -> Option<&[u8]> {
+    if depth > MAX_NESTING {
+        return None;
+    }
+    loop {
+        let key = varint(&mut bytes)?;
+        let skip = match key & 7 {
+            0 => {
+                varint(&mut bytes)?;
+                0
+            }
+            1 => 8,
+            5 => 4,
+            2 => usize::try_from(varint(&mut bytes)?).ok()?,
+            3 => {
+                bytes = skip_group(bytes, key >> 3, depth + 1)?;
+                0
+            }
+            4 if key >> 3 == number => return Some(bytes),
+            _ => return None,
+        };
+        bytes = bytes.get(skip..)?;
+    }
 }
 
 fn varint(bytes: &mut &[u8]) -> Option<u64> {

@@ -296,6 +296,18 @@ fn shape_bounds_what_decoding_allocates() {
     }
 }
 
+/// Found by `cargo xtask fuzz` (otlp_protobuf): an unknown field sent as a group, which prost
+/// skips, must be skipped by the measure too.
+#[test]
+fn groups_are_skipped_as_the_decoder_skips_them() {
+    let body = [0x2b, 0x2c, 0x0a, 0x00];
+    assert!(decode_protobuf(&body).is_ok());
+    assert_eq!(crate::measure_protobuf(&body).unwrap().num_spans, 0);
+    let unterminated = [0x2b, 0x0a, 0x00];
+    assert!(decode_protobuf(&unterminated).is_err());
+    assert!(crate::measure_protobuf(&unterminated).is_err());
+}
+
 #[test]
 fn real_batches_fit_the_default_caps_and_floods_do_not() {
     let limits = DecodeLimits::default();
