@@ -20,7 +20,7 @@ use serde_json::{Value as Json_, json};
 use store::{Applied, BranchHead, ChangeBatch};
 
 use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode, read_capped};
+use crate::error::{ApiError, ErrorCode};
 use crate::{AppState, phabricator};
 
 /// How far a Standard Webhooks signature's timestamp may be from this server's clock (the
@@ -53,14 +53,10 @@ pub(crate) async fn receive(
             ),
         )
     })?;
-    // Only a delivery for a configured integration is read at all.
-    let body = read_capped(
-        body,
-        MAX_WEBHOOK_BYTES,
-        "webhook",
-        state.settings.connections.body_read_timeout,
-    )
-    .await?;
+    // Only a delivery for a configured integration is read at all, against the same memory
+    // budget as exports (reserved until the delivery is handled).
+    let mut intake = crate::ingest::Intake::webhook(&state);
+    let body = intake.read_body_within(body, MAX_WEBHOOK_BYTES, "GitHub's 25 MiB").await?;
 
     let mut forge_headers = Headers::new();
     for (name, value) in &headers {

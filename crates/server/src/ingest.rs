@@ -27,7 +27,9 @@ use crate::error::{ApiError, ErrorCode, RETRY_AFTER_SECS};
 /// An export being taken in: its slot and the memory reserved for it so far.
 pub(crate) struct Intake {
     state: Arc<AppState>,
-    _slot: OwnedSemaphorePermit,
+    /// An export's slot among `max_exports_in_flight` (`None` for a webhook, which only
+    /// reserves memory).
+    _slot: Option<OwnedSemaphorePermit>,
     reserved: Option<OwnedSemaphorePermit>,
 }
 
@@ -48,7 +50,13 @@ impl Intake {
                 format!("too many exports in flight; retry after {RETRY_AFTER_SECS}s"),
             )
         })?;
-        Ok(Intake { state: Arc::clone(state), _slot: slot, reserved: None })
+        Ok(Intake { state: Arc::clone(state), _slot: Some(slot), reserved: None })
+    }
+
+    /// Memory reservations without an export slot: a webhook's body counts against the same
+    /// budget as exports.
+    pub(crate) fn webhook(state: &Arc<AppState>) -> Intake {
+        Intake { state: Arc::clone(state), _slot: None, reserved: None }
     }
 
     /// Reserves `bytes` of the ingest memory budget for this export.
@@ -77,15 +85,25 @@ impl Intake {
         Ok(())
     }
 
-    /// Reads the body up to the size cap, reserving each frame's bytes as it arrives.
-    pub(crate) async fn read_body(&mut self, mut body: Body) -> Result<Bytes, ApiError> {
+    /// Reads an export's body up to `ingest.max_body`, reserving each frame's bytes as it
+    /// arrives.
+    pub(crate) async fn read_body(&mut self, body: Body) -> Result<Bytes, ApiError> {
         let max_bytes = self.state.settings.limits.max_body_bytes;
+        self.read_body_within(body, max_bytes, "`ingest.max_body`").await
+    }
+
+    /// Reads a body up to `max_bytes` (the limit named `limit` in errors), reserving each
+    /// frame's bytes as it arrives.
+    pub(crate) async fn read_body_within(
+        &mut self,
+        mut body: Body,
+        max_bytes: usize,
+        limit: &str,
+    ) -> Result<Bytes, ApiError> {
         let too_large = || {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
-                format!(
-                    "request body is larger than the {max_bytes}-byte limit (`ingest.max_body`)"
-                ),
+                format!("request body is larger than the {max_bytes}-byte limit ({limit})"),
             )
         };
         // With a `Content-Length` the buffer is sized once; without one it grows by doubling,

@@ -313,3 +313,23 @@ async fn replays_with_new_unsigned_ids_or_old_timestamps_change_nothing() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("webhook-timestamp"), "{answer}");
 }
+
+/// Issue 20, item 1: a webhook body counts against the ingest memory budget like an export's,
+/// so concurrent large deliveries cannot take more than `ingest.max_memory`.
+#[tokio::test]
+async fn webhook_bodies_count_against_the_ingest_memory_budget() {
+    let app = TestApp::with_full_settings(server::Settings {
+        changes: settings(),
+        max_ingest_memory_bytes: 1 << 20,
+        ..TestApp::default_settings()
+    });
+    let mut json = fixture("github/push_with-new-branch.json");
+    json.extend(std::iter::repeat_n(b' ', 2 << 20));
+    let (status, answer) = deliver(&app, ForgeKind::Github, "github", "push", "d-1", &json).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("ingest.max_memory"), "{answer}");
+    // A delivery that fits is taken.
+    let json = fixture("github/push_with-new-branch.json");
+    let (status, answer) = deliver(&app, ForgeKind::Github, "github", "push", "d-2", &json).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
