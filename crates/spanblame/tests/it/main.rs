@@ -17,5 +17,6 @@ mod hostile;
 mod ingest_errors;
 mod mcp;
 mod replicas;
+mod security;
 mod support;
 mod tokens;
