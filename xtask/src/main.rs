@@ -12,7 +12,7 @@
 //!   and what `.ci/run` calls.
 //! - `cargo xtask bench`: the detection, ingest and reads benchmarks in release mode (the
 //!   reads benchmark drives a real `spanblame serve` from a separate load-generator process).
-//! - `cargo xtask fuzz [seconds]`: builds the libFuzzer targets in `fuzz/` with coverage
+//! - `cargo xtask fuzz [seconds] [name]`: builds the libFuzzer targets in `fuzz/` with coverage
 //!   instrumentation, runs each for the given time (default 60 s) from a corpus seeded with
 //!   the real payloads in `shared/fixtures/forges`, and prints executions and crashes per
 //!   target.
@@ -70,26 +70,34 @@ fn main() -> anyhow::Result<()> {
                 Some(text) => text.parse().with_context(|| format!("`{text}` is not seconds"))?,
                 None => 60,
             };
-            fuzz(seconds)
+            fuzz(seconds, std::env::args().nth(3).as_deref().unwrap_or(""))
         }
         _ => bail!(
-            "usage: cargo xtask <test|bench|fuzz|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the detection, ingest and reads benchmarks (release build; SPANBLAME_BENCH_SPANS sets the store size)\n  fuzz [seconds]  run each fuzz target for that long (default 60) and report executions\n  setup  only install test dependencies"
+            "usage: cargo xtask <test|bench|fuzz|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the detection, ingest and reads benchmarks (release build; SPANBLAME_BENCH_SPANS sets the store size)\n  fuzz [seconds] [name]  run each fuzz target (whose name contains `name`) for that long (default 60) and report executions\n  setup  only install test dependencies"
         ),
     }
 }
 
-/// The libFuzzer targets in `fuzz/`, each with the fixtures that seed its corpus.
+/// The libFuzzer targets in `fuzz/`, each with the fixtures that seed its corpus (a webhook
+/// target reads a selector byte before the body: seeds get `0`, a push as JSON).
 const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("otlp_protobuf", &[]),
     ("otlp_json", &["fuzz/seeds/otlp_json"]),
-    ("forge_webhooks", &["../shared/fixtures/forges"]),
+    ("webhook_gogs", &["../shared/fixtures/forges/gogs"]),
+    ("webhook_gitea", &["../shared/fixtures/forges/gitea", "../shared/fixtures/forges/forgejo"]),
+    ("webhook_github", &["../shared/fixtures/forges/github"]),
+    ("webhook_gitlab", &["../shared/fixtures/forges/gitlab"]),
+    (
+        "webhook_phabricator",
+        &["../shared/fixtures/forges/phabricator", "../shared/fixtures/forges/phorge-live"],
+    ),
 ];
 
 /// Coverage instrumentation for libFuzzer (what `cargo fuzz` passes, without a sanitizer, so
 /// a stable toolchain builds it).
 const FUZZ_RUSTFLAGS: &str = "-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks";
 
-fn fuzz(seconds: u64) -> anyhow::Result<()> {
+fn fuzz(seconds: u64, only: &str) -> anyhow::Result<()> {
     let root = workspace_root();
     let target_dir = root.join("target/fuzz");
     // An explicit target keeps the instrumentation off build scripts and proc macros.
@@ -100,11 +108,12 @@ fn fuzz(seconds: u64) -> anyhow::Result<()> {
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("RUSTFLAGS", FUZZ_RUSTFLAGS))?;
     let mut report = Vec::new();
-    for (target, seeds) in FUZZ_TARGETS {
+    for (target, seeds) in FUZZ_TARGETS.iter().filter(|(name, _)| name.contains(only)) {
         let corpus = target_dir.join("corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
+        let prefix: &[u8] = if target.starts_with("webhook_") { &[0] } else { &[] };
         for seed in *seeds {
-            seed_corpus(&root.join(seed), &corpus)?;
+            seed_corpus(&root.join(seed), &corpus, prefix)?;
         }
         let artifacts = target_dir.join("artifacts").join(target);
         std::fs::create_dir_all(&artifacts)?;
@@ -129,7 +138,9 @@ fn fuzz(seconds: u64) -> anyhow::Result<()> {
             eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
             format!("CRASH (input in {})", artifacts.display())
         };
-        report.push(format!("{target:<16} {executions:>14} executions in {seconds} s   {outcome}"));
+        let line = format!("{target:<20} {executions:>14} executions in {seconds} s   {outcome}");
+        eprintln!("{line}");
+        report.push(line);
     }
     println!("{}", report.join("\n"));
     if report.iter().any(|line| line.contains("CRASH")) {
@@ -148,20 +159,23 @@ fn host_triple() -> anyhow::Result<String> {
         .context("`rustc -vV` names no host")
 }
 
-/// Copies every file under `from` into the corpus directory (flat, by a hash of its path).
-fn seed_corpus(from: &Path, corpus: &Path) -> anyhow::Result<()> {
+/// Copies every file under `from` into the corpus directory (flat, named after its path),
+/// each after `prefix`.
+fn seed_corpus(from: &Path, corpus: &Path, prefix: &[u8]) -> anyhow::Result<()> {
     let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            seed_corpus(&path, corpus)?;
+            seed_corpus(&path, corpus, prefix)?;
         } else {
             let name: String = path
                 .to_string_lossy()
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect();
-            std::fs::copy(&path, corpus.join(name))?;
+            let mut seed = prefix.to_vec();
+            seed.extend(std::fs::read(&path)?);
+            std::fs::write(corpus.join(name), seed)?;
         }
     }
     Ok(())
