@@ -182,25 +182,23 @@ fn restrict(converted: &mut otlp::Converted, visibility: &auth::Visibility) {
     if visibility.is_everything() {
         return;
     }
-    let before = converted.spans.len();
-    let mut first_refused = None;
-    converted.spans.retain(|span| {
+    let allowed = |span: &model::Span| {
         let identity = span.identity();
-        let allowed = visibility.allows(&identity.service, identity.environment.as_deref());
-        if !allowed && first_refused.is_none() {
-            first_refused = Some(format!(
+        visibility.allows(&identity.service, identity.environment.as_deref())
+    };
+    reject(
+        converted,
+        |span| !allowed(span),
+        |span| {
+            let identity = span.identity();
+            format!(
                 "span of service `{}` (environment `{}`): the token may send spans only for {}",
                 identity.service,
                 identity.environment.as_deref().unwrap_or("unset"),
                 describe(visibility)
-            ));
-        }
-        allowed
-    });
-    converted.rejected_spans += (before - converted.spans.len()) as u64;
-    if converted.first_rejection.is_none() {
-        converted.first_rejection = first_refused;
-    }
+            )
+        },
+    );
 }
 
 /// Spans that end more than `max_future_nanos` after `now` are rejected through
@@ -208,20 +206,36 @@ fn restrict(converted: &mut otlp::Converted, visibility: &auth::Visibility) {
 /// block past retention and skew every time window.
 fn bound_times(converted: &mut otlp::Converted, now_unix_nanos: u64, max_future_nanos: u64) {
     let latest = now_unix_nanos.saturating_add(max_future_nanos);
-    let before = converted.spans.len();
-    let mut first_refused = None;
-    converted.spans.retain(|span| {
-        let allowed = span.end_time_unix_nanos <= latest && span.start_time_unix_nanos <= latest;
-        if !allowed && first_refused.is_none() {
-            first_refused = Some(format!(
+    reject(
+        converted,
+        |span| span.end_time_unix_nanos > latest || span.start_time_unix_nanos > latest,
+        |span| {
+            format!(
                 "span `{}` of trace {} ends at {} ns since 1970, more than `ingest.max_future` ({} s) after this server's clock: fix the sender's clock or its timestamps",
                 span.name,
                 span.trace_id.to_hex(),
                 span.end_time_unix_nanos,
                 max_future_nanos / 1_000_000_000
-            ));
+            )
+        },
+    );
+}
+
+/// Removes the spans `refused` picks, counting them for `partial_success`, with the first
+/// one's reason (`why`) unless an earlier rejection already gave one.
+fn reject(
+    converted: &mut otlp::Converted,
+    refused: impl Fn(&model::Span) -> bool,
+    why: impl Fn(&model::Span) -> String,
+) {
+    let before = converted.spans.len();
+    let mut first_refused = None;
+    converted.spans.retain(|span| {
+        let refused = refused(span);
+        if refused && first_refused.is_none() {
+            first_refused = Some(why(span));
         }
-        allowed
+        !refused
     });
     converted.rejected_spans += (before - converted.spans.len()) as u64;
     if converted.first_rejection.is_none() {

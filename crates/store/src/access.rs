@@ -32,6 +32,8 @@ pub struct Accounts {
     audit_key: Arc<[u8]>,
     /// `<data_dir>/audit.witness`: the chain's head as last seen, kept outside the database.
     witness: PathBuf,
+    /// The line last written there, so an unchanged head costs no file access.
+    witnessed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The file, beside the key and outside the database, that remembers the chain's head.
@@ -167,7 +169,16 @@ impl Accounts {
         if stored.is_some_and(|stored| stored != key_check(&audit_key)) {
             return Err(wrong_key(&path, &metadata));
         }
-        Ok(Accounts { metadata, audit_key, witness: data_dir.join(AUDIT_WITNESS_FILE) })
+        Ok(Accounts::with(metadata, audit_key, data_dir))
+    }
+
+    fn with(metadata: Arc<Metadata>, audit_key: Arc<[u8]>, data_dir: &Path) -> Accounts {
+        Accounts {
+            metadata,
+            audit_key,
+            witness: data_dir.join(AUDIT_WITNESS_FILE),
+            witnessed: Arc::default(),
+        }
     }
 
     /// Loads (or creates) the audit key, and refuses it if the chain was written under
@@ -197,7 +208,7 @@ impl Accounts {
         if !matches {
             return Err(wrong_key(&data_dir.join(AUDIT_KEY_FILE), &metadata));
         }
-        Ok(Accounts { metadata, audit_key, witness: data_dir.join(AUDIT_WITNESS_FILE) })
+        Ok(Accounts::with(metadata, audit_key, data_dir))
     }
 
     // --- tokens ---
@@ -404,12 +415,15 @@ impl Accounts {
         let (anchor, _) = self.metadata.read(read_anchor)?;
         let Some((seq, link)) = anchor.head else { return Ok(()) };
         let line = format!("{seq} {}\n", hex(&link));
-        if std::fs::read_to_string(&self.witness).is_ok_and(|old| old == line) {
+        let mut witnessed = self.witnessed.lock().unwrap_or_else(|p| p.into_inner());
+        if witnessed.as_deref() == Some(line.as_str()) {
             return Ok(());
         }
         let temporary = self.witness.with_extension("witness.tmp");
         std::fs::write(&temporary, &line).map_err(io_error(&temporary))?;
-        std::fs::rename(&temporary, &self.witness).map_err(io_error(&self.witness))
+        std::fs::rename(&temporary, &self.witness).map_err(io_error(&self.witness))?;
+        *witnessed = Some(line);
+        Ok(())
     }
 
     /// Records at or after `since_unix_nanos` with a number above `after_seq`, oldest first.
