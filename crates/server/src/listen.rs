@@ -1,7 +1,9 @@
 //! Serving one listener with the limits a public port needs, which `axum::serve` does not
 //! set: a cap on open connections, a deadline for a connection's first bytes and for each
-//! request's headers (HTTP/1) or keep-alive answers (HTTP/2), and a graceful shutdown that
-//! waits for requests in flight at most `shutdown_grace`, then closes what is left.
+//! request's headers (HTTP/1) or keep-alive answers (HTTP/2), an idle timeout (a connection
+//! that neither sends nor receives a byte for `idle_timeout` is closed, so idle keep-alive
+//! connections cannot hold every slot), and a graceful shutdown that waits for requests in
+//! flight at most `shutdown_grace`, then closes what is left.
 //! (Request bodies have their own deadline where they are read: `crate::ingest` and
 //! `crate::error::read_capped`.)
 
@@ -35,6 +37,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// How long a request body may take to arrive in full.
     pub body_read_timeout: Duration,
+    /// How long a connection may go without a byte either way before it is closed.
+    pub idle_timeout: Duration,
     /// How long shutdown waits for requests in flight before closing their connections.
     pub shutdown_grace: Duration,
 }
@@ -45,6 +49,7 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -84,7 +89,8 @@ pub(crate) async fn serve(
             () = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(FirstBytesDeadline::new(stream, limits.header_read_timeout));
+        let io =
+            TokioIo::new(Deadlines::new(stream, limits.header_read_timeout, limits.idle_timeout));
         let service = router.clone().map_request(move |request: axum::http::Request<Incoming>| {
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -117,20 +123,28 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// A connection that must send its first bytes within a deadline (one that connects and
-/// says nothing would otherwise hold a slot for ever); after them, hyper's own timeouts apply.
-struct FirstBytesDeadline {
+/// A connection that must send its first bytes within `first_bytes` (one that connects and
+/// says nothing would otherwise hold a slot for ever), and then must not go `idle` without a
+/// byte either way.
+struct Deadlines {
     stream: TcpStream,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
-impl FirstBytesDeadline {
-    fn new(stream: TcpStream, timeout: Duration) -> FirstBytesDeadline {
-        FirstBytesDeadline { stream, deadline: Some(Box::pin(tokio::time::sleep(timeout))) }
+impl Deadlines {
+    fn new(stream: TcpStream, first_bytes: Duration, idle: Duration) -> Deadlines {
+        Deadlines { stream, idle, deadline: Box::pin(tokio::time::sleep(first_bytes)) }
+    }
+
+    /// Bytes moved: the connection is not idle.
+    fn moved(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
     }
 }
 
-impl AsyncRead for FirstBytesDeadline {
+impl AsyncRead for Deadlines {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -141,35 +155,30 @@ impl AsyncRead for FirstBytesDeadline {
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
-                    this.deadline = None;
+                    this.moved();
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => {
-                let expired = this
-                    .deadline
-                    .as_mut()
-                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
-                if expired {
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no request arrived in time",
-                    )))
-                } else {
-                    Poll::Pending
-                }
-            }
+            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => Poll::Ready(Err(
+                io::Error::new(io::ErrorKind::TimedOut, "the connection was idle too long"),
+            )),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
 
-impl AsyncWrite for FirstBytesDeadline {
+impl AsyncWrite for Deadlines {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.moved();
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -185,7 +194,12 @@ impl AsyncWrite for FirstBytesDeadline {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.moved();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

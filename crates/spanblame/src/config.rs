@@ -325,6 +325,7 @@ pub(crate) struct ServerConfig {
     pub(crate) max_connections: usize,
     pub(crate) header_read_timeout: String,
     pub(crate) body_read_timeout: String,
+    pub(crate) idle_timeout: String,
     pub(crate) shutdown_grace: String,
 }
 
@@ -340,6 +341,7 @@ impl Default for ServerConfig {
             max_connections: limits.max_connections,
             header_read_timeout: secs(limits.header_read_timeout),
             body_read_timeout: secs(limits.body_read_timeout),
+            idle_timeout: secs(limits.idle_timeout),
             shutdown_grace: secs(limits.shutdown_grace),
         }
     }
@@ -508,6 +510,7 @@ fn resolve_connections(server: &ServerConfig) -> anyhow::Result<server::Connecti
         max_connections: server.max_connections,
         header_read_timeout: duration("header_read_timeout", &server.header_read_timeout)?,
         body_read_timeout: duration("body_read_timeout", &server.body_read_timeout)?,
+        idle_timeout: duration("idle_timeout", &server.idle_timeout)?,
         shutdown_grace: duration("shutdown_grace", &server.shutdown_grace)?,
     })
 }

@@ -415,3 +415,25 @@ fn silent_and_half_sent_requests_are_closed_and_shutdown_has_a_deadline() {
     );
     server.wait_for_log("shutdown grace", Duration::from_secs(1));
 }
+
+#[test]
+fn a_listener_serves_at_most_max_connections_at_once() {
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[("SPANBLAME_SERVER_MAX_CONNECTIONS", "1"), ("SPANBLAME_SERVER_IDLE_TIMEOUT", "5s")],
+    );
+    // One connection holds the only slot; a second is not served while it is open.
+    let holder = TcpStream::connect(server.http).unwrap();
+    let waiting =
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    assert!(waiting.get(server.url("/healthz")).send().is_err(), "a second connection was served");
+    drop(waiting);
+    // Once it closes, the next one is (idle connections, kept alive or silent, are closed
+    // after `server.idle_timeout`, so none holds a slot for ever).
+    drop(holder);
+    let client =
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    assert_eq!(client.get(server.url("/healthz")).send().unwrap().status(), 200);
+}
