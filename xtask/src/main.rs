@@ -17,7 +17,8 @@
 //!   the real payloads in `shared/fixtures/forges`, and prints executions and crashes per
 //!   target.
 //!
-//! Tidy checks (file headers, crate boundaries) are ordinary tests in `tidy.rs`.
+//! Tidy checks (file headers, crate boundaries, the crate graph, module cycles read by
+//! `layers.rs`) are ordinary tests in `tidy.rs`.
 
 #![allow(
     clippy::print_stdout,
@@ -25,6 +26,8 @@
     reason = "a developer tool talks to its user on the terminal"
 )]
 
+#[cfg(test)]
+mod layers;
 #[cfg(test)]
 mod tidy;
 

@@ -1,5 +1,6 @@
-//! Tidy checks, run with the other tests: every Rust file says what it is for, and the crate
-//! boundaries in ARCHITECTURE.md hold (the dependencies each crate may have).
+//! Tidy checks, run with the other tests: every Rust file says what it is for, the crate
+//! boundaries in ARCHITECTURE.md hold (the dependencies each crate may have, and the crate
+//! graph points down), and no module imports a module that imports it back.
 
 use std::path::{Path, PathBuf};
 
@@ -68,14 +69,24 @@ fn crate_boundaries_hold() {
         (&["forge", "auth"], &["hmac"]),
         (&["auth"], &["jsonwebtoken"]),
     ];
+    // Views are values: no runtime, no HTTP, no templates. Pages render views: no store.
+    for (krate, forbidden) in [
+        ("views", &["tokio", "reqwest", "axum", "askama"][..]),
+        ("web", &["tokio", "reqwest", "axum", "store"][..]),
+        ("jobs", &["axum", "askama"][..]),
+    ] {
+        let deps = dependencies(krate);
+        for dep in forbidden {
+            assert!(!deps.iter().any(|d| d == dep), "`{krate}` depends on `{dep}`");
+        }
+    }
     // `auth` is pure apart from the random source: no runtime, HTTP, SQL or clock crates.
     let auth = dependencies("auth");
     for forbidden in ["tokio", "axum", "reqwest", "rusqlite", "jiff"] {
         assert!(!auth.iter().any(|d| d == forbidden), "`auth` depends on `{forbidden}`");
     }
-    for krate in
-        ["model", "analysis", "otlp", "forge", "mirror", "store", "auth", "server", "spanblame"]
-    {
+    for krate in workspace_crates() {
+        let krate = krate.as_str();
         let deps = dependencies(krate);
         for (owner, owned) in owners {
             for dep in *owned {
@@ -86,5 +97,109 @@ fn crate_boundaries_hold() {
                 );
             }
         }
+    }
+}
+
+/// The workspace's crate graph, bottom to top: each crate and the workspace crates it may
+/// depend on. A crate missing here, or an edge not listed, fails `crate_graph_points_down`.
+const CRATE_GRAPH: &[(&str, &[&str])] = &[
+    ("model", &[]),
+    ("auth", &[]),
+    ("analysis", &["model"]),
+    ("otlp", &["model"]),
+    ("forge", &["model"]),
+    ("mirror", &["model"]),
+    ("store", &["model", "analysis", "auth"]),
+    ("testbed", &[]),
+    ("eval", &["model", "analysis"]),
+    ("views", &["model", "analysis", "auth", "forge", "mirror", "store"]),
+    ("jobs", &["model", "analysis", "forge", "mirror", "store", "views"]),
+    ("web", &["model", "analysis", "auth", "views"]),
+    (
+        "server",
+        &["model", "analysis", "auth", "otlp", "forge", "mirror", "store", "views", "jobs", "web"],
+    ),
+    ("spanblame", &["model", "analysis", "auth", "otlp", "forge", "store", "server"]),
+];
+
+/// The edges of `deps` (crate → its workspace dependencies) that `graph` does not allow.
+fn upward_edges(graph: &[(&str, &[&str])], deps: &[(String, Vec<String>)]) -> Vec<String> {
+    let workspace: Vec<&str> = graph.iter().map(|(name, _)| *name).collect();
+    let mut wrong = Vec::new();
+    for (krate, needs) in deps {
+        let Some((_, allowed)) = graph.iter().find(|(name, _)| name == krate) else {
+            wrong.push(format!("`{krate}` has no row in CRATE_GRAPH: say what it may depend on"));
+            continue;
+        };
+        for need in needs.iter().filter(|n| workspace.contains(&n.as_str())) {
+            if !allowed.contains(&need.as_str()) {
+                wrong.push(format!(
+                    "`{krate}` depends on `{need}`, which CRATE_GRAPH does not allow"
+                ));
+            }
+        }
+    }
+    wrong
+}
+
+fn workspace_crates() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn crate_graph_points_down() {
+    let deps: Vec<(String, Vec<String>)> =
+        workspace_crates().into_iter().map(|c| (c.clone(), dependencies(&c))).collect();
+    let wrong = upward_edges(CRATE_GRAPH, &deps);
+    assert!(wrong.is_empty(), "the crate graph is the architecture diagram: {wrong:#?}");
+}
+
+#[test]
+fn an_upward_crate_edge_is_refused() {
+    let deps = vec![
+        ("views".to_owned(), vec!["store".to_owned(), "server".to_owned()]),
+        ("newcomer".to_owned(), vec!["model".to_owned()]),
+        ("web".to_owned(), vec!["views".to_owned(), "askama".to_owned()]),
+    ];
+    assert_eq!(
+        upward_edges(CRATE_GRAPH, &deps),
+        vec![
+            "`views` depends on `server`, which CRATE_GRAPH does not allow".to_owned(),
+            "`newcomer` has no row in CRATE_GRAPH: say what it may depend on".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn no_module_imports_a_module_that_imports_it_back() {
+    let mut found = Vec::new();
+    for krate in workspace_crates() {
+        let src = root().join("crates").join(&krate).join("src");
+        for cycle in crate::layers::cycles(&crate::layers::module_graph(&src)) {
+            found.push(format!("{krate}: {}", cycle.join(" ↔ ")));
+        }
+    }
+    let xtask = crate::layers::module_graph(&root().join("xtask").join("src"));
+    found.extend(crate::layers::cycles(&xtask).into_iter().map(|c| format!("xtask: {c:?}")));
+    assert!(
+        found.is_empty(),
+        "modules that import each other (move what both need into a module below them): {found:#?}"
+    );
+}
+
+#[test]
+fn pages_never_open_the_store() {
+    // `web` reaches data only through `views`; its manifest cannot name `store`, and its code
+    // does not reach for the context's store handle either.
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/web/src"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(".store"), "{} reads the store; ask a view", file.display());
     }
 }

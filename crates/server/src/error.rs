@@ -188,6 +188,22 @@ pub(crate) async fn read_capped(
     })
 }
 
+/// An error for a person: an HTML page with the status and what went wrong (page routes,
+/// including the access guard's refusals on them).
+pub(crate) fn page(status: StatusCode, message: &str) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    match web::error_page(status.as_u16(), reason, message) {
+        Some(html) => (status, axum::response::Html(html)).into_response(),
+        None => (status, message.to_owned()).into_response(),
+    }
+}
+
+impl From<views::Invalid> for ApiError {
+    fn from(e: views::Invalid) -> ApiError {
+        ApiError::invalid(e.message)
+    }
+}
+
 impl From<otlp::DecodeError> for ApiError {
     fn from(e: otlp::DecodeError) -> ApiError {
         use otlp::DecodeError as E;

@@ -89,7 +89,7 @@ pub(crate) async fn receive(
     }
     .map_err(|e| webhook_error(&integration.name, e))?;
     if let Some(signed_at) = verified.signed_at_unix_secs {
-        let now_secs = state.clock.now_unix_nanos() / 1_000_000_000;
+        let now_secs = state.ctx().clock.now_unix_nanos() / 1_000_000_000;
         let skew_secs = now_secs.abs_diff(signed_at);
         if skew_secs > SIGNED_TIMESTAMP_TOLERANCE_SECS {
             return Err(ApiError::new(
@@ -160,8 +160,8 @@ pub(crate) async fn receive(
     };
 
     let (num_commits, num_reviews) = (batch.commits.len(), batch.reviews.len());
-    let store = Arc::clone(&state.store);
-    let now = state.clock.now_unix_nanos();
+    let store = Arc::clone(&state.ctx().store);
+    let now = state.ctx().clock.now_unix_nanos();
     let integration_name = integration.name.clone();
     let key = verified.delivery_key.clone();
     let event_name = verified.event.clone();
@@ -172,7 +172,7 @@ pub(crate) async fn receive(
     .map_err(ApiError::internal)??;
     if applied == Applied::New && num_commits > 0 {
         // A push: the mirror has new history to fetch.
-        state.mirrors.wake.notify_one();
+        state.jobs.mirror_wake.notify_one();
     }
     let status = match applied {
         Applied::New => "applied",

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use otlp::{ExportTracePartialSuccess, ExportTraceServiceRequest};
 use tokio::sync::OwnedSemaphorePermit;
@@ -266,7 +268,11 @@ pub(crate) async fn accept(
     let state = Arc::clone(&intake.state);
     let mut converted = otlp::convert(request, &state.settings.limits);
     restrict(&mut converted, visibility);
-    bound_times(&mut converted, state.clock.now_unix_nanos(), state.settings.max_span_future_nanos);
+    bound_times(
+        &mut converted,
+        state.ctx().clock.now_unix_nanos(),
+        state.settings.max_span_future_nanos,
+    );
     let metrics = &state.metrics;
     let num_spans = converted.spans.len() as u64;
     metrics.spans_received.fetch_add(num_spans + converted.rejected_spans, Ordering::Relaxed);
@@ -277,7 +283,7 @@ pub(crate) async fn accept(
         return Ok(partial_success);
     }
 
-    let store = Arc::clone(&state.store);
+    let store = Arc::clone(&state.ctx().store);
     let spans = converted.spans;
     let result = tokio::task::spawn_blocking(move || {
         let result = store.append(spans);
@@ -298,4 +304,38 @@ pub(crate) async fn accept(
             Err(e.into())
         }
     }
+}
+
+pub(crate) const PROTOBUF: &str = "application/x-protobuf";
+
+pub(crate) const JSON: &str = "application/json";
+
+/// A refusal before the handler (authentication) in OTLP's shape, in the request's encoding.
+pub(crate) fn refusal(error: &ApiError, headers: &HeaderMap) -> Response {
+    let encoding = match header_str(headers, header::CONTENT_TYPE.as_str()) {
+        Some(c) if c.to_ascii_lowercase().starts_with(PROTOBUF) => Encoding::Protobuf,
+        _ => Encoding::Json,
+    };
+    error_response(error, encoding)
+}
+
+pub(crate) fn error_response(error: &ApiError, encoding: Encoding) -> Response {
+    let grpc_code = error.code.grpc_code() as i32;
+    let (content_type, body) = match encoding {
+        Encoding::Protobuf => (PROTOBUF, otlp::encode_rpc_status(grpc_code, &error.message)),
+        Encoding::Json => {
+            let mut body = error.json_body();
+            body["code"] = grpc_code.into();
+            body["message"] = error.message.clone().into();
+            (JSON, body.to_string().into_bytes())
+        }
+    };
+    let mut response = (error.code.http_status(), Bytes::from(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    error.add_headers(&mut response);
+    response
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }

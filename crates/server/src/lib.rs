@@ -1,45 +1,37 @@
-//! spanblame's network edge: OTLP ingest over gRPC and HTTP, the JSON API, health and
-//! metrics, and the background upkeep of the store.
+//! spanblame's network edge: the route table, the access guard, and the handlers that turn
+//! requests into calls of the views and jobs and their answers back into HTTP and gRPC:
+//! OTLP ingest (`otlp_http`, `otlp_grpc`, both through `ingest::Intake`), the JSON API
+//! (`api`), the web pages (`pages`, over the `web` crate), forge webhooks (`hooks`,
+//! `phabricator`), sign-in (`sign_in`), MCP (`mcp`), health and metrics; `listen` serves the
+//! listeners, `error` is the one error type leaving them.
 //!
 //! Three listeners share one [`AppState`]:
-//! - the main HTTP address (`127.0.0.1:7420`): JSON API, health, metrics, and OTLP/HTTP
-//!   (and OTLP/gRPC too, since tonic and axum share one HTTP/2-capable server);
+//! - the main HTTP address (`127.0.0.1:7420`): JSON API, web pages, health, metrics, and
+//!   OTLP/HTTP (and OTLP/gRPC too, since one HTTP/2-capable server serves both);
 //! - the OTLP/gRPC address (`:4317`);
 //! - the OTLP/HTTP address (`:4318`).
 //!
-//! Every route is listed in [`router`]; handlers live in a module per concern. Errors leave
-//! through [`error::ApiError`] only.
+//! Every route is listed in [`routes`], with what it needs; the router is built from it.
 //!
-//! **Architecture Invariant:** only this crate knows HTTP and gRPC. Ingest never waits on
-//! anything but the durable append of its own spans.
+//! May depend on: `views`, `jobs`, `web` and everything below them.
+//! **Architecture Invariant:** the only crate that knows HTTP and gRPC. Handlers are thin:
+//! parse, authorize (the guard did), call a view or a job, answer. Ingest never waits on
+//! anything but the durable append of its own spans. This file is the crate's assembly (its
+//! modules, the shared state, the route table); modules may import it, and it imports them.
 
 mod access;
 mod api;
-mod audit;
-mod changes;
-mod deploys;
-mod detection;
-mod dora;
 pub mod error;
-mod evidence;
-mod findings;
 mod hooks;
 mod ingest;
-mod jobs;
-mod lease;
 mod listen;
 mod mcp;
 mod metrics;
-mod mirrors;
-mod notify;
 mod otlp_grpc;
 mod otlp_http;
-mod outbound;
+mod pages;
 mod phabricator;
 mod sign_in;
-mod suspects;
-mod tokens;
-mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,16 +47,15 @@ use tokio::sync::Semaphore;
 pub use access::{
     AccessSettings, AuthMode, ConfiguredToken, OidcSettings, ProxySettings, RouteSpec,
 };
-pub use changes::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
-pub use detection::{DetectionSettings, evaluate_due};
-pub use jobs::{Clock, SystemClock, run_maintenance_once};
-pub use listen::ConnectionLimits;
-pub use mirrors::{MirrorSettings, MirrorSource, SyncError, sync_once};
-pub use notify::{
-    AlertSink, DEFAULT_TIER, ForgeNotify, NotifySettings, RepositoryForge, RetrySettings,
-    ServiceNotify, announce_deploy, announce_recent, deliver_due,
+pub use jobs::{
+    AlertSink, DEFAULT_TIER, DetectionSettings, ForgeNotify, NotifySettings, RepositoryForge,
+    Retention, RetrySettings, ServiceNotify, SyncError,
 };
-pub use tokens::{DurationError, parse_duration_nanos};
+pub use listen::ConnectionLimits;
+pub use views::{
+    ChangeSettings, Clock, DurationError, Integration, MirrorSettings, MirrorSource,
+    RepositorySettings, ServiceOwnership, SystemClock, parse_duration_nanos,
+};
 
 /// Everything the server needs besides the store; built by the binary from the config.
 #[derive(Debug, Clone)]
@@ -100,32 +91,19 @@ pub struct Settings {
     pub connections: ConnectionLimits,
 }
 
-#[derive(Debug, Clone)]
-pub struct Retention {
-    pub spans_max_age_nanos: u64,
-    pub disk_budget_bytes: Option<u64>,
-}
-
 pub struct AppState {
     pub(crate) settings: Settings,
-    pub(crate) store: Arc<SpanStore>,
+    /// The background work, and through it the views' context (store, change graph, clock).
+    pub(crate) jobs: Arc<jobs::Jobs>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) write_slots: Arc<Semaphore>,
     /// `max_ingest_memory_bytes`, one permit a byte.
     pub(crate) ingest_memory: Arc<Semaphore>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) mirrors: mirrors::Mirrors,
-    /// For calls to forge APIs; an error when the system offers no TLS roots.
-    pub(crate) http: Result<reqwest::Client, String>,
     pub(crate) access: access::Access,
     /// What the authorization decision needs besides the caller.
     pub(crate) policy: auth::Policy,
-    /// `http://` + the main address once bound (when `public_url` is not configured).
-    bound_url: std::sync::OnceLock<String>,
     /// The MCP endpoint's service, made at its first request.
     pub(crate) mcp: std::sync::OnceLock<mcp::McpService>,
-    /// Whether this replica runs the fleet's background jobs.
-    pub(crate) lease: lease::Lease,
 }
 
 impl AppState {
@@ -143,23 +121,32 @@ impl AppState {
                     }),
                 ),
             };
+        let ctx = views::Context::new(
+            store,
+            settings.changes.clone(),
+            clock,
+            settings.public_url.clone(),
+        );
+        let jobs = jobs::Jobs::new(
+            ctx,
+            jobs::JobSettings {
+                detection: settings.detection.clone(),
+                notifications: settings.notifications.clone(),
+                retention: settings.retention.clone(),
+                audit_max_age_nanos: settings.access.audit_max_age_nanos,
+                background_lease: settings.background_lease,
+                listen_url: format!("http://{}", settings.http_addr),
+            },
+        );
         Arc::new(AppState {
-            lease: lease::Lease::new(settings.background_lease),
+            jobs: Arc::new(jobs),
             access: access::Access::new(&settings.access),
             policy,
-            bound_url: std::sync::OnceLock::new(),
             mcp: std::sync::OnceLock::new(),
             settings,
-            store,
             metrics: metrics::Metrics::default(),
             write_slots,
             ingest_memory,
-            clock,
-            mirrors: mirrors::Mirrors::default(),
-            http: outbound::client().map_err(|e| {
-                tracing::warn!(error = %e, "no HTTP client for forge APIs");
-                e.to_string()
-            }),
         })
     }
 }
@@ -170,10 +157,51 @@ impl AppState {
         &self.settings
     }
 
+    /// What the views read: the store, the change graph, the clock.
+    pub(crate) fn ctx(&self) -> &views::Context {
+        &self.jobs.ctx
+    }
+
     /// Where people and forges reach this server: `server.public_url`, else the bound address.
     pub(crate) fn public_url(&self) -> Option<&str> {
-        self.settings.public_url.as_deref().or(self.bound_url.get().map(String::as_str))
+        self.ctx().public_url()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The jobs, run once at the clock's current time (tests and tools; `serve` runs them on timers).
+
+/// Evaluates every deploy whose evaluation is not final; returns how many were evaluated.
+pub fn evaluate_due(state: &AppState) -> Result<usize, store::StoreError> {
+    jobs::evaluate_due(&state.jobs)
+}
+
+/// One upkeep pass: seal, record token use, and optionally apply retention.
+pub fn run_maintenance_once(
+    state: &AppState,
+    with_retention: bool,
+) -> Result<(), store::StoreError> {
+    jobs::run_maintenance_once(&state.jobs, with_retention)
+}
+
+/// Clones or fetches one mirror and imports its new commits; returns how many.
+pub fn sync_once(state: &AppState, repository: &RepositorySettings) -> Result<usize, SyncError> {
+    jobs::sync_once(&state.jobs, repository)
+}
+
+/// Decides one deploy's notifications into the outbox; returns how many were added.
+pub fn announce_deploy(state: &AppState, deploy_id: u64) -> Result<usize, store::StoreError> {
+    jobs::announce_deploy(&state.jobs, deploy_id)
+}
+
+/// Decides again for open and recently resolved regressions; returns how many were added.
+pub fn announce_recent(state: &AppState) -> Result<usize, store::StoreError> {
+    jobs::announce_recent(&state.jobs)
+}
+
+/// Sends every due notification once; returns how many were attempted.
+pub async fn deliver_due(state: &Arc<AppState>) -> Result<usize, store::StoreError> {
+    jobs::deliver_due(&state.jobs).await
 }
 
 use auth::Need;
@@ -201,50 +229,56 @@ pub const OTLP_GRPC_ROUTE: RouteSpec = spec("POST", otlp_grpc::ROUTE, Need::Inge
 
 /// Every HTTP route of the main address with what it needs and how it is audited; the
 /// router is built from this list, so no route exists without an entry.
-fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
+pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
     use Need::*;
     vec![
-        (spec("GET", "/healthz", Public, None), get(api::healthz)),
-        (spec("GET", "/readyz", Public, None), get(api::readyz)),
-        (spec("GET", "/metrics", Public, None), get(api::metrics)),
+        (spec("GET", "/healthz", Public, None), get(api::health::healthz)),
+        (spec("GET", "/readyz", Public, None), get(api::health::readyz)),
+        (spec("GET", "/metrics", Public, None), get(api::health::metrics)),
         (limited(spec("GET", "/auth/login", Public, None)), get(sign_in::login)),
         (limited(spec("GET", "/auth/callback", Public, None)), get(sign_in::callback)),
         (spec("GET", "/auth/me", SignedIn, None), get(sign_in::me)),
         (spec("POST", "/auth/logout", SignedIn, Some("auth.sign_out")), post(sign_in::logout)),
-        (spec("GET", "/api/v1/services", ReadData, Some("services.read")), get(api::list_services)),
-        (spec("GET", "/api/v1/traces", ReadData, Some("traces.search")), get(api::search_traces)),
+        (
+            spec("GET", "/api/v1/services", ReadData, Some("services.read")),
+            get(api::traces::list_services),
+        ),
+        (
+            spec("GET", "/api/v1/traces", ReadData, Some("traces.search")),
+            get(api::traces::search_traces),
+        ),
         (
             spec("GET", "/api/v1/traces/{trace_id}", ReadData, Some("trace.read")),
-            get(api::get_trace),
+            get(api::traces::get_trace),
         ),
         (
             spec("GET", "/api/v1/deploys", ReadData, Some("deploys.read")),
-            get(deploys::list_deploys),
+            get(api::deploys::list_deploys),
         ),
         (
             spec("POST", "/api/v1/deploys", ReportDeploy, Some("deploy.report")),
-            post(deploys::create_deploy),
+            post(api::deploys::create_deploy),
         ),
         (
             spec("GET", "/api/v1/commits/{sha}/impact", ReadData, Some("commit.read")),
-            get(deploys::commit_impact),
+            get(api::deploys::commit_impact),
         ),
         (
             spec("GET", "/api/v1/findings", ReadData, Some("findings.read")),
-            get(findings::list_findings),
+            get(api::findings::list_findings),
         ),
         (
             spec("GET", "/api/v1/findings/{id}", ReadData, Some("finding.read")),
-            get(findings::get_finding),
+            get(api::findings::get_finding),
         ),
         (
             spec("POST", "/api/v1/findings/{id}/{action}", ChangeFinding, Some("finding.status")),
-            post(findings::change_status),
+            post(api::findings::change_status),
         ),
-        (spec("GET", "/api/v1/dora", ReadData, Some("dora.read")), get(dora::get_dora)),
+        (spec("GET", "/api/v1/dora", ReadData, Some("dora.read")), get(api::dora::get_dora)),
         (
             spec("GET", "/api/v1/notifications", ReadData, Some("notifications.read")),
-            get(notify::list_notifications),
+            get(api::notifications::list_notifications),
         ),
         (
             spec(
@@ -253,15 +287,15 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
                 ChangeFinding,
                 Some("notification.retry"),
             ),
-            post(notify::retry_notification),
+            post(api::notifications::retry_notification),
         ),
         (
             limited(spec("GET", "/api/v1/tokens", ManageTokens, Some("tokens.list"))),
-            get(tokens::list_tokens),
+            get(api::tokens::list_tokens),
         ),
         (
             limited(spec("POST", "/api/v1/tokens", ManageTokens, Some("token.create"))),
-            post(tokens::create_token),
+            post(api::tokens::create_token),
         ),
         (
             limited(spec(
@@ -270,7 +304,7 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
                 ManageTokens,
                 Some("token.rotate"),
             )),
-            post(tokens::rotate_token),
+            post(api::tokens::rotate_token),
         ),
         (
             limited(spec(
@@ -279,12 +313,12 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
                 ManageTokens,
                 Some("token.revoke"),
             )),
-            post(tokens::revoke_token),
+            post(api::tokens::revoke_token),
         ),
-        (spec("GET", "/api/v1/audit", ReadAudit, Some("audit.read")), get(audit::list_audit)),
+        (spec("GET", "/api/v1/audit", ReadAudit, Some("audit.read")), get(api::audit::list_audit)),
         (
             spec("GET", "/api/v1/audit/verify", ReadAudit, Some("audit.verify")),
-            get(audit::verify_audit),
+            get(api::audit::verify_audit),
         ),
         (spec("POST", "/hooks/{kind}/{integration}", ForgeSignature, None), post(hooks::receive)),
         // MCP for assistants: each tool call is audited inside, as `mcp.<tool>`.
@@ -293,18 +327,18 @@ fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         (spec("DELETE", "/mcp", ReadData, None), delete(mcp::endpoint)),
         (otlp_http_route(), post(otlp_http::export_traces)),
         // The web UI: pages over the same views as the API, and its own script and styles.
-        (page("/", "services.read"), get(ui::home)),
-        (page("/traces", "traces.search"), get(ui::search_page)),
-        (page("/traces/{trace_id}", "trace.read"), get(ui::trace_page)),
-        (page("/services/{service}", "service.read"), get(ui::service_page)),
-        (page("/findings", "findings.read"), get(ui::findings_page)),
-        (page("/findings/{id}", "finding.read"), get(ui::finding_page)),
-        (page("/deploys", "deploys.read"), get(ui::deploys_page)),
-        (page("/deploys/{id}", "deploy.read"), get(ui::deploy_page)),
-        (page("/commits/{sha}", "commit.read"), get(ui::commit_page)),
-        (page("/dora", "dora.read"), get(ui::dora_page)),
-        (spec("GET", "/assets/app.css", Public, None), get(ui::stylesheet)),
-        (spec("GET", "/assets/app.js", Public, None), get(ui::script)),
+        (page("/", "services.read"), get(pages::home)),
+        (page("/traces", "traces.search"), get(pages::search_page)),
+        (page("/traces/{trace_id}", "trace.read"), get(pages::trace_page)),
+        (page("/services/{service}", "service.read"), get(pages::service_page)),
+        (page("/findings", "findings.read"), get(pages::findings_page)),
+        (page("/findings/{id}", "finding.read"), get(pages::finding_page)),
+        (page("/deploys", "deploys.read"), get(pages::deploys_page)),
+        (page("/deploys/{id}", "deploy.read"), get(pages::deploy_page)),
+        (page("/commits/{sha}", "commit.read"), get(pages::commit_page)),
+        (page("/dora", "dora.read"), get(pages::dora_page)),
+        (spec("GET", "/assets/app.css", Public, None), get(pages::stylesheet)),
+        (spec("GET", "/assets/app.js", Public, None), get(pages::script)),
     ]
 }
 
@@ -336,8 +370,8 @@ fn guarded(
 pub fn router(state: Arc<AppState>) -> Router {
     guarded(&state, routes())
         .route(otlp_grpc::ROUTE, post(otlp_grpc::export))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(api::health::not_found)
+        .method_not_allowed_fallback(api::health::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::security_headers))
         .layer(axum::middleware::from_fn(uniform_errors))
         .with_state(state)
@@ -365,7 +399,7 @@ async fn uniform_errors(request: axum::extract::Request, next: axum::middleware:
     let text = axum::body::to_bytes(response.into_body(), 16 * 1024).await.unwrap_or_default();
     let message = String::from_utf8_lossy(&text).trim().to_owned();
     if is_page {
-        ui::error_page(status, &message)
+        error::page(status, &message)
     } else {
         error::ApiError::new(error::ErrorCode::from_status(status), message).into_response()
     }
@@ -377,8 +411,8 @@ fn otlp_http_router(state: Arc<AppState>) -> Router {
         .into_iter()
         .filter(|(spec, _)| *spec == otlp_http_route() || spec.path == "/healthz");
     guarded(&state, ingest.collect())
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(api::health::not_found)
+        .method_not_allowed_fallback(api::health::method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
 }
@@ -414,7 +448,7 @@ pub async fn serve(
     let http = bind(settings.http_addr, "the web UI and API (`--http-addr`)").await?;
     let grpc = bind(settings.otlp_grpc_addr, "OTLP/gRPC (`--otlp-grpc-addr`)").await?;
     let otlp_http = bind(settings.otlp_http_addr, "OTLP/HTTP (`--otlp-http-addr`)").await?;
-    let _ = state.bound_url.set(format!("http://{}", http.local_addr()?));
+    let _ = state.ctx().bound_url.set(format!("http://{}", http.local_addr()?));
     on_bound(BoundAddrs {
         http: http.local_addr()?,
         otlp_grpc: grpc.local_addr()?,
@@ -423,13 +457,18 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Take the lease (if free) before the jobs start, so one replica works at once.
-    lease::renew_once(&state).await;
-    let lease_job = tokio::spawn(lease::run_lease(Arc::clone(&state), stop_rx.clone()));
-    let maintenance = tokio::spawn(jobs::run_maintenance(Arc::clone(&state), stop_rx.clone()));
-    let compaction = tokio::spawn(jobs::run_compaction(Arc::clone(&state), stop_rx.clone()));
-    let mirror_job = tokio::spawn(mirrors::run_mirrors(Arc::clone(&state), stop_rx.clone()));
-    let detection_job = tokio::spawn(detection::run_detection(Arc::clone(&state), stop_rx.clone()));
-    let delivery_job = tokio::spawn(notify::run_deliveries(Arc::clone(&state), stop_rx.clone()));
+    let work = &state.jobs;
+    jobs::lease::renew_once(work).await;
+    let lease_job = tokio::spawn(jobs::lease::run_lease(Arc::clone(work), stop_rx.clone()));
+    let maintenance =
+        tokio::spawn(jobs::maintenance::run_maintenance(Arc::clone(work), stop_rx.clone()));
+    let compaction =
+        tokio::spawn(jobs::maintenance::run_compaction(Arc::clone(work), stop_rx.clone()));
+    let mirror_job = tokio::spawn(jobs::mirrors::run_mirrors(Arc::clone(work), stop_rx.clone()));
+    let detection_job =
+        tokio::spawn(jobs::detection::run_detection(Arc::clone(work), stop_rx.clone()));
+    let delivery_job =
+        tokio::spawn(jobs::notify::run_deliveries(Arc::clone(work), stop_rx.clone()));
     let limits = state.settings.connections;
     let servers = [
         tokio::spawn(listen::serve(http, router(Arc::clone(&state)), limits, stop_rx.clone())),
@@ -458,7 +497,7 @@ pub async fn serve(
     let _ = delivery_job.await;
     let _ = lease_job.await;
     // Seal what is in memory so the next start has no WAL to replay.
-    let store = Arc::clone(&state.store);
+    let store = Arc::clone(&state.ctx().store);
     tokio::task::spawn_blocking(move || store.flush())
         .await
         .map_err(std::io::Error::other)?

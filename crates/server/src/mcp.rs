@@ -219,7 +219,7 @@ impl ServerHandler for Tools {
             Answer::Invalid(_) => "invalid",
         };
         let record = caller.audit(
-            self.state.clock.now_unix_nanos(),
+            self.state.ctx().clock.now_unix_nanos(),
             &format!("mcp.{}", request.name),
             &resource,
             outcome,
@@ -271,10 +271,10 @@ fn call(
     let params = |keys: &[&str]| -> Vec<(String, String)> {
         keys.iter().filter_map(|k| string(arguments, k).map(|v| (k.to_string(), v))).collect()
     };
-    let invalid = |e: crate::error::ApiError| Ok(Answer::Invalid(e.message));
+    let invalid = |e: views::Invalid| Ok(Answer::Invalid(e.message));
     Ok(match name {
         "list_findings" => {
-            let filter = match crate::findings::parse_filter(params(&[
+            let filter = match views::findings::parse_filter(params(&[
                 "service",
                 "environment",
                 "verdict",
@@ -284,7 +284,9 @@ fn call(
                 Ok(filter) => filter,
                 Err(e) => return invalid(e),
             };
-            Answer::Data(json!({"findings": crate::findings::list(state, caller, filter)?}))
+            Answer::Data(
+                json!({"findings": views::findings::list(state.ctx(), &caller.visibility, filter)?}),
+            )
         }
         "get_finding" | "draft_rollback" => {
             let key = if name == "get_finding" { "id" } else { "finding_id" };
@@ -292,7 +294,7 @@ fn call(
                 Ok(id) => id,
                 Err(answer) => return Ok(answer),
             };
-            match crate::findings::finding(state, caller, id)? {
+            match views::findings::finding(state.ctx(), &caller.visibility, id)? {
                 None => Answer::NotFound(format!("no finding {id} (or you may not see it)")),
                 Some(finding) if name == "get_finding" => Answer::Data(finding),
                 Some(finding) => Answer::Data(json!({
@@ -309,7 +311,7 @@ fn call(
             let Ok(trace_id) = TraceId::from_hex(&text) else {
                 return Ok(Answer::Invalid(format!("`{text}` is not a trace id (32 hex digits)")));
             };
-            let spans = crate::api::trace_spans(state, caller, &trace_id)?;
+            let spans = views::traces::trace_spans(state.ctx(), &caller.visibility, &trace_id)?;
             if spans.is_empty() {
                 Answer::NotFound(format!("no trace {text} (or you may not see it)"))
             } else {
@@ -327,10 +329,10 @@ fn call(
                 "last",
                 "limit",
             ]);
-            match crate::api::parse_search(&query, state.clock.now_unix_nanos()) {
-                Ok(query) => {
-                    Answer::Data(json!({"traces": crate::api::search(state, caller, query)?}))
-                }
+            match views::traces::parse_search(&query, state.ctx().clock.now_unix_nanos()) {
+                Ok(query) => Answer::Data(
+                    json!({"traces": views::traces::search(state.ctx(), &caller.visibility, query)?}),
+                ),
                 Err(e) => return invalid(e),
             }
         }
@@ -341,7 +343,7 @@ fn call(
                     "`{sha}` is not a commit sha (7 to 64 hex digits)"
                 )));
             }
-            match crate::deploys::impact(state, caller, &sha)? {
+            match views::deploys::impact(state.ctx(), &caller.visibility, &sha)? {
                 Some(impact) => Answer::Data(impact),
                 None => {
                     Answer::NotFound(format!("no commit {sha} is known (or you may not see it)"))
@@ -352,9 +354,9 @@ fn call(
             let limit = arguments.get("limit").and_then(Json_::as_u64).unwrap_or(50).clamp(1, 200);
             let service = string(arguments, "service");
             let environment = string(arguments, "environment");
-            let deploys = crate::deploys::deploys(
-                state,
-                caller,
+            let deploys = views::deploys::deploys(
+                state.ctx(),
+                &caller.visibility,
                 service.as_deref(),
                 environment.as_deref(),
                 limit as usize,
@@ -362,8 +364,10 @@ fn call(
             Answer::Data(json!({"deploys": deploys}))
         }
         "dora_metrics" => {
-            match crate::dora::parse_query(params(&["service", "team", "environment", "window"])) {
-                Ok(query) => Answer::Data(crate::dora::dora_view(state, caller, &query)?),
+            match views::dora::parse_query(params(&["service", "team", "environment", "window"])) {
+                Ok(query) => {
+                    Answer::Data(views::dora::dora_view(state.ctx(), &caller.visibility, &query)?)
+                }
                 Err(e) => return invalid(e),
             }
         }

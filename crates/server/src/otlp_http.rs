@@ -10,16 +10,13 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::{ApiError, ErrorCode};
-use crate::ingest::{Encoding, Intake};
-
-const PROTOBUF: &str = "application/x-protobuf";
-const JSON: &str = "application/json";
+use crate::ingest::{Encoding, Intake, JSON, PROTOBUF, error_response, header_str};
 
 pub(crate) async fn export_traces(
     State(state): State<Arc<AppState>>,
@@ -86,34 +83,4 @@ async fn handle(
             ([(header::CONTENT_TYPE, JSON)], Bytes::from(body)).into_response()
         }
     })
-}
-
-/// A refusal before the handler (authentication) in OTLP's shape, in the request's encoding.
-pub(crate) fn refusal(error: &ApiError, headers: &HeaderMap) -> Response {
-    let encoding = match header_str(headers, header::CONTENT_TYPE.as_str()) {
-        Some(c) if c.to_ascii_lowercase().starts_with(PROTOBUF) => Encoding::Protobuf,
-        _ => Encoding::Json,
-    };
-    error_response(error, encoding)
-}
-
-fn error_response(error: &ApiError, encoding: Encoding) -> Response {
-    let grpc_code = error.code.grpc_code() as i32;
-    let (content_type, body) = match encoding {
-        Encoding::Protobuf => (PROTOBUF, otlp::encode_rpc_status(grpc_code, &error.message)),
-        Encoding::Json => {
-            let mut body = error.json_body();
-            body["code"] = grpc_code.into();
-            body["message"] = error.message.clone().into();
-            (JSON, body.to_string().into_bytes())
-        }
-    };
-    let mut response = (error.code.http_status(), Bytes::from(body)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    error.add_headers(&mut response);
-    response
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use store::ChangeBatch;
 
 use crate::AppState;
-use crate::changes::Integration;
-use crate::outbound::{self, ReadError, error_chain};
+use jobs::outbound::{self, ReadError, error_chain};
+use views::Integration;
 
 /// Conduit answers are small JSON pages; anything near this is not one.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -61,7 +61,7 @@ pub(crate) async fn follow(
     let (Some(base_url), Some(token)) = (&integration.api_url, &integration.api_token) else {
         return Err(FetchError::NotConfigured);
     };
-    let http = state.http.as_ref().map_err(|e| FetchError::NoClient(e.clone()))?;
+    let http = state.jobs.http.as_ref().map_err(|e| FetchError::NoClient(e.clone()))?;
     let conduit = Conduit { http, base_url, token };
 
     let mut revision_phids = BTreeSet::new();

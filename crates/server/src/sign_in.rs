@@ -75,9 +75,9 @@ pub(crate) async fn login(
         nonce: nonce.clone(),
         code_verifier: verifier.clone(),
         return_to,
-        expires_unix_nanos: state.clock.now_unix_nanos() + SIGN_IN_MAX_AGE_NANOS,
+        expires_unix_nanos: state.ctx().clock.now_unix_nanos() + SIGN_IN_MAX_AGE_NANOS,
     };
-    let accounts = state.store.accounts().clone();
+    let accounts = state.ctx().store.accounts().clone();
     tokio::task::spawn_blocking(move || accounts.insert_sign_in(&pending))
         .await
         .map_err(ApiError::internal)??;
@@ -132,7 +132,7 @@ pub(crate) async fn callback(
     Query(params): Query<CallbackParams>,
 ) -> Response {
     let outcome = finish_sign_in(&state, params).await;
-    let now = state.clock.now_unix_nanos();
+    let now = state.ctx().clock.now_unix_nanos();
     let (who, result) = match outcome {
         Ok((who, response)) => (who, Ok(response)),
         Err((who, error)) => (who, Err(error)),
@@ -166,8 +166,8 @@ async fn finish_sign_in(
         )));
     };
     let digest: [u8; 32] = Sha256::digest(sign_in_state.as_bytes()).into();
-    let accounts = state.store.accounts().clone();
-    let now = state.clock.now_unix_nanos();
+    let accounts = state.ctx().store.accounts().clone();
+    let now = state.ctx().clock.now_unix_nanos();
     let pending = tokio::task::spawn_blocking(move || accounts.take_sign_in(&digest, now))
         .await
         .map_err(|e| unknown(ApiError::internal(e)))?
@@ -178,7 +178,7 @@ async fn finish_sign_in(
     let AuthMode::Oidc(oidc) = &state.settings.access.mode else {
         unreachable!("INVARIANT: discovery succeeds only in OIDC mode")
     };
-    let client = state.http.as_ref().map_err(|e| unknown(ApiError::internal(e)))?;
+    let client = state.jobs.http.as_ref().map_err(|e| unknown(ApiError::internal(e)))?;
     let redirect_uri = callback_url(state).map_err(unknown)?;
     let answer = client
         .post(&discovery.token_endpoint)
@@ -198,7 +198,7 @@ async fn finish_sign_in(
             ))
         })?;
     let status = answer.status();
-    let body = crate::outbound::read_capped(answer, 256 * 1024).await.map_err(|e| {
+    let body = jobs::outbound::read_capped(answer, 256 * 1024).await.map_err(|e| {
         unknown(ApiError::new(ErrorCode::Unavailable, format!("reading the token answer: {e}")))
     })?;
     if !status.is_success() {
@@ -243,7 +243,7 @@ async fn finish_sign_in(
         created_unix_nanos: now,
         expires_unix_nanos: now + max_age_nanos,
     };
-    let accounts = state.store.accounts().clone();
+    let accounts = state.ctx().store.accounts().clone();
     tokio::task::spawn_blocking(move || accounts.insert_session(&session))
         .await
         .map_err(|e| (who.clone(), ApiError::internal(e)))?
@@ -300,8 +300,8 @@ pub(crate) async fn logout(
 ) -> Result<Response, ApiError> {
     let mut to = "/".to_owned();
     if let Some(digest) = caller.session {
-        let accounts = state.store.accounts().clone();
-        let now = state.clock.now_unix_nanos();
+        let accounts = state.ctx().store.accounts().clone();
+        let now = state.ctx().clock.now_unix_nanos();
         let session = {
             let accounts = accounts.clone();
             tokio::task::spawn_blocking(move || accounts.session(&digest, now))

@@ -7,8 +7,8 @@
 
 use model::Deploy;
 
-use crate::changes::read_deploy;
-use crate::sql::{Executor, Row, Value, args, in_list};
+use crate::deploys::read_deploy;
+use crate::sql::{Row, Value, args, in_list};
 use crate::{SpanStore, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,12 +393,4 @@ impl SpanStore {
         }
         self.finding(id)
     }
-}
-
-/// Forgets a deploy's evaluation and findings (its start moved, so its windows did).
-pub(crate) fn reset_evaluation(db: &mut dyn Executor, deploy_id: i64) -> Result<(), StoreError> {
-    crate::outbox::supersede_for_deploy(db, deploy_id)?;
-    db.execute("DELETE FROM findings WHERE deploy_id = ?1", args![deploy_id])?;
-    db.execute("DELETE FROM deploy_evaluations WHERE deploy_id = ?1", args![deploy_id])?;
-    Ok(())
 }

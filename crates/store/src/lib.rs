@@ -13,6 +13,7 @@ mod block;
 mod changes;
 pub mod clickhouse;
 mod codec;
+mod deploys;
 mod embedded;
 mod findings;
 mod leases;
@@ -35,8 +36,9 @@ use model::{Span, TraceId};
 use crate::metadata::Metadata;
 
 pub use crate::access::{Accounts, NewAuditRecord, PendingSignIn, StoredSession, StoredToken};
-pub use crate::changes::{Applied, BranchHead, ChangeBatch, NewDeploy, StoredCommit, StoredReview};
+pub use crate::changes::{Applied, BranchHead, ChangeBatch, StoredCommit, StoredReview};
 pub use crate::clickhouse::ClickHouseOptions;
+pub use crate::deploys::NewDeploy;
 pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
 pub use crate::lock::{DataDirLock, LOCK_FILE};
 pub use crate::metadata::{MetadataBackend, OperationSummary, ServiceSummary, VersionSummary};

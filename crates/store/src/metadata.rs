@@ -14,6 +14,7 @@ use model::Span;
 use rusqlite::Connection;
 
 use crate::StoreError;
+use crate::deploys::{Seen, VersionKey};
 use crate::sql::postgres::{Pool, PostgresOptions};
 use crate::sql::sqlite::{self, Sqlite};
 use crate::sql::{Executor, args};
@@ -41,37 +42,10 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct VersionKey {
-    pub(crate) service: String,
-    pub(crate) environment: String,
-    pub(crate) version: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct OperationKey {
     pub(crate) service: String,
     pub(crate) operation: String,
     pub(crate) span_kind: &'static str,
-}
-
-/// First and last span start seen for a catalog key, and how many spans.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Seen {
-    pub(crate) first_unix_nanos: u64,
-    pub(crate) last_unix_nanos: u64,
-    pub(crate) num_spans: u64,
-}
-
-impl Seen {
-    pub(crate) fn new(unix_nanos: u64) -> Seen {
-        Seen { first_unix_nanos: unix_nanos, last_unix_nanos: unix_nanos, num_spans: 1 }
-    }
-
-    pub(crate) fn add(&mut self, other: Seen) {
-        self.first_unix_nanos = self.first_unix_nanos.min(other.first_unix_nanos);
-        self.last_unix_nanos = self.last_unix_nanos.max(other.last_unix_nanos);
-        self.num_spans += other.num_spans;
-    }
 }
 
 /// Catalog updates gathered since the last flush.
@@ -317,7 +291,7 @@ impl Metadata {
     pub(crate) fn apply_catalog(&self, delta: &CatalogDelta) -> Result<(), StoreError> {
         self.write(|db| {
             for (key, seen) in &delta.versions {
-                crate::changes::infer_deploy(db, key, seen)?;
+                crate::deploys::infer_deploy(db, key, seen)?;
                 let columns = "service, environment, version";
                 upsert_seen(
                     db,

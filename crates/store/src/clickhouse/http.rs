@@ -101,7 +101,7 @@ impl Http {
         let response = request.send().map_err(|e| StoreError::Unavailable {
             engine: ENGINE,
             url: url.to_owned(),
-            reason: crate::clickhouse::error_chain(&e),
+            reason: error_chain(&e),
         })?;
         let status = response.status();
         let mut body = Vec::new();
@@ -167,6 +167,18 @@ pub(crate) fn is_identifier(name: &str) -> bool {
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

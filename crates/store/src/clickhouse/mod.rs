@@ -25,11 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use analysis::{LatencySketch, WindowStats};
-use model::{Span, StatusCode, TraceId};
+use model::{Span, TraceId};
 
 use crate::clickhouse::http::{Http, is_identifier};
 use crate::clickhouse::rowbinary::{Malformed, RowReader, RowWriter};
-use crate::clickhouse::schema::{Layout, NANOS_PER_DAY, Table};
+use crate::clickhouse::schema::{Layout, NANOS_PER_DAY, NO_TEXT, Table, status_code};
 use crate::metadata::{Metadata, PendingCatalog};
 use crate::sketches::SketchDelta;
 use crate::{
@@ -194,10 +194,6 @@ pub(crate) struct ClickHouse {
     /// Whether the last request reached ClickHouse.
     reachable: AtomicBool,
 }
-
-/// A span's attribute value as the search compares it; attributes with no text form get a
-/// value no search can ask for, so they never match (as in `SpanQuery::matches`).
-pub(crate) const NO_TEXT: &str = "\0";
 
 impl ClickHouse {
     /// Connects, applies the schema where it is missing, and refuses a newer schema.
@@ -410,14 +406,6 @@ fn encode_batch(spans: &[Span]) -> (RowWriter, RowWriter, RowWriter, RowWriter) 
     (rows, index, sketches, errors)
 }
 
-pub(crate) fn status_code(code: StatusCode) -> u8 {
-    match code {
-        StatusCode::Unset => 0,
-        StatusCode::Ok => 1,
-        StatusCode::Error => 2,
-    }
-}
-
 /// Sorts by start and keeps one copy of each span id.
 fn dedup_by_start(spans: &mut Vec<Span>) {
     spans.sort_by_key(|s| (s.start_time_unix_nanos, *s.span_id.as_bytes()));
@@ -609,16 +597,4 @@ impl SpanEngine for ClickHouse {
     fn recovered_spans(&self) -> u64 {
         0
     }
-}
-
-/// An error and its sources on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

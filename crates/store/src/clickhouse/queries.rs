@@ -5,8 +5,7 @@
 use model::TraceId;
 
 use crate::clickhouse::http::quote;
-use crate::clickhouse::schema::{self, Layout, SERIES};
-use crate::clickhouse::{NO_TEXT, status_code};
+use crate::clickhouse::schema::{self, Layout, NO_TEXT, SERIES, status_code};
 use crate::{SketchQuery, SpanQuery};
 
 /// The WHERE clause of a search: the same filters as `SpanQuery::matches`.

@@ -19,6 +19,8 @@
 //! On a cluster the tables above are `*_local` on every node, and tables of the plain names
 //! are `Distributed` over them (spans and the index sharded by trace id, sketches by series).
 
+use model::StatusCode;
+
 use crate::StoreError;
 use crate::clickhouse::http::{Http, quote};
 
@@ -199,5 +201,17 @@ pub(crate) fn newer_schema(url: &str, database: &str, found: u32) -> StoreError 
             "database `{database}` has schema version {found}, newer than this build's \
              {SCHEMA_VERSION}: upgrade spanblame"
         ),
+    }
+}
+
+/// A span's attribute value as the search compares it; attributes with no text form get a
+/// value no search can ask for, so they never match (as in `SpanQuery::matches`).
+pub(crate) const NO_TEXT: &str = "\0";
+
+pub(crate) fn status_code(code: StatusCode) -> u8 {
+    match code {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
     }
 }

@@ -1,0 +1,374 @@
+//! The detection job: once a minute (`[detection] interval`), every deploy of the last week
+//! whose evaluation is not final is looked at again from its sketches, its findings are
+//! recorded, regressed ones get suspects, exemplars and a rollback draft, and open
+//! regressions that a later deploy restored are resolved.
+//!
+//! It runs on a blocking thread beside ingest and reads only sketches (and, for a finding
+//! that just regressed, a bounded sample of traces): ingest never waits on it. A deploy
+//! recorded after the fact is evaluated at once on the data already stored around it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use analysis::detect::{
+    Detection, FIRST_LOOK_MINUTES, Guard, LAST_LOOK_MINUTES, OperationFinding, OperationWindows,
+    VersionSplit, detect,
+};
+use analysis::{Metric, Thresholds, Verdict, WindowStats, compare};
+use model::Deploy;
+use serde_json::{Value as Json_, json};
+use store::{Evaluation, FindingStatus, FindingUpdate, SketchQuery, StoreError, StoredFinding};
+
+use crate::Jobs;
+use crate::evidence::{self, SideQuery};
+use crate::suspects;
+
+const NANOS_PER_MINUTE: u64 = 60 * 1_000_000_000;
+const MINUTES_PER_DAY: i64 = 24 * 60;
+/// Deploys older than this are not evaluated (their minute sketches may be rolled up).
+const LOOKBACK_NANOS: u64 = 7 * 24 * 60 * NANOS_PER_MINUTE;
+
+/// How detection runs; `Default` is the researched defaults.
+#[derive(Debug, Clone)]
+pub struct DetectionSettings {
+    /// Off: no findings are made (sketches are still kept).
+    pub enabled: bool,
+    /// How often the job looks at open deploys.
+    pub interval: Duration,
+    /// The window before a deploy that a full rollout is compared with.
+    pub before_window_minutes: u32,
+    pub thresholds: Thresholds,
+    /// Sketch minutes older than this are rolled up into hours ...
+    pub sketch_minutes_max_age_nanos: u64,
+    /// ... and sketches older than this are deleted.
+    pub sketches_max_age_nanos: u64,
+}
+
+impl Default for DetectionSettings {
+    fn default() -> DetectionSettings {
+        DetectionSettings {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            before_window_minutes: 60,
+            thresholds: Thresholds::default(),
+            sketch_minutes_max_age_nanos: 8 * 24 * 60 * NANOS_PER_MINUTE,
+            sketches_max_age_nanos: 90 * 24 * 60 * NANOS_PER_MINUTE,
+        }
+    }
+}
+
+pub async fn run_detection(jobs: Arc<Jobs>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if !jobs.detection.enabled {
+        return;
+    }
+    let mut interval = tokio::time::interval(jobs.detection.interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if !jobs.lease.is_held() {
+            continue;
+        }
+        let jobs = Arc::clone(&jobs);
+        match tokio::task::spawn_blocking(move || evaluate_due(&jobs)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "detection failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "detection panicked; will retry"),
+        }
+    }
+}
+
+/// One pass: evaluates every due deploy at the clock's current time. Returns how many
+/// deploys were evaluated.
+pub fn evaluate_due(jobs: &Jobs) -> Result<usize, StoreError> {
+    let now = jobs.ctx.clock.now_unix_nanos();
+    let mut evaluated = 0;
+    for deploy in jobs.ctx.store.deploys_to_evaluate(now.saturating_sub(LOOKBACK_NANOS))? {
+        if evaluate_deploy(jobs, &deploy, now)? {
+            evaluated += 1;
+        }
+    }
+    Ok(evaluated)
+}
+
+/// Looks at one deploy if a new minute has passed since the last look.
+fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, StoreError> {
+    let store = &jobs.ctx.store;
+    let start = deploy.started_at_unix_nanos;
+    let next = store.next_deploy(deploy)?;
+    let last = start + u64::from(LAST_LOOK_MINUTES) * NANOS_PER_MINUTE;
+    let superseded_at = next.as_ref().map(|n| n.started_at_unix_nanos).filter(|&t| t < last);
+    let end = now.min(last).min(superseded_at.unwrap_or(u64::MAX));
+    let look = (end.saturating_sub(start) / NANOS_PER_MINUTE) as u32;
+    let deploy_final = look >= LAST_LOOK_MINUTES || superseded_at.is_some_and(|t| t <= now);
+    if look < FIRST_LOOK_MINUTES {
+        if deploy_final {
+            // Replaced before the first look: nothing can be said about it alone.
+            store.record_look(
+                deploy,
+                &[],
+                Evaluation { look_minutes: look, is_final: true },
+                now,
+            )?;
+            return Ok(true);
+        }
+        return Ok(false);
+    }
+    if store.evaluation(deploy.id)?.is_some_and(|e| e.look_minutes >= look && !deploy_final) {
+        return Ok(false);
+    }
+    let settings = &jobs.detection;
+    let windows = read_windows(jobs, deploy, look)?;
+    let detection = detect(&windows, look, &settings.thresholds);
+    let updates: Vec<FindingUpdate> = detection
+        .findings
+        .iter()
+        .map(|f| FindingUpdate {
+            deploy_id: deploy.id,
+            service: deploy.service.clone(),
+            environment: deploy.environment.clone(),
+            operation: f.operation.clone(),
+            span_kind: f.span_kind.clone(),
+            metric: f.comparison.metric.as_str().to_owned(),
+            verdict: f.comparison.verdict.as_str().to_owned(),
+            is_final: f.is_final || deploy_final,
+            look_minutes: look,
+            detail: finding_detail(f, &detection).to_string(),
+            baseline_stats: f.baseline_stats.encode(),
+        })
+        .collect();
+    let recorded = store.record_look(
+        deploy,
+        &updates,
+        Evaluation { look_minutes: look, is_final: deploy_final },
+        now,
+    )?;
+    if !recorded {
+        // A deploy report moved its start while we looked: the next pass looks again.
+        return Ok(false);
+    }
+    explain(jobs, deploy, end)?;
+    crate::notify::announce_quietly(jobs, deploy.id);
+    resolve_restored(jobs, deploy, &detection, now)?;
+    tracing::debug!(deploy = deploy.id, look, findings = updates.len(), "evaluated a deploy");
+    Ok(true)
+}
+
+/// The sketches around a deploy, as detection's per-operation windows.
+fn read_windows(
+    jobs: &Jobs,
+    deploy: &Deploy,
+    look: u32,
+) -> Result<Vec<OperationWindows>, StoreError> {
+    let start_minute = (deploy.started_at_unix_nanos / NANOS_PER_MINUTE) as i64;
+    let end_minute = start_minute + i64::from(look);
+    let before_minutes = i64::from(jobs.detection.before_window_minutes);
+    let environment = Some(deploy.environment.clone());
+    let read = |from: i64, to: i64| {
+        jobs.ctx.store.sketches(&SketchQuery {
+            service: deploy.service.clone(),
+            environment: environment.clone(),
+            from_unix_minute: from,
+            to_unix_minute: to,
+        })
+    };
+    let mut windows: BTreeMap<(String, String), OperationWindows> = BTreeMap::new();
+    for row in read(start_minute - before_minutes, end_minute)? {
+        let key = (row.series.operation.clone(), row.series.span_kind.clone());
+        let op = windows.entry(key).or_insert_with(|| OperationWindows {
+            operation: row.series.operation.clone(),
+            span_kind: row.series.span_kind.clone(),
+            after: vec![VersionSplit::default(); look as usize],
+            before: WindowStats::default(),
+            guards: vec![
+                Guard { label: "a day earlier".into(), stats: WindowStats::default() },
+                Guard { label: "a week earlier".into(), stats: WindowStats::default() },
+            ],
+        });
+        if row.unix_minute < start_minute {
+            op.before.merge(&row.stats);
+        } else {
+            let minute = &mut op.after[(row.unix_minute - start_minute) as usize];
+            if row.series.version == deploy.version {
+                minute.deployed.merge(&row.stats);
+            } else {
+                minute.others.merge(&row.stats);
+            }
+        }
+    }
+    // Guards only matter for operations the deploy served; add them to known ones.
+    for (index, days) in [(0, 1), (1, 7)] {
+        let shift = days * MINUTES_PER_DAY;
+        for row in read(start_minute - shift, end_minute - shift)? {
+            if let Some(op) =
+                windows.get_mut(&(row.series.operation.clone(), row.series.span_kind.clone()))
+            {
+                op.guards[index].stats.merge(&row.stats);
+            }
+        }
+    }
+    Ok(windows.into_values().filter(|op| op.after.iter().any(|m| m.deployed.spans > 0)).collect())
+}
+
+/// The numbers of one finding, with units in the field names.
+fn finding_detail(f: &OperationFinding, detection: &Detection) -> Json_ {
+    let c = &f.comparison;
+    let side = |value: f64, samples: u64, stats: &WindowStats| match c.metric {
+        Metric::ErrorRate => json!({"error_rate": value, "errors": stats.errors, "spans": samples}),
+        Metric::NewErrorTypes => json!({"error_types": stats.error_types.len(), "spans": samples}),
+        _ => json!({"value_ms": value / 1e6, "spans": samples}),
+    };
+    let effect = c.effect.map(|e| {
+        let kind = if c.metric == Metric::ErrorRate { "difference" } else { "ratio" };
+        json!({"kind": kind, "estimate": e.estimate, "low": e.low, "high": e.high})
+    });
+    json!({
+        "baseline": f.baseline.as_str(),
+        "look_minutes": detection.look_minutes,
+        "before": side(c.before, c.before_samples, &f.baseline_stats),
+        "after": side(c.after, c.after_samples, &f.deployed_stats),
+        "effect": effect,
+        "confidence": 1.0 - detection.verdict_alpha(),
+        "p_value": f.p_value,
+        "tests_in_look": detection.tests,
+        "reason": match &c.verdict { Verdict::Inconclusive { reason } => Some(reason.as_str()), _ => None },
+        "guard": f.guard_note,
+        "new_error_types": c.new_error_types,
+    })
+}
+
+/// Adds exemplars, evidence, suspects and a rollback draft to regressed findings that lack
+/// them; one whose deploy range cannot be read yet (say, the mirror has not fetched it) is
+/// tried again at the next look.
+fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
+    let store = &jobs.ctx.store;
+    let pending = store.findings_to_explain(deploy.id)?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let before_nanos = u64::from(jobs.detection.before_window_minutes) * NANOS_PER_MINUTE;
+    let range = suspects::deploy_range(jobs, deploy)?;
+    // The metrics of one operation (p50, p95, p99, errors) share their samples, evidence and
+    // ranking: each is read and ranked once per operation and baseline.
+    let mut explained: HashMap<(String, bool), (String, bool)> = HashMap::new();
+    for finding in pending {
+        let detail: Json_ = serde_json::from_str(&finding.detail).unwrap_or_else(|_| json!({}));
+        let same_minutes = detail["baseline"] == "other_versions_same_minutes";
+        let key = (finding.operation.clone(), same_minutes);
+        if let Some((explanation, complete)) = explained.get(&key) {
+            store.set_finding_explanation(finding.id, explanation, *complete)?;
+            continue;
+        }
+        let mut explanation = json!({});
+        let start = deploy.started_at_unix_nanos;
+        let side = |deployed: bool, from: u64, to: u64| {
+            evidence::read_side(
+                store,
+                &SideQuery {
+                    deploy,
+                    operation: &finding.operation,
+                    start_unix_nanos: from,
+                    end_unix_nanos: to,
+                    deployed,
+                },
+            )
+        };
+        let after = side(true, start, end)?;
+        let before = if same_minutes {
+            side(false, start, end)?
+        } else {
+            side(false, start.saturating_sub(before_nanos), start)?
+        };
+        explanation["exemplars"] =
+            json!({"before": evidence::exemplars(&before), "after": evidence::exemplars(&after)});
+        let gathered = analysis::evidence::gather(&finding.operation, &before, &after);
+        explanation["evidence"] = json!({
+            "code_locations": gathered.code_locations.iter().map(|l| json!({"function": l.function, "file": l.file, "line": l.line, "share": l.share})).collect::<Vec<_>>(),
+            "child_changes": gathered.child_changes.iter().map(|c| json!({"name": c.name, "before_per_parent": c.before_per_parent, "after_per_parent": c.after_per_parent})).collect::<Vec<_>>(),
+            "slow_attributes": gathered.slow_attributes.iter().map(|a| json!({"key": a.key, "value": a.value, "slow_share": a.slow_share, "fast_share": a.fast_share})).collect::<Vec<_>>(),
+        });
+        let complete = match &range {
+            Ok(range) => {
+                let (ranking, rollback) =
+                    suspects::suspects_and_rollback(jobs, deploy, range, &gathered)?;
+                explanation["suspects"] = ranking["suspects"].clone();
+                explanation["ranking"] = json!({"separated": ranking["separated"], "bisect": ranking["bisect"], "range": ranking["range"]});
+                explanation["rollback"] = rollback;
+                true
+            }
+            Err(why) => {
+                explanation["suspects"] = json!([]);
+                explanation["ranking"] = json!({"separated": false, "unavailable": why});
+                false
+            }
+        };
+        let explanation = explanation.to_string();
+        store.set_finding_explanation(finding.id, &explanation, complete)?;
+        explained.insert(key, (explanation, complete));
+    }
+    Ok(())
+}
+
+/// Resolves open regressions of earlier deploys whose metric this deploy brought back: its
+/// final comparison against the regressed finding's own baseline shows no regression.
+fn resolve_restored(
+    jobs: &Jobs,
+    deploy: &Deploy,
+    detection: &Detection,
+    now: u64,
+) -> Result<(), StoreError> {
+    let store = &jobs.ctx.store;
+    let thresholds = &jobs.detection.thresholds;
+    for open in store.unresolved_regressions(deploy)? {
+        let Some(current) = detection.findings.iter().find(|f| {
+            f.is_final
+                && f.operation == open.operation
+                && f.span_kind == open.span_kind
+                && f.comparison.metric.as_str() == open.metric
+        }) else {
+            continue;
+        };
+        if let Some(note) = restored(&open, current, thresholds) {
+            store.set_finding_status(
+                open.id,
+                FindingStatus::Resolved,
+                &format!("deploy {} ({})", deploy.id, deploy.version),
+                Some(&note),
+                now,
+            )?;
+            tracing::info!(
+                finding = open.id,
+                deploy = deploy.id,
+                "a later deploy resolved a regression"
+            );
+            crate::notify::announce_quietly(jobs, open.deploy_id);
+        }
+    }
+    Ok(())
+}
+
+/// Why `current` shows `open`'s regression gone, if it does.
+fn restored(
+    open: &StoredFinding,
+    current: &OperationFinding,
+    thresholds: &Thresholds,
+) -> Option<String> {
+    let good = WindowStats::decode(&open.baseline_stats)?;
+    let metric = current.comparison.metric;
+    let check = compare(metric, &good, &current.deployed_stats, thresholds);
+    matches!(check.verdict, Verdict::NoChange | Verdict::Improved).then(|| {
+        let value = |v: f64| {
+            if metric.is_latency() { format!("{:.1} ms", v / 1e6) } else { format!("{v:.4}") }
+        };
+        format!(
+            "{} is back to {} (it was {} before the regressing deploy {})",
+            metric.as_str(),
+            value(check.after),
+            value(check.before),
+            open.deploy_id
+        )
+    })
+}

@@ -1,0 +1,220 @@
+//! A regressed deploy's suspects and rollback draft: the commits of its exact range read from
+//! the mirror (merges left out, their commits kept; a rollback's range read backwards),
+//! ranked by `analysis::suspects`, then shown change first with their reviews, and the revert
+//! patch and commands for the suspect commits.
+
+use analysis::suspects::{Candidate, ChangedFile, ChangedHunk, Evidence, Ranking, rank};
+use mirror::Mirror;
+use model::{Commit, Deploy, ForgeKind};
+use serde_json::{Value as Json_, json};
+use store::{StoreError, StoredCommit};
+
+use crate::Jobs;
+use views::changes::{ChangeResolver, commit_view};
+
+/// Commits ranked per deploy; a bigger range is cut to its newest commits and says so.
+/// Revert patches larger than this are left out (the commands still work).
+const MAX_PATCH_BYTES: usize = 1024 * 1024;
+
+/// Reads each commit's hunks and the blame-ignore list into scorer candidates.
+fn candidates(mirror: &Mirror, commits: &[Commit]) -> Vec<Candidate> {
+    let head = commits.last().map(|c| c.sha.clone());
+    let ignored: Vec<String> = head
+        .and_then(|head| mirror.file_at(&head, ".git-blame-ignore-revs").ok().flatten())
+        .map(|text| {
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim().to_ascii_lowercase())
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    commits
+        .iter()
+        .map(|commit| {
+            let files = mirror
+                .hunks(&commit.sha)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|file| ChangedFile {
+                    path: file.path,
+                    hunks: file
+                        .hunks
+                        .into_iter()
+                        .map(|h| ChangedHunk {
+                            new_start: h.new_start,
+                            new_lines: h.new_lines,
+                            section: h.section,
+                            lines: h.lines,
+                        })
+                        .collect(),
+                })
+                .collect();
+            Candidate {
+                sha: commit.sha.clone(),
+                subject: commit.subject().to_owned(),
+                files,
+                ignored_for_blame: ignored.iter().any(|i| commit.sha.starts_with(i.as_str())),
+            }
+        })
+        .collect()
+}
+
+/// Ranks the range and renders suspects, bisect plan and rollback draft.
+pub fn suspects_and_rollback(
+    jobs: &Jobs,
+    deploy: &Deploy,
+    range: &Range,
+    evidence: &Evidence,
+) -> Result<(Json_, Json_), StoreError> {
+    let candidates = &range.candidates;
+    let ranking = rank(candidates, evidence);
+    let resolver = ChangeResolver::new(&jobs.ctx);
+    let mut suspects = Vec::new();
+    for suspect in &ranking.suspects {
+        let Some(stored) = jobs.ctx.store.commit(&range.repository, &suspect.sha)? else {
+            continue;
+        };
+        let commit = &stored.commit;
+        let files: Vec<&str> = candidates
+            .iter()
+            .find(|c| c.sha == suspect.sha)
+            .map(|c| c.files.iter().map(|f| f.path.as_str()).collect())
+            .unwrap_or_default();
+        let review = resolver.review(&stored)?;
+        suspects.push(json!({
+            "commit": commit_view(&jobs.ctx.changes, &stored),
+            "score": (suspect.score * 1000.0).round() / 1000.0,
+            "reasons": if range.is_rollback {
+                let mut reasons = vec![format!("the deploy rolled back past this commit ({})", commit.subject())];
+                reasons.extend(suspect.reasons.iter().cloned());
+                reasons
+            } else {
+                suspect.reasons.clone()
+            },
+            "files": files,
+            "review": review,
+        }));
+    }
+    let ranking_view = json!({
+        "suspects": suspects,
+        "separated": ranking.separated,
+        "bisect": ranking.bisect.as_ref().map(|b| json!({
+            "canary": b.canary, "first_half": b.first_half, "max_rounds": b.max_rounds, "text": b.text,
+        })),
+        "range": {
+            "repository": range.repository,
+            "commits": range.commits.len(),
+            "truncated": range.truncated,
+            "is_rollback": range.is_rollback,
+        },
+    });
+    let rollback = rollback_draft(jobs, deploy, range, &ranking)?;
+    Ok((ranking_view, rollback))
+}
+
+/// The previous version, the revert patch of the suspect commit(s) and the commands.
+fn rollback_draft(
+    jobs: &Jobs,
+    deploy: &Deploy,
+    range: &Range,
+    ranking: &Ranking,
+) -> Result<Json_, StoreError> {
+    let previous = match deploy.previous_id {
+        Some(id) => jobs.ctx.store.deploy(id)?,
+        None => None,
+    };
+    // A clear suspect is reverted alone; otherwise the whole range (newest first).
+    let mut to_revert: Vec<&str> = if ranking.separated {
+        ranking.suspects.first().map(|s| vec![s.sha.as_str()]).unwrap_or_default()
+    } else {
+        range.candidates.iter().rev().map(|c| c.sha.as_str()).collect()
+    };
+    if range.is_rollback {
+        to_revert.clear();
+    }
+    let mut patch = String::new();
+    let mut patch_complete = true;
+    for sha in &to_revert {
+        match range.mirror.patch(sha) {
+            Ok(text) if patch.len() + text.len() <= MAX_PATCH_BYTES => patch.push_str(&text),
+            _ => patch_complete = false,
+        }
+    }
+    let revisions: Vec<String> = to_revert
+        .iter()
+        .filter_map(|sha| jobs.ctx.store.commit(&range.repository, sha).ok().flatten())
+        .filter_map(|stored: StoredCommit| phabricator_revision(jobs, &stored))
+        .collect();
+    let mut commands = Vec::new();
+    if let Some(previous) = &previous {
+        commands.push(format!(
+            "# Fastest: redeploy the previous version of {} in {}: {}",
+            deploy.service,
+            if deploy.environment.is_empty() { "its environment" } else { &deploy.environment },
+            previous.version
+        ));
+    }
+    if !to_revert.is_empty() {
+        commands.push(format!("git revert --no-edit {}", to_revert.join(" ")));
+        commands.push(
+            "# or, with the patch below saved as revert.patch: git apply -R revert.patch".into(),
+        );
+        for revision in &revisions {
+            commands.push(format!(
+                "# Phabricator: `arc backout {revision}` opens the revert as a new revision (or `git revert` as above, then `arc diff`)"
+            ));
+        }
+    }
+    Ok(json!({
+        "previous_version": previous.as_ref().map(|p| p.version.clone()),
+        "previous_deploy_id": previous.as_ref().map(|p| p.id),
+        "revert_commits": to_revert,
+        "commands": commands,
+        "patch": (!patch.is_empty() && patch_complete).then_some(patch),
+        "patch_applies_with": "git apply -R",
+        "note": if range.is_rollback {
+            Some("this deploy was itself a rollback: redeploy the version it replaced instead of reverting")
+        } else if !patch_complete {
+            Some("the patch is too large or unreadable to include; use the git revert command")
+        } else {
+            None
+        },
+    }))
+}
+
+/// `D123` when the commit landed through a Phabricator revision.
+fn phabricator_revision(jobs: &Jobs, stored: &StoredCommit) -> Option<String> {
+    let reviews = jobs.ctx.store.reviews_of_commit(&stored.commit.sha).ok()?;
+    if let Some(found) = reviews.iter().find(|r| r.review.kind == ForgeKind::Phabricator) {
+        return Some(found.review.id.clone());
+    }
+    views::changes::differential_revision(&stored.commit.message).map(|(id, _)| id)
+}
+
+/// The deploy's range as candidates, oldest first.
+pub struct Range {
+    pub repository: String,
+    pub mirror: Mirror,
+    pub commits: Vec<Commit>,
+    /// The commits with their hunks, as the scorer reads them (read once per deploy).
+    pub candidates: Vec<Candidate>,
+    pub is_rollback: bool,
+    pub truncated: bool,
+}
+
+pub fn deploy_range(
+    jobs: &Jobs,
+    deploy: &Deploy,
+) -> Result<Result<Range, views::ranges::NoRange>, StoreError> {
+    Ok(views::ranges::range_commits(&jobs.ctx, deploy)?.map(|commits| {
+        let candidates = candidates(&commits.mirror, &commits.commits);
+        Range {
+            repository: commits.repository,
+            mirror: commits.mirror,
+            commits: commits.commits,
+            candidates,
+            is_rollback: commits.is_rollback,
+            truncated: commits.truncated,
+        }
+    }))
+}

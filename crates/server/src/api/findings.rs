@@ -1,0 +1,128 @@
+//! Findings: `GET /api/v1/findings` (newest first, filtered), `GET /api/v1/findings/{id}`
+//! (everything: numbers, intervals, exemplars, suspects, rollback), and
+//! `POST /api/v1/findings/{id}/{acknowledge|resolve|reopen}`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value as Json_, json};
+use store::{FindingStatus, StoreError};
+
+use crate::AppState;
+use crate::access::Caller;
+use crate::error::{ApiError, ErrorCode, read_capped};
+
+pub(crate) async fn get_finding(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    let id = parse_id(&id)?;
+    let found = tokio::task::spawn_blocking(move || {
+        views::findings::finding(state.ctx(), &caller.visibility, id)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    found.map(Json).ok_or_else(|| not_found(id))
+}
+
+/// The optional body of a status change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    /// Who is acting, for a server without sign-in (`auth.mode = "none"`); otherwise the
+    /// signed-in person or token is recorded.
+    by: Option<String>,
+    note: Option<String>,
+}
+
+pub(crate) async fn change_status(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path((id, action)): Path<(String, String)>,
+    body: Body,
+) -> Result<Json<Json_>, ApiError> {
+    let id = parse_id(&id)?;
+    let status = match action.as_str() {
+        "acknowledge" => FindingStatus::Acknowledged,
+        "resolve" => FindingStatus::Resolved,
+        "reopen" => FindingStatus::Open,
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "`{other}` is not an action on a finding; use acknowledge, resolve or reopen"
+                ),
+            ));
+        }
+    };
+    let body = read_capped(
+        body,
+        MAX_STATUS_BODY_BYTES,
+        "finding status",
+        state.settings.connections.body_read_timeout,
+    )
+    .await?;
+    let request: StatusRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        StatusRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid(format!("invalid status change: {e}; send {{\"by\": \"alice\", \"note\": \"rolled back\"}} or nothing"))
+        })?
+    };
+    let now = state.ctx().clock.now_unix_nanos();
+    let by = match (caller.principal.kind, request.by) {
+        (auth::PrincipalKind::Local, Some(by)) => by,
+        _ => caller.principal.id.clone(),
+    };
+    let changed = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        if !state
+            .ctx()
+            .store
+            .finding(id)?
+            .is_some_and(|f| views::findings::may_see_finding(&caller.visibility, &f))
+        {
+            return Ok(None);
+        }
+        let changed =
+            state.ctx().store.set_finding_status(id, status, &by, request.note.as_deref(), now)?;
+        if let Some(finding) = &changed {
+            jobs::notify::announce_quietly(&state.jobs, finding.deploy_id);
+        }
+        Ok(changed)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    changed.map(|f| Json(views::findings::view(&f, true))).ok_or_else(|| not_found(id))
+}
+
+fn parse_id(text: &str) -> Result<u64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::invalid(format!("`{text}` is not a finding id; ids are numbers")))
+}
+
+fn not_found(id: u64) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no finding {id}"))
+}
+
+const MAX_STATUS_BODY_BYTES: usize = 16 * 1024;
+
+pub(crate) async fn list_findings(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Json_>, ApiError> {
+    let filter = views::findings::parse_filter(params)?;
+    let limit = filter.limit;
+    let findings = tokio::task::spawn_blocking(move || {
+        views::findings::list(state.ctx(), &caller.visibility, filter)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let next =
+        (findings.len() == limit).then(|| findings.last().map(|f| f["id"].clone())).flatten();
+    Ok(Json(json!({"findings": findings, "next": next.map(|id| id.to_string())})))
+}

@@ -1,0 +1,48 @@
+//! Health (`/healthz`, `/readyz`), `/metrics`, and the answers for unknown routes and methods.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value as Json_, json};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+pub(crate) async fn healthz() -> Json<Json_> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ctx().store.is_healthy() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "a storage engine is unreachable or the span store stopped accepting writes; see the log",
+        )
+        .into_response()
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let in_flight =
+        (state.settings.max_exports_in_flight - state.write_slots.available_permits()) as u64;
+    let body = crate::metrics::render(
+        &state.metrics,
+        &state.ctx().store.stats(),
+        in_flight,
+        state.jobs.lease.is_held(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route; see the README for the API")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+}

@@ -1,0 +1,11 @@
+//! The JSON API v1 handlers, one module per resource: each parses its request, calls the
+//! view (or the store, for the few writes), and answers JSON; access was decided by the guard.
+
+pub(crate) mod audit;
+pub(crate) mod deploys;
+pub(crate) mod dora;
+pub(crate) mod findings;
+pub(crate) mod health;
+pub(crate) mod notifications;
+pub(crate) mod tokens;
+pub(crate) mod traces;

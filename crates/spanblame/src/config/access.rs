@@ -1,0 +1,317 @@
+//! `[auth]`, `[auth.oidc]`, `[auth.proxy]`, `[[teams]]`, `[deploys]` and `[[tokens]]`: sign-in,
+//! roles and ownership, and the doors left open.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::listen::{IngestConfig, TokenConfig};
+use super::values::{parse_duration_nanos, read_secret};
+
+/// Sign-in, roles, tokens and sessions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthConfig {
+    /// `none` (no sign-in: whoever reaches the server is its operator; loopback by default),
+    /// `oidc` or `proxy`.
+    pub(crate) mode: String,
+    /// Clock-skew tolerance for signed tokens.
+    pub(crate) clock_skew: String,
+    pub(crate) session_max_age: String,
+    /// Default lifetime of new API tokens.
+    pub(crate) token_max_age: String,
+    /// How long a rotated token's old secret stays valid.
+    pub(crate) token_rotation_grace: String,
+    /// Sign-in and token requests per client address per minute.
+    pub(crate) rate_limit_per_minute: u32,
+    pub(crate) oidc: Option<OidcConfig>,
+    pub(crate) proxy: Option<ProxyConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: "none".into(),
+            clock_skew: "60s".into(),
+            session_max_age: "12h".into(),
+            token_max_age: "90d".into(),
+            token_rotation_grace: "24h".into(),
+            rate_limit_per_minute: 30,
+            oidc: None,
+            proxy: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcConfig {
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret_env: Option<String>,
+    pub(crate) client_secret_file: Option<PathBuf>,
+    /// Scopes asked for at sign-in besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub(crate) scopes: Vec<String>,
+    /// Audiences accepted on bearer tokens besides `client_id` (an API's resource audience).
+    #[serde(default)]
+    pub(crate) audiences: Vec<String>,
+    #[serde(default = "default_groups_claim")]
+    pub(crate) groups_claim: String,
+    #[serde(default)]
+    pub(crate) admin_groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) oncall_lead_groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) auditor_groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxyConfig {
+    pub(crate) assertion_header: String,
+    pub(crate) jwks_url: String,
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    #[serde(default = "default_groups_claim")]
+    pub(crate) groups_claim: String,
+    #[serde(default)]
+    pub(crate) admin_groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) oncall_lead_groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) auditor_groups: Vec<String>,
+}
+
+pub(super) fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile", "groups"].map(str::to_owned).to_vec()
+}
+
+pub(super) fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+/// A team: who belongs to it (identity-provider groups); services name their team.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TeamConfig {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) oidc_groups: Vec<String>,
+}
+
+/// Who may report deploys through `POST /api/v1/deploys` (and `spanblame deploy`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DeploysConfig {
+    /// Unset: open only while `auth.mode` is `none` (with sign-in, a `deploy` token is needed).
+    pub(crate) require_auth: Option<bool>,
+    pub(crate) tokens: Vec<TokenConfig>,
+}
+
+/// Doors left open although sign-in is configured, each with what it exposes and the fix
+/// (`serve` and `check-config` warn with them).
+pub(crate) fn open_doors(access: &server::AccessSettings) -> Vec<&'static str> {
+    if matches!(access.mode, server::AuthMode::None) {
+        return Vec::new();
+    }
+    let mut doors = Vec::new();
+    if access.ingest_open {
+        doors.push(
+            "sign-in is configured but `ingest.require_auth` is false: anyone who reaches the OTLP ports may send spans of any service (a token's service restriction applies only to tokens sent); set `[ingest] require_auth = true` and give collectors `ingest` tokens",
+        );
+    }
+    if access.deploys_open {
+        doors.push(
+            "sign-in is configured but `deploys.require_auth` is false: anyone who reaches the API may report deploys, which feed detection; set `[deploys] require_auth = true` (the default with sign-in) and give CI a `deploy` token",
+        );
+    }
+    doors
+}
+
+/// The tokens of one `[[<section>.tokens]]` list, each with `scope`; an error when
+/// `require_auth` is set without any (nothing could ever authenticate, unless API tokens are
+/// created later, which is fine: then the list may be empty).
+pub(super) fn configured_tokens(
+    section: &str,
+    scope: auth::Scope,
+    tokens: &[TokenConfig],
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<server::ConfiguredToken>> {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(idx, token)| {
+            let key = format!("`{section}.tokens[{idx}]` (`{}`)", token.name);
+            let secret =
+                read_secret(&key, token.secret_env.as_deref(), token.secret_file.as_deref(), env)?;
+            Ok(server::ConfiguredToken {
+                name: token.name.clone(),
+                scope,
+                sha256: auth::token::digest(&secret),
+            })
+        })
+        .collect()
+}
+
+/// What the access settings are resolved from: `[auth]`, `[[teams]]`, `[deploys]`,
+/// `[ingest]`, `server.public_url` and `retention.audit`.
+pub(super) struct AccessSections<'a> {
+    pub(super) auth: &'a AuthConfig,
+    pub(super) teams: &'a [TeamConfig],
+    pub(super) deploys: &'a DeploysConfig,
+    pub(super) ingest: &'a IngestConfig,
+    pub(super) public_url: Option<&'a str>,
+    pub(super) audit_retention: &'a str,
+}
+
+/// Sign-in, role mapping, tokens and sessions, checked.
+pub(super) fn resolve_access(
+    config: AccessSections<'_>,
+    env: &BTreeMap<String, String>,
+    changes: &server::ChangeSettings,
+) -> anyhow::Result<server::AccessSettings> {
+    let auth = config.auth;
+    let duration = |key: &str, value: &str| {
+        parse_duration_nanos(value).with_context(|| format!("`auth.{key}` = `{value}`"))
+    };
+    let mut configured =
+        configured_tokens("ingest", auth::Scope::Ingest, &config.ingest.tokens, env)?;
+    configured.extend(configured_tokens(
+        "deploys",
+        auth::Scope::Deploy,
+        &config.deploys.tokens,
+        env,
+    )?);
+    let url = |key: &str, value: &str| -> anyhow::Result<String> {
+        let value = value.trim().trim_end_matches('/');
+        if value.starts_with("https://") || value.starts_with("http://") {
+            Ok(value.to_owned())
+        } else {
+            bail!("`{key}` = `{value}` must be an `https://` URL")
+        }
+    };
+    // How the identity's groups map to roles; teams come from `[[teams]]`.
+    let groups_mapping = |claim: &str, admin: &[String], lead: &[String], auditor: &[String]| {
+        auth::IdentityMapping {
+            groups_claim: claim.to_owned(),
+            admin_groups: admin.to_vec(),
+            oncall_lead_groups: lead.to_vec(),
+            auditor_groups: auditor.to_vec(),
+            teams: config.teams.iter().map(|t| (t.name.clone(), t.oidc_groups.clone())).collect(),
+        }
+    };
+    let (mode, identity) = match auth.mode.as_str() {
+        "none" => (server::AuthMode::None, groups_mapping("groups", &[], &[], &[])),
+        "oidc" => {
+            let oidc = auth.oidc.as_ref().context(
+                "`auth.mode` = `oidc` needs an `[auth.oidc]` table with `issuer`, `client_id` and `client_secret_env`",
+            )?;
+            let client_secret = read_secret(
+                "`auth.oidc` client secret",
+                oidc.client_secret_env.as_deref(),
+                oidc.client_secret_file.as_deref(),
+                env,
+            )?;
+            if oidc.client_id.trim().is_empty() {
+                bail!(
+                    "`auth.oidc.client_id` must not be empty: use the client id registered with the provider"
+                );
+            }
+            (
+                server::AuthMode::Oidc(server::OidcSettings {
+                    issuer: url("auth.oidc.issuer", &oidc.issuer)?,
+                    client_id: oidc.client_id.clone(),
+                    client_secret,
+                    scopes: oidc.scopes.clone(),
+                    audiences: oidc.audiences.clone(),
+                }),
+                groups_mapping(
+                    &oidc.groups_claim,
+                    &oidc.admin_groups,
+                    &oidc.oncall_lead_groups,
+                    &oidc.auditor_groups,
+                ),
+            )
+        }
+        "proxy" => {
+            let proxy = auth.proxy.as_ref().context(
+                "`auth.mode` = `proxy` needs an `[auth.proxy]` table with `assertion_header`, `jwks_url`, `issuer` and `audience`",
+            )?;
+            let header = proxy.assertion_header.trim().to_ascii_lowercase();
+            if axum_header_name_invalid(&header) {
+                bail!(
+                    "`auth.proxy.assertion_header` = `{}` is not an HTTP header name",
+                    proxy.assertion_header
+                );
+            }
+            if proxy.audience.trim().is_empty() || proxy.issuer.trim().is_empty() {
+                bail!(
+                    "`auth.proxy.issuer` and `auth.proxy.audience` must be set exactly as the proxy signs them"
+                );
+            }
+            (
+                server::AuthMode::Proxy(server::ProxySettings {
+                    assertion_header: header,
+                    jwks_url: url("auth.proxy.jwks_url", &proxy.jwks_url)?,
+                    issuer: proxy.issuer.trim().to_owned(),
+                    audience: proxy.audience.trim().to_owned(),
+                }),
+                groups_mapping(
+                    &proxy.groups_claim,
+                    &proxy.admin_groups,
+                    &proxy.oncall_lead_groups,
+                    &proxy.auditor_groups,
+                ),
+            )
+        }
+        other => bail!("`auth.mode` = `{other}` is not valid; use `none`, `oidc` or `proxy`"),
+    };
+    for service in &changes.services {
+        if let Some(team) = &service.team
+            && !config.teams.is_empty()
+            && !config.teams.iter().any(|t| &t.name == team)
+        {
+            bail!(
+                "`services` (`{}`): `team` = `{team}` is not a configured `[[teams]]` name",
+                service.service
+            );
+        }
+    }
+    let secure_cookies = match config.public_url {
+        Some(url) => match url.strip_prefix("http://") {
+            // Browsers keep `Secure` cookies on plain HTTP only for loopback.
+            Some(rest) => ["127.0.0.1", "localhost", "[::1]"].iter().any(|h| rest.starts_with(h)),
+            None => true,
+        },
+        None => true,
+    };
+    let nanos_secs = |n: u64| n / 1_000_000_000;
+    let deploys_open = match config.deploys.require_auth {
+        Some(require) => !require,
+        None => matches!(mode, server::AuthMode::None),
+    };
+    Ok(server::AccessSettings {
+        mode,
+        ingest_open: !config.ingest.require_auth,
+        // A deploy report returns the service's commit history: with sign-in configured it
+        // needs a `deploy` token unless the operator opens it explicitly.
+        deploys_open,
+        configured_tokens: configured,
+        identity,
+        leeway_secs: nanos_secs(duration("clock_skew", &auth.clock_skew)?),
+        session_max_age_nanos: duration("session_max_age", &auth.session_max_age)?,
+        token_default_max_age_nanos: duration("token_max_age", &auth.token_max_age)?,
+        token_rotation_grace_nanos: duration("token_rotation_grace", &auth.token_rotation_grace)?,
+        audit_max_age_nanos: parse_duration_nanos(config.audit_retention)
+            .with_context(|| format!("`retention.audit` = `{}`", config.audit_retention))?,
+        secure_cookies,
+        rate_limit_per_minute: auth.rate_limit_per_minute,
+    })
+}
+
+pub(super) fn axum_header_name_invalid(name: &str) -> bool {
+    name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,102 @@
+//! `[server]` and `[ingest]`: listeners, connection limits and timeouts, and what one export may
+//! cost.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::values::parse_duration_nanos;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServerConfig {
+    pub(crate) http_addr: String,
+    pub(crate) otlp_grpc_addr: String,
+    pub(crate) otlp_http_addr: String,
+    pub(crate) public_url: Option<String>,
+    pub(crate) max_connections: usize,
+    pub(crate) header_read_timeout: String,
+    pub(crate) body_read_timeout: String,
+    pub(crate) idle_timeout: String,
+    pub(crate) shutdown_grace: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let limits = server::ConnectionLimits::default();
+        let secs = |d: std::time::Duration| format!("{}s", d.as_secs());
+        ServerConfig {
+            http_addr: "127.0.0.1:7420".into(),
+            otlp_grpc_addr: "127.0.0.1:4317".into(),
+            otlp_http_addr: "127.0.0.1:4318".into(),
+            public_url: None,
+            max_connections: limits.max_connections,
+            header_read_timeout: secs(limits.header_read_timeout),
+            body_read_timeout: secs(limits.body_read_timeout),
+            idle_timeout: secs(limits.idle_timeout),
+            shutdown_grace: secs(limits.shutdown_grace),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct IngestConfig {
+    pub(crate) require_auth: bool,
+    pub(crate) tokens: Vec<TokenConfig>,
+    pub(crate) max_body: String,
+    pub(crate) max_attributes_per_span: usize,
+    pub(crate) max_attribute_value_bytes: usize,
+    pub(crate) max_exports_in_flight: usize,
+    pub(crate) max_memory: String,
+    pub(crate) max_future: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let limits = otlp::DecodeLimits::default();
+        IngestConfig {
+            require_auth: false,
+            tokens: Vec::new(),
+            max_body: "16MiB".into(),
+            max_attributes_per_span: limits.max_attributes,
+            max_attribute_value_bytes: limits.max_attribute_value_bytes,
+            max_exports_in_flight: 256,
+            max_memory: "512MiB".into(),
+            max_future: "1h".into(),
+        }
+    }
+}
+
+/// `[server]`'s connection caps and timeouts.
+pub(super) fn resolve_connections(
+    server: &ServerConfig,
+) -> anyhow::Result<server::ConnectionLimits> {
+    let duration = |key: &str, value: &str| -> anyhow::Result<std::time::Duration> {
+        let nanos =
+            parse_duration_nanos(value).with_context(|| format!("`server.{key}` = `{value}`"))?;
+        if nanos == 0 {
+            bail!("`server.{key}` must be more than 0s");
+        }
+        Ok(std::time::Duration::from_nanos(nanos))
+    };
+    if server.max_connections == 0 {
+        bail!("`server.max_connections` must be at least 1");
+    }
+    Ok(server::ConnectionLimits {
+        max_connections: server.max_connections,
+        header_read_timeout: duration("header_read_timeout", &server.header_read_timeout)?,
+        body_read_timeout: duration("body_read_timeout", &server.body_read_timeout)?,
+        idle_timeout: duration("idle_timeout", &server.idle_timeout)?,
+        shutdown_grace: duration("shutdown_grace", &server.shutdown_grace)?,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenConfig {
+    pub(crate) name: String,
+    pub(crate) secret_env: Option<String>,
+    pub(crate) secret_file: Option<PathBuf>,
+}

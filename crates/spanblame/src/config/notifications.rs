@@ -1,0 +1,193 @@
+//! `[notifications]`, `[[alerts.alertmanager]]` and `[[alerts.webhook]]`: where findings are
+//! announced and how delivery retries.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::changes::{IntegrationConfig, RepositoryConfig, ServiceConfig, derive_forge_path};
+use super::values::{parse_duration_nanos, read_secret};
+
+/// How notifications are delivered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct NotificationsConfig {
+    /// Attempts before a delivery is dead-lettered (visible in the API and the finding page).
+    pub(crate) max_attempts: u32,
+    /// The first retry's wait; it doubles (with jitter) up to `max_backoff`.
+    pub(crate) initial_backoff: String,
+    pub(crate) max_backoff: String,
+    /// How often a firing alert is sent to Alertmanager again.
+    pub(crate) alert_refresh: String,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            max_attempts: 12,
+            initial_backoff: "10s".into(),
+            max_backoff: "30m".into(),
+            alert_refresh: "15m".into(),
+        }
+    }
+}
+
+/// Where alerts go: `[[alerts.alertmanager]]` and `[[alerts.webhook]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AlertsConfig {
+    pub(crate) alertmanager: Vec<SinkConfig>,
+    pub(crate) webhook: Vec<SinkConfig>,
+}
+
+/// One alert receiver: its URL in the file, or (for URLs that hold a secret, like a Slack
+/// webhook) in an environment variable or a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SinkConfig {
+    /// Names it in the outbox and the API (default: `default`, `2`, `3`... by position).
+    pub(crate) name: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) url_env: Option<String>,
+    pub(crate) url_file: Option<PathBuf>,
+}
+
+/// What the notification settings are resolved from.
+pub(super) struct NotifySections<'a> {
+    pub(super) notifications: &'a NotificationsConfig,
+    pub(super) alerts: &'a AlertsConfig,
+    pub(super) integrations: &'a [IntegrationConfig],
+    pub(super) repositories: &'a [RepositoryConfig],
+    pub(super) services: &'a [ServiceConfig],
+}
+
+/// Alert receivers, what each forge integration posts, and the delivery schedule.
+pub(super) fn resolve_notifications(
+    config: NotifySections<'_>,
+    env: &BTreeMap<String, String>,
+    changes: &server::ChangeSettings,
+) -> anyhow::Result<server::NotifySettings> {
+    let duration = |key: &str, value: &str| {
+        parse_duration_nanos(value)
+            .map(std::time::Duration::from_nanos)
+            .with_context(|| format!("`notifications.{key}` = `{value}`"))
+    };
+    let n = config.notifications;
+    if n.max_attempts == 0 {
+        bail!("`notifications.max_attempts` must be at least 1");
+    }
+    let retry = server::RetrySettings {
+        max_attempts: n.max_attempts,
+        initial_backoff: duration("initial_backoff", &n.initial_backoff)?,
+        max_backoff: duration("max_backoff", &n.max_backoff)?,
+    };
+    if retry.max_backoff < retry.initial_backoff {
+        bail!(
+            "`notifications.max_backoff` = `{}` is shorter than `initial_backoff` = `{}`; make it at least as long",
+            n.max_backoff,
+            n.initial_backoff
+        );
+    }
+    let sinks = |section: &str, sinks: &[SinkConfig]| -> anyhow::Result<Vec<server::AlertSink>> {
+        let mut out: Vec<server::AlertSink> = Vec::new();
+        for (idx, sink) in sinks.iter().enumerate() {
+            let name = sink.name.clone().unwrap_or_else(|| {
+                if idx == 0 { "default".to_owned() } else { (idx + 1).to_string() }
+            });
+            let key = format!("`alerts.{section}[{idx}]` (`{name}`)");
+            if out.iter().any(|s| s.name == name) {
+                bail!("{key}: another `[[alerts.{section}]]` has the same `name`");
+            }
+            let url = match (&sink.url, &sink.url_env, &sink.url_file) {
+                (Some(url), None, None) => url.trim().to_owned(),
+                (None, Some(_), None) | (None, None, Some(_)) => {
+                    read_secret(&key, sink.url_env.as_deref(), sink.url_file.as_deref(), env)?
+                        .trim()
+                        .to_owned()
+                }
+                _ => bail!("{key}: set exactly one of `url`, `url_env` or `url_file`"),
+            };
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("{key}: the URL must start with `https://` (or `http://`)");
+            }
+            out.push(server::AlertSink { name, url });
+        }
+        Ok(out)
+    };
+    let mut forges = Vec::new();
+    for integration in config.integrations {
+        if !(integration.comment_on_findings || integration.status_on_findings) {
+            continue;
+        }
+        let has_api = changes
+            .integrations
+            .iter()
+            .any(|i| i.name == integration.name && i.api_url.is_some() && i.api_token.is_some());
+        if !has_api {
+            bail!(
+                "`integrations` (`{}`): `comment_on_findings` and `status_on_findings` need `api_url` and `api_token_env` (a token that may comment on reviews and set commit statuses)",
+                integration.name
+            );
+        }
+        forges.push(server::ForgeNotify {
+            integration: integration.name.clone(),
+            comments: integration.comment_on_findings,
+            statuses: integration.status_on_findings,
+        });
+    }
+    let mut repositories = Vec::new();
+    for (idx, repository) in config.repositories.iter().enumerate() {
+        let Some(name) = &repository.integration else { continue };
+        let key = format!("`repositories[{idx}]` (`{}`)", repository.name);
+        let Some(integration) = changes.integrations.iter().find(|i| &i.name == name) else {
+            bail!("{key}: `integration` = `{name}` is not a configured `[[integrations]]` name");
+        };
+        let path = match (&repository.forge_path, integration.kind) {
+            (Some(path), _) => Some(path.trim().trim_matches('/').to_owned()),
+            (None, model::ForgeKind::Phabricator) => repository.monogram.clone(),
+            (None, _) => derive_forge_path(
+                repository.web_url.as_deref().or(repository.url.as_deref()),
+                integration.api_url.as_deref(),
+            ),
+        };
+        let posts = forges.iter().any(|f: &server::ForgeNotify| &f.integration == name);
+        let path = match path.filter(|p| !p.is_empty()) {
+            Some(path) => path,
+            None if posts => bail!(
+                "{key}: cannot tell its path on `{name}` from `url`; set `forge_path` (`owner/name`{})",
+                if integration.kind == model::ForgeKind::Phabricator {
+                    ", or `monogram` for Phabricator"
+                } else {
+                    ""
+                }
+            ),
+            None => continue,
+        };
+        repositories.push(server::RepositoryForge {
+            repository: repository.name.clone(),
+            integration: name.clone(),
+            path,
+        });
+    }
+    let services = config
+        .services
+        .iter()
+        .map(|service| server::ServiceNotify {
+            service: service.name.clone(),
+            tier: service.tier.unwrap_or(server::DEFAULT_TIER),
+            comments: service.comment_on_findings.unwrap_or(true),
+            alerts: service.alerts.unwrap_or(true),
+        })
+        .collect();
+    Ok(server::NotifySettings {
+        alertmanagers: sinks("alertmanager", &config.alerts.alertmanager)?,
+        webhooks: sinks("webhook", &config.alerts.webhook)?,
+        forges,
+        repositories,
+        services,
+        retry,
+        alert_refresh: duration("alert_refresh", &n.alert_refresh)?,
+    })
+}

@@ -1,0 +1,278 @@
+//! The configuration's tests: loading, overrides from the environment, and every refusal
+//! naming the key and the fix.
+
+use super::changes::derive_forge_path;
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn load_str(text: &str, vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spanblame.toml");
+    std::fs::write(&path, text).unwrap();
+    load(Some(&path), &env(vars))
+}
+
+#[test]
+fn no_file_gives_the_embedded_defaults() {
+    let config = load(None, &env(&[])).unwrap();
+    let resolved = resolve(&config, &env(&[])).unwrap();
+    assert_eq!(resolved.settings.http_addr.to_string(), "127.0.0.1:7420");
+    assert_eq!(resolved.data_dir, PathBuf::from("./spanblame-data"));
+    assert_eq!(resolved.settings.retention.spans_max_age_nanos, 7 * 86_400 * 1_000_000_000);
+}
+
+#[test]
+fn head_and_block_sizes_resolve_and_bad_ones_name_the_keys() {
+    let overrides =
+        [("SPANBLAME_STORAGE_HEAD_SPANS", "500"), ("SPANBLAME_STORAGE_BLOCK_SPANS", "4000")];
+    let config = load(None, &env(&overrides)).unwrap();
+    match resolve(&config, &env(&overrides)).unwrap().store {
+        store::SpanBackend::Embedded(options) => {
+            assert_eq!((options.max_head_spans, options.compacted_block_spans), (500, 4000));
+        }
+        other => panic!("{other:?}"),
+    }
+    let config = load_str("[storage]\nhead_spans = 1000\nblock_spans = 10\n", &[]).unwrap();
+    let error = resolve(&config, &env(&[])).unwrap_err().to_string();
+    assert!(
+        error.contains("`storage.head_spans`") && error.contains("`storage.block_spans`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn environment_overrides_keys_and_keeps_types() {
+    let config = load_str(
+        "[server]\nhttp_addr = \"127.0.0.1:1\"\n",
+        &[
+            ("SPANBLAME_SERVER_HTTP_ADDR", "0.0.0.0:8080"),
+            ("SPANBLAME_INGEST_MAX_EXPORTS_IN_FLIGHT", "7"),
+            ("SPANBLAME_RETENTION_DISK_BUDGET", "50GiB"),
+            ("SPANBLAME_GOGS_SECRET", "not an override"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.server.http_addr, "0.0.0.0:8080");
+    assert_eq!(config.ingest.max_exports_in_flight, 7);
+    let resolved = resolve(&config, &env(&[])).unwrap();
+    assert_eq!(resolved.settings.retention.disk_budget_bytes, Some(50 << 30));
+}
+
+#[test]
+fn errors_name_the_key_and_the_fix() {
+    let err = |text: &str, vars: &[(&str, &str)]| -> String {
+        match load_str(text, vars).and_then(|c| resolve(&c, &env(vars))) {
+            Ok(_) => panic!("expected an error for {text:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+    assert!(err("[server]\nhttp_adr = \"x\"\n", &[]).contains("unknown field `http_adr`"));
+    assert!(
+        err("[server]\nhttp_addr = \"localhost\"\n", &[])
+            .contains("`server.http_addr` = `localhost` is not a socket address")
+    );
+    assert!(err("[retention]\nspans = \"7 days\"\n", &[]).contains("unknown duration unit `days`"));
+    assert!(
+        err("[storage]\nkind = \"cluster\"\n", &[])
+            .contains("`storage.kind` = `cluster` needs `storage.clickhouse_url`")
+    );
+    let missing = err(
+        "[ingest]\nrequire_auth = true\n[[ingest.tokens]]\nname = \"c\"\nsecret_env = \"NOPE_TOKEN\"\n",
+        &[],
+    );
+    assert!(missing.contains("`NOPE_TOKEN` named by `secret_env` is not set"), "{missing}");
+    assert!(err("[ingest]\nmax_body = \"lots\"\n", &[]).contains("`ingest.max_body` = `lots`"));
+}
+
+#[test]
+fn postgresql_keys_are_checked_and_name_the_fix() {
+    let cluster = "[storage]\nkind = \"cluster\"\nclickhouse_url = \"http://ch:8123\"\n";
+    let resolved = |text: &str, vars: &[(&str, &str)]| {
+        load_str(text, vars).and_then(|c| resolve(&c, &env(vars)))
+    };
+    let err = |text: &str, vars: &[(&str, &str)]| match resolved(text, vars) {
+        Ok(_) => panic!("expected an error for {text:?}"),
+        Err(e) => format!("{e:#}"),
+    };
+    let pg = [("PG", "postgres://spanblame:secret@db:5432/meta")];
+    let ok =
+        resolved(&format!("{cluster}postgres_url_env = \"PG\"\nbackground_lease = \"30s\"\n"), &pg)
+            .unwrap();
+    match &ok.metadata {
+        store::MetadataBackend::Postgres(options) => {
+            assert_eq!(options.display_url(), "postgres://spanblame:***@db:5432/meta");
+        }
+        other => panic!("expected PostgreSQL, got {other:?}"),
+    }
+    assert_eq!(ok.settings.background_lease, std::time::Duration::from_secs(30));
+    assert!(matches!(resolved(cluster, &[]).unwrap().metadata, store::MetadataBackend::Sqlite));
+    let unset = err(&format!("{cluster}postgres_url_env = \"NOPE\"\n"), &[]);
+    assert!(unset.contains("`storage.postgres_url_env`: environment variable `NOPE`"), "{unset}");
+    let embedded = err("[storage]\npostgres_url_env = \"PG\"\n", &pg);
+    assert!(embedded.contains("need `storage.kind = \"cluster\"`"), "{embedded}");
+    let short = err(&format!("{cluster}background_lease = \"1s\"\n"), &[]);
+    assert!(short.contains("`storage.background_lease` must be at least 3s"), "{short}");
+    let bad = err(
+        &format!("{cluster}postgres_url_env = \"PG\"\n"),
+        &[("PG", "postgres://db:notaport/x")],
+    );
+    assert!(bad.contains("is not valid") && bad.contains("postgres://"), "{bad}");
+}
+
+#[test]
+fn notifications_resolve_sinks_forge_paths_and_tiers() {
+    let vars = [
+        ("HOOK", "0123456789abcdef"),
+        ("GITEA_TOKEN", "0123456789abcdef0123"),
+        ("SLACK", "https://hooks.slack.example/T1/B2/secret"),
+    ];
+    let resolve_str = |text: &str| load_str(text, &vars).and_then(|c| resolve(&c, &env(&vars)));
+    let base = "[[integrations]]\nname = \"gitea-main\"\nkind = \"gitea\"\nsecret_env = \"HOOK\"\n\
+        api_url = \"https://git.example.com\"\napi_token_env = \"GITEA_TOKEN\"\n\
+        comment_on_findings = true\n\
+        [[repositories]]\nname = \"shop\"\nurl = \"https://git.example.com/Acme/shop.git\"\nmirror = false\nintegration = \"gitea-main\"\n\
+        [[services]]\nname = \"checkout\"\nrepository = \"shop\"\ntier = 1\nalerts = false\n\
+        [[alerts.alertmanager]]\nurl = \"http://alertmanager:9093\"\n\
+        [[alerts.webhook]]\nname = \"slack\"\nurl_env = \"SLACK\"\n\
+        [notifications]\nmax_attempts = 5\ninitial_backoff = \"2s\"\n";
+    let n = resolve_str(base).unwrap().settings.notifications;
+    assert_eq!(n.alertmanagers[0].name, "default");
+    assert_eq!(n.webhooks[0].url, "https://hooks.slack.example/T1/B2/secret");
+    assert!(!format!("{:?}", n.webhooks).contains("secret"), "webhook URLs are redacted");
+    assert_eq!(n.repositories[0].path, "acme/shop", "derived from the URL under api_url");
+    assert_eq!((n.forges[0].comments, n.forges[0].statuses), (true, false));
+    assert_eq!(
+        (n.services[0].tier, n.services[0].alerts, n.services[0].comments),
+        (1, false, true)
+    );
+    assert_eq!((n.retry.max_attempts, n.retry.initial_backoff.as_secs()), (5, 2));
+
+    let local = base.replace("https://git.example.com/Acme/shop.git", "/srv/git/shop");
+    let err = format!("{:#}", resolve_str(&local).unwrap_err());
+    assert!(
+        err.contains("`repositories[0]` (`shop`)") && err.contains("set `forge_path`"),
+        "{err}"
+    );
+    let explicit = local.replace(
+        "integration = \"gitea-main\"",
+        "integration = \"gitea-main\"\nforge_path = \"acme/shop\"",
+    );
+    assert_eq!(
+        resolve_str(&explicit).unwrap().settings.notifications.repositories[0].path,
+        "acme/shop"
+    );
+    let err = format!(
+        "{:#}",
+        resolve_str(&base.replace("integration = \"gitea-main\"", "integration = \"gogs\""))
+            .unwrap_err()
+    );
+    assert!(err.contains("`integration` = `gogs` is not a configured"), "{err}");
+    let no_api = base
+        .replace("api_url = \"https://git.example.com\"\napi_token_env = \"GITEA_TOKEN\"\n", "");
+    let err = format!("{:#}", resolve_str(&no_api).unwrap_err());
+    assert!(err.contains("`comment_on_findings` and `status_on_findings` need `api_url`"), "{err}");
+    let both = base.replace("url_env = \"SLACK\"", "url_env = \"SLACK\"\nurl = \"https://x\"");
+    let err = format!("{:#}", resolve_str(&both).unwrap_err());
+    assert!(err.contains("`alerts.webhook[0]` (`slack`): set exactly one of"), "{err}");
+    let err = format!(
+        "{:#}",
+        resolve_str(&base.replace("http://alertmanager:9093", "alertmanager:9093")).unwrap_err()
+    );
+    assert!(err.contains("must start with `https://`"), "{err}");
+    assert!(
+        derive_forge_path(Some("git@github.com:acme/api.git"), Some("https://api.github.com"))
+            .is_some_and(|p| p == "acme/api")
+    );
+    assert_eq!(
+        derive_forge_path(
+            Some("https://gl.example.com/gitlab/grp/sub/api"),
+            Some("https://gl.example.com/gitlab")
+        )
+        .as_deref(),
+        Some("grp/sub/api")
+    );
+}
+
+#[test]
+fn a_phabricator_integration_needs_conduit_access_and_monograms_are_checked() {
+    let vars = [
+        ("PHAB_HMAC", "0123456789abcdef0123456789abcdef"),
+        ("PHAB_TOKEN", "api-abcdefghijklmnopqrstuvwxyzab"),
+    ];
+    let resolve_str = |text: &str| load_str(text, &vars).and_then(|c| resolve(&c, &env(&vars)));
+    let hook =
+        "[[integrations]]\nname = \"phab\"\nkind = \"phabricator\"\nsecret_env = \"PHAB_HMAC\"\n";
+    let err = format!("{:#}", resolve_str(hook).unwrap_err());
+    assert!(err.contains("needs `api_url`") && err.contains("Conduit API token"), "{err}");
+    let full = format!(
+        "{hook}api_url = \"https://phab.example.com/\"\napi_token_env = \"PHAB_TOKEN\"\n\
+         [[repositories]]\nname = \"web\"\nforge = \"phabricator\"\nmonogram = \"rWEB\"\n"
+    );
+    let resolved = resolve_str(&full).unwrap();
+    let integration = &resolved.settings.changes.integrations[0];
+    assert_eq!(integration.api_url.as_deref(), Some("https://phab.example.com"));
+    assert_eq!(integration.api_token.as_deref(), Some("api-abcdefghijklmnopqrstuvwxyzab"));
+    assert!(!format!("{integration:?}").contains("api-abc"), "the token is redacted");
+    let err = format!("{:#}", resolve_str(&full.replace("rWEB", "web")).unwrap_err());
+    assert!(err.contains("`monogram` = `web`") && err.contains("`R12`"), "{err}");
+    let err = format!("{:#}", resolve_str(&full.replace("https://phab", "phab")).unwrap_err());
+    assert!(err.contains("must start with `https://`"), "{err}");
+    let gitlab =
+        "[[integrations]]\nname = \"gl\"\nkind = \"gitlab\"\nsecret_env = \"GL_SIGNING\"\n";
+    let bad = [("GL_SIGNING", "whsec_not*base64*at*all")];
+    let err = load_str(gitlab, &bad).and_then(|c| resolve(&c, &env(&bad))).unwrap_err();
+    assert!(format!("{err:#}").contains("not base64"), "{err:#}");
+    let good = [("GL_SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")];
+    load_str(gitlab, &good).and_then(|c| resolve(&c, &env(&good))).unwrap();
+}
+
+#[test]
+fn auth_resolves_from_file_and_environment_and_errors_name_the_key() {
+    let text = "[auth]\nmode = \"proxy\"\n[[teams]]\nname = \"payments\"\noidc_groups = [\"payments-eng\"]\n";
+    let vars = [
+        ("SPANBLAME_AUTH_PROXY_ASSERTION_HEADER", "X-Pomerium-Jwt-Assertion"),
+        ("SPANBLAME_AUTH_PROXY_JWKS_URL", "https://proxy.example.com/jwks.json"),
+        ("SPANBLAME_AUTH_PROXY_ISSUER", "proxy.example.com"),
+        ("SPANBLAME_AUTH_PROXY_AUDIENCE", "spanblame.example.com"),
+    ];
+    let config = load_str(text, &vars).unwrap();
+    let access = resolve(&config, &env(&vars)).unwrap().settings.access;
+    match &access.mode {
+        server::AuthMode::Proxy(proxy) => {
+            assert_eq!(proxy.assertion_header, "x-pomerium-jwt-assertion")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(access.identity.teams, [("payments".to_owned(), vec!["payments-eng".to_owned()])]);
+    // With sign-in, deploy reports need a token unless opened explicitly (issue 20, item
+    // 2); open ingest is named as a warning.
+    assert!(!access.deploys_open);
+    assert_eq!(open_doors(&access).len(), 1, "{:?}", open_doors(&access));
+    let opened = format!("{text}[deploys]\nrequire_auth = false\n");
+    let access = resolve(&load_str(&opened, &vars).unwrap(), &env(&vars)).unwrap();
+    assert!(access.settings.access.deploys_open);
+    assert_eq!(open_doors(&access.settings.access).len(), 2);
+    let open = resolve(&load_str("", &[]).unwrap(), &env(&[])).unwrap().settings.access;
+    assert!(open.deploys_open && open_doors(&open).is_empty());
+    let err = |text: &str| {
+        format!("{:#}", load_str(text, &[]).and_then(|c| resolve(&c, &env(&[]))).unwrap_err())
+    };
+    assert!(err("[auth]\nmode = \"sso\"\n").contains("`auth.mode` = `sso` is not valid"));
+    assert!(err("[auth]\nmode = \"oidc\"\n").contains("needs an `[auth.oidc]` table"));
+    assert!(err("[auth]\nmode = \"oidc\"\n[auth.oidc]\nissuer = \"https://idp\"\nclient_id = \"x\"\nclient_secret_env = \"NOPE\"\n").contains("`NOPE`"));
+    assert!(
+        err("[auth.oidc]\nissuer = \"https://idp\"\nclient_id = \"x\"\nadmin_group = []\n")
+            .contains("unknown field `admin_group`")
+    );
+}
+
+#[test]
+fn sizes_and_durations_parse() {
+    assert_eq!(parse_bytes("16MiB").unwrap(), 16 << 20);
+    assert_eq!(parse_bytes("500MB").unwrap(), 500_000_000);
+    assert_eq!(parse_duration_nanos("90s").unwrap(), 90_000_000_000);
+    assert!(parse_duration_nanos("0d").is_err());
+}

@@ -1,0 +1,285 @@
+//! The change context of a span or deploy: the resolver that links a version identity to
+//! `{version, commit, review, owner}`, and the commit and review objects the API shows.
+//! Every field comes from a record; when nothing is known, it is absent, never invented.
+
+use std::collections::HashMap;
+
+use model::{ForgeKind, Review};
+use serde_json::{Map, Value as Json_, json};
+use store::{StoreError, StoredCommit};
+
+use crate::Context;
+use crate::settings::ChangeSettings;
+use forge::conduit::RepositoryMonogram;
+
+/// The commit a span or deploy's version stands for: the commit the spans name, else the
+/// version itself when it is a known sha.
+pub fn resolve_commit(
+    ctx: &Context,
+    explicit: Option<&str>,
+    service: &str,
+    version: Option<&str>,
+) -> Result<Option<StoredCommit>, StoreError> {
+    let store = &*ctx.store;
+    if let Some(sha) = explicit
+        && let Some(found) = store.find_commit(sha)?
+    {
+        return Ok(Some(found));
+    }
+    let Some(version) = version else { return Ok(None) };
+    if let Some(sha) = store.version_commit(service, version)?
+        && let Some(found) = store.find_commit(&sha)?
+    {
+        return Ok(Some(found));
+    }
+    // `1.4.2+a1b2c3d`, `cart@a1b2c3d4`, or a bare sha (find_commit ignores non-shas).
+    for candidate in version.split(['+', '@', '-', '_']).rev() {
+        if let Some(found) = store.find_commit(candidate)? {
+            return Ok(Some(found));
+        }
+    }
+    // A tag in the mirror of the service's repository (or any mirror when none is set).
+    let own = ctx.changes.ownership(service).and_then(|o| o.repository.clone());
+    for (name, mirror) in ctx.mirrors.all() {
+        if own.as_ref().is_some_and(|own| own != &name) {
+            continue;
+        }
+        let Ok(Some(sha)) = mirror.resolve_version(version) else { continue };
+        if let Some(found) = store.commit(&name, &sha)? {
+            return Ok(Some(found));
+        }
+        // A tag off the imported branch: record that one commit from the mirror.
+        if let Ok(commits) = mirror.range(None, &sha, 1) {
+            store.record_changes(&store::ChangeBatch {
+                repository: name.clone(),
+                commits,
+                reviews: Vec::new(),
+                branch_head: None,
+            })?;
+            return store.commit(&name, &sha);
+        }
+    }
+    Ok(None)
+}
+
+/// (service, version, commit, code file path): what a span's change context depends on.
+type ChangeKey = (String, Option<String>, Option<String>, Option<String>);
+
+/// Builds `change` objects, caching per identity: a trace repeats a handful of them.
+pub struct ChangeResolver<'a> {
+    ctx: &'a Context,
+    cache: HashMap<ChangeKey, Json_>,
+}
+
+impl<'a> ChangeResolver<'a> {
+    pub fn new(ctx: &'a Context) -> ChangeResolver<'a> {
+        ChangeResolver { ctx, cache: HashMap::new() }
+    }
+
+    pub fn change(
+        &mut self,
+        service: &str,
+        version: Option<&str>,
+        commit: Option<&str>,
+        code_path: Option<&str>,
+    ) -> Result<Json_, StoreError> {
+        let key = (
+            service.to_owned(),
+            version.map(str::to_owned),
+            commit.map(str::to_owned),
+            code_path.map(str::to_owned),
+        );
+        if let Some(found) = self.cache.get(&key) {
+            return Ok(found.clone());
+        }
+        let built = self.build(service, version, commit, code_path)?;
+        self.cache.insert(key, built.clone());
+        Ok(built)
+    }
+
+    fn build(
+        &self,
+        service: &str,
+        version: Option<&str>,
+        commit: Option<&str>,
+        code_path: Option<&str>,
+    ) -> Result<Json_, StoreError> {
+        let mut change = Map::new();
+        if let Some(version) = version {
+            change.insert("version".into(), version.into());
+        }
+        let settings = &self.ctx.changes;
+        if let Some(stored) = resolve_commit(self.ctx, commit, service, version)? {
+            change.insert("commit".into(), commit_view(settings, &stored));
+            if let Some(review) = self.review(&stored)? {
+                change.insert("review".into(), review);
+            }
+        }
+        if let Some(owner) = self.owner(service, code_path) {
+            change.insert("owner".into(), owner.into());
+        }
+        Ok(Json_::Object(change))
+    }
+
+    /// CODEOWNERS for the span's source file (under the service's path prefix) when the
+    /// repository's mirror has one and a rule matches; otherwise the service's team.
+    fn owner(&self, service: &str, code_path: Option<&str>) -> Option<String> {
+        let ownership = self.ctx.changes.ownership(service)?;
+        let path_owner = || {
+            let repository = ownership.repository.as_deref()?;
+            let code_owners = self.ctx.mirrors.code_owners(repository)?;
+            let path = code_path?.trim_start_matches("./").trim_start_matches('/');
+            let path = match ownership.path_prefix.as_deref().map(|p| p.trim_matches('/')) {
+                Some(prefix) if !prefix.is_empty() && !path.starts_with(prefix) => {
+                    format!("{prefix}/{path}")
+                }
+                _ => path.to_owned(),
+            };
+            Some(code_owners.owners(&path).join(" ")).filter(|owners| !owners.is_empty())
+        };
+        path_owner().or_else(|| ownership.team.clone())
+    }
+
+    /// The review a commit belongs to: one recorded from a forge, else the Differential
+    /// revision its message names (`Differential Revision: https://host/D123`), with only what
+    /// the message says when the revision itself is not stored.
+    pub fn review(&self, stored: &StoredCommit) -> Result<Option<Json_>, StoreError> {
+        let store = &self.ctx.store;
+        let recorded = store.reviews_of_commit(&stored.commit.sha)?;
+        if let Some(found) = recorded.into_iter().find(|r| r.repository == stored.repository) {
+            return Ok(Some(review_view(&found.review)));
+        }
+        let Some((id, url)) = differential_revision(&stored.commit.message) else {
+            return Ok(None);
+        };
+        if let Some(found) = store.review(&stored.repository, &id)? {
+            return Ok(Some(review_view(&found.review)));
+        }
+        let mut view = json!({"kind": ForgeKind::Phabricator.as_str(), "id": id});
+        if let Some(url) = url {
+            view["url"] = url.into();
+        }
+        Ok(Some(view))
+    }
+}
+
+/// The review of a recorded commit (any prefix of its sha), as the API shows reviews.
+pub fn review_of_commit(ctx: &Context, sha: &str) -> Result<Option<Json_>, StoreError> {
+    match ctx.store.find_commit(sha)? {
+        Some(stored) => ChangeResolver::new(ctx).review(&stored),
+        None => Ok(None),
+    }
+}
+
+/// A commit's patch from its repository's mirror; `None` without a mirror or the commit.
+pub fn patch(ctx: &Context, repository: &str, sha: &str) -> Option<String> {
+    ctx.mirrors.get(repository)?.patch(sha).ok()
+}
+
+/// The `Differential Revision:` field of a commit message: `D123` and its URL if given.
+/// Only the field's first line counts, as in Phabricator's own parser.
+pub fn differential_revision(message: &str) -> Option<(String, Option<String>)> {
+    let value = message
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Differential Revision:").map(str::trim))?;
+    let tail = value.rsplit('/').next().unwrap_or(value);
+    let digits = tail.strip_prefix('D')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let url = value.contains("://").then(|| value.to_owned());
+    Some((format!("D{digits}"), url))
+}
+
+pub fn commit_view(settings: &ChangeSettings, stored: &StoredCommit) -> Json_ {
+    let commit = &stored.commit;
+    let url = commit.url.clone().or_else(|| commit_url(settings, stored));
+    let mut view = Map::new();
+    view.insert("sha".into(), commit.sha.clone().into());
+    view.insert("subject".into(), commit.subject().into());
+    if let Some(author) = commit.author.display() {
+        view.insert("author".into(), author.into());
+    }
+    if let Some(url) = url {
+        view.insert("url".into(), url.into());
+    }
+    view.insert("repository".into(), stored.repository.clone().into());
+    Json_::Object(view)
+}
+
+/// The forge's page for a commit, in the forge's own URL form.
+fn commit_url(settings: &ChangeSettings, stored: &StoredCommit) -> Option<String> {
+    let repo = settings.repository_for(&[Some(&stored.repository)])?;
+    let web = repo.web_url()?;
+    let sha = &stored.commit.sha;
+    Some(match repo.forge {
+        Some(ForgeKind::Gitlab) => format!("{web}/-/commit/{sha}"),
+        // `web_url` is the install; without a monogram there is no commit page to name.
+        Some(ForgeKind::Phabricator) => {
+            RepositoryMonogram::parse(repo.monogram.as_deref()?)?.commit_url(&web, sha)
+        }
+        _ => format!("{web}/commit/{sha}"),
+    })
+}
+
+pub fn review_view(review: &Review) -> Json_ {
+    let mut view = json!({
+        "kind": review.kind.as_str(),
+        "id": review.id,
+        "state": review.state.as_str(),
+    });
+    if !review.title.is_empty() {
+        view["title"] = review.title.clone().into();
+    }
+    if let Some(url) = &review.url {
+        view["url"] = url.clone().into();
+    }
+    if let Some(author) = review.author.display() {
+        view["author"] = author.into();
+    }
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RepositorySettings;
+
+    #[test]
+    fn differential_revision_fields_are_read_like_phabricator_does() {
+        let message =
+            "Fix cache\n\nSummary: x\n\nDifferential Revision: https://phab.example.com/D123\n";
+        assert_eq!(
+            differential_revision(message),
+            Some(("D123".into(), Some("https://phab.example.com/D123".into())))
+        );
+        assert_eq!(differential_revision("Differential Revision: D7"), Some(("D7".into(), None)));
+        assert_eq!(differential_revision("Differential Revision: https://x/T12"), None);
+        assert_eq!(differential_revision("no field here"), None);
+    }
+
+    #[test]
+    fn repositories_match_by_name_or_any_url_form() {
+        let settings = ChangeSettings {
+            repositories: vec![RepositorySettings {
+                name: "cart".into(),
+                url: Some("https://git.example.com/shop/cart.git".into()),
+                ..RepositorySettings::default()
+            }],
+            ..ChangeSettings::default()
+        };
+        for name in [
+            "cart",
+            "shop/cart",
+            "git@git.example.com:shop/cart.git",
+            "https://git.example.com/shop/cart",
+        ] {
+            assert!(settings.repository_for(&[Some(name)]).is_some(), "{name}");
+        }
+        assert!(settings.repository_for(&[Some("shop/other")]).is_none());
+        assert_eq!(
+            settings.repositories[0].web_url().as_deref(),
+            Some("https://git.example.com/shop/cart")
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! Deploys with their predecessor, commit and commit range (`GET /api/v1/deploys`), and
+//! where a commit shipped (`GET /api/v1/commits/{sha}/impact`).
+
+use std::collections::HashMap;
+
+use model::Deploy;
+use serde_json::{Value as Json_, json};
+use store::{StoreError, StoredCommit};
+
+use crate::changes::{commit_view, resolve_commit};
+use crate::{Context, Visibility, query_escape, rfc3339};
+
+/// Commits listed per deploy range (the rest are counted as truncated).
+const MAX_RANGE_COMMITS: usize = 200;
+
+/// Deploys newest first (of one service and environment when given) the caller may see.
+pub fn deploys(
+    ctx: &Context,
+    visibility: &Visibility,
+    service: Option<&str>,
+    environment: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Json_>, StoreError> {
+    ctx.store
+        .deploys(service, environment, limit)?
+        .iter()
+        .filter(|d| visibility.allows(&d.service, Some(&d.environment)))
+        .map(|d| deploy_view(ctx, d))
+        .collect()
+}
+
+/// Where a commit shipped (deploys the caller may see) and links to the traces around each;
+/// `None` when the commit is unknown.
+pub fn impact(
+    ctx: &Context,
+    visibility: &Visibility,
+    sha: &str,
+) -> Result<Option<Json_>, StoreError> {
+    let store = &ctx.store;
+    let Some(stored) = store.find_commit(sha)? else { return Ok(None) };
+    let settings = &ctx.changes;
+    let target = stored.commit.sha.as_str();
+    let mirror = ctx.mirrors.get(&stored.repository);
+    let mut deploys = store.deploys(None, None, usize::MAX)?;
+    deploys.retain(|d| visibility.allows(&d.service, Some(&d.environment)));
+    let by_id: HashMap<u64, &Deploy> = deploys.iter().map(|d| (d.id, d)).collect();
+    // Whether each deploy's commit is the target or has it in its history (read from the
+    // commit's own mirror), worked out once per deploy.
+    let mut known: HashMap<u64, Shipping> = HashMap::new();
+    let mut shipping = |deploy: &Deploy| -> Result<Shipping, StoreError> {
+        if let Some(&found) = known.get(&deploy.id) {
+            return Ok(found);
+        }
+        let shipped = deploy_commit(ctx, deploy)?;
+        let found = match (&shipped.sha, &shipped.stored, &mirror) {
+            (Some(sha), _, _) if sha == target => Shipping::AsItsCommit,
+            (Some(sha), Some(found), Some(mirror))
+                if found.repository == stored.repository
+                    && mirror.is_ancestor(target, sha).unwrap_or(false) =>
+            {
+                Shipping::InItsHistory
+            }
+            _ => Shipping::No,
+        };
+        known.insert(deploy.id, found);
+        Ok(found)
+    };
+    let mut shipped = Vec::new();
+    for deploy in &deploys {
+        let previous = deploy.previous_id.and_then(|id| by_id.get(&id).copied());
+        // Shipped by this deploy: its commit, or in the range from its predecessor.
+        let how = match shipping(deploy)? {
+            Shipping::AsItsCommit => "deploy_commit",
+            Shipping::No => continue,
+            Shipping::InItsHistory => match previous {
+                Some(previous) if shipping(previous)? != Shipping::No => continue,
+                Some(_) => "in_range",
+                // Nothing is known before it in that environment.
+                None => "first_known_deploy",
+            },
+        };
+        let traces = |version: &str| {
+            format!(
+                "/api/v1/traces?service={}&environment={}&version={}",
+                query_escape(&deploy.service),
+                query_escape(&deploy.environment),
+                query_escape(version)
+            )
+        };
+        let mut view = deploy_view(ctx, deploy)?;
+        view["shipped_as"] = how.into();
+        view["traces_after"] = traces(&deploy.version).into();
+        if let Some(previous) = previous {
+            view["traces_before"] = traces(&previous.version).into();
+        }
+        shipped.push(view);
+    }
+    // A commit is someone's code: a caller restricted to some services sees it only when one
+    // of them lives in its repository or shipped it (otherwise it is not found, as for a
+    // commit that does not exist).
+    let owns_repository = settings.services.iter().any(|s| {
+        s.repository.as_deref() == Some(stored.repository.as_str())
+            && visibility.services.as_ref().is_none_or(|v| v.contains(&s.service))
+    });
+    if !visibility.is_everything() && !owns_repository && shipped.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(json!({
+        "commit": commit_view(settings, &stored),
+        "deploys": shipped,
+    })))
+}
+
+/// How a deploy relates to a commit whose impact is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shipping {
+    AsItsCommit,
+    InItsHistory,
+    No,
+}
+
+/// The commit a deploy shipped: its sha, and the stored commit when the graph knows it.
+pub struct DeployCommit {
+    pub sha: Option<String>,
+    pub stored: Option<StoredCommit>,
+}
+
+/// Reported, or what the deploy's version resolves to.
+pub fn deploy_commit(ctx: &Context, deploy: &Deploy) -> Result<DeployCommit, StoreError> {
+    let store = &ctx.store;
+    if let Some(sha) = &deploy.commit {
+        let stored = store.find_commit(sha)?;
+        let sha = stored.as_ref().map_or_else(|| sha.clone(), |c| c.commit.sha.clone());
+        return Ok(DeployCommit { sha: Some(sha), stored });
+    }
+    if let Some(found) = resolve_commit(ctx, None, &deploy.service, Some(&deploy.version))? {
+        return Ok(DeployCommit { sha: Some(found.commit.sha.clone()), stored: Some(found) });
+    }
+    let sha = store.version_commit(&deploy.service, &deploy.version)?;
+    Ok(DeployCommit { sha, stored: None })
+}
+
+/// The commits between two deploys, read from the mirror of `repository` (the newer commit's).
+fn range_commits(ctx: &Context, repository: &str, from: &str, to: &str) -> Option<Json_> {
+    let mirror = ctx.mirrors.get(repository)?;
+    let commits = mirror.range(Some(from), to, MAX_RANGE_COMMITS + 1).ok()?;
+    let truncated = commits.len() > MAX_RANGE_COMMITS;
+    let listed: Vec<Json_> = commits
+        .iter()
+        .take(MAX_RANGE_COMMITS)
+        .map(|c| {
+            json!({
+                "sha": c.sha,
+                "subject": c.subject(),
+                "author": c.author.display(),
+                "parents": c.parents,
+                "files": c.files.iter().map(|f| json!({"path": f.path, "change": f.kind.as_str()})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Some(json!({"commits": listed, "truncated": truncated}))
+}
+
+pub fn deploy_view(ctx: &Context, deploy: &Deploy) -> Result<Json_, StoreError> {
+    let store = &ctx.store;
+    let settings = &ctx.changes;
+    let DeployCommit { sha: commit_sha, stored } = deploy_commit(ctx, deploy)?;
+    let commit = stored.as_ref().map(|c| commit_view(settings, c));
+    let previous = match deploy.previous_id {
+        Some(id) => store.deploy(id)?,
+        None => None,
+    };
+    let previous_commit = match &previous {
+        Some(previous) => deploy_commit(ctx, previous)?.sha,
+        None => None,
+    };
+    let range = match (&previous_commit, &commit_sha) {
+        (Some(from), Some(to)) => {
+            let mut range = json!({"from": from, "to": to});
+            let listed = stored.as_ref().and_then(|c| range_commits(ctx, &c.repository, from, to));
+            if let Some(Json_::Object(listed)) = listed {
+                range.as_object_mut().expect("built as an object").extend(listed);
+            }
+            range
+        }
+        _ => Json_::Null,
+    };
+    Ok(json!({
+        "id": deploy.id,
+        "service": deploy.service,
+        "environment": (!deploy.environment.is_empty()).then_some(&deploy.environment),
+        "version": deploy.version,
+        "commit_sha": commit_sha,
+        "commit": commit,
+        "repository": deploy.repository,
+        "started_at": rfc3339(deploy.started_at_unix_nanos),
+        "finished_at": deploy.finished_at_unix_nanos.map(rfc3339),
+        "deployer": deploy.deployer,
+        "is_rollback": deploy.is_rollback,
+        "url": deploy.url,
+        "source": deploy.source.as_str(),
+        "previous": previous.map(|p| json!({"id": p.id, "version": p.version, "commit_sha": previous_commit})),
+        "range": range,
+    }))
+}
+
+/// One deploy the caller may see, as the API shows it.
+pub fn deploy(
+    ctx: &Context,
+    visibility: &Visibility,
+    id: u64,
+) -> Result<Option<Json_>, StoreError> {
+    match ctx.store.deploy(id)? {
+        Some(d) if visibility.allows(&d.service, Some(&d.environment)) => {
+            deploy_view(ctx, &d).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Whether `url` is an `http://` or `https://` address: the only links pages render.
+pub fn is_web_url(url: &str) -> bool {
+    let lower = url.trim_start().get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}

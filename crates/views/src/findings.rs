@@ -1,0 +1,152 @@
+//! Findings (`GET /api/v1/findings`, `GET /api/v1/findings/{id}`): newest first within the
+//! caller's reach, in lists without the heavy parts, and in full (numbers, intervals,
+//! exemplars, suspects, rollback, the deploy and its notifications).
+
+use serde_json::{Value as Json_, json};
+use store::{FindingFilter, FindingStatus, StoreError, StoredFinding};
+
+use crate::{Context, Invalid, Visibility, rfc3339};
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1_000;
+const VERDICTS: [&str; 4] = ["regressed", "improved", "no_change", "inconclusive"];
+
+/// Findings matching `filter` within the caller's reach, newest first, without the heavy
+/// parts.
+pub fn list(
+    ctx: &Context,
+    visibility: &Visibility,
+    mut filter: FindingFilter,
+) -> Result<Vec<Json_>, StoreError> {
+    (filter.allowed_services, filter.allowed_environments) = crate::reach(visibility);
+    Ok(ctx.store.findings(&filter)?.iter().map(|f| view(f, false)).collect())
+}
+
+pub fn parse_filter(params: Vec<(String, String)>) -> Result<FindingFilter, Invalid> {
+    let mut filter = FindingFilter { limit: DEFAULT_LIMIT, ..FindingFilter::default() };
+    for (key, value) in params {
+        match key.as_str() {
+            "service" => filter.service = Some(value),
+            "environment" => filter.environment = Some(value),
+            "verdict" => {
+                if !VERDICTS.contains(&value.as_str()) {
+                    return Err(Invalid::new(format!(
+                        "`verdict` = `{value}` is not one of {}",
+                        VERDICTS.join(", ")
+                    )));
+                }
+                filter.verdict = Some(value);
+            }
+            "status" => {
+                filter.status = Some(FindingStatus::parse(&value).ok_or_else(|| {
+                    Invalid::new(format!(
+                        "`status` = `{value}` is not one of open, acknowledged, resolved"
+                    ))
+                })?);
+            }
+            "since" => {
+                let time = value
+                    .parse::<jiff::Timestamp>()
+                    .ok()
+                    .and_then(|t| u64::try_from(t.as_nanosecond()).ok());
+                filter.since_unix_nanos = Some(time.ok_or_else(|| {
+                    Invalid::new(format!("`since` = `{value}` is not an RFC 3339 time; write it like `2026-11-21T09:30:00Z`"))
+                })?);
+            }
+            "limit" => {
+                filter.limit =
+                    value.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(
+                        || Invalid::new(format!("`limit` must be between 1 and {MAX_LIMIT}")),
+                    )?;
+            }
+            "next" => {
+                filter.before_id = Some(value.parse().map_err(|_| {
+                    Invalid::new(format!("`next` = `{value}` is not a cursor from a previous page"))
+                })?);
+            }
+            other => {
+                return Err(Invalid::new(format!(
+                    "unknown parameter `{other}`; use service, environment, verdict, status, since, limit or next"
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+/// Everything about one finding, with its deploy; `None` when the caller may not see it.
+pub fn finding(
+    ctx: &Context,
+    visibility: &Visibility,
+    id: u64,
+) -> Result<Option<Json_>, StoreError> {
+    // A finding the caller may not see does not exist for them.
+    let Some(finding) = ctx.store.finding(id)?.filter(|f| may_see_finding(visibility, f)) else {
+        return Ok(None);
+    };
+    let mut full = full_view(ctx, &finding)?;
+    full["notifications"] = crate::notifications::finding_notifications(ctx, &finding)?;
+    Ok(Some(full))
+}
+
+/// A finding with everything about it and its deploy, for whoever may see it.
+pub fn full_view(ctx: &Context, finding: &StoredFinding) -> Result<Json_, StoreError> {
+    let mut full = view(finding, true);
+    if let Some(deploy) = ctx.store.deploy(finding.deploy_id)? {
+        full["deploy"] = crate::deploys::deploy_view(ctx, &deploy)?;
+    }
+    Ok(full)
+}
+
+/// A finding as JSON; the list leaves out the heavy parts (evidence, rollback patch).
+pub fn view(finding: &StoredFinding, full: bool) -> Json_ {
+    let mut view = json!({
+        "id": finding.id,
+        "url": format!("/api/v1/findings/{}", finding.id),
+        "deploy_id": finding.deploy_id,
+        "service": finding.service,
+        "environment": (!finding.environment.is_empty()).then_some(&finding.environment),
+        "operation": finding.operation,
+        "span_kind": finding.span_kind,
+        "metric": finding.metric,
+        "verdict": finding.verdict,
+        "status": finding.status.as_str(),
+        "is_final": finding.is_final,
+        "look_minutes": finding.look_minutes,
+        "first_seen": rfc3339(finding.first_seen_unix_nanos),
+        "updated": rfc3339(finding.updated_unix_nanos),
+        "status_changed": finding.status_changed_unix_nanos.map(rfc3339),
+        "status_by": finding.status_by,
+        "status_note": finding.status_note,
+    });
+    let parse = |text: Option<&str>| match text.map(serde_json::from_str::<Json_>) {
+        Some(Ok(Json_::Object(map))) => map,
+        _ => serde_json::Map::new(),
+    };
+    let mut detail = parse(Some(&finding.detail));
+    detail.extend(parse(finding.explanation.as_deref()));
+    if finding.verdict == "regressed" && finding.explanation.is_none() {
+        detail.insert("suspects".into(), Json_::Array(Vec::new()));
+    }
+    let object = view.as_object_mut().expect("built as an object");
+    for (key, value) in detail {
+        match key.as_str() {
+            "evidence" | "rollback" | "ranking" if !full => {}
+            "suspects" if !full => {
+                let top: Vec<Json_> =
+                    value.as_array().into_iter().flatten().take(3).cloned().collect();
+                object.insert(key, top.into());
+            }
+            _ => {
+                object.insert(key, value);
+            }
+        }
+    }
+    view
+}
+
+/// Whether the caller may see a finding: it is about a service (and environment) they see.
+pub fn may_see_finding(visibility: &Visibility, finding: &StoredFinding) -> bool {
+    let environment = Some(finding.environment.as_str()).filter(|e| !e.is_empty());
+    visibility.allows(&finding.service, environment)
+}

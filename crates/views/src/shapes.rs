@@ -1,0 +1,508 @@
+//! The API's JSON shapes read back as typed values, with the words every outlet writes them
+//! in (units, short times, labels): pages and notifications render these, never raw JSON.
+//! A `…J` type is one object of the JSON API; a field the API leaves out reads as its default.
+
+use serde::Deserialize;
+use serde_json::Value as Json_;
+
+use crate::query_escape;
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct CommitJ {
+    pub sha: String,
+    pub subject: String,
+    pub author: Option<String>,
+    pub url: Option<String>,
+    pub repository: String,
+}
+
+impl CommitJ {
+    pub fn short(&self) -> &str {
+        self.sha.get(..10).unwrap_or(&self.sha)
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ReviewJ {
+    pub kind: String,
+    pub id: String,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub author: Option<String>,
+    pub state: Option<String>,
+}
+
+impl ReviewJ {
+    /// How the forge names it: `D123`, `PR #45`, `MR !7`.
+    pub fn label(&self) -> String {
+        match self.kind.as_str() {
+            "phabricator" => self.id.clone(),
+            "gitlab" => format!("MR !{}", self.id),
+            _ => format!("PR #{}", self.id),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ChangeJ {
+    pub version: Option<String>,
+    pub commit: Option<CommitJ>,
+    pub review: Option<ReviewJ>,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StatusJ {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EventJ {
+    pub name: String,
+    pub time: String,
+    pub attributes: serde_json::Map<String, Json_>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SpanJ {
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub redacted: bool,
+    pub name: String,
+    pub kind: String,
+    pub service: String,
+    pub environment: Option<String>,
+    pub start_time: String,
+    pub start_time_unix_nanos: String,
+    pub duration_ms: f64,
+    pub status: StatusJ,
+    pub attributes: serde_json::Map<String, Json_>,
+    pub code: serde_json::Map<String, Json_>,
+    pub events: Vec<EventJ>,
+    pub resource: ResourceJ,
+    pub change: Option<ChangeJ>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ResourceJ {
+    pub attributes: serde_json::Map<String, Json_>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct DeployJ {
+    pub id: u64,
+    pub service: String,
+    pub environment: Option<String>,
+    pub version: String,
+    pub commit_sha: Option<String>,
+    pub commit: Option<CommitJ>,
+    pub started_at: String,
+    pub deployer: Option<String>,
+    pub is_rollback: bool,
+    pub url: Option<String>,
+    pub source: String,
+    pub previous: Option<PreviousJ>,
+    pub range: Option<RangeJ>,
+    /// Commit impact only: how the deploy shipped the commit.
+    pub shipped_as: Option<String>,
+    pub traces_after: Option<String>,
+    pub traces_before: Option<String>,
+}
+
+impl DeployJ {
+    /// The pipeline link, only when it is an http(s) address (a `javascript:` one stored by
+    /// an older version is not rendered as a link).
+    pub fn pipeline_link(&self) -> Option<&str> {
+        self.url.as_deref().filter(|url| crate::deploys::is_web_url(url))
+    }
+
+    pub fn environment(&self) -> &str {
+        self.environment.as_deref().unwrap_or("(none)")
+    }
+
+    pub fn when(&self) -> String {
+        short_time(&self.started_at)
+    }
+
+    pub fn service_href(&self) -> String {
+        service_href(&self.service)
+    }
+
+    /// The UI's trace searches for the links the API gave (`/api/v1/traces?...`).
+    pub fn ui_after(&self) -> Option<String> {
+        self.traces_after.as_ref().map(|l| l.replacen("/api/v1/traces", "/traces", 1) + "&last=7d")
+    }
+
+    pub fn ui_before(&self) -> Option<String> {
+        self.traces_before.as_ref().map(|l| l.replacen("/api/v1/traces", "/traces", 1) + "&last=7d")
+    }
+
+    /// The search for this deploy's version.
+    pub fn traces_href(&self) -> String {
+        let mut href = format!(
+            "/traces?service={}&version={}&last=7d",
+            query_escape(&self.service),
+            query_escape(&self.version)
+        );
+        if let Some(environment) = &self.environment {
+            href.push_str(&format!("&environment={}", query_escape(environment)));
+        }
+        href
+    }
+}
+
+/// A service's page.
+pub fn service_href(name: &str) -> String {
+    format!("/services/{}", query_escape(name))
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct PreviousJ {
+    pub id: u64,
+    pub version: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RangeJ {
+    pub from: String,
+    pub to: String,
+    pub commits: Vec<RangeCommitJ>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RangeCommitJ {
+    pub sha: String,
+    pub subject: String,
+    pub author: Option<String>,
+}
+
+impl RangeCommitJ {
+    pub fn short(&self) -> &str {
+        self.sha.get(..10).unwrap_or(&self.sha)
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct SideJ {
+    pub spans: u64,
+    pub value_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub errors: Option<u64>,
+    pub error_types: Option<u64>,
+}
+
+impl SideJ {
+    /// The value in the metric's unit.
+    pub fn value_text(&self) -> String {
+        match (self.value_ms, self.error_rate, self.error_types) {
+            (Some(ms), _, _) => ms_text(ms),
+            (_, Some(rate), _) => percent_text(rate),
+            (_, _, Some(n)) => format!("{n} error types"),
+            _ => "—".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct EffectJ {
+    pub kind: String,
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct SuspectJ {
+    pub commit: CommitJ,
+    pub score: f64,
+    pub reasons: Vec<String>,
+    pub files: Vec<String>,
+    pub review: Option<ReviewJ>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ExemplarJ {
+    pub trace_id: String,
+    pub duration_ms: f64,
+    pub version: Option<String>,
+    pub start: String,
+}
+
+impl ExemplarJ {
+    pub fn duration_text(&self) -> String {
+        let version = self.version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
+        format!("{}{version}, {}", ms_text(self.duration_ms), short_time(&self.start))
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ExemplarSideJ {
+    pub typical: Option<ExemplarJ>,
+    pub slowest: Option<ExemplarJ>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ExemplarsJ {
+    pub before: ExemplarSideJ,
+    pub after: ExemplarSideJ,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RollbackJ {
+    pub previous_version: Option<String>,
+    pub revert_commits: Vec<String>,
+    pub commands: Vec<String>,
+    pub patch: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct CodeLocationJ {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<i64>,
+    pub share: f64,
+}
+
+impl CodeLocationJ {
+    pub fn share_text(&self) -> String {
+        percent_text(self.share)
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ChildChangeJ {
+    pub name: String,
+    pub before_per_parent: f64,
+    pub after_per_parent: f64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct SlowAttributeJ {
+    pub key: String,
+    pub value: String,
+    pub slow_share: f64,
+    pub fast_share: f64,
+}
+
+impl SlowAttributeJ {
+    pub fn slow_text(&self) -> String {
+        percent_text(self.slow_share)
+    }
+
+    pub fn fast_text(&self) -> String {
+        percent_text(self.fast_share)
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct EvidenceJ {
+    pub code_locations: Vec<CodeLocationJ>,
+    pub child_changes: Vec<ChildChangeJ>,
+    pub slow_attributes: Vec<SlowAttributeJ>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct FindingJ {
+    pub id: u64,
+    pub deploy_id: u64,
+    pub service: String,
+    pub environment: Option<String>,
+    pub operation: String,
+    pub span_kind: String,
+    pub metric: String,
+    pub verdict: String,
+    pub status: String,
+    pub is_final: bool,
+    pub look_minutes: u64,
+    pub first_seen: String,
+    pub status_by: Option<String>,
+    pub status_note: Option<String>,
+    pub before: SideJ,
+    pub after: SideJ,
+    pub effect: Option<EffectJ>,
+    pub confidence: Option<f64>,
+    pub p_value: Option<f64>,
+    pub reason: Option<String>,
+    pub guard: Option<String>,
+    pub suspects: Vec<SuspectJ>,
+    pub exemplars: Option<ExemplarsJ>,
+    pub evidence: Option<EvidenceJ>,
+    pub rollback: Option<RollbackJ>,
+    pub deploy: Option<DeployJ>,
+    pub notifications: Vec<NotificationJ>,
+}
+
+/// One notification of a finding, as `notify::delivery_view` writes it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct NotificationJ {
+    pub sink: String,
+    pub kind: String,
+    pub target: String,
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl NotificationJ {
+    /// "1 attempt", "3 attempts, next at 10:04:05 UTC".
+    pub fn attempts_text(&self) -> String {
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        match &self.next_attempt {
+            Some(next) if self.state == "pending" => {
+                format!("{} attempt{plural}, next at {}", self.attempts, short_time(next))
+            }
+            _ => format!("{} attempt{plural}", self.attempts),
+        }
+    }
+}
+
+impl FindingJ {
+    pub fn environment(&self) -> &str {
+        self.environment.as_deref().unwrap_or("(none)")
+    }
+
+    pub fn when(&self) -> String {
+        short_time(&self.first_seen)
+    }
+
+    pub fn service_href(&self) -> String {
+        service_href(&self.service)
+    }
+
+    /// One side's value in the metric's unit.
+    pub fn side_text(&self, before: bool) -> String {
+        let side = if before { &self.before } else { &self.after };
+        match side.errors {
+            Some(errors) if side.error_rate.is_some() => {
+                format!("{} ({errors} errors)", side.value_text())
+            }
+            _ => side.value_text(),
+        }
+    }
+
+    pub fn confidence_text(&self, confidence: &f64) -> String {
+        let text = format!("{:.4}", confidence * 100.0);
+        format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+    }
+
+    pub fn p_text(&self) -> String {
+        match self.p_value {
+            Some(p) if p <= 1e-13 => "below 1e-13".into(),
+            Some(p) if p < 0.001 => format!("{p:.1e}"),
+            Some(p) => format!("{p:.3}"),
+            None => "—".into(),
+        }
+    }
+
+    /// "p95 latency", "error rate", ...
+    pub fn metric_name(&self) -> String {
+        match self.metric.as_str() {
+            "error_rate" => "error rate".into(),
+            "new_error_types" => "new error types".into(),
+            other => match other.strip_prefix("latency_") {
+                Some(q) => format!("{q} latency"),
+                None => other.replace('_', " "),
+            },
+        }
+    }
+
+    /// Before → after, in the metric's unit.
+    pub fn change_text(&self) -> String {
+        format!("{} → {}", self.before.value_text(), self.after.value_text())
+    }
+
+    /// "×1.90 (1.75 to 2.01)" or "+1.2 points (0.4 to 2.0)".
+    pub fn effect_text(&self) -> String {
+        match &self.effect {
+            Some(e) if e.kind == "ratio" => {
+                format!("×{:.2} ({:.2} to {:.2})", e.estimate, e.low, e.high)
+            }
+            Some(e) => format!(
+                "{:+.2} points ({:+.2} to {:+.2})",
+                e.estimate * 100.0,
+                e.low * 100.0,
+                e.high * 100.0
+            ),
+            None => "—".into(),
+        }
+    }
+
+    /// Whether the metric moved: a regression or an improvement.
+    pub fn moved(&self) -> bool {
+        self.verdict == "regressed" || self.verdict == "improved"
+    }
+
+    pub fn top_suspect(&self) -> Option<&SuspectJ> {
+        self.suspects.first()
+    }
+}
+
+pub fn read<T: for<'de> Deserialize<'de> + Default>(value: Json_) -> T {
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+/// `2026-11-21 13:10:04 UTC` from RFC 3339.
+pub fn short_time(rfc3339: &str) -> String {
+    rfc3339
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
+pub fn unix_secs(rfc3339: &str) -> Option<f64> {
+    rfc3339.parse::<jiff::Timestamp>().ok().map(|t| t.as_nanosecond() as f64 / 1e9)
+}
+
+pub fn ms_text(ms: f64) -> String {
+    if ms >= 1000.0 { format!("{:.2} s", ms / 1000.0) } else { format!("{} ms", short_number(ms)) }
+}
+
+pub fn percent_text(fraction: f64) -> String {
+    format!("{}%", short_number(fraction * 100.0))
+}
+
+/// A number for an axis: no trailing zeros, at most three significant digits.
+pub fn short_number(value: f64) -> String {
+    let text = if value >= 100.0 || value == 0.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else if value >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}

@@ -1,0 +1,282 @@
+//! SVG charts drawn on the server: lines over time with clickable deploy markers, and two
+//! latency distributions on one log-scaled axis. Pure functions from numbers to markup; every
+//! piece of text that reaches the markup is escaped here.
+
+use std::fmt::Write as _;
+
+use views::shapes::short_number;
+
+use crate::escape;
+
+const WIDTH: f64 = 760.0;
+const HEIGHT: f64 = 220.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 12.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 30.0;
+
+/// One line: a name for the legend, a CSS class for its colour, and (x, y) points.
+pub(crate) struct Series {
+    pub(crate) name: String,
+    pub(crate) class: &'static str,
+    pub(crate) points: Vec<(f64, f64)>,
+}
+
+/// One distribution: its name, a CSS class, and its buckets as (lower ms, upper ms, count).
+pub(crate) type Distribution = (String, &'static str, Vec<(f64, f64, u64)>);
+
+/// A vertical marker at `x` linking to `href`, labelled `label`.
+pub(crate) struct Marker {
+    pub(crate) x: f64,
+    pub(crate) label: String,
+    pub(crate) href: String,
+    pub(crate) class: &'static str,
+}
+
+/// A line chart over time: `x` is Unix seconds, `y` in `unit`.
+pub(crate) fn time_chart(title: &str, unit: &str, series: &[Series], markers: &[Marker]) -> String {
+    let xs =
+        series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).chain(markers.iter().map(|m| m.x));
+    let (x_min, x_max) = bounds(xs);
+    let y_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0f64, f64::max);
+    let y_max = nice_ceiling(y_max);
+    let x_at = |x: f64| LEFT + (x - x_min) / (x_max - x_min).max(1.0) * (WIDTH - LEFT - RIGHT);
+    let y_at = |y: f64| TOP + (1.0 - y / y_max) * (HEIGHT - TOP - BOTTOM);
+    let mut svg = open(title);
+    // Horizontal grid and y labels.
+    for i in 0..=4 {
+        let y = y_max * f64::from(i) / 4.0;
+        let py = y_at(y);
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            py + 4.0,
+            escape(&format!("{}{unit}", short_number(y)))
+        );
+    }
+    // Time labels: start, middle, end (UTC).
+    for fraction in [0.0, 0.5, 1.0] {
+        let x = x_min + (x_max - x_min) * fraction;
+        let anchor = if fraction == 0.0 {
+            "start"
+        } else if fraction == 1.0 {
+            "end"
+        } else {
+            "middle"
+        };
+        let _ = write!(
+            svg,
+            r#"<text class="axis" x="{:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
+            x_at(x),
+            HEIGHT - 10.0,
+            escape(&clock(x))
+        );
+    }
+    for marker in markers {
+        let px = x_at(marker.x);
+        let _ = write!(
+            svg,
+            r#"<a href="{href}" class="marker {class}"><title>{label}</title><line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}"/><rect x="{:.1}" y="{TOP}" width="10" height="10"/></a>"#,
+            HEIGHT - BOTTOM,
+            px - 5.0,
+            href = escape(&marker.href),
+            class = marker.class,
+            label = escape(&marker.label),
+        );
+    }
+    for s in series {
+        if s.points.is_empty() {
+            continue;
+        }
+        let points: Vec<String> =
+            s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", x_at(x), y_at(y))).collect();
+        let _ = write!(
+            svg,
+            r#"<polyline class="line {}" points="{}"><title>{}</title></polyline>"#,
+            s.class,
+            points.join(" "),
+            escape(&s.name)
+        );
+    }
+    legend(&mut svg, series.iter().map(|s| (s.name.as_str(), s.class)));
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Two (or more) latency distributions on one chart: for each, the share of spans per
+/// logarithmic latency bucket, drawn as a step line. `buckets` are (lower ms, upper ms, count).
+pub(crate) fn distribution_chart(title: &str, sides: &[Distribution]) -> String {
+    let lows = sides.iter().flat_map(|s| s.2.iter().map(|b| b.0.max(0.001)));
+    let highs = sides.iter().flat_map(|s| s.2.iter().map(|b| b.1.max(0.001)));
+    let x_min = lows.fold(f64::INFINITY, f64::min);
+    let x_max = highs.fold(0.0f64, f64::max);
+    let mut svg = open(title);
+    if !x_min.is_finite() || x_max <= x_min {
+        svg.push_str(r#"<text class="axis" x="20" y="40">no spans in these windows</text></svg>"#);
+        return svg;
+    }
+    let (lx_min, lx_max) = (x_min.log10(), x_max.log10());
+    let x_at = |ms: f64| {
+        LEFT + (ms.max(0.001).log10() - lx_min) / (lx_max - lx_min) * (WIDTH - LEFT - RIGHT)
+    };
+    // Density per unit of log10(ms), so buckets of different widths compare.
+    let densities: Vec<Vec<(f64, f64, f64)>> = sides
+        .iter()
+        .map(|(_, _, buckets)| {
+            let total: u64 = buckets.iter().map(|b| b.2).sum();
+            buckets
+                .iter()
+                .map(|&(lo, hi, n)| {
+                    let width = (hi.max(lo * 1.0001).log10() - lo.max(0.001).log10()).max(1e-6);
+                    (lo, hi, n as f64 / total.max(1) as f64 / width)
+                })
+                .collect()
+        })
+        .collect();
+    let y_max = densities.iter().flatten().map(|d| d.2).fold(0.0f64, f64::max).max(1e-9);
+    let y_at = |d: f64| TOP + (1.0 - d / y_max) * (HEIGHT - TOP - BOTTOM);
+    svg.push_str(&format!(
+        r#"<line class="grid" x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}"/>"#,
+        HEIGHT - BOTTOM,
+        WIDTH - RIGHT,
+        HEIGHT - BOTTOM
+    ));
+    // Latency ticks at 1-2-5 steps.
+    let mut tick = 10f64.powf(lx_min.floor());
+    while tick <= x_max * 1.0001 {
+        for step in [1.0, 2.0, 5.0] {
+            let ms = tick * step;
+            if ms >= x_min && ms <= x_max {
+                let _ = write!(
+                    svg,
+                    r#"<line class="grid" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}"/><text class="axis" x="{x:.1}" y="{:.1}" text-anchor="middle">{} ms</text>"#,
+                    HEIGHT - BOTTOM,
+                    HEIGHT - 10.0,
+                    short_number(ms),
+                    x = x_at(ms),
+                );
+            }
+        }
+        tick *= 10.0;
+    }
+    for ((name, class, _), density) in sides.iter().zip(&densities) {
+        let mut points = Vec::new();
+        for &(lo, hi, d) in density {
+            points.push(format!("{:.1},{:.1}", x_at(lo), y_at(d)));
+            points.push(format!("{:.1},{:.1}", x_at(hi), y_at(d)));
+        }
+        let _ = write!(
+            svg,
+            r#"<polyline class="line {class}" points="{}"><title>{}</title></polyline>"#,
+            points.join(" "),
+            escape(name)
+        );
+    }
+    legend(&mut svg, sides.iter().map(|s| (s.0.as_str(), s.1)));
+    svg.push_str("</svg>");
+    svg
+}
+
+fn open(title: &str) -> String {
+    format!(
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg"><title>{t}</title>"#,
+        t = escape(title)
+    )
+}
+
+fn legend<'a>(svg: &mut String, entries: impl Iterator<Item = (&'a str, &'static str)>) {
+    let mut x = LEFT + 8.0;
+    for (name, class) in entries {
+        let _ = write!(
+            svg,
+            r#"<rect class="key {class}" x="{x:.1}" y="{:.1}" width="10" height="10"/><text class="axis" x="{:.1}" y="{:.1}">{}</text>"#,
+            TOP + 2.0,
+            x + 14.0,
+            TOP + 11.0,
+            escape(name)
+        );
+        x += 24.0 + 7.0 * name.chars().count() as f64;
+    }
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (min, max) =
+        values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if min.is_finite() { (min, max.max(min + 1.0)) } else { (0.0, 1.0) }
+}
+
+/// The smallest 1, 2 or 5 × 10^k at or above `value` (at least 1 for an empty chart).
+fn nice_ceiling(value: f64) -> f64 {
+    if value <= 0.0 || !value.is_finite() {
+        return 1.0;
+    }
+    let power = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|v| *v >= value)
+        .unwrap_or(10.0 * power)
+}
+
+fn clock(unix_secs: f64) -> String {
+    jiff::Timestamp::from_second(unix_secs as i64)
+        .map(|t| t.strftime("%H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_numbers_are_short() {
+        assert_eq!(short_number(0.0), "0");
+        assert_eq!(short_number(12.5), "12.5");
+        assert_eq!(short_number(2.0), "2");
+        assert_eq!(short_number(0.25), "0.25");
+        assert_eq!(short_number(1234.0), "1234");
+        assert_eq!(nice_ceiling(37.0), 50.0);
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(nice_ceiling(100.0), 100.0);
+    }
+
+    #[test]
+    fn text_in_charts_is_escaped_and_markers_link() {
+        let svg = time_chart(
+            "p95 <of> \"checkout\"",
+            " ms",
+            &[Series {
+                name: "p95 & co".into(),
+                class: "p95",
+                points: vec![(0.0, 1.0), (60.0, 3.0)],
+            }],
+            &[Marker {
+                x: 30.0,
+                label: "deploy <1.2.0>".into(),
+                href: "/deploys/8?a=1&b=2".into(),
+                class: "deploy",
+            }],
+        );
+        assert!(svg.contains("p95 &lt;of&gt; &quot;checkout&quot;"), "{svg}");
+        assert!(svg.contains("p95 &amp; co") && svg.contains("deploy &lt;1.2.0&gt;"), "{svg}");
+        assert!(svg.contains(r#"href="/deploys/8?a=1&amp;b=2""#), "{svg}");
+        assert!(!svg.contains("<of>"));
+    }
+
+    #[test]
+    fn an_empty_distribution_says_so() {
+        let svg = distribution_chart("latency", &[("before".into(), "before", Vec::new())]);
+        assert!(svg.contains("no spans"), "{svg}");
+        let svg = distribution_chart(
+            "latency",
+            &[
+                ("before".into(), "before", vec![(9.0, 10.0, 5), (10.0, 11.0, 5)]),
+                ("after".into(), "after", vec![(19.0, 20.0, 10)]),
+            ],
+        );
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        assert!(svg.contains("10 ms"), "{svg}");
+    }
+}

@@ -1,0 +1,154 @@
+//! Deploys (list and one), and a commit's page: where it shipped and what it moved.
+
+use askama::Template;
+use views::shapes::{CommitJ, DeployJ, FindingJ, ReviewJ, read};
+use views::{Context, FindingFilter};
+
+use crate::{Layout, Page, PageError, Viewer, render};
+
+#[derive(Template)]
+#[template(path = "deploys.html")]
+struct DeploysPage {
+    layout: Layout,
+    service: String,
+    environment: String,
+    deploys: Vec<DeployJ>,
+}
+
+pub fn deploys_page(
+    ctx: &Context,
+    viewer: &Viewer,
+    params: Vec<(String, String)>,
+) -> Result<Page, PageError> {
+    let (mut service, mut environment) = (None, None);
+    for (key, value) in params.into_iter().filter(|(_, v)| !v.is_empty()) {
+        match key.as_str() {
+            "service" => service = Some(value),
+            "environment" => environment = Some(value),
+            other => {
+                return Err(PageError::bad_request(format!(
+                    "unknown parameter `{other}`; use service or environment"
+                )));
+            }
+        }
+    }
+    let page = {
+        let deploys = views::deploys::deploys(
+            ctx,
+            &viewer.visibility,
+            service.as_deref(),
+            environment.as_deref(),
+            200,
+        )?
+        .into_iter()
+        .map(read)
+        .collect();
+        DeploysPage {
+            layout: Layout::new(viewer, "deploys", "Deploys"),
+            service: service.unwrap_or_default(),
+            environment: environment.unwrap_or_default(),
+            deploys,
+        }
+    };
+    render(&page)
+}
+
+#[derive(Template)]
+#[template(path = "deploy.html")]
+struct DeployPage {
+    layout: Layout,
+    d: DeployJ,
+    findings: Vec<FindingJ>,
+    other_findings: usize,
+}
+
+pub fn deploy_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, PageError> {
+    let id: u64 = id.parse().map_err(|_| {
+        PageError::not_found(format!("`{}` is not a deploy id; ids are numbers", id))
+    })?;
+    let page = {
+        let Some(deploy) = views::deploys::deploy(ctx, &viewer.visibility, id)? else {
+            return Err(PageError::not_found(format!(
+                "there is no deploy {id} (or you may not see it)"
+            )));
+        };
+        let d: DeployJ = read(deploy);
+        let (findings, rest): (Vec<FindingJ>, Vec<FindingJ>) =
+            findings_of(ctx, viewer, &d)?.into_iter().partition(FindingJ::moved);
+        DeployPage {
+            layout: Layout::new(
+                viewer,
+                "deploys",
+                format!("Deploy of {} {} to {}", d.service, d.version, d.environment()),
+            ),
+            d,
+            findings,
+            other_findings: rest.len(),
+        }
+    };
+    render(&page)
+}
+
+/// A deploy's findings the caller may see.
+fn findings_of(
+    ctx: &Context,
+    viewer: &Viewer,
+    deploy: &DeployJ,
+) -> Result<Vec<FindingJ>, PageError> {
+    let filter = FindingFilter {
+        deploy_id: Some(deploy.id),
+        service: Some(deploy.service.clone()),
+        environment: deploy.environment.clone(),
+        limit: 1_000,
+        ..FindingFilter::default()
+    };
+    Ok(views::findings::list(ctx, &viewer.visibility, filter)?
+        .into_iter()
+        .map(read::<FindingJ>)
+        .collect())
+}
+
+#[derive(Template)]
+#[template(path = "commit.html")]
+struct CommitPage {
+    layout: Layout,
+    commit: CommitJ,
+    review: Option<ReviewJ>,
+    deploys: Vec<DeployJ>,
+    findings: Vec<FindingJ>,
+}
+
+pub fn commit_page(ctx: &Context, viewer: &Viewer, sha: String) -> Result<Page, PageError> {
+    if !model::looks_like_sha(&sha) {
+        return Err(PageError::not_found(format!(
+            "`{sha}` is not a commit id; use at least 7 hex digits"
+        )));
+    }
+    let page = {
+        let Some(impact) = views::deploys::impact(ctx, &viewer.visibility, &sha)? else {
+            return Err(PageError::not_found(format!(
+                "commit `{sha}` is not known (from webhooks or mirrors)"
+            )));
+        };
+        let commit: CommitJ = read(impact["commit"].clone());
+        let review = views::changes::review_of_commit(ctx, &commit.sha)?.map(read);
+        let deploys: Vec<DeployJ> =
+            impact["deploys"].as_array().into_iter().flatten().cloned().map(read).collect();
+        let mut moved = Vec::new();
+        for deploy in &deploys {
+            moved.extend(findings_of(ctx, viewer, deploy)?.into_iter().filter(FindingJ::moved));
+        }
+        CommitPage {
+            layout: Layout::new(
+                viewer,
+                "deploys",
+                format!("Commit {}: {}", commit.short(), commit.subject),
+            ),
+            commit,
+            review,
+            deploys,
+            findings: moved,
+        }
+    };
+    render(&page)
+}

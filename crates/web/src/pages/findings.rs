@@ -1,0 +1,241 @@
+//! The findings list and a finding in full: suspects with their diffs, the before/after
+//! distribution, exemplars, the rollback draft and notifications.
+
+use analysis::compare::WindowStats;
+use askama::Template;
+use views::shapes::{CommitJ, FindingJ, SuspectJ, read, unix_secs};
+use views::{Context, SketchQuery, SketchRow, query_escape};
+
+use super::numbers::merged;
+use crate::chart::{self};
+use crate::{Layout, Page, PageError, Viewer, render};
+
+/// Diff lines shown per suspect.
+const MAX_DIFF_LINES: usize = 160;
+
+#[derive(Template)]
+#[template(path = "findings.html")]
+struct FindingsPage {
+    layout: Layout,
+    findings: Vec<FindingJ>,
+    filters: Vec<(String, String)>,
+    next: Option<String>,
+}
+
+pub fn findings_page(
+    ctx: &Context,
+    viewer: &Viewer,
+    params: Vec<(String, String)>,
+) -> Result<Page, PageError> {
+    let params: Vec<(String, String)> = params.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    let filter = views::findings::parse_filter(params.clone())?;
+    let limit = filter.limit;
+    let page = {
+        let found: Vec<FindingJ> =
+            views::findings::list(ctx, &viewer.visibility, filter)?.into_iter().map(read).collect();
+        let next = (found.len() == limit)
+            .then(|| {
+                found.last().map(|f| {
+                    let mut query: Vec<String> = params
+                        .iter()
+                        .filter(|(k, _)| k != "next")
+                        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+                        .collect();
+                    query.push(format!("next={}", f.id));
+                    format!("/findings?{}", query.join("&"))
+                })
+            })
+            .flatten();
+        FindingsPage {
+            layout: Layout::new(viewer, "findings", "Findings"),
+            findings: found,
+            filters: params,
+            next,
+        }
+    };
+    render(&page)
+}
+
+impl FindingsPage {
+    fn filter(&self, key: &str) -> &str {
+        self.filters.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// One line of a diff, with the class that colours it.
+pub(crate) struct DiffLine {
+    pub(crate) class: &'static str,
+    pub(crate) text: String,
+}
+
+pub(crate) struct SuspectView {
+    pub(crate) rank: usize,
+    pub(crate) suspect: SuspectJ,
+    pub(crate) diff: Vec<DiffLine>,
+    pub(crate) diff_truncated: bool,
+}
+
+#[derive(Template)]
+#[template(path = "finding.html")]
+struct FindingPage {
+    layout: Layout,
+    f: FindingJ,
+    suspects: Vec<SuspectView>,
+    distribution: Option<String>,
+    rollback_text: String,
+    before_window: String,
+    after_window: String,
+}
+
+/// A finding in full; `before_window_minutes` is detection's baseline window, charted as
+/// the "before" distribution.
+pub fn finding_page(
+    ctx: &Context,
+    viewer: &Viewer,
+    id: String,
+    before_window_minutes: u32,
+) -> Result<Page, PageError> {
+    let id: u64 = id.parse().map_err(|_| {
+        PageError::not_found(format!("`{}` is not a finding id; ids are numbers", id))
+    })?;
+    let page = {
+        let Some(json) = views::findings::finding(ctx, &viewer.visibility, id)? else {
+            return Err(PageError::not_found(format!(
+                "there is no finding {id} (or you may not see it)"
+            )));
+        };
+        let f: FindingJ = read(json);
+        let suspects = f
+            .suspects
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (diff, diff_truncated) =
+                    if i < 3 { diff_of(ctx, &s.commit) } else { (Vec::new(), false) };
+                SuspectView { rank: i + 1, suspect: s.clone(), diff, diff_truncated }
+            })
+            .collect();
+        let (distribution, before_window, after_window) =
+            match distribution(ctx, viewer, before_window_minutes, &f)? {
+                Some((svg, before, after)) => (Some(svg), before, after),
+                None => (None, String::new(), String::new()),
+            };
+        let rollback_text = f
+            .rollback
+            .as_ref()
+            .map(|r| {
+                let mut text = r.commands.join("\n");
+                if let Some(patch) = &r.patch {
+                    text.push_str("\n\n");
+                    text.push_str(patch);
+                }
+                text
+            })
+            .unwrap_or_default();
+        FindingPage {
+            layout: Layout::new(
+                viewer,
+                "findings",
+                format!("Finding {id}: {} {} {}", f.service, f.operation, f.verdict),
+            ),
+            f,
+            suspects,
+            distribution,
+            rollback_text,
+            before_window,
+            after_window,
+        }
+    };
+    render(&page)
+}
+
+/// The commit's diff from its repository's mirror, coloured by line.
+fn diff_of(ctx: &Context, commit: &CommitJ) -> (Vec<DiffLine>, bool) {
+    let Some(patch) = views::changes::patch(ctx, &commit.repository, &commit.sha) else {
+        return (Vec::new(), false);
+    };
+    let lines: Vec<DiffLine> = patch
+        .lines()
+        .filter(|l| !l.starts_with("index "))
+        .map(|line| DiffLine {
+            class: if line.starts_with("+++")
+                || line.starts_with("---")
+                || line.starts_with("diff ")
+            {
+                "file"
+            } else if line.starts_with("@@") {
+                "hunk"
+            } else if line.starts_with('+') {
+                "add"
+            } else if line.starts_with('-') {
+                "del"
+            } else {
+                "ctx"
+            },
+            text: line.to_owned(),
+        })
+        .collect();
+    let truncated = lines.len() > MAX_DIFF_LINES;
+    (lines.into_iter().take(MAX_DIFF_LINES).collect(), truncated)
+}
+
+/// Before and after latency distributions of the finding's operation, from the sketches of
+/// the window before the deploy (other versions) and after it (the deployed version).
+/// Returns the chart and the two windows in words; `None` for other metrics.
+fn distribution(
+    ctx: &Context,
+    viewer: &Viewer,
+    before_window_minutes: u32,
+    f: &FindingJ,
+) -> Result<Option<(String, String, String)>, PageError> {
+    let Some(deploy) = f.deploy.as_ref().filter(|_| f.metric.starts_with("latency")) else {
+        return Ok(None);
+    };
+    let Some(start) = unix_secs(&deploy.started_at) else { return Ok(None) };
+    let start_minute = (start / 60.0) as i64;
+    let before_minutes = i64::from(before_window_minutes);
+    let after_minutes = (f.look_minutes as i64).max(1);
+    let rows = views::sketches::rows(
+        ctx,
+        &viewer.visibility,
+        &SketchQuery {
+            service: f.service.clone(),
+            environment: f.environment.clone(),
+            from_unix_minute: start_minute - before_minutes,
+            to_unix_minute: start_minute + after_minutes + 1,
+        },
+    )?;
+    let ours =
+        |r: &&SketchRow| r.series.operation == f.operation && r.series.span_kind == f.span_kind;
+    let before = merged(
+        rows.iter()
+            .filter(ours)
+            .filter(|r| r.unix_minute < start_minute && r.series.version != deploy.version),
+    );
+    let after = merged(
+        rows.iter()
+            .filter(ours)
+            .filter(|r| r.unix_minute >= start_minute && r.series.version == deploy.version),
+    );
+    let buckets = |s: &WindowStats| -> Vec<(f64, f64, u64)> {
+        s.latency.buckets().map(|b| (b.lower_nanos / 1e6, b.upper_nanos / 1e6, b.count)).collect()
+    };
+    let previous =
+        deploy.previous.as_ref().map_or("before".to_owned(), |p| format!("{} (before)", p.version));
+    let svg = chart::distribution_chart(
+        &format!("Latency of {} before and after the deploy", f.operation),
+        &[
+            (format!("{previous}: {} spans", before.spans), "before", buckets(&before)),
+            (
+                format!("{} (after): {} spans", deploy.version, after.spans),
+                "after",
+                buckets(&after),
+            ),
+        ],
+    );
+    Ok(Some((
+        svg,
+        format!("{before_minutes} minutes before the deploy"),
+        format!("{after_minutes} minutes after it"),
+    )))
+}

@@ -1,0 +1,17 @@
+//! The pages, one module per resource. Each page asks the views (same access rules, same
+//! shapes as the API), reads their JSON into the typed shapes, and renders a template.
+
+mod deploys;
+mod dora;
+mod findings;
+mod home;
+mod numbers;
+mod services;
+mod traces;
+
+pub use deploys::{commit_page, deploy_page, deploys_page};
+pub use dora::dora_page;
+pub use findings::{finding_page, findings_page};
+pub use home::home;
+pub use services::service_page;
+pub use traces::{search_page, trace_page};

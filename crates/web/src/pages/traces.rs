@@ -1,0 +1,390 @@
+//! A trace as a waterfall, and the trace search form.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use model::TraceId;
+use serde_json::Value as Json_;
+use views::Context;
+use views::shapes::{ChangeJ, SpanJ, ms_text, read, short_time};
+
+use crate::{Layout, Page, PageError, Viewer, render};
+
+const NANOS_PER_MINUTE: u64 = 60_000_000_000;
+
+pub(crate) struct SpanRow {
+    pub(crate) span_id: String,
+    pub(crate) depth: usize,
+    pub(crate) indent: String,
+    pub(crate) redacted: bool,
+    pub(crate) service: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) environment: String,
+    pub(crate) start: String,
+    pub(crate) duration: String,
+    pub(crate) error: bool,
+    pub(crate) status_message: String,
+    /// The bar's offset and width on a 0–1000 scale of the whole trace.
+    pub(crate) bar_x: String,
+    pub(crate) bar_width: String,
+    pub(crate) change: Option<ChangeJ>,
+    pub(crate) code: String,
+    pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) resource: Vec<(String, String)>,
+    pub(crate) events: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "trace.html")]
+struct TracePage {
+    layout: Layout,
+    trace_id: String,
+    rows: Vec<SpanRow>,
+    duration: String,
+    services: String,
+    redacted: usize,
+}
+
+pub fn trace_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, PageError> {
+    let trace_id = id;
+    let id = TraceId::from_hex(&trace_id).map_err(|e| {
+        PageError::not_found(format!(
+            "`{trace_id}` is not a trace id ({e}); trace ids are 32 hex digits"
+        ))
+    })?;
+    let page = {
+        let spans: Vec<SpanJ> = views::traces::trace_spans(ctx, &viewer.visibility, &id)?
+            .into_iter()
+            .map(read)
+            .collect();
+        if spans.is_empty() {
+            return Err(PageError::not_found(format!(
+                "no spans are stored for trace {} (or you may not see them)",
+                id.to_hex()
+            )));
+        }
+        let rows = waterfall(spans);
+        let mut services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+        services.sort_unstable();
+        services.dedup();
+        TracePage {
+            layout: Layout::new(viewer, "traces", format!("Trace {}", id.to_hex())),
+            trace_id: id.to_hex(),
+            duration: rows.first().map(|r| r.duration.clone()).unwrap_or_default(),
+            services: services.join(", "),
+            redacted: rows.iter().filter(|r| r.redacted).count(),
+            rows,
+        }
+    };
+    render(&page)
+}
+
+/// Spans in tree order (parents before children, siblings by start), with their bars.
+fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
+    let start = |s: &SpanJ| s.start_time_unix_nanos.parse::<u64>().unwrap_or(0);
+    let trace_start = spans.iter().map(start).min().unwrap_or(0);
+    let trace_end = spans
+        .iter()
+        .map(|s| start(s) + (s.duration_ms * 1e6) as u64)
+        .max()
+        .unwrap_or(trace_start)
+        .max(trace_start + 1);
+    let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    let mut children: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+    for (i, span) in spans.iter().enumerate() {
+        // A span whose parent is missing is shown as a root.
+        let parent = span.parent_span_id.clone().filter(|p| ids.contains(p.as_str()));
+        children.entry(parent).or_default().push(i);
+    }
+    for list in children.values_mut() {
+        list.sort_by_key(|&i| start(&spans[i]));
+    }
+    let mut order = Vec::new();
+    let mut stack: Vec<(usize, usize)> =
+        children.get(&None).into_iter().flatten().rev().map(|&i| (i, 0)).collect();
+    while let Some((i, depth)) = stack.pop() {
+        order.push((i, depth));
+        if let Some(kids) = children.get(&Some(spans[i].span_id.clone())) {
+            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
+        }
+    }
+    let total = (trace_end - trace_start) as f64;
+    let mut slots: Vec<Option<SpanJ>> = spans.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(i, depth)| {
+            let span = slots[i].take()?;
+            let offset = (start(&span) - trace_start) as f64 / total * 1000.0;
+            let width = (span.duration_ms * 1e6 / total * 1000.0).max(2.0);
+            let text = |map: &serde_json::Map<String, Json_>| -> Vec<(String, String)> {
+                map.iter()
+                    .map(|(k, v)| {
+                        (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    })
+                    .collect()
+            };
+            let code = {
+                let function = span.code.get("function_name").and_then(Json_::as_str);
+                let file = span.code.get("file_path").and_then(Json_::as_str);
+                let line = span.code.get("line_number").and_then(Json_::as_i64);
+                match (function, file, line) {
+                    (Some(f), Some(p), Some(l)) => format!("{f} ({p}:{l})"),
+                    (Some(f), Some(p), None) => format!("{f} ({p})"),
+                    (Some(f), None, _) => f.to_owned(),
+                    (None, Some(p), Some(l)) => format!("{p}:{l}"),
+                    (None, Some(p), None) => p.to_owned(),
+                    _ => String::new(),
+                }
+            };
+            Some(SpanRow {
+                depth,
+                indent: "\u{a0}\u{a0}".repeat(depth.min(12)),
+                redacted: span.redacted,
+                service: span.service.clone(),
+                name: if span.redacted {
+                    "redacted: another team's span".into()
+                } else {
+                    span.name.clone()
+                },
+                kind: span.kind.clone(),
+                environment: span.environment.clone().unwrap_or_default(),
+                start: short_time(&span.start_time),
+                duration: ms_text(span.duration_ms),
+                error: span.status.code == "error",
+                status_message: span.status.message.clone(),
+                bar_x: format!("{offset:.1}"),
+                bar_width: format!("{:.1}", width.min(1000.0 - offset).max(1.0)),
+                change: span
+                    .change
+                    .clone()
+                    .filter(|c| c.version.is_some() || c.commit.is_some() || c.owner.is_some()),
+                code,
+                attributes: text(&span.attributes),
+                resource: text(&span.resource.attributes),
+                events: span
+                    .events
+                    .iter()
+                    .map(|e| {
+                        let detail = e
+                            .attributes
+                            .get("exception.type")
+                            .and_then(Json_::as_str)
+                            .unwrap_or_default();
+                        format!("{} {} {}", short_time(&e.time), e.name, detail).trim().to_owned()
+                    })
+                    .collect(),
+                span_id: span.span_id,
+            })
+        })
+        .collect()
+}
+
+pub(crate) struct TraceResult {
+    pub(crate) trace_id: String,
+    pub(crate) when: String,
+    pub(crate) service: String,
+    pub(crate) operation: String,
+    pub(crate) duration: String,
+    pub(crate) error: bool,
+    pub(crate) matched: usize,
+}
+
+#[derive(Template)]
+#[template(path = "traces.html")]
+struct SearchPage {
+    layout: Layout,
+    form: BTreeMap<String, String>,
+    results: Vec<TraceResult>,
+    error: Option<String>,
+    services: Vec<String>,
+}
+
+impl SearchPage {
+    fn field(&self, key: &str) -> &str {
+        self.form.get(key).map_or("", String::as_str)
+    }
+
+    fn selected(&self, key: &str, value: &str) -> bool {
+        self.field(key) == value
+    }
+}
+
+const LOOKBACKS: [(&str, u64); 5] =
+    [("15m", 15), ("1h", 60), ("6h", 360), ("24h", 1_440), ("7d", 10_080)];
+
+pub fn search_page(
+    ctx: &Context,
+    viewer: &Viewer,
+    params: Vec<(String, String)>,
+) -> Result<Page, PageError> {
+    let form: BTreeMap<String, String> = params
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k, v.trim().to_owned()))
+        .collect();
+    let now = ctx.clock.now_unix_nanos();
+    let query = search_query(&form, now);
+    let page = {
+        let services: Vec<String> = views::traces::services(ctx, &viewer.visibility)?
+            .iter()
+            .filter_map(|s| s["name"].as_str().map(str::to_owned))
+            .collect();
+        let layout = Layout::new(viewer, "traces", "Search traces");
+        let query = match query {
+            Ok(query) => query,
+            Err(message) => {
+                let mut page = render(&SearchPage {
+                    layout,
+                    form,
+                    results: Vec::new(),
+                    error: Some(message),
+                    services,
+                })?;
+                page.status = 400;
+                return Ok(page);
+            }
+        };
+        let results = views::traces::search(ctx, &viewer.visibility, query)?
+            .into_iter()
+            .map(|m| {
+                let first = &m["matched_spans"][0];
+                TraceResult {
+                    trace_id: m["trace_id"].as_str().unwrap_or_default().to_owned(),
+                    when: short_time(m["newest_match_time"].as_str().unwrap_or_default()),
+                    service: first["service"].as_str().unwrap_or_default().to_owned(),
+                    operation: first["operation"].as_str().unwrap_or_default().to_owned(),
+                    duration: ms_text(first["duration_ms"].as_f64().unwrap_or(0.0)),
+                    error: first["status"] == "error",
+                    matched: m["matched_spans"].as_array().map_or(0, Vec::len),
+                }
+            })
+            .collect();
+        SearchPage { layout, form, results, error: None, services }
+    };
+    render(&page)
+}
+
+/// The API's search from the form: `last` becomes `start`, `attributes` lines become
+/// `attr.<key>`, the rest is passed on as the API names it.
+fn search_query(
+    form: &BTreeMap<String, String>,
+    now_unix_nanos: u64,
+) -> Result<views::SpanQuery, String> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for (key, value) in form {
+        match key.as_str() {
+            "last" => {
+                let minutes =
+                    LOOKBACKS.iter().find(|(k, _)| k == value).map(|(_, m)| *m).ok_or_else(
+                        || format!("`last` = `{value}` is not one of 15m, 1h, 6h, 24h, 7d"),
+                    )?;
+                if !form.contains_key("start") {
+                    params.push((
+                        "start".into(),
+                        views::rfc3339(now_unix_nanos.saturating_sub(minutes * NANOS_PER_MINUTE)),
+                    ));
+                }
+            }
+            "attributes" => {
+                for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    let (k, v) = line.split_once('=').ok_or_else(|| {
+                        format!(
+                            "attribute filter `{line}` must look like `key=value`, one per line"
+                        )
+                    })?;
+                    params.push((format!("attr.{}", k.trim()), v.trim().to_owned()));
+                }
+            }
+            _ => params.push((key.clone(), value.clone())),
+        }
+    }
+    if !form.contains_key("last") && !form.contains_key("start") {
+        params.push((
+            "start".into(),
+            views::rfc3339(now_unix_nanos.saturating_sub(60 * NANOS_PER_MINUTE)),
+        ));
+    }
+    views::traces::parse_search(&params, now_unix_nanos).map_err(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use views::shapes::{FindingJ, ReviewJ};
+
+    use super::*;
+    use crate::escape;
+
+    fn span(id: &str, parent: Option<&str>, start: u64, ms: f64) -> SpanJ {
+        SpanJ {
+            span_id: id.into(),
+            parent_span_id: parent.map(str::to_owned),
+            name: id.into(),
+            start_time_unix_nanos: start.to_string(),
+            duration_ms: ms,
+            ..SpanJ::default()
+        }
+    }
+
+    #[test]
+    fn the_waterfall_puts_children_under_parents_in_start_order() {
+        let rows = waterfall(vec![
+            span("c2", Some("root"), 30_000_000, 10.0),
+            span("root", None, 0, 100.0),
+            span("c1", Some("root"), 10_000_000, 10.0),
+            span("g1", Some("c1"), 12_000_000, 5.0),
+            span("orphan", Some("gone"), 50_000_000, 1.0),
+        ]);
+        let order: Vec<(&str, usize)> = rows.iter().map(|r| (r.name.as_str(), r.depth)).collect();
+        assert_eq!(order, [("root", 0), ("c1", 1), ("g1", 2), ("c2", 1), ("orphan", 0)]);
+        assert_eq!(rows[0].bar_x, "0.0");
+        assert_eq!(rows[0].bar_width, "1000.0");
+        assert_eq!(rows[1].bar_x, "100.0");
+    }
+
+    #[test]
+    fn the_search_form_becomes_the_api_query() {
+        let now = 1_800_000_000_000_000_000;
+        let form: BTreeMap<String, String> = [
+            ("service", "checkout"),
+            ("last", "15m"),
+            ("attributes", "http.route=/cart\n\n cart.items = 5 "),
+            ("min_duration_ms", "20"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let query = search_query(&form, now).unwrap();
+        assert_eq!(query.service.as_deref(), Some("checkout"));
+        assert_eq!(query.start_unix_nanos, now - 15 * NANOS_PER_MINUTE);
+        assert_eq!(query.min_duration_nanos, Some(20_000_000));
+        assert_eq!(
+            query.attributes,
+            [
+                ("http.route".to_owned(), "/cart".to_owned()),
+                ("cart.items".to_owned(), "5".to_owned())
+            ]
+        );
+        let bad: BTreeMap<String, String> =
+            [("attributes".to_owned(), "no equals sign".to_owned())].into_iter().collect();
+        assert!(search_query(&bad, now).unwrap_err().contains("key=value"));
+        let bad: BTreeMap<String, String> =
+            [("last".to_owned(), "2y".to_owned())].into_iter().collect();
+        assert!(search_query(&bad, now).unwrap_err().contains("15m"));
+    }
+
+    #[test]
+    fn findings_read_as_people_say_them() {
+        let f: FindingJ = read(json!({
+            "metric": "latency_p95", "before": {"value_ms": 19.6, "spans": 10}, "after": {"value_ms": 37.15, "spans": 5},
+            "effect": {"kind": "ratio", "estimate": 1.896, "low": 1.75, "high": 2.01},
+        }));
+        assert_eq!(f.metric_name(), "p95 latency");
+        assert_eq!(f.change_text(), "19.6 ms → 37.1 ms");
+        assert_eq!(f.effect_text(), "×1.90 (1.75 to 2.01)");
+        let review = ReviewJ { kind: "gitlab".into(), id: "7".into(), ..ReviewJ::default() };
+        assert_eq!(review.label(), "MR !7");
+        assert_eq!(escape("<a href=\"x\">"), "&lt;a href=&quot;x&quot;&gt;");
+    }
+}
