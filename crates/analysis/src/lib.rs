@@ -18,12 +18,15 @@
 //! - [`suspects`]: the deploy's commits ranked by evidence (code paths, trace structure,
 //!   attributes of slow spans, priors), with reasons, and a bisect plan when no commit is
 //!   clearly ahead.
+//! - [`code`]: the lines of the function that encloses a line of a source file, by each
+//!   language family's layout (indentation, `def`…`end`, braces), so blame covers the body.
 //! - [`dora`]: the four DORA metrics and their bands over a window of deploys, changes and
 //!   attributed regressions.
 //!
 //! **Architecture Invariant:** no IO, no clock, no randomness, no dependency but `model`: the same
 //! inputs give the same findings, so the accuracy harness and the tests are exact.
 
+pub mod code;
 pub mod compare;
 pub mod detect;
 pub mod dora;

@@ -300,6 +300,43 @@ impl Mirror {
         Ok(None)
     }
 
+    /// Who last changed each of lines `first..=last` of `path` as of commit `sha` (`git blame`,
+    /// whitespace-only changes skipped, renames of the file followed); `None` when the file
+    /// is not there or has fewer lines.
+    pub fn blame(
+        &self,
+        sha: &str,
+        path: &str,
+        first: u32,
+        last: u32,
+    ) -> Result<Option<Blame>, GitError> {
+        check_sha(sha)?;
+        if first == 0 || last < first {
+            return Ok(None);
+        }
+        let mut command = self.git();
+        // Not `-- <path>`: after `--end-of-options`, blame would read `--` as its file.
+        command.args(["blame", "--porcelain", "-w", "-L", &format!("{first},{last}")]).args([
+            "--end-of-options",
+            sha,
+            path,
+        ]);
+        match run(command, "blame") {
+            Ok(out) => Ok(Some(parse_blame(&out))),
+            Err(GitError::Failed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every file path in the tree of commit `sha`.
+    pub fn files_at(&self, sha: &str) -> Result<Vec<String>, GitError> {
+        check_sha(sha)?;
+        let mut command = self.git();
+        command.args(["ls-tree", "-r", "-z", "--name-only", "--end-of-options", sha]);
+        let out = run(command, "ls-tree")?;
+        Ok(out.split('\0').filter(|p| !p.is_empty()).map(str::to_owned).collect())
+    }
+
     /// A file's content at a revision (e.g. CODEOWNERS at the default branch).
     pub fn file_at(&self, revision: &str, path: &str) -> Result<Option<String>, GitError> {
         check_revision(revision)?;
@@ -311,6 +348,75 @@ impl Mirror {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `git blame` of a range of lines: the commit of each line, and those commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blame {
+    /// (line number in the blamed revision, the sha that last changed it), in line order.
+    pub lines: Vec<(u32, String)>,
+    pub commits: Vec<BlamedCommit>,
+}
+
+/// A commit as `git blame` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlamedCommit {
+    pub sha: String,
+    pub author: Person,
+    pub author_time_unix_secs: Option<i64>,
+    pub committer_time_unix_secs: Option<i64>,
+    pub summary: String,
+    /// The file's path in that commit (another one when the file was renamed since).
+    pub path: String,
+}
+
+/// Reads `git blame --porcelain`: a header `<sha> <source line> <final line> [<count>]` per
+/// line, the commit's fields the first time it appears, and the line itself after a tab.
+fn parse_blame(out: &str) -> Blame {
+    let mut blame = Blame { lines: Vec::new(), commits: Vec::new() };
+    let mut current: Option<usize> = None;
+    for line in out.lines() {
+        if line.starts_with('\t') {
+            continue;
+        }
+        let mut words = line.splitn(4, ' ');
+        let first = words.next().unwrap_or_default();
+        if first.len() >= 40 && first.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let final_line = words.nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+            blame.lines.push((final_line, first.to_owned()));
+            let index = match blame.commits.iter().position(|c| c.sha == first) {
+                Some(index) => index,
+                None => {
+                    blame.commits.push(BlamedCommit {
+                        sha: first.to_owned(),
+                        author: Person::default(),
+                        author_time_unix_secs: None,
+                        committer_time_unix_secs: None,
+                        summary: String::new(),
+                        path: String::new(),
+                    });
+                    blame.commits.len() - 1
+                }
+            };
+            current = Some(index);
+            continue;
+        }
+        let Some(commit) = current.map(|i| &mut blame.commits[i]) else { continue };
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "author" => commit.author.name = Some(value.to_owned()),
+            "author-mail" => {
+                let email = value.trim_start_matches('<').trim_end_matches('>');
+                commit.author.email = (!email.is_empty()).then(|| email.to_owned());
+            }
+            "author-time" => commit.author_time_unix_secs = value.parse().ok(),
+            "committer-time" => commit.committer_time_unix_secs = value.parse().ok(),
+            "summary" => commit.summary = value.to_owned(),
+            "filename" => commit.path = value.to_owned(),
+            _ => {}
+        }
+    }
+    blame
 }
 
 fn check_sha(sha: &str) -> Result<(), GitError> {

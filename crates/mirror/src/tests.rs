@@ -149,3 +149,39 @@ proptest! {
         let _ = parse_patch(&text);
     }
 }
+
+#[test]
+fn blame_names_who_last_changed_each_line_and_follows_a_rename() {
+    let up = tempfile::tempdir().unwrap();
+    let path = up.path();
+    git(path, &["init", "-q", "-b", "main"]);
+    let first = "def apply(order):\n    return order\n\n\ndef total(order):\n    return 0\n";
+    let c1 = commit_file(path, "checkout/promotions.py", first, "add promotions");
+    let second = "def apply(order):\n    history = load(order)\n    return order\n\n\ndef total(order):\n    return 0\n";
+    let c2 = commit_file(path, "checkout/promotions.py", second, "look up the order history");
+    git(path, &["mv", "checkout/promotions.py", "checkout/promos.py"]);
+    git(path, &["commit", "-q", "-m", "rename promotions"]);
+    let c3 = git(path, &["rev-parse", "HEAD"]);
+    let home = tempfile::tempdir().unwrap();
+    let mirror =
+        Mirror::open_or_clone(&home.path().join("m.git"), path.to_str().unwrap(), false).unwrap();
+
+    let blame = mirror.blame(&c3, "checkout/promos.py", 1, 3).unwrap().unwrap();
+    assert_eq!(blame.lines, vec![(1, c1.clone()), (2, c2.clone()), (3, c1.clone())]);
+    let newest = blame.commits.iter().find(|c| c.sha == c2).unwrap();
+    assert_eq!(newest.summary, "look up the order history");
+    assert_eq!(newest.author.name.as_deref(), Some("Ada Lovelace"));
+    assert_eq!(newest.author.email.as_deref(), Some("ada@example.com"));
+    // The lines kept their history across the rename; the old path is named.
+    assert_eq!(newest.path, "checkout/promotions.py");
+    assert!(newest.author_time_unix_secs.is_some());
+
+    // At the older version, the same range is the file before the change.
+    let before = mirror.blame(&c1, "checkout/promotions.py", 1, 2).unwrap().unwrap();
+    assert!(before.lines.iter().all(|(_, sha)| *sha == c1));
+    // A path or range the version does not have is `None`, not an error.
+    assert_eq!(mirror.blame(&c1, "checkout/promos.py", 1, 2).unwrap(), None);
+    assert_eq!(mirror.blame(&c1, "checkout/promotions.py", 40, 50).unwrap(), None);
+    assert!(mirror.files_at(&c3).unwrap().contains(&"checkout/promos.py".to_owned()));
+    assert!(mirror.blame("-L1", "x", 1, 1).is_err(), "option-like revisions never reach git");
+}

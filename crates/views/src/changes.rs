@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
-use model::{ForgeKind, Review};
+use model::{CodeLocation, ForgeKind, Review};
 use serde_json::{Map, Value as Json_, json};
 use store::{StoreError, StoredCommit};
 
-use crate::Context;
+use crate::blame::{self, NoBlame};
 use crate::settings::ChangeSettings;
+use crate::{Context, rfc3339};
 use forge::conduit::RepositoryMonogram;
 
 /// The commit a span or deploy's version stands for: the commit the spans name, else the
@@ -62,8 +63,10 @@ pub fn resolve_commit(
     Ok(None)
 }
 
-/// (service, version, commit, code file path): what a span's change context depends on.
-type ChangeKey = (String, Option<String>, Option<String>, Option<String>);
+/// (service, version, commit, code file, function, line): what a span's change context
+/// depends on.
+type ChangeKey =
+    (String, Option<String>, Option<String>, Option<String>, Option<String>, Option<i64>);
 
 /// Builds `change` objects, caching per identity: a trace repeats a handful of them.
 pub struct ChangeResolver<'a> {
@@ -81,18 +84,20 @@ impl<'a> ChangeResolver<'a> {
         service: &str,
         version: Option<&str>,
         commit: Option<&str>,
-        code_path: Option<&str>,
+        code: &CodeLocation,
     ) -> Result<Json_, StoreError> {
         let key = (
             service.to_owned(),
             version.map(str::to_owned),
             commit.map(str::to_owned),
-            code_path.map(str::to_owned),
+            code.file_path.clone(),
+            code.function_name.clone(),
+            code.line_number,
         );
         if let Some(found) = self.cache.get(&key) {
             return Ok(found.clone());
         }
-        let built = self.build(service, version, commit, code_path)?;
+        let built = self.build(service, version, commit, code)?;
         self.cache.insert(key, built.clone());
         Ok(built)
     }
@@ -102,23 +107,86 @@ impl<'a> ChangeResolver<'a> {
         service: &str,
         version: Option<&str>,
         commit: Option<&str>,
-        code_path: Option<&str>,
+        code: &CodeLocation,
     ) -> Result<Json_, StoreError> {
         let mut change = Map::new();
         if let Some(version) = version {
             change.insert("version".into(), version.into());
         }
         let settings = &self.ctx.changes;
-        if let Some(stored) = resolve_commit(self.ctx, commit, service, version)? {
-            change.insert("commit".into(), commit_view(settings, &stored));
-            if let Some(review) = self.review(&stored)? {
+        let built_from = resolve_commit(self.ctx, commit, service, version)?;
+        if let Some(stored) = &built_from {
+            change.insert("commit".into(), commit_view(settings, stored));
+            if let Some(review) = self.review(stored)? {
                 change.insert("review".into(), review);
             }
         }
-        if let Some(owner) = self.owner(service, code_path) {
+        if code.file_path.is_some() {
+            match self.blame(service, built_from.as_ref(), code)? {
+                Ok(blame) => change.insert("blame".into(), blame),
+                Err(why) => change.insert("blame_unavailable".into(), why.into()),
+            };
+        }
+        if let Some(owner) = self.owner(service, code.file_path.as_deref()) {
             change.insert("owner".into(), owner.into());
         }
         Ok(Json_::Object(change))
+    }
+
+    /// The most recent change to the code the span runs, at the version it was built from.
+    fn blame(
+        &self,
+        service: &str,
+        built_from: Option<&StoredCommit>,
+        code: &CodeLocation,
+    ) -> Result<Result<Json_, NoBlame>, StoreError> {
+        let Some(built_from) = built_from else {
+            return Ok(Err("the span's version names no commit spanblame knows".into()));
+        };
+        let repository = &built_from.repository;
+        let Some(mirror) = self.ctx.mirrors.get(repository) else {
+            return Ok(Err(format!(
+                "repository `{repository}` has no mirror: give it a `url` or `path` under [[repositories]]"
+            )));
+        };
+        let sha = &built_from.commit.sha;
+        let source =
+            blame::Source { changes: &self.ctx.changes, service, mirror: &mirror, repository, sha };
+        let blamed = match blame::blame(&self.ctx.blames, &source, code) {
+            Ok(blamed) => blamed,
+            Err(why) => return Ok(Err(why)),
+        };
+        let commit = &blamed.commit;
+        let mut view = match self.ctx.store.commit(repository, &commit.sha)? {
+            Some(stored) => {
+                let mut view = commit_view(&self.ctx.changes, &stored);
+                if let Some(review) = self.review(&stored)? {
+                    view["review"] = review;
+                }
+                view
+            }
+            None => json!({
+                "sha": commit.sha,
+                "subject": commit.summary,
+                "author": commit.author.display(),
+                "repository": repository,
+            }),
+        };
+        let extent = blamed.extent;
+        view["committed_at"] = commit
+            .committer_time_unix_secs
+            .map(|s| rfc3339(s.max(0) as u64 * 1_000_000_000))
+            .into();
+        view["path"] = blamed.path.clone().into();
+        view["lines"] = if extent.first_line == extent.last_line {
+            extent.first_line.to_string()
+        } else {
+            format!("{}-{}", extent.first_line, extent.last_line)
+        }
+        .into();
+        view["whole_function"] = blamed.whole_function.into();
+        view["changed_lines"] = blamed.changed_lines.clone().into();
+        Ok(Ok(view))
     }
 
     /// CODEOWNERS for the span's source file (under the service's path prefix) when the

@@ -9,7 +9,8 @@
 //! - `findings`: findings in lists and in full;
 //! - `dora`: the four keys over a window of deploys;
 //! - `notifications`: the outbox's rows as the notifications API shows them;
-//! - `changes`: the change context of a span (`{version, commit, review, owner}`);
+//! - `changes`: the change context of a span (`{version, commit, review, blame, owner}`);
+//! - `blame`: the most recent change to the code a span runs, at the span's version;
 //! - `ranges`: a deploy's exact commit range, read from its mirror;
 //! - `sketches`: per-minute latency and error numbers for pages, within the caller's reach;
 //! - `settings` and `mirrors`: the change graph's configuration and the mirrors ready to read.
@@ -19,6 +20,7 @@
 //! **Never:** HTTP, templates, a runtime, or sending anything anywhere; nothing here writes
 //! but `changes::resolve_commit`'s recording of one commit read from a mirror.
 
+pub mod blame;
 pub mod changes;
 pub mod deploys;
 pub mod dora;
@@ -55,6 +57,8 @@ pub struct Context {
     pub configured_url: Option<String>,
     /// `http://` + the main address once bound (when `public_url` is not configured).
     pub bound_url: OnceLock<String>,
+    /// Blames already computed, by repository, commit and code location.
+    pub blames: blame::BlameCache,
 }
 
 impl Context {
@@ -71,6 +75,7 @@ impl Context {
             clock,
             configured_url,
             bound_url: OnceLock::new(),
+            blames: blame::BlameCache::default(),
         }
     }
 

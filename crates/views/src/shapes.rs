@@ -51,7 +51,65 @@ pub struct ChangeJ {
     pub version: Option<String>,
     pub commit: Option<CommitJ>,
     pub review: Option<ReviewJ>,
+    pub blame: Option<BlameJ>,
+    pub blame_unavailable: Option<String>,
     pub owner: Option<String>,
+}
+
+/// The most recent change to the code a span runs.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct BlameJ {
+    pub sha: String,
+    pub subject: String,
+    pub author: Option<String>,
+    pub url: Option<String>,
+    pub committed_at: Option<String>,
+    pub review: Option<ReviewJ>,
+    pub path: String,
+    pub lines: String,
+    pub whole_function: bool,
+    pub changed_lines: Vec<u32>,
+}
+
+impl BlameJ {
+    pub fn short(&self) -> &str {
+        self.sha.get(..10).unwrap_or(&self.sha)
+    }
+
+    /// "lines 5-17 (the function), changed here: 8-15".
+    pub fn where_text(&self) -> String {
+        let scope = if self.whole_function { "the function" } else { "the span's line" };
+        format!(
+            "{} lines {} ({scope}); this commit last changed {}",
+            self.path,
+            self.lines,
+            ranges_text(&self.changed_lines)
+        )
+    }
+}
+
+/// `[8, 9, 10, 14]` as "8-10, 14".
+pub fn ranges_text(lines: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i;
+        while j + 1 < lines.len() && lines[j + 1] == lines[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            lines[i].to_string()
+        } else {
+            format!("{}-{}", lines[i], lines[j])
+        });
+        i = j + 1;
+    }
+    if parts.is_empty() {
+        "no line".into()
+    } else {
+        format!("line{} {}", if lines.len() == 1 { "" } else { "s" }, parts.join(", "))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,7 +36,7 @@ pub fn trace_spans(
                 &identity.service,
                 identity.version.as_deref(),
                 identity.commit.as_deref(),
-                identity.code.file_path.as_deref(),
+                &identity.code,
             )?;
             let mut view = span_view(span, &identity);
             view["change"] = change;

@@ -9,6 +9,35 @@ use server::{ChangeSettings, MirrorSettings, MirrorSource, RepositorySettings, S
 
 use crate::support::{SECOND, T0, TestApp};
 
+/// A server whose one repository, `cart`, mirrors the git repository at `up` (owned by
+/// `team`, if any), and that repository's settings.
+fn mirrored_app(
+    up: &std::path::Path,
+    mirrors: &std::path::Path,
+    team: Option<&str>,
+) -> (TestApp, RepositorySettings) {
+    let repository = RepositorySettings {
+        name: "cart".into(),
+        url: Some("https://git.example.com/shop/cart".into()),
+        web_url: None,
+        forge: Some(model::ForgeKind::Gitea),
+        mirror: Some(MirrorSource::Clone(up.to_str().unwrap().to_owned())),
+        monogram: None,
+    };
+    let app = TestApp::with_changes(ChangeSettings {
+        repositories: vec![repository.clone()],
+        services: vec![ServiceOwnership {
+            service: "cart".into(),
+            repository: Some("cart".into()),
+            path_prefix: None,
+            team: team.map(str::to_owned),
+        }],
+        mirrors: MirrorSettings { dir: mirrors.to_owned(), ..MirrorSettings::default() },
+        ..ChangeSettings::default()
+    });
+    (app, repository)
+}
+
 #[tokio::test]
 async fn deploys_list_their_range_and_tags_resolve_versions() {
     let upstream = tempfile::tempdir().unwrap();
@@ -29,25 +58,7 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     git(up, &["tag", "v1.1.0"]);
 
     let mirrors_dir = tempfile::tempdir().unwrap();
-    let repository = RepositorySettings {
-        name: "cart".into(),
-        url: Some("https://git.example.com/shop/cart".into()),
-        web_url: None,
-        forge: Some(model::ForgeKind::Gitea),
-        mirror: Some(MirrorSource::Clone(up.to_str().unwrap().to_owned())),
-        monogram: None,
-    };
-    let app = TestApp::with_changes(ChangeSettings {
-        repositories: vec![repository.clone()],
-        services: vec![ServiceOwnership {
-            service: "cart".into(),
-            repository: Some("cart".into()),
-            path_prefix: None,
-            team: Some("payments".into()),
-        }],
-        mirrors: MirrorSettings { dir: mirrors_dir.path().to_owned(), ..MirrorSettings::default() },
-        ..ChangeSettings::default()
-    });
+    let (app, repository) = mirrored_app(up, mirrors_dir.path(), Some("payments"));
     assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 4, "clones and imports");
     assert_eq!(server::sync_once(&app.state, &repository).unwrap(), 0, "nothing new");
 
@@ -148,4 +159,56 @@ async fn deploys_list_their_range_and_tags_resolve_versions() {
     assert_eq!(change["commit"]["author"], "Ada Lovelace", "{change}");
     assert_eq!(change["review"]["url"], "https://phab.example.com/D7", "{change}");
     assert_eq!(change["owner"], "@shop/everyone", "{change}");
+}
+
+#[tokio::test]
+async fn a_span_is_blamed_on_the_last_change_to_its_function_not_its_versions_head() {
+    let upstream = tempfile::tempdir().unwrap();
+    let up = upstream.path();
+    git(up, &["init", "-q", "-b", "main"]);
+    let v1 = "def total(cart):\n    return sum(cart)\n\n\ndef tax(cart):\n    return 0\n";
+    commit_file(up, "cart/prices.py", v1, "add prices");
+    let v2 = "def total(cart):\n    cart = [p for p in cart if p > 0]\n    return sum(cart)\n\n\ndef tax(cart):\n    return 0\n";
+    let culprit = commit_file(up, "cart/prices.py", v2, "drop free items from totals");
+    let head = commit_file(up, "README.md", "# cart\n", "describe the cart");
+    git(up, &["tag", "v2.0.0"]);
+
+    let mirrors_dir = tempfile::tempdir().unwrap();
+    let (app, repository) = mirrored_app(up, mirrors_dir.path(), None);
+    server::sync_once(&app.state, &repository).unwrap();
+
+    let span = |line: &'static str| {
+        [
+            ("service.name", "cart"),
+            ("service.version", "2.0.0"),
+            ("code.file.path", "/app/cart/prices.py"),
+            ("code.line.number", line),
+        ]
+    };
+    app.export_span("55555555555555555555555555555555", &span("1"), T0).await;
+    let (_, trace) = app.get("/api/v1/traces/55555555555555555555555555555555").await;
+    let change = &trace["spans"][0]["change"];
+    assert_eq!(change["commit"]["sha"], head.as_str(), "built from the version's head: {change}");
+    let blame = &change["blame"];
+    assert_eq!(blame["sha"], culprit.as_str(), "{change}");
+    assert_eq!(blame["subject"], "drop free items from totals");
+    assert_eq!(blame["author"], "Ada Lovelace");
+    assert_eq!(blame["path"], "cart/prices.py");
+    assert_eq!(blame["lines"], "1-3");
+    assert_eq!(blame["whole_function"], true);
+    assert_eq!(blame["changed_lines"], json!([2]));
+    assert_eq!(blame["url"], format!("https://git.example.com/shop/cart/commit/{culprit}"));
+
+    // Another function of the same file: its own history.
+    app.export_span("66666666666666666666666666666666", &span("6"), T0).await;
+    let (_, trace) = app.get("/api/v1/traces/66666666666666666666666666666666").await;
+    assert_eq!(trace["spans"][0]["change"]["blame"]["subject"], "add prices", "{trace}");
+
+    // A service with no repository says why there is no blame.
+    let elsewhere = [("service.name", "search"), ("code.file.path", "search/index.go")];
+    app.export_span("77777777777777777777777777777777", &elsewhere, T0).await;
+    let (_, trace) = app.get("/api/v1/traces/77777777777777777777777777777777").await;
+    let change = &trace["spans"][0]["change"];
+    assert!(change["blame"].is_null(), "{change}");
+    assert!(change["blame_unavailable"].as_str().unwrap().contains("names no commit"), "{change}");
 }

@@ -102,7 +102,7 @@ try {
   check(/Where it shipped/.test(commitText) && /1\.2\.0/.test(commitText), "the commit shipped in 1.2.0: " + commitText);
   check(/regressed/.test(commitText), "what moved after it");
 
-  // 4. An exemplar trace, and a span's change context.
+  // 4. An exemplar trace, and a span's change context: what it was built from, and its blame.
   await page.goto(findingUrl);
   await Promise.all([page.waitForURL(/\/traces\/[0-9a-f]{32}$/), page.locator("ul.exemplars a").last().click()]);
   await wellFormed();
@@ -110,7 +110,10 @@ try {
   await promotions.locator("summary").first().click();
   const context_ = await promotions.locator("dl.change").innerText();
   check(/1\.2\.0/.test(context_), "the span's version: " + context_);
-  check(/Count the items in the checkout response|Apply first-order/.test(context_), "the commit subject: " + context_);
+  check(/Built from[\s\S]*Count the items in the checkout response/.test(context_), "the version's head commit: " + context_);
+  // Blame: the function the span runs was last changed by the culprit, not the head commit.
+  check(/Blame[\s\S]*Apply first-order promotions only to first orders[\s\S]*Margaret Hamilton/.test(context_), "the span's blame: " + context_);
+  check(/checkout\/promotions\.py lines \d+-\d+ \(the function\)/.test(context_), "the blamed lines: " + context_);
   check(/PR #\d+/.test(context_) && /payments/.test(context_), "the review and the owner: " + context_);
   check(/checkout\/promotions\.py/.test(await promotions.innerText()), "the code location");
   check(await page.locator("li.span").count() >= 10, "the whole trace across four services");
