@@ -11,6 +11,7 @@ use store::{StoreError, StoredCommit};
 
 use crate::Jobs;
 use views::changes::{ChangeResolver, commit_view};
+use views::deploys::deploy_commit;
 
 /// Commits ranked per deploy; a bigger range is cut to its newest commits and says so.
 /// Revert patches larger than this are left out (the commands still work).
@@ -68,6 +69,7 @@ pub fn suspects_and_rollback(
 ) -> Result<(Json_, Json_), StoreError> {
     let candidates = &range.candidates;
     let ranking = rank(candidates, evidence);
+    let blamed = blamed_in_range(jobs, deploy, range, evidence)?;
     let resolver = ChangeResolver::new(&jobs.ctx);
     let mut suspects = Vec::new();
     for suspect in &ranking.suspects {
@@ -81,16 +83,17 @@ pub fn suspects_and_rollback(
             .map(|c| c.files.iter().map(|f| f.path.as_str()).collect())
             .unwrap_or_default();
         let review = resolver.review(&stored)?;
+        let mut reasons = Vec::new();
+        if range.is_rollback {
+            reasons.push(format!("the deploy rolled back past this commit ({})", commit.subject()));
+        }
+        let blame_reasons = blamed.iter().filter(|(sha, _)| *sha == suspect.sha);
+        reasons.extend(blame_reasons.map(|(_, why)| why.clone()));
+        reasons.extend(suspect.reasons.iter().cloned());
         suspects.push(json!({
             "commit": commit_view(&jobs.ctx.changes, &stored),
             "score": (suspect.score * 1000.0).round() / 1000.0,
-            "reasons": if range.is_rollback {
-                let mut reasons = vec![format!("the deploy rolled back past this commit ({})", commit.subject())];
-                reasons.extend(suspect.reasons.iter().cloned());
-                reasons
-            } else {
-                suspect.reasons.clone()
-            },
+            "reasons": reasons,
             "files": files,
             "review": review,
         }));
@@ -192,6 +195,61 @@ fn phabricator_revision(jobs: &Jobs, stored: &StoredCommit) -> Option<String> {
 }
 
 /// The deploy's range as candidates, oldest first.
+/// Blame of the code the slow spans run (their most common locations), at the deployed
+/// version: (the commit that last changed it, in words) for each location whose last change
+/// is one of the deploy's commits. Evidence for people; the ranking does not read it.
+fn blamed_in_range(
+    jobs: &Jobs,
+    deploy: &Deploy,
+    range: &Range,
+    evidence: &Evidence,
+) -> Result<Vec<(String, String)>, StoreError> {
+    /// Locations blamed per finding at most (the most common first).
+    const MAX_BLAMED_LOCATIONS: usize = 3;
+    let Some(deployed) = deploy_commit(&jobs.ctx, deploy)?.sha else { return Ok(Vec::new()) };
+    let source = views::blame::Source {
+        changes: &jobs.ctx.changes,
+        service: &deploy.service,
+        mirror: &range.mirror,
+        repository: &range.repository,
+        sha: &deployed,
+    };
+    let mut locations: Vec<&analysis::suspects::CodeLocation> =
+        evidence.code_locations.iter().filter(|l| l.file.is_some()).collect();
+    locations.sort_by(|a, b| b.share.total_cmp(&a.share));
+    let mut blamed = Vec::new();
+    for location in locations.into_iter().take(MAX_BLAMED_LOCATIONS) {
+        let code = model::CodeLocation {
+            file_path: location.file.clone(),
+            function_name: location.function.clone(),
+            line_number: location.line.map(i64::from),
+            stacktrace: None,
+        };
+        let Ok(found) = views::blame::blame(&jobs.ctx.blames, &source, &code) else { continue };
+        if !range.candidates.iter().any(|c| c.sha == found.commit.sha) {
+            continue;
+        }
+        let what = match &location.function {
+            Some(function) if found.whole_function => format!("`{function}`"),
+            _ => "the code".to_owned(),
+        };
+        blamed.push((
+            found.commit.sha.clone(),
+            format!(
+                "{what} that {:.0}% of the slow spans run ({} lines {}) was last changed by this commit, inside the deploy's range",
+                location.share * 100.0,
+                found.path,
+                if found.extent.first_line == found.extent.last_line {
+                    found.extent.first_line.to_string()
+                } else {
+                    format!("{}-{}", found.extent.first_line, found.extent.last_line)
+                }
+            ),
+        ));
+    }
+    Ok(blamed)
+}
+
 pub struct Range {
     pub repository: String,
     pub mirror: Mirror,

@@ -337,6 +337,13 @@ fn a_slower_commit_is_found_named_and_reverted() {
     let reasons: Vec<&str> =
         top["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert!(reasons[0].contains("price_cart"), "{reasons:?}");
+    // Blame of the slow spans' function at the deployed version points at the same commit.
+    assert!(
+        reasons.iter().any(|r| r.starts_with("`shop.checkout.price_cart`")
+            && r.contains("(shop/checkout.py lines 5-")
+            && r.ends_with("was last changed by this commit, inside the deploy's range")),
+        "{reasons:?}"
+    );
     assert!(finding["ranking"]["separated"].as_bool().unwrap(), "{}", finding["ranking"]);
     let listed: Vec<&str> = finding["suspects"]
         .as_array()
