@@ -275,6 +275,18 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             spec("POST", "/api/v1/findings/{id}/{action}", ChangeFinding, Some("finding.status")),
             post(api::findings::change_status),
         ),
+        (
+            spec("GET", "/api/v1/incidents", ReadData, Some("incidents.read")),
+            get(api::incidents::list_incidents),
+        ),
+        (
+            spec("GET", "/api/v1/incidents/{id}", ReadData, Some("incident.read")),
+            get(api::incidents::get_incident),
+        ),
+        (
+            spec("POST", "/api/v1/incidents/{id}/{action}", ChangeFinding, Some("incident.status")),
+            post(api::incidents::change_status),
+        ),
         (spec("GET", "/api/v1/dora", ReadData, Some("dora.read")), get(api::dora::get_dora)),
         (
             spec("GET", "/api/v1/notifications", ReadData, Some("notifications.read")),

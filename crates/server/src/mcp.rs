@@ -82,6 +82,24 @@ struct ToolSpec {
 
 const TOOLS: &[ToolSpec] = &[
     ToolSpec {
+        name: "list_incidents",
+        description: "Incidents, newest first: each a deploy whose changes made latency or errors worse, with its status (open, acknowledged, resolved), the operations and metrics that regressed, the worst effect and the top suspect commit. Start here during an incident. Filter by service, environment or status (open by default; all for every status).",
+        properties: || {
+            json!({
+                "service": {"type": "string"}, "environment": {"type": "string"},
+                "status": {"type": "string", "enum": ["open", "acknowledged", "resolved", "all"]},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+            })
+        },
+        required: &[],
+    },
+    ToolSpec {
+        name: "get_incident",
+        description: "One incident in full: the deploy and its commit range, every regressed operation and metric with before/after and effect, the suspects ranked once with reasons (including which commit last changed the code the slow spans run), exemplar traces and the rollback draft.",
+        properties: || json!({"id": {"type": "integer", "description": "the incident id (its deploy's id)"}}),
+        required: &["id"],
+    },
+    ToolSpec {
         name: "list_findings",
         description: "Regressions and other verdicts spanblame found after deploys, newest first: service, environment, operation, metric, verdict, status, numbers and top suspects. Filter by service, environment, verdict (regressed, improved, no_change, inconclusive) or status (open, acknowledged, resolved).",
         properties: || {
@@ -287,6 +305,28 @@ fn call(
             Answer::Data(
                 json!({"findings": views::findings::list(state.ctx(), &caller.visibility, filter)?}),
             )
+        }
+        "list_incidents" => {
+            let mut given = params(&["service", "environment", "status", "limit"]);
+            if !given.iter().any(|(key, _)| key == "status") {
+                given.push(("status".into(), "open".into()));
+            }
+            let filter = match views::incidents::parse_filter(given) {
+                Ok(filter) => filter,
+                Err(e) => return invalid(e),
+            };
+            let incidents = views::incidents::list(state.ctx(), &caller.visibility, &filter)?;
+            Answer::Data(json!({"incidents": incidents}))
+        }
+        "get_incident" => {
+            let id = match id(arguments, "id") {
+                Ok(id) => id,
+                Err(answer) => return Ok(answer),
+            };
+            match views::incidents::incident(state.ctx(), &caller.visibility, id)? {
+                Some(incident) => Answer::Data(incident),
+                None => Answer::NotFound(format!("no incident {id} (or you may not see it)")),
+            }
         }
         "get_finding" | "draft_rollback" => {
             let key = if name == "get_finding" { "id" } else { "finding_id" };

@@ -7,6 +7,7 @@
 //! - `traces`: a trace by id (other teams' spans redacted), trace search, the service catalog;
 //! - `deploys`: deploys with their predecessor and commit range, and a commit's forward impact;
 //! - `findings`: findings in lists and in full;
+//! - `incidents`: a deploy's regressed findings as one incident, with one status;
 //! - `dora`: the four keys over a window of deploys;
 //! - `notifications`: the outbox's rows as the notifications API shows them;
 //! - `changes`: the change context of a span (`{version, commit, review, blame, owner}`);
@@ -26,6 +27,7 @@ pub mod deploys;
 pub mod dora;
 pub mod duration;
 pub mod findings;
+pub mod incidents;
 pub mod mirrors;
 pub mod notifications;
 pub mod ranges;

@@ -416,6 +416,47 @@ pub struct FindingJ {
     pub notifications: Vec<NotificationJ>,
 }
 
+/// An incident as the incidents API lists it: a deploy's regressions as one.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct IncidentJ {
+    pub id: u64,
+    pub service: String,
+    pub environment: Option<String>,
+    pub version: String,
+    pub deployed_at: Option<String>,
+    pub status: String,
+    pub status_by: Option<String>,
+    pub status_note: Option<String>,
+    pub first_seen: String,
+    pub regression_count: usize,
+    pub operations: Vec<String>,
+    /// The regression that speaks for the incident (an explained one on the entry point).
+    pub lead: Option<FindingJ>,
+}
+
+impl IncidentJ {
+    pub fn environment(&self) -> &str {
+        self.environment.as_deref().unwrap_or("(none)")
+    }
+
+    pub fn when(&self) -> String {
+        short_time(&self.first_seen)
+    }
+
+    /// "and 5 more regressions (in /cart/checkout, apply_promotions)" after the lead one.
+    pub fn more_text(&self) -> String {
+        match self.regression_count.saturating_sub(1) {
+            0 => String::new(),
+            n => format!(
+                "and {n} more regression{} (in {})",
+                if n == 1 { "" } else { "s" },
+                self.operations.join(", ")
+            ),
+        }
+    }
+}
+
 /// One notification of a finding, as `notify::delivery_view` writes it.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]

@@ -29,6 +29,59 @@ pub(crate) async fn get_finding(
     found.map(Json).ok_or_else(|| not_found(id))
 }
 
+/// A status change as asked: the new status, who, an optional note, and when.
+pub(super) struct StatusChange {
+    pub(super) status: FindingStatus,
+    pub(super) by: String,
+    pub(super) note: Option<String>,
+    pub(super) now: u64,
+}
+
+impl StatusChange {
+    /// Reads `acknowledge|resolve|reopen` and the optional body `{"by", "note"}` of a status
+    /// change on `what` (a finding, an incident).
+    pub(super) async fn read(
+        state: &AppState,
+        caller: &Caller,
+        action: &str,
+        what: &str,
+        body: Body,
+    ) -> Result<StatusChange, ApiError> {
+        let status = match action {
+            "acknowledge" => FindingStatus::Acknowledged,
+            "resolve" => FindingStatus::Resolved,
+            "reopen" => FindingStatus::Open,
+            other => {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "`{other}` is not an action on {what}; use acknowledge, resolve or reopen"
+                    ),
+                ));
+            }
+        };
+        let body = read_capped(
+            body,
+            MAX_STATUS_BODY_BYTES,
+            "status change",
+            state.settings.connections.body_read_timeout,
+        )
+        .await?;
+        let request: StatusRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            StatusRequest::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::invalid(format!("invalid status change: {e}; send {{\"by\": \"alice\", \"note\": \"rolled back\"}} or nothing"))
+            })?
+        };
+        let by = match (caller.principal.kind, request.by) {
+            (auth::PrincipalKind::Local, Some(by)) => by,
+            _ => caller.principal.id.clone(),
+        };
+        Ok(StatusChange { status, by, note: request.note, now: state.ctx().clock.now_unix_nanos() })
+    }
+}
+
 /// The optional body of a status change.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,38 +99,8 @@ pub(crate) async fn change_status(
     body: Body,
 ) -> Result<Json<Json_>, ApiError> {
     let id = parse_id(&id)?;
-    let status = match action.as_str() {
-        "acknowledge" => FindingStatus::Acknowledged,
-        "resolve" => FindingStatus::Resolved,
-        "reopen" => FindingStatus::Open,
-        other => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!(
-                    "`{other}` is not an action on a finding; use acknowledge, resolve or reopen"
-                ),
-            ));
-        }
-    };
-    let body = read_capped(
-        body,
-        MAX_STATUS_BODY_BYTES,
-        "finding status",
-        state.settings.connections.body_read_timeout,
-    )
-    .await?;
-    let request: StatusRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        StatusRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid(format!("invalid status change: {e}; send {{\"by\": \"alice\", \"note\": \"rolled back\"}} or nothing"))
-        })?
-    };
-    let now = state.ctx().clock.now_unix_nanos();
-    let by = match (caller.principal.kind, request.by) {
-        (auth::PrincipalKind::Local, Some(by)) => by,
-        _ => caller.principal.id.clone(),
-    };
+    let change = StatusChange::read(&state, &caller, &action, "a finding", body).await?;
+    let StatusChange { status, by, note, now } = change;
     let changed = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         if !state
             .ctx()
@@ -88,7 +111,7 @@ pub(crate) async fn change_status(
             return Ok(None);
         }
         let changed =
-            state.ctx().store.set_finding_status(id, status, &by, request.note.as_deref(), now)?;
+            state.ctx().store.set_finding_status(id, status, &by, note.as_deref(), now)?;
         if let Some(finding) = &changed {
             jobs::notify::announce_quietly(&state.jobs, finding.deploy_id);
         }

@@ -6,6 +6,7 @@ pub(crate) mod deploys;
 pub(crate) mod dora;
 pub(crate) mod findings;
 pub(crate) mod health;
+pub(crate) mod incidents;
 pub(crate) mod notifications;
 pub(crate) mod tokens;
 pub(crate) mod traces;

@@ -121,6 +121,47 @@ async fn regressions_are_found_within_minutes_and_resolved_by_the_deploy_that_re
     );
     assert!(full["exemplars"]["after"]["slowest"]["trace_id"].is_string(), "{full}");
 
+    // The deploy's regressions are one incident, acknowledged (with who, when and why) and
+    // reopened once for all of them.
+    let (status, incidents) = app.get("/api/v1/incidents").await;
+    assert_eq!(status, StatusCode::OK, "{incidents}");
+    let incidents = incidents["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "one incident for one bad deploy: {incidents:?}");
+    assert_eq!(incidents[0]["id"], second);
+    assert_eq!(incidents[0]["status"], "open");
+    assert_eq!(incidents[0]["regression_count"], regressed.len());
+    assert_eq!(incidents[0]["version"], "v2");
+    let (status, acked) = app
+        .post_json(
+            &format!("/api/v1/incidents/{second}/acknowledge"),
+            &json!({"by": "alice", "note": "rolling back to v1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{acked}");
+    assert_eq!(acked["status"], "acknowledged", "{acked}");
+    assert_eq!(acked["status_by"], "alice");
+    assert_eq!(acked["status_note"], "rolling back to v1");
+    assert!(acked["status_changed"].is_string(), "{acked}");
+    assert_eq!(acked["regressions"].as_array().unwrap().len(), regressed.len(), "{acked}");
+    assert!(acked["deploy"]["version"] == "v2" && acked["rollback"].is_null(), "{acked}");
+    assert!(findings(&app, "service=cart&verdict=regressed&status=open").await.is_empty());
+    let (_, open) = app.get("/api/v1/incidents").await;
+    assert_eq!(open["incidents"], json!([]), "open by default");
+    let (_, acknowledged) = app.get("/api/v1/incidents?status=acknowledged").await;
+    assert_eq!(acknowledged["incidents"][0]["id"], second);
+    let (status, reopened) =
+        app.post_json(&format!("/api/v1/incidents/{second}/reopen"), &json!({})).await;
+    assert_eq!((status, reopened["status"].as_str()), (StatusCode::OK, Some("open")));
+    let (status, body) =
+        app.post_json(&format!("/api/v1/incidents/{first}/resolve"), &json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a deploy without regressions is no incident: {body}"
+    );
+    let (status, body) = app.get("/api/v1/incidents?status=closed").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
     // v3 restores the old speed; once its verdict is final (a decisive improvement, or the
     // last look), v2's regressions resolve.
     traffic(&app, "v2", d2 + 30 * MINUTE, d2 + 40 * MINUTE, 65.0).await;
@@ -135,6 +176,9 @@ async fn regressions_are_found_within_minutes_and_resolved_by_the_deploy_that_re
     assert_eq!(resolved["status"], "resolved", "{resolved}");
     assert_eq!(resolved["status_by"], format!("deploy {third} (v3)"));
     assert!(resolved["status_note"].as_str().unwrap().contains("is back to"), "{resolved}");
+    let (_, incident) = app.get(&format!("/api/v1/incidents/{second}")).await;
+    assert_eq!(incident["status"], "resolved", "the fixing deploy resolves the incident");
+    assert_eq!(incident["status_by"], format!("deploy {third} (v3)"));
     // v3 against v2 is an improvement, not a regression.
     let improved = findings(&app, "verdict=improved").await;
     assert!(improved.iter().any(|f| f["deploy_id"] == third), "{improved:?}");

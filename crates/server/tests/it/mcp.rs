@@ -100,6 +100,8 @@ async fn an_assistant_sees_only_what_its_token_may_see() {
     let tools: Vec<String> =
         client.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
     for name in [
+        "list_incidents",
+        "get_incident",
         "list_findings",
         "get_finding",
         "get_trace",

@@ -62,12 +62,14 @@ try {
     check(problem === null, `${url} is not well-formed: ${problem}`);
   }
 
-  // 1. Home: the regression first, with its suspect.
+  // 1. Home: one incident for the one bad deploy (six regressions), with its suspect.
   await page.goto(base + "/");
   await wellFormed();
-  const first = page.locator("li.finding.regressed").first();
+  const first = page.locator("li.finding.incident").first();
   await first.waitFor();
+  check(await page.locator("li.finding.incident").count() === 1, "one open incident, not a card per regression");
   const firstText = await first.innerText();
+  check(/and 5 more regressions/.test(firstText), "the incident counts its regressions: " + firstText);
   check(/checkout/.test(firstText) && /\/cart\/checkout/.test(firstText), "the first regression is checkout's entry point: " + firstText);
   check(/Apply first-order promotions only to first orders/.test(firstText), "the suspect is named on the home page: " + firstText);
   check(/Margaret Hamilton/.test(firstText) && /PR #5/.test(firstText), "author and review: " + firstText);

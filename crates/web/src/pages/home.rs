@@ -1,18 +1,20 @@
-//! The home page: services with their current numbers, and the open regressions.
+//! The home page: the open incidents (one per bad deploy), and services with their current
+//! numbers.
 
 use std::collections::BTreeMap;
 
 use askama::Template;
-use serde_json::Value as Json_;
-use views::shapes::{FindingJ, read, service_href};
-use views::{Context, FindingFilter, FindingStatus};
+use views::incidents::IncidentFilter;
+use views::shapes::{IncidentJ, read, service_href};
+use views::{Context, FindingStatus};
 
 use super::numbers::{Numbers, entry_points, merged};
 use crate::{Layout, Page, PageError, Viewer, render};
 
 /// The home page's "now": the last this many minutes.
 const CURRENT_MINUTES: i64 = 15;
-const HOME_FINDINGS: usize = 50;
+/// Open incidents listed at most.
+const HOME_INCIDENTS: usize = 50;
 
 impl ServiceRow {
     pub(crate) fn href(&self) -> String {
@@ -33,27 +35,21 @@ pub(crate) struct ServiceRow {
 struct HomePage {
     layout: Layout,
     services: Vec<ServiceRow>,
-    regressions: Vec<FindingJ>,
-    other_open: usize,
+    incidents: Vec<IncidentJ>,
     ingest_url: String,
     current_minutes: i64,
 }
 
 pub fn home(ctx: &Context, viewer: &Viewer) -> Result<Page, PageError> {
     let page = {
-        let open = views::findings::list(
-            ctx,
-            &viewer.visibility,
-            FindingFilter {
-                status: Some(FindingStatus::Open),
-                limit: 1_000,
-                ..FindingFilter::default()
-            },
-        )?;
-        let (regressions, others): (Vec<Json_>, Vec<Json_>) =
-            open.into_iter().partition(|f| f["verdict"] == "regressed");
-        let regressions: Vec<FindingJ> = regressions.into_iter().map(read).collect();
-        let other_open = others.len();
+        // One card per bad deploy, however many operations and percentiles it slowed.
+        let open = IncidentFilter {
+            status: Some(FindingStatus::Open),
+            limit: HOME_INCIDENTS,
+            ..IncidentFilter::default()
+        };
+        let incidents: Vec<IncidentJ> =
+            views::incidents::list(ctx, &viewer.visibility, &open)?.into_iter().map(read).collect();
         let mut services = Vec::new();
         for service in views::traces::services(ctx, &viewer.visibility)? {
             let name = service["name"].as_str().unwrap_or_default().to_owned();
@@ -77,7 +73,11 @@ pub fn home(ctx: &Context, viewer: &Viewer) -> Result<Page, PageError> {
                     .map(|(env, (v, _))| format!("{v} in {env}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                open_regressions: regressions.iter().filter(|f| f.service == name).count(),
+                open_regressions: incidents
+                    .iter()
+                    .filter(|i| i.service == name)
+                    .map(|i| i.regression_count)
+                    .sum(),
                 now,
                 name,
             });
@@ -85,15 +85,10 @@ pub fn home(ctx: &Context, viewer: &Viewer) -> Result<Page, PageError> {
         // Services with open regressions first, then by name.
         services
             .sort_by(|a, b| b.open_regressions.cmp(&a.open_regressions).then(a.name.cmp(&b.name)));
-        // Entry points first: what callers feel, then the code paths that explain it.
-        let mut regressions = regressions;
-        regressions.sort_by_key(|f| (f.span_kind != "server", std::cmp::Reverse(f.id)));
-        regressions.truncate(HOME_FINDINGS);
         HomePage {
             layout: Layout::new(viewer, "home", "spanblame"),
             services,
-            regressions,
-            other_open,
+            incidents,
             ingest_url: ctx.public_url().unwrap_or("http://127.0.0.1:7420").to_owned(),
             current_minutes: CURRENT_MINUTES,
         }
