@@ -40,6 +40,14 @@ pub(crate) async fn finding_page(
     show(state, caller, move |ctx, viewer| web::finding_page(ctx, viewer, id, window)).await
 }
 
+pub(crate) async fn incident_page(
+    State(state): PageState,
+    Extension(caller): PageCaller,
+    Path(id): PagePath,
+) -> Response {
+    show(state, caller, move |ctx, viewer| web::incident_page(ctx, viewer, id)).await
+}
+
 pub(crate) async fn trace_page(
     State(state): PageState,
     Extension(caller): PageCaller,

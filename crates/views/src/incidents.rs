@@ -117,7 +117,17 @@ pub fn incident(
     if let Some(deploy) = ctx.store.deploy(deploy_id)? {
         view["deploy"] = crate::deploys::deploy_view(ctx, &deploy)?;
     }
-    view["regressions"] = refs.iter().map(|f| regression_row(f)).collect::<Vec<_>>().into();
+    // Entry points first (what callers feel), then by operation and metric.
+    let mut rows = refs.clone();
+    rows.sort_by(|a, b| {
+        (a.span_kind != "server", &a.operation, &a.metric).cmp(&(
+            b.span_kind != "server",
+            &b.operation,
+            &b.metric,
+        ))
+    });
+    view["regressions"] =
+        rows.iter().map(|f| crate::findings::view(f, false)).collect::<Vec<_>>().into();
     if let Some(lead) = lead(&refs).filter(|f| f.explanation.is_some()) {
         let full = crate::findings::view(lead, true);
         for key in ["suspects", "ranking", "rollback", "exemplars", "evidence"] {
@@ -197,22 +207,6 @@ fn summary(
         "lead": lead,
         "finding_ids": findings.iter().map(|f| f.id).collect::<Vec<_>>(),
     }))
-}
-
-/// One row of the incident's table: an operation's metric, before and after, and the effect.
-fn regression_row(finding: &StoredFinding) -> Json_ {
-    let full = crate::findings::view(finding, false);
-    json!({
-        "finding_id": finding.id,
-        "url": format!("/api/v1/findings/{}", finding.id),
-        "operation": finding.operation,
-        "span_kind": finding.span_kind,
-        "metric": finding.metric,
-        "before": full["before"],
-        "after": full["after"],
-        "effect": full["effect"],
-        "status": finding.status.as_str(),
-    })
 }
 
 fn effect_of(finding: &StoredFinding) -> Option<f64> {

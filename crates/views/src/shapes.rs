@@ -401,6 +401,7 @@ pub struct FindingJ {
     pub first_seen: String,
     pub status_by: Option<String>,
     pub status_note: Option<String>,
+    pub status_changed: Option<String>,
     pub before: SideJ,
     pub after: SideJ,
     pub effect: Option<EffectJ>,
@@ -433,6 +434,14 @@ pub struct IncidentJ {
     pub operations: Vec<String>,
     /// The regression that speaks for the incident (an explained one on the entry point).
     pub lead: Option<FindingJ>,
+    pub status_changed: Option<String>,
+    // In full (`GET /api/v1/incidents/{id}`) only:
+    pub deploy: Option<DeployJ>,
+    pub regressions: Vec<FindingJ>,
+    pub suspects: Vec<SuspectJ>,
+    pub exemplars: Option<ExemplarsJ>,
+    pub rollback: Option<RollbackJ>,
+    pub explained_by_finding: Option<u64>,
 }
 
 impl IncidentJ {
@@ -442,6 +451,10 @@ impl IncidentJ {
 
     pub fn when(&self) -> String {
         short_time(&self.first_seen)
+    }
+
+    pub fn service_href(&self) -> String {
+        service_href(&self.service)
     }
 
     /// "and 5 more regressions (in /cart/checkout, apply_promotions)" after the lead one.

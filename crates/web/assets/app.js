@@ -1,4 +1,5 @@
-// spanblame's only script: copy buttons, finding status buttons, sign-out. Pages work without it.
+// spanblame's only script: copy buttons, status buttons (findings, incidents), sign-out. Pages
+// work without it.
 "use strict";
 
 function csrfToken() {
@@ -6,11 +7,11 @@ function csrfToken() {
   return meta ? meta.getAttribute("content") : null;
 }
 
-async function post(path) {
+async function post(path, body) {
   const headers = { "content-type": "application/json" };
   const token = csrfToken();
   if (token) headers["x-csrf-token"] = token;
-  const response = await fetch(path, { method: "POST", headers, body: "", credentials: "same-origin", redirect: "manual" });
+  const response = await fetch(path, { method: "POST", headers, body: body ? JSON.stringify(body) : "", credentials: "same-origin", redirect: "manual" });
   if (!response.ok && response.type !== "opaqueredirect") {
     let message = response.status + " " + response.statusText;
     try {
@@ -40,12 +41,15 @@ document.addEventListener("click", async (event) => {
       selection.addRange(range);
       if (status) status.textContent = "Selected: press Ctrl+C to copy.";
     }
-  } else if (button.dataset.finding && button.dataset.action) {
+  } else if (button.dataset.status && button.dataset.action) {
+    // A finding's or an incident's status, with the note typed beside the buttons.
+    const note = document.getElementById("status-note");
+    const text = note ? note.value.trim() : "";
     try {
-      await post("/api/v1/findings/" + button.dataset.finding + "/" + button.dataset.action);
+      await post(button.dataset.status + "/" + button.dataset.action, text ? { note: text } : null);
       window.location.reload();
     } catch (error) {
-      const status = document.getElementById("finding-status");
+      const status = document.getElementById("status");
       if (status) status.textContent = status.textContent + " (not changed: " + error.message + ")";
     }
   } else if (button.dataset.signOut) {

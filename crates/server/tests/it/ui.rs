@@ -83,6 +83,8 @@ async fn an_empty_server_says_how_to_send_data_and_unknown_ids_are_404_pages() {
         "/traces/not-a-trace".into(),
         "/findings/1".into(),
         "/findings/abc".into(),
+        "/incidents/1".into(),
+        "/incidents/abc".into(),
         "/deploys/1".into(),
         format!("/commits/{SHA}"),
         "/commits/xyz".into(),
@@ -153,9 +155,10 @@ async fn every_page_renders_stored_data() {
         }
         seen.insert(route.to_string());
     }
-    // A finding and a commit need detection and a forge: `/findings/{id}` and `/commits/{sha}`
-    // render for real in the browser walk through the demo; here, their 404s above.
+    // A finding, an incident and a commit need detection and a forge: they render for real
+    // in the browser walk through the demo; here, their 404s above.
     seen.insert("/findings/{id}".into());
+    seen.insert("/incidents/{id}".into());
     seen.insert("/commits/{sha}".into());
     let page_routes: BTreeSet<String> =
         server::route_table().iter().filter(|r| r.page).map(|r| r.path.to_owned()).collect();

@@ -75,9 +75,18 @@ try {
   check(/Margaret Hamilton/.test(firstText) && /PR #5/.test(firstText), "author and review: " + firstText);
   await page.screenshot({ path: join(shots, "home.png"), fullPage: true });
 
-  // 2. Follow the finding (with the keyboard: focus the link, press Enter).
+  // 2. Follow the incident (with the keyboard: focus the link, press Enter): one status, the
+  // six regressions as one table, the suspect once; then its entry point's finding.
   await first.locator("a.title").focus();
-  await Promise.all([page.waitForURL(/\/findings\/\d+$/), page.keyboard.press("Enter")]);
+  await Promise.all([page.waitForURL(/\/incidents\/\d+$/), page.keyboard.press("Enter")]);
+  await wellFormed();
+  check(/incident/.test(await page.locator("h1").innerText()), "the incident's heading");
+  check(await page.locator("section[aria-labelledby=regressions] tbody tr").count() === 6, "six regressions in one table");
+  const incidentText = await page.locator("main").innerText();
+  check(/Apply first-order promotions only to first orders/.test(incidentText), "the suspect on the incident: " + incidentText);
+  check(await page.locator("button[data-action=acknowledge]").count() === 1 && await page.locator("button[data-action=reopen]").count() === 0, "an open incident offers acknowledge and resolve, not reopen");
+  await page.screenshot({ path: join(shots, "incident.png"), fullPage: true });
+  await Promise.all([page.waitForURL(/\/findings\/\d+$/), page.locator("section[aria-labelledby=regressions] a", { hasText: /^\d+$/ }).first().click()]);
   await wellFormed();
   check(/regressed/.test(await page.locator("h1").innerText()), "the finding's heading says regressed");
   const numbers = await page.locator("#numbers").locator("..").innerText();

@@ -3,12 +3,13 @@
 
 use analysis::compare::WindowStats;
 use askama::Template;
-use views::shapes::{CommitJ, FindingJ, SuspectJ, read, unix_secs};
+use views::shapes::{CommitJ, FindingJ, RollbackJ, SuspectJ, read, unix_secs};
 use views::{Context, SketchQuery, SketchRow, query_escape};
 
 use super::numbers::merged;
-use crate::chart::{self};
-use crate::{Layout, Page, PageError, Viewer, render};
+use super::status::StatusBox;
+use crate::chart;
+use crate::{Layout, Page, PageError, Viewer, escape, render};
 
 /// Diff lines shown per suspect.
 const MAX_DIFF_LINES: usize = 160;
@@ -73,6 +74,8 @@ pub(crate) struct SuspectView {
     pub(crate) suspect: SuspectJ,
     pub(crate) diff: Vec<DiffLine>,
     pub(crate) diff_truncated: bool,
+    /// The reasons as HTML: escaped, with `quoted` names as code.
+    pub(crate) reasons_html: Vec<String>,
 }
 
 #[derive(Template)]
@@ -80,6 +83,7 @@ pub(crate) struct SuspectView {
 struct FindingPage {
     layout: Layout,
     f: FindingJ,
+    st: StatusBox,
     suspects: Vec<SuspectView>,
     distribution: Option<String>,
     rollback_text: String,
@@ -105,33 +109,20 @@ pub fn finding_page(
             )));
         };
         let f: FindingJ = read(json);
-        let suspects = f
-            .suspects
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let (diff, diff_truncated) =
-                    if i < 3 { diff_of(ctx, &s.commit) } else { (Vec::new(), false) };
-                SuspectView { rank: i + 1, suspect: s.clone(), diff, diff_truncated }
-            })
-            .collect();
+        let suspects = suspect_views(ctx, &f.suspects);
         let (distribution, before_window, after_window) =
             match distribution(ctx, viewer, before_window_minutes, &f)? {
                 Some((svg, before, after)) => (Some(svg), before, after),
                 None => (None, String::new(), String::new()),
             };
-        let rollback_text = f
-            .rollback
-            .as_ref()
-            .map(|r| {
-                let mut text = r.commands.join("\n");
-                if let Some(patch) = &r.patch {
-                    text.push_str("\n\n");
-                    text.push_str(patch);
-                }
-                text
-            })
-            .unwrap_or_default();
+        let rollback_text = rollback_text(f.rollback.as_ref());
+        let st = StatusBox::new(
+            format!("/api/v1/findings/{id}"),
+            &f.status,
+            &f.status_by,
+            &f.status_note,
+            &f.status_changed,
+        );
         FindingPage {
             layout: Layout::new(
                 viewer,
@@ -139,6 +130,7 @@ pub fn finding_page(
                 format!("Finding {id}: {} {} {}", f.service, f.operation, f.verdict),
             ),
             f,
+            st,
             suspects,
             distribution,
             rollback_text,
@@ -150,6 +142,55 @@ pub fn finding_page(
 }
 
 /// The commit's diff from its repository's mirror, coloured by line.
+/// The suspects as the page lists them, the first three with their diffs.
+pub(super) fn suspect_views(ctx: &Context, suspects: &[SuspectJ]) -> Vec<SuspectView> {
+    suspects
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (diff, diff_truncated) =
+                if i < 3 { diff_of(ctx, &s.commit) } else { (Vec::new(), false) };
+            let reasons_html = s.reasons.iter().map(|r| code_spans(r)).collect();
+            SuspectView { rank: i + 1, suspect: s.clone(), diff, diff_truncated, reasons_html }
+        })
+        .collect()
+}
+
+/// `text` escaped for HTML, with each `backquoted` part as `<code>`: reasons name functions
+/// and files that way.
+pub(super) fn code_spans(text: &str) -> String {
+    let mut html = String::with_capacity(text.len() + 16);
+    for (i, part) in text.split('`').enumerate() {
+        // Odd parts are between backquotes, unless the last one is left open.
+        let closed = i % 2 == 1 && i < text.matches('`').count();
+        if closed {
+            html.push_str("<code>");
+            html.push_str(&escape(part));
+            html.push_str("</code>");
+        } else {
+            if i % 2 == 1 {
+                html.push('`');
+            }
+            html.push_str(&escape(part));
+        }
+    }
+    html
+}
+
+/// The rollback draft's commands, then its patch, as one text to copy.
+pub(super) fn rollback_text(rollback: Option<&RollbackJ>) -> String {
+    rollback
+        .map(|r| {
+            let mut text = r.commands.join("\n");
+            if let Some(patch) = &r.patch {
+                text.push_str("\n\n");
+                text.push_str(patch);
+            }
+            text
+        })
+        .unwrap_or_default()
+}
+
 fn diff_of(ctx: &Context, commit: &CommitJ) -> (Vec<DiffLine>, bool) {
     let Some(patch) = views::changes::patch(ctx, &commit.repository, &commit.sha) else {
         return (Vec::new(), false);
@@ -238,4 +279,20 @@ fn distribution(
         format!("{before_minutes} minutes before the deploy"),
         format!("{after_minutes} minutes after it"),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_spans;
+
+    #[test]
+    fn backquoted_names_become_code_and_everything_is_escaped() {
+        assert_eq!(
+            code_spans("changes `apply<T>`, the function & more"),
+            "changes <code>apply&lt;T&gt;</code>, the function &amp; more"
+        );
+        assert_eq!(code_spans("a `b` c `d"), "a <code>b</code> c `d");
+        assert_eq!(code_spans("<script>"), "&lt;script&gt;");
+        assert_eq!(code_spans(""), "");
+    }
 }

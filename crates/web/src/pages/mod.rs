@@ -5,13 +5,16 @@ mod deploys;
 mod dora;
 mod findings;
 mod home;
+mod incidents;
 mod numbers;
 mod services;
+mod status;
 mod traces;
 
 pub use deploys::{commit_page, deploy_page, deploys_page};
 pub use dora::dora_page;
 pub use findings::{finding_page, findings_page};
 pub use home::home;
+pub use incidents::incident_page;
 pub use services::service_page;
 pub use traces::{search_page, trace_page};
