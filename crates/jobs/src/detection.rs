@@ -243,6 +243,27 @@ fn finding_detail(f: &OperationFinding, detection: &Detection) -> Json_ {
 /// Adds exemplars, evidence, suspects and a rollback draft to regressed findings that lack
 /// them; one whose deploy range cannot be read yet (say, the mirror has not fetched it) is
 /// tried again at the next look.
+/// One line per regression, when it is first explained: what, where, and the top suspect.
+fn log_regression(deploy: &Deploy, finding: &StoredFinding, explanation: &str) {
+    if finding.explanation.is_some() {
+        // Explained before, without suspects (no mirror yet): said already.
+        return;
+    }
+    let explanation: Json_ = serde_json::from_str(explanation).unwrap_or_default();
+    let top = &explanation["suspects"][0]["commit"];
+    tracing::info!(
+        finding = finding.id,
+        incident = deploy.id,
+        service = %finding.service,
+        version = %deploy.version,
+        operation = %finding.operation,
+        metric = %finding.metric,
+        suspect = top["sha"].as_str().map_or("none yet", |sha| &sha[..sha.len().min(10)]),
+        subject = top["subject"].as_str().unwrap_or(""),
+        "regression found"
+    );
+}
+
 fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
     let store = &jobs.ctx.store;
     let pending = store.findings_to_explain(deploy.id)?;
@@ -260,6 +281,7 @@ fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
         let key = (finding.operation.clone(), same_minutes);
         if let Some((explanation, complete)) = explained.get(&key) {
             store.set_finding_explanation(finding.id, explanation, *complete)?;
+            log_regression(deploy, &finding, explanation);
             continue;
         }
         let mut explanation = json!({});
@@ -307,6 +329,7 @@ fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
         };
         let explanation = explanation.to_string();
         store.set_finding_explanation(finding.id, &explanation, complete)?;
+        log_regression(deploy, &finding, &explanation);
         explained.insert(key, (explanation, complete));
     }
     Ok(())

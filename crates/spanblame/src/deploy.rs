@@ -1,6 +1,8 @@
 //! `spanblame deploy`: the CI side of `POST /api/v1/deploys`. It sends what it is given,
 //! prints what the server recorded, and turns the server's JSON errors into plain messages.
 
+use std::io::Write;
+
 use anyhow::{Context, bail};
 use serde_json::json;
 
@@ -42,6 +44,9 @@ pub(crate) struct DeployArgs {
     /// A token allowed to report deploys (sent as `Authorization: Bearer`).
     #[arg(long, env = "SPANBLAME_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print the recorded deploy as the server's JSON instead of a line of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<()> {
@@ -84,19 +89,30 @@ pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<()> {
         let message = answer["error"]["message"].as_str().unwrap_or(text.trim());
         bail!("the server refused the deploy ({status}): {message}");
     }
-    let previous = answer["previous"]["version"]
-        .as_str()
-        .map_or_else(|| "none".to_owned(), |v| format!("`{v}`"));
-    let commit = answer["commit_sha"].as_str().map_or("unknown", |sha| &sha[..sha.len().min(12)]);
-    tracing::info!(
-        id = %answer["id"],
-        service = %args.service,
-        environment = %args.env,
-        version = %args.version,
-        commit,
-        previous = %previous,
-        source = answer["source"].as_str().unwrap_or("?"),
-        "deploy recorded"
-    );
+    let line = if args.json {
+        answer.to_string()
+    } else {
+        // A token that may only report deploys is told the id and little else.
+        let previous = match answer.get("previous") {
+            Some(serde_json::Value::Null) => ", the first known deploy there".to_owned(),
+            Some(previous) => format!(", after {}", previous["version"].as_str().unwrap_or("?")),
+            None => String::new(),
+        };
+        let commit = answer["commit_sha"]
+            .as_str()
+            .or(args.commit.as_deref())
+            .map_or("unknown".to_owned(), |sha| sha[..sha.len().min(12)].to_owned());
+        format!(
+            "deploy {} recorded: {} {} to {}, commit {commit}{previous} ({})",
+            answer["id"],
+            args.service,
+            args.version,
+            args.env,
+            answer["source"].as_str().unwrap_or("?"),
+        )
+    };
+    // The command's result is its output; logs stay on stderr.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").context("writing to standard output")?;
     Ok(())
 }

@@ -55,6 +55,15 @@ pub(crate) async fn create_deploy(
     let state_for_view = Arc::clone(&state);
     let view = tokio::task::spawn_blocking(move || -> Result<Json_, StoreError> {
         let recorded = store.record_deploy(&deploy)?;
+        tracing::info!(
+            deploy = recorded.id,
+            service = %recorded.service,
+            environment = %recorded.environment,
+            version = %recorded.version,
+            commit = recorded.commit.as_deref().unwrap_or("unknown"),
+            source = recorded.source.as_str(),
+            "deploy recorded"
+        );
         if may_read {
             views::deploys::deploy_view(state_for_view.ctx(), &recorded)
         } else {

@@ -24,7 +24,8 @@ fn start(dir: &std::path::Path) -> TestServer {
     )
 }
 
-/// Runs `spanblame deploy` with `args`; returns success and stderr.
+/// Runs `spanblame deploy` with `args`; returns success and what it wrote (stderr, then
+/// stdout).
 fn deploy(server: &TestServer, token: Option<&str>, args: &[&str]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_spanblame"));
     command.arg("deploy").args(args).args(["--server", &server.url("")]);
@@ -33,7 +34,9 @@ fn deploy(server: &TestServer, token: Option<&str>, args: &[&str]) -> (bool, Str
         command.args(["--token", token]);
     }
     let output = command.output().unwrap();
-    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let (stderr, stdout) =
+        (String::from_utf8_lossy(&output.stderr), String::from_utf8_lossy(&output.stdout));
+    (output.status.success(), format!("{stderr}{stdout}"))
 }
 
 fn send_span(server: &TestServer, trace: &str, version: &str) {
@@ -102,7 +105,10 @@ fn deploy_cli_needs_a_valid_token_and_merges_with_inferred_deploys() {
     args.extend(["--commit", sha, "--deployer", "ci-job-42"]);
     let (ok, stderr) = deploy(&server, Some(TOKEN), &args);
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("deploy recorded"), "{stderr}");
+    assert!(
+        stderr.contains(" recorded: cart 1.0.0 to production, commit 0123456789ab"),
+        "the recorded deploy is printed: {stderr}"
+    );
     let deploys = wait_for_deploys(&server, |d| d.len() == 1);
     assert_eq!(deploys[0]["source"], "explicit+inferred");
     assert_eq!(deploys[0]["commit_sha"], sha);
