@@ -38,7 +38,7 @@ use crate::sketches::{self, SketchDelta};
 use crate::wal::{self, SegmentWriter};
 use crate::{
     RetentionReport, RollUpReport, SketchQuery, SketchRow, SpanEngine, SpanQuery, StoreError,
-    StoreOptions, StoreStats, TraceMatch, io_error,
+    StoreOptions, StoreStats, TraceMatch, TraceSummary, io_error,
 };
 
 /// A set of head spans, covering a contiguous range of WAL segments.
@@ -638,12 +638,13 @@ impl SpanEngine for Embedded {
         let mut matches = Vec::new();
         for trace_id in top.finish() {
             let mut spans = self.trace(&trace_id)?;
+            let summary = TraceSummary::of(&spans);
             spans.retain(|s| query.matches(s));
             spans.sort_by_key(|s| {
                 std::cmp::Reverse((s.start_time_unix_nanos, *s.span_id.as_bytes()))
             });
             if !spans.is_empty() {
-                matches.push(TraceMatch { trace_id, spans });
+                matches.push(TraceMatch { trace_id, spans, summary });
             }
         }
         Ok(matches)

@@ -43,7 +43,7 @@ pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdat
 pub use crate::lock::{DataDirLock, LOCK_FILE};
 pub use crate::metadata::{MetadataBackend, OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::outbox::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
-pub use crate::query::{SpanQuery, TraceMatch};
+pub use crate::query::{SpanQuery, TraceMatch, TraceSummary};
 pub use crate::sketches::{RollUpReport, SeriesKey, SketchQuery, SketchRow};
 pub use crate::sql::postgres::PostgresOptions;
 pub use crate::wal::SyncPolicy;

@@ -32,7 +32,52 @@ pub struct SpanQuery {
 #[derive(Debug, Clone)]
 pub struct TraceMatch {
     pub trace_id: TraceId,
+    /// The matching spans, newest first.
     pub spans: Vec<Span>,
+    /// The whole trace in numbers, when the engine read it whole to find the matches.
+    pub summary: Option<TraceSummary>,
+}
+
+/// A trace in numbers: its root, when it ran, and how many spans, services and errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSummary {
+    /// The span without a parent, or the earliest span when the root did not arrive.
+    pub root: Span,
+    /// Whether `root` has no parent (false: the earliest span stands in for it).
+    pub root_found: bool,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub span_count: usize,
+    pub service_count: usize,
+    pub error_count: usize,
+}
+
+impl TraceSummary {
+    /// The numbers of a trace's spans; `None` for no spans.
+    pub fn of(spans: &[Span]) -> Option<TraceSummary> {
+        let earliest =
+            spans.iter().min_by_key(|s| (s.start_time_unix_nanos, *s.span_id.as_bytes()))?;
+        let root = spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_none())
+            .min_by_key(|s| (s.start_time_unix_nanos, *s.span_id.as_bytes()));
+        let mut services: Vec<&str> = spans.iter().map(|s| s.service_name()).collect();
+        services.sort_unstable();
+        services.dedup();
+        Some(TraceSummary {
+            root: root.unwrap_or(earliest).clone(),
+            root_found: root.is_some(),
+            start_unix_nanos: earliest.start_time_unix_nanos,
+            end_unix_nanos: spans.iter().map(|s| s.end_time_unix_nanos).max().unwrap_or(0),
+            span_count: spans.len(),
+            service_count: services.len(),
+            error_count: spans.iter().filter(|s| s.is_error()).count(),
+        })
+    }
+
+    pub fn duration_nanos(&self) -> u64 {
+        self.end_unix_nanos.saturating_sub(self.start_unix_nanos)
+    }
 }
 
 impl TraceMatch {

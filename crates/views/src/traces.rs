@@ -3,7 +3,7 @@
 
 use model::{KeyValue, Span, TraceId, Value, VersionIdentity};
 use serde_json::{Map, Value as Json_, json};
-use store::SpanQuery;
+use store::{SpanQuery, TraceSummary};
 
 use crate::changes::ChangeResolver;
 use crate::{Context, Invalid, Visibility, parse_time, rfc3339};
@@ -54,16 +54,41 @@ pub fn search(
 ) -> Result<Vec<Json_>, store::StoreError> {
     (query.allowed_services, query.allowed_environments) = crate::reach(visibility);
     let matches = ctx.store.search(&query)?;
-    Ok(matches
+    matches
         .iter()
         .map(|m| {
-            json!({
+            let mut view = json!({
                 "trace_id": m.trace_id.to_hex(),
                 "newest_match_time": rfc3339(m.newest_start_unix_nanos()),
                 "matched_spans": m.spans.iter().map(span_summary).collect::<Vec<_>>(),
-            })
+            });
+            // The trace as a whole: its root, start, duration and counts.
+            let summary = match &m.summary {
+                Some(summary) => Some(summary.clone()),
+                None => TraceSummary::of(&ctx.store.trace(&m.trace_id)?),
+            };
+            if let Some(summary) = summary {
+                let root = &summary.root;
+                let mut root_view = json!({
+                    "service": root.service_name(),
+                    "found": summary.root_found,
+                });
+                // Another team's root names its service only, as a redacted span does.
+                if visible(visibility, root) {
+                    root_view["operation"] = root.operation().into();
+                } else {
+                    root_view["redacted"] = true.into();
+                }
+                view["root"] = root_view;
+                view["start_time"] = rfc3339(summary.start_unix_nanos).into();
+                view["duration_ms"] = (summary.duration_nanos() as f64 / 1e6).into();
+                view["span_count"] = summary.span_count.into();
+                view["service_count"] = summary.service_count.into();
+                view["error_count"] = summary.error_count.into();
+            }
+            Ok(view)
         })
-        .collect())
+        .collect()
 }
 
 pub fn parse_search(

@@ -474,6 +474,36 @@ async fn engineers_see_other_teams_spans_only_as_redacted_stubs() {
     let traces = found["traces"].as_array().unwrap();
     assert_eq!(traces.len(), 1, "{found}");
     assert_eq!(traces[0]["matched_spans"].as_array().unwrap().len(), 1);
+    // Results are traces: the root and the whole trace's numbers, other teams' spans counted.
+    assert_eq!(
+        traces[0]["root"],
+        json!({"service": "checkout", "found": true, "operation": "POST /cart"})
+    );
+    assert_eq!(
+        (traces[0]["span_count"].as_u64(), traces[0]["service_count"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert!(traces[0]["duration_ms"].as_f64().unwrap() >= 1000.0, "{found}");
+    // Under another team's root, the root names its service only.
+    export(
+        &app,
+        &ingest,
+        "6bf92f3577b34da6a3ce929d0e0e4736",
+        &[
+            ("search", "00f067aa0ba902c7", "GET /search", None),
+            ("checkout", "00f067aa0ba902c8", "POST /cart", Some("00f067aa0ba902c7")),
+        ],
+    )
+    .await;
+    let (_, found) =
+        send(&app, &eve, "GET", "/api/v1/traces?start=2025-12-31T00:00:00Z", None).await;
+    let under_search = found["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trace_id"] == "6bf92f3577b34da6a3ce929d0e0e4736")
+        .unwrap_or_else(|| panic!("{found}"));
+    assert_eq!(under_search["root"], json!({"service": "search", "found": true, "redacted": true}));
     let (_, found) =
         send(&app, &eve, "GET", "/api/v1/traces?service=search&start=2025-12-31T00:00:00Z", None)
             .await;

@@ -142,7 +142,8 @@ try {
   const rows = page.locator("table.results tbody tr");
   check(await rows.count() > 0, "the search finds slow checkouts");
   const cells = await rows.first().innerText();
-  check(/checkout/.test(cells) && /\/cart\/checkout/.test(cells), "a matching row: " + cells);
+  check(/storefront (POST )?\/checkout/.test(cells), "a result is a trace, named by its root: " + cells);
+  check(/checkout \/cart\/checkout/.test(cells), "with its matching span: " + cells);
 
   // 6. The service page, its chart and a deploy marker that opens the deploy.
   await page.goto(base + "/services/checkout");

@@ -479,7 +479,8 @@ impl SpanEngine for ClickHouse {
                 let mut spans = by_trace.remove(&trace_id)?;
                 dedup_by_start(&mut spans);
                 spans.reverse();
-                Some(TraceMatch { trace_id, spans })
+                // Only the matching spans were read: the views read the trace for its numbers.
+                Some(TraceMatch { trace_id, spans, summary: None })
             })
             .collect();
         matches.sort_by_key(|m| std::cmp::Reverse((m.newest_start_unix_nanos(), m.trace_id)));

@@ -182,12 +182,19 @@ fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
 
 pub(crate) struct TraceResult {
     pub(crate) trace_id: String,
+    /// When the trace started.
     pub(crate) when: String,
+    /// The root span's service and operation ("(redacted)" for another team's root).
     pub(crate) service: String,
     pub(crate) operation: String,
+    /// The whole trace's duration.
     pub(crate) duration: String,
-    pub(crate) error: bool,
+    pub(crate) spans: u64,
+    pub(crate) services: u64,
+    pub(crate) errors: u64,
     pub(crate) matched: usize,
+    /// The first matching span, when it is not the root: "inventory /reserve 7.94 ms".
+    pub(crate) first_match: String,
 }
 
 #[derive(Template)]
@@ -249,14 +256,42 @@ pub fn search_page(
             .into_iter()
             .map(|m| {
                 let first = &m["matched_spans"][0];
+                let root = &m["root"];
+                let text = |v: &Json_| v.as_str().unwrap_or_default().to_owned();
+                let count = |key: &str| m[key].as_u64().unwrap_or(0);
+                let first_text = format!(
+                    "{} {} {}",
+                    text(&first["service"]),
+                    text(&first["operation"]),
+                    ms_text(first["duration_ms"].as_f64().unwrap_or(0.0))
+                );
+                let same_as_root =
+                    root["operation"] == first["operation"] && root["service"] == first["service"];
                 TraceResult {
-                    trace_id: m["trace_id"].as_str().unwrap_or_default().to_owned(),
-                    when: short_time(m["newest_match_time"].as_str().unwrap_or_default()),
-                    service: first["service"].as_str().unwrap_or_default().to_owned(),
-                    operation: first["operation"].as_str().unwrap_or_default().to_owned(),
-                    duration: ms_text(first["duration_ms"].as_f64().unwrap_or(0.0)),
-                    error: first["status"] == "error",
+                    trace_id: text(&m["trace_id"]),
+                    when: short_time(
+                        m["start_time"]
+                            .as_str()
+                            .unwrap_or(m["newest_match_time"].as_str().unwrap_or_default()),
+                    ),
+                    service: if root.is_null() {
+                        text(&first["service"])
+                    } else {
+                        text(&root["service"])
+                    },
+                    operation: match root["operation"].as_str() {
+                        Some(operation) => operation.to_owned(),
+                        None if root.is_null() => text(&first["operation"]),
+                        None => "(redacted)".to_owned(),
+                    },
+                    duration: ms_text(
+                        m["duration_ms"].as_f64().or(first["duration_ms"].as_f64()).unwrap_or(0.0),
+                    ),
+                    spans: count("span_count"),
+                    services: count("service_count"),
+                    errors: count("error_count"),
                     matched: m["matched_spans"].as_array().map_or(0, Vec::len),
+                    first_match: if same_as_root { String::new() } else { first_text },
                 }
             })
             .collect();
