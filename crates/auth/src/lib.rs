@@ -12,6 +12,9 @@
 //! **Architecture Invariant:** no IO and no clock: keys, tokens and times come in as
 //! arguments. The only effect is reading the operating system's random source for new
 //! secrets. Fetching key sets, sessions and storage belong to `server` and `store`.
+//!
+//! May depend on: hashing, HMAC and JWT crates, the random source. **Never:** IO, a clock, HTTP
+//! or SQL.
 
 pub mod audit;
 pub mod identity;

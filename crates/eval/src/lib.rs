@@ -8,6 +8,9 @@
 //! latency multiplier, an error rate, or an N+1 query pattern tied to one commit's code
 //! path, or nothing (A/A). 30% of deploys start with a 10-minute canary at 20% of traffic.
 //! Everything follows from the seed, so a report is reproducible.
+//!
+//! May depend on: `model` and `analysis` alone. **Never:** the store, the server or a clock:
+//! the same seed gives the same report.
 
 pub mod sim;
 

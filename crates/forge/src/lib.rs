@@ -18,6 +18,9 @@
 //!
 //! **Architecture Invariant:** only this crate knows forge payload formats. It knows nothing
 //! of storage; what it extracts is expressed in `model` types.
+//!
+//! May depend on: `model`, HMAC and JSON crates. **Never:** IO: it parses, verifies and builds
+//! requests as values; the server and the jobs send them.
 
 pub mod api;
 pub mod conduit;

@@ -13,6 +13,9 @@
 //! here, and user text never reaches git as an option (`--end-of-options`, `--`).
 //!
 //! **Architecture Invariant:** only this crate runs `git`.
+//!
+//! May depend on: `model`. **Never:** a git library, or a revision or path that reached git
+//! unchecked.
 
 mod codeowners;
 

@@ -8,6 +8,8 @@
 //!
 //! **Architecture Invariant:** this crate does no IO, reads no clock and depends on no
 //! runtime, HTTP, SQL or serialization crate (checked by `cargo xtask tidy`).
+//!
+//! May depend on: nothing. **Never:** IO, a clock, or knowing any wire or storage format.
 
 mod change;
 mod identity;

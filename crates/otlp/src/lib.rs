@@ -12,6 +12,9 @@
 //!
 //! **Architecture Invariant:** only this crate knows OTLP's wire types; nothing here panics on
 //! any input (see the property tests in `tests.rs`).
+//!
+//! May depend on: `model`, `opentelemetry-proto`/`prost`, decompression. **Never:** IO, a
+//! runtime, storage, or deciding who may send (the server's access guard does).
 
 mod body;
 mod convert;

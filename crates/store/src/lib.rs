@@ -7,6 +7,10 @@
 //! default) or [`clickhouse`] (the scale-out engine). Its metadata methods live in the
 //! modules named after what they store, each statement written once through `sql`. Every
 //! back-end passes the same conformance suite (`tests/conformance.rs`).
+//!
+//! May depend on: `model`, `analysis` (sketches), `auth` (the audit chain), SQLite, PostgreSQL
+//! and HTTP to ClickHouse. **Never:** HTTP serving, knowing callers, or deciding what a
+//! finding means (it stores what detection writes).
 
 mod access;
 mod block;

@@ -4,6 +4,9 @@
 //! The binaries come from Debian's packages, which `cargo xtask test` installs and names in
 //! the environment (`SPANBLAME_TEST_CLICKHOUSE`, `SPANBLAME_TEST_POSTGRES`); a test run without them fails and says how
 //! to get them, rather than skipping.
+//!
+//! A dev-dependency only. May depend on: the standard library and the Debian binaries it
+//! starts. **Never:** a runtime dependency of the product.
 
 mod clickhouse;
 mod postgres;

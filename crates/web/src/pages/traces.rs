@@ -6,7 +6,7 @@ use askama::Template;
 use model::TraceId;
 use serde_json::Value as Json_;
 use views::Context;
-use views::shapes::{ChangeJ, SpanJ, ms_text, read, short_time};
+use views::shapes::{ChangeJ, EventJ, SpanJ, ms_text, read, short_time};
 
 use crate::{Layout, Page, PageError, Viewer, render};
 
@@ -32,8 +32,24 @@ pub(crate) struct SpanRow {
     pub(crate) code: String,
     pub(crate) attributes: Vec<(String, String)>,
     pub(crate) resource: Vec<(String, String)>,
-    pub(crate) events: Vec<String>,
+    pub(crate) events: Vec<EventRow>,
+    /// The service's colour: its place among the trace's services (classes `svc-0`…`svc-7`).
+    pub(crate) colour: usize,
 }
+
+/// A span event as the page shows it; an exception with its message and stack trace.
+pub(crate) struct EventRow {
+    pub(crate) when: String,
+    pub(crate) name: String,
+    /// `exception.type: exception.message` for an exception, else empty.
+    pub(crate) summary: String,
+    pub(crate) stacktrace: Option<String>,
+    /// The other attributes.
+    pub(crate) attributes: Vec<(String, String)>,
+}
+
+/// Colours the waterfall cycles through (`svc-0`…`svc-7` in the stylesheet).
+const SERVICE_COLOURS: usize = 8;
 
 #[derive(Template)]
 #[template(path = "trace.html")]
@@ -44,6 +60,10 @@ struct TracePage {
     duration: String,
     services: String,
     redacted: usize,
+    /// Each service with its colour class, for the legend.
+    legend: Vec<(String, usize)>,
+    /// Five time-axis labels, from the trace's start to its end.
+    ticks: Vec<String>,
 }
 
 pub fn trace_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, PageError> {
@@ -64,13 +84,24 @@ pub fn trace_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, Pa
                 id.to_hex()
             )));
         }
+        let start = |s: &SpanJ| s.start_time_unix_nanos.parse::<u64>().unwrap_or(0);
+        let first_start = spans.iter().map(start).min().unwrap_or(0);
+        let last_end =
+            spans.iter().map(|s| start(s) + (s.duration_ms * 1e6) as u64).max().unwrap_or(0);
+        let total_ms = last_end.saturating_sub(first_start) as f64 / 1e6;
         let rows = waterfall(spans);
         let mut services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
         services.sort_unstable();
         services.dedup();
+        let mut legend: Vec<(String, usize)> =
+            rows.iter().map(|r| (r.service.clone(), r.colour)).collect();
+        legend.sort();
+        legend.dedup();
         TracePage {
             layout: Layout::new(viewer, "traces", format!("Trace {}", id.to_hex())),
             trace_id: id.to_hex(),
+            legend,
+            ticks: ticks(total_ms),
             duration: rows.first().map(|r| r.duration.clone()).unwrap_or_default(),
             services: services.join(", "),
             redacted: rows.iter().filter(|r| r.redacted).count(),
@@ -78,6 +109,34 @@ pub fn trace_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, Pa
         }
     };
     render(&page)
+}
+
+/// Five labels from 0 to the trace's duration, for the time axis.
+fn ticks(total_ms: f64) -> Vec<String> {
+    (0..5).map(|i| ms_text(total_ms * f64::from(i) / 4.0)).collect()
+}
+
+fn event_row(event: &EventJ) -> EventRow {
+    let text = |key: &str| event.attributes.get(key).and_then(Json_::as_str).map(str::to_owned);
+    let summary = match (text("exception.type"), text("exception.message")) {
+        (Some(kind), Some(message)) => format!("{kind}: {message}"),
+        (Some(kind), None) => kind,
+        (None, Some(message)) => message,
+        (None, None) => String::new(),
+    };
+    let shown_apart = ["exception.type", "exception.message", "exception.stacktrace"];
+    EventRow {
+        when: short_time(&event.time),
+        name: event.name.clone(),
+        summary,
+        stacktrace: text("exception.stacktrace"),
+        attributes: event
+            .attributes
+            .iter()
+            .filter(|(k, _)| !shown_apart.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect(),
+    }
 }
 
 /// Spans in tree order (parents before children, siblings by start), with their bars.
@@ -110,6 +169,11 @@ fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
         }
     }
     let total = (trace_end - trace_start) as f64;
+    let mut services: Vec<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+    services.sort_unstable();
+    services.dedup();
+    let colours: BTreeMap<String, usize> =
+        services.iter().enumerate().map(|(i, s)| (s.to_string(), i % SERVICE_COLOURS)).collect();
     let mut slots: Vec<Option<SpanJ>> = spans.into_iter().map(Some).collect();
     order
         .into_iter()
@@ -162,18 +226,8 @@ fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
                 code,
                 attributes: text(&span.attributes),
                 resource: text(&span.resource.attributes),
-                events: span
-                    .events
-                    .iter()
-                    .map(|e| {
-                        let detail = e
-                            .attributes
-                            .get("exception.type")
-                            .and_then(Json_::as_str)
-                            .unwrap_or_default();
-                        format!("{} {} {}", short_time(&e.time), e.name, detail).trim().to_owned()
-                    })
-                    .collect(),
+                events: span.events.iter().map(event_row).collect(),
+                colour: colours.get(&span.service).copied().unwrap_or(0),
                 span_id: span.span_id,
             })
         })
@@ -346,7 +400,27 @@ fn search_query(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use views::shapes::{FindingJ, ReviewJ};
+    use views::shapes::{EventJ, FindingJ, ReviewJ};
+
+    #[test]
+    fn exceptions_show_their_message_and_stack_trace_and_the_axis_spans_the_trace() {
+        let event = EventJ {
+            name: "exception".into(),
+            time: "2026-01-01T00:00:01Z".into(),
+            attributes: serde_json::from_value(json!({
+                "exception.type": "ValueError",
+                "exception.message": "no stock for sku 42",
+                "exception.stacktrace": "Traceback (most recent call last):\n  File \"inventory.py\", line 9",
+                "exception.escaped": true,
+            }))
+            .unwrap(),
+        };
+        let row = event_row(&event);
+        assert_eq!(row.summary, "ValueError: no stock for sku 42");
+        assert!(row.stacktrace.unwrap().starts_with("Traceback"));
+        assert_eq!(row.attributes, vec![("exception.escaped".to_owned(), "true".to_owned())]);
+        assert_eq!(ticks(40.0), ["0 ms", "10 ms", "20 ms", "30 ms", "40 ms"]);
+    }
 
     use super::*;
     use crate::escape;
