@@ -127,6 +127,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// How people sign in, in words: `none`, `oidc (issuer …)`, `proxy (header …)`.
+fn describe_auth(mode: &server::AuthMode) -> String {
+    match mode {
+        server::AuthMode::None => "none (whoever reaches the server is its operator)".to_owned(),
+        server::AuthMode::Oidc(oidc) => {
+            format!("oidc (issuer {}, client {})", oidc.issuer, oidc.client_id)
+        }
+        server::AuthMode::Proxy(proxy) => {
+            format!("proxy (assertion header {}, issuer {})", proxy.assertion_header, proxy.issuer)
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     match cli.command {
@@ -143,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 otlp_grpc = %settings.otlp_grpc_addr,
                 otlp_http = %settings.otlp_http_addr,
                 data_dir = %resolved.data_dir.display(),
-                auth_mode = ?settings.access.mode,
+                auth = %describe_auth(&settings.access.mode),
                 ingest_open = settings.access.ingest_open,
                 deploys_open = settings.access.deploys_open,
                 integrations = settings.changes.integrations.len(),

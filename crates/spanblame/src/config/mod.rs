@@ -116,46 +116,64 @@ pub(crate) struct Resolved {
 }
 
 pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Resolved> {
+    // Every section is checked even after one fails, so one run names every problem.
+    let mut problems = Problems::default();
     let addr = |key: &str, value: &str| -> anyhow::Result<SocketAddr> {
         value.parse().with_context(|| {
             format!("`server.{key}` = `{value}` is not a socket address; write it like `127.0.0.1:7420` (use `0.0.0.0:PORT` to listen on every interface)")
         })
     };
-    let backend = resolve_storage(&config.storage, env)?;
-    let metadata = resolve_metadata(&config.storage, env)?;
-    let background_lease_nanos = parse_duration_nanos(&config.storage.background_lease)
-        .with_context(|| {
+    let backend = problems.take(resolve_storage(&config.storage, env));
+    let metadata = problems.take(resolve_metadata(&config.storage, env));
+    let background_lease_nanos = problems
+        .take(parse_duration_nanos(&config.storage.background_lease).with_context(|| {
             format!("`storage.background_lease` = `{}`", config.storage.background_lease)
-        })?;
-    if background_lease_nanos < 3_000_000_000 {
-        bail!("`storage.background_lease` must be at least 3s (it is renewed every third of it)");
-    }
-    let spans_max_age_nanos = parse_duration_nanos(&config.retention.spans)
-        .with_context(|| format!("`retention.spans` = `{}`", config.retention.spans))?;
-    let max_span_future_nanos = parse_duration_nanos(&config.ingest.max_future)
-        .with_context(|| format!("`ingest.max_future` = `{}`", config.ingest.max_future))?;
-    let disk_budget_bytes = config
-        .retention
-        .disk_budget
-        .as_deref()
-        .map(|v| parse_bytes(v).with_context(|| format!("`retention.disk_budget` = `{v}`")))
-        .transpose()?;
-    let max_body_bytes = parse_bytes(&config.ingest.max_body)
-        .with_context(|| format!("`ingest.max_body` = `{}`", config.ingest.max_body))?;
-    if config.ingest.max_exports_in_flight == 0 {
-        bail!("`ingest.max_exports_in_flight` must be at least 1");
-    }
-    let max_ingest_memory_bytes = parse_bytes(&config.ingest.max_memory)
-        .with_context(|| format!("`ingest.max_memory` = `{}`", config.ingest.max_memory))?;
-    if max_ingest_memory_bytes < 2 * max_body_bytes {
-        bail!(
-            "`ingest.max_memory` = `{}` is less than twice `ingest.max_body` = `{}`: a full body and its decompressed copy would never fit; raise `max_memory` or lower `max_body`",
-            config.ingest.max_memory,
-            config.ingest.max_body
+        }))
+        .filter(|nanos| {
+            problems.check(
+                *nanos >= 3_000_000_000,
+                "`storage.background_lease` must be at least 3s (it is renewed every third of it)",
+            )
+        });
+    let spans_max_age_nanos = problems.take(
+        parse_duration_nanos(&config.retention.spans)
+            .with_context(|| format!("`retention.spans` = `{}`", config.retention.spans)),
+    );
+    let max_span_future_nanos = problems.take(
+        parse_duration_nanos(&config.ingest.max_future)
+            .with_context(|| format!("`ingest.max_future` = `{}`", config.ingest.max_future)),
+    );
+    let disk_budget_bytes = problems.take(
+        config
+            .retention
+            .disk_budget
+            .as_deref()
+            .map(|v| parse_bytes(v).with_context(|| format!("`retention.disk_budget` = `{v}`")))
+            .transpose(),
+    );
+    let max_body_bytes = problems.take(
+        parse_bytes(&config.ingest.max_body)
+            .with_context(|| format!("`ingest.max_body` = `{}`", config.ingest.max_body)),
+    );
+    problems.check(
+        config.ingest.max_exports_in_flight > 0,
+        "`ingest.max_exports_in_flight` must be at least 1",
+    );
+    let max_ingest_memory_bytes = problems.take(
+        parse_bytes(&config.ingest.max_memory)
+            .with_context(|| format!("`ingest.max_memory` = `{}`", config.ingest.max_memory)),
+    );
+    if let (Some(memory), Some(body)) = (max_ingest_memory_bytes, max_body_bytes) {
+        problems.check(
+            memory >= 2 * body,
+            &format!(
+                "`ingest.max_memory` = `{}` is less than twice `ingest.max_body` = `{}`: a full body and its decompressed copy would never fit; raise `max_memory` or lower `max_body`",
+                config.ingest.max_memory, config.ingest.max_body
+            ),
         );
     }
 
-    let changes = resolve_changes(
+    let changes = problems.take(resolve_changes(
         ChangeSections {
             integrations: &config.integrations,
             repositories: &config.repositories,
@@ -164,8 +182,11 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             data_dir: &config.storage.data_dir,
         },
         env,
-    )?;
-    let access = resolve_access(
+    ));
+    // Access and notifications are checked against the change graph; without one (it has
+    // its own problems), against none, so their own keys are still checked.
+    let graph = changes.clone().unwrap_or_default();
+    let access = problems.take(resolve_access(
         AccessSections {
             auth: &config.auth,
             teams: &config.teams,
@@ -175,10 +196,10 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             audit_retention: &config.retention.audit,
         },
         env,
-        &changes,
-    )?;
-    let detection = resolve_detection(&config.detection, &config.retention)?;
-    let notifications = resolve_notifications(
+        &graph,
+    ));
+    let detection = problems.take(resolve_detection(&config.detection, &config.retention));
+    let notifications = problems.take(resolve_notifications(
         NotifySections {
             notifications: &config.notifications,
             alerts: &config.alerts,
@@ -187,9 +208,17 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             services: &config.services,
         },
         env,
-        &changes,
-    )?;
+        &graph,
+    ));
+    let http_addr = problems.take(addr("http_addr", &config.server.http_addr));
+    let otlp_grpc_addr = problems.take(addr("otlp_grpc_addr", &config.server.otlp_grpc_addr));
+    let otlp_http_addr = problems.take(addr("otlp_http_addr", &config.server.otlp_http_addr));
+    let connections = problems.take(resolve_connections(&config.server));
+    problems.finish()?;
 
+    // No problems: every part resolved.
+    let resolved = "INVARIANT: with no problems, every part resolved";
+    let max_body_bytes = max_body_bytes.expect(resolved);
     let limits = otlp::DecodeLimits {
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
         max_attributes: config.ingest.max_attributes_per_span,
@@ -200,30 +229,65 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
     };
     Ok(Resolved {
         settings: server::Settings {
-            http_addr: addr("http_addr", &config.server.http_addr)?,
-            otlp_grpc_addr: addr("otlp_grpc_addr", &config.server.otlp_grpc_addr)?,
-            otlp_http_addr: addr("otlp_http_addr", &config.server.otlp_http_addr)?,
+            http_addr: http_addr.expect(resolved),
+            otlp_grpc_addr: otlp_grpc_addr.expect(resolved),
+            otlp_http_addr: otlp_http_addr.expect(resolved),
             public_url: config
                 .server
                 .public_url
                 .as_deref()
                 .map(|u| u.trim_end_matches('/').to_owned()),
             limits,
-            access,
+            access: access.expect(resolved),
             max_exports_in_flight: config.ingest.max_exports_in_flight,
-            max_ingest_memory_bytes: usize::try_from(max_ingest_memory_bytes).unwrap_or(usize::MAX),
-            max_span_future_nanos,
-            retention: server::Retention { spans_max_age_nanos, disk_budget_bytes },
-            changes,
-            detection,
-            notifications,
-            background_lease: std::time::Duration::from_nanos(background_lease_nanos),
-            connections: resolve_connections(&config.server)?,
+            max_ingest_memory_bytes: usize::try_from(max_ingest_memory_bytes.expect(resolved))
+                .unwrap_or(usize::MAX),
+            max_span_future_nanos: max_span_future_nanos.expect(resolved),
+            retention: server::Retention {
+                spans_max_age_nanos: spans_max_age_nanos.expect(resolved),
+                disk_budget_bytes: disk_budget_bytes.expect(resolved),
+            },
+            changes: changes.expect(resolved),
+            detection: detection.expect(resolved),
+            notifications: notifications.expect(resolved),
+            background_lease: std::time::Duration::from_nanos(
+                background_lease_nanos.expect(resolved),
+            ),
+            connections: connections.expect(resolved),
         },
         data_dir: config.storage.data_dir.clone(),
-        store: backend,
-        metadata,
+        store: backend.expect(resolved),
+        metadata: metadata.expect(resolved),
     })
+}
+
+/// The problems found so far; the configuration is refused with all of them at once.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// The value, or `None` with its error noted.
+    fn take<T>(&mut self, result: anyhow::Result<T>) -> Option<T> {
+        result.map_err(|e| self.0.push(format!("{e:#}"))).ok()
+    }
+
+    /// Notes `problem` unless `ok`; returns `ok`.
+    fn check(&mut self, ok: bool, problem: &str) -> bool {
+        if !ok {
+            self.0.push(problem.to_owned());
+        }
+        ok
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        match self.0.as_slice() {
+            [] => Ok(()),
+            [one] => bail!("{one}"),
+            all => {
+                bail!("{} problems in the configuration:\n  - {}", all.len(), all.join("\n  - "))
+            }
+        }
+    }
 }
 
 use access::{AccessSections, resolve_access};

@@ -276,3 +276,18 @@ fn sizes_and_durations_parse() {
     assert_eq!(parse_duration_nanos("90s").unwrap(), 90_000_000_000);
     assert!(parse_duration_nanos("0d").is_err());
 }
+
+#[test]
+fn every_problem_is_named_in_one_run() {
+    let text = "[server]\nhttp_addr = \"localhost\"\n\n[retention]\nspans = \"a week\"\n\n[detection]\ninterval = \"often\"\n\n[[integrations]]\nname = \"gh\"\nkind = \"svn\"\nsecret_env = \"GH_SECRET\"\n";
+    let config = load_str(text, &[]).unwrap();
+    let error = resolve(&config, &env(&[])).unwrap_err().to_string();
+    assert!(error.starts_with("4 problems in the configuration:\n  - "), "{error}");
+    for key in ["`server.http_addr`", "`retention.spans`", "`detection.interval`", "`svn`"] {
+        assert!(error.contains(key), "{key} missing from: {error}");
+    }
+    // One problem alone reads as it always did.
+    let config = load_str("[retention]\nspans = \"a week\"\n", &[]).unwrap();
+    let error = resolve(&config, &env(&[])).unwrap_err().to_string();
+    assert!(error.starts_with("`retention.spans` = `a week`"), "{error}");
+}
