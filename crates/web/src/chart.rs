@@ -12,7 +12,8 @@ const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 220.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 12.0;
+/// Room above the plot for the legend, so it never covers the data.
+const TOP: f64 = 28.0;
 const BOTTOM: f64 = 30.0;
 
 /// One line: a name for the legend, a CSS class for its colour, and (x, y) points.
@@ -174,9 +175,49 @@ pub(crate) fn distribution_chart(title: &str, sides: &[Distribution]) -> String 
             escape(name)
         );
     }
+    // Each side's median and p99, as dashed lines labelled at the top of the plot.
+    for (side, (_, class, buckets)) in sides.iter().enumerate() {
+        for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+            let Some(ms) = quantile_ms(buckets, q) else { continue };
+            let x = x_at(ms);
+            let _ = write!(
+                svg,
+                r#"<line class="pct {class}" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}"><title>{label} {} ms</title></line><text class="axis pct-label {class}" x="{:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+                HEIGHT - BOTTOM,
+                short_number(ms),
+                x,
+                // The two sides' labels on two rows, so they do not overwrite each other.
+                TOP + 10.0 + 11.0 * side as f64,
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        r#"<text class="axis" x="12" y="{:.1}" text-anchor="middle" transform="rotate(-90 12 {:.1})">share of spans</text>"#,
+        (TOP + HEIGHT - BOTTOM) / 2.0,
+        (TOP + HEIGHT - BOTTOM) / 2.0,
+    );
     legend(&mut svg, sides.iter().map(|s| (s.0.as_str(), s.1)));
     svg.push_str("</svg>");
     svg
+}
+
+/// The latency at quantile `q` of a distribution's buckets (the upper edge of the bucket that
+/// holds it); `None` for no spans.
+fn quantile_ms(buckets: &[(f64, f64, u64)], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().map(|b| b.2).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    buckets
+        .iter()
+        .find(|b| {
+            seen += b.2;
+            seen >= rank
+        })
+        .map(|b| b.1)
 }
 
 fn open(title: &str) -> String {
@@ -191,10 +232,8 @@ fn legend<'a>(svg: &mut String, entries: impl Iterator<Item = (&'a str, &'static
     for (name, class) in entries {
         let _ = write!(
             svg,
-            r#"<rect class="key {class}" x="{x:.1}" y="{:.1}" width="10" height="10"/><text class="axis" x="{:.1}" y="{:.1}">{}</text>"#,
-            TOP + 2.0,
+            r#"<rect class="key {class}" x="{x:.1}" y="6" width="10" height="10"/><text class="axis" x="{:.1}" y="15">{}</text>"#,
             x + 14.0,
-            TOP + 11.0,
             escape(name)
         );
         x += 24.0 + 7.0 * name.chars().count() as f64;
@@ -278,5 +317,20 @@ mod tests {
         );
         assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
         assert!(svg.contains("10 ms"), "{svg}");
+        // Each side's p50 and p99 are marked; the legend sits above the plot.
+        assert_eq!(svg.matches(r#"<line class="pct "#).count(), 4, "{svg}");
+        assert!(
+            svg.contains("<title>p50 10 ms</title>") && svg.contains("<title>p99 20 ms</title>")
+        );
+        assert!(svg.contains(r#"<rect class="key before" x="64.0" y="6""#), "{svg}");
+    }
+
+    #[test]
+    fn quantiles_are_read_off_the_buckets() {
+        let buckets = [(1.0, 2.0, 50), (2.0, 4.0, 45), (4.0, 8.0, 5)];
+        assert_eq!(quantile_ms(&buckets, 0.5), Some(2.0));
+        assert_eq!(quantile_ms(&buckets, 0.95), Some(4.0));
+        assert_eq!(quantile_ms(&buckets, 0.99), Some(8.0));
+        assert_eq!(quantile_ms(&[], 0.5), None);
     }
 }
