@@ -153,6 +153,8 @@ try {
   await Promise.all([page.waitForURL(/\/deploys\/\d+$/), page.keyboard.press("Enter")]);
   await wellFormed();
   check(/Deploy of checkout/.test(await page.locator("h1").innerText()), "the marker opens its deploy");
+  const deployText = await page.locator("main").innerText();
+  check(/1\.2\.0/.test(deployText) ? /incident \d+/.test(deployText) : true, "the bad deploy links its incident: " + deployText);
 
   // 7. The lists, and an unknown id.
   for (const path of ["/findings?status=open", "/deploys", "/traces?last=15m"]) {

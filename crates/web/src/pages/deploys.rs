@@ -59,7 +59,12 @@ struct DeployPage {
     layout: Layout,
     d: DeployJ,
     findings: Vec<FindingJ>,
-    other_findings: usize,
+    /// Comparisons that could not tell, each with its reason (too few spans, ...).
+    inconclusive: Vec<FindingJ>,
+    /// Comparisons that showed no change.
+    unchanged: usize,
+    /// Whether the deploy's regressions form an incident (its id is the deploy's).
+    incident: bool,
 }
 
 pub fn deploy_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, PageError> {
@@ -75,15 +80,19 @@ pub fn deploy_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, P
         let d: DeployJ = read(deploy);
         let (findings, rest): (Vec<FindingJ>, Vec<FindingJ>) =
             findings_of(ctx, viewer, &d)?.into_iter().partition(FindingJ::moved);
+        let (inconclusive, unchanged): (Vec<FindingJ>, Vec<FindingJ>) =
+            rest.into_iter().partition(|f| f.verdict == "inconclusive");
         DeployPage {
             layout: Layout::new(
                 viewer,
                 "deploys",
                 format!("Deploy of {} {} to {}", d.service, d.version, d.environment()),
             ),
+            incident: findings.iter().any(|f| f.verdict == "regressed"),
             d,
             findings,
-            other_findings: rest.len(),
+            inconclusive,
+            unchanged: unchanged.len(),
         }
     };
     render(&page)
