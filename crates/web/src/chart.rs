@@ -106,6 +106,73 @@ pub(crate) fn time_chart(title: &str, unit: &str, series: &[Series], markers: &[
     svg
 }
 
+/// One trace on a scatter plot: when it started (Unix seconds), how long it took, a link.
+pub(crate) struct Dot {
+    pub(crate) x: f64,
+    pub(crate) y_ms: f64,
+    pub(crate) href: String,
+    pub(crate) label: String,
+    pub(crate) error: bool,
+}
+
+/// Traces as dots, duration over time (as Jaeger draws a search): each dot opens its trace.
+pub(crate) fn scatter_chart(title: &str, dots: &[Dot]) -> String {
+    let (x_min, x_max) = bounds(dots.iter().map(|d| d.x));
+    let y_max = nice_ceiling(dots.iter().map(|d| d.y_ms).fold(0.0f64, f64::max));
+    let x_at = |x: f64| LEFT + (x - x_min) / (x_max - x_min).max(1.0) * (WIDTH - LEFT - RIGHT);
+    let y_at = |y: f64| TOP + (1.0 - y / y_max) * (HEIGHT - TOP - BOTTOM);
+    let mut svg = open(title);
+    for i in 0..=4 {
+        let y = y_max * f64::from(i) / 4.0;
+        let py = y_at(y);
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{} ms</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            py + 4.0,
+            short_number(y)
+        );
+    }
+    // Seconds on the axis when the traces found span less than ten minutes.
+    let label = |x: f64| {
+        if x_max - x_min < 600.0 {
+            jiff::Timestamp::from_second(x as i64)
+                .map(|t| t.strftime("%H:%M:%S UTC").to_string())
+                .unwrap_or_default()
+        } else {
+            clock(x)
+        }
+    };
+    for (fraction, anchor) in [(0.0, "start"), (0.5, "middle"), (1.0, "end")] {
+        let x = x_min + (x_max - x_min) * fraction;
+        let _ = write!(
+            svg,
+            r#"<text class="axis" x="{:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
+            x_at(x),
+            HEIGHT - 10.0,
+            escape(&label(x))
+        );
+    }
+    for dot in dots {
+        let _ = write!(
+            svg,
+            r#"<a href="{}"><circle class="dot{}" cx="{:.1}" cy="{:.1}" r="5"><title>{}</title></circle></a>"#,
+            escape(&dot.href),
+            if dot.error { " error" } else { "" },
+            x_at(dot.x),
+            y_at(dot.y_ms),
+            escape(&dot.label)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text class="axis" x="{LEFT}" y="15">duration of each trace found, by when it started (select a dot to open it)</text>"#
+    );
+    svg.push_str("</svg>");
+    svg
+}
+
 /// Two (or more) latency distributions on one chart: for each, the share of spans per
 /// logarithmic latency bucket, drawn as a step line. `buckets` are (lower ms, upper ms, count).
 pub(crate) fn distribution_chart(title: &str, sides: &[Distribution]) -> String {
@@ -323,6 +390,22 @@ mod tests {
             svg.contains("<title>p50 10 ms</title>") && svg.contains("<title>p99 20 ms</title>")
         );
         assert!(svg.contains(r#"<rect class="key before" x="64.0" y="6""#), "{svg}");
+    }
+
+    #[test]
+    fn each_trace_is_a_dot_that_opens_it() {
+        let dot = |x: f64, y_ms: f64, error: bool| Dot {
+            x,
+            y_ms,
+            href: format!("/traces/{x}"),
+            label: "a <trace>".into(),
+            error,
+        };
+        let svg = scatter_chart("traces", &[dot(100.0, 12.0, false), dot(160.0, 40.0, true)]);
+        assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
+        assert!(svg.contains(r#"<a href="/traces/160"><circle class="dot error""#), "{svg}");
+        assert!(svg.contains("50 ms") && svg.contains("a &lt;trace&gt;"), "{svg}");
+        assert!(scatter_chart("none", &[]).starts_with("<svg"));
     }
 
     #[test]

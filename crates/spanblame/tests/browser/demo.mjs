@@ -144,6 +144,11 @@ try {
   const cells = await rows.first().innerText();
   check(/storefront (POST )?\/checkout/.test(cells), "a result is a trace, named by its root: " + cells);
   check(/checkout \/cart\/checkout/.test(cells), "with its matching span: " + cells);
+  // The scatter plot: a dot per trace found, each opening its trace.
+  check(await page.locator("figure svg.chart circle.dot").count() === await rows.count(), "a dot per trace found");
+  await Promise.all([page.waitForURL(/\/traces\/[0-9a-f]{32}$/), page.locator("figure svg.chart a").first().click()]);
+  await wellFormed();
+  await page.goBack();
 
   // 6. The service page, its chart and a deploy marker that opens the deploy.
   await page.goto(base + "/services/checkout");

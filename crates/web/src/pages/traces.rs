@@ -6,8 +6,9 @@ use askama::Template;
 use model::TraceId;
 use serde_json::Value as Json_;
 use views::Context;
-use views::shapes::{ChangeJ, EventJ, SpanJ, ms_text, read, short_time};
+use views::shapes::{ChangeJ, EventJ, SpanJ, ms_text, read, short_time, unix_secs};
 
+use crate::chart;
 use crate::{Layout, Page, PageError, Viewer, render};
 
 const NANOS_PER_MINUTE: u64 = 60_000_000_000;
@@ -249,6 +250,9 @@ pub(crate) struct TraceResult {
     pub(crate) matched: usize,
     /// The first matching span, when it is not the root: "inventory /reserve 7.94 ms".
     pub(crate) first_match: String,
+    /// For the scatter plot and sorting: start (Unix seconds) and duration.
+    pub(crate) start_secs: f64,
+    pub(crate) duration_ms: f64,
 }
 
 #[derive(Template)]
@@ -259,6 +263,8 @@ struct SearchPage {
     results: Vec<TraceResult>,
     error: Option<String>,
     services: Vec<String>,
+    /// Duration over time, one dot per trace found.
+    scatter: Option<String>,
 }
 
 impl SearchPage {
@@ -301,6 +307,7 @@ pub fn search_page(
                     results: Vec::new(),
                     error: Some(message),
                     services,
+                    scatter: None,
                 })?;
                 page.status = 400;
                 return Ok(page);
@@ -346,10 +353,36 @@ pub fn search_page(
                     errors: count("error_count"),
                     matched: m["matched_spans"].as_array().map_or(0, Vec::len),
                     first_match: if same_as_root { String::new() } else { first_text },
+                    start_secs: unix_secs(
+                        m["start_time"]
+                            .as_str()
+                            .or(m["newest_match_time"].as_str())
+                            .unwrap_or_default(),
+                    )
+                    .unwrap_or(0.0),
+                    duration_ms: m["duration_ms"]
+                        .as_f64()
+                        .or(first["duration_ms"].as_f64())
+                        .unwrap_or(0.0),
                 }
             })
             .collect();
-        SearchPage { layout, form, results, error: None, services }
+        let mut results: Vec<TraceResult> = results;
+        if form.get("sort").map(String::as_str) == Some("duration") {
+            results.sort_by(|a, b| b.duration_ms.total_cmp(&a.duration_ms));
+        }
+        let dots: Vec<chart::Dot> = results
+            .iter()
+            .map(|r| chart::Dot {
+                x: r.start_secs,
+                y_ms: r.duration_ms,
+                href: format!("/traces/{}", r.trace_id),
+                label: format!("{} {}: {}, {}", r.service, r.operation, r.duration, r.when),
+                error: r.errors > 0,
+            })
+            .collect();
+        let scatter = (!dots.is_empty()).then(|| chart::scatter_chart("Traces found", &dots));
+        SearchPage { layout, form, results, error: None, services, scatter }
     };
     render(&page)
 }
@@ -385,6 +418,8 @@ fn search_query(
                     params.push((format!("attr.{}", k.trim()), v.trim().to_owned()));
                 }
             }
+            // How the page orders what it found; not a search parameter.
+            "sort" => {}
             _ => params.push((key.clone(), value.clone())),
         }
     }
