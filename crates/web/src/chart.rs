@@ -44,19 +44,7 @@ pub(crate) fn time_chart(title: &str, unit: &str, series: &[Series], markers: &[
     let x_at = |x: f64| LEFT + (x - x_min) / (x_max - x_min).max(1.0) * (WIDTH - LEFT - RIGHT);
     let y_at = |y: f64| TOP + (1.0 - y / y_max) * (HEIGHT - TOP - BOTTOM);
     let mut svg = open(title);
-    // Horizontal grid and y labels.
-    for i in 0..=4 {
-        let y = y_max * f64::from(i) / 4.0;
-        let py = y_at(y);
-        let _ = write!(
-            svg,
-            r#"<line class="grid" x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            py + 4.0,
-            escape(&format!("{}{unit}", short_number(y)))
-        );
-    }
+    y_grid(&mut svg, y_max, unit);
     // Time labels: start, middle, end (UTC).
     for fraction in [0.0, 0.5, 1.0] {
         let x = x_min + (x_max - x_min) * fraction;
@@ -122,18 +110,7 @@ pub(crate) fn scatter_chart(title: &str, dots: &[Dot]) -> String {
     let x_at = |x: f64| LEFT + (x - x_min) / (x_max - x_min).max(1.0) * (WIDTH - LEFT - RIGHT);
     let y_at = |y: f64| TOP + (1.0 - y / y_max) * (HEIGHT - TOP - BOTTOM);
     let mut svg = open(title);
-    for i in 0..=4 {
-        let y = y_max * f64::from(i) / 4.0;
-        let py = y_at(y);
-        let _ = write!(
-            svg,
-            r#"<line class="grid" x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{} ms</text>"#,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            py + 4.0,
-            short_number(y)
-        );
-    }
+    y_grid(&mut svg, y_max, " ms");
     // Seconds on the axis when the traces found span less than ten minutes.
     let label = |x: f64| {
         if x_max - x_min < 600.0 {
@@ -285,6 +262,22 @@ fn quantile_ms(buckets: &[(f64, f64, u64)], q: f64) -> Option<f64> {
             seen >= rank
         })
         .map(|b| b.1)
+}
+
+/// Five horizontal grid lines from 0 to `y_max`, labelled in `unit`.
+fn y_grid(svg: &mut String, y_max: f64, unit: &str) {
+    for i in 0..=4 {
+        let y = y_max * f64::from(i) / 4.0;
+        let py = TOP + (1.0 - y / y_max) * (HEIGHT - TOP - BOTTOM);
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            py + 4.0,
+            escape(&format!("{}{unit}", short_number(y)))
+        );
+    }
 }
 
 fn open(title: &str) -> String {
