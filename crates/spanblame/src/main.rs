@@ -26,6 +26,17 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How logs are written to stderr: `text` (a line per event, coloured on a terminal) or
+    /// `json` (one JSON object per line, for a log collector). What is logged is set by
+    /// `SPANBLAME_LOG` (`info` by default; e.g. `info,jobs=debug`).
+    #[arg(long, global = true, value_enum, env = "SPANBLAME_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,14 +121,16 @@ fn main() -> ExitCode {
     // Colour only for a person at a terminal, and never when `NO_COLOR` is set.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SPANBLAME_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(colour).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -15,6 +15,7 @@ mod deploys;
 mod findings;
 mod hostile;
 mod ingest_errors;
+mod logs;
 mod mcp;
 mod replicas;
 mod security;
