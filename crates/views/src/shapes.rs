@@ -144,8 +144,18 @@ pub struct SpanJ {
     pub attributes: serde_json::Map<String, Json_>,
     pub code: serde_json::Map<String, Json_>,
     pub events: Vec<EventJ>,
+    pub links: Vec<LinkJ>,
     pub resource: ResourceJ,
     pub change: Option<ChangeJ>,
+}
+
+/// A span's link to a span of another (or the same) trace.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LinkJ {
+    pub trace_id: String,
+    pub span_id: String,
+    pub attributes: serde_json::Map<String, Json_>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -34,6 +34,8 @@ pub(crate) struct SpanRow {
     pub(crate) attributes: Vec<(String, String)>,
     pub(crate) resource: Vec<(String, String)>,
     pub(crate) events: Vec<EventRow>,
+    /// Links to other spans: (the page's link, "trace … span …", attributes in words).
+    pub(crate) links: Vec<(String, String, String)>,
     /// The service's colour: its place among the trace's services (classes `svc-0`…`svc-7`).
     pub(crate) colour: usize,
 }
@@ -228,6 +230,27 @@ fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
                 attributes: text(&span.attributes),
                 resource: text(&span.resource.attributes),
                 events: span.events.iter().map(event_row).collect(),
+                links: span
+                    .links
+                    .iter()
+                    .map(|l| {
+                        let attributes: Vec<String> = l
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| {
+                                format!(
+                                    "{k}={}",
+                                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                                )
+                            })
+                            .collect();
+                        (
+                            format!("/traces/{}#span-{}", l.trace_id, l.span_id),
+                            format!("trace {} span {}", l.trace_id, l.span_id),
+                            attributes.join(", "),
+                        )
+                    })
+                    .collect(),
                 colour: colours.get(&span.service).copied().unwrap_or(0),
                 span_id: span.span_id,
             })
@@ -435,7 +458,7 @@ fn search_query(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use views::shapes::{EventJ, FindingJ, ReviewJ};
+    use views::shapes::{EventJ, FindingJ, LinkJ, ReviewJ};
 
     #[test]
     fn exceptions_show_their_message_and_stack_trace_and_the_axis_spans_the_trace() {
@@ -469,6 +492,25 @@ mod tests {
             duration_ms: ms,
             ..SpanJ::default()
         }
+    }
+
+    #[test]
+    fn links_open_the_linked_span_in_its_trace() {
+        let mut linked = span("a", None, 0, 1.0);
+        linked.links = vec![LinkJ {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            span_id: "b7ad6b7169203331".into(),
+            attributes: serde_json::from_value(json!({"messaging.operation": "process"})).unwrap(),
+        }];
+        let rows = waterfall(vec![linked]);
+        assert_eq!(
+            rows[0].links,
+            vec![(
+                "/traces/0af7651916cd43dd8448eb211c80319c#span-b7ad6b7169203331".to_owned(),
+                "trace 0af7651916cd43dd8448eb211c80319c span b7ad6b7169203331".to_owned(),
+                "messaging.operation=process".to_owned(),
+            )]
+        );
     }
 
     #[test]
