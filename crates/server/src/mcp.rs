@@ -307,10 +307,7 @@ fn call(
             )
         }
         "list_incidents" => {
-            let mut given = params(&["service", "environment", "status", "limit"]);
-            if !given.iter().any(|(key, _)| key == "status") {
-                given.push(("status".into(), "open".into()));
-            }
+            let given = params(&["service", "environment", "status", "limit"]);
             let filter = match views::incidents::parse_filter(given) {
                 Ok(filter) => filter,
                 Err(e) => return invalid(e),

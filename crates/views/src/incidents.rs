@@ -27,8 +27,14 @@ pub struct IncidentFilter {
     pub limit: usize,
 }
 
+/// The listing's query parameters; `status` is `open` unless given (`all` for every status).
 pub fn parse_filter(params: Vec<(String, String)>) -> Result<IncidentFilter, Invalid> {
-    let mut filter = IncidentFilter { limit: DEFAULT_LIMIT, ..IncidentFilter::default() };
+    // Open ones unless asked otherwise: what needs someone now.
+    let mut filter = IncidentFilter {
+        status: Some(FindingStatus::Open),
+        limit: DEFAULT_LIMIT,
+        ..IncidentFilter::default()
+    };
     for (key, value) in params {
         match key.as_str() {
             "service" => filter.service = Some(value),
@@ -216,10 +222,12 @@ fn effect_of(finding: &StoredFinding) -> Option<f64> {
 /// The finding that speaks for the incident: explained ones first, then one on the service's
 /// entry point (what callers feel), then the largest effect.
 fn lead<'a>(findings: &[&'a StoredFinding]) -> Option<&'a StoredFinding> {
-    let key = |f: &StoredFinding| (f.explanation.is_some(), f.span_kind == "server");
-    findings.iter().copied().max_by(|a, b| {
-        key(a)
-            .cmp(&key(b))
-            .then(effect_of(a).unwrap_or(0.0).total_cmp(&effect_of(b).unwrap_or(0.0)))
-    })
+    // Each finding's effect is read from its stored detail once, not per comparison.
+    findings
+        .iter()
+        .map(|f| {
+            (f.explanation.is_some(), f.span_kind == "server", effect_of(f).unwrap_or(0.0), *f)
+        })
+        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)))
+        .map(|(_, _, _, f)| f)
 }

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde_json::{Value as Json_, json};
-use store::{FindingStatus, StoreError};
+use store::StoreError;
 
 use super::findings::StatusChange;
 use crate::AppState;
@@ -20,11 +20,8 @@ use crate::error::{ApiError, ErrorCode};
 pub(crate) async fn list_incidents(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Query(mut params): Query<Vec<(String, String)>>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Json_>, ApiError> {
-    if !params.iter().any(|(key, _)| key == "status") {
-        params.push(("status".into(), FindingStatus::Open.as_str().into()));
-    }
     let filter = views::incidents::parse_filter(params)?;
     let incidents = tokio::task::spawn_blocking(move || {
         views::incidents::list(state.ctx(), &caller.visibility, &filter)
