@@ -85,6 +85,8 @@ pub struct FindingFilter {
     pub service: Option<String>,
     pub environment: Option<String>,
     pub verdict: Option<String>,
+    /// Only regressions in this status: a status is people's attention, which only a
+    /// regression asks for.
     pub status: Option<FindingStatus>,
     /// First seen at or after.
     pub since_unix_nanos: Option<u64>,
@@ -308,7 +310,7 @@ impl SpanStore {
              WHERE (CAST(?1 AS TEXT) IS NULL OR service = ?1)
                AND (CAST(?2 AS TEXT) IS NULL OR environment = ?2)
                AND (CAST(?3 AS TEXT) IS NULL OR verdict = ?3)
-               AND (CAST(?4 AS TEXT) IS NULL OR status = ?4)
+               AND (CAST(?4 AS TEXT) IS NULL OR (status = ?4 AND verdict = 'regressed'))
                AND (CAST(?5 AS BIGINT) IS NULL OR first_seen_unix_nanos >= ?5)
                AND (CAST(?6 AS BIGINT) IS NULL OR id < ?6)
                AND (CAST(?8 AS BIGINT) IS NULL OR deploy_id = ?8)",

@@ -98,6 +98,13 @@ pub fn full_view(ctx: &Context, finding: &StoredFinding) -> Result<Json_, StoreE
     Ok(full)
 }
 
+/// A finding's status as the API and the pages show it: a regression is open, acknowledged
+/// or resolved; any other verdict (no change, improved, inconclusive) asks nothing of anyone
+/// and has status `none`.
+pub fn status_label(finding: &StoredFinding) -> &'static str {
+    if finding.verdict == "regressed" { finding.status.as_str() } else { "none" }
+}
+
 /// A finding as JSON; the list leaves out the heavy parts (evidence, rollback patch).
 pub fn view(finding: &StoredFinding, full: bool) -> Json_ {
     let mut view = json!({
@@ -110,7 +117,7 @@ pub fn view(finding: &StoredFinding, full: bool) -> Json_ {
         "span_kind": finding.span_kind,
         "metric": finding.metric,
         "verdict": finding.verdict,
-        "status": finding.status.as_str(),
+        "status": status_label(finding),
         "is_final": finding.is_final,
         "look_minutes": finding.look_minutes,
         "first_seen": rfc3339(finding.first_seen_unix_nanos),

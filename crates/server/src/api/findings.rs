@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
-use store::{FindingStatus, StoreError};
+use store::FindingStatus;
 
 use crate::AppState;
 use crate::access::Caller;
@@ -101,14 +101,23 @@ pub(crate) async fn change_status(
     let id = parse_id(&id)?;
     let change = StatusChange::read(&state, &caller, &action, "a finding", body).await?;
     let StatusChange { status, by, note, now } = change;
-    let changed = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-        if !state
+    let changed = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let Some(finding) = state
             .ctx()
             .store
             .finding(id)?
-            .is_some_and(|f| views::findings::may_see_finding(&caller.visibility, &f))
-        {
+            .filter(|f| views::findings::may_see_finding(&caller.visibility, f))
+        else {
             return Ok(None);
+        };
+        if finding.verdict != "regressed" {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "finding {id} is `{}`, not a regression; only a regression is acknowledged or resolved",
+                    finding.verdict
+                ),
+            ));
         }
         let changed =
             state.ctx().store.set_finding_status(id, status, &by, note.as_deref(), now)?;

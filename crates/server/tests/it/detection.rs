@@ -106,6 +106,17 @@ async fn regressions_are_found_within_minutes_and_resolved_by_the_deploy_that_re
     assert!(first_findings["findings"].as_array().unwrap().iter().any(
         |f| f["deploy_id"] == first && f["reason"].as_str().unwrap().contains("needs at least")
     ));
+    // Only a regression asks for attention: other verdicts have no status, are never listed
+    // as open, and cannot be acknowledged.
+    let other = &first_findings["findings"][0];
+    assert_eq!(other["status"], "none", "{other}");
+    let open = findings(&app, "status=open").await;
+    assert!(!open.is_empty() && open.iter().all(|f| f["verdict"] == "regressed"), "{open:?}");
+    let (status, body) = app
+        .post_json(&format!("/api/v1/findings/{}/acknowledge", other["id"]), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not a regression"), "{body}");
 
     // Without a mirror there are no suspects, and the finding says why.
     let id = regressed[0]["id"].as_u64().unwrap();
