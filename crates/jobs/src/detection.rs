@@ -18,7 +18,9 @@ use analysis::detect::{
 use analysis::{Metric, Thresholds, Verdict, WindowStats, compare};
 use model::Deploy;
 use serde_json::{Value as Json_, json};
-use store::{Evaluation, FindingStatus, FindingUpdate, SketchQuery, StoreError, StoredFinding};
+use store::{
+    Evaluation, FindingFilter, FindingStatus, FindingUpdate, SketchQuery, StoreError, StoredFinding,
+};
 
 use crate::Jobs;
 use crate::evidence::{self, SideQuery};
@@ -140,6 +142,11 @@ fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, Store
             baseline_stats: f.baseline_stats.encode(),
         })
         .collect();
+    let before = store.findings(&FindingFilter {
+        deploy_id: Some(deploy.id),
+        limit: usize::MAX,
+        ..FindingFilter::default()
+    })?;
     let recorded = store.record_look(
         deploy,
         &updates,
@@ -150,11 +157,41 @@ fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, Store
         // A deploy report moved its start while we looked: the next pass looks again.
         return Ok(false);
     }
+    log_verdict_changes(deploy, &before, &updates);
     explain(jobs, deploy, end)?;
     crate::notify::announce_quietly(jobs, deploy.id);
     resolve_restored(jobs, deploy, &detection, now)?;
     tracing::debug!(deploy = deploy.id, look, findings = updates.len(), "evaluated a deploy");
     Ok(true)
+}
+
+/// One line per finding whose verdict changed at this look, and per new finding that says
+/// something (regressed or improved); the many first `no_change` and `inconclusive` verdicts
+/// of every operation stay at debug.
+fn log_verdict_changes(deploy: &Deploy, before: &[StoredFinding], updates: &[FindingUpdate]) {
+    for update in updates {
+        let previous = before.iter().find(|f| {
+            (&f.operation, &f.span_kind, &f.metric)
+                == (&update.operation, &update.span_kind, &update.metric)
+        });
+        let from = match previous {
+            Some(f) if f.is_final || f.verdict == update.verdict => continue,
+            Some(f) => f.verdict.as_str(),
+            None if matches!(update.verdict.as_str(), "regressed" | "improved") => "none",
+            None => continue,
+        };
+        tracing::info!(
+            deploy = deploy.id,
+            service = %deploy.service,
+            version = %deploy.version,
+            operation = %update.operation,
+            metric = %update.metric,
+            from,
+            to = %update.verdict,
+            look_minutes = update.look_minutes,
+            "finding verdict changed"
+        );
+    }
 }
 
 /// The sketches around a deploy, as detection's per-operation windows.

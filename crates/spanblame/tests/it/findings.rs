@@ -303,6 +303,12 @@ fn a_slower_commit_is_found_named_and_reverted() {
     // The detection job runs every second; explanation waits for the mirror's first fetch.
     let finding = explained_regression(&server, Duration::from_secs(90));
 
+    // The operator's log says each step once, at info: the deploy, the verdict, the regression.
+    server.wait_for_log("deploy recorded deploy=2 service=checkout", Duration::from_secs(5));
+    server.wait_for_log("finding verdict changed deploy=2", Duration::from_secs(5));
+    server.wait_for_log("to=regressed", Duration::from_secs(5));
+    server.wait_for_log("regression found", Duration::from_secs(5));
+
     // What got worse, by how much, how sure.
     assert_eq!(finding["verdict"], "regressed", "{finding}");
     assert_eq!(finding["deploy"]["version"], "1.1.0");
