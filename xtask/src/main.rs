@@ -226,6 +226,7 @@ fn setup() -> anyhow::Result<Installed> {
     let oidc =
         npm_package("crates/server/test_data/oidc", "oidc", &["provider.mjs"], "oidc-provider")?;
     setup_debian_package("chromium", CHROMIUM, "the browser tests")?;
+    setup_debian_package("curl", "/usr/bin/curl", "the README's commands")?;
     setup_debian_package("prometheus-alertmanager", ALERTMANAGER, "the alerting tests")?;
     setup_debian_package("clickhouse-server", CLICKHOUSE, "the ClickHouse engine's tests")?;
     setup_debian_package(
@@ -266,8 +267,6 @@ fn npm_package(source: &str, name: &str, files: &[&str], marker: &str) -> anyhow
     Ok(dir)
 }
 
-/// Debian's Chromium at `/usr/bin/chromium`, installed with apt-get when missing (as root, or
-/// through passwordless sudo).
 /// Installs a Debian package unless `binary` is already there (as root, or through
 /// passwordless sudo), refreshing the package lists only when the first try fails.
 fn setup_debian_package(package: &str, binary: &str, purpose: &str) -> anyhow::Result<()> {

@@ -41,7 +41,8 @@ pub(crate) enum TokenCommand {
         #[arg(long, value_name = "DURATION")]
         expires_in: Option<String>,
         /// Write the token straight into this data directory instead of asking a server: the
-        /// way to create the first admin token of a server with sign-in.
+        /// way to create the first admin token of a server with sign-in. A missing or empty
+        /// directory is set up as a new data directory (its metadata is created).
         #[arg(long, value_name = "DIR", conflicts_with = "expires_in")]
         data_dir: Option<PathBuf>,
     },
@@ -97,6 +98,29 @@ impl DataDir {
     fn open_accounts_read_only(&self) -> anyhow::Result<store::Accounts> {
         store::Accounts::open_read_only(&self.data_dir, &self.backend()?)
             .with_context(|| format!("opening the metadata of `{}`", self.data_dir.display()))
+    }
+
+    /// A data directory no server has started in (missing or empty) gets its metadata
+    /// first, so the first admin token can be made before the first start; a directory that
+    /// holds something else is still refused (it is likely the wrong path).
+    fn create_if_new(&self) -> anyhow::Result<()> {
+        let is_new = match std::fs::read_dir(&self.data_dir) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
+        if is_new {
+            store::migrate_metadata(&self.data_dir, &self.backend()?).with_context(|| {
+                format!(
+                    "creating the metadata of the new data directory `{}`",
+                    self.data_dir.display()
+                )
+            })?;
+            tracing::info!(
+                data_dir = %self.data_dir.display(),
+                "a new data directory: its metadata is created; start the server with this --data-dir"
+            );
+        }
+        Ok(())
     }
 
     /// Takes the data directory's lock, then opens the metadata for writing.
@@ -284,6 +308,7 @@ fn create_local(
         data_dir: dir.to_owned(),
         postgres_url_env: std::env::var("SPANBLAME_STORAGE_POSTGRES_URL_ENV").ok(),
     };
+    data.create_if_new()?;
     let (_owner, accounts) = data.open_accounts_owned()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -112,9 +112,8 @@ async fn regressions_are_found_within_minutes_and_resolved_by_the_deploy_that_re
     assert_eq!(other["status"], "none", "{other}");
     let open = findings(&app, "status=open").await;
     assert!(!open.is_empty() && open.iter().all(|f| f["verdict"] == "regressed"), "{open:?}");
-    let (status, body) = app
-        .post_json(&format!("/api/v1/findings/{}/acknowledge", other["id"]), &json!({}))
-        .await;
+    let (status, body) =
+        app.post_json(&format!("/api/v1/findings/{}/acknowledge", other["id"]), &json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("not a regression"), "{body}");
 

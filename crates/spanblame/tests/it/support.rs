@@ -32,7 +32,8 @@ impl TestServer {
         TestServer::start_with(dir, &["--demo"], &[])
     }
 
-    fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TestServer {
+    /// `spanblame serve` with more arguments and environment variables.
+    pub(crate) fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut command = Command::new(env!("CARGO_BIN_EXE_spanblame"));
         command
             .arg("serve")
