@@ -20,6 +20,8 @@
 //!   clearly ahead.
 //! - [`code`]: the lines of the function that encloses a line of a source file, by each
 //!   language family's layout (indentation, `def`…`end`, braces), so blame covers the body.
+//! - [`traces`]: the shape of one trace (its critical path) and two traces aligned span by
+//!   span, for the trace page and the comparison of two traces.
 //! - [`dora`]: the four DORA metrics and their bands over a window of deploys, changes and
 //!   attributed regressions.
 //!
@@ -34,6 +36,7 @@ pub mod evidence;
 pub mod sketch;
 pub mod stats;
 pub mod suspects;
+pub mod traces;
 
 pub use compare::{Comparison, Metric, Thresholds, Verdict, WindowStats, compare};
 pub use sketch::LatencySketch;

@@ -342,6 +342,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         (page("/", "services.read"), get(pages::home)),
         (page("/traces", "traces.search"), get(pages::search_page)),
         (page("/traces/{trace_id}", "trace.read"), get(pages::trace_page)),
+        (page("/compare", "trace.compare"), get(pages::compare_page)),
         (page("/services/{service}", "service.read"), get(pages::service_page)),
         (page("/incidents/{id}", "incident.read"), get(pages::incident_page)),
         (page("/findings", "findings.read"), get(pages::findings_page)),

@@ -56,6 +56,14 @@ pub(crate) async fn trace_page(
     show(state, caller, move |ctx, viewer| web::trace_page(ctx, viewer, id)).await
 }
 
+pub(crate) async fn compare_page(
+    State(state): PageState,
+    Extension(caller): PageCaller,
+    Query(params): PageParams,
+) -> Response {
+    show(state, caller, move |ctx, viewer| web::compare_page(ctx, viewer, params)).await
+}
+
 pub(crate) async fn search_page(
     State(state): PageState,
     Extension(caller): PageCaller,

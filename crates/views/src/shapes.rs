@@ -334,6 +334,14 @@ pub struct ExemplarsJ {
     pub after: ExemplarSideJ,
 }
 
+impl ExemplarsJ {
+    /// The page comparing the typical trace before with the typical trace after.
+    pub fn compare_url(&self) -> Option<String> {
+        let (before, after) = (self.before.typical.as_ref()?, self.after.typical.as_ref()?);
+        Some(format!("/compare?a={}&b={}", before.trace_id, after.trace_id))
+    }
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct RollbackJ {

@@ -20,8 +20,8 @@ pub use views::Context;
 use views::Visibility;
 
 pub use pages::{
-    commit_page, deploy_page, deploys_page, dora_page, finding_page, findings_page, home,
-    incident_page, search_page, service_page, trace_page,
+    commit_page, compare_page, deploy_page, deploys_page, dora_page, finding_page, findings_page,
+    home, incident_page, search_page, service_page, trace_page,
 };
 
 /// The stylesheet every page links, served at `/assets/app.css`.

@@ -349,6 +349,7 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /", "1 A A A A 3 A 3 3 A"),
         ("GET /traces", "1 A A A A 3 A 3 3 A"),
         ("GET /traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
+        ("GET /compare", "1 A A A A 3 A 3 3 A"),
         ("GET /services/{service}", "1 A A A A 3 A 3 3 A"),
         ("GET /incidents/{id}", "1 A A A A 3 A 3 3 A"),
         ("GET /findings", "1 A A A A 3 A 3 3 A"),

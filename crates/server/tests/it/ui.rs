@@ -123,6 +123,7 @@ async fn every_page_renders_stored_data() {
     let deploy_id = deploy["id"].as_u64().unwrap();
 
     let (trace_path, deploy_path) = (format!("/traces/{TRACE}"), format!("/deploys/{deploy_id}"));
+    let compare_path = format!("/compare?a={TRACE}&b={TRACE}");
     let pages = [
         ("/", "/", vec!["checkout", "1.2.0 in production"]),
         ("/traces", "/traces?service=checkout&last=24h&attributes=", vec![TRACE, "GET /checkout"]),
@@ -136,6 +137,7 @@ async fn every_page_renders_stored_data() {
             "/services/checkout?hours=24&environment=production",
             vec!["<svg", "GET /checkout", "1.2.0"],
         ),
+        ("/compare", &compare_path, vec!["Compare two traces", "GET /checkout", "checkout 1.2.0"]),
         ("/findings", "/findings?status=open", vec!["No findings match"]),
         ("/deploys", "/deploys?service=checkout", vec!["1.2.0", &deploy_path]),
         ("/deploys/{id}", &deploy_path, vec!["Deploy of checkout 1.2.0 to production"]),
@@ -169,6 +171,14 @@ async fn every_page_renders_stored_data() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_valid_page("search", &html);
     assert!(html.contains("`min_duration_ms` must be a number of milliseconds"), "{html}");
+    for (path, message) in [
+        (format!("/compare?a={TRACE}"), "`b` is missing: compare takes two trace ids"),
+        (format!("/compare?a=nope&b={TRACE}"), "`a` = `nope` is not a trace id"),
+    ] {
+        let (status, html, _) = page(&app, &path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {html}");
+        assert!(html.contains(message), "{path}: {html}");
+    }
     let (status, html, _) = page(&app, "/services/checkout?hours=5").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("not one of 1, 3, 6, 24"), "{html}");

@@ -1,6 +1,7 @@
 // A person's first minute with spanblame, in headless Chromium against `serve --demo`: the home
-// page, the regression, its suspect, an exemplar trace with a span's change context, and the
-// trace search. Every page visited must parse as XHTML. Asserts on content, never on pixels.
+// page, the incident, the regression, its suspect, an exemplar trace with a span's change
+// context and critical path, the typical traces before and after side by side, and the trace
+// search. Every page visited must parse as XHTML. Asserts on content, never on pixels.
 //
 // Usage: node demo.mjs <base url> <screenshot dir>   (prints "ok" and exits 0 when all holds)
 
@@ -129,7 +130,21 @@ try {
   check(/PR #\d+/.test(context_) && /payments/.test(context_), "the review and the owner: " + context_);
   check(/checkout\/promotions\.py/.test(await promotions.innerText()), "the code location");
   check(await page.locator("li.span").count() >= 10, "the whole trace across four services");
+  // The critical path runs through the slow function.
+  check(await page.locator("svg.bar rect.critical").count() > 0, "the critical path is drawn");
+  check(/Critical path/.test(await promotions.locator("dl.facts").first().innerText()), "apply_promotions is on the critical path");
   await page.screenshot({ path: join(shots, "trace.png"), fullPage: true });
+
+  // 4b. The typical traces before and after, side by side: the slow function and its new
+  // queries stand out.
+  await page.goto(findingUrl);
+  await Promise.all([page.waitForURL(/\/compare\?a=[0-9a-f]{32}&b=[0-9a-f]{32}$/), page.locator("a.compare").click()]);
+  await wellFormed();
+  const promotionsRow = await page.locator("table.compare tr.slower", { hasText: "apply_promotions" }).innerText();
+  check(/\+\d/.test(promotionsRow), "apply_promotions is slower in B: " + promotionsRow);
+  check(await page.locator("table.compare tr", { hasText: "order_history" }).filter({ hasText: "only in B" }).count() > 0, "the new queries are only in B");
+  check(/checkout 1\.1\.0 → 1\.2\.0/.test(await page.locator("dl.facts").innerText()), "the versions compared");
+  await page.screenshot({ path: join(shots, "compare.png"), fullPage: true });
 
   // 5. Search: slow checkouts of 1.2.0.
   await page.goto(base + "/traces");

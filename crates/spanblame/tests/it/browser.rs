@@ -1,10 +1,11 @@
 //! The README's first command in a real browser: `spanblame serve --demo`, then headless
 //! Chromium (Debian's `chromium`, driven by `playwright-core`; both installed by
 //! `cargo xtask setup`) walks `tests/browser/demo.mjs`: home page → the incident → a
-//! regression → its suspect and diff → the commit → an exemplar trace and a span's change context → the trace
-//! search → a deploy marker. Screenshots land in the test's temporary directory; with
-//! `SPANBLAME_UPDATE_SCREENSHOTS=1` the home, incident, finding and trace pages are also copied
-//! to `docs/`.
+//! regression → its suspect and diff → the commit → an exemplar trace, a span's blame and the
+//! critical path → the typical traces before and after compared → the trace search → a deploy
+//! marker. Screenshots land in the test's temporary directory; with
+//! `SPANBLAME_UPDATE_SCREENSHOTS=1` the home, incident, finding, trace and compare pages are also
+//! copied to `docs/`.
 
 use std::time::{Duration, Instant};
 
@@ -59,7 +60,7 @@ fn a_newcomer_follows_the_demo_regression_to_its_suspect_in_chromium() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    for name in ["home.png", "incident.png", "finding.png", "trace.png"] {
+    for name in ["home.png", "incident.png", "finding.png", "trace.png", "compare.png"] {
         let shot = shots.join(name);
         assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000), "{name} was not saved");
         if std::env::var_os("SPANBLAME_UPDATE_SCREENSHOTS").is_some() {

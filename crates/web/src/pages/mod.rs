@@ -1,6 +1,7 @@
 //! The pages, one module per resource. Each page asks the views (same access rules, same
 //! shapes as the API), reads their JSON into the typed shapes, and renders a template.
 
+mod compare;
 mod deploys;
 mod dora;
 mod findings;
@@ -11,6 +12,7 @@ mod services;
 mod status;
 mod traces;
 
+pub use compare::compare_page;
 pub use deploys::{commit_page, deploy_page, deploys_page};
 pub use dora::dora_page;
 pub use findings::{finding_page, findings_page};

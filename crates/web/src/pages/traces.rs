@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use analysis::traces::{Segment, TraceSpan};
 use askama::Template;
 use model::TraceId;
 use serde_json::Value as Json_;
@@ -38,6 +39,10 @@ pub(crate) struct SpanRow {
     pub(crate) links: Vec<(String, String, String)>,
     /// The service's colour: its place among the trace's services (classes `svc-0`…`svc-7`).
     pub(crate) colour: usize,
+    /// Stretches of the critical path in this span's own work, as (offset, width) on the
+    /// bar's 0–1000 scale, and their total.
+    pub(crate) critical: Vec<(String, String)>,
+    pub(crate) critical_ms: Option<String>,
 }
 
 /// A span event as the page shows it; an exception with its message and stack trace.
@@ -142,8 +147,32 @@ fn event_row(event: &EventJ) -> EventRow {
     }
 }
 
-/// Spans in tree order (parents before children, siblings by start), with their bars.
+/// Spans as the analysis reads a trace's shape, labelled by service and operation, in the
+/// same order.
+pub(crate) fn shape(spans: &[SpanJ]) -> Vec<TraceSpan> {
+    let index: std::collections::HashMap<&str, usize> =
+        spans.iter().enumerate().map(|(i, s)| (s.span_id.as_str(), i)).collect();
+    spans
+        .iter()
+        .map(|s| {
+            let start = s.start_time_unix_nanos.parse::<u64>().unwrap_or(0);
+            TraceSpan {
+                parent: s.parent_span_id.as_deref().and_then(|p| index.get(p).copied()),
+                start_unix_nanos: start,
+                end_unix_nanos: start + (s.duration_ms * 1e6) as u64,
+                label: format!("{} {}", s.service, s.name),
+            }
+        })
+        .collect()
+}
+
+/// Spans in tree order (parents before children, siblings by start), with their bars and
+/// the critical path.
 fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
+    let mut critical: Vec<Vec<Segment>> = vec![Vec::new(); spans.len()];
+    for segment in analysis::traces::critical_path(&shape(&spans)) {
+        critical[segment.span].push(segment);
+    }
     let start = |s: &SpanJ| s.start_time_unix_nanos.parse::<u64>().unwrap_or(0);
     let trace_start = spans.iter().map(start).min().unwrap_or(0);
     let trace_end = spans
@@ -183,6 +212,9 @@ fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
         .filter_map(|(i, depth)| {
             let span = slots[i].take()?;
             let offset = (start(&span) - trace_start) as f64 / total * 1000.0;
+            let on_path = &critical[i];
+            let path_nanos: u64 =
+                on_path.iter().map(|s| s.end_unix_nanos - s.start_unix_nanos).sum();
             let width = (span.duration_ms * 1e6 / total * 1000.0).max(2.0);
             let text = |map: &serde_json::Map<String, Json_>| -> Vec<(String, String)> {
                 map.iter()
@@ -252,6 +284,15 @@ fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
                     })
                     .collect(),
                 colour: colours.get(&span.service).copied().unwrap_or(0),
+                critical: on_path
+                    .iter()
+                    .map(|s| {
+                        let x = (s.start_unix_nanos - trace_start) as f64 / total * 1000.0;
+                        let width = (s.end_unix_nanos - s.start_unix_nanos) as f64 / total * 1000.0;
+                        (format!("{x:.1}"), format!("{:.1}", width.max(1.0)))
+                    })
+                    .collect(),
+                critical_ms: (path_nanos > 0).then(|| ms_text(path_nanos as f64 / 1e6)),
                 span_id: span.span_id,
             })
         })
