@@ -348,7 +348,8 @@ fn call(
             let Ok(trace_id) = TraceId::from_hex(&text) else {
                 return Ok(Answer::Invalid(format!("`{text}` is not a trace id (32 hex digits)")));
             };
-            let spans = views::traces::trace_spans(state.ctx(), &caller.visibility, &trace_id)?;
+            let spans =
+                views::traces::trace_spans(state.ctx(), &caller.visibility, &trace_id, false)?;
             if spans.is_empty() {
                 Answer::NotFound(format!("no trace {text} (or you may not see it)"))
             } else {

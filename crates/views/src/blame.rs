@@ -31,7 +31,25 @@ pub struct Blamed {
     pub whole_function: bool,
     /// The lines of `extent` the blamed commit last changed.
     pub changed_lines: Vec<u32>,
+    /// Every line of `extent`: who last changed it, and its code (at most
+    /// [`MAX_LINE_BYTES`] of it; none past [`MAX_LINES`]).
+    pub by_line: Vec<BlamedLine>,
+    /// The commits `by_line` names.
+    pub line_commits: Vec<BlamedCommit>,
 }
+
+/// One line of blamed code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlamedLine {
+    pub line: u32,
+    pub sha: String,
+    pub code: String,
+}
+
+/// Lines of a function shown one by one; a longer function keeps its blame, not its text.
+pub const MAX_LINES: usize = 400;
+/// Bytes of one line's code kept.
+pub const MAX_LINE_BYTES: usize = 240;
 
 /// Why a span with a code location has no blame, in words for the page.
 pub type NoBlame = String;
@@ -138,7 +156,30 @@ fn compute(
     let commit = newest(mirror, &blame).ok_or_else(|| format!("git blamed no line of `{path}`"))?;
     let changed_lines =
         blame.lines.iter().filter(|(_, by)| *by == commit.sha).map(|(line, _)| *line).collect();
-    Ok(Blamed { commit, path, extent, whole_function, changed_lines })
+    let source: Vec<&str> = text.lines().collect();
+    let by_line = blame
+        .lines
+        .iter()
+        .take(MAX_LINES)
+        .map(|(line, sha)| {
+            let index = (*line as usize).checked_sub(1);
+            let code = index.and_then(|i| source.get(i)).copied().unwrap_or_default();
+            let mut end = code.len().min(MAX_LINE_BYTES);
+            while !code.is_char_boundary(end) {
+                end -= 1;
+            }
+            BlamedLine { line: *line, sha: sha.clone(), code: code[..end].to_owned() }
+        })
+        .collect();
+    Ok(Blamed {
+        commit,
+        path,
+        extent,
+        whole_function,
+        changed_lines,
+        by_line,
+        line_commits: blame.commits,
+    })
 }
 
 fn tree(

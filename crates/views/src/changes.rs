@@ -72,11 +72,18 @@ type ChangeKey =
 pub struct ChangeResolver<'a> {
     ctx: &'a Context,
     cache: HashMap<ChangeKey, Json_>,
+    /// Whether a blame lists its function line by line (`by_line`, `line_commits`).
+    blame_lines: bool,
 }
 
 impl<'a> ChangeResolver<'a> {
     pub fn new(ctx: &'a Context) -> ChangeResolver<'a> {
-        ChangeResolver { ctx, cache: HashMap::new() }
+        ChangeResolver { ctx, cache: HashMap::new(), blame_lines: false }
+    }
+
+    /// A resolver whose blames also list their function line by line.
+    pub fn with_blame_lines(ctx: &'a Context) -> ChangeResolver<'a> {
+        ChangeResolver { blame_lines: true, ..ChangeResolver::new(ctx) }
     }
 
     pub fn change(
@@ -186,6 +193,24 @@ impl<'a> ChangeResolver<'a> {
         .into();
         view["whole_function"] = blamed.whole_function.into();
         view["changed_lines"] = blamed.changed_lines.clone().into();
+        if self.blame_lines {
+            view["by_line"] = blamed
+                .by_line
+                .iter()
+                .map(|l| json!({"line": l.line, "sha": l.sha, "code": l.code}))
+                .collect();
+            view["line_commits"] = blamed
+                .line_commits
+                .iter()
+                .map(|c| {
+                    let committed_at =
+                        c.committer_time_unix_secs.map(|s| rfc3339(s.max(0) as u64 * 1_000_000_000));
+                    let commit = json!({"subject": c.summary, "author": c.author.display(), "committed_at": committed_at});
+                    (c.sha.clone(), commit)
+                })
+                .collect::<Map<String, Json_>>()
+                .into();
+        }
         Ok(Ok(view))
     }
 

@@ -2,6 +2,8 @@
 //! in (units, short times, labels): pages and notifications render these, never raw JSON.
 //! A `…J` type is one object of the JSON API; a field the API leaves out reads as its default.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::Value as Json_;
 
@@ -70,9 +72,71 @@ pub struct BlameJ {
     pub lines: String,
     pub whole_function: bool,
     pub changed_lines: Vec<u32>,
+    /// Line by line (`?blame=lines`): each line's commit and code.
+    pub by_line: Vec<BlameLineJ>,
+    /// The commits `by_line` names, by sha.
+    pub line_commits: BTreeMap<String, LineCommitJ>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct BlameLineJ {
+    pub line: u32,
+    pub sha: String,
+    pub code: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct LineCommitJ {
+    pub subject: String,
+    pub author: Option<String>,
+    pub committed_at: Option<String>,
+}
+
+/// One row of a line-by-line blame, as `git blame` prints it: the commit is named on the
+/// first line of each run of lines it last changed.
+pub struct BlameRowJ {
+    pub line: u32,
+    pub code: String,
+    pub sha: String,
+    /// "3f89bb6129 Margaret Hamilton, 2026-11-20: Apply first-order…" on a run's first line.
+    pub label: Option<String>,
+    /// Whether the span's blamed commit last changed this line.
+    pub blamed: bool,
 }
 
 impl BlameJ {
+    /// The line-by-line rows, runs of one commit labelled once.
+    pub fn line_rows(&self) -> Vec<BlameRowJ> {
+        let mut previous: Option<&str> = None;
+        self.by_line
+            .iter()
+            .map(|l| {
+                let first_of_run = previous != Some(l.sha.as_str());
+                previous = Some(&l.sha);
+                let label = first_of_run.then(|| {
+                    let short = l.sha.get(..10).unwrap_or(&l.sha);
+                    match self.line_commits.get(&l.sha) {
+                        Some(c) => {
+                            let when = c.committed_at.as_deref().and_then(|t| t.get(..10));
+                            let by = [c.author.as_deref(), when].into_iter().flatten();
+                            format!("{short} {}: {}", by.collect::<Vec<_>>().join(", "), c.subject)
+                        }
+                        None => short.to_owned(),
+                    }
+                });
+                BlameRowJ {
+                    line: l.line,
+                    code: l.code.clone(),
+                    sha: l.sha.clone(),
+                    label,
+                    blamed: l.sha == self.sha,
+                }
+            })
+            .collect()
+    }
+
     pub fn short(&self) -> &str {
         self.sha.get(..10).unwrap_or(&self.sha)
     }

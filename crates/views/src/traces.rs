@@ -18,13 +18,15 @@ pub fn trace_spans(
     ctx: &Context,
     visibility: &Visibility,
     id: &TraceId,
+    blame_lines: bool,
 ) -> Result<Vec<Json_>, store::StoreError> {
     let spans = ctx.store.trace(id)?;
     // A trace with none of the caller's spans does not exist for them.
     if !spans.iter().any(|span| visible(visibility, span)) {
         return Ok(Vec::new());
     }
-    let mut resolver = ChangeResolver::new(ctx);
+    let mut resolver =
+        if blame_lines { ChangeResolver::with_blame_lines(ctx) } else { ChangeResolver::new(ctx) };
     spans
         .iter()
         .map(|span| {

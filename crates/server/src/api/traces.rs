@@ -42,12 +42,29 @@ pub(crate) async fn get_trace(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(trace_id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Json_>, ApiError> {
     let id = TraceId::from_hex(&trace_id).map_err(|e| {
         ApiError::invalid(format!("`{trace_id}` is not a trace id ({e}); expected 32 hex digits"))
     })?;
+    let mut blame_lines = false;
+    for (key, value) in params {
+        match (key.as_str(), value.as_str()) {
+            ("blame", "lines") => blame_lines = true,
+            ("blame", other) => {
+                return Err(ApiError::invalid(format!(
+                    "`blame` = `{other}`: the only value is `lines` (each line of a span's function with the commit that last changed it)"
+                )));
+            }
+            (other, _) => {
+                return Err(ApiError::invalid(format!(
+                    "unknown parameter `{other}`; a trace takes only `blame=lines`"
+                )));
+            }
+        }
+    }
     let views = tokio::task::spawn_blocking(move || {
-        views::traces::trace_spans(state.ctx(), &caller.visibility, &id)
+        views::traces::trace_spans(state.ctx(), &caller.visibility, &id, blame_lines)
     })
     .await
     .map_err(ApiError::internal)??;

@@ -198,6 +198,41 @@ async fn a_span_is_blamed_on_the_last_change_to_its_function_not_its_versions_he
     assert_eq!(blame["whole_function"], true);
     assert_eq!(blame["changed_lines"], json!([2]));
     assert_eq!(blame["url"], format!("https://git.example.com/shop/cart/commit/{culprit}"));
+    assert!(blame["by_line"].is_null(), "line by line only when asked: {blame}");
+
+    // Line by line, on demand: each line of the function with its commit and code.
+    let (status, trace) =
+        app.get("/api/v1/traces/55555555555555555555555555555555?blame=lines").await;
+    assert_eq!(status, StatusCode::OK, "{trace}");
+    let blame = &trace["spans"][0]["change"]["blame"];
+    let lines: Vec<(u64, &str, &str)> = blame["by_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (l["line"].as_u64().unwrap(), l["sha"].as_str().unwrap(), l["code"].as_str().unwrap())
+        })
+        .collect();
+    let first = blame["by_line"][0]["sha"].as_str().unwrap();
+    assert_eq!(
+        lines,
+        [
+            (1, first, "def total(cart):"),
+            (2, culprit.as_str(), "    cart = [p for p in cart if p > 0]"),
+            (3, first, "    return sum(cart)"),
+        ]
+    );
+    assert_eq!(blame["line_commits"][first]["subject"], "add prices", "{blame}");
+    assert_eq!(blame["line_commits"][culprit.as_str()]["author"], "Ada Lovelace");
+    let (status, body) = app.get("/api/v1/traces/55555555555555555555555555555555?blame=all").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The trace page shows it under the span's blame.
+    let (status, page, _) = app.get_page("/traces/55555555555555555555555555555555").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Line by line") && page.contains("cart = [p for p in cart if p &#62; 0]"),
+        "{page}"
+    );
 
     // Another function of the same file: its own history.
     app.export_span("66666666666666666666666666666666", &span("6"), T0).await;

@@ -140,6 +140,20 @@ impl TestApp {
         self.send(Request::get(path).body(Body::empty()).unwrap()).await
     }
 
+    /// A page (or any text): its status, body and content type.
+    pub(crate) async fn get_page(&self, path: &str) -> (StatusCode, String, String) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = server::router(Arc::clone(&self.state)).oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap(), content_type)
+    }
+
     pub(crate) async fn post_json(
         &self,
         path: &str,

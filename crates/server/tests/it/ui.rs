@@ -6,8 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::support::{SECOND, T0, TestApp};
@@ -17,20 +16,7 @@ const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// GETs `path` and returns the status, the body and the content type.
 async fn page(app: &TestApp, path: &str) -> (StatusCode, String, String) {
-    let response = tower::ServiceExt::oneshot(
-        server::router(std::sync::Arc::clone(&app.state)),
-        Request::get(path).body(Body::empty()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
-    (status, String::from_utf8(bytes.to_vec()).unwrap(), content_type)
+    app.get_page(path).await
 }
 
 /// Well-formed, titled, one `h1`, unique ids, no inline script or style.

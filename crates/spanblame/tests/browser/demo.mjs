@@ -127,6 +127,10 @@ try {
   // Blame: the function the span runs was last changed by the culprit, not the head commit.
   check(/Blame[\s\S]*Apply first-order promotions only to first orders[\s\S]*Margaret Hamilton/.test(context_), "the span's blame: " + context_);
   check(/checkout\/promotions\.py lines \d+-\d+ \(the function\)/.test(context_), "the blamed lines: " + context_);
+  // Line by line: the culprit's lines are the body, not the `def` line.
+  await promotions.locator("details.blame-lines summary").click();
+  const blamedLines = await promotions.locator("table.blame tr.blamed").allInnerTexts();
+  check(blamedLines.length >= 5 && !blamedLines.some((l) => /def apply_promotions/.test(l)), "the culprit's lines: " + blamedLines.join("\n"));
   check(/PR #\d+/.test(context_) && /payments/.test(context_), "the review and the owner: " + context_);
   check(/checkout\/promotions\.py/.test(await promotions.innerText()), "the code location");
   check(await page.locator("li.span").count() >= 10, "the whole trace across four services");

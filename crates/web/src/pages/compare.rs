@@ -160,8 +160,10 @@ fn spans_of(
             "`{side}` = `{text}` is not a trace id ({e}); trace ids are 32 hex digits"
         ))
     })?;
-    let spans: Vec<SpanJ> =
-        views::traces::trace_spans(ctx, &viewer.visibility, &id)?.into_iter().map(read).collect();
+    let spans: Vec<SpanJ> = views::traces::trace_spans(ctx, &viewer.visibility, &id, false)?
+        .into_iter()
+        .map(read)
+        .collect();
     if spans.is_empty() {
         return Err(PageError::not_found(format!(
             "no spans are stored for trace `{side}` = {} (or you may not see them)",

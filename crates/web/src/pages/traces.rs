@@ -82,7 +82,7 @@ pub fn trace_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, Pa
         ))
     })?;
     let page = {
-        let spans: Vec<SpanJ> = views::traces::trace_spans(ctx, &viewer.visibility, &id)?
+        let spans: Vec<SpanJ> = views::traces::trace_spans(ctx, &viewer.visibility, &id, true)?
             .into_iter()
             .map(read)
             .collect();
