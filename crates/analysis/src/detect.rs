@@ -125,8 +125,7 @@ pub fn detect(
     thresholds: &Thresholds,
 ) -> Detection {
     let alpha = look_alpha(thresholds.alpha, look_minutes);
-    let sides: Vec<(Baseline, WindowStats, WindowStats)> =
-        operations.iter().map(choose_baseline).collect();
+    let sides: Vec<(Baseline, WindowStats, WindowStats)> = operations.iter().map(sides).collect();
 
     // Benjamini–Hochberg over every test with a p-value.
     let mut p_values: Vec<(usize, Metric, Option<f64>)> = Vec::new();
@@ -177,8 +176,9 @@ pub fn detect(
     Detection { look_minutes, alpha, tests, rejected, findings }
 }
 
-/// The baseline and the deployed side for one operation.
-fn choose_baseline(op: &OperationWindows) -> (Baseline, WindowStats, WindowStats) {
+/// The baseline and the deployed side for one operation: what its findings compare (and
+/// what a page charting a finding must draw to show the same numbers).
+pub fn sides(op: &OperationWindows) -> (Baseline, WindowStats, WindowStats) {
     let newest = op.after.iter().rev().find(|m| m.deployed.spans + m.others.spans > 0);
     let rolling_out = newest.is_some_and(|m| m.deployed.spans > 0 && m.others.spans > 0);
     let mut baseline = WindowStats::default();

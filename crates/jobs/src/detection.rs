@@ -7,27 +7,23 @@
 //! that just regressed, a bounded sample of traces): ingest never waits on it. A deploy
 //! recorded after the fact is evaluated at once on the data already stored around it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use analysis::detect::{
-    Detection, FIRST_LOOK_MINUTES, Guard, LAST_LOOK_MINUTES, OperationFinding, OperationWindows,
-    VersionSplit, detect,
+    Detection, FIRST_LOOK_MINUTES, LAST_LOOK_MINUTES, OperationFinding, detect,
 };
 use analysis::{Metric, Thresholds, Verdict, WindowStats, compare};
 use model::Deploy;
 use serde_json::{Value as Json_, json};
-use store::{
-    Evaluation, FindingFilter, FindingStatus, FindingUpdate, SketchQuery, StoreError, StoredFinding,
-};
+use store::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoreError, StoredFinding};
 
 use crate::Jobs;
 use crate::evidence::{self, SideQuery};
 use crate::suspects;
 
 const NANOS_PER_MINUTE: u64 = 60 * 1_000_000_000;
-const MINUTES_PER_DAY: i64 = 24 * 60;
 /// Deploys older than this are not evaluated (their minute sketches may be rolled up).
 const LOOKBACK_NANOS: u64 = 7 * 24 * 60 * NANOS_PER_MINUTE;
 
@@ -123,7 +119,13 @@ fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, Store
         return Ok(false);
     }
     let settings = &jobs.detection;
-    let windows = read_windows(jobs, deploy, look)?;
+    let windows = views::sketches::deploy_windows(
+        &jobs.ctx,
+        deploy,
+        look,
+        jobs.detection.before_window_minutes,
+        true,
+    )?;
     let detection = detect(&windows, look, &settings.thresholds);
     let updates: Vec<FindingUpdate> = detection
         .findings
@@ -192,62 +194,6 @@ fn log_verdict_changes(deploy: &Deploy, before: &[StoredFinding], updates: &[Fin
             "finding verdict changed"
         );
     }
-}
-
-/// The sketches around a deploy, as detection's per-operation windows.
-fn read_windows(
-    jobs: &Jobs,
-    deploy: &Deploy,
-    look: u32,
-) -> Result<Vec<OperationWindows>, StoreError> {
-    let start_minute = (deploy.started_at_unix_nanos / NANOS_PER_MINUTE) as i64;
-    let end_minute = start_minute + i64::from(look);
-    let before_minutes = i64::from(jobs.detection.before_window_minutes);
-    let environment = Some(deploy.environment.clone());
-    let read = |from: i64, to: i64| {
-        jobs.ctx.store.sketches(&SketchQuery {
-            service: deploy.service.clone(),
-            environment: environment.clone(),
-            from_unix_minute: from,
-            to_unix_minute: to,
-        })
-    };
-    let mut windows: BTreeMap<(String, String), OperationWindows> = BTreeMap::new();
-    for row in read(start_minute - before_minutes, end_minute)? {
-        let key = (row.series.operation.clone(), row.series.span_kind.clone());
-        let op = windows.entry(key).or_insert_with(|| OperationWindows {
-            operation: row.series.operation.clone(),
-            span_kind: row.series.span_kind.clone(),
-            after: vec![VersionSplit::default(); look as usize],
-            before: WindowStats::default(),
-            guards: vec![
-                Guard { label: "a day earlier".into(), stats: WindowStats::default() },
-                Guard { label: "a week earlier".into(), stats: WindowStats::default() },
-            ],
-        });
-        if row.unix_minute < start_minute {
-            op.before.merge(&row.stats);
-        } else {
-            let minute = &mut op.after[(row.unix_minute - start_minute) as usize];
-            if row.series.version == deploy.version {
-                minute.deployed.merge(&row.stats);
-            } else {
-                minute.others.merge(&row.stats);
-            }
-        }
-    }
-    // Guards only matter for operations the deploy served; add them to known ones.
-    for (index, days) in [(0, 1), (1, 7)] {
-        let shift = days * MINUTES_PER_DAY;
-        for row in read(start_minute - shift, end_minute - shift)? {
-            if let Some(op) =
-                windows.get_mut(&(row.series.operation.clone(), row.series.span_kind.clone()))
-            {
-                op.guards[index].stats.merge(&row.stats);
-            }
-        }
-    }
-    Ok(windows.into_values().filter(|op| op.after.iter().any(|m| m.deployed.spans > 0)).collect())
 }
 
 /// The numbers of one finding, with units in the field names.

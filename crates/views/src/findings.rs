@@ -2,6 +2,8 @@
 //! caller's reach, in lists without the heavy parts, and in full (numbers, intervals,
 //! exemplars, suspects, rollback, the deploy and its notifications).
 
+use analysis::WindowStats;
+use analysis::detect::Baseline;
 use serde_json::{Value as Json_, json};
 use store::{FindingFilter, FindingStatus, StoreError, StoredFinding};
 
@@ -153,6 +155,32 @@ pub fn view(finding: &StoredFinding, full: bool) -> Json_ {
 }
 
 /// Whether the caller may see a finding: it is about a service (and environment) they see.
+/// The two sides a finding compares, read from the sketches as detection read them at the
+/// finding's look (the baseline, before or beside the deploy, and the deployed version);
+/// `None` when the caller may not see it or its deploy is gone.
+pub fn compared_sides(
+    ctx: &Context,
+    visibility: &Visibility,
+    id: u64,
+    before_window_minutes: u32,
+) -> Result<Option<(Baseline, WindowStats, WindowStats)>, StoreError> {
+    let Some(finding) = ctx.store.finding(id)?.filter(|f| may_see_finding(visibility, f)) else {
+        return Ok(None);
+    };
+    let Some(deploy) = ctx.store.deploy(finding.deploy_id)? else { return Ok(None) };
+    let windows = crate::sketches::deploy_windows(
+        ctx,
+        &deploy,
+        finding.look_minutes,
+        before_window_minutes,
+        false,
+    )?;
+    Ok(windows
+        .iter()
+        .find(|op| op.operation == finding.operation && op.span_kind == finding.span_kind)
+        .map(analysis::detect::sides))
+}
+
 pub fn may_see_finding(visibility: &Visibility, finding: &StoredFinding) -> bool {
     let environment = Some(finding.environment.as_str()).filter(|e| !e.is_empty());
     visibility.allows(&finding.service, environment)

@@ -150,8 +150,10 @@ pub(crate) fn scatter_chart(title: &str, dots: &[Dot]) -> String {
     svg
 }
 
-/// Two (or more) latency distributions on one chart: for each, the share of spans per
-/// logarithmic latency bucket, drawn as a step line. `buckets` are (lower ms, upper ms, count).
+/// Two (or more) latency distributions on one chart: for each, the percent of its spans per
+/// 10% band of latency (so buckets of any width compare), drawn as a step line over a
+/// log-scaled latency axis, with its p50 and p99 marked. `buckets` are (lower ms, upper ms,
+/// count).
 pub(crate) fn distribution_chart(title: &str, sides: &[Distribution]) -> String {
     let lows = sides.iter().flat_map(|s| s.2.iter().map(|b| b.0.max(0.001)));
     let highs = sides.iter().flat_map(|s| s.2.iter().map(|b| b.1.max(0.001)));
@@ -166,7 +168,9 @@ pub(crate) fn distribution_chart(title: &str, sides: &[Distribution]) -> String 
     let x_at = |ms: f64| {
         LEFT + (ms.max(0.001).log10() - lx_min) / (lx_max - lx_min) * (WIDTH - LEFT - RIGHT)
     };
-    // Density per unit of log10(ms), so buckets of different widths compare.
+    // Percent of spans per 10% band of latency (density per unit of log10(ms), scaled), so
+    // buckets of different widths compare and the axis reads in plain percent.
+    let band = 1.1f64.log10() * 100.0;
     let densities: Vec<Vec<(f64, f64, f64)>> = sides
         .iter()
         .map(|(_, _, buckets)| {
@@ -175,36 +179,38 @@ pub(crate) fn distribution_chart(title: &str, sides: &[Distribution]) -> String 
                 .iter()
                 .map(|&(lo, hi, n)| {
                     let width = (hi.max(lo * 1.0001).log10() - lo.max(0.001).log10()).max(1e-6);
-                    (lo, hi, n as f64 / total.max(1) as f64 / width)
+                    (lo, hi, n as f64 / total.max(1) as f64 / width * band)
                 })
                 .collect()
         })
         .collect();
-    let y_max = densities.iter().flatten().map(|d| d.2).fold(0.0f64, f64::max).max(1e-9);
+    let y_max = nice_ceiling(densities.iter().flatten().map(|d| d.2).fold(0.0f64, f64::max));
     let y_at = |d: f64| TOP + (1.0 - d / y_max) * (HEIGHT - TOP - BOTTOM);
-    svg.push_str(&format!(
-        r#"<line class="grid" x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}"/>"#,
-        HEIGHT - BOTTOM,
-        WIDTH - RIGHT,
-        HEIGHT - BOTTOM
-    ));
-    // Latency ticks at 1-2-5 steps.
-    let mut tick = 10f64.powf(lx_min.floor());
-    while tick <= x_max * 1.0001 {
-        for step in [1.0, 2.0, 5.0] {
-            let ms = tick * step;
-            if ms >= x_min && ms <= x_max {
-                let _ = write!(
-                    svg,
-                    r#"<line class="grid" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}"/><text class="axis" x="{x:.1}" y="{:.1}" text-anchor="middle">{} ms</text>"#,
-                    HEIGHT - BOTTOM,
-                    HEIGHT - 10.0,
-                    short_number(ms),
-                    x = x_at(ms),
-                );
-            }
+    y_grid(&mut svg, y_max, "%");
+    // Latency ticks at 1-2-5 steps, or finer when the range spans less than a decade.
+    let ticks = |steps: &[f64]| -> Vec<f64> {
+        let mut ticks = Vec::new();
+        let mut decade = 10f64.powf(lx_min.floor());
+        while decade <= x_max * 1.0001 {
+            ticks
+                .extend(steps.iter().map(|s| decade * s).filter(|ms| *ms >= x_min && *ms <= x_max));
+            decade *= 10.0;
         }
-        tick *= 10.0;
+        ticks
+    };
+    let mut latency_ticks = ticks(&[1.0, 2.0, 5.0]);
+    if latency_ticks.len() < 4 {
+        latency_ticks = ticks(&[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0]);
+    }
+    for ms in latency_ticks {
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}"/><text class="axis" x="{x:.1}" y="{:.1}" text-anchor="middle">{} ms</text>"#,
+            HEIGHT - BOTTOM,
+            HEIGHT - 10.0,
+            short_number(ms),
+            x = x_at(ms),
+        );
     }
     for ((name, class, _), density) in sides.iter().zip(&densities) {
         let mut points = Vec::new();
@@ -237,7 +243,7 @@ pub(crate) fn distribution_chart(title: &str, sides: &[Distribution]) -> String 
     }
     let _ = write!(
         svg,
-        r#"<text class="axis" x="12" y="{:.1}" text-anchor="middle" transform="rotate(-90 12 {:.1})">share of spans</text>"#,
+        r#"<text class="axis" x="12" y="{:.1}" text-anchor="middle" transform="rotate(-90 12 {:.1})">spans per 10% band</text>"#,
         (TOP + HEIGHT - BOTTOM) / 2.0,
         (TOP + HEIGHT - BOTTOM) / 2.0,
     );
@@ -399,6 +405,14 @@ mod tests {
         assert!(svg.contains(r#"<a href="/traces/160"><circle class="dot error""#), "{svg}");
         assert!(svg.contains("50 ms") && svg.contains("a &lt;trace&gt;"), "{svg}");
         assert!(scatter_chart("none", &[]).starts_with("<svg"));
+    }
+
+    #[test]
+    fn the_share_axis_reads_in_percent_per_ten_percent_band() {
+        // All spans in one bucket exactly 10% wide: 100% of them in that band.
+        let svg = distribution_chart("t", &[("one".into(), "after", vec![(10.0, 11.0, 40)])]);
+        assert!(svg.contains(">100%</text>") && svg.contains(">50%</text>"), "{svg}");
+        assert!(svg.contains(">10 ms</text>"), "{svg}");
     }
 
     #[test]

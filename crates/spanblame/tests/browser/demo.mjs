@@ -94,6 +94,10 @@ try {
   const numbers = await page.locator("#numbers").locator("..").innerText();
   check(/Spans compared/.test(numbers) && /confidence/.test(numbers), "numbers with sample counts and confidence");
   check((await page.locator("figure svg.chart polyline").count()) === 2, "before and after distributions on one chart");
+  // The chart's legend counts the very spans the numbers compare.
+  const compared = numbers.match(/Spans compared\s+(\d+)\s+(\d+)/);
+  const legend = await page.locator("figure svg.chart").textContent();
+  check(compared && legend.includes(compared[1] + " spans") && legend.includes(compared[2] + " spans"), "the legend and the numbers count the same spans: " + numbers + " / " + legend);
   const suspect = page.locator("#suspect-1");
   const suspectText = await suspect.innerText();
   check(/Apply first-order promotions only to first orders/.test(suspectText), "suspect 1: " + suspectText);

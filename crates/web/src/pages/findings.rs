@@ -2,11 +2,11 @@
 //! distribution, exemplars, the rollback draft and notifications.
 
 use analysis::compare::WindowStats;
+use analysis::detect::Baseline;
 use askama::Template;
-use views::shapes::{CommitJ, FindingJ, RollbackJ, SuspectJ, read, unix_secs};
-use views::{Context, SketchQuery, SketchRow, query_escape};
+use views::shapes::{CommitJ, FindingJ, RollbackJ, SuspectJ, read};
+use views::{Context, query_escape};
 
-use super::numbers::merged;
 use super::status::StatusBox;
 use crate::chart;
 use crate::{Layout, Page, PageError, Viewer, escape, render};
@@ -220,9 +220,10 @@ fn diff_of(ctx: &Context, commit: &CommitJ) -> (Vec<DiffLine>, bool) {
     (lines.into_iter().take(MAX_DIFF_LINES).collect(), truncated)
 }
 
-/// Before and after latency distributions of the finding's operation, from the sketches of
-/// the window before the deploy (other versions) and after it (the deployed version).
-/// Returns the chart and the two windows in words; `None` for other metrics.
+/// Before and after latency distributions of the finding's operation: the very windows
+/// detection compared at the finding's look (so the legend's counts are the "Spans
+/// compared"), from the sketches. Returns the chart and the two windows in words; `None` for
+/// other metrics.
 fn distribution(
     ctx: &Context,
     viewer: &Viewer,
@@ -232,41 +233,31 @@ fn distribution(
     let Some(deploy) = f.deploy.as_ref().filter(|_| f.metric.starts_with("latency")) else {
         return Ok(None);
     };
-    let Some(start) = unix_secs(&deploy.started_at) else { return Ok(None) };
-    let start_minute = (start / 60.0) as i64;
-    let before_minutes = i64::from(before_window_minutes);
-    let after_minutes = (f.look_minutes as i64).max(1);
-    let rows = views::sketches::rows(
-        ctx,
-        &viewer.visibility,
-        &SketchQuery {
-            service: f.service.clone(),
-            environment: f.environment.clone(),
-            from_unix_minute: start_minute - before_minutes,
-            to_unix_minute: start_minute + after_minutes + 1,
-        },
-    )?;
-    let ours =
-        |r: &&SketchRow| r.series.operation == f.operation && r.series.span_kind == f.span_kind;
-    let before = merged(
-        rows.iter()
-            .filter(ours)
-            .filter(|r| r.unix_minute < start_minute && r.series.version != deploy.version),
-    );
-    let after = merged(
-        rows.iter()
-            .filter(ours)
-            .filter(|r| r.unix_minute >= start_minute && r.series.version == deploy.version),
-    );
+    let Some((baseline, before, after)) =
+        views::findings::compared_sides(ctx, &viewer.visibility, f.id, before_window_minutes)?
+    else {
+        return Ok(None);
+    };
     let buckets = |s: &WindowStats| -> Vec<(f64, f64, u64)> {
         s.latency.buckets().map(|b| (b.lower_nanos / 1e6, b.upper_nanos / 1e6, b.count)).collect()
     };
-    let previous =
-        deploy.previous.as_ref().map_or("before".to_owned(), |p| format!("{} (before)", p.version));
+    let (before_label, before_window) = match baseline {
+        Baseline::WindowBefore => (
+            deploy
+                .previous
+                .as_ref()
+                .map_or("before".to_owned(), |p| format!("{} (before)", p.version)),
+            format!("{before_window_minutes} minutes before the deploy"),
+        ),
+        Baseline::OtherVersionsSameMinutes => (
+            "other versions (same minutes)".to_owned(),
+            "the other versions in the minutes both served".to_owned(),
+        ),
+    };
     let svg = chart::distribution_chart(
         &format!("Latency of {} before and after the deploy", f.operation),
         &[
-            (format!("{previous}: {} spans", before.spans), "before", buckets(&before)),
+            (format!("{before_label}: {} spans", before.spans), "before", buckets(&before)),
             (
                 format!("{} (after): {} spans", deploy.version, after.spans),
                 "after",
@@ -274,11 +265,7 @@ fn distribution(
             ),
         ],
     );
-    Ok(Some((
-        svg,
-        format!("{before_minutes} minutes before the deploy"),
-        format!("{after_minutes} minutes after it"),
-    )))
+    Ok(Some((svg, before_window, format!("{} minutes after it", f.look_minutes.max(1)))))
 }
 
 #[cfg(test)]
