@@ -195,7 +195,8 @@ fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> anyho
     Ok(json)
 }
 
-fn out(text: &str) -> anyhow::Result<()> {
+/// Writes a command's result, and a newline, to standard output.
+pub(crate) fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())

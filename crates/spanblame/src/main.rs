@@ -4,6 +4,7 @@
 //! deploy client in `deploy.rs`; everything else is in the library crates. Errors here carry context naming the file, address or key involved.
 
 mod admin;
+mod check;
 mod config;
 mod demo;
 mod deploy;
@@ -84,19 +85,24 @@ enum Command {
     /// Serve the Model Context Protocol on stdio for an AI assistant, relayed to a running
     /// server's `/mcp` endpoint (which MCP clients can also use directly over streamable HTTP).
     ///
-    /// Tools: list_findings, get_finding, draft_rollback, get_trace, search_traces,
-    /// commit_impact, list_deploys, dora_metrics. They run as the token given: the assistant
+    /// Tools: list_incidents, get_incident, list_findings, get_finding, draft_rollback,
+    /// get_trace, search_traces, commit_impact, list_deploys, dora_metrics. They run as the token given: the assistant
     /// sees what that token may see, and each call is in the audit log as `mcp.<tool>`.
     #[command(disable_version_flag = true)]
     Mcp(mcp::McpArgs),
     /// Validate the configuration (file and SPANBLAME_* variables) and print what would run.
     ///
-    /// With `storage.kind = "cluster"` it also connects to every ClickHouse node and reports
-    /// its server version and spanblame schema version, changing nothing. Exits non-zero and
-    /// names the key (or the URL), the problem and the fix when something is wrong.
+    /// The report goes to stdout (`--json`: one JSON object); warnings (open doors) and
+    /// problems go to stderr. With `storage.kind = "cluster"` it also connects to every
+    /// ClickHouse node and reports its server version and spanblame schema version, changing
+    /// nothing. Exits non-zero and names every key (or URL) with its problem and fix when
+    /// something is wrong.
     CheckConfig {
         #[command(flatten)]
         common: Common,
+        /// Print the report as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Apply schema changes: the metadata database in `storage.data_dir` and, with
     /// `storage.kind = "cluster"`, ClickHouse's tables on every node. Idempotent; `serve`
@@ -160,60 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(command) => admin::run_token(command),
         Command::Audit(command) => admin::run_audit(command),
         Command::Mcp(args) => mcp::run(&args),
-        Command::CheckConfig { common } => {
-            let config = config::load(common.config.as_deref(), &env)?;
-            let resolved = config::resolve(&config, &env)?;
-            let settings = &resolved.settings;
-            tracing::info!(
-                http = %settings.http_addr,
-                otlp_grpc = %settings.otlp_grpc_addr,
-                otlp_http = %settings.otlp_http_addr,
-                data_dir = %resolved.data_dir.display(),
-                auth = %describe_auth(&settings.access.mode),
-                ingest_open = settings.access.ingest_open,
-                deploys_open = settings.access.deploys_open,
-                integrations = settings.changes.integrations.len(),
-                repositories = settings.changes.repositories.len(),
-                services = settings.changes.services.len(),
-                alertmanagers = settings.notifications.alertmanagers.len(),
-                alert_webhooks = settings.notifications.webhooks.len(),
-                forges_posting_findings = settings.notifications.forges.len(),
-                "configuration is valid"
-            );
-            for door in config::open_doors(&settings.access) {
-                tracing::warn!("{door}");
-            }
-            let (applied, known) =
-                store::metadata_schema_versions(&resolved.data_dir, &resolved.metadata)?;
-            tracing::info!(
-                metadata = %describe_metadata(&resolved),
-                schema_version = applied,
-                expected_schema_version = known,
-                "metadata answers{}",
-                if applied < known {
-                    "; its schema is behind: run `spanblame migrate` (or `serve` applies it)"
-                } else {
-                    ""
-                }
-            );
-            if let store::SpanBackend::ClickHouse(options) = &resolved.store {
-                for node in store::clickhouse::check(options)? {
-                    tracing::info!(
-                        url = %node.url,
-                        server_version = %node.server_version,
-                        schema_version = node.schema_version,
-                        expected_schema_version = store::clickhouse::SCHEMA_VERSION,
-                        "ClickHouse answers{}",
-                        if node.schema_version < store::clickhouse::SCHEMA_VERSION {
-                            "; its schema is behind: run `spanblame migrate` (or `serve` applies it)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
-            Ok(())
-        }
+        Command::CheckConfig { common, json } => check::run(common.config.as_deref(), &env, json),
         Command::Migrate { common } => {
             let config = config::load(common.config.as_deref(), &env)?;
             let resolved = config::resolve(&config, &env)?;

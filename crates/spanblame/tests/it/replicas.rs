@@ -236,7 +236,8 @@ fn postgresql_unreachable_is_named_and_lost_postgresql_answers_unavailable_until
     let (ok, log) = cli(&["migrate"], &env);
     assert!(ok && log.contains("metadata schema is current"), "{log}");
     let (ok, log) = cli(&["check-config"], &env);
-    assert!(ok && log.contains("metadata answers"), "{log}");
+    assert!(ok && log.contains("  metadata       PostgreSQL"), "{log}");
+    assert!(log.contains(", current"), "{log}");
     let (ok, secret) = cli(
         &["token", "create", "--data-dir", data_dir, "--name", "collector", "--scope", "ingest"],
         &env,
