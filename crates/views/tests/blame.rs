@@ -54,6 +54,17 @@ fn the_newest_change_to_the_enclosing_function_is_the_blame_and_it_is_cached() {
     assert_eq!((blamed.extent.first_line, blamed.extent.last_line), (5, 11));
     assert!(blamed.whole_function);
     assert_eq!(blamed.changed_lines, vec![8, 9]);
+    // Line by line: each line's commit and code, as `git blame` shows them.
+    let by_line: Vec<(u32, &str)> =
+        blamed.by_line.iter().map(|l| (l.line, l.sha.as_str())).collect();
+    assert_eq!(by_line, [(5, &*c1), (6, &c1), (7, &c1), (8, &c2), (9, &c2), (10, &c1), (11, &c1)]);
+    assert_eq!(
+        blamed.by_line[3].code,
+        "        if promotion.first_order_only and db.order_history(cart.customer):"
+    );
+    let mut named: Vec<&str> = blamed.line_commits.iter().map(|c| c.summary.as_str()).collect();
+    named.sort_unstable();
+    assert_eq!(named, ["Add promotions", "Skip first-order promotions"]);
 
     // Before the change, the same function's blame is the commit that wrote it.
     assert_eq!(run(&c1, &at("checkout/promotions.py", 5)).unwrap().commit.sha, c1);
