@@ -68,6 +68,7 @@ fn crate_boundaries_hold() {
         (&["server"], &["axum", "tonic"]),
         (&["forge", "auth"], &["hmac"]),
         (&["auth"], &["jsonwebtoken"]),
+        (&["syntax"], &["tree-sitter"]),
     ];
     // Views are values: no runtime, no HTTP, no templates. Pages render views: no store.
     for (krate, forbidden) in [
@@ -79,6 +80,11 @@ fn crate_boundaries_hold() {
         for dep in forbidden {
             assert!(!deps.iter().any(|d| d == dep), "`{krate}` depends on `{dep}`");
         }
+    }
+    // `syntax` reads texts it is given: no runtime, IO, HTTP, SQL or clock crates.
+    let syntax = dependencies("syntax");
+    for forbidden in ["tokio", "axum", "reqwest", "rusqlite", "jiff", "mirror", "store"] {
+        assert!(!syntax.iter().any(|d| d == forbidden), "`syntax` depends on `{forbidden}`");
     }
     // `auth` is pure apart from the random source: no runtime, HTTP, SQL or clock crates.
     let auth = dependencies("auth");
@@ -109,11 +115,12 @@ const CRATE_GRAPH: &[(&str, &[&str])] = &[
     ("otlp", &["model"]),
     ("forge", &["model"]),
     ("mirror", &["model"]),
+    ("syntax", &["analysis"]),
     ("store", &["model", "analysis", "auth"]),
     ("testbed", &[]),
     ("eval", &["model", "analysis"]),
     ("views", &["model", "analysis", "auth", "forge", "mirror", "store"]),
-    ("jobs", &["model", "analysis", "forge", "mirror", "store", "views"]),
+    ("jobs", &["model", "analysis", "forge", "mirror", "syntax", "store", "views"]),
     ("web", &["model", "analysis", "auth", "views"]),
     (
         "server",

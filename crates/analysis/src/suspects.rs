@@ -42,6 +42,62 @@ pub struct ChangedHunk {
     pub section: String,
     /// The `-`/`+` lines, with their prefix.
     pub lines: Vec<String>,
+    /// What the hunk changes, read from the syntax of the file at both revisions; `None` for
+    /// a language that is not parsed (then the header and line rules above apply).
+    pub syntax: Option<HunkSyntax>,
+}
+
+/// A hunk as its file's syntax tree reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HunkSyntax {
+    pub kind: ChangeKind,
+    /// The functions whose code the hunk changes (empty for a change outside any function,
+    /// or one that changes no code).
+    pub functions: Vec<FunctionTouch>,
+}
+
+/// What a hunk changes, once comments, layout and moves are told apart from code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Code: the program's tokens differ.
+    Code,
+    /// Only string literals differ (a message, a query, a format).
+    StringsOnly,
+    /// Only import or use declarations.
+    ImportsOnly,
+    /// Only comments or docstrings (and layout).
+    CommentsOnly,
+    /// Only whitespace and layout.
+    FormattingOnly,
+    /// Functions moved, unchanged, within the commit.
+    MovedOnly,
+}
+
+impl ChangeKind {
+    /// Whether the program can behave differently after this change.
+    pub fn changes_code(self) -> bool {
+        matches!(self, ChangeKind::Code | ChangeKind::StringsOnly | ChangeKind::ImportsOnly)
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            ChangeKind::Code => "code",
+            ChangeKind::StringsOnly => "string literals",
+            ChangeKind::ImportsOnly => "imports",
+            ChangeKind::CommentsOnly => "comments or docstrings",
+            ChangeKind::FormattingOnly => "whitespace or formatting",
+            ChangeKind::MovedOnly => "a move of unchanged code",
+        }
+    }
+}
+
+/// A function a hunk changes, and where in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionTouch {
+    /// Its own name (`apply_promotions`, not the module or class).
+    pub name: String,
+    /// True when only its signature (the lines before its body) changed.
+    pub signature_only: bool,
 }
 
 /// Where the slow spans after the deploy ran (from `code.function.name`, `code.file.path`,
@@ -150,10 +206,13 @@ pub fn rank(candidates: &[Candidate], evidence: &Evidence) -> Ranking {
 /// Points and reasons for one commit.
 fn score(candidate: &Candidate, evidence: &Evidence) -> (f64, Vec<(f64, String)>) {
     let mut reasons: Vec<(f64, String)> = Vec::new();
+    // Words a commit adds count only where it changes code: a comment naming a table adds
+    // no query.
     let added: Vec<&str> = candidate
         .files
         .iter()
         .flat_map(|f| &f.hunks)
+        .filter(|h| changes_code(h))
         .flat_map(|h| &h.lines)
         .filter_map(|l| l.strip_prefix('+'))
         .collect();
@@ -222,9 +281,19 @@ fn score(candidate: &Candidate, evidence: &Evidence) -> (f64, Vec<(f64, String)>
         factor *= 0.2;
         reasons.push((-1.0, "listed in .git-blame-ignore-revs (mechanical change)".into()));
     }
+    let parsed: Vec<&HunkSyntax> =
+        candidate.files.iter().flat_map(|f| &f.hunks).filter_map(|h| h.syntax.as_ref()).collect();
+    let all_hunks = candidate.files.iter().map(|f| f.hunks.len()).sum::<usize>();
     if is_formatting_only(candidate) {
         factor *= 0.25;
         reasons.push((-1.0, "changes only whitespace or formatting".into()));
+    } else if !parsed.is_empty()
+        && parsed.len() == all_hunks
+        && parsed.iter().all(|s| !s.kind.changes_code())
+    {
+        factor *= 0.25;
+        reasons
+            .push((-1.0, "changes no code: only comments, docstrings, formatting or moves".into()));
     } else if candidate.files.iter().all(|f| is_docs_or_tests(&f.path))
         && !candidate.files.is_empty()
     {
@@ -240,22 +309,38 @@ fn code_location(candidate: &Candidate, location: &CodeLocation, reasons: &mut V
     if let Some(function) = &location.function {
         let name = function.rsplit(['.', ':', '/', '\\']).next().unwrap_or(function);
         if name.len() >= 3 {
-            let defined = candidate.files.iter().flat_map(|f| &f.hunks).any(|h| {
-                has_word(&h.section, name)
-                    || h.lines.iter().any(|l| is_definition_of(&l[l.len().min(1)..], name))
-            });
+            let hunks = || candidate.files.iter().flat_map(|f| &f.hunks);
+            let touch = function_touch(hunks(), name);
+            let defined = touch == Touch::Body
+                || (touch == Touch::Unparsed
+                    && hunks().filter(|h| h.syntax.is_none()).any(|h| {
+                        has_word(&h.section, name)
+                            || h.lines.iter().any(|l| is_definition_of(&l[l.len().min(1)..], name))
+                    }));
             let mentioned = !defined
-                && candidate
-                    .files
-                    .iter()
-                    .flat_map(|f| &f.hunks)
+                && touch != Touch::Signature
+                && hunks()
+                    .filter(|h| changes_code(h))
                     .flat_map(|h| &h.lines)
                     .any(|l| has_word(l, name));
+            if let Touch::NoCode(kind) = touch {
+                reasons.push((
+                    0.0,
+                    format!("changes only {} in `{function}`, the function the slow spans run: no credit for the code path", kind.words()),
+                ));
+            }
             if defined {
                 reasons.push((
                     3.0 * weight,
                     format!(
                         "changes `{function}`, the function the slow spans run (code.function.name)"
+                    ),
+                ));
+            } else if touch == Touch::Signature {
+                reasons.push((
+                    2.0 * weight,
+                    format!(
+                        "changes the signature of `{function}`, the function the slow spans run (its body is unchanged)"
                     ),
                 ));
             } else if mentioned {
@@ -270,6 +355,18 @@ fn code_location(candidate: &Candidate, location: &CodeLocation, reasons: &mut V
         for changed in &candidate.files {
             let common = common_suffix_components(file, &changed.path);
             let file_name_only = !file.contains('/') && !file.contains('\\');
+            if (common >= 2 || (common == 1 && file_name_only))
+                && !changed.hunks.iter().any(changes_code)
+            {
+                reasons.push((
+                    0.0,
+                    format!(
+                        "changes `{}`, the file the slow spans run, but no code in it",
+                        changed.path
+                    ),
+                ));
+                break;
+            }
             if common >= 2 || (common == 1 && file_name_only) {
                 reasons.push((
                     2.0 * weight,
@@ -279,7 +376,7 @@ fn code_location(candidate: &Candidate, location: &CodeLocation, reasons: &mut V
                     ),
                 ));
                 if let Some(line) = location.line {
-                    let hit = changed.hunks.iter().any(|h| {
+                    let hit = changed.hunks.iter().filter(|h| changes_code(h)).any(|h| {
                         let end = h.new_start + h.new_lines.max(1);
                         line + 3 >= h.new_start && line < end + 3
                     });
@@ -294,6 +391,45 @@ fn code_location(candidate: &Candidate, location: &CodeLocation, reasons: &mut V
             }
         }
     }
+}
+
+/// Whether a hunk may change what the program does: always, unless its syntax says it
+/// changes only comments, layout or the place of unchanged code.
+fn changes_code(hunk: &ChangedHunk) -> bool {
+    hunk.syntax.as_ref().is_none_or(|s| s.kind.changes_code())
+}
+
+/// How a commit's parsed hunks touch a function, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Touch {
+    /// Its body's code changed.
+    Body,
+    /// Only its signature's code changed.
+    Signature,
+    /// Hunks inside it change no code (the kind of the first).
+    NoCode(ChangeKind),
+    /// No parsed hunk names it (unparsed hunks may: the line rules decide).
+    Unparsed,
+}
+
+fn function_touch<'a>(hunks: impl Iterator<Item = &'a ChangedHunk>, name: &str) -> Touch {
+    let mut touch = Touch::Unparsed;
+    for syntax in hunks.filter_map(|h| h.syntax.as_ref()) {
+        for f in syntax.functions.iter().filter(|f| f.name == name) {
+            let this = match (syntax.kind.changes_code(), f.signature_only) {
+                (true, false) => Touch::Body,
+                (true, true) => Touch::Signature,
+                (false, _) => Touch::NoCode(syntax.kind),
+            };
+            touch = match (touch, this) {
+                (Touch::Body, _) | (_, Touch::Body) => Touch::Body,
+                (Touch::Signature, _) | (_, Touch::Signature) => Touch::Signature,
+                (Touch::NoCode(kind), _) | (_, Touch::NoCode(kind)) => Touch::NoCode(kind),
+                _ => Touch::Unparsed,
+            };
+        }
+    }
+    touch
 }
 
 /// Size, dependency bumps and configuration files.
@@ -492,6 +628,7 @@ mod tests {
             new_lines: lines.iter().filter(|l| l.starts_with('+')).count() as u32,
             section: section.into(),
             lines: lines.iter().map(|l| l.to_string()).collect(),
+            syntax: None,
         }
     }
 

@@ -383,6 +383,7 @@ fn hunk(section: &str, start: u32, lines: &[String]) -> ChangedHunk {
         new_lines: lines.iter().filter(|l| l.starts_with('+')).count() as u32,
         section: section.to_owned(),
         lines: lines.to_vec(),
+        syntax: None,
     }
 }
 

@@ -32,20 +32,23 @@ fn candidates(mirror: &Mirror, commits: &[Commit]) -> Vec<Candidate> {
     commits
         .iter()
         .map(|commit| {
-            let files = mirror
-                .hunks(&commit.sha)
-                .unwrap_or_default()
+            let diffs = mirror.hunks(&commit.sha).unwrap_or_default();
+            let syntax = read_syntax(mirror, commit, &diffs);
+            let files = diffs
                 .into_iter()
-                .map(|file| ChangedFile {
+                .zip(syntax)
+                .map(|(file, syntax)| ChangedFile {
                     path: file.path,
                     hunks: file
                         .hunks
                         .into_iter()
-                        .map(|h| ChangedHunk {
+                        .enumerate()
+                        .map(|(i, h)| ChangedHunk {
                             new_start: h.new_start,
                             new_lines: h.new_lines,
                             section: h.section,
                             lines: h.lines,
+                            syntax: syntax.as_ref().and_then(|s| s.get(i).cloned()),
                         })
                         .collect(),
                 })
@@ -58,6 +61,44 @@ fn candidates(mirror: &Mirror, commits: &[Commit]) -> Vec<Candidate> {
             }
         })
         .collect()
+}
+
+/// Each changed file's hunks as its syntax reads them (`None` for a language that is not
+/// parsed, or a revision the mirror cannot show): the file at the commit's first parent and
+/// at the commit, and the hunks' line ranges (the diff has no context lines).
+fn read_syntax(
+    mirror: &Mirror,
+    commit: &Commit,
+    diffs: &[mirror::FileDiff],
+) -> Vec<Option<Vec<syntax::HunkSyntax>>> {
+    let parent = commit.parents.first();
+    let texts: Vec<(Option<String>, Option<String>)> = diffs
+        .iter()
+        .map(|file| {
+            let old_path = file.old_path.as_deref().unwrap_or(&file.path);
+            let old = parent.and_then(|p| mirror.file_at(p, old_path).ok().flatten());
+            let new = mirror.file_at(&commit.sha, &file.path).ok().flatten();
+            (old, new)
+        })
+        .collect();
+    let files: Vec<syntax::FileChange<'_>> = diffs
+        .iter()
+        .zip(&texts)
+        .map(|(file, (old, new))| syntax::FileChange {
+            path: &file.path,
+            old_text: old.as_deref(),
+            new_text: new.as_deref(),
+            hunks: file
+                .hunks
+                .iter()
+                .map(|h| syntax::HunkLines {
+                    removed: (h.old_start..h.old_start + h.old_lines).collect(),
+                    added: (h.new_start..h.new_start + h.new_lines).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    syntax::classify(&files)
 }
 
 /// Ranks the range and renders suspects, bisect plan and rollback draft.
@@ -276,3 +317,7 @@ pub fn deploy_range(
         }
     }))
 }
+
+#[cfg(test)]
+#[path = "suspects_tests.rs"]
+mod tests;
