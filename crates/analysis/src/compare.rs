@@ -3,13 +3,16 @@
 //! Latency (p50, p95, p99): the ratio after/before of the quantile with its order-statistic
 //! interval. `Regressed` needs the whole interval above 1, a point effect of at least the
 //! minimum (10% for p50/p95, 20% for p99) and an absolute slowdown of at least
-//! `max(5 ms, 2α·before)`; `Improved` mirrors it. A significant but smaller move, or no
-//! significant move with a point effect inside the band, is `NoChange`; a material point
+//! `max(5 ms, 2α·before)`; `Improved` mirrors it. A significant but smaller move (its
+//! interval excludes 1, its size is beyond the sketch's 2α accuracy but under those floors)
+//! is still `Regressed` or `Improved`, marked minor with the reason ("+2.0 ms, below the
+//! 5 ms floor"): the data says it moved, and whether that matters is the reader's call. No
+//! significant move with a point effect inside the band is `NoChange`; a material point
 //! effect whose interval still holds 1 is `Inconclusive` (more traffic will tell), as is any
 //! side with fewer spans than the quantile needs (50, 200, 1,000).
 //!
 //! Error rate: the difference of rates with Newcombe's interval, at least 30 errors in all or
-//! 1,000 spans per side. New error types: types seen after and never before.
+//! 1,000 spans per side; a significant difference under the floors is minor, as for latency. New error types: types seen after and never before.
 //!
 //! Defaults come from `research/change-intelligence.md` §B (Seer, Sentry, Otava, Kayenta).
 
@@ -238,6 +241,10 @@ pub struct Comparison {
     pub after_samples: u64,
     /// For `NewErrorTypes`: which.
     pub new_error_types: Vec<String>,
+    /// For a `Regressed` or `Improved` verdict whose interval excludes no change but whose
+    /// size is under the materiality floor: why it is minor ("+2.0 ms, below the 5 ms
+    /// floor"). `None` for a material verdict.
+    pub minor: Option<String>,
 }
 
 /// Compares `after` with `before` on `metric`.
@@ -256,6 +263,7 @@ pub fn compare(
         before_samples: before.spans,
         after_samples: after.spans,
         new_error_types: Vec::new(),
+        minor: None,
     };
     comparison.verdict = match metric {
         Metric::ErrorRate => error_rate(before, after, thresholds, &mut comparison),
@@ -307,20 +315,45 @@ fn latency(
         return Verdict::Inconclusive { reason: "no spans to compare".into() };
     };
     out.effect = Some(ratio);
-    let floor = t.min_delta_nanos.max(2.0 * RELATIVE_ACCURACY * out.before);
+    // Below the sketch's accuracy a move is not measured at all; above it, a move whose
+    // interval excludes 1 is reported, as minor when it is under the materiality floor.
+    let resolution = 2.0 * RELATIVE_ACCURACY * out.before;
+    let floor = t.min_delta_nanos.max(resolution);
     let delta = out.after - out.before;
     let band = (1.0 / (1.0 + min_effect), 1.0 + min_effect);
-    if ratio.low > 1.0 {
-        if ratio.estimate >= band.1 && delta >= floor {
-            Verdict::Regressed
+    let minor = |size: f64, effect: f64, effect_floor: f64| {
+        if size < floor {
+            format!(
+                "{}{}, below the {} floor",
+                if delta < 0.0 { "-" } else { "+" },
+                ms(size),
+                ms(t.min_delta_nanos.max(resolution))
+            )
         } else {
+            format!(
+                "{:+.0}%, below the {:.0}% minimum effect",
+                100.0 * (effect - 1.0),
+                100.0 * (effect_floor - 1.0).abs()
+            )
+        }
+    };
+    if ratio.low > 1.0 {
+        if delta <= resolution {
             Verdict::NoChange
+        } else {
+            if ratio.estimate < band.1 || delta < floor {
+                out.minor = Some(minor(delta, ratio.estimate, band.1));
+            }
+            Verdict::Regressed
         }
     } else if ratio.high < 1.0 {
-        if ratio.estimate <= band.0 && -delta >= floor {
-            Verdict::Improved
-        } else {
+        if -delta <= resolution {
             Verdict::NoChange
+        } else {
+            if ratio.estimate > band.0 || -delta < floor {
+                out.minor = Some(minor(-delta, ratio.estimate, band.0));
+            }
+            Verdict::Improved
         }
     } else if ratio.estimate > band.0 && ratio.estimate < band.1 {
         Verdict::NoChange
@@ -335,6 +368,11 @@ fn latency(
             ),
         }
     }
+}
+
+/// Nanoseconds as "2.0 ms".
+fn ms(nanos: f64) -> String {
+    format!("{:.1} ms", nanos / 1e6)
 }
 
 fn error_rate(
@@ -374,10 +412,24 @@ fn error_rate(
     let material = |delta: f64, base: f64| {
         delta.abs() >= t.min_error_rate_delta && delta.abs() >= t.min_error_rate_effect * base
     };
+    let minor = |delta: f64| {
+        format!(
+            "{:+.2} percentage points, below the {:.2} point and {:.0}% floors",
+            100.0 * delta,
+            100.0 * t.min_error_rate_delta,
+            100.0 * t.min_error_rate_effect
+        )
+    };
     if diff.low > 0.0 {
-        if material(diff.estimate, out.before) { Verdict::Regressed } else { Verdict::NoChange }
+        if !material(diff.estimate, out.before) {
+            out.minor = Some(minor(diff.estimate));
+        }
+        Verdict::Regressed
     } else if diff.high < 0.0 {
-        if material(diff.estimate, out.before) { Verdict::Improved } else { Verdict::NoChange }
+        if !material(diff.estimate, out.before) {
+            out.minor = Some(minor(diff.estimate));
+        }
+        Verdict::Improved
     } else if !material(diff.estimate, out.before) {
         Verdict::NoChange
     } else {
@@ -462,15 +514,41 @@ mod tests {
     }
 
     #[test]
-    fn small_or_tiny_moves_are_no_change() {
-        // 3% slower: real with this much traffic, but below the 10% that matters.
+    fn real_moves_under_the_floors_are_minor_and_moves_within_accuracy_are_no_change() {
+        // 8% slower: real with this much traffic, but below the 10% that matters.
         let before = window(20_000, 50e6, 1, 0);
-        let after = window(20_000, 51.5e6, 2, 0);
-        assert_eq!(verdict(Metric::LatencyP50, &before, &after), Verdict::NoChange);
-        // 40% slower, but 0.4 ms on 1 ms spans: below the 5 ms floor.
-        let before = window(5_000, 1e6, 1, 0);
-        let after = window(5_000, 1.4e6, 2, 0);
-        assert_eq!(verdict(Metric::LatencyP50, &before, &after), Verdict::NoChange);
+        let after = window(20_000, 54e6, 2, 0);
+        let c = compare(Metric::LatencyP50, &before, &after, &Thresholds::default());
+        assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
+        assert!(c.minor.as_deref().unwrap().contains("below the 5.0 ms floor"), "{c:?}");
+        // 40% slower, but 2 ms on 5 ms spans: below the 5 ms floor, and said so.
+        let before = window(5_000, 5e6, 1, 0);
+        let after = window(5_000, 7e6, 2, 0);
+        let c = compare(Metric::LatencyP50, &before, &after, &Thresholds::default());
+        assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
+        let reason = c.minor.unwrap();
+        assert!(
+            reason.starts_with("+2.0 ms") && reason.contains("below the 5.0 ms floor"),
+            "{reason}"
+        );
+        assert!(c.effect.unwrap().contains(1.4));
+        // Faster the same way: a minor improvement.
+        let c = compare(Metric::LatencyP50, &after, &before, &Thresholds::default());
+        assert_eq!((&c.verdict, c.minor.is_some()), (&Verdict::Improved, true), "{c:?}");
+        // A material regression is not minor.
+        let c = compare(
+            Metric::LatencyP50,
+            &window(5_000, 50e6, 1, 0),
+            &window(5_000, 70e6, 2, 0),
+            &Thresholds::default(),
+        );
+        assert_eq!((c.verdict, c.minor), (Verdict::Regressed, None));
+        // The same distribution on both sides (an A/A deploy): no change.
+        let same = window(20_000, 50e6, 1, 0);
+        assert_eq!(
+            verdict(Metric::LatencyP50, &same, &window(20_000, 50e6, 2, 0)),
+            Verdict::NoChange
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct DetectionSettings {
     pub sketch_minutes_max_age_nanos: u64,
     /// ... and sketches older than this are deleted.
     pub sketches_max_age_nanos: u64,
+    /// Minor regressions join incidents and are announced.
+    pub minor_incidents: bool,
 }
 
 impl Default for DetectionSettings {
@@ -52,6 +54,7 @@ impl Default for DetectionSettings {
             thresholds: Thresholds::default(),
             sketch_minutes_max_age_nanos: 8 * 24 * 60 * NANOS_PER_MINUTE,
             sketches_max_age_nanos: 90 * 24 * 60 * NANOS_PER_MINUTE,
+            minor_incidents: false,
         }
     }
 }
@@ -138,6 +141,7 @@ fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, Store
             span_kind: f.span_kind.clone(),
             metric: f.comparison.metric.as_str().to_owned(),
             verdict: f.comparison.verdict.as_str().to_owned(),
+            severity: if f.comparison.minor.is_some() { "minor" } else { "major" }.to_owned(),
             is_final: f.is_final || deploy_final,
             look_minutes: look,
             detail: finding_detail(f, &detection).to_string(),
@@ -220,12 +224,10 @@ fn finding_detail(f: &OperationFinding, detection: &Detection) -> Json_ {
         "reason": match &c.verdict { Verdict::Inconclusive { reason } => Some(reason.as_str()), _ => None },
         "guard": f.guard_note,
         "new_error_types": c.new_error_types,
+        "minor_reason": c.minor,
     })
 }
 
-/// Adds exemplars, evidence, suspects and a rollback draft to regressed findings that lack
-/// them; one whose deploy range cannot be read yet (say, the mirror has not fetched it) is
-/// tried again at the next look.
 /// One line per regression, when it is first explained: what, where, and the top suspect.
 fn log_regression(deploy: &Deploy, finding: &StoredFinding, explanation: &str) {
     if finding.explanation.is_some() {
@@ -247,6 +249,9 @@ fn log_regression(deploy: &Deploy, finding: &StoredFinding, explanation: &str) {
     );
 }
 
+/// Adds exemplars, evidence, suspects and a rollback draft to regressed findings that lack
+/// them; one whose deploy range cannot be read yet (say, the mirror has not fetched it) is
+/// tried again at the next look.
 fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
     let store = &jobs.ctx.store;
     let pending = store.findings_to_explain(deploy.id)?;
@@ -255,6 +260,11 @@ fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
     }
     let before_nanos = u64::from(jobs.detection.before_window_minutes) * NANOS_PER_MINUTE;
     let range = suspects::deploy_range(jobs, deploy)?;
+    if range.is_err() && pending.iter().all(|f| f.explanation.is_some()) {
+        // Explained already but for the suspects, whose range still cannot be read: the
+        // exemplars and evidence stand; reading them again would change nothing.
+        return Ok(());
+    }
     // The metrics of one operation (p50, p95, p99, errors) share their samples, evidence and
     // ranking: each is read and ranked once per operation and baseline.
     let mut explained: HashMap<(String, bool), (String, bool)> = HashMap::new();

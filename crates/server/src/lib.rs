@@ -121,12 +121,13 @@ impl AppState {
                     }),
                 ),
             };
-        let ctx = views::Context::new(
+        let mut ctx = views::Context::new(
             store,
             settings.changes.clone(),
             clock,
             settings.public_url.clone(),
         );
+        ctx.minor_incidents = settings.detection.minor_incidents;
         let jobs = jobs::Jobs::new(
             ctx,
             jobs::JobSettings {

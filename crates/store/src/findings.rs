@@ -47,6 +47,8 @@ pub struct FindingUpdate {
     pub span_kind: String,
     pub metric: String,
     pub verdict: String,
+    /// `major`, or `minor` for a move under the materiality floors.
+    pub severity: String,
     pub is_final: bool,
     pub look_minutes: u32,
     pub detail: String,
@@ -63,6 +65,8 @@ pub struct StoredFinding {
     pub span_kind: String,
     pub metric: String,
     pub verdict: String,
+    /// `major`, or `minor` for a move under the materiality floors.
+    pub severity: String,
     pub status: FindingStatus,
     pub is_final: bool,
     pub look_minutes: u32,
@@ -85,6 +89,8 @@ pub struct FindingFilter {
     pub service: Option<String>,
     pub environment: Option<String>,
     pub verdict: Option<String>,
+    /// Only this severity (`major`: what incidents, alerts and comments are about).
+    pub severity: Option<String>,
     /// Only regressions in this status: a status is people's attention, which only a
     /// regression asks for.
     pub status: Option<FindingStatus>,
@@ -116,6 +122,7 @@ fn read_finding(row: &Row) -> Result<StoredFinding, StoreError> {
         span_kind: row.get("span_kind")?,
         metric: row.get("metric")?,
         verdict: row.get("verdict")?,
+        severity: row.get("severity")?,
         status: FindingStatus::parse(&row.get::<String>("status")?).unwrap_or(FindingStatus::Open),
         is_final: row.get("is_final")?,
         look_minutes: row.get("look_minutes")?,
@@ -163,8 +170,10 @@ impl SpanStore {
                     db.execute(
                         "INSERT INTO findings (deploy_id, service, environment, operation,
                            span_kind, metric, verdict, status, is_final, look_minutes,
-                           first_seen_unix_nanos, updated_unix_nanos, detail, baseline_stats)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?10, ?10, ?11, ?12)",
+                           first_seen_unix_nanos, updated_unix_nanos, detail, baseline_stats,
+                           severity)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?10, ?10, ?11, ?12,
+                           ?13)",
                         args![
                             update.deploy_id,
                             update.service,
@@ -177,7 +186,8 @@ impl SpanStore {
                             update.look_minutes,
                             now_unix_nanos,
                             update.detail,
-                            update.baseline_stats
+                            update.baseline_stats,
+                            update.severity
                         ],
                     )?;
                     continue;
@@ -192,7 +202,8 @@ impl SpanStore {
                          ELSE first_seen_unix_nanos END,
                        explanation = CASE WHEN ?8 = 1 THEN NULL ELSE explanation END,
                        explained = CASE WHEN ?8 = 1 THEN 0 ELSE explained END,
-                       updated_unix_nanos = ?5, detail = ?6, baseline_stats = ?7
+                       updated_unix_nanos = ?5, detail = ?6, baseline_stats = ?7,
+                       severity = ?9
                      WHERE id = ?1",
                     args![
                         existing.get::<i64>(0)?,
@@ -202,7 +213,8 @@ impl SpanStore {
                         now_unix_nanos,
                         update.detail,
                         update.baseline_stats,
-                        changed
+                        changed,
+                        update.severity
                     ],
                 )?;
             }
@@ -313,7 +325,8 @@ impl SpanStore {
                AND (CAST(?4 AS TEXT) IS NULL OR (status = ?4 AND verdict = 'regressed'))
                AND (CAST(?5 AS BIGINT) IS NULL OR first_seen_unix_nanos >= ?5)
                AND (CAST(?6 AS BIGINT) IS NULL OR id < ?6)
-               AND (CAST(?8 AS BIGINT) IS NULL OR deploy_id = ?8)",
+               AND (CAST(?8 AS BIGINT) IS NULL OR deploy_id = ?8)
+               AND (CAST(?9 AS TEXT) IS NULL OR severity = ?9)",
         );
         let mut values: Vec<Value> = args![
             filter.service,
@@ -324,6 +337,7 @@ impl SpanStore {
             filter.before_id,
             filter.limit.min(i64::MAX as usize) as i64,
             filter.deploy_id,
+            filter.severity,
         ]
         .to_vec();
         // The caller's reach, spelled out as placeholders.

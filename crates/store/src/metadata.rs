@@ -31,6 +31,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("0008_fleet", include_str!("../migrations/0008_fleet.sql")),
     ("0009_branch_history", include_str!("../migrations/0009_branch_history.sql")),
     ("0010_audit_anchor_mac", include_str!("../migrations/0010_audit_anchor_mac.sql")),
+    ("0011_finding_severity", include_str!("../migrations/0011_finding_severity.sql")),
 ];
 
 /// PostgreSQL migrations in order; `spanblame_migrations` records those applied. The first
@@ -39,6 +40,7 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("0001_metadata", include_str!("../migrations/postgres/0001_metadata.sql")),
     ("0002_branch_history", include_str!("../migrations/postgres/0002_branch_history.sql")),
     ("0003_audit_anchor_mac", include_str!("../migrations/postgres/0003_audit_anchor_mac.sql")),
+    ("0004_finding_severity", include_str!("../migrations/postgres/0004_finding_severity.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

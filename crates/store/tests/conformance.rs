@@ -563,6 +563,7 @@ fn update(deploy: &model::Deploy, metric: &str, verdict: &str, is_final: bool) -
         span_kind: "server".into(),
         metric: metric.into(),
         verdict: verdict.into(),
+        severity: "major".into(),
         is_final,
         look_minutes: 5,
         detail: "{\"p\":0.001}".into(),

@@ -133,6 +133,7 @@ fn failure_of(ctx: &Context, deploy: &Deploy) -> Result<Option<Failure>, StoreEr
     let regressed = ctx.store.findings(&FindingFilter {
         deploy_id: Some(deploy.id),
         verdict: Some("regressed".into()),
+        severity: ctx.incident_severity(),
         limit: 10_000,
         ..FindingFilter::default()
     })?;

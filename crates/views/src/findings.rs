@@ -39,6 +39,14 @@ pub fn parse_filter(params: Vec<(String, String)>) -> Result<FindingFilter, Inva
                 }
                 filter.verdict = Some(value);
             }
+            "severity" => {
+                if !["major", "minor"].contains(&value.as_str()) {
+                    return Err(Invalid::new(format!(
+                        "`severity` = `{value}` is not one of major, minor"
+                    )));
+                }
+                filter.severity = Some(value);
+            }
             "status" => {
                 filter.status = Some(FindingStatus::parse(&value).ok_or_else(|| {
                     Invalid::new(format!(
@@ -68,7 +76,7 @@ pub fn parse_filter(params: Vec<(String, String)>) -> Result<FindingFilter, Inva
             }
             other => {
                 return Err(Invalid::new(format!(
-                    "unknown parameter `{other}`; use service, environment, verdict, status, since, limit or next"
+                    "unknown parameter `{other}`; use service, environment, verdict, severity, status, since, limit or next"
                 )));
             }
         }
@@ -119,6 +127,7 @@ pub fn view(finding: &StoredFinding, full: bool) -> Json_ {
         "span_kind": finding.span_kind,
         "metric": finding.metric,
         "verdict": finding.verdict,
+        "severity": finding.severity,
         "status": status_label(finding),
         "is_final": finding.is_final,
         "look_minutes": finding.look_minutes,

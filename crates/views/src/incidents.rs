@@ -77,6 +77,7 @@ pub fn list(
         service: filter.service.clone(),
         environment: filter.environment.clone(),
         verdict: Some("regressed".into()),
+        severity: ctx.incident_severity(),
         limit: MAX_FINDINGS,
         allowed_services,
         allowed_environments,
@@ -154,6 +155,7 @@ pub fn regressed_of(
     let mut findings = ctx.store.findings(&FindingFilter {
         deploy_id: Some(deploy_id),
         verdict: Some("regressed".into()),
+        severity: ctx.incident_severity(),
         limit: MAX_FINDINGS,
         allowed_services,
         allowed_environments,

@@ -61,6 +61,8 @@ pub struct Context {
     pub bound_url: OnceLock<String>,
     /// Blames already computed, by repository, commit and code location.
     pub blames: blame::BlameCache,
+    /// Minor regressions join incidents (and so alerts, comments and DORA's failures).
+    pub minor_incidents: bool,
 }
 
 impl Context {
@@ -78,7 +80,13 @@ impl Context {
             configured_url,
             bound_url: OnceLock::new(),
             blames: blame::BlameCache::default(),
+            minor_incidents: false,
         }
+    }
+
+    /// The severity an incident's regressions have: `major` only, unless minor ones join.
+    pub fn incident_severity(&self) -> Option<String> {
+        (!self.minor_incidents).then(|| "major".to_owned())
     }
 
     /// Where people and forges reach this server: `server.public_url`, else the bound address.

@@ -477,6 +477,9 @@ pub struct FindingJ {
     pub span_kind: String,
     pub metric: String,
     pub verdict: String,
+    /// `major`, or `minor` (real, under the floors; see `minor_reason`).
+    pub severity: String,
+    pub minor_reason: Option<String>,
     pub status: String,
     pub is_final: bool,
     pub look_minutes: u64,

@@ -182,6 +182,7 @@ pub fn announce_deploy(jobs: &Jobs, deploy_id: u64) -> Result<usize, StoreError>
     let regressed = store.findings(&FindingFilter {
         deploy_id: Some(deploy_id),
         verdict: Some("regressed".into()),
+        severity: jobs.ctx.incident_severity(),
         limit: 10_000,
         ..FindingFilter::default()
     })?;

@@ -195,6 +195,39 @@ async fn regressions_are_found_within_minutes_and_resolved_by_the_deploy_that_re
 }
 
 #[tokio::test]
+async fn a_fast_operation_forty_percent_slower_is_a_minor_regression_not_no_change() {
+    // 5 ms → 7 ms: the interval excludes no change, but 2 ms is under the 5 ms floor.
+    let app = TestApp::new();
+    let d = T0;
+    traffic(&app, "v1", d - 60 * MINUTE, d, 5.0).await;
+    deploy(&app, "v1", d - 61 * MINUTE).await;
+    let second = deploy(&app, "v2", d).await;
+    traffic(&app, "v2", d + SECOND, d + 30 * MINUTE, 7.0).await;
+    for minute in 2..=30 {
+        detect_at(&app, d + minute * MINUTE);
+    }
+    let regressed = findings(&app, "verdict=regressed").await;
+    let p50 = regressed
+        .iter()
+        .find(|f| f["metric"] == "latency_p50" && f["deploy_id"] == second)
+        .unwrap_or_else(|| panic!("a minor regression on p50: {regressed:?}"));
+    assert_eq!(p50["severity"], "minor", "{p50}");
+    let reason = p50["minor_reason"].as_str().unwrap();
+    assert!(reason.starts_with('+') && reason.contains("below the 5.0 ms floor"), "{reason}");
+    let effect = p50["effect"]["estimate"].as_f64().unwrap();
+    assert!((1.3..1.5).contains(&effect), "{p50}");
+    assert!(findings(&app, "severity=major&verdict=regressed").await.is_empty());
+    assert_eq!(findings(&app, "severity=minor").await.len(), regressed.len());
+    // The finding page says so, and why it stays quiet.
+    let (status, page, _) = app.get_page(&format!("/findings/{}", p50["id"])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(">minor</span>") && page.contains("Minor: +"), "{page}");
+    // Minor findings open no incident (and so no alert or comment).
+    let (_, incidents) = app.get("/api/v1/incidents?status=all").await;
+    assert_eq!(incidents["incidents"], json!([]), "{incidents}");
+}
+
+#[tokio::test]
 async fn an_unchanged_deploy_finds_nothing_and_the_api_names_bad_parameters() {
     let app = TestApp::new();
     let d = T0;

@@ -253,6 +253,7 @@ impl TestApp {
             span_kind: "server".into(),
             metric: "latency_p95".into(),
             verdict: "regressed".into(),
+            severity: "major".into(),
             is_final: true,
             look_minutes: 10,
             detail: detail.to_string(),

@@ -30,6 +30,9 @@ pub(crate) struct DetectionConfig {
     pub(crate) min_error_rate_delta: f64,
     pub(crate) min_error_rate_effect: f64,
     pub(crate) min_new_error_count: u64,
+    /// Whether minor regressions (real, but under the floors above) join incidents and are
+    /// announced; they are always shown in the findings.
+    pub(crate) minor_incidents: bool,
 }
 
 impl Default for DetectionConfig {
@@ -52,6 +55,7 @@ impl Default for DetectionConfig {
             min_error_rate_delta: t.min_error_rate_delta,
             min_error_rate_effect: t.min_error_rate_effect,
             min_new_error_count: t.min_new_error_count,
+            minor_incidents: false,
         }
     }
 }
@@ -108,6 +112,7 @@ pub(super) fn resolve_detection(
             min_new_error_count: d.min_new_error_count.max(1),
         },
         sketch_minutes_max_age_nanos: sketch_minutes,
+        minor_incidents: d.minor_incidents,
         sketches_max_age_nanos: sketches,
     })
 }
