@@ -118,7 +118,7 @@ const CRATE_GRAPH: &[(&str, &[&str])] = &[
     ("syntax", &["analysis"]),
     ("store", &["model", "analysis", "auth"]),
     ("testbed", &[]),
-    ("eval", &["model", "analysis"]),
+    ("eval", &["model", "analysis", "syntax"]),
     ("views", &["model", "analysis", "auth", "forge", "mirror", "store"]),
     ("jobs", &["model", "analysis", "forge", "mirror", "syntax", "store", "views"]),
     ("web", &["model", "analysis", "auth", "views"]),

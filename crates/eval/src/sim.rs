@@ -142,6 +142,8 @@ pub struct Scenario {
     pub canary_minutes: u32,
     /// Minute of the day the deploy starts (diurnal phase).
     pub start_minute_of_day: u32,
+    /// Commits that only touch comments in the culprit's function and file (decoys).
+    pub decoys: usize,
 }
 
 impl Scenario {
@@ -188,7 +190,45 @@ impl Scenario {
             culprit,
             canary_minutes: if rng.chance(0.3) { 10 } else { 0 },
             start_minute_of_day: rng.below(24 * 60) as u32,
+            decoys: 0,
         }
+    }
+
+    /// The same deploy with the target made fast (2–5 ms, the case where an absolute floor
+    /// hides a real slowdown).
+    pub fn fast(mut self) -> Scenario {
+        let mut rng = Rng::new(self.seed ^ 0xfa57);
+        self.operations[self.target].median_ms = 2.0 + 3.0 * rng.uniform();
+        self
+    }
+
+    /// The same deploy with three more commits that change only comments in the culprit's
+    /// function and file: a `# noqa` on its `def` line, a docstring, a TODO after the last
+    /// function. Their hunks are classified by the real `syntax` crate from Python texts.
+    pub fn with_comment_decoys(mut self) -> Scenario {
+        let Some(mut culprit) = self.culprit else { return self };
+        let mut rng = Rng::new(self.seed ^ 0xdec0);
+        let op = self.operations[self.target].clone();
+        let (decoys, culprit_hunk) = comment_decoys(&op);
+        // The culprit's change is one line in the handler's body, smaller than any decoy.
+        self.commits[culprit].files = vec![file(&op.file, vec![culprit_hunk])];
+        for (i, decoy) in decoys.into_iter().enumerate() {
+            let at = rng.below(self.commits.len() + 1);
+            let sha = format!("{:016x}{:024x}", self.seed, 1000 + i);
+            let commit = Candidate {
+                sha,
+                subject: decoy.0.into(),
+                files: vec![file(&op.file, vec![decoy.1])],
+                ignored_for_blame: false,
+            };
+            self.commits.insert(at, commit);
+            if at <= culprit {
+                culprit += 1;
+            }
+        }
+        self.culprit = Some(culprit);
+        self.decoys = 3;
+        self
     }
 
     /// The daily load factor at `minute` after the deploy (`minute` may be negative).
@@ -425,6 +465,89 @@ fn culprit_commit(sha: String, op: &Operation, injection: Injection, rng: &mut R
         ));
     }
     Candidate { sha, subject: "Change the request handler".into(), files, ignored_for_blame: false }
+}
+
+/// The target's file as the decoys find it: a helper, then the handler (last in the file).
+fn handler_file(op: &Operation) -> (String, String) {
+    let function = op.function.rsplit('.').next().unwrap_or(&op.function).to_owned();
+    let text = format!(
+        "from shop import db\n\n\ndef helper_{}(rows):\n    return rows\n\n\ndef {function}(request):\n    total = price(request.items)\n    return respond(total)\n",
+        op.table
+    );
+    (function, text)
+}
+
+/// Three comment-only commits on the target's handler, each as one classified hunk, and the
+/// culprit's one-line change to the handler's body.
+fn comment_decoys(op: &Operation) -> (Vec<(&'static str, ChangedHunk)>, ChangedHunk) {
+    let (function, base) = handler_file(op);
+    let def = format!("def {function}(request):");
+    let old_lines: Vec<&str> = base.lines().collect();
+    let def_line = old_lines.iter().position(|l| *l == def).map_or(8, |i| i as u32 + 1);
+    let last = old_lines.len() as u32;
+    // (subject, new text, removed lines, added lines, git's section header)
+    let edits = [
+        (
+            "Silence the docstring lint",
+            base.replacen(&def, &format!("{def}  # noqa: D103"), 1),
+            vec![def_line],
+            vec![def_line],
+            String::new(),
+        ),
+        (
+            "Document the handler",
+            base.replacen(
+                &format!("{def}\n"),
+                &format!(
+                    "{def}\n    \"\"\"Answer a request.\n\n    Prices the items, then responds.\n    \"\"\"\n"
+                ),
+                1,
+            ),
+            vec![],
+            vec![def_line + 1, def_line + 2, def_line + 3, def_line + 4],
+            def.clone(),
+        ),
+        (
+            "Note a TODO",
+            format!("{base}\n\n# TODO: cache prices per region\n# (see the pricing service)\n"),
+            vec![],
+            vec![last + 1, last + 2, last + 3, last + 4],
+            def.clone(),
+        ),
+        (
+            "Audit every request",
+            base.replacen(
+                "    return respond(total)",
+                "    audit_log.write(request)\n    return respond(total)",
+                1,
+            ),
+            vec![],
+            vec![def_line + 2],
+            def.clone(),
+        ),
+    ];
+    let mut hunks: Vec<(&'static str, ChangedHunk)> = edits
+        .into_iter()
+        .map(|(subject, new, removed, added, section)| {
+            let new_lines: Vec<&str> = new.lines().collect();
+            let mut lines: Vec<String> =
+                removed.iter().map(|&l| format!("-{}", old_lines[l as usize - 1])).collect();
+            lines.extend(added.iter().map(|&l| format!("+{}", new_lines[l as usize - 1])));
+            let change = syntax::FileChange {
+                path: &op.file,
+                old_text: Some(&base),
+                new_text: Some(&new),
+                hunks: vec![syntax::HunkLines { removed: removed.clone(), added: added.clone() }],
+            };
+            let syntax = syntax::classify(&[change]).remove(0).and_then(|mut h| h.pop());
+            let start = added.first().or(removed.first()).copied().unwrap_or(1);
+            let mut hunk = hunk(&section, start, &lines);
+            hunk.syntax = syntax;
+            (subject, hunk)
+        })
+        .collect();
+    let culprit = hunks.pop().map(|(_, h)| h).expect("the culprit's edit is last");
+    (hunks, culprit)
 }
 
 /// Another commit of the range: docs, tests, dependencies, config, other operations, or,
