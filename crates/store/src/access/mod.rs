@@ -19,11 +19,16 @@ use std::sync::Arc;
 
 use auth::audit::{Anchor, AuditRecord, ChainBreak, ChainVerifier, GENESIS};
 
+pub use self::audit::NewAuditRecord;
+use self::audit::{
+    AUDIT_KEY_FILE, append_chained, hex, key_check, load_or_create_key, read_anchor, read_audit,
+    write_anchor, wrong_key,
+};
 use crate::metadata::{Metadata, MetadataBackend};
 use crate::sql::{Executor, Row, args};
 use crate::{StoreError, io_error};
 
-const AUDIT_KEY_FILE: &str = "audit.key";
+mod audit;
 
 /// A handle to tokens, sessions and the audit log.
 #[derive(Clone)]
@@ -84,40 +89,12 @@ pub struct PendingSignIn {
     pub expires_unix_nanos: u64,
 }
 
-/// An audit record to append; its sequence number and link are assigned by the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewAuditRecord {
-    pub time_unix_nanos: u64,
-    pub principal: String,
-    pub action: String,
-    pub resource: String,
-    pub outcome: String,
-    pub client_addr: String,
-    pub request_id: String,
-}
-
 fn join(items: &[String]) -> String {
     items.join(" ")
 }
 
 fn split(text: String) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
-}
-
-/// The HMAC under the audit key of a fixed record: equal for equal keys, and useless to
-/// forge links with.
-fn key_check(key: &[u8]) -> [u8; 32] {
-    let probe = AuditRecord {
-        seq: 0,
-        time_unix_nanos: 0,
-        principal: "spanblame audit key check".into(),
-        action: String::new(),
-        resource: String::new(),
-        outcome: String::new(),
-        client_addr: String::new(),
-        request_id: String::new(),
-    };
-    auth::audit::link(key, &GENESIS, &probe)
 }
 
 /// How many audit records a verification reads per query.
@@ -642,284 +619,5 @@ fn read_token(row: &Row) -> Result<StoredToken, StoreError> {
     })
 }
 
-fn read_audit(row: &Row) -> Result<(AuditRecord, Vec<u8>, Vec<u8>), StoreError> {
-    let record = AuditRecord {
-        seq: row.get(0)?,
-        time_unix_nanos: row.get(1)?,
-        principal: row.get(2)?,
-        action: row.get(3)?,
-        resource: row.get(4)?,
-        outcome: row.get(5)?,
-        client_addr: row.get(6)?,
-        request_id: row.get(7)?,
-    };
-    Ok((record, row.get(8)?, row.get(9)?))
-}
-
-/// Appends records after the anchor's head and moves the head (and its MAC) past them.
-fn append_chained(
-    db: &mut dyn Executor,
-    key: &[u8],
-    records: &[NewAuditRecord],
-) -> Result<Vec<u64>, StoreError> {
-    let (mut anchor, _) = read_anchor(db)?;
-    let (mut seq, mut prev) = match anchor.head {
-        Some((seq, link)) => (seq, link),
-        None => (anchor.first_seq - 1, anchor.first_prev),
-    };
-    let mut numbers = Vec::with_capacity(records.len());
-    for new in records {
-        seq += 1;
-        let record = AuditRecord {
-            seq,
-            time_unix_nanos: new.time_unix_nanos,
-            principal: new.principal.clone(),
-            action: new.action.clone(),
-            resource: new.resource.clone(),
-            outcome: new.outcome.clone(),
-            client_addr: new.client_addr.clone(),
-            request_id: new.request_id.clone(),
-        };
-        let link = auth::audit::link(key, &prev, &record);
-        db.execute(
-            "INSERT INTO audit_log VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            args![
-                seq,
-                record.time_unix_nanos,
-                record.principal,
-                record.action,
-                record.resource,
-                record.outcome,
-                record.client_addr,
-                record.request_id,
-                prev,
-                link
-            ],
-        )?;
-        prev = link;
-        numbers.push(seq);
-    }
-    if !records.is_empty() {
-        anchor.head = Some((seq, prev));
-        write_anchor(db, key, &anchor)?;
-    }
-    Ok(numbers)
-}
-
-/// Writes the anchor with its MAC.
-fn write_anchor(db: &mut dyn Executor, key: &[u8], anchor: &Anchor) -> Result<(), StoreError> {
-    let mac = auth::audit::anchor_mac(key, anchor);
-    db.execute(
-        "UPDATE audit_anchor SET first_seq = ?1, first_prev_link = ?2, head_seq = ?3,
-           head_link = ?4, anchor_mac = ?5",
-        args![
-            anchor.first_seq,
-            anchor.first_prev.to_vec(),
-            anchor.head.map(|(seq, _)| seq),
-            anchor.head.map(|(_, link)| link.to_vec()),
-            mac.to_vec()
-        ],
-    )?;
-    Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The anchor and its stored MAC (`None` before anchors were authenticated).
-fn read_anchor(db: &mut dyn Executor) -> Result<(Anchor, Option<Vec<u8>>), StoreError> {
-    let row = db
-        .query_opt(
-            "SELECT first_seq, first_prev_link, head_seq, head_link, anchor_mac FROM audit_anchor",
-            args![],
-        )?
-        .ok_or_else(|| StoreError::Metadata("the audit anchor row is missing".into()))?;
-    let link = |bytes: Vec<u8>| <[u8; 32]>::try_from(bytes.as_slice()).unwrap_or(GENESIS);
-    let head_seq: Option<u64> = row.get(2)?;
-    let head_link: Option<Vec<u8>> = row.get(3)?;
-    let anchor = Anchor {
-        first_seq: row.get(0)?,
-        first_prev: link(row.get(1)?),
-        head: head_seq.zip(head_link).map(|(seq, l)| (seq, link(l))),
-    };
-    Ok((anchor, row.get(4)?))
-}
-
-fn wrong_key(key_path: &Path, metadata: &Metadata) -> StoreError {
-    StoreError::Metadata(format!(
-        "`{}` is not the key the audit chain in {} was written with; every process sharing the \
-         metadata needs the same key: copy `{AUDIT_KEY_FILE}` from the first replica's data \
-         directory",
-        key_path.display(),
-        metadata.describe()
-    ))
-}
-
-/// The audit chain's key: read from `audit.key`, or created there (0600) on first use.
-fn load_or_create_key(data_dir: &Path) -> Result<Vec<u8>, StoreError> {
-    let path = data_dir.join(AUDIT_KEY_FILE);
-    match std::fs::read(&path) {
-        Ok(key) if key.len() >= 32 => return Ok(key),
-        Ok(_) => {
-            return Err(StoreError::Metadata(format!(
-                "`{}` is shorter than 32 bytes; restore it from a backup (the audit chain cannot be verified without it)",
-                path.display()
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(&path)(e)),
-    }
-    let mut key = vec![0u8; 32];
-    getrandom::fill(&mut key)
-        .map_err(|e| StoreError::Metadata(format!("no random source for the audit key: {e}")))?;
-    let temporary = data_dir.join(format!("{AUDIT_KEY_FILE}.tmp"));
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(io_error(&temporary))?;
-        file.write_all(&key).map_err(io_error(&temporary))?;
-        file.sync_all().map_err(io_error(&temporary))?;
-    }
-    std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
-    std::fs::File::open(data_dir).and_then(|d| d.sync_all()).map_err(io_error(data_dir))?;
-    Ok(key)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(n: u64) -> NewAuditRecord {
-        NewAuditRecord {
-            time_unix_nanos: n * 1_000,
-            principal: "alice@example.test".into(),
-            action: "trace.read".into(),
-            resource: format!("trace/{n}"),
-            outcome: "allowed".into(),
-            client_addr: "127.0.0.1".into(),
-            request_id: format!("req-{n}"),
-        }
-    }
-
-    #[test]
-    fn the_audit_chain_verifies_until_tampered_and_survives_retention_and_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = crate::SpanStore::open(dir.path(), crate::StoreOptions::default()).unwrap();
-            let numbers =
-                store.accounts().append_audit(&[record(1), record(2), record(3)]).unwrap();
-            assert_eq!(numbers, [1, 2, 3]);
-        }
-        let accounts = Accounts::open(dir.path(), &MetadataBackend::Sqlite).unwrap();
-        accounts.append_audit(&[record(4), record(5)]).unwrap();
-        assert_eq!(accounts.verify_audit().unwrap(), Ok(5));
-        assert_eq!(accounts.audit_records(2_000, 0, 10).unwrap().len(), 4);
-        assert_eq!(accounts.audit_records(0, 3, 1).unwrap()[0].seq, 4);
-
-        assert_eq!(accounts.enforce_audit_retention(2_500).unwrap(), 2);
-        // The three kept records and the one that records the deletion.
-        assert_eq!(accounts.verify_audit().unwrap(), Ok(4));
-        let last = accounts.audit_records(0, 0, 10).unwrap().pop().unwrap();
-        assert_eq!((last.action.as_str(), last.seq), ("audit.retention", 6));
-        assert!(last.outcome.contains("deleted records 1 to 2"), "{}", last.outcome);
-
-        accounts
-            .metadata
-            .write(|db| db.execute("UPDATE audit_log SET outcome = 'denied' WHERE seq = 4", &[]))
-            .unwrap();
-        assert_eq!(accounts.verify_audit().unwrap().unwrap_err().seq, 4);
-
-        // Without the key file nothing opens silently with a different key.
-        std::fs::write(dir.path().join(AUDIT_KEY_FILE), b"short").unwrap();
-        assert!(Accounts::open(dir.path(), &MetadataBackend::Sqlite).is_err());
-        std::fs::write(dir.path().join(AUDIT_KEY_FILE), [7u8; 32]).unwrap();
-        let refused = Accounts::open(dir.path(), &MetadataBackend::Sqlite).unwrap_err();
-        assert!(refused.to_string().contains("is not the key the audit chain"), "{refused}");
-    }
-
-    /// Issue 20, item 3: truncating the log at either end and moving the anchor to match, or
-    /// emptying it and resetting the anchor, or rewinding to an older (authentic) anchor.
-    #[test]
-    fn truncating_either_end_of_the_audit_log_is_detected() {
-        let fresh = || {
-            let dir = tempfile::tempdir().unwrap();
-            drop(crate::SpanStore::open(dir.path(), crate::StoreOptions::default()).unwrap());
-            let accounts = Accounts::open(dir.path(), &MetadataBackend::Sqlite).unwrap();
-            accounts.append_audit(&(1..=6).map(record).collect::<Vec<_>>()).unwrap();
-            assert_eq!(accounts.verify_audit().unwrap(), Ok(6));
-            (dir, accounts)
-        };
-        let tamper = |accounts: &Accounts, sql: &str| {
-            accounts
-                .metadata
-                .write(|db| {
-                    for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
-                        db.execute(statement, args![])?;
-                    }
-                    Ok(())
-                })
-                .unwrap();
-        };
-        let broken = |accounts: &Accounts| accounts.verify_audit().unwrap().unwrap_err().problem;
-
-        // The newest two deleted, the head moved to the new last record.
-        let (_dir, accounts) = fresh();
-        tamper(&accounts, "DELETE FROM audit_log WHERE seq > 4;
-            UPDATE audit_anchor SET head_seq = 4, head_link = (SELECT link FROM audit_log WHERE seq = 4);");
-        assert!(broken(&accounts).contains("changed without the key"));
-
-        // The oldest two deleted, the start moved past them.
-        let (_dir, accounts) = fresh();
-        tamper(
-            &accounts,
-            "UPDATE audit_anchor SET first_seq = 3,
-              first_prev_link = (SELECT prev_link FROM audit_log WHERE seq = 3);
-            DELETE FROM audit_log WHERE seq < 3;",
-        );
-        assert!(broken(&accounts).contains("changed without the key"));
-
-        // Everything deleted and the anchor reset to a new log's.
-        let (_dir, accounts) = fresh();
-        tamper(
-            &accounts,
-            "DELETE FROM audit_log;
-            UPDATE audit_anchor SET first_seq = 1, first_prev_link = zeroblob(32), head_seq = NULL,
-              head_link = NULL, anchor_mac = NULL;",
-        );
-        assert!(broken(&accounts).contains("changed without the key"));
-
-        // An authentic older anchor put back after the tail was deleted: the witness saw more.
-        let (_dir, accounts) = fresh();
-        let saved: Vec<u8> = accounts
-            .metadata
-            .read(|db| db.query_value("SELECT anchor_mac FROM audit_anchor", args![]))
-            .unwrap()
-            .unwrap();
-        let saved_link: Vec<u8> = accounts
-            .metadata
-            .read(|db| db.query_value("SELECT head_link FROM audit_anchor", args![]))
-            .unwrap()
-            .unwrap();
-        accounts.append_audit(&[record(7), record(8)]).unwrap();
-        accounts.write_witness().unwrap();
-        accounts
-            .metadata
-            .write(|db| {
-                db.execute("DELETE FROM audit_log WHERE seq > 6", args![])?;
-                db.execute(
-                    "UPDATE audit_anchor SET head_seq = 6, head_link = ?1, anchor_mac = ?2",
-                    args![saved_link.clone(), saved.clone()],
-                )
-            })
-            .unwrap();
-        let problem = broken(&accounts);
-        assert!(problem.contains("saw record 8, but the chain ends at 6"), "{problem}");
-    }
-}
+mod tests;
