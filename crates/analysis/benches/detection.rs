@@ -30,8 +30,7 @@ impl Rng {
 fn window(rng: &mut Rng, spans: u64) -> WindowStats {
     let mut stats = WindowStats::default();
     for _ in 0..spans {
-        stats.latency.add(rng.duration_nanos());
-        stats.spans += 1;
+        stats.add(rng.duration_nanos(), None, false);
     }
     stats
 }

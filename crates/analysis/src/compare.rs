@@ -26,51 +26,90 @@ use crate::stats::{
 /// What one side of a comparison saw for one operation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WindowStats {
+    /// Durations, each span counted as many times as it stands for (its adjusted count).
     pub latency: LatencySketch,
+    /// Spans, errors and error types, weighted the same way: estimated totals.
     pub spans: u64,
     pub errors: u64,
     /// `exception.type` (or the status message when there is none) → count.
     pub error_types: BTreeMap<String, u64>,
+    /// Spans actually seen (what intervals are computed from): `spans` when nothing was
+    /// sampled.
+    pub sampled: u64,
 }
 
-/// The version byte of [`WindowStats::encode`].
+/// The version bytes of [`WindowStats::encode`]: 1 had no sampled count.
 const WINDOW_ENCODING_V1: u8 = 1;
+const WINDOW_ENCODING_V2: u8 = 2;
 /// Error types are kept to this many bytes (longer status messages are cut).
 pub const MAX_ERROR_TYPE_BYTES: usize = 200;
 
 impl WindowStats {
-    /// Adds one span.
+    /// Adds one span that was not sampled.
     pub fn add(&mut self, duration_nanos: u64, error_type: Option<&str>, is_error: bool) {
-        self.latency.add(duration_nanos);
-        self.spans += 1;
+        self.add_sampled(duration_nanos, error_type, is_error, 1);
+    }
+
+    /// Adds one span that stands for `adjusted_count` spans (1 when it was not sampled).
+    pub fn add_sampled(
+        &mut self,
+        duration_nanos: u64,
+        error_type: Option<&str>,
+        is_error: bool,
+        adjusted_count: u64,
+    ) {
+        let weight = adjusted_count.max(1);
+        self.latency.add_n(duration_nanos, weight);
+        self.spans += weight;
+        self.sampled += 1;
         if is_error {
-            self.errors += 1;
+            self.errors += weight;
             if let Some(kind) = error_type.filter(|k| !k.is_empty()) {
                 let kind = truncate(kind, MAX_ERROR_TYPE_BYTES);
                 match self.error_types.get_mut(kind) {
-                    Some(count) => *count += 1,
+                    Some(count) => *count += weight,
                     None => {
-                        self.error_types.insert(kind.to_owned(), 1);
+                        self.error_types.insert(kind.to_owned(), weight);
                     }
                 }
             }
         }
     }
 
+    /// How many spans the statistics may count on: those seen, not those estimated.
+    pub fn sample_size(&self) -> u64 {
+        if self.sampled == 0 { self.spans } else { self.sampled.min(self.spans) }
+    }
+
+    /// Whether the counts are estimates (some spans stood for more than one).
+    pub fn is_estimate(&self) -> bool {
+        self.sample_size() < self.spans
+    }
+
+    /// Errors among the spans seen, as the error rate's statistics count them.
+    fn sampled_errors(&self) -> u64 {
+        if self.spans == 0 {
+            return 0;
+        }
+        ((self.errors as f64 / self.spans as f64) * self.sample_size() as f64).round() as u64
+    }
+
     pub fn merge(&mut self, other: &WindowStats) {
         self.latency.merge(&other.latency);
         self.spans += other.spans;
+        self.sampled += other.sample_size();
         self.errors += other.errors;
         for (kind, count) in &other.error_types {
             *self.error_types.entry(kind.clone()).or_default() += count;
         }
     }
 
-    /// A compact, versioned byte form: `[1, varint spans, varint errors, varint types,
-    /// (varint len, utf-8, varint count)..., sketch]`.
+    /// A compact, versioned byte form: `[2, varint spans, varint sampled, varint errors,
+    /// varint types, (varint len, utf-8, varint count)..., sketch]`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![WINDOW_ENCODING_V1];
+        let mut out = vec![WINDOW_ENCODING_V2];
         put_varint(&mut out, self.spans);
+        put_varint(&mut out, self.sample_size());
         put_varint(&mut out, self.errors);
         put_varint(&mut out, self.error_types.len() as u64);
         for (kind, count) in &self.error_types {
@@ -85,10 +124,12 @@ impl WindowStats {
     /// Reads [`WindowStats::encode`]'s form; `None` for anything else (never panics).
     pub fn decode(bytes: &[u8]) -> Option<WindowStats> {
         let (&version, mut rest) = bytes.split_first()?;
-        if version != WINDOW_ENCODING_V1 {
-            return None;
-        }
         let spans = take_varint(&mut rest)?;
+        let sampled = match version {
+            WINDOW_ENCODING_V1 => spans,
+            WINDOW_ENCODING_V2 => take_varint(&mut rest)?,
+            _ => return None,
+        };
         let errors = take_varint(&mut rest)?;
         let num_types = take_varint(&mut rest)?;
         let mut error_types = BTreeMap::new();
@@ -103,7 +144,7 @@ impl WindowStats {
             error_types.insert(kind, take_varint(&mut rest)?);
         }
         let latency = LatencySketch::decode(rest)?;
-        Some(WindowStats { latency, spans, errors, error_types })
+        Some(WindowStats { latency, spans, errors, error_types, sampled })
     }
 }
 
@@ -278,10 +319,17 @@ pub fn compare(
 pub fn p_value(metric: Metric, before: &WindowStats, after: &WindowStats) -> Option<f64> {
     match metric {
         Metric::NewErrorTypes => None,
-        Metric::ErrorRate => {
-            rate_difference_p_value(before.errors, before.spans, after.errors, after.spans)
-        }
-        _ => quantile_ratio_p_value(&before.latency, &after.latency, metric.quantile()?),
+        Metric::ErrorRate => rate_difference_p_value(
+            before.sampled_errors(),
+            before.sample_size(),
+            after.sampled_errors(),
+            after.sample_size(),
+        ),
+        _ => quantile_ratio_p_value(
+            (&before.latency, before.sample_size()),
+            (&after.latency, after.sample_size()),
+            metric.quantile()?,
+        ),
     }
 }
 
@@ -298,7 +346,7 @@ fn latency(
         Metric::LatencyP95 => (t.min_samples_p95, t.min_effect_p95),
         _ => (t.min_samples_p99, t.min_effect_p99),
     };
-    let (n_before, n_after) = (before.latency.count(), after.latency.count());
+    let (n_before, n_after) = (before.sample_size(), after.sample_size());
     out.before_samples = n_before;
     out.after_samples = n_after;
     out.before = before.latency.quantile(q).unwrap_or(0.0);
@@ -311,7 +359,9 @@ fn latency(
             ),
         };
     }
-    let Some(ratio) = quantile_ratio(&before.latency, &after.latency, q, 1.0 - t.alpha) else {
+    let Some(ratio) =
+        quantile_ratio((&before.latency, n_before), (&after.latency, n_after), q, 1.0 - t.alpha)
+    else {
         return Verdict::Inconclusive { reason: "no spans to compare".into() };
     };
     out.effect = Some(ratio);
@@ -403,9 +453,13 @@ fn error_rate(
             ),
         };
     }
-    let Some(diff) =
-        rate_difference(before.errors, before.spans, after.errors, after.spans, 1.0 - t.alpha)
-    else {
+    let Some(diff) = rate_difference(
+        before.sampled_errors(),
+        before.sample_size(),
+        after.sampled_errors(),
+        after.sample_size(),
+        1.0 - t.alpha,
+    ) else {
         return Verdict::Inconclusive { reason: "error counts exceed span counts".into() };
     };
     out.effect = Some(diff);
@@ -487,14 +541,51 @@ mod tests {
         for i in 0..n {
             let u = ((i * 7919 + salt * 104_729) % 1_000_003) as f64 / 1_000_003.0;
             let z = normal_quantile(u.clamp(1e-6, 1.0 - 1e-6));
-            stats.latency.add((median_nanos * (0.5 * z).exp()) as u64);
-            stats.spans += 1;
-            if error_every > 0 && i % error_every == 0 {
-                stats.errors += 1;
-                *stats.error_types.entry("TimeoutError".into()).or_default() += 1;
-            }
+            let failed = error_every > 0 && i % error_every == 0;
+            stats.add((median_nanos * (0.5 * z).exp()) as u64, Some("TimeoutError"), failed);
         }
         stats
+    }
+
+    #[test]
+    fn mixed_rate_sampling_recovers_the_whole_with_the_sample_s_confidence() {
+        // 20,000 spans; errors and the slowest 10% kept at 100%, the rest at 10% (each kept
+        // one standing for 10), as tail-based samplers do.
+        let mut whole = WindowStats::default();
+        let mut sampled = WindowStats::default();
+        let mut durations: Vec<u64> = Vec::new();
+        for i in 0..20_000u64 {
+            let u = ((i * 7919 + 17) % 1_000_003) as f64 / 1_000_003.0;
+            durations
+                .push((30e6 * (0.6 * normal_quantile(u.clamp(1e-6, 1.0 - 1e-6))).exp()) as u64);
+        }
+        let mut sorted = durations.clone();
+        sorted.sort_unstable();
+        let slow = sorted[sorted.len() * 9 / 10];
+        let mut fast_seen = 0u64;
+        for (i, &d) in durations.iter().enumerate() {
+            let failed = (i as u64).is_multiple_of(50);
+            whole.add(d, Some("TimeoutError"), failed);
+            if failed || d >= slow {
+                sampled.add_sampled(d, Some("TimeoutError"), failed, 1);
+            } else {
+                fast_seen += 1;
+                if fast_seen.is_multiple_of(10) {
+                    sampled.add_sampled(d, Some("TimeoutError"), failed, 10);
+                }
+            }
+        }
+        let p95 = |w: &WindowStats| w.latency.quantile(0.95).unwrap();
+        assert!((p95(&sampled) / p95(&whole) - 1.0).abs() <= 2.0 * RELATIVE_ACCURACY, "p95");
+        let rate = |w: &WindowStats| w.errors as f64 / w.spans as f64;
+        assert!((rate(&sampled) / rate(&whole) - 1.0).abs() < 0.05, "error rate");
+        assert!((sampled.spans as f64 / whole.spans as f64 - 1.0).abs() < 0.05, "count");
+        // The statistics count the spans seen: about 3,800, not 20,000.
+        assert!(sampled.is_estimate() && (3_500..4_200).contains(&sampled.sample_size()));
+        let c = compare(Metric::LatencyP95, &whole, &sampled, &Thresholds::default());
+        assert_eq!((c.verdict, c.after_samples), (Verdict::NoChange, sampled.sample_size()));
+        // And the encoding keeps both.
+        assert_eq!(WindowStats::decode(&sampled.encode()), Some(sampled.clone()));
     }
 
     fn verdict(metric: Metric, before: &WindowStats, after: &WindowStats) -> Verdict {

@@ -37,10 +37,18 @@ pub struct Ranks {
     /// `cumulative[i]`: spans in buckets `0..=i`.
     cumulative: Vec<u64>,
     values: Vec<f64>,
+    /// The spans actually seen, when the counts stand for more (sampling): the intervals'
+    /// width follows this.
+    sampled: u64,
 }
 
 impl Ranks {
     pub fn of(sketch: &LatencySketch) -> Ranks {
+        Ranks::sampled(sketch, sketch.count())
+    }
+
+    /// A sketch whose counts are weighted by sampling, of which `sampled` spans were seen.
+    pub fn sampled(sketch: &LatencySketch, sampled: u64) -> Ranks {
         let mut total = 0;
         let (cumulative, values) = sketch
             .buckets()
@@ -49,7 +57,7 @@ impl Ranks {
                 (total, bucket.value_nanos)
             })
             .unzip();
-        Ranks { cumulative, values }
+        Ranks { cumulative, values, sampled: sampled.min(total).max(1) }
     }
 
     pub fn count(&self) -> u64 {
@@ -70,7 +78,9 @@ impl Ranks {
         }
         let z = z_for_confidence(confidence);
         let center = q * (n - 1) as f64;
-        let spread = z * (n as f64 * q * (1.0 - q)).sqrt();
+        // The binomial spread of the rank among the spans seen, scaled to the counts.
+        let seen = self.sampled as f64;
+        let spread = z * (seen * q * (1.0 - q)).sqrt() * (n as f64 / seen);
         let last = (n - 1) as f64;
         let low_rank = (center - spread).floor().clamp(0.0, last) as u64;
         let high_rank = (center + spread).ceil().clamp(0.0, last) as u64;
@@ -89,13 +99,15 @@ pub fn quantile_interval(sketch: &LatencySketch, q: f64, confidence: f64) -> Opt
 }
 
 /// `after`'s q-quantile over `before`'s, with an interval at `confidence` overall.
+/// Each side is a sketch and the number of spans actually seen (its count, unless sampled).
 pub fn quantile_ratio(
-    before: &LatencySketch,
-    after: &LatencySketch,
+    before: (&LatencySketch, u64),
+    after: (&LatencySketch, u64),
     q: f64,
     confidence: f64,
 ) -> Option<Interval> {
-    ranks_ratio(&Ranks::of(before), &Ranks::of(after), q, confidence)
+    let ranks = |(sketch, sampled): (&LatencySketch, u64)| Ranks::sampled(sketch, sampled);
+    ranks_ratio(&ranks(before), &ranks(after), q, confidence)
 }
 
 fn ranks_ratio(before: &Ranks, after: &Ranks, q: f64, confidence: f64) -> Option<Interval> {
@@ -119,11 +131,11 @@ pub const MIN_P_VALUE: f64 = 1e-13;
 /// The p-value of "the q-quantile did not move": the smallest `1 − confidence` at which
 /// [`quantile_ratio`]'s interval excludes 1. `None` when a side is empty.
 pub fn quantile_ratio_p_value(
-    before: &LatencySketch,
-    after: &LatencySketch,
+    before: (&LatencySketch, u64),
+    after: (&LatencySketch, u64),
     q: f64,
 ) -> Option<f64> {
-    let (before, after) = (Ranks::of(before), Ranks::of(after));
+    let (before, after) = (Ranks::sampled(before.0, before.1), Ranks::sampled(after.0, after.1));
     ranks_ratio(&before, &after, q, 0.5)?;
     Some(smallest_alpha_excluding(|alpha| {
         ranks_ratio(&before, &after, q, 1.0 - alpha).is_some_and(|r| !r.contains(1.0))
@@ -315,6 +327,33 @@ mod tests {
 
     use super::*;
 
+    /// A sketch with every span seen (nothing sampled).
+    fn all(sketch: &LatencySketch) -> (&LatencySketch, u64) {
+        (sketch, sketch.count())
+    }
+
+    #[test]
+    fn sampled_counts_give_the_quantile_of_the_whole_and_the_width_of_the_sample() {
+        // 1,000 spans seen, each standing for 10: the same quantile as all 10,000, and the
+        // interval of 1,000.
+        let seen: Vec<u64> = durations(1_000, 20e6, 3).collect();
+        let mut weighted = LatencySketch::new();
+        for &d in &seen {
+            weighted.add_n(d, 10);
+        }
+        let unweighted = sketch_of(seen.iter().copied());
+        let sampled = Ranks::sampled(&weighted, 1_000).quantile_interval(0.5, 0.99).unwrap();
+        let plain = Ranks::of(&unweighted).quantile_interval(0.5, 0.99).unwrap();
+        assert!((sampled.estimate / plain.estimate - 1.0).abs() < 0.03, "{sampled:?} {plain:?}");
+        assert!(
+            sampled.high / sampled.low >= 0.97 * (plain.high / plain.low),
+            "{sampled:?} {plain:?}"
+        );
+        // Counting the weighted spans as seen would claim a far narrower interval.
+        let overstated = Ranks::of(&weighted).quantile_interval(0.5, 0.99).unwrap();
+        assert!(overstated.high / overstated.low < sampled.high / sampled.low, "{overstated:?}");
+    }
+
     fn sketch_of(values: impl IntoIterator<Item = u64>) -> LatencySketch {
         let mut sketch = LatencySketch::new();
         for v in values {
@@ -382,15 +421,16 @@ mod tests {
     fn p_values_sit_where_the_interval_starts_to_exclude_no_change() {
         let before = sketch_of(durations(3_000, 20e6, 1));
         let slower = sketch_of(durations(3_000, 23e6, 2));
-        let p = quantile_ratio_p_value(&before, &slower, 0.5).unwrap();
+        let p = quantile_ratio_p_value(all(&before), all(&slower), 0.5).unwrap();
         assert!(p < 1e-3 && p > MIN_P_VALUE, "{p}");
-        let excludes =
-            |alpha: f64| !quantile_ratio(&before, &slower, 0.5, 1.0 - alpha).unwrap().contains(1.0);
+        let excludes = |alpha: f64| {
+            !quantile_ratio(all(&before), all(&slower), 0.5, 1.0 - alpha).unwrap().contains(1.0)
+        };
         assert!(excludes(p * 1.05) && !excludes(p * 0.9), "{p}");
-        assert_eq!(quantile_ratio_p_value(&before, &before, 0.95), Some(1.0));
-        assert_eq!(quantile_ratio_p_value(&before, &LatencySketch::new(), 0.5), None);
+        assert_eq!(quantile_ratio_p_value(all(&before), all(&before), 0.95), Some(1.0));
+        assert_eq!(quantile_ratio_p_value(all(&before), (&LatencySketch::new(), 0), 0.5), None);
         let far = sketch_of(durations(3_000, 200e6, 2));
-        assert_eq!(quantile_ratio_p_value(&before, &far, 0.5), Some(MIN_P_VALUE));
+        assert_eq!(quantile_ratio_p_value(all(&before), all(&far), 0.5), Some(MIN_P_VALUE));
         let p = rate_difference_p_value(10, 1_000, 60, 1_000).unwrap();
         assert!(p < 1e-6, "{p}");
         assert!(rate_difference_p_value(10, 1_000, 11, 1_000).unwrap() > 0.5);
@@ -409,7 +449,7 @@ mod tests {
             let before: Vec<u64> = durations(n, median, salt).collect();
             let after = sketch_of(before.iter().map(|&v| (v as f64 * factor).round() as u64));
             let before = sketch_of(before);
-            let ratio = quantile_ratio(&before, &after, q, 0.999).unwrap();
+            let ratio = quantile_ratio(all(&before), all(&after), q, 0.999).unwrap();
             prop_assert!(ratio.contains(factor), "{ratio:?} vs {factor}");
             prop_assert!((ratio.estimate / factor - 1.0).abs() <= 2.5 * RELATIVE_ACCURACY, "{ratio:?} vs {factor}");
         }
@@ -419,7 +459,7 @@ mod tests {
             n in 1u64..3_000, median in 1e3f64..1e9, salt in 0u64..1_000, q in 0.0f64..=1.0,
         ) {
             let sketch = sketch_of(durations(n, median, salt));
-            let ratio = quantile_ratio(&sketch, &sketch, q, 0.999).unwrap();
+            let ratio = quantile_ratio(all(&sketch), all(&sketch), q, 0.999).unwrap();
             prop_assert!(ratio.contains(1.0), "{ratio:?}");
         }
     }

@@ -64,6 +64,11 @@ pub fn scenarios(seeds: std::ops::Range<u64>) -> Vec<Scenario> {
             Scenario::generate(DECOY_SEEDS + seed, Injection::Latency { multiplier: 1.5 })
                 .with_comment_decoys(),
         );
+        // Head sampling at 25% (`ot=th:c`): fewer spans seen, the same traffic estimated.
+        let multiplier = [1.3, 1.5, 2.0][(seed % 3) as usize];
+        out.push(
+            Scenario::generate(SAMPLED_SEEDS + seed, Injection::Latency { multiplier }).sampled(4),
+        );
     }
     out
 }
@@ -71,6 +76,7 @@ pub fn scenarios(seeds: std::ops::Range<u64>) -> Vec<Scenario> {
 /// Seeds of the hard cases, apart from the others'.
 const FAST_SEEDS: u64 = 1 << 40;
 const DECOY_SEEDS: u64 = 2 << 40;
+const SAMPLED_SEEDS: u64 = 3 << 40;
 
 /// Does a regressed `metric` on the injected operation match the injection's kind?
 fn matches_kind(injection: Injection, metric: Metric) -> bool {
@@ -106,6 +112,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
     let mut outcome = Outcome {
         case: if scenario.decoys > 0 {
             "comment decoys"
+        } else if scenario.sample_one_in > 1 {
+            "sampled 25%"
         } else if fast && scenario.injection != Injection::None {
             "fast operation"
         } else {
@@ -167,8 +175,8 @@ pub struct Case {
 }
 
 /// The cases, in the report's order.
-const CASES: [&str; 5] =
-    ["latency", "error rate", "N+1 queries", "fast operation", "comment decoys"];
+const CASES: [&str; 6] =
+    ["latency", "error rate", "N+1 queries", "fast operation", "comment decoys", "sampled 25%"];
 
 pub fn report(outcomes: &[Outcome]) -> Report {
     let injected: Vec<&Outcome> =
@@ -300,7 +308,7 @@ pub fn markdown(report: &Report, seeds: &std::ops::Range<u64>) -> String {
     let mut out = String::new();
     out.push_str("# Detection and attribution accuracy\n\n");
     out.push_str(&format!(
-        "`cargo run --release -p eval` (seeds {}..{}): {} simulated deploys, {} with an injected regression (latency ×1.2–×2, +2–5 pp errors with a new error type, N+1 queries, a 2–5 ms operation ×1.2–1.5, a culprit among comment-only decoys) and {} A/A deploys with none. Each is looked at every minute from + 2 to + 60 min by the real `analysis::detect`, and when found, its 1–20 commits are ranked by the real `analysis::evidence` and `analysis::suspects`. CI runs a shorter seed range against the floor (`crates/eval/tests/floor.rs`).\n\n",
+        "`cargo run --release -p eval` (seeds {}..{}): {} simulated deploys, {} with an injected regression (latency ×1.2–×2, +2–5 pp errors with a new error type, N+1 queries, a 2–5 ms operation ×1.2–1.5, a culprit among comment-only decoys, 1.3–2× under 25% head sampling) and {} A/A deploys with none. Each is looked at every minute from + 2 to + 60 min by the real `analysis::detect`, and when found, its 1–20 commits are ranked by the real `analysis::evidence` and `analysis::suspects`. CI runs a shorter seed range against the floor (`crates/eval/tests/floor.rs`).\n\n",
         seeds.start, seeds.end, report.deploys, report.injected, report.no_op
     ));
     out.push_str("| figure | result | floor (issue 4) | gate / target (PRODUCT.md §8) | anchor |\n|---|---|---|---|---|\n");
@@ -333,7 +341,7 @@ pub fn markdown(report: &Report, seeds: &std::ops::Range<u64>) -> String {
             pct(case.top3)
         ));
     }
-    out.push_str("\n- **fast operation**: the target serves in 2–5 ms and slows 1.2–1.5×, under the 5 ms floor: found as a `regressed` finding of `minor` severity (the server keeps it out of incidents and alerts by default).\n- **comment decoys**: three more commits change only comments in the culprit's function and file (a `# noqa` on its `def` line, a docstring, a TODO after the last function); their hunks are classified by the real `syntax` crate from Python texts, so a decoy that took the culprit's place would show here.\n");
-    out.push_str("\nWhat the simulation does not cover: slow drifts without a deploy, regressions under 10 req/s, several simultaneous culprits, sampled traffic (issue 22's third item is not built yet), and real code outside the decoys (the other commits are synthetic hunks naming the functions the spans report, read by the line rules). Hard cases are in: 15% of culprits change a helper that no span names (only the file and the trace structure point at them), and other commits of the range touch the culprit's file (10% of them) or reformat its function (5%).\n");
+    out.push_str("\n- **fast operation**: the target serves in 2–5 ms and slows 1.2–1.5×, under the 5 ms floor: found as a `regressed` finding of `minor` severity (the server keeps it out of incidents and alerts by default).\n- **comment decoys**: three more commits change only comments in the culprit's function and file (a `# noqa` on its `def` line, a docstring, a TODO after the last function); their hunks are classified by the real `syntax` crate from Python texts, so a decoy that took the culprit's place would show here.\n- **sampled 25%**: a head sampler keeps one span in four, each standing for four (as an `ot=th:c` threshold says); the sketches count the traffic, the intervals the spans seen.\n");
+    out.push_str("\nWhat the simulation does not cover: slow drifts without a deploy, regressions under 10 req/s, several simultaneous culprits, mixed-rate sampling (errors and slow requests kept apart; `analysis`'s own test covers it), and real code outside the decoys (the other commits are synthetic hunks naming the functions the spans report, read by the line rules). Hard cases are in: 15% of culprits change a helper that no span names (only the file and the trace structure point at them), and other commits of the range touch the culprit's file (10% of them) or reformat its function (5%).\n");
     out
 }

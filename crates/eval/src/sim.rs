@@ -144,6 +144,8 @@ pub struct Scenario {
     pub start_minute_of_day: u32,
     /// Commits that only touch comments in the culprit's function and file (decoys).
     pub decoys: usize,
+    /// Head sampling: one span in this many is kept and stands for this many (1: none).
+    pub sample_one_in: u64,
 }
 
 impl Scenario {
@@ -191,7 +193,15 @@ impl Scenario {
             canary_minutes: if rng.chance(0.3) { 10 } else { 0 },
             start_minute_of_day: rng.below(24 * 60) as u32,
             decoys: 0,
+            sample_one_in: 1,
         }
+    }
+
+    /// The same deploy seen through a head sampler keeping one trace in `n` (each kept span
+    /// standing for `n`, as an `ot=th` threshold says).
+    pub fn sampled(mut self, n: u64) -> Scenario {
+        self.sample_one_in = n.max(1);
+        self
     }
 
     /// The same deploy with the target made fast (2–5 ms, the case where an absolute floor
@@ -269,7 +279,16 @@ impl Scenario {
             let base_error = rng.chance(operation.error_rate);
             let new_error = !base_error && rng.chance(added_errors);
             let kind = if new_error { "TaxLookupError" } else { "TimeoutError" };
-            stats.add(nanos as u64, Some(kind), base_error || new_error);
+            if self.sample_one_in == 1 {
+                stats.add(nanos as u64, Some(kind), base_error || new_error);
+            } else if rng.chance(1.0 / self.sample_one_in as f64) {
+                stats.add_sampled(
+                    nanos as u64,
+                    Some(kind),
+                    base_error || new_error,
+                    self.sample_one_in,
+                );
+            }
         }
         stats
     }

@@ -163,6 +163,26 @@ mod tests {
     }
 
     #[test]
+    fn a_sampled_span_stands_for_its_adjusted_count() {
+        let with_state = |state: &str| Span { trace_state: state.into(), ..span(&[], &[]) };
+        // th:c is a threshold of 3/4 of the range: 25% kept, each stands for 4.
+        assert_eq!(with_state("ot=th:c").adjusted_count(), 4);
+        assert_eq!(with_state("vendor=x,ot=rv:abcdef01234567;th:e666").adjusted_count(), 10);
+        assert_eq!(with_state("ot=th:0").adjusted_count(), 1);
+        assert_eq!(with_state("ot=th:8").adjusted_count(), 2);
+        for malformed in ["ot=th:", "ot=th:xyz", "ot=th:123456789abcdef0", "th:c", "ot=c"] {
+            assert_eq!(with_state(malformed).adjusted_count(), 1, "{malformed}");
+        }
+        let honeycomb = span(&[], &[("SampleRate", Value::Int(20))]);
+        assert_eq!(honeycomb.adjusted_count(), 20);
+        let attribute = span(&[("sampling.adjusted_count", Value::Double(2.6))], &[]);
+        assert_eq!(attribute.adjusted_count(), 3);
+        let absurd = span(&[], &[("SampleRate", Value::Int(-5))]);
+        assert_eq!(absurd.adjusted_count(), 1);
+        assert_eq!(span(&[], &[]).adjusted_count(), 1);
+    }
+
+    #[test]
     fn reads_current_conventions() {
         let identity = span(
             &[

@@ -237,4 +237,41 @@ impl Span {
     pub fn identity(&self) -> VersionIdentity {
         VersionIdentity::of(self)
     }
+
+    /// How many spans this one stands for when it was sampled: from the OpenTelemetry
+    /// sampling threshold in its trace state (`ot=th:…`: 2^56 / (2^56 − T)), else the
+    /// attribute `sampling.adjusted_count` or Honeycomb's `SampleRate`, else 1. Rounded to a
+    /// whole count, at least 1 and at most [`MAX_ADJUSTED_COUNT`].
+    pub fn adjusted_count(&self) -> u64 {
+        let from_threshold = threshold_adjusted_count(&self.trace_state);
+        let from_attribute = || {
+            ["sampling.adjusted_count", "SampleRate"].iter().find_map(|key| {
+                match self.attribute(key)? {
+                    Value::Int(n) => Some(*n as f64),
+                    Value::Double(x) => Some(*x),
+                    Value::String(text) => text.trim().parse().ok(),
+                    _ => None,
+                }
+            })
+        };
+        let count = from_threshold.or_else(from_attribute).unwrap_or(1.0);
+        if count.is_finite() { (count.round() as u64).clamp(1, MAX_ADJUSTED_COUNT) } else { 1 }
+    }
+}
+
+/// The largest adjusted count a span may carry (a 1-in-a-million sample).
+pub(crate) const MAX_ADJUSTED_COUNT: u64 = 1_000_000;
+
+/// The adjusted count of the `th` threshold in a W3C trace state's `ot` member (OpenTelemetry
+/// probability sampling: 1 to 14 hex digits, the 56-bit rejection threshold with trailing
+/// zeros dropped); `None` when there is none or it is malformed.
+fn threshold_adjusted_count(trace_state: &str) -> Option<f64> {
+    let ot = trace_state.split(',').find_map(|member| member.trim().strip_prefix("ot="))?;
+    let th = ot.split(';').find_map(|field| field.strip_prefix("th:"))?;
+    if th.is_empty() || th.len() > 14 || !th.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let threshold = u64::from_str_radix(th, 16).ok()? << (4 * (14 - th.len()));
+    let range = 1u64 << 56;
+    Some(range as f64 / (range - threshold) as f64)
 }

@@ -82,10 +82,11 @@ impl SketchDelta {
                 span.version().unwrap_or(""),
                 (span.start_time_unix_nanos / NANOS_PER_MINUTE) as i64,
             );
-            batch.entry(key).or_default().add(
+            batch.entry(key).or_default().add_sampled(
                 span.duration_nanos(),
                 span.error_type(),
                 span.is_error(),
+                span.adjusted_count(),
             );
         }
         let minutes = batch

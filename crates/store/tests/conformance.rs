@@ -53,6 +53,7 @@ const CASES: &[(&str, Case)] = &[
     ("search_filters_and_orders_newest_first", search_filters_and_orders_newest_first),
     ("search_respects_the_callers_reach", search_respects_the_callers_reach),
     ("sketches_hold_every_span_once_per_minute", sketches_hold_every_span_once_per_minute),
+    ("sampled_spans_weigh_the_sketches", sampled_spans_weigh_the_sketches),
     (
         "the_catalog_lists_services_and_infers_deploys",
         the_catalog_lists_services_and_infers_deploys,
@@ -108,6 +109,51 @@ fn clickhouse_and_postgresql() {
         backend: SpanBackend::ClickHouse(ClickHouseOptions::new(&server.url(), name)),
         metadata: postgres(&pg, name),
     });
+}
+
+#[test]
+fn a_clickhouse_node_at_schema_1_gains_the_sampled_count_and_its_rows_count_as_seen() {
+    let server = testbed::ClickHouse::start();
+    server.query("CREATE DATABASE upgrade");
+    server.query(
+        "CREATE TABLE upgrade.sketches (service String, environment String, \
+         unix_minute Int64, operation String, span_kind String, version String, spans UInt64, \
+         errors UInt64, latencyMap Nested(bucket Int32, count UInt64)) \
+         ENGINE = SummingMergeTree PARTITION BY intDiv(unix_minute, 1440) \
+         ORDER BY (service, environment, unix_minute, operation, span_kind, version)",
+    );
+    let minute = (T0 / MINUTE) as i64;
+    server.query(&format!(
+        "INSERT INTO upgrade.sketches VALUES ('checkout', 'prod', {minute}, 'GET /cart', \
+         'server', 'v1', 5, 1, [722], [5])"
+    ));
+    server.query(
+        "CREATE TABLE upgrade.schema_version (version UInt32, applied_unix_secs UInt64) \
+         ENGINE = TinyLog",
+    );
+    server.query("INSERT INTO upgrade.schema_version VALUES (1, 0)");
+    let options = ClickHouseOptions::new(&server.url(), "upgrade");
+    let from = store::clickhouse::migrate(&options).unwrap();
+    let now = store::clickhouse::check(&options).unwrap();
+    assert_eq!(
+        (from[0].schema_version, now[0].schema_version),
+        (1, store::clickhouse::SCHEMA_VERSION)
+    );
+    let h = Harness {
+        dir: tempfile::tempdir().unwrap(),
+        backend: SpanBackend::ClickHouse(options),
+        metadata: MetadataBackend::Sqlite,
+    };
+    let rows = h
+        .open()
+        .sketches(&SketchQuery {
+            service: "checkout".into(),
+            environment: None,
+            from_unix_minute: minute,
+            to_unix_minute: minute + 1,
+        })
+        .unwrap();
+    assert_eq!((rows[0].stats.spans, rows[0].stats.sample_size()), (5, 5), "{rows:?}");
 }
 
 #[test]
@@ -309,6 +355,34 @@ fn search_respects_the_callers_reach(h: &Harness) {
     assert_eq!(reach(None, Some(&["prod"])), ["checkout"]);
     assert!(reach(Some(&[]), None).is_empty(), "an empty reach sees nothing");
     assert!(reach(Some(&["cart"]), Some(&["prod"])).is_empty());
+}
+
+fn sampled_spans_weigh_the_sketches(h: &Harness) {
+    let v1 = resource("checkout", "v1", "prod");
+    let store = h.open();
+    // 10 spans kept by a 25% sampler, 2 of them failed, and 3 not sampled at all.
+    let sampled: Vec<Span> = (1..=10)
+        .map(|n| {
+            let mut s = span(40 + n, 1, T0 + u64::from(n) * SECOND, 10, &v1);
+            s.trace_state = "ot=th:c".into();
+            if n <= 2 { failed(s, "Timeout") } else { s }
+        })
+        .collect();
+    store.append(sampled).unwrap();
+    store.append((1..=3).map(|n| span(60 + n, 1, T0 + 20 * SECOND, 10, &v1)).collect()).unwrap();
+    store.flush().unwrap();
+    let minute = (T0 / MINUTE) as i64;
+    let rows = store
+        .sketches(&SketchQuery {
+            service: "checkout".into(),
+            environment: Some("prod".into()),
+            from_unix_minute: minute,
+            to_unix_minute: minute + 1,
+        })
+        .unwrap();
+    let stats = &rows[0].stats;
+    assert_eq!((stats.spans, stats.errors, stats.latency.count()), (43, 8, 43), "{stats:?}");
+    assert_eq!((stats.sample_size(), stats.error_types["Timeout"]), (13, 8));
 }
 
 fn sketches_hold_every_span_once_per_minute(h: &Harness) {

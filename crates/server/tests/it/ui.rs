@@ -176,3 +176,31 @@ async fn every_page_renders_stored_data() {
     let (status, _, content_type) = page(&app, "/assets/app.js").await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, "text/javascript; charset=utf-8"));
 }
+
+#[tokio::test]
+async fn sampled_spans_count_as_the_spans_they_stand_for_and_say_so() {
+    // 100 spans kept by a 25% head sampler (`ot=th:c`): the service stands for about 400.
+    let app = TestApp::new();
+    let start = T0 - 300 * SECOND;
+    let spans: Vec<serde_json::Value> = (0..100u64)
+        .map(|i| {
+            let t = start + i * SECOND;
+            json!({
+                "traceId": format!("{:032x}", i + 1), "spanId": format!("{:016x}", i + 1),
+                "traceState": "ot=th:c", "name": "GET /checkout", "kind": 2,
+                "startTimeUnixNano": t.to_string(), "endTimeUnixNano": (t + 5_000_000).to_string(),
+            })
+        })
+        .collect();
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+        "scopeSpans": [{"spans": spans}],
+    }]});
+    let (status, response) = app.post_json("/v1/traces", &body).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let (status, html, _) = page(&app, "/services/checkout?hours=24").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_valid_page("service", &html);
+    assert!(html.contains("over ≈400 spans (estimated"), "{html}");
+    assert!(html.contains(">≈400</td>"), "the operation's count: {html}");
+}

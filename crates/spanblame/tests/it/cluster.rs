@@ -66,7 +66,7 @@ fn a_clickhouse_outage_answers_unavailable_loses_nothing_and_recovers() {
     assert!(ok && log.contains("ClickHouse schema is current") && log.contains("from=0"), "{log}");
     let (ok, log) = cli(&["check-config"], dir.path(), &env);
     assert!(ok && log.contains(&clickhouse.url()) && log.contains("(server "), "{log}");
-    assert!(log.contains("schema 1 of 1, current"), "{log}");
+    assert!(log.contains("schema 2 of 2, current"), "{log}");
 
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = TestServer::start_with_env(dir.path(), &env_refs);

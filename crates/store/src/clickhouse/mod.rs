@@ -397,6 +397,7 @@ fn encode_batch(spans: &[Span]) -> (RowWriter, RowWriter, RowWriter, RowWriter) 
         for (_, count) in &buckets {
             sketches.u64(*count);
         }
+        sketches.u64(stats.sample_size());
         for (error_type, count) in &stats.error_types {
             series_columns(&mut errors);
             errors.string(error_type.as_bytes());
@@ -518,9 +519,12 @@ impl SpanEngine for ClickHouse {
                 }
                 let counts =
                     (0..counts_len).map(|_| reader.u64()).collect::<Result<Vec<_>, _>>()?;
+                let sampled = reader.u64()?;
                 let latency = LatencySketch::from_indexed_counts(buckets.into_iter().zip(counts))
                     .ok_or(Malformed("a latency bucket is out of range"))?;
-                Ok((key, WindowStats { latency, spans, errors, error_types: BTreeMap::new() }))
+                let stats =
+                    WindowStats { latency, spans, errors, error_types: BTreeMap::new(), sampled };
+                Ok((key, stats))
             };
             let (key, stats) = read().map_err(|e| self.malformed(e))?;
             merged.entry(key).or_default().merge(&stats);

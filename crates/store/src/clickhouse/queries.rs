@@ -135,7 +135,7 @@ pub(crate) fn sketch_filter(query: &SketchQuery) -> String {
 pub(crate) fn sketch_rows(layout: &Layout<'_>, filter: &str) -> String {
     format!(
         "SELECT {SERIES}, sum(spans), sum(errors), \
-         sumMap(latencyMap.bucket, latencyMap.count) FROM {} WHERE {filter} \
+         sumMap(latencyMap.bucket, latencyMap.count), sum(sampled) FROM {} WHERE {filter} \
          GROUP BY {SERIES} FORMAT RowBinary",
         layout.table(&schema::SKETCHES)
     )

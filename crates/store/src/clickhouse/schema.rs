@@ -25,7 +25,8 @@ use crate::StoreError;
 use crate::clickhouse::http::{Http, quote};
 
 /// The newest schema this build knows; `schema_version` holds what a node has applied.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 1: the tables; 2: `sketches.sampled`, the spans seen behind the weighted counts.
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
@@ -67,7 +68,7 @@ pub(crate) const SKETCHES: Table = Table {
     name: "sketches",
     columns: "service String, environment String, unix_minute Int64, operation String, \
               span_kind String, version String, spans UInt64, errors UInt64, \
-              latencyMap Nested(bucket Int32, count UInt64)",
+              latencyMap Nested(bucket Int32, count UInt64), sampled UInt64",
     engine: "SummingMergeTree",
     partition_by: "intDiv(unix_minute, 1440)",
     order_by: "(service, environment, unix_minute, operation, span_kind, version)",
@@ -109,7 +110,17 @@ impl Layout<'_> {
         format!("{}.{}", self.database, table.name)
     }
 
-    /// The statements of migration 1 for one node, in order; each can run again.
+    /// The sketch tables of a node: the local one and, on a cluster, its `Distributed` one.
+    pub(crate) fn sketch_tables(&self) -> Vec<String> {
+        let mut tables = vec![self.local(&SKETCHES)];
+        if self.cluster.is_some() {
+            tables.push(self.table(&SKETCHES));
+        }
+        tables
+    }
+
+    /// The statements that make a node's tables as this build has them, in order; each can
+    /// run again (a node at schema 1 then gets `sketches.sampled` from [`migrate_node`]).
     pub(crate) fn statements(&self) -> Vec<String> {
         let mut out = vec![format!("CREATE DATABASE IF NOT EXISTS {}", self.database)];
         for table in TABLES {
@@ -180,6 +191,24 @@ pub(crate) fn migrate_node(
     if found < SCHEMA_VERSION {
         for statement in layout.statements() {
             http.query(url, &statement, &[])?;
+        }
+        // 2: tables made by 1 lack `sketches.sampled`; their rows saw every span they count.
+        for table in layout.sketch_tables() {
+            let (database, name) = table.split_once('.').unwrap_or(("", &table));
+            let has = http.query(
+                url,
+                &format!(
+                    "SELECT count() FROM system.columns WHERE database = {} AND table = {} \
+                     AND name = 'sampled'",
+                    quote(database),
+                    quote(name)
+                ),
+                &[],
+            )?;
+            if String::from_utf8_lossy(&has).trim() == "0" {
+                let alter = format!("ALTER TABLE {table} ADD COLUMN sampled UInt64 DEFAULT spans");
+                http.query(url, &alter, &[])?;
+            }
         }
         http.query(
             url,

@@ -8,7 +8,12 @@ use views::shapes::{ms_text, percent_text};
 /// Numbers of one group of sketches.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Numbers {
+    /// Spans, counting each sampled span as the spans it stands for.
     pub(crate) spans: u64,
+    /// `spans` in words: "≈12000" when estimated from sampled spans.
+    pub(crate) spans_text: String,
+    /// Whether the numbers are estimated from sampled spans.
+    pub(crate) estimate: bool,
     pub p50: String,
     pub p95: String,
     pub p99: String,
@@ -18,8 +23,11 @@ pub(crate) struct Numbers {
 impl Numbers {
     pub(super) fn of(stats: &WindowStats) -> Numbers {
         let q = |q: f64| stats.latency.quantile(q).map_or_else(|| "—".into(), |n| ms_text(n / 1e6));
+        let estimate = stats.is_estimate();
         Numbers {
             spans: stats.spans,
+            spans_text: format!("{}{}", if estimate { "≈" } else { "" }, stats.spans),
+            estimate,
             p50: q(0.5),
             p95: q(0.95),
             p99: q(0.99),
