@@ -7,9 +7,11 @@
 //! errors, a database call per request), a range of 1–20 commits, and one injection: a
 //! latency multiplier, an error rate, or an N+1 query pattern tied to one commit's code
 //! path, or nothing (A/A). 30% of deploys start with a 10-minute canary at 20% of traffic.
-//! Two hard cases per seed: a fast operation (2–5 ms) slowed 1.2–1.5× (under the 5 ms
-//! floor: a minor regression), and a culprit whose function and file also get three
-//! comment-only commits, their hunks classified by the real `syntax` crate.
+//! Six hard cases per seed: a fast operation (2–5 ms) slowed 1.2–1.5× (under the 5 ms
+//! floor: a minor regression); a culprit whose function and file also get three
+//! comment-only commits and a signature-only one, their hunks classified by the real
+//! `syntax` crate; a 25% head sampler; a mixed-rate tail sampler; a 5% canary; spans without
+//! line numbers.
 //! Everything follows from the seed, so a report is reproducible.
 //!
 //! May depend on: `model`, `analysis` and `syntax` (to classify the decoys' hunks). **Never:** the store, the server or a clock:
@@ -69,6 +71,19 @@ pub fn scenarios(seeds: std::ops::Range<u64>) -> Vec<Scenario> {
         out.push(
             Scenario::generate(SAMPLED_SEEDS + seed, Injection::Latency { multiplier }).sampled(4),
         );
+        out.push(
+            Scenario::generate(MIXED_SEEDS + seed, Injection::Latency { multiplier: 1.5 })
+                .mixed_sampling(),
+        );
+        // A canary at 5% of the traffic for half an hour, and spans without line numbers.
+        out.push(
+            Scenario::generate(CANARY_SEEDS + seed, Injection::Latency { multiplier: 1.5 })
+                .canary(0.05),
+        );
+        out.push(
+            Scenario::generate(NO_LINE_SEEDS + seed, Injection::Latency { multiplier: 1.5 })
+                .without_line_numbers(),
+        );
     }
     out
 }
@@ -77,6 +92,9 @@ pub fn scenarios(seeds: std::ops::Range<u64>) -> Vec<Scenario> {
 const FAST_SEEDS: u64 = 1 << 40;
 const DECOY_SEEDS: u64 = 2 << 40;
 const SAMPLED_SEEDS: u64 = 3 << 40;
+const CANARY_SEEDS: u64 = 4 << 40;
+const NO_LINE_SEEDS: u64 = 5 << 40;
+const MIXED_SEEDS: u64 = 6 << 40;
 
 /// Does a regressed `metric` on the injected operation match the injection's kind?
 fn matches_kind(injection: Injection, metric: Metric) -> bool {
@@ -114,6 +132,12 @@ pub fn run(scenario: &Scenario) -> Outcome {
             "comment decoys"
         } else if scenario.sample_one_in > 1 {
             "sampled 25%"
+        } else if scenario.mixed_sampling {
+            "mixed-rate sampling"
+        } else if scenario.canary_share < 0.1 {
+            "canary 5%"
+        } else if !scenario.line_numbers {
+            "no line numbers"
         } else if fast && scenario.injection != Injection::None {
             "fast operation"
         } else {
@@ -175,8 +199,17 @@ pub struct Case {
 }
 
 /// The cases, in the report's order.
-const CASES: [&str; 6] =
-    ["latency", "error rate", "N+1 queries", "fast operation", "comment decoys", "sampled 25%"];
+const CASES: [&str; 9] = [
+    "latency",
+    "error rate",
+    "N+1 queries",
+    "fast operation",
+    "comment decoys",
+    "sampled 25%",
+    "mixed-rate sampling",
+    "canary 5%",
+    "no line numbers",
+];
 
 pub fn report(outcomes: &[Outcome]) -> Report {
     let injected: Vec<&Outcome> =
@@ -308,7 +341,7 @@ pub fn markdown(report: &Report, seeds: &std::ops::Range<u64>) -> String {
     let mut out = String::new();
     out.push_str("# Detection and attribution accuracy\n\n");
     out.push_str(&format!(
-        "`cargo run --release -p eval` (seeds {}..{}): {} simulated deploys, {} with an injected regression (latency ×1.2–×2, +2–5 pp errors with a new error type, N+1 queries, a 2–5 ms operation ×1.2–1.5, a culprit among comment-only decoys, 1.3–2× under 25% head sampling) and {} A/A deploys with none. Each is looked at every minute from + 2 to + 60 min by the real `analysis::detect`, and when found, its 1–20 commits are ranked by the real `analysis::evidence` and `analysis::suspects`. CI runs a shorter seed range against the floor (`crates/eval/tests/floor.rs`).\n\n",
+        "`cargo run --release -p eval` (seeds {}..{}): {} simulated deploys, {} with an injected regression (latency ×1.2–×2, +2–5 pp errors with a new error type, N+1 queries, a 2–5 ms operation ×1.2–1.5, a culprit among comment-only and signature-only decoys, 1.3–2× under 25% head sampling, ×1.5 under mixed-rate sampling, ×1.5 in a 5% canary, ×1.5 with spans that name no line) and {} A/A deploys with none. Each is looked at every minute from + 2 to + 60 min by the real `analysis::detect`, and when found, its 1–20 commits are ranked by the real `analysis::evidence` and `analysis::suspects`. CI runs a shorter seed range against the floor (`crates/eval/tests/floor.rs`).\n\n",
         seeds.start, seeds.end, report.deploys, report.injected, report.no_op
     ));
     out.push_str("| figure | result | floor (issue 4) | gate / target (PRODUCT.md §8) | anchor |\n|---|---|---|---|---|\n");
@@ -341,7 +374,7 @@ pub fn markdown(report: &Report, seeds: &std::ops::Range<u64>) -> String {
             pct(case.top3)
         ));
     }
-    out.push_str("\n- **fast operation**: the target serves in 2–5 ms and slows 1.2–1.5×, under the 5 ms floor: found as a `regressed` finding of `minor` severity (the server keeps it out of incidents and alerts by default).\n- **comment decoys**: three more commits change only comments in the culprit's function and file (a `# noqa` on its `def` line, a docstring, a TODO after the last function); their hunks are classified by the real `syntax` crate from Python texts, so a decoy that took the culprit's place would show here.\n- **sampled 25%**: a head sampler keeps one span in four, each standing for four (as an `ot=th:c` threshold says); the sketches count the traffic, the intervals the spans seen.\n");
-    out.push_str("\nWhat the simulation does not cover: slow drifts without a deploy, regressions under 10 req/s, several simultaneous culprits, mixed-rate sampling (errors and slow requests kept apart; `analysis`'s own test covers it), and real code outside the decoys (the other commits are synthetic hunks naming the functions the spans report, read by the line rules). Hard cases are in: 15% of culprits change a helper that no span names (only the file and the trace structure point at them), and other commits of the range touch the culprit's file (10% of them) or reformat its function (5%).\n");
+    out.push_str("\n- **fast operation**: the target serves in 2–5 ms and slows 1.2–1.5×, under the 5 ms floor: found as a `regressed` finding of `minor` severity (the server keeps it out of incidents and alerts by default).\n- **comment decoys**: four more commits touch the culprit's function and file, three changing only comments (a `# noqa` on its `def` line, a docstring, a TODO after the last function) and one only its signature; their hunks are classified by the real `syntax` crate from Python texts, so a decoy that took the culprit's place would show here.\n- **sampled 25%**: a head sampler keeps one span in four, each standing for four (as an `ot=th:c` threshold says); the sketches count the traffic, the intervals the spans seen.\n- **mixed-rate sampling**: errors and spans over twice the median are kept at 100%, the rest at 10% (each standing for 10), as tail samplers do.\n- **canary 5%**: the new version serves 5% of the traffic for its first 30 minutes, compared with the old version in the same minutes.\n- **no line numbers**: spans name their function and file but not a line.\n");
+    out.push_str("\nWhat the simulation does not cover: slow drifts without a deploy, regressions under 10 req/s, several simultaneous culprits, and real code outside the decoys (the other commits are synthetic hunks naming the functions the spans report, read by the line rules). Hard cases are in: 15% of culprits change a helper that no span names (only the file and the trace structure point at them), and other commits of the range touch the culprit's file (10% of them) or reformat its function (5%).\n");
     out
 }

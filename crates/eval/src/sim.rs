@@ -138,14 +138,21 @@ pub struct Scenario {
     /// Oldest first; `culprit` indexes it when there is an injection.
     pub commits: Vec<Candidate>,
     pub culprit: Option<usize>,
-    /// Minutes after the deploy during which the old version still serves 80% of traffic.
+    /// Minutes after the deploy during which the new version serves only `canary_share` of
+    /// the traffic.
     pub canary_minutes: u32,
+    pub canary_share: f64,
     /// Minute of the day the deploy starts (diurnal phase).
     pub start_minute_of_day: u32,
     /// Commits that only touch comments in the culprit's function and file (decoys).
     pub decoys: usize,
     /// Head sampling: one span in this many is kept and stands for this many (1: none).
     pub sample_one_in: u64,
+    /// Mixed rates, as tail samplers do: errors and spans over twice the median kept at
+    /// 100%, the rest at 10%.
+    pub mixed_sampling: bool,
+    /// Whether spans carry `code.line.number` (many instrumentations set only the function).
+    pub line_numbers: bool,
 }
 
 impl Scenario {
@@ -191,10 +198,34 @@ impl Scenario {
             commits,
             culprit,
             canary_minutes: if rng.chance(0.3) { 10 } else { 0 },
+            canary_share: 0.2,
             start_minute_of_day: rng.below(24 * 60) as u32,
             decoys: 0,
             sample_one_in: 1,
+            mixed_sampling: false,
+            line_numbers: true,
         }
+    }
+
+    /// The same deploy as a canary serving `share` of the traffic for its whole first half
+    /// hour.
+    pub fn canary(mut self, share: f64) -> Scenario {
+        self.canary_minutes = 30;
+        self.canary_share = share;
+        self
+    }
+
+    /// The same deploy through a tail sampler keeping errors and slow spans at 100% and the
+    /// rest at 10%.
+    pub fn mixed_sampling(mut self) -> Scenario {
+        self.mixed_sampling = true;
+        self
+    }
+
+    /// The same deploy with spans that name their function and file but no line.
+    pub fn without_line_numbers(mut self) -> Scenario {
+        self.line_numbers = false;
+        self
     }
 
     /// The same deploy seen through a head sampler keeping one trace in `n` (each kept span
@@ -212,9 +243,10 @@ impl Scenario {
         self
     }
 
-    /// The same deploy with three more commits that change only comments in the culprit's
-    /// function and file: a `# noqa` on its `def` line, a docstring, a TODO after the last
-    /// function. Their hunks are classified by the real `syntax` crate from Python texts.
+    /// The same deploy with four more commits on the culprit's function and file: three that
+    /// change only comments (a `# noqa` on its `def` line, a docstring, a TODO after the last
+    /// function) and one that changes only its signature. Their hunks are classified by the
+    /// real `syntax` crate from Python texts.
     pub fn with_comment_decoys(mut self) -> Scenario {
         let Some(mut culprit) = self.culprit else { return self };
         let mut rng = Rng::new(self.seed ^ 0xdec0);
@@ -237,7 +269,7 @@ impl Scenario {
             }
         }
         self.culprit = Some(culprit);
-        self.decoys = 3;
+        self.decoys = 4;
         self
     }
 
@@ -279,7 +311,14 @@ impl Scenario {
             let base_error = rng.chance(operation.error_rate);
             let new_error = !base_error && rng.chance(added_errors);
             let kind = if new_error { "TaxLookupError" } else { "TimeoutError" };
-            if self.sample_one_in == 1 {
+            let failed = base_error || new_error;
+            if self.mixed_sampling {
+                if failed || nanos > 2.0 * median {
+                    stats.add_sampled(nanos as u64, Some(kind), failed, 1);
+                } else if rng.chance(0.1) {
+                    stats.add_sampled(nanos as u64, Some(kind), failed, 10);
+                }
+            } else if self.sample_one_in == 1 {
                 stats.add(nanos as u64, Some(kind), base_error || new_error);
             } else if rng.chance(1.0 / self.sample_one_in as f64) {
                 stats.add_sampled(
@@ -307,7 +346,7 @@ impl Scenario {
                 let after = (0..last)
                     .map(|minute| {
                         let canary = minute < i64::from(self.canary_minutes);
-                        let new_share = if canary { 0.2 } else { 1.0 };
+                        let new_share = if canary { self.canary_share } else { 1.0 };
                         VersionSplit {
                             deployed: self.minute(op, minute, new_share, true, &mut rng),
                             others: if canary {
@@ -402,11 +441,14 @@ impl Scenario {
                 SpanKind::Internal,
                 start + 1,
                 code,
-                vec![
+                [
                     KeyValue::new("code.function.name", Value::String(operation.function.clone())),
                     KeyValue::new("code.file.path", Value::String(operation.file.clone())),
                     KeyValue::new("code.line.number", Value::Int(12)),
-                ],
+                ]
+                .into_iter()
+                .filter(|kv| self.line_numbers || kv.key != "code.line.number")
+                .collect(),
             );
             if rng.chance(fails) {
                 handler.status =
@@ -496,8 +538,8 @@ fn handler_file(op: &Operation) -> (String, String) {
     (function, text)
 }
 
-/// Three comment-only commits on the target's handler, each as one classified hunk, and the
-/// culprit's one-line change to the handler's body.
+/// Three comment-only commits and a signature-only one on the target's handler, each as one
+/// classified hunk, and the culprit's one-line change to the handler's body.
 fn comment_decoys(op: &Operation) -> (Vec<(&'static str, ChangedHunk)>, ChangedHunk) {
     let (function, base) = handler_file(op);
     let def = format!("def {function}(request):");
@@ -532,6 +574,13 @@ fn comment_decoys(op: &Operation) -> (Vec<(&'static str, ChangedHunk)>, ChangedH
             vec![],
             vec![last + 1, last + 2, last + 3, last + 4],
             def.clone(),
+        ),
+        (
+            "Accept a locale in the handler",
+            base.replacen(&def, &def.replace("(request)", "(request, locale=None)"), 1),
+            vec![def_line],
+            vec![def_line],
+            String::new(),
         ),
         (
             "Audit every request",

@@ -124,9 +124,18 @@ fn classify_hunk(
     hunk: &HunkLines,
     unchanged: &HashSet<&(String, u64)>,
 ) -> HunkSyntax {
+    // Tokens are in document order, so each line's are one run: found by bisection.
     let on = |parsed: &'_ Parsed<'_>, lines: &[u32]| -> Vec<usize> {
-        let lines: HashSet<u32> = lines.iter().copied().collect();
-        (0..parsed.tokens.len()).filter(|&i| lines.contains(&parsed.tokens[i].line)).collect()
+        let mut lines = lines.to_vec();
+        lines.sort_unstable();
+        lines.dedup();
+        let mut tokens = Vec::new();
+        for line in lines {
+            let start = parsed.tokens.partition_point(|t| t.line < line);
+            let end = parsed.tokens.partition_point(|t| t.line <= line);
+            tokens.extend(start..end);
+        }
+        tokens
     };
     let (old_tokens, new_tokens) = (on(old, &hunk.removed), on(new, &hunk.added));
     let keys = |parsed: &Parsed<'_>, tokens: &[usize], keep: &dyn Fn(Class) -> bool| {

@@ -38,6 +38,9 @@ pub(crate) struct Function {
     pub(crate) last_line: u32,
     /// Where the body starts (what comes before it is the signature).
     pub(crate) body_byte: usize,
+    /// Its bytes.
+    pub(crate) start_byte: usize,
+    pub(crate) end_byte: usize,
     /// A hash of its code and string tokens: equal hashes, unchanged code.
     pub(crate) code_hash: u64,
 }
@@ -124,6 +127,8 @@ pub(crate) fn parse<'a>(language: &Language, text: &'a str) -> Option<Parsed<'a>
                 first_line: line,
                 last_line: node.end_position().row as u32 + 1,
                 body_byte,
+                start_byte: node.start_byte(),
+                end_byte: node.end_byte(),
                 code_hash: 0,
             });
             open.push((parsed.functions.len() - 1, node.end_byte()));
@@ -132,16 +137,16 @@ pub(crate) fn parse<'a>(language: &Language, text: &'a str) -> Option<Parsed<'a>
         let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
         stack.extend(children.into_iter().rev());
     }
-    // Each function's code hash, over the code and strings of its lines.
-    let mut hashers: Vec<DefaultHasher> = vec![DefaultHasher::new(); parsed.functions.len()];
-    for token in parsed.tokens.iter().filter(|t| t.class != Class::Comment) {
-        for (i, f) in parsed.functions.iter().enumerate() {
-            if f.first_line <= token.line && token.line <= f.last_line {
-                token.text.hash(&mut hashers[i]);
-            }
+    // Each function's code hash, over the code and strings inside it (tokens are in
+    // document order, so a function's are one run, found by bisection).
+    let tokens = &parsed.tokens;
+    for f in &mut parsed.functions {
+        let start = tokens.partition_point(|t| t.start_byte < f.start_byte);
+        let end = tokens.partition_point(|t| t.start_byte < f.end_byte);
+        let mut hasher = DefaultHasher::new();
+        for token in tokens[start..end].iter().filter(|t| t.class != Class::Comment) {
+            token.text.hash(&mut hasher);
         }
-    }
-    for (f, hasher) in parsed.functions.iter_mut().zip(hashers) {
         f.code_hash = hasher.finish();
     }
     Some(parsed)
