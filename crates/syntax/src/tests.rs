@@ -82,6 +82,15 @@ fn a_moved_function_keeps_its_identity() {
 }
 
 #[test]
+fn a_renamed_function_is_a_signature_change_of_both_names() {
+    let old = "def total(cart):\n    return sum(cart)\n";
+    let new = "def cart_total(cart):\n    return sum(cart)\n";
+    let syntax = one("t.py", old, new, &[1], &[1]);
+    assert_eq!(syntax.kind, ChangeKind::Code);
+    assert_eq!(touched(&syntax), [("total", true), ("cart_total", true)]);
+}
+
+#[test]
 fn other_languages_find_their_functions() {
     let go = "package cart\n\n// Total sums the cart.\nfunc Total(items []int) int {\n\tsum := 0\n\treturn sum\n}\n";
     let go_body = go.replacen("\treturn sum", "\tsum += tax(items)\n\treturn sum", 1);
