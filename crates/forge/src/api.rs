@@ -95,7 +95,8 @@ pub fn comment(
         (ForgeKind::Phabricator, Target::Commit(sha)) => post(
             "/api/diffusion.commit.edit".into(),
             json!({
-                "objectIdentifier": format!("{repository}{sha}"),
+                "objectIdentifier": crate::conduit::RepositoryMonogram::parse(repository)
+                    .map_or_else(|| format!("{repository}{sha}"), |m| m.commit_identifier(sha)),
                 "transactions": [{"type": "comment", "value": text}],
             }),
         ),
@@ -185,28 +186,50 @@ pub fn prepare(kind: ForgeKind, request: &ApiRequest, token: &str) -> Prepared {
 
 /// Whether the forge took the request, from its HTTP status and body: `Err` names the problem.
 /// Conduit answers 200 with an `error_code` when it refuses.
-pub fn read_answer(kind: ForgeKind, status: u16, body: &[u8]) -> Result<(), String> {
-    if !(200..300).contains(&status) {
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        return Err(format!("HTTP {status}: {}", text.trim()));
-    }
+pub fn read_answer(kind: ForgeKind, status: u16, body: &[u8]) -> Result<(), Refusal> {
+    http_status(status, body)?;
     if kind == ForgeKind::Phabricator {
         #[derive(Deserialize)]
         struct Envelope {
             error_code: Option<String>,
             error_info: Option<String>,
         }
-        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
-            format!("Conduit answered something that is not its JSON envelope: {e}")
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| Refusal {
+            message: format!("Conduit answered something that is not its JSON envelope: {e}"),
+            permanent: false,
         })?;
         if let Some(code) = envelope.error_code {
-            return Err(format!(
-                "Conduit refused it: {code}: {}",
-                envelope.error_info.unwrap_or_default()
-            ));
+            let info = crate::conduit::redact_tokens(&envelope.error_info.unwrap_or_default());
+            let permanent = crate::conduit::is_permanent_refusal(&code, &info);
+            return Err(Refusal {
+                message: format!("Conduit refused it: {code}: {info}"),
+                permanent,
+            });
         }
     }
     Ok(())
+}
+
+/// Any HTTP receiver's answer by its status: taken (2xx), or refused with the start of its
+/// body (tokens redacted).
+pub fn http_status(status: u16, body: &[u8]) -> Result<(), Refusal> {
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+    Err(Refusal {
+        message: format!("HTTP {status}: {}", crate::conduit::redact_tokens(text.trim())),
+        // The request is wrong, or what it points at is gone: sending it again cannot help.
+        permanent: matches!(status, 400 | 404 | 405 | 410 | 413 | 422),
+    })
+}
+
+/// Why a forge did not take a request, and whether sending it again could help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    /// The request itself is wrong (or its target gone): dead-letter it at once.
+    pub permanent: bool,
 }
 
 /// GitLab's `:id`: the project path with `/` escaped.
@@ -271,6 +294,9 @@ mod tests {
         assert_eq!(github.path, format!("/repos/acme/shop/commits/{SHA}/comments"));
         let phab = comment(ForgeKind::Phabricator, "rSHOP", &commit, "x").unwrap();
         assert_eq!(phab.body["objectIdentifier"], format!("rSHOP{SHA}"));
+        // By id, a colon separates the repository from the sha: `R1` + sha reads as R16….
+        let by_id = comment(ForgeKind::Phabricator, "R1", &commit, "x").unwrap();
+        assert_eq!(by_id.body["objectIdentifier"], format!("R1:{SHA}"));
     }
 
     #[test]
@@ -325,14 +351,34 @@ mod tests {
         assert!(read_answer(ForgeKind::Gitea, 201, b"{}").is_ok());
         let refused =
             read_answer(ForgeKind::Github, 404, b"{\"message\":\"Not Found\"}").unwrap_err();
-        assert!(refused.contains("404") && refused.contains("Not Found"), "{refused}");
+        assert!(refused.message.contains("404") && refused.message.contains("Not Found"));
+        assert!(refused.permanent, "{refused:?}");
+        assert!(!read_answer(ForgeKind::Github, 502, b"").unwrap_err().permanent);
         let conduit =
             br#"{"result":null,"error_code":"ERR-INVALID-AUTH","error_info":"bad token"}"#;
         let refused = read_answer(ForgeKind::Phabricator, 200, conduit).unwrap_err();
-        assert!(refused.contains("ERR-INVALID-AUTH"), "{refused}");
+        assert!(refused.message.contains("ERR-INVALID-AUTH") && refused.permanent, "{refused:?}");
         let ok = br#"{"result":{"object":{"id":123,"phid":"PHID-DREV-x"},"transactions":[]},"error_code":null,"error_info":null}"#;
         assert!(read_answer(ForgeKind::Phabricator, 200, ok).is_ok());
         assert!(read_answer(ForgeKind::Phabricator, 200, b"<html>").is_err());
+    }
+
+    /// Phorge's own refusals, as recorded against a real Phorge
+    /// (`shared/fixtures/forges/phorge-live`): a bad token and a monogram that names no
+    /// commit are permanent, and the token never reaches the message.
+    #[test]
+    fn conduit_refusals_are_classified_and_tokens_redacted() {
+        let bad_token = br#"{"result":null,"error_code":"ERR-INVALID-AUTH","error_info":"API token \"api-aaaaaaaaaaaaaaaaaaaaaaaaaaaa\" is not valid."}"#;
+        let refused = read_answer(ForgeKind::Phabricator, 200, bad_token).unwrap_err();
+        assert!(refused.permanent, "{refused:?}");
+        assert!(!refused.message.contains("aaaaaaaa"), "{refused:?}");
+        assert!(refused.message.contains("api-…"), "{refused:?}");
+        let no_object = br#"{"result":null,"error_code":"ERR-CONDUIT-CORE","error_info":"Monogram \"R16d7046b015ad6988095aa09ec449cc4b6d329488\" does not identify a valid object."}"#;
+        assert!(read_answer(ForgeKind::Phabricator, 200, no_object).unwrap_err().permanent);
+        let busy = br#"{"result":null,"error_code":"ERR-RATE-LIMIT","error_info":"You are making too many API requests too quickly."}"#;
+        assert!(!read_answer(ForgeKind::Phabricator, 200, busy).unwrap_err().permanent);
+        let crashed = br#"{"result":null,"error_code":"ERR-CONDUIT-CORE","error_info":"Lost connection to MySQL server during query"}"#;
+        assert!(!read_answer(ForgeKind::Phabricator, 200, crashed).unwrap_err().permanent);
     }
 
     #[test]

@@ -32,6 +32,46 @@ impl ConduitError {
     }
 }
 
+/// Conduit refusals that sending again cannot fix: the token is refused, the method unknown,
+/// or (for `ERR-CONDUIT-CORE`, Phorge's catch-all) the object or a parameter is invalid.
+/// Rate limits and internal errors are worth another try.
+pub fn is_permanent_refusal(code: &str, info: &str) -> bool {
+    match code {
+        "ERR-INVALID-AUTH" | "ERR-INVALID-SESSION" | "ERR-CONDUIT-CALL" | "ERR-NOT-FOUND" => true,
+        "ERR-CONDUIT-CORE" => {
+            let info = info.to_ascii_lowercase();
+            ["does not identify", "invalid", "parameter", "no such", "unknown", "not permitted"]
+                .iter()
+                .any(|words| info.contains(words))
+        }
+        _ => false,
+    }
+}
+
+/// `text` with every Conduit API token (`api-` or `cli-` and 28 more letters or digits, as
+/// Phorge quotes a refused one) replaced by `api-…`/`cli-…`, so a refusal can be logged and
+/// shown.
+pub fn redact_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["api-", "cli-"].iter().filter_map(|p| rest.find(p)).min() {
+        let prefix = &rest[at..at + 4];
+        let tail = &rest[at + 4..];
+        let secret = tail.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        out.push_str(&rest[..at]);
+        if secret >= 8 {
+            out.push_str(prefix);
+            out.push('…');
+            rest = &tail[secret..];
+        } else {
+            out.push_str(prefix);
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// One `*.search` request: the method and its parameters, without token or cursor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConduitCall {
@@ -144,7 +184,7 @@ fn read_page<T: DeserializeOwned>(
         return Err(ConduitError::Api {
             method,
             code,
-            info: envelope.error_info.unwrap_or_default(),
+            info: redact_tokens(&envelope.error_info.unwrap_or_default()),
         });
     }
     let result = envelope.result.ok_or_else(|| malformed("`result` is null".into()))?;
@@ -647,10 +687,15 @@ impl RepositoryMonogram {
 
     /// The commit's page on the install at `base_url`.
     pub fn commit_url(&self, base_url: &str, sha: &str) -> String {
-        let base = base_url.trim_end_matches('/');
+        format!("{}/{}", base_url.trim_end_matches('/'), self.commit_identifier(sha))
+    }
+
+    /// The commit's monogram as Phorge reads it: `rCALLSIGN<sha>`, or `R12:<sha>` (without the
+    /// colon, `R1` + a sha starting with a digit would name another repository).
+    pub fn commit_identifier(&self, sha: &str) -> String {
         match self {
-            RepositoryMonogram::Callsign(callsign) => format!("{base}/r{callsign}{sha}"),
-            RepositoryMonogram::Id(id) => format!("{base}/R{id}:{sha}"),
+            RepositoryMonogram::Callsign(callsign) => format!("r{callsign}{sha}"),
+            RepositoryMonogram::Id(id) => format!("R{id}:{sha}"),
         }
     }
 }

@@ -156,6 +156,15 @@ pub fn suspects_and_rollback(
     Ok((ranking_view, rollback))
 }
 
+/// How to send the revert of a Differential revision for review. Checked against Arcanist
+/// 3b6004a3 (2026), where `arc backout` no longer exists (removed in 2020): the revert is
+/// committed with git, then `arc diff` against its parent creates a new revision.
+fn phabricator_revert(revision: &str) -> String {
+    format!(
+        "# Phabricator/Phorge: after the `git revert` above, `arc diff --create HEAD^` sends the revert of {revision} for review as a new revision"
+    )
+}
+
 /// The previous version, the revert patch of the suspect commit(s) and the commands.
 fn rollback_draft(
     jobs: &Jobs,
@@ -203,11 +212,7 @@ fn rollback_draft(
         commands.push(
             "# or, with the patch below saved as revert.patch: git apply -R revert.patch".into(),
         );
-        for revision in &revisions {
-            commands.push(format!(
-                "# Phabricator: `arc backout {revision}` opens the revert as a new revision (or `git revert` as above, then `arc diff`)"
-            ));
-        }
+        commands.extend(revisions.iter().map(|r| phabricator_revert(r)));
     }
     Ok(json!({
         "previous_version": previous.as_ref().map(|p| p.version.clone()),

@@ -126,6 +126,13 @@ fn comments_rank_below_the_body_change_in_five_languages() {
 }
 
 #[test]
+fn the_phabricator_revert_uses_commands_current_arcanist_has() {
+    let text = super::phabricator_revert("D12");
+    assert!(text.contains("arc diff --create HEAD^") && text.contains("D12"), "{text}");
+    assert!(!text.contains("backout"), "Arcanist has had no `backout` since 2020: {text}");
+}
+
+#[test]
 fn a_moved_function_is_not_a_changed_one() {
     let up = tempfile::tempdir().unwrap();
     let dir = up.path();

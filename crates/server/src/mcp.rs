@@ -120,7 +120,7 @@ const TOOLS: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "draft_rollback",
-        description: "The rollback draft for a finding: the previous good version, the commits to revert, the `git revert` (and `arc backout`) commands and the revert patch.",
+        description: "The rollback draft for a finding: the previous good version, the commits to revert, the `git revert` (and, for Phabricator, `arc diff`) commands and the revert patch.",
         properties: || json!({"finding_id": {"type": "integer"}}),
         required: &["finding_id"],
     },

@@ -149,19 +149,16 @@ async fn attempt(jobs: &Jobs, delivery: &Delivery) -> Result<u16, Failure> {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|secs| Duration::from_secs(secs.min(3600)));
     let body = read_capped(response, MAX_ANSWER_BYTES).await.unwrap_or_default();
+    // A forge's answer is read the forge's way (Conduit refuses with HTTP 200); any other
+    // receiver's by its status alone.
     let taken = match forge_kind {
         Some(kind) => forge::api::read_answer(kind, status, &body),
-        None if (200..300).contains(&status) => Ok(()),
-        None => Err(format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(300)]).trim()
-        )),
+        None => forge::api::http_status(status, &body),
     };
-    taken.map(|()| status).map_err(|message| Failure {
+    taken.map(|()| status).map_err(|refusal| Failure {
         status: Some(status),
-        message,
-        // The request is wrong, or what it points at is gone: sending it again cannot help.
-        permanent: matches!(status, 400 | 404 | 405 | 410 | 413 | 422),
+        message: refusal.message,
+        permanent: refusal.permanent,
         retry_after,
     })
 }
