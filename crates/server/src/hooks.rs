@@ -118,15 +118,44 @@ pub(crate) async fn receive(
             ));
         }
         WebhookEvent::Herald(pointer) => {
+            // A redelivery (Phorge retries with the same bytes) is known by its key: answer
+            // before the Conduit calls it would repeat.
+            let seen = {
+                let store = Arc::clone(&state.ctx().store);
+                let (name, key) = (integration.name.clone(), verified.delivery_key.clone());
+                tokio::task::spawn_blocking(move || store.webhook_applied(&name, &key))
+                    .await
+                    .map_err(ApiError::internal)??
+            };
+            if seen {
+                return Ok((
+                    StatusCode::OK,
+                    Json(
+                        json!({"status": "duplicate", "event": verified.event, "commits": 0, "reviews": 0}),
+                    ),
+                ));
+            }
             match phabricator::follow(&state, integration, &pointer).await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => {
-                    tracing::info!(integration = %integration.name, object = %pointer.object_phid,
-                        "Herald object is not a revision or commit the API token can see");
+                    let followed = ["PHID-DREV-", "PHID-CMIT-"]
+                        .iter()
+                        .any(|prefix| pointer.object_phid.starts_with(prefix));
+                    let message = if followed {
+                        format!(
+                            "`{}` is not a revision or commit the integration's API token can see; nothing was stored",
+                            pointer.object_phid
+                        )
+                    } else {
+                        format!(
+                            "`{}` is not used: spanblame follows Herald's revisions (PHID-DREV) and commits (PHID-CMIT), and reads repositories and diffs through them; nothing was stored",
+                            pointer.object_phid
+                        )
+                    };
+                    tracing::info!(integration = %integration.name, object = %pointer.object_phid, %message, "Herald object not followed");
                     return Ok((
                         StatusCode::ACCEPTED,
-                        Json(json!({"status": "ignored", "event": "herald",
-                            "message": format!("`{}` is not a revision or commit the integration's API token can see; nothing was stored", pointer.object_phid)})),
+                        Json(json!({"status": "ignored", "event": "herald", "message": message})),
                     ));
                 }
                 Err(e) => {

@@ -76,6 +76,22 @@ impl SpanStore {
         })
     }
 
+    /// Whether a delivery with this key was applied already: checked before work a
+    /// redelivery would repeat (following a Herald pointer through Conduit).
+    pub fn webhook_applied(
+        &self,
+        integration: &str,
+        delivery_key: &str,
+    ) -> Result<bool, StoreError> {
+        self.metadata.read(|db| {
+            let found: Option<i64> = db.query_value(
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE integration = ?1 AND delivery_key = ?2",
+                args![integration, delivery_key],
+            )?;
+            Ok(found.unwrap_or(0) > 0)
+        })
+    }
+
     /// Records commits and reviews without a delivery key (git mirror imports, Conduit).
     pub fn record_changes(&self, batch: &ChangeBatch) -> Result<(), StoreError> {
         self.metadata.write(|db| write_batch(db, batch))

@@ -537,7 +537,10 @@ fn webhooks_apply_once_and_sources_merge(h: &Harness) {
         reviews: vec![review],
         branch_head: None,
     };
+    assert!(!store.webhook_applied("gitea", "k1").unwrap());
     assert_eq!(store.apply_webhook("gitea", "k1", "push", &batch, T0).unwrap(), Applied::New);
+    assert!(store.webhook_applied("gitea", "k1").unwrap());
+    assert!(!store.webhook_applied("gogs", "k1").unwrap(), "keys are per integration");
     let replay = ChangeBatch { commits: vec![commit('c', "other")], ..batch.clone() };
     assert_eq!(
         store.apply_webhook("gitea", "k1", "push", &replay, T0).unwrap(),

@@ -276,14 +276,18 @@ pub fn regressed_comment(
         out.push_str(&format!("\nExample traces: {}\n", traces.join(" · ")));
     }
     if let Some(rollback) = findings.iter().find_map(|f| f.rollback.as_ref())
-        && let Some(command) = rollback.commands.first()
+        && !rollback.commands.is_empty()
     {
         let previous = rollback
             .previous_version
             .as_deref()
             .map(|v| format!(" (previous version {v})"))
             .unwrap_or_default();
-        out.push_str(&format!("\nRollback draft{previous}: `{command}`\n"));
+        // Every line of the draft, as a code block (Markdown and Remarkup both fence with ```).
+        out.push_str(&format!(
+            "\nRollback draft{previous}:\n```\n{}\n```\n",
+            rollback.commands.join("\n")
+        ));
     }
     out.push_str(&format!(
         "\n{}\n",
@@ -478,6 +482,25 @@ mod tests {
         let remarkup =
             regressed_comment(&deploy, &[&f], &f.suspects[0], 1, Markup::Remarkup, &links);
         assert!(remarkup.contains("[[https://sb.example.com/findings/7 | #7]]"), "{remarkup}");
+        // The rollback draft in full, every line of it.
+        let mut with_rollback = f.clone();
+        with_rollback.rollback = Some(views::shapes::RollbackJ {
+            previous_version: Some("1.1.0".into()),
+            commands: vec!["# Fastest: redeploy 1.1.0".into(), "git revert --no-edit abc".into()],
+            ..Default::default()
+        });
+        let md = regressed_comment(
+            &deploy,
+            &[&with_rollback],
+            &f.suspects[0],
+            1,
+            Markup::Remarkup,
+            &links,
+        );
+        assert!(
+            md.contains("```\n# Fastest: redeploy 1.1.0\ngit revert --no-edit abc\n```"),
+            "{md}"
+        );
         let resolved = resolved_comment(&deploy, &[&f], Markup::Markdown, &links);
         assert!(resolved.contains("are resolved"), "{resolved}");
         assert_eq!(

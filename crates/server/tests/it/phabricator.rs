@@ -305,10 +305,17 @@ async fn a_herald_revision_webhook_stores_the_revision_linked_to_its_landed_comm
     }
     assert!(calls.iter().all(|(_, params)| params["__conduit__"]["token"] == TOKEN));
 
-    // Phabricator retries with identical bytes: a redelivery changes nothing.
+    // Phabricator retries with identical bytes: a redelivery changes nothing, and is known
+    // before any Conduit call.
+    let calls_before = replay.calls.lock().unwrap().len();
     let (status, answer) = deliver(&app, &body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "duplicate", "{answer}");
+    assert_eq!(
+        replay.calls.lock().unwrap().len(),
+        calls_before,
+        "no Conduit call for a redelivery"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -369,6 +376,16 @@ async fn objects_other_than_revisions_and_commits_are_ignored_without_calls() {
         deliver(&app, &herald_body("TASK", "PHID-TASK-abcdefghijklmnopqrst")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["status"], "ignored");
+    assert!(replay.calls.lock().unwrap().is_empty());
+    // Repositories and diffs, which Firehose also sends, are said to be unused, not unseen.
+    for (kind, phid) in
+        [("REPO", "PHID-REPO-abcdefghijklmnopqrst"), ("DIFF", "PHID-DIFF-abcdefghijklmnopqrst")]
+    {
+        let (status, answer) = deliver(&app, &herald_body(kind, phid)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains("is not used") && !message.contains("can see"), "{message}");
+    }
     assert!(replay.calls.lock().unwrap().is_empty());
     // A revision the token cannot see: also 202, after looking.
     let (status, answer) = deliver(&app, &herald_body("DREV", "PHID-DREV-notvisible")).await;
