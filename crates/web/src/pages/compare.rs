@@ -67,13 +67,13 @@ pub fn compare_page(
     let (a_id, b_id) = (param("a")?, param("b")?);
     let (a, b) = (spans_of(ctx, viewer, "a", &a_id)?, spans_of(ctx, viewer, "b", &b_id)?);
     let (a_shape, b_shape) = (shape(&a), shape(&b));
-    let total_ms = |spans: &[SpanJ]| {
-        let shape = shape(spans);
+    // A trace's length, from its shape (already read for the alignment).
+    let total_ms = |shape: &[analysis::traces::TraceSpan]| {
         let start = shape.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
         let end = shape.iter().map(|s| s.end_unix_nanos).max().unwrap_or(0);
         end.saturating_sub(start) as f64 / 1e6
     };
-    let (a_total, b_total) = (total_ms(&a), total_ms(&b));
+    let (a_total, b_total) = (total_ms(&a_shape), total_ms(&b_shape));
     let marked_ms = a_total.max(b_total) * MARKED_SHARE;
     let mut rows = Vec::new();
     let mut moved: Vec<(f64, String)> = Vec::new();
