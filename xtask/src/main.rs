@@ -7,7 +7,9 @@
 //!   ClickHouse engine's tests, Debian's `postgresql-15` for the metadata tests on PostgreSQL,
 //!   and the `chdb` package (a current ClickHouse in process) in a
 //!   second virtualenv for the SQL dialect test; the npm and
-//!   Python packages under `~/.cache/spanblame`), then check formatting, run clippy, and run
+//!   Python packages under `~/.cache/spanblame`), bring up a real Phorge with
+//!   `../shared/phorge/setup-phorge.sh` when it is there (else skip the `phorge_live` tests by
+//!   name, saying why), then check formatting, run clippy, and run
 //!   every test (with cargo-nextest when it is installed). This is the README's test command
 //!   and what `.ci/run` calls.
 //! - `cargo xtask bench`: the detection, ingest and reads benchmarks in release mode (the
@@ -323,8 +325,59 @@ fn python_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
+/// A real Phorge being brought up for the `phorge_live` tests, or why there is none.
+enum Phorge {
+    Starting { child: std::process::Child, log: PathBuf, helper: PathBuf },
+    Absent(String),
+}
+
+/// Where `setup-phorge.sh` writes `phorge.env` (its default `PHORGE_DIR`).
+const PHORGE_ENV: &str = "/srv/phorge/phorge.env";
+
+/// Starts `setup-phorge.sh` (from `SPANBLAME_PHORGE_SETUP`, or `../shared/phorge` beside the
+/// workspace) in the background: Debian's PHP and MariaDB, Phorge and Arcanist from source
+/// snapshots, the daemons, a bot, a Firehose webhook and the hosted repository rSHOP. It is
+/// idempotent and needs root; the webhook's URL is set by the test that starts the server.
+fn start_phorge() -> anyhow::Result<Phorge> {
+    let script = std::env::var_os("SPANBLAME_PHORGE_SETUP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/phorge/setup-phorge.sh"));
+    if !script.exists() {
+        return Ok(Phorge::Absent(format!(
+            "{} is absent (set SPANBLAME_PHORGE_SETUP to a setup-phorge.sh)",
+            script.display()
+        )));
+    }
+    if !Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")) {
+        return Ok(Phorge::Absent(format!("{} needs root", script.display())));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let log = PathBuf::from(home).join(".cache/spanblame/phorge-setup.log");
+    std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
+    let output =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    eprintln!(
+        "xtask: bringing up a real Phorge with {} (log: {})",
+        script.display(),
+        log.display()
+    );
+    let child = Command::new("bash")
+        .arg(&script)
+        .env("SKIP_REVISION", "1")
+        // Nothing listens here: the test points the webhook at its own server.
+        .env("HOOK_URL", "http://127.0.0.1:9/hooks/phabricator/phab")
+        .stdin(std::process::Stdio::null())
+        .stdout(output.try_clone()?)
+        .stderr(output)
+        .spawn()
+        .with_context(|| format!("running {}", script.display()))?;
+    Ok(Phorge::Starting { child, log, helper: script.with_file_name("phorge-helper.php") })
+}
+
 fn test() -> anyhow::Result<()> {
     let Installed { python, chdb_python, oidc, browser } = setup()?;
+    // After `setup`, whose apt-get would contend with the script's for dpkg's lock.
+    let phorge = start_phorge()?;
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
         .context("formatting differs: run `cargo fmt --all`")?;
     run(Command::new("cargo").args([
@@ -352,5 +405,26 @@ fn test() -> anyhow::Result<()> {
     command.env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE);
     command.env("SPANBLAME_TEST_CHDB_PYTHON", chdb_python);
     command.env("SPANBLAME_TEST_POSTGRES", POSTGRES_BIN);
+    match phorge {
+        Phorge::Starting { mut child, log, helper } => {
+            let status = child.wait()?;
+            if !status.success() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "setting up Phorge failed ({status}); {}:\n{}",
+                    log.display(),
+                    tail.join("\n")
+                );
+            }
+            command.env("SPANBLAME_TEST_PHORGE_ENV", PHORGE_ENV);
+            command.env("SPANBLAME_TEST_PHORGE_HELPER", helper);
+        }
+        Phorge::Absent(why) => {
+            eprintln!("xtask: SKIPPED the real-Phorge suite (tests named phorge_live): {why}");
+            command.args(["--", "--skip", "phorge_live"]);
+        }
+    }
     run(&mut command)
 }

@@ -116,6 +116,34 @@ impl SpanStore {
         })
     }
 
+    /// [`Store::find_commit`], looking in `repository` first: a commit that several configured
+    /// repositories hold (a fork and its upstream, two names for one repository) is the one of
+    /// the repository the caller's service is built from; elsewhere only when it is unique.
+    pub fn find_commit_in(
+        &self,
+        repository: Option<&str>,
+        sha: &str,
+    ) -> Result<Option<StoredCommit>, StoreError> {
+        let Some(repository) = repository.filter(|_| model::looks_like_sha(sha)) else {
+            return self.find_commit(sha);
+        };
+        let sha = sha.to_ascii_lowercase();
+        let own = self.metadata.read(|db| {
+            let found = db.query(
+                "SELECT sha FROM commits WHERE repository = ?1 AND sha >= ?2 AND sha < ?3 LIMIT 2",
+                args![repository, sha.clone(), format!("{sha}g")],
+            )?;
+            match found.as_slice() {
+                [row] => read_commit(db, repository, &row.get::<String>(0)?),
+                _ => Ok(None),
+            }
+        })?;
+        match own {
+            Some(found) => Ok(Some(found)),
+            None => self.find_commit(&sha),
+        }
+    }
+
     /// A commit in one repository, by full sha.
     pub fn commit(&self, repository: &str, sha: &str) -> Result<Option<StoredCommit>, StoreError> {
         self.metadata.read(|db| read_commit(db, repository, &sha.to_ascii_lowercase()))

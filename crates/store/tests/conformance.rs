@@ -576,6 +576,13 @@ fn webhooks_apply_once_and_sources_merge(h: &Harness) {
         })
         .unwrap();
     assert!(store.find_commit("aaaaaaa").unwrap().is_none(), "ambiguous across repositories");
+    // A service's own repository decides; a repository without it falls back to the unique one.
+    let own = store.find_commit_in(Some("shop/other"), "AAAAAAA").unwrap().expect("its own");
+    assert_eq!((own.repository.as_str(), own.commit.message.as_str()), ("shop/other", "fork"));
+    let own = store.find_commit_in(Some("shop/cart"), &"a".repeat(40)).unwrap().unwrap();
+    assert_eq!(own.repository, "shop/cart");
+    assert!(store.find_commit_in(Some("shop/unrelated"), "aaaaaaa").unwrap().is_none());
+    assert!(store.find_commit_in(None, "aaaaaaa").unwrap().is_none(), "no preference: ambiguous");
     assert!(store.commit("shop/other", &"A".repeat(40)).unwrap().is_some());
 
     for sha in ["a", "b"] {

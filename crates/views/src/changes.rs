@@ -22,25 +22,27 @@ pub fn resolve_commit(
     version: Option<&str>,
 ) -> Result<Option<StoredCommit>, StoreError> {
     let store = &*ctx.store;
+    // A commit the service's own repository holds first (forks share commits).
+    let own = ctx.changes.ownership(service).and_then(|o| o.repository.clone());
+    let find = |sha: &str| store.find_commit_in(own.as_deref(), sha);
     if let Some(sha) = explicit
-        && let Some(found) = store.find_commit(sha)?
+        && let Some(found) = find(sha)?
     {
         return Ok(Some(found));
     }
     let Some(version) = version else { return Ok(None) };
     if let Some(sha) = store.version_commit(service, version)?
-        && let Some(found) = store.find_commit(&sha)?
+        && let Some(found) = find(&sha)?
     {
         return Ok(Some(found));
     }
     // `1.4.2+a1b2c3d`, `cart@a1b2c3d4`, or a bare sha (find_commit ignores non-shas).
     for candidate in version.split(['+', '@', '-', '_']).rev() {
-        if let Some(found) = store.find_commit(candidate)? {
+        if let Some(found) = find(candidate)? {
             return Ok(Some(found));
         }
     }
     // A tag in the mirror of the service's repository (or any mirror when none is set).
-    let own = ctx.changes.ownership(service).and_then(|o| o.repository.clone());
     for (name, mirror) in ctx.mirrors.all() {
         if own.as_ref().is_some_and(|own| own != &name) {
             continue;

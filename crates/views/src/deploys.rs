@@ -129,7 +129,8 @@ pub struct DeployCommit {
 pub fn deploy_commit(ctx: &Context, deploy: &Deploy) -> Result<DeployCommit, StoreError> {
     let store = &ctx.store;
     if let Some(sha) = &deploy.commit {
-        let stored = store.find_commit(sha)?;
+        let own = ctx.changes.ownership(&deploy.service).and_then(|o| o.repository.as_deref());
+        let stored = store.find_commit_in(own, sha)?;
         let sha = stored.as_ref().map_or_else(|| sha.clone(), |c| c.commit.sha.clone());
         return Ok(DeployCommit { sha: Some(sha), stored });
     }

@@ -188,7 +188,8 @@ fn search_trace(n: u64, start: u64, jitter: &mut Jitter) -> Vec<Value> {
     ]
 }
 
-/// Sends spans of `version` from `from` to `to`: a checkout a second, a search every two.
+/// Sends spans of `checkout` at `version` from `from` to `to`: a checkout a second, a search
+/// every two.
 pub(crate) fn send_traffic(
     server: &TestServer,
     version: &str,
@@ -198,9 +199,22 @@ pub(crate) fn send_traffic(
     price_factor: f64,
     seed: u64,
 ) {
+    send_service_traffic(server, "checkout", version, commit, (from, to), price_factor, seed);
+}
+
+/// [`send_traffic`] for another service (same operations).
+pub(crate) fn send_service_traffic(
+    server: &TestServer,
+    service: &str,
+    version: &str,
+    commit: &str,
+    (from, to): (u64, u64),
+    price_factor: f64,
+    seed: u64,
+) {
     let client = reqwest::blocking::Client::new();
     let resource = json!({"attributes": [
-        attribute("service.name", "checkout"),
+        attribute("service.name", service),
         attribute("service.version", version),
         attribute("deployment.environment.name", "production"),
         attribute("vcs.ref.head.revision", commit),
@@ -233,8 +247,18 @@ pub(crate) fn send_traffic(
 }
 
 pub(crate) fn post_deploy(server: &TestServer, version: &str, commit: &str, started_at: u64) {
+    post_service_deploy(server, "checkout", version, commit, started_at);
+}
+
+pub(crate) fn post_service_deploy(
+    server: &TestServer,
+    service: &str,
+    version: &str,
+    commit: &str,
+    started_at: u64,
+) {
     let started = jiff::Timestamp::from_nanosecond(i128::from(started_at)).unwrap().to_string();
-    let body = json!({"service": "checkout", "environment": "production", "version": version, "commit": commit, "started_at": started});
+    let body = json!({"service": service, "environment": "production", "version": version, "commit": commit, "started_at": started});
     let response = reqwest::blocking::Client::new()
         .post(server.url("/api/v1/deploys"))
         .json(&body)
@@ -246,10 +270,20 @@ pub(crate) fn post_deploy(server: &TestServer, version: &str, commit: &str, star
 /// Polls `server` until the regression of `/checkout`'s p50 is explained (has suspects);
 /// returns the finding in full.
 pub(crate) fn explained_regression(server: &TestServer, limit: Duration) -> Value {
+    explained_service_regression(server, "checkout", limit)
+}
+
+/// [`explained_regression`] of another service.
+pub(crate) fn explained_service_regression(
+    server: &TestServer,
+    service: &str,
+    limit: Duration,
+) -> Value {
     let deadline = Instant::now() + limit;
     loop {
-        let (status, body) = server
-            .get_json("/api/v1/findings?service=checkout&environment=production&verdict=regressed");
+        let (status, body) = server.get_json(&format!(
+            "/api/v1/findings?service={service}&environment=production&verdict=regressed"
+        ));
         assert_eq!(status, 200, "{body}");
         let found = body["findings"].as_array().unwrap().iter().find(|f| {
             f["operation"] == "/checkout"
@@ -261,7 +295,10 @@ pub(crate) fn explained_regression(server: &TestServer, limit: Duration) -> Valu
             assert_eq!(status, 200, "{full}");
             return full;
         }
-        assert!(Instant::now() < deadline, "no explained regression on /checkout: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "no explained regression of {service} on /checkout: {body}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }

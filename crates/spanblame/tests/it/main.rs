@@ -17,6 +17,7 @@ mod hostile;
 mod ingest_errors;
 mod logs;
 mod mcp;
+mod phorge_live;
 mod readme;
 mod replicas;
 mod security;
