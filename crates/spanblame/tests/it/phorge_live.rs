@@ -146,11 +146,12 @@ struct RunHooks<'a> {
 impl RunHooks<'_> {
     /// Sets every hook to Firehose; the last one's PHID.
     fn enable(&self) -> String {
-        let enabled = self
+        let phids: Vec<String> = self
             .hooks
             .iter()
-            .map(|(name, url, key)| self.phorge.webhook(name, url, key, "firehose"));
-        enabled.last().unwrap()
+            .map(|(name, url, key)| self.phorge.webhook(name, url, key, "firehose"))
+            .collect();
+        phids.last().unwrap().clone()
     }
 }
 
