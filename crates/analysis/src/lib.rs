@@ -22,6 +22,8 @@
 //!   language family's layout (indentation, `def`…`end`, braces), so blame covers the body.
 //! - [`traces`]: the shape of one trace (its critical path) and two traces aligned span by
 //!   span, for the trace page and the comparison of two traces.
+//! - [`gate`]: the tagging gate: whether a change will be attributable once deployed (a
+//!   review link, a mapped service, spans that say their version and commit), or why not yet.
 //! - [`dora`]: the four DORA metrics and their bands over a window of deploys, changes and
 //!   attributed regressions.
 //!
@@ -33,6 +35,7 @@ pub mod compare;
 pub mod detect;
 pub mod dora;
 pub mod evidence;
+pub mod gate;
 pub mod sketch;
 pub mod stats;
 pub mod suspects;

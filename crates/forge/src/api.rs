@@ -143,6 +143,42 @@ pub fn status(
     Some(ApiRequest { method: "POST".into(), path, body })
 }
 
+/// One unit result of a Harbormaster build: `result` is `pass`, `fail` or `skip`; `details`
+/// is Remarkup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitResult {
+    pub name: String,
+    pub result: &'static str,
+    pub details: String,
+}
+
+/// The Conduit call (`harbormaster.sendmessage`) that ends a Harbormaster build step waiting
+/// for a message: `pass` or `fail` for the build target `receiver`, with unit results.
+pub fn harbormaster_message(receiver: &str, passed: bool, units: &[UnitResult]) -> ApiRequest {
+    let unit: Vec<Json> = units
+        .iter()
+        .map(|u| {
+            json!({
+                "name": u.name,
+                "result": u.result,
+                "namespace": "spanblame/tagging",
+                "engine": "spanblame",
+                "details": u.details,
+                "format": "remarkup",
+            })
+        })
+        .collect();
+    ApiRequest {
+        method: "POST".into(),
+        path: "/api/harbormaster.sendmessage".into(),
+        body: json!({
+            "receiver": receiver,
+            "type": if passed { "pass" } else { "fail" },
+            "unit": unit,
+        }),
+    }
+}
+
 /// A request ready to send: headers (with the token), content type and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {

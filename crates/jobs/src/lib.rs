@@ -1,7 +1,8 @@
 //! Everything spanblame does on its own, on a timer or under the background lease: detection
 //! and explanation (`detection`, `evidence`, `suspects`: verdicts per look, trace samples,
 //! ranked suspects and the rollback draft), notifications (`notify`: deciding what to
-//! announce into the outbox, the message texts, and the delivery job), mirrors (`mirrors`:
+//! announce into the outbox, the message texts, and the delivery job), the tagging gate's
+//! answers on the forge (`gate`: Harbormaster build results through the outbox), mirrors (`mirrors`:
 //! clone and fetch, history import), upkeep (`maintenance`: sealing, compaction, retention,
 //! token use), and the lease itself (`lease`). `outbound` is the one HTTP client for forge
 //! APIs and receivers.
@@ -16,6 +17,7 @@
 
 pub mod detection;
 pub mod evidence;
+pub mod gate;
 pub mod lease;
 pub mod maintenance;
 pub mod mirrors;

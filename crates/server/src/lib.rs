@@ -22,6 +22,7 @@
 mod access;
 mod api;
 pub mod error;
+mod harbormaster;
 mod hooks;
 mod ingest;
 mod listen;
@@ -261,6 +262,10 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             post(api::deploys::create_deploy),
         ),
         (
+            spec("POST", "/api/v1/gate", ReportDeploy, Some("gate.evaluate")),
+            post(api::gate::evaluate),
+        ),
+        (
             spec("GET", "/api/v1/commits/{sha}/impact", ReadData, Some("commit.read")),
             get(api::deploys::commit_impact),
         ),
@@ -334,6 +339,16 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             get(api::audit::verify_audit),
         ),
         (spec("POST", "/hooks/{kind}/{integration}", ForgeSignature, None), post(hooks::receive)),
+        // Harbormaster sends HTTP Basic credentials, which the step's handler checks itself.
+        (
+            spec(
+                "POST",
+                "/hooks/phabricator/{integration}/harbormaster",
+                Public,
+                Some("gate.harbormaster"),
+            ),
+            post(harbormaster::build_step),
+        ),
         // MCP for assistants: each tool call is audited inside, as `mcp.<tool>`.
         (spec("POST", "/mcp", ReadData, None), post(mcp::endpoint)),
         (spec("GET", "/mcp", ReadData, None), get(mcp::endpoint)),

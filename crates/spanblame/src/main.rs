@@ -8,6 +8,7 @@ mod check;
 mod config;
 mod demo;
 mod deploy;
+mod gate;
 mod mcp;
 
 #[global_allocator]
@@ -76,6 +77,15 @@ enum Command {
     /// version (an inferred deploy, which this report merges with).
     #[command(disable_version_flag = true)]
     Deploy(deploy::DeployArgs),
+    /// Ask whether a change will be attributable once deployed (for CI): `POST /api/v1/gate`.
+    ///
+    /// Checks that the commit links to a review, that the service's code is mapped
+    /// (`[[services]]`: repository, path, owner), and that spans from staging or CI carry
+    /// `service.version` and a commit attribute. Prints each check with what was found and the
+    /// fix. Exits 0 when it passes, 1 when it fails, 2 when it cannot tell yet (no spans of the
+    /// commit so far, a commit not fetched yet) or the server did not answer.
+    #[command(disable_version_flag = true)]
+    Gate(gate::GateArgs),
     /// Manage API tokens: create, list (`--stale`), rotate, revoke.
     #[command(subcommand)]
     Token(admin::TokenCommand),
@@ -137,6 +147,10 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.with_ansi(colour).init(),
         LogFormat::Json => logs.json().with_ansi(false).init(),
     }
+    // The gate's exit code is its answer, not only success or failure.
+    if let Command::Gate(args) = &cli.command {
+        return gate::main(args);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -163,6 +177,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     match cli.command {
         Command::Deploy(args) => deploy::run(&args),
+        // Answered by `main`, which exits with the gate's outcome.
+        Command::Gate(_) => Ok(()),
         Command::Token(command) => admin::run_token(command),
         Command::Audit(command) => admin::run_audit(command),
         Command::Mcp(args) => mcp::run(&args),

@@ -13,8 +13,9 @@ use crate::settings::ChangeSettings;
 use crate::{Context, rfc3339};
 use forge::conduit::RepositoryMonogram;
 
-/// The commit a span or deploy's version stands for: the commit the spans name, else the
-/// version itself when it is a known sha.
+/// The commit a span or deploy's version stands for: the commit the spans name (in the
+/// service's own repository first, then its mirror), else the version itself when it is a
+/// known sha or a tag.
 pub fn resolve_commit(
     ctx: &Context,
     explicit: Option<&str>,
@@ -25,10 +26,30 @@ pub fn resolve_commit(
     // A commit the service's own repository holds first (forks share commits).
     let own = ctx.changes.ownership(service).and_then(|o| o.repository.clone());
     let find = |sha: &str| store.find_commit_in(own.as_deref(), sha);
-    if let Some(sha) = explicit
-        && let Some(found) = find(sha)?
-    {
-        return Ok(Some(found));
+    // One commit read from a mirror (a tag off the imported branch, a commit pushed since the
+    // last import), recorded so the next look finds it in the store.
+    let record = |name: &str, mirror: &mirror::Mirror, sha: &str| {
+        let Ok(commits) = mirror.range(None, sha, 1) else { return Ok(None) };
+        store.record_changes(&store::ChangeBatch {
+            repository: name.to_owned(),
+            commits,
+            reviews: Vec::new(),
+            branch_head: None,
+        })?;
+        store.commit(name, sha)
+    };
+    if let Some(sha) = explicit {
+        if let Some(found) = find(sha)? {
+            return Ok(Some(found));
+        }
+        if let Some(own) = &own
+            && model::looks_like_sha(sha)
+            && let Some(mirror) = ctx.mirrors.get(own)
+            && let Ok(Some(full)) = mirror.resolve(sha)
+            && let Some(found) = record(own, &mirror, &full)?
+        {
+            return Ok(Some(found));
+        }
     }
     let Some(version) = version else { return Ok(None) };
     if let Some(sha) = store.version_commit(service, version)?
@@ -51,15 +72,8 @@ pub fn resolve_commit(
         if let Some(found) = store.commit(&name, &sha)? {
             return Ok(Some(found));
         }
-        // A tag off the imported branch: record that one commit from the mirror.
-        if let Ok(commits) = mirror.range(None, &sha, 1) {
-            store.record_changes(&store::ChangeBatch {
-                repository: name.clone(),
-                commits,
-                reviews: Vec::new(),
-                branch_head: None,
-            })?;
-            return store.commit(&name, &sha);
+        if let Some(found) = record(&name, &mirror, &sha)? {
+            return Ok(Some(found));
         }
     }
     Ok(None)
@@ -218,7 +232,7 @@ impl<'a> ChangeResolver<'a> {
 
     /// CODEOWNERS for the span's source file (under the service's path prefix) when the
     /// repository's mirror has one and a rule matches; otherwise the service's team.
-    fn owner(&self, service: &str, code_path: Option<&str>) -> Option<String> {
+    pub(crate) fn owner(&self, service: &str, code_path: Option<&str>) -> Option<String> {
         let ownership = self.ctx.changes.ownership(service)?;
         let path_owner = || {
             let repository = ownership.repository.as_deref()?;

@@ -9,6 +9,7 @@
 //! - `findings`: findings in lists and in full;
 //! - `incidents`: a deploy's regressed findings as one incident, with one status;
 //! - `dora`: the four keys over a window of deploys;
+//! - `gate`: the tagging gate's facts (commit, review, mapping, the spans' versions) and report;
 //! - `notifications`: the outbox's rows as the notifications API shows them;
 //! - `changes`: the change context of a span (`{version, commit, review, blame, owner}`);
 //! - `blame`: the most recent change to the code a span runs, at the span's version;
@@ -27,6 +28,7 @@ pub mod deploys;
 pub mod dora;
 pub mod duration;
 pub mod findings;
+pub mod gate;
 pub mod incidents;
 pub mod mirrors;
 pub mod notifications;

@@ -11,6 +11,8 @@ pub struct ChangeSettings {
     pub repositories: Vec<RepositorySettings>,
     pub services: Vec<ServiceOwnership>,
     pub mirrors: MirrorSettings,
+    /// `[gate]`: the tagging gate's required checks, environments and window.
+    pub gate: analysis::gate::Rules,
 }
 
 /// A forge that sends webhooks to `/hooks/{kind}/{name}`.

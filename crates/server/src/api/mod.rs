@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod deploys;
 pub(crate) mod dora;
 pub(crate) mod findings;
+pub(crate) mod gate;
 pub(crate) mod health;
 pub(crate) mod incidents;
 pub(crate) mod notifications;

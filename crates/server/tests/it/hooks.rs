@@ -41,6 +41,7 @@ fn settings() -> ChangeSettings {
             team: Some("team-hello".into()),
         }],
         mirrors: Default::default(),
+        gate: Default::default(),
     }
 }
 

@@ -6,12 +6,14 @@
 mod access;
 mod detection;
 mod dora;
+mod gate;
 mod hooks;
 mod mcp;
 mod mirrors;
 mod notify;
 mod oidc;
 mod phabricator;
+mod recorder;
 mod retention;
 mod support;
 mod ui;

@@ -217,6 +217,7 @@ fn settings(api_url: &str, token: &str) -> ChangeSettings {
             team: Some("team-web".into()),
         }],
         mirrors: Default::default(),
+        gate: Default::default(),
     }
 }
 

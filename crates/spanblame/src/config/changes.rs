@@ -23,6 +23,28 @@ impl Default for MirrorsConfig {
     }
 }
 
+/// `[gate]`: the tagging gate's rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct GateConfig {
+    /// Checks that fail the gate (`review`, `service`, `spans`); the others are advice.
+    pub(crate) required: Vec<String>,
+    /// Environments whose spans the `spans` check reads when the caller names none.
+    pub(crate) environments: Vec<String>,
+    /// How recent those spans must be.
+    pub(crate) window: String,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            required: analysis::gate::Check::ALL.iter().map(|c| c.name().to_owned()).collect(),
+            environments: Vec::new(),
+            window: "30m".into(),
+        }
+    }
+}
+
 /// A forge that sends webhooks to `/hooks/{kind}/{name}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +112,7 @@ pub(super) struct ChangeSections<'a> {
     pub(super) repositories: &'a [RepositoryConfig],
     pub(super) services: &'a [ServiceConfig],
     pub(super) mirrors: &'a MirrorsConfig,
+    pub(super) gate: &'a GateConfig,
     /// `storage.data_dir`: cloned mirrors live in its `mirrors` folder.
     pub(super) data_dir: &'a Path,
 }
@@ -244,7 +267,28 @@ pub(super) fn resolve_changes(
         fetch_interval: std::time::Duration::from_nanos(fetch_interval_nanos),
         show_progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    Ok(server::ChangeSettings { integrations, repositories, services, mirrors })
+    let gate = resolve_gate(config.gate)?;
+    Ok(server::ChangeSettings { integrations, repositories, services, mirrors, gate })
+}
+
+fn resolve_gate(gate: &GateConfig) -> anyhow::Result<analysis::gate::Rules> {
+    let mut required = Vec::new();
+    for name in &gate.required {
+        let check = analysis::gate::Check::parse(name).with_context(|| {
+            format!(
+                "`gate.required` names `{name}`, which is not a check: use review, service or spans"
+            )
+        })?;
+        required.push(check);
+    }
+    let window_nanos = parse_duration_nanos(&gate.window)
+        .with_context(|| format!("`gate.window` = `{}`", gate.window))?;
+    if let Some(empty) = gate.environments.iter().find(|e| e.trim().is_empty()) {
+        bail!(
+            "`gate.environments` has an empty name (`{empty}`): list environments such as \"staging\""
+        );
+    }
+    Ok(analysis::gate::Rules { required, environments: gate.environments.clone(), window_nanos })
 }
 
 /// `https://host/x` with `user:token` becomes `https://user:token@host/x`.

@@ -28,6 +28,7 @@ const SECTIONS: &[&str] = &[
     "ingest",
     "deploys",
     "mirrors",
+    "gate",
     "detection",
     "notifications",
     "auth",
@@ -46,6 +47,7 @@ pub(crate) struct Config {
     pub(crate) ingest: IngestConfig,
     pub(crate) deploys: DeploysConfig,
     pub(crate) mirrors: MirrorsConfig,
+    pub(crate) gate: GateConfig,
     pub(crate) detection: DetectionConfig,
     pub(crate) notifications: NotificationsConfig,
     pub(crate) alerts: AlertsConfig,
@@ -179,6 +181,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             repositories: &config.repositories,
             services: &config.services,
             mirrors: &config.mirrors,
+            gate: &config.gate,
             data_dir: &config.storage.data_dir,
         },
         env,
@@ -298,7 +301,9 @@ use notifications::{NotifySections, resolve_notifications};
 use storage::{resolve_metadata, resolve_storage};
 
 pub(crate) use access::{AuthConfig, DeploysConfig, TeamConfig, open_doors};
-pub(crate) use changes::{IntegrationConfig, MirrorsConfig, RepositoryConfig, ServiceConfig};
+pub(crate) use changes::{
+    GateConfig, IntegrationConfig, MirrorsConfig, RepositoryConfig, ServiceConfig,
+};
 pub(crate) use detection::DetectionConfig;
 pub(crate) use listen::{IngestConfig, ServerConfig};
 pub(crate) use notifications::{AlertsConfig, NotificationsConfig};

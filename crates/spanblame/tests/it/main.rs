@@ -13,6 +13,7 @@ mod cluster;
 mod crash;
 mod deploys;
 mod findings;
+mod gate;
 mod hostile;
 mod ingest_errors;
 mod logs;

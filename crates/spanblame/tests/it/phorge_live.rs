@@ -473,13 +473,17 @@ repository = "shop-bad-token"
 
     // The bad token's comment is dead at once, with Phorge's words and without the token, on
     // the API and on the finding page.
+    // A deploy's review comments are filed under whichever of its findings was announced
+    // first: ask by deploy.
     let tax = findings["tax"]["id"].as_u64().unwrap();
-    let dead = within(Duration::from_secs(60), "the refused comment was not dead-lettered", || {
-        let (_, body) = server.get_json(&format!("/api/v1/notifications?finding={tax}"));
-        let rows = body["notifications"].as_array().unwrap();
-        let dead = rows.iter().find(|n| n["kind"] == "comment" && n["state"] == "dead");
-        dead.cloned().ok_or_else(|| format!("{body}"))
-    });
+    let tax_deploy = findings["tax"]["deploy"]["id"].as_u64().unwrap();
+    let dead =
+        within(Duration::from_secs(120), "the refused comment was not dead-lettered", || {
+            let (_, body) = server.get_json(&format!("/api/v1/notifications?deploy={tax_deploy}"));
+            let rows = body["notifications"].as_array().unwrap();
+            let dead = rows.iter().find(|n| n["kind"] == "comment" && n["state"] == "dead");
+            dead.cloned().ok_or_else(|| format!("{body}"))
+        });
     assert_eq!(dead["attempts"], 1, "{dead}");
     let error = dead["last_error"].as_str().unwrap();
     assert!(error.contains("ERR-INVALID-AUTH") && error.contains("is not valid"), "{error}");

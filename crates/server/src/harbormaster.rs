@@ -1,0 +1,147 @@
+//! `POST /hooks/phabricator/{integration}/harbormaster`: a Harbormaster "Make HTTP Request"
+//! build step asks for the tagging gate. The build is named by the URI's query (Harbormaster
+//! fills in `${target.phid}`, `${buildable.revision}`, `${buildable.commit}` and
+//! `${repository.callsign}`); the step's credential (HTTP Basic, from Passphrase) carries the
+//! integration's secret as its password, compared in constant time before anything else is
+//! read. The answer is immediate; the result goes back through Conduit from the outbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine;
+use jobs::gate::HarbormasterBuild;
+use model::ForgeKind;
+use serde_json::{Value as Json_, json};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+/// The query a build step's URI carries.
+const EXAMPLE_URI: &str = "/harbormaster?target=${target.phid}&revision=${buildable.revision}&commit=${buildable.commit}&repository=${repository.callsign}";
+
+pub(crate) async fn build_step(
+    State(state): State<Arc<AppState>>,
+    Path(integration_name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
+    let integration = state
+        .settings
+        .changes
+        .integration(ForgeKind::Phabricator, &integration_name)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no `phabricator` integration named `{integration_name}` is configured; add `[[integrations]]` with name = \"{integration_name}\" and kind = \"phabricator\""
+                ),
+            )
+        })?;
+    check_credential(&headers, &integration.secret, &integration_name)?;
+    let build = read_build(&integration_name, &query)?;
+    let jobs = Arc::clone(&state.jobs);
+    let answered = build.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || jobs::gate::answer_harbormaster(&jobs, &answered))
+            .await
+            .map_err(ApiError::internal)??;
+    tracing::info!(
+        integration = %integration_name,
+        target = %build.target_phid,
+        passed = answer.passed,
+        summary = %answer.summary,
+        "tagging gate answered a Harbormaster build"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": "accepted",
+            "outcome": if answer.passed { "pass" } else { "fail" },
+            "services": answer.services,
+            "summary": answer.summary,
+            "message": format!("the result goes to {} through harbormaster.sendmessage", build.target_phid),
+        })),
+    ))
+}
+
+/// HTTP Basic credentials whose password is the integration's secret (the user name is not
+/// read); 401 otherwise, naming the fix.
+fn check_credential(headers: &HeaderMap, secret: &[u8], integration: &str) -> Result<(), ApiError> {
+    let refuse = |why: &str| {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            format!(
+                "{why}: give the Harbormaster step a Passphrase credential (Username/Password) whose password is integration `{integration}`'s secret"
+            ),
+        )
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refuse("no credentials"))?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .ok_or_else(|| refuse("the `Authorization` header is not HTTP Basic"))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| refuse("the HTTP Basic credentials are not base64"))?;
+    let password = match decoded.iter().position(|&b| b == b':') {
+        Some(colon) => &decoded[colon + 1..],
+        None => return Err(refuse("the HTTP Basic credentials have no password")),
+    };
+    if secret.is_empty() || !bool::from(password.ct_eq(secret)) {
+        return Err(refuse("the password differs from the integration's secret"));
+    }
+    Ok(())
+}
+
+/// The build the query names; 400 naming the missing or malformed variable.
+fn read_build(
+    integration: &str,
+    query: &HashMap<String, String>,
+) -> Result<HarbormasterBuild, ApiError> {
+    let value = |key: &str| query.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let target = value("target").ok_or_else(|| {
+        ApiError::invalid(format!(
+            "no `target` in the query: set the step's URI to <spanblame>/hooks/phabricator/{integration}{EXAMPLE_URI}"
+        ))
+    })?;
+    if !target.starts_with("PHID-HMBT-") || !target[10..].bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(ApiError::invalid(format!(
+            "`target` = `{target}` is not a build target PHID (PHID-HMBT-...): use `${{target.phid}}`"
+        )));
+    }
+    let revision = match value("revision") {
+        Some(text) => Some(text.trim_start_matches('D').parse::<u64>().map_err(|_| {
+            ApiError::invalid(format!(
+                "`revision` = `{text}` is not a revision number: use `${{buildable.revision}}`"
+            ))
+        })?),
+        None => None,
+    };
+    let commit = match value("commit") {
+        Some(sha) if !model::looks_like_sha(sha) => {
+            return Err(ApiError::invalid(format!(
+                "`commit` = `{sha}` is not a commit id: use `${{buildable.commit}}`"
+            )));
+        }
+        other => other.map(str::to_ascii_lowercase),
+    };
+    let callsign = value("repository").map(str::to_owned);
+    let services = value("service")
+        .map(|s| s.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    Ok(HarbormasterBuild {
+        integration: integration.to_owned(),
+        target_phid: target.to_owned(),
+        revision,
+        commit,
+        callsign,
+        services,
+    })
+}
