@@ -322,6 +322,8 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /api/v1/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/deploys", "1 A A A A 3 A 3 3 A"),
         ("POST /api/v1/deploys", "1 3 3 3 3 3 3 A 3 3"),
+        // The tagging gate is CI's question, asked with the same token as its deploys.
+        ("POST /api/v1/gate", "1 3 3 3 3 3 3 A 3 3"),
         ("GET /api/v1/commits/{sha}/impact", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/findings", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/findings/{id}", "1 A A A A 3 A 3 3 A"),
@@ -340,6 +342,8 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /api/v1/audit/verify", "1 3 3 A A 3 3 3 3 A"),
         // Signed by the forge: anyone may deliver; a bearer token must have `webhook`.
         ("POST /hooks/{kind}/{integration}", "A A A A A 3 3 3 A 3"),
+        // Harbormaster's HTTP Basic credential is checked by the handler (tests/it/gate.rs).
+        ("POST /hooks/phabricator/{integration}/harbormaster", "A A A A A A A A A A"),
         ("POST /v1/traces", "1 3 3 3 3 A 3 3 3 3"),
         // MCP: read access; each tool call then filters by the caller, as the API does.
         ("POST /mcp", "1 A A A A 3 A 3 3 A"),

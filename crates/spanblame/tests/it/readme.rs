@@ -14,11 +14,15 @@ use crate::findings::{MINUTE, build_repo, explained_regression, post_deploy, sen
 use crate::support::{TestServer, manifest_dir};
 
 /// README commands run by other tests, and which.
-const ELSEWHERE: [(&str, &str); 4] = [
+const ELSEWHERE: [(&str, &str); 5] = [
     ("cargo run --release -- serve --demo", "browser (`spanblame serve --demo`)"),
     ("spanblame serve --demo", "browser"),
     ("cargo xtask test", "CI itself (`.ci/run`)"),
     ("spanblame mcp", "mcp"),
+    (
+        "spanblame gate --service cart --commit \"$GIT_COMMIT\" --environment staging --server https://spanblame.example.com",
+        "gate (each exit code, against a repository and spans of its own)",
+    ),
 ];
 
 /// The README's commands: lines of its `sh` blocks that start with `curl` or `spanblame`
