@@ -10,7 +10,9 @@
 //! page. The stored review (title, author, state, landed commit) can only have come from
 //! `edge.search`, `differential.revision.search`, `diffusion.commit.search`,
 //! `differential.diff.search`, `user.search` and `diffusion.repository.search`. A second
-//! webhook signed with another key is answered 401, as Phorge's request log records it.
+//! webhook signed with another key is answered 401, as Phorge's request log records it. A
+//! Harbormaster build plan (`tests/phorge/harbormaster.php` sets it up as an administrator
+//! would) asks the tagging gate about the revision and passes on `harbormaster.sendmessage`.
 //!
 //! Where `cargo xtask test` found no Phorge to set up (a clone without `../shared/phorge`, or
 //! no root), it skips this module by name and says why.
@@ -286,6 +288,8 @@ integration = "phab-bad-token"
 [[services]]
 name = "cart"
 repository = "shop"
+path_prefix = "src"
+team = "payments"
 
 [[services]]
 name = "pay"
@@ -406,7 +410,10 @@ repository = "shop-bad-token"
         || {
             let (status, body) = server.get_json(&format!("/api/v1/traces/{trace}"));
             let review = &body["spans"][0]["change"]["review"];
-            if status == 200 && review["id"] == revision.as_str() {
+            // The revision as Conduit gave it once landed, not only the commit message's
+            // `Differential Revision:` line (which the mirror may show first) or the revision
+            // before it closed (Herald announces both).
+            if status == 200 && review["id"] == revision.as_str() && review["state"] == "merged" {
                 Ok(review.clone())
             } else {
                 Err(format!("{status} {body}"))
@@ -493,5 +500,44 @@ repository = "shop-bad-token"
     assert!(page.contains("badge dead") && page.contains("ERR-INVALID-AUTH"), "{page}");
     assert!(!page.contains(BAD_TOKEN));
     assert!(phorge.comments(&format!("R{repo_id}:{}", unreviewed[2])).is_empty());
+
+    // Harbormaster asks the tagging gate about the revision, and gets its answer back: a
+    // build plan whose "Make HTTP Request" step calls spanblame with the integration's secret
+    // as its credential and waits for the message.
+    let step_uri = server.url(
+        "/hooks/phabricator/phab/harbormaster?target=${target.phid}&revision=${buildable.revision}&commit=${buildable.commit}&repository=${repository.callsign}&service=cart",
+    );
+    let plan_name = format!("spanblame tagging {run}");
+    let helper = crate::support::manifest_dir().join("tests/phorge/harbormaster.php");
+    let output = Command::new("php")
+        .arg(&helper)
+        .arg(phorge.root())
+        .args([&plan_name, &step_uri, phorge.var("HOOK_HMAC")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan = String::from_utf8(output.stdout).unwrap();
+    let (plan_id, plan_phid) = plan.trim().split_once('\t').unwrap();
+    let output = Command::new(phorge.root().join("bin/harbormaster"))
+        .args(["build", &revision, "--plan", plan_id])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let build = within(Duration::from_secs(120), "the Harbormaster build did not pass", || {
+        let found = phorge.conduit(
+            &admin,
+            "harbormaster.build.search",
+            json!({"constraints": {"plans": [plan_phid]}}),
+        );
+        let status = &found["data"][0]["fields"]["buildStatus"]["value"];
+        if *status == "passed" { Ok(found["data"][0].clone()) } else { Err(found.to_string()) }
+    });
+    let (_, sent) = server.get_json("/api/v1/notifications?state=delivered");
+    let gate = sent["notifications"].as_array().unwrap().iter().find(|n| n["kind"] == "gate");
+    let gate = gate.unwrap_or_else(|| panic!("no gate answer delivered: {sent}"));
+    assert_eq!(gate["target"], format!("Harbormaster build of {revision}"), "{gate}");
+    assert!(gate["summary"].as_str().unwrap().starts_with("tagging gate passed"), "{gate}");
+    assert_eq!(build["fields"]["buildPlanPHID"], plan_phid, "{build}");
+
     drop(hooks);
 }
