@@ -1,6 +1,8 @@
-//! The tagging gate's answers on the forge: a Harbormaster build step's result, sent through
-//! Conduit's `harbormaster.sendmessage` from the outbox (so a Phorge that is down gets it
-//! later), with one unit result per service and check that names what was found and the fix.
+//! The tagging gate's answers on the forge, sent from the outbox (so a forge that is down gets
+//! them later): a Harbormaster build step's result through Conduit's
+//! `harbormaster.sendmessage`, with one unit result per service and check that names what was
+//! found and the fix; and a `spanblame/tagging` commit status on each new head of a pull or
+//! merge request (Gitea/Forgejo, GitHub, GitLab, with `gate_on_reviews`).
 
 use analysis::gate::{Outcome, Report};
 use store::{NewDelivery, StoreError};
@@ -101,6 +103,101 @@ pub fn answer_harbormaster(
     };
     ctx.store.enqueue_deliveries(&[delivery], ctx.clock.now_unix_nanos())?;
     Ok(GateAnswer { passed, services, summary: lines.join("; ") })
+}
+
+/// The status context the gate's commit statuses carry (a branch protection rule requires it).
+pub const STATUS_CONTEXT: &str = "spanblame/tagging";
+
+/// Evaluates the gate for a pull/merge request's new head and enqueues its commit status, when
+/// its integration has `gate_on_reviews` and `repository` is configured there; `None`
+/// otherwise (nothing to say, or nowhere to say it).
+pub fn answer_review(
+    jobs: &Jobs,
+    integration: &str,
+    repository: &str,
+    review: &model::Review,
+) -> Result<Option<GateAnswer>, StoreError> {
+    let ctx = &jobs.ctx;
+    let settings = &jobs.notifications;
+    if !settings.forges.iter().any(|f| f.integration == integration && f.gate) {
+        return Ok(None);
+    }
+    let Some(head) =
+        review.head_sha.as_deref().filter(|_| review.state == model::ReviewState::Open)
+    else {
+        return Ok(None);
+    };
+    let Some(target) = settings
+        .repositories
+        .iter()
+        .find(|r| r.integration == integration && r.repository == repository)
+    else {
+        return Ok(None);
+    };
+    let Some(kind) =
+        ctx.changes.integrations.iter().find(|i| i.name == integration).map(|i| i.kind)
+    else {
+        return Ok(None);
+    };
+    let services: Vec<String> = ctx
+        .changes
+        .services
+        .iter()
+        .filter(|s| s.repository.as_deref() == Some(repository))
+        .map(|s| s.service.clone())
+        .collect();
+    let what = if kind == model::ForgeKind::Gitlab { "merge request" } else { "pull request" };
+    let mut lines = Vec::new();
+    let mut passed = !services.is_empty();
+    for service in &services {
+        let request = GateRequest {
+            service: service.clone(),
+            commit: Some(head.to_owned()),
+            environment: None,
+            review: Some((review.id.clone(), format!("the {what} it heads"))),
+            expect_head: false,
+        };
+        let report = views::gate::evaluate(ctx, &request)?;
+        passed &= report.outcome != Outcome::Fail;
+        lines.push(format!("{service}: {}", status_line(&report)));
+    }
+    if services.is_empty() {
+        lines.push(format!("no [[services]] entry maps `{repository}`"));
+    }
+    let description = lines.join("; ");
+    let state =
+        if passed { forge::api::StatusState::Success } else { forge::api::StatusState::Failure };
+    let url = format!("{}/commits/{head}", crate::notify::base_url(jobs));
+    let Some(request) =
+        forge::api::status(kind, &target.path, head, state, STATUS_CONTEXT, &description, &url)
+    else {
+        return Ok(None);
+    };
+    let delivery = NewDelivery {
+        idempotency_key: format!("gate:{integration}:{repository}:{head}"),
+        sink: format!("forge:{integration}"),
+        kind: "gate".into(),
+        finding_id: None,
+        deploy_id: None,
+        target: format!("{what} {} head {}", review.id, head.chars().take(10).collect::<String>()),
+        summary: format!(
+            "tagging gate {} for {what} {}: {description}",
+            if passed { "passed" } else { "failed" },
+            review.id
+        ),
+        request: serde_json::to_string(&request).unwrap_or_default(),
+        supersedes: Vec::new(),
+    };
+    ctx.store.enqueue_deliveries(&[delivery], ctx.clock.now_unix_nanos())?;
+    Ok(Some(GateAnswer { passed, services, summary: description }))
+}
+
+/// A commit status's few words: the outcome, and the first failed check's finding.
+fn status_line(report: &Report) -> String {
+    match report.checks.iter().find(|c| c.required && c.outcome == Outcome::Fail) {
+        Some(failed) => format!("{}: {}", failed.check.name(), failed.found),
+        None => views::gate::summary(report),
+    }
 }
 
 /// Services whose repository is the one Harbormaster names by callsign.

@@ -104,6 +104,8 @@ pub(crate) async fn receive(
     let event = forge::parse(kind, &verified.event, &verified.json)
         .map_err(|e| webhook_error(&integration.name, e))?;
 
+    // A pull/merge request's new head, for the tagging gate once the delivery is applied.
+    let mut gated: Option<(String, model::Review)> = None;
     let batch = match event {
         WebhookEvent::Ping { reason } => {
             tracing::info!(integration = %integration.name, %reason, "webhook ping");
@@ -181,11 +183,11 @@ pub(crate) async fn receive(
             commits: push.commits,
             reviews: Vec::new(),
         },
-        WebhookEvent::Review(event) => ChangeBatch {
-            repository: repository_name(&state, &event.repository),
-            reviews: vec![event.review],
-            ..ChangeBatch::default()
-        },
+        WebhookEvent::Review(event) => {
+            let repository = repository_name(&state, &event.repository);
+            gated = Some((repository.clone(), event.review.clone()));
+            ChangeBatch { repository, reviews: vec![event.review], ..ChangeBatch::default() }
+        }
     };
 
     let (num_commits, num_reviews) = (batch.commits.len(), batch.reviews.len());
@@ -202,6 +204,11 @@ pub(crate) async fn receive(
     if applied == Applied::New && num_commits > 0 {
         // A push: the mirror has new history to fetch.
         state.jobs.mirror_wake.notify_one();
+    }
+    if applied == Applied::New
+        && let Some((repository, review)) = gated
+    {
+        answer_gate(&state, &integration.name, repository, review).await;
     }
     let status = match applied {
         Applied::New => "applied",
@@ -225,6 +232,33 @@ pub(crate) async fn receive(
             "reviews": if applied == Applied::New { num_reviews } else { 0 },
         })),
     ))
+}
+
+/// The tagging gate's commit status for a review's new head (`gate_on_reviews`); a failure
+/// is logged, never the webhook's: the delivery is stored either way.
+async fn answer_gate(
+    state: &Arc<AppState>,
+    integration: &str,
+    repository: String,
+    review: model::Review,
+) {
+    let jobs = Arc::clone(&state.jobs);
+    let name = integration.to_owned();
+    let answered = tokio::task::spawn_blocking(move || {
+        jobs::gate::answer_review(&jobs, &name, &repository, &review)
+    })
+    .await;
+    match answered {
+        Ok(Ok(Some(answer))) => tracing::info!(
+            integration,
+            passed = answer.passed,
+            summary = %answer.summary,
+            "tagging gate answered a review's new head"
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::warn!(integration, error = %e, "the tagging gate could not answer"),
+        Err(e) => tracing::warn!(integration, error = %e, "the tagging gate could not answer"),
+    }
 }
 
 /// The configured repository's name when the forge's repository matches one (by name or any

@@ -130,8 +130,10 @@ fn read_delivery(row: &Row) -> Result<Delivery, StoreError> {
 }
 
 impl SpanStore {
-    /// Enqueues deliveries in one transaction, due at once. A key enqueued before (in any
-    /// state) is skipped. Returns how many rows were added.
+    /// Enqueues deliveries in one transaction, due at once. A key enqueued before is skipped,
+    /// unless its row was superseded before it was sent (a deploy reset deletes the findings
+    /// it announced): deciding it again means it is wanted again, so that row is due anew.
+    /// Returns how many rows were added or revived.
     pub fn enqueue_deliveries(
         &self,
         deliveries: &[NewDelivery],
@@ -153,6 +155,24 @@ impl SpanStore {
                        next_attempt_unix_nanos)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)
                      ON CONFLICT DO NOTHING",
+                    args![
+                        d.idempotency_key,
+                        d.sink,
+                        d.kind,
+                        d.finding_id,
+                        d.deploy_id,
+                        d.target,
+                        d.summary,
+                        d.request,
+                        now_unix_nanos
+                    ],
+                )? as usize;
+                added += db.execute(
+                    "UPDATE outbox SET sink = ?2, kind = ?3, finding_id = ?4, deploy_id = ?5,
+                       target = ?6, summary = ?7, request = ?8, state = 'pending', attempts = 0,
+                       created_unix_nanos = ?9, next_attempt_unix_nanos = ?9,
+                       finished_unix_nanos = NULL, last_status = NULL, last_error = NULL
+                     WHERE idempotency_key = ?1 AND state = 'superseded'",
                     args![
                         d.idempotency_key,
                         d.sink,

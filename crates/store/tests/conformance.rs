@@ -800,6 +800,19 @@ fn the_outbox_sends_each_decision_once(h: &Harness) {
     let due: Vec<String> =
         store.due_deliveries(61, 10).unwrap().into_iter().map(|d| d.idempotency_key).collect();
     assert_eq!(due, ["a-resolved"]);
+    // Superseded before it was ever sent (a deploy reset) and decided again: due anew.
+    let never_sent = NewDelivery { supersedes: vec!["c".into()], ..delivery("c-resolved", 8) };
+    store.enqueue_deliveries(&[delivery("c", 8)], 62).unwrap();
+    store.enqueue_deliveries(&[never_sent], 63).unwrap();
+    let superseded = store.delivery_by_key("c").unwrap().unwrap();
+    assert_eq!(superseded.state, DeliveryState::Superseded);
+    assert_eq!(store.enqueue_deliveries(&[delivery("c", 9)], 64).unwrap(), 1, "revived");
+    let revived = store.delivery_by_key("c").unwrap().unwrap();
+    assert_eq!(
+        (revived.state, revived.finding_id, revived.attempts),
+        (DeliveryState::Pending, Some(9), 0)
+    );
+    assert_eq!(store.enqueue_deliveries(&[delivery("c", 9)], 65).unwrap(), 0, "once");
     assert_eq!(store.prune_deliveries("zzz%", 100).unwrap(), 0);
     assert_eq!(store.prune_deliveries("a", 100).unwrap(), 1, "the superseded row");
     let listed = store

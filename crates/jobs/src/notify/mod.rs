@@ -86,6 +86,8 @@ pub struct ForgeNotify {
     pub integration: String,
     pub comments: bool,
     pub statuses: bool,
+    /// The tagging gate's status on each new pull/merge request head (`gate_on_reviews`).
+    pub gate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +161,7 @@ impl Announced {
 }
 
 /// The base of links in messages: `server.public_url`, else the bound address.
-fn base_url(jobs: &Jobs) -> String {
+pub(crate) fn base_url(jobs: &Jobs) -> String {
     jobs.ctx
         .public_url()
         .map(|u| u.trim_end_matches('/').to_owned())

@@ -4,17 +4,21 @@
 //! and refuses malformed requests with a code and a message. A Harbormaster build step gets
 //! its answer at once and its result through `harbormaster.sendmessage` (to a recorder that
 //! answers as Conduit does), once per build target, and only with the integration's secret.
+//! A pull or merge request's new head gets a `spanblame/tagging` commit status on GitHub,
+//! Gitea and GitLab (`gate_on_reviews`), once per head.
 
 use axum::http::StatusCode;
 use base64::Engine;
 use mirror::testing::{commit_file, git};
+use model::ForgeKind;
 use serde_json::{Value, json};
 use server::{
-    ChangeSettings, Integration, MirrorSettings, MirrorSource, RepositorySettings, ServiceOwnership,
+    ChangeSettings, ForgeNotify, Integration, MirrorSettings, MirrorSource, NotifySettings,
+    RepositoryForge, RepositorySettings, ServiceOwnership,
 };
 
 use crate::recorder::Recorder;
-use crate::support::{SECOND, TestApp};
+use crate::support::{SECOND, TestApp, fixture};
 
 const SECRET: &[u8] = b"harbormaster-and-herald-secret";
 
@@ -306,4 +310,133 @@ async fn a_harbormaster_step_gets_its_result_through_conduit_once_and_only_with_
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
         assert!(answer["error"]["message"].as_str().unwrap().contains(needle), "{answer}");
     }
+}
+
+#[tokio::test]
+async fn a_new_review_head_gets_the_gate_status_on_each_forge() {
+    let (recorder, base) = Recorder::start(0).await;
+    // (kind, integration, event, fixture, the configured repository's path there)
+    let cases = [
+        (
+            ForgeKind::Github,
+            "gh",
+            "pull_request",
+            "github/pull_request_opened.json",
+            "Codertocat/Hello-World",
+        ),
+        (
+            ForgeKind::Gitea,
+            "gt",
+            "pull_request",
+            "gitea/pull_request.go-playground.json",
+            "example/example",
+        ),
+        (
+            ForgeKind::Gitlab,
+            "gl",
+            "Merge Request Hook",
+            "gitlab/merge_request_hook.docs.json",
+            "gitlabhq/gitlab-test",
+        ),
+    ];
+    let mut changes = ChangeSettings::default();
+    let mut forges = Vec::new();
+    let mut repositories = Vec::new();
+    for (kind, name, _, fixture_path, path) in cases {
+        changes.integrations.push(Integration {
+            name: name.into(),
+            kind,
+            secret: SECRET.to_vec(),
+            api_url: Some(format!("{base}/{name}")),
+            api_token: Some(format!("token-{name}")),
+        });
+        // The repository as the webhook names it, so events are filed under it.
+        let event: Value = serde_json::from_slice(&fixture(fixture_path)).unwrap();
+        let web_url = event["repository"]["html_url"]
+            .as_str()
+            .or(event["project"]["web_url"].as_str())
+            .unwrap()
+            .to_owned();
+        changes.repositories.push(RepositorySettings {
+            name: format!("repo-{name}"),
+            url: Some(web_url),
+            forge: Some(kind),
+            ..RepositorySettings::default()
+        });
+        changes.services.push(ServiceOwnership {
+            service: format!("svc-{name}"),
+            repository: Some(format!("repo-{name}")),
+            path_prefix: None,
+            // GitLab's service has no owner: its head fails the gate.
+            team: (kind != ForgeKind::Gitlab).then(|| "payments".to_owned()),
+        });
+        forges.push(ForgeNotify {
+            integration: name.into(),
+            comments: false,
+            statuses: false,
+            gate: true,
+        });
+        repositories.push(RepositoryForge {
+            repository: format!("repo-{name}"),
+            integration: name.into(),
+            path: path.into(),
+        });
+    }
+    let app = TestApp::with_full_settings(server::Settings {
+        public_url: Some("https://spanblame.example.com".into()),
+        changes,
+        notifications: NotifySettings { forges, repositories, ..NotifySettings::default() },
+        ..TestApp::default_settings()
+    });
+
+    for (kind, name, event, fixture_path, _) in cases {
+        let secret = std::str::from_utf8(SECRET).unwrap();
+        let (headers, body) =
+            forge::signed_delivery(kind, secret, event, "d-1", &fixture(fixture_path));
+        let (status, answer) =
+            app.post_raw(&format!("/hooks/{}/{name}", kind.as_str()), &headers, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        // A redelivery changes nothing and decides nothing again.
+        app.post_raw(&format!("/hooks/{}/{name}", kind.as_str()), &headers, body).await;
+    }
+    assert_eq!(server::deliver_due(&app.state).await.unwrap(), 3);
+    let sent = recorder.take();
+    let of = |prefix: &str| {
+        sent.iter()
+            .find(|r| r.path.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix}: {sent:?}"))
+    };
+
+    let github = of("/gh/repos/Codertocat/Hello-World/statuses/");
+    assert_eq!(github.header("authorization"), "Bearer token-gh");
+    assert_eq!(github.json()["context"], "spanblame/tagging");
+    assert_eq!(github.json()["state"], "success", "{}", github.json());
+    assert!(
+        github.json()["target_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://spanblame.example.com/commits/")
+    );
+    let gitea = of("/gt/api/v1/repos/example/example/statuses/");
+    assert_eq!(
+        (gitea.json()["context"].as_str(), gitea.json()["state"].as_str()),
+        (Some("spanblame/tagging"), Some("success"))
+    );
+    let gitlab = of(
+        "/gl/api/v4/projects/gitlabhq%2Fgitlab-test/statuses/da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+    );
+    assert_eq!(gitlab.json()["name"], "spanblame/tagging", "{}", gitlab.json());
+    assert_eq!(gitlab.json()["state"], "failed");
+    assert!(
+        gitlab.json()["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("svc-gl: service: `svc-gl` has no owner"),
+        "{}",
+        gitlab.json()
+    );
+    let (_, listed) = app.get("/api/v1/notifications").await;
+    let gates =
+        listed["notifications"].as_array().unwrap().iter().filter(|n| n["kind"] == "gate").count();
+    assert_eq!(gates, 3, "{listed}");
 }

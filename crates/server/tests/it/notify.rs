@@ -48,7 +48,12 @@ fn forges(base: &str) -> (ChangeSettings, Vec<ForgeNotify>, Vec<RepositoryForge>
                 format!("token-{kind}")
             }),
         });
-        notify.push(ForgeNotify { integration: name.clone(), comments: true, statuses: true });
+        notify.push(ForgeNotify {
+            integration: name.clone(),
+            comments: true,
+            statuses: true,
+            gate: false,
+        });
         repositories.push(RepositoryForge {
             repository: format!("shop-{kind}"),
             integration: name,

@@ -64,6 +64,10 @@ pub(crate) struct IntegrationConfig {
     /// Set a commit status on the suspect commit (Gitea/Forgejo, GitHub, GitLab).
     #[serde(default)]
     pub(crate) status_on_findings: bool,
+    /// Set the tagging gate's commit status (`spanblame/tagging`) on each new head of a pull or
+    /// merge request (Gitea/Forgejo, GitHub, GitLab).
+    #[serde(default)]
+    pub(crate) gate_on_reviews: bool,
 }
 
 #[derive(Debug, Deserialize)]

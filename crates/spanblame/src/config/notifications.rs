@@ -118,7 +118,10 @@ pub(super) fn resolve_notifications(
     };
     let mut forges = Vec::new();
     for integration in config.integrations {
-        if !(integration.comment_on_findings || integration.status_on_findings) {
+        if !(integration.comment_on_findings
+            || integration.status_on_findings
+            || integration.gate_on_reviews)
+        {
             continue;
         }
         let has_api = changes
@@ -127,14 +130,32 @@ pub(super) fn resolve_notifications(
             .any(|i| i.name == integration.name && i.api_url.is_some() && i.api_token.is_some());
         if !has_api {
             bail!(
-                "`integrations` (`{}`): `comment_on_findings` and `status_on_findings` need `api_url` and `api_token_env` (a token that may comment on reviews and set commit statuses)",
+                "`integrations` (`{}`): `comment_on_findings`, `status_on_findings` and `gate_on_reviews` need `api_url` and `api_token_env` (a token that may comment on reviews and set commit statuses)",
                 integration.name
+            );
+        }
+        if integration.gate_on_reviews
+            && matches!(
+                model::ForgeKind::parse(&integration.kind),
+                Some(model::ForgeKind::Gogs | model::ForgeKind::Phabricator)
+            )
+        {
+            bail!(
+                "`integrations` (`{}`): `gate_on_reviews` sets commit statuses, which {} has none of; {}",
+                integration.name,
+                integration.kind,
+                if integration.kind == "phabricator" {
+                    "use a Harbormaster build step instead (README: \"The tagging gate\")"
+                } else {
+                    "run `spanblame gate` from CI instead"
+                }
             );
         }
         forges.push(server::ForgeNotify {
             integration: integration.name.clone(),
             comments: integration.comment_on_findings,
             statuses: integration.status_on_findings,
+            gate: integration.gate_on_reviews,
         });
     }
     let mut repositories = Vec::new();

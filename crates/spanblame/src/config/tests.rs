@@ -173,7 +173,7 @@ fn notifications_resolve_sinks_forge_paths_and_tiers() {
     let no_api = base
         .replace("api_url = \"https://git.example.com\"\napi_token_env = \"GITEA_TOKEN\"\n", "");
     let err = format!("{:#}", resolve_str(&no_api).unwrap_err());
-    assert!(err.contains("`comment_on_findings` and `status_on_findings` need `api_url`"), "{err}");
+    assert!(err.contains("`status_on_findings` and `gate_on_reviews` need `api_url`"), "{err}");
     let both = base.replace("url_env = \"SLACK\"", "url_env = \"SLACK\"\nurl = \"https://x\"");
     let err = format!("{:#}", resolve_str(&both).unwrap_err());
     assert!(err.contains("`alerts.webhook[0]` (`slack`): set exactly one of"), "{err}");
@@ -227,6 +227,45 @@ fn a_phabricator_integration_needs_conduit_access_and_monograms_are_checked() {
     assert!(format!("{err:#}").contains("not base64"), "{err:#}");
     let good = [("GL_SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")];
     load_str(gitlab, &good).and_then(|c| resolve(&c, &env(&good))).unwrap();
+    // Phabricator has no commit statuses: the gate reaches it through Harbormaster.
+    let gated = full.replace(
+        "api_token_env = \"PHAB_TOKEN\"\n",
+        "api_token_env = \"PHAB_TOKEN\"\ngate_on_reviews = true\n",
+    );
+    let err = format!("{:#}", resolve_str(&gated).unwrap_err());
+    assert!(
+        err.contains("`gate_on_reviews` sets commit statuses")
+            && err.contains("Harbormaster build step"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_gate_section_names_its_checks_and_window() {
+    let resolved = resolve(&load(None, &env(&[])).unwrap(), &env(&[])).unwrap();
+    let rules = &resolved.settings.changes.gate;
+    assert_eq!(
+        rules.required,
+        analysis::gate::Check::ALL.to_vec(),
+        "every check decides by default"
+    );
+    assert_eq!(rules.window_nanos, 30 * 60 * 1_000_000_000);
+    let text = "[gate]\nrequired = [\"review\", \"spans\"]\nenvironments = [\"staging\", \"ci\"]\nwindow = \"2h\"\n";
+    let config = load_str(text, &[]).unwrap();
+    let rules = resolve(&config, &env(&[])).unwrap().settings.changes.gate;
+    assert_eq!(rules.required, [analysis::gate::Check::Review, analysis::gate::Check::Spans]);
+    assert_eq!((rules.environments.len(), rules.window_nanos), (2, 2 * 3600 * 1_000_000_000));
+    for (bad, needle) in [
+        (
+            "[gate]\nrequired = [\"owners\"]\n",
+            "`gate.required` names `owners`, which is not a check",
+        ),
+        ("[gate]\nwindow = \"soon\"\n", "`gate.window` = `soon`"),
+        ("[gate]\nenvironments = [\"\"]\n", "`gate.environments` has an empty name"),
+    ] {
+        let err = format!("{:#}", resolve(&load_str(bad, &[]).unwrap(), &env(&[])).unwrap_err());
+        assert!(err.contains(needle), "{err}");
+    }
 }
 
 #[test]

@@ -469,7 +469,10 @@ repository = "shop-bad-token"
             let comments = phorge.comments(object);
             let heading = format!("**spanblame: {service} regressed after deploy 1.1.0");
             let found = comments.iter().find(|(by, text)| *by == bot && text.contains(&heading));
-            found.cloned().ok_or_else(|| format!("{comments:?}"))
+            let (_, deliveries) = server.get_json("/api/v1/notifications");
+            found
+                .cloned()
+                .ok_or_else(|| format!("{comments:?}; spanblame's deliveries: {deliveries}"))
         })
     };
     let (_, text) = commented(&revision, "cart");
