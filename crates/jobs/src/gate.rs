@@ -62,6 +62,13 @@ pub fn answer_harbormaster(
             expect_head: false,
         };
         let report = views::gate::evaluate(ctx, &request)?;
+        let now = ctx.clock.now_unix_nanos();
+        ctx.store.record_gate_result(&views::gate::result_row(
+            &request,
+            &report,
+            "harbormaster",
+            now,
+        ))?;
         // "Cannot tell yet" (a service with no spans so far) does not block a merge.
         passed &= report.outcome != Outcome::Fail;
         lines.push(format!("{service}: {}", views::gate::summary(&report)));
@@ -158,6 +165,8 @@ pub fn answer_review(
             expect_head: false,
         };
         let report = views::gate::evaluate(ctx, &request)?;
+        let now = ctx.clock.now_unix_nanos();
+        ctx.store.record_gate_result(&views::gate::result_row(&request, &report, "review", now))?;
         passed &= report.outcome != Outcome::Fail;
         lines.push(format!("{service}: {}", status_line(&report)));
     }

@@ -266,6 +266,10 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             post(api::gate::evaluate),
         ),
         (
+            spec("GET", "/api/v1/commits/{sha}", ReadData, Some("commit.read")),
+            get(api::deploys::get_commit),
+        ),
+        (
             spec("GET", "/api/v1/commits/{sha}/impact", ReadData, Some("commit.read")),
             get(api::deploys::commit_impact),
         ),

@@ -20,6 +20,7 @@ mod codec;
 mod deploys;
 mod embedded;
 mod findings;
+mod gate;
 mod leases;
 mod lock;
 mod metadata;
@@ -44,6 +45,7 @@ pub use crate::changes::{Applied, BranchHead, ChangeBatch, StoredCommit, StoredR
 pub use crate::clickhouse::ClickHouseOptions;
 pub use crate::deploys::NewDeploy;
 pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
+pub use crate::gate::GateResult;
 pub use crate::lock::{DataDirLock, LOCK_FILE};
 pub use crate::metadata::{MetadataBackend, OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::outbox::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};

@@ -32,6 +32,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("0009_branch_history", include_str!("../migrations/0009_branch_history.sql")),
     ("0010_audit_anchor_mac", include_str!("../migrations/0010_audit_anchor_mac.sql")),
     ("0011_finding_severity", include_str!("../migrations/0011_finding_severity.sql")),
+    ("0012_gate_results", include_str!("../migrations/0012_gate_results.sql")),
 ];
 
 /// PostgreSQL migrations in order; `spanblame_migrations` records those applied. The first
@@ -41,6 +42,7 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("0002_branch_history", include_str!("../migrations/postgres/0002_branch_history.sql")),
     ("0003_audit_anchor_mac", include_str!("../migrations/postgres/0003_audit_anchor_mac.sql")),
     ("0004_finding_severity", include_str!("../migrations/postgres/0004_finding_severity.sql")),
+    ("0005_gate_results", include_str!("../migrations/postgres/0005_gate_results.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

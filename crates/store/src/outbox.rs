@@ -131,8 +131,10 @@ fn read_delivery(row: &Row) -> Result<Delivery, StoreError> {
 
 impl SpanStore {
     /// Enqueues deliveries in one transaction, due at once. A key enqueued before is skipped,
-    /// unless its row was superseded before it was sent (a deploy reset deletes the findings
-    /// it announced): deciding it again means it is wanted again, so that row is due anew.
+    /// unless its row was superseded before any attempt to send it (a deploy reset deletes the
+    /// findings it announced): deciding it again means it is wanted again, so that row is due
+    /// anew. A row attempted before it was superseded may have landed, so it is never sent
+    /// again.
     /// Returns how many rows were added or revived.
     pub fn enqueue_deliveries(
         &self,
@@ -172,7 +174,7 @@ impl SpanStore {
                        target = ?6, summary = ?7, request = ?8, state = 'pending', attempts = 0,
                        created_unix_nanos = ?9, next_attempt_unix_nanos = ?9,
                        finished_unix_nanos = NULL, last_status = NULL, last_error = NULL
-                     WHERE idempotency_key = ?1 AND state = 'superseded'",
+                     WHERE idempotency_key = ?1 AND state = 'superseded' AND attempts = 0",
                     args![
                         d.idempotency_key,
                         d.sink,

@@ -813,6 +813,8 @@ fn the_outbox_sends_each_decision_once(h: &Harness) {
         (DeliveryState::Pending, Some(9), 0)
     );
     assert_eq!(store.enqueue_deliveries(&[delivery("c", 9)], 65).unwrap(), 0, "once");
+    // "a" was attempted before it was superseded, and may have landed: never sent again.
+    assert_eq!(store.enqueue_deliveries(&[delivery("a", 7)], 66).unwrap(), 0);
     assert_eq!(store.prune_deliveries("zzz%", 100).unwrap(), 0);
     assert_eq!(store.prune_deliveries("a", 100).unwrap(), 1, "the superseded row");
     let listed = store

@@ -29,6 +29,20 @@ pub fn deploys(
         .collect()
 }
 
+/// A commit as `GET /api/v1/commits/{sha}` shows it: where it shipped ([`impact`]), its review,
+/// and the tagging gate's last answers about it; `None` when the commit is unknown.
+pub fn commit(
+    ctx: &Context,
+    visibility: &Visibility,
+    sha: &str,
+) -> Result<Option<Json_>, StoreError> {
+    let Some(mut view) = impact(ctx, visibility, sha)? else { return Ok(None) };
+    let full = view["commit"]["sha"].as_str().unwrap_or(sha).to_owned();
+    view["review"] = crate::changes::review_of_commit(ctx, &full)?.unwrap_or(Json_::Null);
+    view["gate"] = crate::gate::commit_results(ctx, visibility, &full)?.into();
+    Ok(Some(view))
+}
+
 /// Where a commit shipped (deploys the caller may see) and links to the traces around each;
 /// `None` when the commit is unknown.
 pub fn impact(

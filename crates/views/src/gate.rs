@@ -5,10 +5,10 @@
 
 use analysis::gate::{Facts, Mapping, Outcome, Report, ReviewLink, VersionSeen};
 use serde_json::{Value as Json_, json};
-use store::StoreError;
+use store::{GateResult, StoreError};
 
-use crate::Context;
 use crate::changes::{ChangeResolver, resolve_commit};
+use crate::{Context, Visibility, rfc3339};
 
 /// What the gate is asked about.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +30,12 @@ pub struct GateRequest {
 pub fn evaluate(ctx: &Context, request: &GateRequest) -> Result<Report, StoreError> {
     let facts = facts(ctx, request)?;
     Ok(analysis::gate::evaluate(&facts, &ctx.changes.gate))
+}
+
+/// The full sha of the request's commit, when the service's repository (or any) knows it.
+pub fn full_sha(ctx: &Context, request: &GateRequest) -> Result<Option<String>, StoreError> {
+    let Some(sha) = &request.commit else { return Ok(None) };
+    Ok(resolve_commit(ctx, Some(sha), &request.service, None)?.map(|c| c.commit.sha))
 }
 
 /// What the gate decides on.
@@ -171,6 +177,40 @@ pub fn report_view(request: &GateRequest, report: &Report) -> Json_ {
         "summary": summary(report),
         "checks": checks,
     })
+}
+
+/// The row that records this answer (`source`: `api`, `harbormaster` or `review`); the
+/// caller writes it.
+pub fn result_row(request: &GateRequest, report: &Report, source: &str, now: u64) -> GateResult {
+    GateResult {
+        service: request.service.clone(),
+        commit_sha: request.commit.clone().unwrap_or_default(),
+        review_id: request.review.as_ref().map(|(id, _)| id.clone()).unwrap_or_default(),
+        source: source.to_owned(),
+        outcome: report.outcome.as_str().to_owned(),
+        report: report_view(request, report).to_string(),
+        evaluated_unix_nanos: now,
+    }
+}
+
+/// The gate's last answers about a commit, for the services the caller may see: the API's
+/// `gate` list (each report with who asked and when).
+pub fn commit_results(
+    ctx: &Context,
+    visibility: &Visibility,
+    sha: &str,
+) -> Result<Vec<Json_>, StoreError> {
+    let rows = ctx.store.gate_results_of_commit(sha)?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| visibility.allows(&r.service, None))
+        .map(|r| {
+            let mut view: Json_ = serde_json::from_str(&r.report).unwrap_or_else(|_| json!({}));
+            view["asked_by"] = r.source.into();
+            view["evaluated_at"] = rfc3339(r.evaluated_unix_nanos).into();
+            view
+        })
+        .collect())
 }
 
 /// One line: the outcome and what decided it.

@@ -25,6 +25,46 @@ impl CommitJ {
     }
 }
 
+/// One answer of the tagging gate (`views::gate::commit_results`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct GateJ {
+    pub service: String,
+    pub outcome: String,
+    pub summary: String,
+    pub review: Option<String>,
+    pub asked_by: String,
+    pub evaluated_at: String,
+    pub checks: Vec<GateCheckJ>,
+}
+
+impl GateJ {
+    /// Who asked, in words.
+    pub fn asked_by_text(&self) -> &'static str {
+        match self.asked_by.as_str() {
+            "harbormaster" => "a Harbormaster build",
+            "review" => "a new review head",
+            _ => "the API (`spanblame gate`)",
+        }
+    }
+
+    /// `2026-12-05 21:52 UTC`.
+    pub fn when(&self) -> String {
+        short_time(&self.evaluated_at)
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct GateCheckJ {
+    pub name: String,
+    pub title: String,
+    pub outcome: String,
+    pub required: bool,
+    pub found: String,
+    pub fix: Option<String>,
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct ReviewJ {

@@ -1,4 +1,5 @@
-//! Deploys: `POST /api/v1/deploys` (CI reports a deploy), `GET /api/v1/deploys` and
+//! Deploys: `POST /api/v1/deploys` (CI reports a deploy), `GET /api/v1/deploys`,
+//! `GET /api/v1/commits/{sha}` (a commit, its review and the tagging gate's answers) and
 //! `GET /api/v1/commits/{sha}/impact` (where a commit shipped).
 
 use std::sync::Arc;
@@ -170,6 +171,26 @@ pub(crate) async fn list_deploys(
     .await
     .map_err(ApiError::internal)??;
     Ok(Json(json!({ "deploys": views })))
+}
+
+pub(crate) async fn get_commit(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(sha): Path<String>,
+) -> Result<Json<Json_>, ApiError> {
+    if !model::looks_like_sha(&sha) {
+        return Err(ApiError::invalid(format!(
+            "`{sha}` is not a commit id; use at least 7 hex digits"
+        )));
+    }
+    let view = tokio::task::spawn_blocking(move || {
+        views::deploys::commit(state.ctx(), &caller.visibility, &sha)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    view.map(Json).ok_or_else(|| {
+        ApiError::new(ErrorCode::NotFound, "no such commit is known (from webhooks or mirrors)")
+    })
 }
 
 pub(crate) async fn commit_impact(

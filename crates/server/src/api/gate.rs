@@ -68,7 +68,7 @@ pub(crate) async fn evaluate(
             ),
         ));
     }
-    let request = GateRequest {
+    let mut request = GateRequest {
         service,
         commit: Some(commit),
         environment,
@@ -77,7 +77,12 @@ pub(crate) async fn evaluate(
     };
     let state = Arc::clone(&state);
     let view = tokio::task::spawn_blocking(move || {
-        let report = views::gate::evaluate(state.ctx(), &request)?;
+        let ctx = state.ctx();
+        // A short sha is answered and recorded under the full one, when it is known.
+        request.commit = views::gate::full_sha(ctx, &request)?.or(request.commit);
+        let report = views::gate::evaluate(ctx, &request)?;
+        let row = views::gate::result_row(&request, &report, "api", ctx.clock.now_unix_nanos());
+        ctx.store.record_gate_result(&row)?;
         tracing::info!(
             service = %request.service,
             commit = request.commit.as_deref().unwrap_or(""),

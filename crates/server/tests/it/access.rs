@@ -324,6 +324,7 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("POST /api/v1/deploys", "1 3 3 3 3 3 3 A 3 3"),
         // The tagging gate is CI's question, asked with the same token as its deploys.
         ("POST /api/v1/gate", "1 3 3 3 3 3 3 A 3 3"),
+        ("GET /api/v1/commits/{sha}", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/commits/{sha}/impact", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/findings", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/findings/{id}", "1 A A A A 3 A 3 3 A"),

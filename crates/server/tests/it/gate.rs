@@ -123,6 +123,22 @@ async fn the_gate_passes_fails_and_cannot_tell_with_what_was_found_and_the_fix()
             .contains("(version 1.4.0) carry service.version and a commit attribute")
     );
 
+    // The commit's API answer and page show the last answer, with who asked.
+    let (status, commit) = app.get(&format!("/api/v1/commits/{}", repo.reviewed)).await;
+    assert_eq!(status, StatusCode::OK, "{commit}");
+    assert_eq!(commit["review"]["id"], "D12", "{commit}");
+    let answers = commit["gate"].as_array().unwrap();
+    assert_eq!(answers.len(), 1, "{commit}");
+    assert_eq!(
+        (answers[0]["service"].as_str(), answers[0]["outcome"].as_str()),
+        (Some("cart"), Some("pass"))
+    );
+    assert_eq!(answers[0]["asked_by"], "api");
+    let (status, page, _) = app.get_page(&format!("/commits/{}", repo.reviewed)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Tagging gate") && page.contains("badge gate-pass"), "{page}");
+    assert!(page.contains("asked by the API (`spanblame gate`)"), "{page}");
+
     // No review: fails, with the fix; a short sha is enough.
     let short: String = repo.unreviewed.chars().take(9).collect();
     let (_, report) = gate(&app, json!({"service": "cart", "commit": short})).await;
@@ -135,6 +151,10 @@ async fn the_gate_passes_fails_and_cannot_tell_with_what_was_found_and_the_fix()
     // Its own spans are not there yet; the latest say both, so that part cannot tell yet.
     assert_eq!(check(&report, "spans")["outcome"], "cannot_tell", "{report}");
     assert_eq!(report["summary"], "fail: review");
+    let (_, commit) = app.get(&format!("/api/v1/commits/{}", repo.unreviewed)).await;
+    assert_eq!(commit["gate"][0]["outcome"], "fail", "{commit}");
+    let (_, page, _) = app.get_page(&format!("/commits/{}", repo.unreviewed)).await;
+    assert!(page.contains("Fix: land it through a review"), "{page}");
 
     // A mapped service with no spans yet: cannot tell, and why.
     let (_, report) = gate(&app, json!({"service": "search", "commit": repo.reviewed})).await;

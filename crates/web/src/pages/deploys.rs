@@ -1,7 +1,7 @@
 //! Deploys (list and one), and a commit's page: where it shipped and what it moved.
 
 use askama::Template;
-use views::shapes::{CommitJ, DeployJ, FindingJ, ReviewJ, read};
+use views::shapes::{CommitJ, DeployJ, FindingJ, GateJ, ReviewJ, read};
 use views::{Context, FindingFilter};
 
 use crate::{Layout, Page, PageError, Viewer, render};
@@ -125,6 +125,7 @@ struct CommitPage {
     review: Option<ReviewJ>,
     deploys: Vec<DeployJ>,
     findings: Vec<FindingJ>,
+    gate: Vec<GateJ>,
 }
 
 pub fn commit_page(ctx: &Context, viewer: &Viewer, sha: String) -> Result<Page, PageError> {
@@ -141,6 +142,8 @@ pub fn commit_page(ctx: &Context, viewer: &Viewer, sha: String) -> Result<Page, 
         };
         let commit: CommitJ = read(impact["commit"].clone());
         let review = views::changes::review_of_commit(ctx, &commit.sha)?.map(read);
+        let gate = views::gate::commit_results(ctx, &viewer.visibility, &commit.sha)?;
+        let gate: Vec<GateJ> = gate.into_iter().map(read).collect();
         let deploys: Vec<DeployJ> =
             impact["deploys"].as_array().into_iter().flatten().cloned().map(read).collect();
         let mut moved = Vec::new();
@@ -157,6 +160,7 @@ pub fn commit_page(ctx: &Context, viewer: &Viewer, sha: String) -> Result<Page, 
             review,
             deploys,
             findings: moved,
+            gate,
         }
     };
     render(&page)
