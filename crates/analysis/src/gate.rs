@@ -189,7 +189,7 @@ type Judged = (Outcome, String, Option<String>);
 
 fn review(facts: &Facts) -> Judged {
     match &facts.review {
-        ReviewLink::Found { id, how } => (Outcome::Pass, format!("review {id} ({how})"), None),
+        ReviewLink::Found { id, how } => (Outcome::Pass, format!("{id} ({how})"), None),
         ReviewLink::Missing => (
             Outcome::Fail,
             format!("commit {} links to no review", short(facts.commit.as_deref())),
@@ -390,10 +390,7 @@ mod tests {
     fn a_reviewed_mapped_and_stamped_change_passes() {
         let report = evaluate(&facts(), &Rules::default());
         assert_eq!(report.outcome, Outcome::Pass, "{report:?}");
-        assert_eq!(
-            check(&report, Check::Review).found,
-            "review D12 (`Differential Revision:` line)"
-        );
+        assert_eq!(check(&report, Check::Review).found, "D12 (`Differential Revision:` line)");
         assert_eq!(check(&report, Check::Service).found, "`cart` is `shop`, owned by payments");
         assert_eq!(
             check(&report, Check::Spans).found,

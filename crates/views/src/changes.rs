@@ -331,6 +331,15 @@ fn commit_url(settings: &ChangeSettings, stored: &StoredCommit) -> Option<String
     })
 }
 
+/// How the forge names a review: `D123`, `PR #45`, `MR !7`.
+pub fn review_label(kind: &str, id: &str) -> String {
+    match kind {
+        "phabricator" => id.to_owned(),
+        "gitlab" => format!("MR !{id}"),
+        _ => format!("PR #{id}"),
+    }
+}
+
 pub fn review_view(review: &Review) -> Json_ {
     let mut view = json!({
         "kind": review.kind.as_str(),

@@ -79,11 +79,18 @@ fn review_link(ctx: &Context, request: &GateRequest) -> Result<ReviewLink, Store
     let Some(review) = ChangeResolver::new(ctx).review(&stored)? else {
         return Ok(ReviewLink::Missing);
     };
-    let id = review["id"].as_str().unwrap_or_default().to_owned();
+    // As the forge names it: `D12`, `PR #42`, `MR !7`.
+    let kind = review["kind"].as_str().unwrap_or_default();
+    let id = crate::changes::review_label(kind, review["id"].as_str().unwrap_or_default());
     let how = if stored.commit.message.contains("Differential Revision:") {
         "the commit's `Differential Revision:` line".to_owned()
     } else {
-        format!("a {} review that holds the commit", review["kind"].as_str().unwrap_or("forge"))
+        let what = match kind {
+            "gitlab" => "merge request",
+            "phabricator" => "revision",
+            _ => "pull request",
+        };
+        format!("a {what} that holds the commit")
     };
     Ok(ReviewLink::Found { id, how })
 }

@@ -44,7 +44,7 @@ impl GateJ {
         match self.asked_by.as_str() {
             "harbormaster" => "a Harbormaster build",
             "review" => "a new review head",
-            _ => "the API (`spanblame gate`)",
+            _ => "the API (spanblame gate)",
         }
     }
 
@@ -79,11 +79,7 @@ pub struct ReviewJ {
 impl ReviewJ {
     /// How the forge names it: `D123`, `PR #45`, `MR !7`.
     pub fn label(&self) -> String {
-        match self.kind.as_str() {
-            "phabricator" => self.id.clone(),
-            "gitlab" => format!("MR !{}", self.id),
-            _ => format!("PR #{}", self.id),
-        }
+        crate::changes::review_label(&self.kind, &self.id)
     }
 }
 

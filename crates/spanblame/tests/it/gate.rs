@@ -75,7 +75,7 @@ fn the_gate_command_exits_with_its_outcome() {
         )),
         "{out}"
     );
-    assert!(out.contains("  pass        review: review D12"), "{out}");
+    assert!(out.contains("  pass        review: D12 (the commit"), "{out}");
 
     let (code, out, err) = gate(Some(&server), &["--service", "cart", "--commit", &unreviewed]);
     assert_eq!(code, 1, "{out}{err}");

@@ -1,9 +1,10 @@
 //! Deploys (list and one), and a commit's page: where it shipped and what it moved.
 
 use askama::Template;
-use views::shapes::{CommitJ, DeployJ, FindingJ, GateJ, ReviewJ, read};
+use views::shapes::{CommitJ, DeployJ, FindingJ, GateCheckJ, GateJ, ReviewJ, read};
 use views::{Context, FindingFilter};
 
+use super::findings::code_spans;
 use crate::{Layout, Page, PageError, Viewer, render};
 
 #[derive(Template)]
@@ -125,7 +126,14 @@ struct CommitPage {
     review: Option<ReviewJ>,
     deploys: Vec<DeployJ>,
     findings: Vec<FindingJ>,
-    gate: Vec<GateJ>,
+    gate: Vec<GateView>,
+}
+
+/// One answer of the tagging gate as the commit page shows it: its texts with their
+/// `backquoted` names as code.
+struct GateView {
+    answer: GateJ,
+    checks: Vec<(GateCheckJ, String, Option<String>)>,
 }
 
 pub fn commit_page(ctx: &Context, viewer: &Viewer, sha: String) -> Result<Page, PageError> {
@@ -143,7 +151,18 @@ pub fn commit_page(ctx: &Context, viewer: &Viewer, sha: String) -> Result<Page, 
         let commit: CommitJ = read(impact["commit"].clone());
         let review = views::changes::review_of_commit(ctx, &commit.sha)?.map(read);
         let gate = views::gate::commit_results(ctx, &viewer.visibility, &commit.sha)?;
-        let gate: Vec<GateJ> = gate.into_iter().map(read).collect();
+        let gate = gate
+            .into_iter()
+            .map(|answer| {
+                let answer: GateJ = read(answer);
+                let checks = answer
+                    .checks
+                    .iter()
+                    .map(|c| (c.clone(), code_spans(&c.found), c.fix.as_deref().map(code_spans)))
+                    .collect();
+                GateView { answer, checks }
+            })
+            .collect();
         let deploys: Vec<DeployJ> =
             impact["deploys"].as_array().into_iter().flatten().cloned().map(read).collect();
         let mut moved = Vec::new();
