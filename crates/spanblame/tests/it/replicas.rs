@@ -155,6 +155,14 @@ fn two_replicas_share_the_engines_and_hand_over_the_background_jobs() {
     wait_for("the firing alert reaches the webhook", Duration::from_secs(60), || {
         about("firing") >= 1
     });
+    // ...and A has recorded it as sent: killed between sending and recording, A would leave it
+    // pending, and the resolution below would supersede it (delivery is at least once).
+    wait_for("A records the firing alert as delivered", Duration::from_secs(30), || {
+        let rows = b.get_json(&format!("/api/v1/notifications?finding={id}")).1;
+        rows["notifications"].as_array().is_some_and(|rows| {
+            rows.iter().any(|n| n["sink"] == "webhook:ops" && n["state"] == "delivered")
+        })
+    });
 
     // A dies; B takes the lease over within the lease's time (plus one renewal interval).
     a.kill();
