@@ -39,6 +39,11 @@ pub(crate) fn run(
         "alertmanagers": settings.notifications.alertmanagers.len(),
         "alert_webhooks": settings.notifications.webhooks.len(),
         "forges_posting_findings": settings.notifications.forges.len(),
+        "gate": {
+            "required": settings.changes.gate.required.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            "environments": settings.changes.gate.environments,
+            "window": window_text(settings.changes.gate.window_nanos),
+        },
         "metadata": {
             "store": resolved.metadata.describe(&resolved.data_dir),
             "schema_version": applied,
@@ -64,6 +69,16 @@ pub(crate) fn run(
     }
     let text = if as_json { serde_json::to_string_pretty(&report)? } else { human(&report) };
     crate::admin::out(&text)
+}
+
+/// `[gate] window` as written in the configuration's units (`30m`, `2h`, `90s`).
+fn window_text(nanos: u64) -> String {
+    let secs = nanos / 1_000_000_000;
+    match secs {
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// Where a schema stands against this build's, in words.
@@ -107,6 +122,20 @@ fn human(report: &Json_) -> String {
         format!(
             "{} Alertmanagers, {} webhooks, {} forges posting findings",
             report["alertmanagers"], report["alert_webhooks"], report["forges_posting_findings"]
+        ),
+    );
+    let gate = &report["gate"];
+    let names = |v: &Json_| {
+        let names: Vec<String> = v.as_array().into_iter().flatten().map(text).collect();
+        if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+    };
+    row(
+        "tagging gate",
+        format!(
+            "requires {}; spans looked for in {} (last {})",
+            names(&gate["required"]),
+            names(&gate["environments"]),
+            text(&gate["window"])
         ),
     );
     let metadata = &report["metadata"];

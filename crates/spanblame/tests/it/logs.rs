@@ -28,6 +28,13 @@ fn json_logs_are_one_object_per_line_and_every_problem_is_named() {
     let human = spanblame(&["check-config"], dir.path());
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.starts_with("configuration is valid\n") && text.contains("  auth"), "{text}");
+    assert!(
+        text.contains(
+            "  tagging gate   requires review, service, spans; spans looked for in none (last 30m)"
+        ),
+        "{text}"
+    );
+    assert_eq!(report["gate"]["window"], "30m", "{report}");
 
     let config = dir.path().join("spanblame.toml");
     std::fs::write(
