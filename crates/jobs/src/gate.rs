@@ -161,7 +161,11 @@ pub fn answer_review(
             service: service.clone(),
             commit: Some(head.to_owned()),
             environment: None,
-            review: Some((review.id.clone(), format!("the {what} it heads"))),
+            // As the forge names it (`PR #42`), as the commit page looks it up.
+            review: Some((
+                views::changes::review_label(kind.as_str(), &review.id),
+                format!("the {what} it heads"),
+            )),
             expect_head: false,
         };
         let report = views::gate::evaluate(ctx, &request)?;

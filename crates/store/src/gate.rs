@@ -45,15 +45,27 @@ impl SpanStore {
         })
     }
 
-    /// The last answers about a commit (full sha), newest first.
-    pub fn gate_results_of_commit(&self, sha: &str) -> Result<Vec<GateResult>, StoreError> {
-        self.metadata.read(|db| {
-            db.query_map(
+    /// The last answers about a commit (full sha), or about the review it belongs to (`D12`,
+    /// `PR #42`: a Harbormaster build of a diff has no commit yet), newest first.
+    pub fn gate_results_of_commit(
+        &self,
+        sha: &str,
+        review_id: Option<&str>,
+    ) -> Result<Vec<GateResult>, StoreError> {
+        let sha = sha.to_ascii_lowercase();
+        self.metadata.read(|db| match review_id.filter(|id| !id.is_empty()) {
+            Some(review_id) => db.query_map(
+                "SELECT * FROM gate_results WHERE commit_sha = ?1 OR review_id = ?2
+                 ORDER BY evaluated_unix_nanos DESC, service",
+                args![sha, review_id],
+                read_result,
+            ),
+            None => db.query_map(
                 "SELECT * FROM gate_results WHERE commit_sha = ?1
                  ORDER BY evaluated_unix_nanos DESC, service",
-                args![sha.to_ascii_lowercase()],
+                args![sha],
                 read_result,
-            )
+            ),
         })
     }
 }

@@ -200,14 +200,19 @@ pub fn result_row(request: &GateRequest, report: &Report, source: &str, now: u64
     }
 }
 
-/// The gate's last answers about a commit, for the services the caller may see: the API's
-/// `gate` list (each report with who asked and when).
+/// The gate's last answers about a commit or its review (a Harbormaster build of the diff
+/// before it landed), for the services the caller may see: the API's `gate` list (each report
+/// with who asked and when).
 pub fn commit_results(
     ctx: &Context,
     visibility: &Visibility,
     sha: &str,
 ) -> Result<Vec<Json_>, StoreError> {
-    let rows = ctx.store.gate_results_of_commit(sha)?;
+    let review = crate::changes::review_of_commit(ctx, sha)?.map(|review| {
+        let kind = review["kind"].as_str().unwrap_or_default();
+        crate::changes::review_label(kind, review["id"].as_str().unwrap_or_default())
+    });
+    let rows = ctx.store.gate_results_of_commit(sha, review.as_deref())?;
     Ok(rows
         .into_iter()
         .filter(|r| visibility.allows(&r.service, None))

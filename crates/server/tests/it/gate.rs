@@ -287,6 +287,17 @@ async fn a_harbormaster_step_gets_its_result_through_conduit_once_and_only_with_
     );
     assert_eq!(unit("cart: The service's code is mapped")["format"], "remarkup");
 
+    // The diff's answer shows on the commit its revision landed as.
+    let (_, commit) = app.get(&format!("/api/v1/commits/{}", repo.reviewed)).await;
+    let answers = commit["gate"].as_array().unwrap();
+    assert!(
+        answers.iter().any(|a| a["asked_by"] == "harbormaster"
+            && a["review"] == "D12"
+            && a["service"] == "cart"
+            && a["outcome"] == "pass"),
+        "{commit}"
+    );
+
     // A commit build of a repository no service is mapped to fails, saying how to map one.
     let path = "/hooks/phabricator/phab/harbormaster?target=PHID-HMBT-zzzz&commit=".to_owned()
         + &repo.unreviewed
