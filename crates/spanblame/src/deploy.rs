@@ -3,8 +3,10 @@
 
 use std::io::Write;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::json;
+
+use crate::client::ApiCall;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DeployArgs {
@@ -50,10 +52,6 @@ pub(crate) struct DeployArgs {
 }
 
 pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<()> {
-    let server = args.server.trim_end_matches('/');
-    if !(server.starts_with("http://") || server.starts_with("https://")) {
-        bail!("`--server` = `{server}` must start with `http://` or `https://`");
-    }
     let mut body = json!({
         "service": args.service,
         "environment": args.env,
@@ -72,23 +70,15 @@ pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<()> {
             body[key] = value.clone().into();
         }
     }
-    let url = format!("{server}/api/v1/deploys");
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .context("building the HTTP client")?;
-    let mut request = client.post(&url).json(&body);
-    if let Some(token) = &args.token {
-        request = request.bearer_auth(token);
+    let (answer, _) = ApiCall {
+        server: &args.server,
+        path: "/api/v1/deploys",
+        token: args.token.as_deref(),
+        timeout: std::time::Duration::from_secs(30),
+        sending: "sending the deploy to",
+        refused: "the deploy",
     }
-    let response = request.send().with_context(|| format!("sending the deploy to `{url}`"))?;
-    let status = response.status();
-    let text = response.text().with_context(|| format!("reading the answer from `{url}`"))?;
-    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    if !status.is_success() {
-        let message = answer["error"]["message"].as_str().unwrap_or(text.trim());
-        bail!("the server refused the deploy ({status}): {message}");
-    }
+    .post(&body)?;
     let line = if args.json {
         answer.to_string()
     } else {

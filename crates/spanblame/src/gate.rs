@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use crate::client::ApiCall;
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct GateArgs {
     /// The service the change belongs to (its `service.name`).
@@ -52,10 +54,6 @@ pub(crate) fn main(args: &GateArgs) -> ExitCode {
 }
 
 fn run(args: &GateArgs) -> anyhow::Result<u8> {
-    let server = args.server.trim_end_matches('/');
-    if !(server.starts_with("http://") || server.starts_with("https://")) {
-        bail!("`--server` = `{server}` must start with `http://` or `https://`");
-    }
     let mut body = json!({
         "service": args.service,
         "commit": args.commit,
@@ -64,23 +62,15 @@ fn run(args: &GateArgs) -> anyhow::Result<u8> {
     if let Some(environment) = &args.environment {
         body["environment"] = environment.clone().into();
     }
-    let url = format!("{server}/api/v1/gate");
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .context("building the HTTP client")?;
-    let mut request = client.post(&url).json(&body);
-    if let Some(token) = &args.token {
-        request = request.bearer_auth(token);
+    let (report, text) = ApiCall {
+        server: &args.server,
+        path: "/api/v1/gate",
+        token: args.token.as_deref(),
+        timeout: std::time::Duration::from_secs(60),
+        sending: "asking",
+        refused: "the request",
     }
-    let response = request.send().with_context(|| format!("asking `{url}`"))?;
-    let status = response.status();
-    let text = response.text().with_context(|| format!("reading the answer from `{url}`"))?;
-    let report: Value = serde_json::from_str(&text).unwrap_or_default();
-    if !status.is_success() {
-        let message = report["error"]["message"].as_str().unwrap_or(text.trim());
-        bail!("the server refused the request ({status}): {message}");
-    }
+    .post(&body)?;
     let code = match report["outcome"].as_str() {
         Some("pass") => PASS,
         Some("fail") => FAIL,

@@ -151,23 +151,24 @@ impl SpanStore {
                         args![key, now_unix_nanos],
                     )?;
                 }
+                let values = args![
+                    d.idempotency_key,
+                    d.sink,
+                    d.kind,
+                    d.finding_id,
+                    d.deploy_id,
+                    d.target,
+                    d.summary,
+                    d.request,
+                    now_unix_nanos
+                ];
                 added += db.execute(
                     "INSERT INTO outbox (idempotency_key, sink, kind, finding_id, deploy_id,
                        target, summary, request, state, created_unix_nanos,
                        next_attempt_unix_nanos)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)
                      ON CONFLICT DO NOTHING",
-                    args![
-                        d.idempotency_key,
-                        d.sink,
-                        d.kind,
-                        d.finding_id,
-                        d.deploy_id,
-                        d.target,
-                        d.summary,
-                        d.request,
-                        now_unix_nanos
-                    ],
+                    values,
                 )? as usize;
                 added += db.execute(
                     "UPDATE outbox SET sink = ?2, kind = ?3, finding_id = ?4, deploy_id = ?5,
@@ -175,17 +176,7 @@ impl SpanStore {
                        created_unix_nanos = ?9, next_attempt_unix_nanos = ?9,
                        finished_unix_nanos = NULL, last_status = NULL, last_error = NULL
                      WHERE idempotency_key = ?1 AND state = 'superseded' AND attempts = 0",
-                    args![
-                        d.idempotency_key,
-                        d.sink,
-                        d.kind,
-                        d.finding_id,
-                        d.deploy_id,
-                        d.target,
-                        d.summary,
-                        d.request,
-                        now_unix_nanos
-                    ],
+                    values,
                 )? as usize;
             }
             Ok(added)

@@ -178,19 +178,7 @@ pub(crate) async fn get_commit(
     Extension(caller): Extension<Caller>,
     Path(sha): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
-    if !model::looks_like_sha(&sha) {
-        return Err(ApiError::invalid(format!(
-            "`{sha}` is not a commit id; use at least 7 hex digits"
-        )));
-    }
-    let view = tokio::task::spawn_blocking(move || {
-        views::deploys::commit(state.ctx(), &caller.visibility, &sha)
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    view.map(Json).ok_or_else(|| {
-        ApiError::new(ErrorCode::NotFound, "no such commit is known (from webhooks or mirrors)")
-    })
+    commit_view(state, caller, sha, views::deploys::commit).await
 }
 
 pub(crate) async fn commit_impact(
@@ -198,17 +186,25 @@ pub(crate) async fn commit_impact(
     Extension(caller): Extension<Caller>,
     Path(sha): Path<String>,
 ) -> Result<Json<Json_>, ApiError> {
+    commit_view(state, caller, sha, views::deploys::impact).await
+}
+
+/// A view of one commit (`None`: not known), for a sha of at least 7 hex digits.
+async fn commit_view(
+    state: Arc<AppState>,
+    caller: Caller,
+    sha: String,
+    view: fn(&views::Context, &views::Visibility, &str) -> Result<Option<Json_>, StoreError>,
+) -> Result<Json<Json_>, ApiError> {
     if !model::looks_like_sha(&sha) {
         return Err(ApiError::invalid(format!(
             "`{sha}` is not a commit id; use at least 7 hex digits"
         )));
     }
-    let view = tokio::task::spawn_blocking(move || {
-        views::deploys::impact(state.ctx(), &caller.visibility, &sha)
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    view.map(Json).ok_or_else(|| {
+    let found = tokio::task::spawn_blocking(move || view(state.ctx(), &caller.visibility, &sha))
+        .await
+        .map_err(ApiError::internal)??;
+    found.map(Json).ok_or_else(|| {
         ApiError::new(ErrorCode::NotFound, "no such commit is known (from webhooks or mirrors)")
     })
 }
