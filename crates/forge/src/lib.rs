@@ -7,8 +7,9 @@
 //!    the JSON together with the event name and a delivery key for idempotency. Nothing is
 //!    parsed before this succeeds.
 //! 2. [`parse`] turns the verified JSON into a [`WebhookEvent`]: a push with its commits, a
-//!    review with its state and commits, a ping, a Phabricator pointer (Herald sends only
-//!    PHIDs, for the caller to fetch through Conduit), or an event spanblame ignores.
+//!    review with its state and commits, a deploy (a deployment that succeeded, a published
+//!    release), a ping, a Phabricator pointer (Herald sends only PHIDs, for the caller to fetch
+//!    through Conduit), or an event spanblame ignores (and why).
 //!
 //! A Herald pointer is followed through [`conduit`], whose requests and answers are pure
 //! values too.
@@ -29,7 +30,9 @@ mod parse;
 mod verify;
 
 pub use delivery::signed_delivery;
-pub use parse::{HeraldPointer, Push, Repository, ReviewEvent, WebhookEvent, parse};
+pub use parse::{
+    DeployEvent, DeployEventKind, HeraldPointer, Push, Repository, ReviewEvent, WebhookEvent, parse,
+};
 pub use verify::{
     SIGNING_TOKEN_PREFIX, Verified, hmac_sha256_hex, read_delivery, standard_webhook_signature,
     verify,

@@ -50,6 +50,11 @@ const FIXTURES: &[(&str, ForgeKind, &str)] = &[
     ("github/pull_request_closed.json", ForgeKind::Github, "pull_request"),
     ("gitlab/push_hook.docs.json", ForgeKind::Gitlab, "Push Hook"),
     ("gitlab/merge_request_hook.docs.json", ForgeKind::Gitlab, "Merge Request Hook"),
+    ("gitlab/deployment_hook.docs.json", ForgeKind::Gitlab, "Deployment Hook"),
+    ("github/deployment_status.json", ForgeKind::Github, "deployment_status"),
+    ("github/release_published.json", ForgeKind::Github, "release"),
+    ("gitea/release_published.go-playground.json", ForgeKind::Gitea, "release"),
+    ("gogs/release.go-scm.json", ForgeKind::Gogs, "release"),
     ("phabricator/herald_webhook_body.phabricator-docs.json", ForgeKind::Phabricator, "herald"),
     ("synthesized/phabricator_herald_webhook.revision.body", ForgeKind::Phabricator, "herald"),
 ];
@@ -282,7 +287,10 @@ fn compliance_every_adapter_verifies_refuses_tampering_and_missing_signatures() 
         // has no event names at all.
         if kind != ForgeKind::Phabricator {
             let event = parse(kind, "wiki_page_edited", b"{}").unwrap();
-            assert_eq!(event, WebhookEvent::Ignored { event: "wiki_page_edited".into() });
+            assert!(
+                matches!(&event, WebhookEvent::Ignored { event, .. } if event == "wiki_page_edited"),
+                "{event:?}"
+            );
             // ...but must still be well-formed.
             let err = parse(kind, "wiki_page_edited", b"{not json").unwrap_err();
             assert!(!err.is_authentication(), "{kind}: {err}");
@@ -327,6 +335,102 @@ fn test_pushes_are_pings_and_deletions_are_pushes_without_commits() {
     }
 }
 
+/// Each forge's deploy event from its fixture, and the same event in a state that is no deploy.
+#[test]
+fn deploy_events_are_successful_deployments_and_published_releases() {
+    use crate::{DeployEvent, DeployEventKind};
+    let deploy = |kind, event, json: &[u8]| match deliver(kind, event, json).unwrap() {
+        WebhookEvent::Deploy(deploy) => deploy,
+        other => panic!("{kind} {event}: {other:?}"),
+    };
+    let github =
+        deploy(ForgeKind::Github, "deployment_status", &fixture("github/deployment_status.json"));
+    assert_eq!(
+        github,
+        DeployEvent {
+            repository: crate::Repository {
+                full_name: "Codertocat/Hello-World".into(),
+                web_url: Some("https://github.com/Codertocat/Hello-World".into()),
+                clone_url: Some("https://github.com/Codertocat/Hello-World.git".into()),
+            },
+            kind: DeployEventKind::Deployment { environment: "production".into() },
+            id: "145988746".into(),
+            commit: Some("f95f852bd8fca8fcc58a9a2d6c842781e32a215e".into()),
+            deployer: Some("Codertocat".into()),
+            // `target_url` is empty: the repository's deployments page.
+            url: Some("https://github.com/Codertocat/Hello-World/deployments".into()),
+            started_at_unix_secs: Some(1557933653),
+            finished_at_unix_secs: Some(1557933655),
+        }
+    );
+    let gitlab =
+        deploy(ForgeKind::Gitlab, "Deployment Hook", &fixture("gitlab/deployment_hook.docs.json"));
+    assert_eq!(gitlab.kind, DeployEventKind::Deployment { environment: "staging".into() });
+    // The full sha from `commit_url`, not the `short_sha`.
+    assert_eq!(gitlab.commit.as_deref(), Some("279484c09fbe69ededfced8c1bb6e6d24616b468"));
+    assert_eq!(gitlab.id, "15");
+    assert_eq!(gitlab.deployer.as_deref(), Some("root"));
+    // 2021-04-28 21:50:00 +0200
+    assert_eq!(gitlab.finished_at_unix_secs, Some(1619639400));
+    assert_eq!(gitlab.repository.full_name, "root/test-deployment-webhooks");
+
+    for (kind, path, tag, id) in [
+        (ForgeKind::Gitea, "gitea/release_published.go-playground.json", "example", "1"),
+        (ForgeKind::Gogs, "gogs/release.go-scm.json", "v1.0.0", "1"),
+        (ForgeKind::Github, "github/release_published.json", "0.0.1", "17372790"),
+    ] {
+        let release = deploy(kind, "release", &fixture(path));
+        assert_eq!(release.kind, DeployEventKind::Release { tag: tag.into() }, "{path}");
+        assert_eq!(release.id, id, "{path}");
+        assert_eq!(release.commit, None, "{path}: a release names a tag; the mirror resolves it");
+        assert!(release.started_at_unix_secs.is_some(), "{path}");
+        assert!(release.deployer.is_some(), "{path}");
+    }
+
+    // The same events in states that deploy nothing are ignored, and say why.
+    let edited = |path: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut json: serde_json::Value = serde_json::from_slice(&fixture(path)).unwrap();
+        edit(&mut json);
+        serde_json::to_vec(&json).unwrap()
+    };
+    let not_deploys = [
+        (
+            ForgeKind::Github,
+            "deployment_status",
+            edited("github/deployment_status.json", &|j| {
+                j["deployment_status"]["state"] = "failure".into()
+            }),
+            "`failure`",
+        ),
+        (
+            ForgeKind::Gitlab,
+            "Deployment Hook",
+            edited("gitlab/deployment_hook.docs.json", &|j| j["status"] = "failed".into()),
+            "`failed`",
+        ),
+        (
+            ForgeKind::Gitea,
+            "release",
+            edited("gitea/release_published.go-playground.json", &|j| {
+                j["action"] = "deleted".into()
+            }),
+            "`deleted`",
+        ),
+        (
+            ForgeKind::Github,
+            "release",
+            edited("github/release_published.json", &|j| j["release"]["prerelease"] = true.into()),
+            "pre-release",
+        ),
+    ];
+    for (kind, event, json, why) in not_deploys {
+        match deliver(kind, event, &json).unwrap() {
+            WebhookEvent::Ignored { reason, .. } => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{kind} {event}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn missing_required_fields_are_named() {
     let err = deliver(ForgeKind::Github, "push", br#"{"ref":"refs/heads/main"}"#).unwrap_err();
@@ -347,7 +451,8 @@ proptest! {
             Just("application/json"), Just("application/x-www-form-urlencoded"), Just("text/plain")
         ],
         event in prop_oneof![Just("push"), Just("pull_request"), Just("Push Hook"),
-            Just("Merge Request Hook"), Just("ping"), Just("herald"), Just("other")],
+            Just("Merge Request Hook"), Just("ping"), Just("herald"), Just("other"),
+            Just("release"), Just("deployment_status"), Just("Deployment Hook")],
     ) {
         for kind in ForgeKind::ALL {
             let headers: Headers = [

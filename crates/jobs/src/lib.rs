@@ -2,7 +2,9 @@
 //! and explanation (`detection`, `evidence`, `suspects`: verdicts per look, trace samples,
 //! ranked suspects and the rollback draft), notifications (`notify`: deciding what to
 //! announce into the outbox, the message texts, and the delivery job), the tagging gate's
-//! answers on the forge (`gate`: Harbormaster build results through the outbox), mirrors (`mirrors`:
+//! answers on the forge (`gate`: Harbormaster build results through the outbox), deploys a
+//! forge reports (`forge_deploys`: deployments and releases to the services they deploy),
+//! mirrors (`mirrors`:
 //! clone and fetch, history import), upkeep (`maintenance`: sealing, compaction, retention,
 //! token use), and the lease itself (`lease`). `outbound` is the one HTTP client for forge
 //! APIs and receivers.
@@ -17,6 +19,7 @@
 
 pub mod detection;
 pub mod evidence;
+pub mod forge_deploys;
 pub mod gate;
 pub mod lease;
 pub mod maintenance;

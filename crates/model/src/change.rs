@@ -35,6 +35,17 @@ impl ForgeKind {
         }
     }
 
+    /// The forge's name as people write it (Gitea's kind covers Forgejo too).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            ForgeKind::Gogs => "Gogs",
+            ForgeKind::Gitea => "Gitea",
+            ForgeKind::Github => "GitHub",
+            ForgeKind::Gitlab => "GitLab",
+            ForgeKind::Phabricator => "Phabricator",
+        }
+    }
+
     /// Parses a kind; `forgejo` is accepted as `gitea`.
     pub fn parse(name: &str) -> Option<ForgeKind> {
         match name {
@@ -217,8 +228,31 @@ pub struct Deploy {
     pub is_rollback: bool,
     pub url: Option<String>,
     pub source: DeploySource,
+    /// The forge event the deploy was reported by, when a forge reported it.
+    pub event: Option<ForgeEvent>,
     /// The deploy of this service and environment that this one replaced.
     pub previous_id: Option<u64>,
+}
+
+/// A forge event that reported a deploy: a deployment that succeeded, a published release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgeEvent {
+    /// The `[[integrations]]` entry it arrived on.
+    pub integration: String,
+    pub forge: ForgeKind,
+    /// `deployment` or `release`.
+    pub kind: String,
+    /// The forge's id for it (a deployment's number, a release's id).
+    pub id: String,
+    /// The forge's page for it.
+    pub url: Option<String>,
+}
+
+impl ForgeEvent {
+    /// `GitHub deployment 145988746`, as pages say it.
+    pub fn describe(&self) -> String {
+        format!("{} {} {}", self.forge.display_name(), self.kind, self.id)
+    }
 }
 
 /// Is `text` a full or abbreviated git object id (7 to 64 hex digits)?

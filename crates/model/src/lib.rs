@@ -17,8 +17,8 @@ mod ids;
 mod span;
 
 pub use change::{
-    Commit, Deploy, DeploySource, FileChange, FileChangeKind, ForgeKind, Person, Review,
-    ReviewState, is_null_sha, looks_like_sha, normalize_repository_url, subject,
+    Commit, Deploy, DeploySource, FileChange, FileChangeKind, ForgeEvent, ForgeKind, Person,
+    Review, ReviewState, is_null_sha, looks_like_sha, normalize_repository_url, subject,
 };
 pub use identity::{CodeLocation, UNKNOWN_SERVICE, VersionIdentity, attribute_names};
 pub use ids::{ParseIdError, SpanId, TraceId};

@@ -3,7 +3,9 @@
 //! Order matters and is the security boundary: cap the body, find the integration, verify
 //! the signature on the raw bytes (`forge::verify`; or, for a relay, a token with the
 //! `webhook` scope), and only then parse. A Herald pointer is
-//! then followed through Conduit (`crate::phabricator`). Every refusal (401 bad signature,
+//! then followed through Conduit (`crate::phabricator`); a deployment or release becomes the
+//! deploys of the services whose `deploy_from` takes it (`jobs::forge_deploys`), each
+//! recorded once per event. Every refusal (401 bad signature,
 //! 400 malformed, 202 unknown event, 502 Conduit failed) stores nothing; an accepted delivery
 //! is stored in one transaction together with its delivery key, so a redelivery is answered
 //! 200 and changes nothing.
@@ -111,13 +113,16 @@ pub(crate) async fn receive(
             tracing::info!(integration = %integration.name, %reason, "webhook ping");
             return Ok((StatusCode::OK, Json(json!({"status": "ok", "event": verified.event}))));
         }
-        WebhookEvent::Ignored { event } => {
-            tracing::info!(integration = %integration.name, %event, "ignored webhook event");
+        WebhookEvent::Ignored { event, reason } => {
+            tracing::info!(integration = %integration.name, %event, %reason, "ignored webhook event");
             return Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({"status": "ignored", "event": event,
-                    "message": format!("spanblame does not use `{event}` events; nothing was stored")})),
+                    "message": format!("{reason}; nothing was stored")})),
             ));
+        }
+        WebhookEvent::Deploy(event) => {
+            return record_deploys(&state, &integration.name, kind, &verified.event, event).await;
         }
         WebhookEvent::Herald(pointer) => {
             // A redelivery (Phorge retries with the same bytes) is known by its key: answer
@@ -232,6 +237,62 @@ pub(crate) async fn receive(
             "reviews": if applied == Applied::New { num_reviews } else { 0 },
         })),
     ))
+}
+
+/// A deployment or release: the deploys of the services whose `deploy_from` takes it. 200
+/// with the deploys recorded (none on a redelivery), 202 when no service is deployed by it.
+async fn record_deploys(
+    state: &Arc<AppState>,
+    integration: &str,
+    kind: ForgeKind,
+    event_name: &str,
+    event: forge::DeployEvent,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
+    let jobs = Arc::clone(&state.jobs);
+    let name = integration.to_owned();
+    let now = state.ctx().clock.now_unix_nanos();
+    let recorded = tokio::task::spawn_blocking(move || {
+        jobs::forge_deploys::record(&jobs, &name, kind, &event, now)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    match recorded {
+        jobs::forge_deploys::ForgeDeploys::NoService { reason } => {
+            tracing::info!(integration, event = event_name, %reason, "forge deploy not recorded");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "ignored", "event": event_name,
+                    "message": format!("{reason}; nothing was stored")})),
+            ))
+        }
+        jobs::forge_deploys::ForgeDeploys::Recorded { deploys, already } => {
+            for deploy in &deploys {
+                tracing::info!(
+                    integration,
+                    deploy = deploy.id,
+                    service = %deploy.service,
+                    environment = %deploy.environment,
+                    version = %deploy.version,
+                    source = deploy.source.as_str(),
+                    "deploy recorded from a forge event"
+                );
+            }
+            let status =
+                if deploys.is_empty() && !already.is_empty() { "duplicate" } else { "applied" };
+            let listed: Vec<Json_> = deploys
+                .iter()
+                .map(|d| {
+                    json!({"id": d.id, "service": d.service, "environment": d.environment,
+                        "version": d.version, "commit_sha": d.commit, "source": d.source.as_str()})
+                })
+                .collect();
+            Ok((
+                StatusCode::OK,
+                Json(json!({"status": status, "event": event_name, "deploys": listed,
+                    "already_recorded": already})),
+            ))
+        }
+    }
 }
 
 /// The tagging gate's commit status for a review's new head (`gate_on_reviews`); a failure

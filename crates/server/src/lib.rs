@@ -54,7 +54,7 @@ pub use jobs::{
 };
 pub use listen::ConnectionLimits;
 pub use views::{
-    ChangeSettings, Clock, DurationError, Integration, MirrorSettings, MirrorSource,
+    ChangeSettings, Clock, DeployTrigger, DurationError, Integration, MirrorSettings, MirrorSource,
     RepositorySettings, ServiceOwnership, SystemClock, parse_duration_nanos,
 };
 

@@ -188,6 +188,36 @@ impl SpanStore {
             )
         })
     }
+
+    /// The versions of `service` whose spans name `commit` (full or abbreviated either
+    /// way), those last seen in `environment` first, then the newest.
+    pub fn versions_of_commit(
+        &self,
+        service: &str,
+        environment: &str,
+        commit: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        if !model::looks_like_sha(commit) {
+            return Ok(Vec::new());
+        }
+        let commit = commit.to_ascii_lowercase();
+        self.flush_catalog()?;
+        let rows = self.metadata.read(|db| {
+            db.query(
+                "SELECT c.version, max(CASE WHEN v.environment = ?3 THEN 1 ELSE 0 END) AS here,
+                        max(coalesce(v.last_seen_unix_nanos, 0)) AS seen
+                 FROM version_commits c
+                 LEFT JOIN service_versions v ON v.service = c.service AND v.version = c.version
+                 WHERE c.service = ?1
+                   AND (c.commit_sha = ?2 OR c.commit_sha LIKE ?2 || '%'
+                        OR ?2 LIKE c.commit_sha || '%')
+                 GROUP BY c.version
+                 ORDER BY here DESC, seen DESC, c.version",
+                args![service, commit, environment],
+            )
+        })?;
+        rows.iter().map(|row| row.get::<String>(0)).collect()
+    }
 }
 
 fn write_batch(db: &mut dyn Executor, batch: &ChangeBatch) -> Result<(), StoreError> {

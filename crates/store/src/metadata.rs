@@ -33,6 +33,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("0010_audit_anchor_mac", include_str!("../migrations/0010_audit_anchor_mac.sql")),
     ("0011_finding_severity", include_str!("../migrations/0011_finding_severity.sql")),
     ("0012_gate_results", include_str!("../migrations/0012_gate_results.sql")),
+    ("0013_forge_deploys", include_str!("../migrations/0013_forge_deploys.sql")),
 ];
 
 /// PostgreSQL migrations in order; `spanblame_migrations` records those applied. The first
@@ -43,6 +44,7 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("0003_audit_anchor_mac", include_str!("../migrations/postgres/0003_audit_anchor_mac.sql")),
     ("0004_finding_severity", include_str!("../migrations/postgres/0004_finding_severity.sql")),
     ("0005_gate_results", include_str!("../migrations/postgres/0005_gate_results.sql")),
+    ("0006_forge_deploys", include_str!("../migrations/postgres/0006_forge_deploys.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -295,7 +297,8 @@ impl Metadata {
     pub(crate) fn apply_catalog(&self, delta: &CatalogDelta) -> Result<(), StoreError> {
         self.write(|db| {
             for (key, seen) in &delta.versions {
-                crate::deploys::infer_deploy(db, key, seen)?;
+                let commit = delta.version_commits.get(&(key.service.clone(), key.version.clone()));
+                crate::deploys::infer_deploy(db, key, seen, commit.map(String::as_str))?;
                 let columns = "service, environment, version";
                 upsert_seen(
                     db,

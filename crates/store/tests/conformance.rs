@@ -62,6 +62,10 @@ const CASES: &[(&str, Case)] = &[
     ("sketch_retention_drops_old_days", sketch_retention_drops_old_days),
     ("webhooks_apply_once_and_sources_merge", webhooks_apply_once_and_sources_merge),
     ("deploys_merge_and_know_their_neighbours", deploys_merge_and_know_their_neighbours),
+    (
+        "forge_deploys_are_recorded_once_and_take_the_spans_version",
+        forge_deploys_are_recorded_once_and_take_the_spans_version,
+    ),
     ("findings_follow_looks_and_people", findings_follow_looks_and_people),
     ("the_outbox_sends_each_decision_once", the_outbox_sends_each_decision_once),
     ("tokens_sessions_and_sign_ins", tokens_sessions_and_sign_ins),
@@ -608,6 +612,7 @@ fn new_deploy(version: &str, started_at_unix_nanos: u64) -> NewDeploy {
         deployer: Some("ci".into()),
         is_rollback: false,
         url: None,
+        event: None,
     }
 }
 
@@ -636,6 +641,67 @@ fn deploys_merge_and_know_their_neighbours(h: &Harness) {
     assert_eq!(store.deploy(v1.id).unwrap().unwrap().version, "v1");
     assert!(store.deploy(999_999).unwrap().is_none());
     assert_eq!(store.deploys(None, Some("staging"), 10).unwrap().len(), 0);
+}
+
+fn forge_deploy(version: &str, commit: &str, event_id: &str, started: u64) -> NewDeploy {
+    NewDeploy {
+        version: version.into(),
+        commit: Some(commit.into()),
+        deployer: Some("Codertocat".into()),
+        url: None,
+        event: Some(model::ForgeEvent {
+            integration: "gh".into(),
+            forge: model::ForgeKind::Github,
+            kind: "deployment".into(),
+            id: event_id.into(),
+            url: Some("https://github.com/shop/cart/deployments".into()),
+        }),
+        ..new_deploy(version, started)
+    }
+}
+
+/// A version's spans naming `commit` as `vcs.ref.head.revision`.
+fn spans_of_commit(store: &SpanStore, version: &str, commit: &str, start: u64) {
+    let mut resource = (*resource("checkout", version, "prod")).clone();
+    resource.attributes.push(KeyValue::new("vcs.ref.head.revision", Value::String(commit.into())));
+    store.append(vec![span(70, 1, start, 1, &Arc::new(resource))]).unwrap();
+    store.services().unwrap();
+}
+
+fn forge_deploys_are_recorded_once_and_take_the_spans_version(h: &Harness) {
+    let store = h.open();
+    let (e, f) = ("e".repeat(40), "f".repeat(40));
+    // A GitHub deployment of a commit no span has named yet: recorded under its sha.
+    let first = store.record_forge_deploy(&forge_deploy(&e, &e, "7", T0)).unwrap().unwrap();
+    assert_eq!((first.version.as_str(), first.source), (e.as_str(), DeploySource::Explicit));
+    let event = first.event.clone().unwrap();
+    assert_eq!((event.kind.as_str(), event.id.as_str()), ("deployment", "7"));
+    assert_eq!(event.describe(), "GitHub deployment 7");
+    // Redelivered (or a second success of deployment 7): nothing new, even as another
+    // service's deploy of the same event is recorded.
+    assert!(store.record_forge_deploy(&forge_deploy(&e, &e, "7", T0)).unwrap().is_none());
+    let other = NewDeploy { service: "cart".into(), ..forge_deploy(&e, &e, "7", T0) };
+    assert!(store.record_forge_deploy(&other).unwrap().is_some(), "per service");
+    // The build's spans arrive naming the commit: the forge deploy takes their version, and
+    // no second deploy is inferred.
+    spans_of_commit(&store, "v5", &e, T0 + MINUTE);
+    let listed = store.deploys(Some("checkout"), Some("prod"), 10).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].id, listed[0].version.as_str()), (first.id, "v5"));
+    assert_eq!(listed[0].source, DeploySource::Merged);
+    assert_eq!(listed[0].started_at_unix_nanos, T0, "the earlier of the two");
+    assert_eq!(store.versions_of_commit("checkout", "prod", &e[..12]).unwrap(), ["v5"]);
+
+    // Spans first this time (an inferred v6), then the forge's success: one deploy, which
+    // keeps the spans' earlier start and gains the event.
+    spans_of_commit(&store, "v6", &f, T0 + 10 * MINUTE);
+    let merged =
+        store.record_forge_deploy(&forge_deploy("v6", &f, "8", T0 + 11 * MINUTE)).unwrap().unwrap();
+    assert_eq!(merged.source, DeploySource::Merged);
+    assert_eq!(merged.started_at_unix_nanos, T0 + 10 * MINUTE);
+    assert_eq!(merged.event.map(|e| e.id), Some("8".into()));
+    assert_eq!(merged.previous_id, Some(first.id));
+    assert_eq!(store.deploys(Some("checkout"), Some("prod"), 10).unwrap().len(), 2);
 }
 
 fn update(deploy: &model::Deploy, metric: &str, verdict: &str, is_final: bool) -> FindingUpdate {

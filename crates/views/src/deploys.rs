@@ -214,6 +214,14 @@ pub fn deploy_view(ctx: &Context, deploy: &Deploy) -> Result<Json_, StoreError> 
         "is_rollback": deploy.is_rollback,
         "url": deploy.url,
         "source": deploy.source.as_str(),
+        "forge_event": deploy.event.as_ref().map(|e| json!({
+            "integration": e.integration,
+            "forge": e.forge.as_str(),
+            "kind": e.kind,
+            "id": e.id,
+            "url": e.url,
+            "description": e.describe(),
+        })),
         "previous": previous.map(|p| json!({"id": p.id, "version": p.version, "commit_sha": previous_commit})),
         "range": range,
     }))

@@ -48,7 +48,9 @@ pub use store::{FindingFilter, FindingStatus, SketchQuery, SketchRow, SpanQuery,
 
 pub use duration::{DurationError, parse_duration_nanos};
 pub use mirrors::{MirrorSettings, MirrorSource, Mirrors};
-pub use settings::{ChangeSettings, Integration, RepositorySettings, ServiceOwnership};
+pub use settings::{
+    ChangeSettings, DeployTrigger, Integration, RepositorySettings, ServiceOwnership,
+};
 
 /// What every view is built from: the store, the change graph's configuration and mirrors,
 /// the time, and where people reach this server.

@@ -69,6 +69,63 @@ pub struct ServiceOwnership {
     pub repository: Option<String>,
     pub path_prefix: Option<String>,
     pub team: Option<String>,
+    /// `deploy_from`: the forge events of its repository that deploy it.
+    pub deploy_from: Vec<DeployTrigger>,
+}
+
+/// A forge event that deploys a service (`deploy_from = ["deployment:production",
+/// "release:production"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployTrigger {
+    /// A successful deployment (GitHub, GitLab) to the named environment, or to any, under the
+    /// forge's name for it.
+    Deployment { environment: Option<String> },
+    /// A published release (Gitea/Forgejo, Gogs, GitHub), live in `environment`.
+    Release { environment: String },
+}
+
+impl DeployTrigger {
+    /// Reads `deployment`, `deployment:ENV` or `release:ENV`; the error says what to write.
+    pub fn parse(text: &str) -> Result<DeployTrigger, String> {
+        let (kind, environment) = match text.split_once(':') {
+            Some((kind, environment)) => (kind.trim(), Some(environment.trim())),
+            None => (text.trim(), None),
+        };
+        match (kind, environment) {
+            (_, Some("")) => Err(format!("`{text}` names no environment after `:`")),
+            ("deployment", environment) => {
+                Ok(DeployTrigger::Deployment { environment: environment.map(str::to_owned) })
+            }
+            ("release", Some(environment)) => {
+                Ok(DeployTrigger::Release { environment: environment.to_owned() })
+            }
+            ("release", None) => Err(
+                "`release` needs the environment a published release goes live in: write `release:production`".into(),
+            ),
+            _ => Err(format!(
+                "`{text}` is not a deploy event: use `deployment`, `deployment:ENVIRONMENT` or `release:ENVIRONMENT`"
+            )),
+        }
+    }
+
+    /// The environment the event deploys to under this trigger, or `None` when it does not
+    /// trigger it.
+    pub fn environment_for(&self, event: &forge::DeployEventKind) -> Option<String> {
+        match (self, event) {
+            (
+                DeployTrigger::Deployment { environment: None },
+                forge::DeployEventKind::Deployment { environment },
+            ) => Some(environment.clone()),
+            (
+                DeployTrigger::Deployment { environment: Some(wanted) },
+                forge::DeployEventKind::Deployment { environment },
+            ) => (wanted == environment).then(|| environment.clone()),
+            (DeployTrigger::Release { environment }, forge::DeployEventKind::Release { .. }) => {
+                Some(environment.clone())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl ChangeSettings {

@@ -278,6 +278,8 @@ pub struct DeployJ {
     pub is_rollback: bool,
     pub url: Option<String>,
     pub source: String,
+    /// The forge event that reported it.
+    pub forge_event: Option<ForgeEventJ>,
     pub previous: Option<PreviousJ>,
     pub range: Option<RangeJ>,
     /// Commit impact only: how the deploy shipped the commit.
@@ -288,9 +290,26 @@ pub struct DeployJ {
 
 impl DeployJ {
     /// The pipeline link, only when it is an http(s) address (a `javascript:` one stored by
-    /// an older version is not rendered as a link).
+    /// an older version is not rendered as a link), and not the forge event's own link.
     pub fn pipeline_link(&self) -> Option<&str> {
-        self.url.as_deref().filter(|url| crate::deploys::is_web_url(url))
+        let event_url = self.forge_event.as_ref().and_then(|e| e.url.as_deref());
+        self.url
+            .as_deref()
+            .filter(|url| crate::deploys::is_web_url(url))
+            .filter(|url| Some(*url) != event_url)
+    }
+
+    /// Where the deploy was learnt from, in words: the forge event, a report, the spans.
+    pub fn origin(&self) -> String {
+        let seen_in_spans = self.source == "explicit+inferred";
+        match (&self.forge_event, self.source.as_str()) {
+            (Some(event), _) if seen_in_spans => format!("{}, and spans", event.description),
+            (Some(event), _) => event.description.clone(),
+            (None, "explicit") => "a report (API or CLI)".into(),
+            (None, "inferred") => "spans of a new version".into(),
+            (None, "explicit+inferred") => "a report (API or CLI), and spans".into(),
+            (None, other) => other.to_owned(),
+        }
     }
 
     pub fn environment(&self) -> &str {
@@ -331,6 +350,24 @@ impl DeployJ {
 /// A service's page.
 pub fn service_href(name: &str) -> String {
     format!("/services/{}", query_escape(name))
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct ForgeEventJ {
+    pub forge: String,
+    pub kind: String,
+    pub id: String,
+    pub url: Option<String>,
+    /// `GitHub deployment 145988746`.
+    pub description: String,
+}
+
+impl ForgeEventJ {
+    /// The event's page, only when it is an http(s) address.
+    pub fn link(&self) -> Option<&str> {
+        self.url.as_deref().filter(|url| crate::deploys::is_web_url(url))
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -134,6 +134,7 @@ fn validate(request: DeployRequest, now_unix_nanos: u64) -> Result<NewDeploy, Ap
         deployer: request.deployer,
         is_rollback: request.is_rollback,
         url: request.url,
+        event: None,
     })
 }
 

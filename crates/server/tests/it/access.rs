@@ -92,6 +92,7 @@ async fn proxy_app(jwks: &JwksServer) -> TestApp {
                 repository: None,
                 path_prefix: None,
                 team: Some(team.into()),
+                deploy_from: Vec::new(),
             })
             .collect(),
         ..ChangeSettings::default()

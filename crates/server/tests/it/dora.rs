@@ -54,6 +54,7 @@ async fn dora_on_a_scripted_history_matches_the_hand_computed_numbers() {
     };
     let owner = |service: &str, team: &str| ServiceOwnership {
         service: service.into(),
+        deploy_from: Vec::new(),
         repository: Some("shop".into()),
         path_prefix: None,
         team: Some(team.into()),

@@ -57,6 +57,7 @@ fn app(up: &std::path::Path, mirrors: &std::path::Path, api_url: Option<String>)
         repository: Some("shop".into()),
         path_prefix: Some(prefix.into()),
         team: Some("payments".into()),
+        deploy_from: Vec::new(),
     };
     let mut changes = ChangeSettings {
         integrations: vec![Integration {
@@ -400,6 +401,7 @@ async fn a_new_review_head_gets_the_gate_status_on_each_forge() {
             path_prefix: None,
             // GitLab's service has no owner: its head fails the gate.
             team: (kind != ForgeKind::Gitlab).then(|| "payments".to_owned()),
+            deploy_from: Vec::new(),
         });
         forges.push(ForgeNotify {
             integration: name.into(),

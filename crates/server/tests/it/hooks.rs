@@ -39,6 +39,7 @@ fn settings() -> ChangeSettings {
             repository: Some("hello".into()),
             path_prefix: None,
             team: Some("team-hello".into()),
+            deploy_from: Vec::new(),
         }],
         mirrors: Default::default(),
         gate: Default::default(),

@@ -6,6 +6,7 @@
 mod access;
 mod detection;
 mod dora;
+mod forge_deploys;
 mod gate;
 mod hooks;
 mod mcp;

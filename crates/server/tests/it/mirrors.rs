@@ -31,6 +31,7 @@ fn mirrored_app(
             repository: Some("cart".into()),
             path_prefix: None,
             team: team.map(str::to_owned),
+            deploy_from: Vec::new(),
         }],
         mirrors: MirrorSettings { dir: mirrors.to_owned(), ..MirrorSettings::default() },
         ..ChangeSettings::default()

@@ -66,6 +66,7 @@ async fn start_spanblame(listener: tokio::net::TcpListener, issuer: &str, base: 
             repository: None,
             path_prefix: None,
             team: Some("payments".into()),
+            deploy_from: Vec::new(),
         }],
         ..ChangeSettings::default()
     };

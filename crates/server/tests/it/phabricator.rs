@@ -215,6 +215,7 @@ fn settings(api_url: &str, token: &str) -> ChangeSettings {
             repository: Some("web".into()),
             path_prefix: None,
             team: Some("team-web".into()),
+            deploy_from: Vec::new(),
         }],
         mirrors: Default::default(),
         gate: Default::default(),

@@ -232,6 +232,7 @@ impl TestApp {
                 deployer: None,
                 is_rollback: false,
                 url: None,
+                event: None,
             })
             .unwrap()
     }

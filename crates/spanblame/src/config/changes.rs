@@ -108,6 +108,10 @@ pub(crate) struct ServiceConfig {
     pub(crate) comment_on_findings: Option<bool>,
     /// Set to false to send no alerts for this service.
     pub(crate) alerts: Option<bool>,
+    /// Forge events of its repository that deploy it: `deployment`, `deployment:ENV`,
+    /// `release:ENV`.
+    #[serde(default)]
+    pub(crate) deploy_from: Vec<String>,
 }
 
 /// What the change graph's settings are resolved from.
@@ -255,11 +259,24 @@ pub(super) fn resolve_changes(
                 service.name
             );
         }
+        let key = format!("`services[{idx}]` (`{}`)", service.name);
+        let mut deploy_from = Vec::new();
+        for text in &service.deploy_from {
+            let trigger = server::DeployTrigger::parse(text)
+                .map_err(|e| anyhow::anyhow!("{key}: `deploy_from`: {e}"))?;
+            deploy_from.push(trigger);
+        }
+        if !deploy_from.is_empty() && service.repository.is_none() {
+            bail!(
+                "{key}: `deploy_from` needs `repository`: the forge's events are matched to services by the repository they happen in"
+            );
+        }
         services.push(server::ServiceOwnership {
             service: service.name.clone(),
             repository: service.repository.clone(),
             path_prefix: service.path_prefix.clone(),
             team: service.team.clone(),
+            deploy_from,
         });
     }
     let fetch_interval_nanos =
