@@ -64,8 +64,8 @@ pub struct ReviewEvent {
 }
 
 /// A forge saying a change went live: a deployment that succeeded (GitHub
-/// `deployment_status`, GitLab `Deployment Hook`) or a published release (Gitea/Forgejo, Gogs,
-/// GitHub `release`). Which services it deploys, and to which environment, is the config's
+/// `deployment_status`, GitLab `Deployment Hook`, a Harbormaster deploy plan's step), or a
+/// published release (Gitea/Forgejo, Gogs, GitHub `release`). Which services it deploys, and to which environment, is the config's
 /// `deploy_from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployEvent {
@@ -91,14 +91,18 @@ pub enum DeployEventKind {
     Deployment { environment: String },
     /// A published release of a tag.
     Release { tag: String },
+    /// A Phabricator Harbormaster build of a deploy plan whose steps before spanblame's
+    /// passed; the plan's step names the environment.
+    Build { environment: String },
 }
 
 impl DeployEventKind {
-    /// `deployment` or `release`, as `deploy_from` names them.
+    /// `deployment`, `release` or `build`, as pages name them.
     pub fn name(&self) -> &'static str {
         match self {
             DeployEventKind::Deployment { .. } => "deployment",
             DeployEventKind::Release { .. } => "release",
+            DeployEventKind::Build { .. } => "build",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Deploys reported by forges: a deployment that succeeded (GitHub, GitLab) or a published
-//! release (Gitea/Forgejo, Gogs, GitHub) becomes one deploy of each service whose
+//! Deploys reported by forges: a deployment that succeeded (GitHub, GitLab, a Phabricator
+//! Harbormaster deploy plan) or a published release (Gitea/Forgejo, Gogs, GitHub) becomes one deploy of each service whose
 //! `deploy_from` names it, merged with reported and inferred deploys by the store's rules.
 //!
 //! A forge names a commit (or a tag), while spans name a `service.version`: the version is
@@ -58,7 +58,10 @@ pub fn record(
         .collect();
     if targets.is_empty() {
         let example = match &event.kind {
-            DeployEventKind::Deployment { environment } => format!("deployment:{environment}"),
+            DeployEventKind::Deployment { environment }
+            | DeployEventKind::Build { environment } => {
+                format!("deployment:{environment}")
+            }
             DeployEventKind::Release { .. } => "release:production".into(),
         };
         return Ok(ForgeDeploys::NoService {
@@ -72,7 +75,7 @@ pub fn record(
     let commit = match (&event.commit, &event.kind) {
         (Some(commit), _) => Some(commit.clone()),
         (None, DeployEventKind::Release { tag }) => tag_commit(jobs, repository, tag),
-        (None, DeployEventKind::Deployment { .. }) => None,
+        (None, DeployEventKind::Deployment { .. } | DeployEventKind::Build { .. }) => None,
     };
     let second = 1_000_000_000_i64;
     let unix_nanos = |secs: Option<i64>| secs.and_then(|s| u64::try_from(s * second).ok());
@@ -117,6 +120,7 @@ fn describe(kind: &DeployEventKind) -> String {
     match kind {
         DeployEventKind::Deployment { environment } => format!("deployment to `{environment}`"),
         DeployEventKind::Release { tag } => format!("release of `{tag}`"),
+        DeployEventKind::Build { environment } => format!("build deploying to `{environment}`"),
     }
 }
 
@@ -151,7 +155,9 @@ fn version(
                 _ => tag.clone(),
             }))
         }
-        DeployEventKind::Deployment { .. } => Ok(commit.map(str::to_owned)),
+        DeployEventKind::Deployment { .. } | DeployEventKind::Build { .. } => {
+            Ok(commit.map(str::to_owned))
+        }
     }
 }
 

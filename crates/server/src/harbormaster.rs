@@ -1,9 +1,13 @@
-//! `POST /hooks/phabricator/{integration}/harbormaster`: a Harbormaster "Make HTTP Request"
-//! build step asks for the tagging gate. The build is named by the URI's query (Harbormaster
-//! fills in `${target.phid}`, `${buildable.revision}`, `${buildable.commit}` and
+//! Harbormaster "Make HTTP Request" build steps, named by their URI's query (Harbormaster
+//! fills in `${target.phid}`, `${build.id}`, `${buildable.revision}`, `${buildable.commit}` and
 //! `${repository.callsign}`); the step's credential (HTTP Basic, from Passphrase) carries the
 //! integration's secret as its password, compared in constant time before anything else is
-//! read. The answer is immediate; the result goes back through Conduit from the outbox.
+//! read.
+//! - `POST /hooks/phabricator/{integration}/harbormaster` asks for the tagging gate. The answer
+//!   is immediate; the result goes back through Conduit from the outbox.
+//! - `POST /hooks/phabricator/{integration}/deployed` is the last step of a deploy plan: it runs
+//!   only when the steps before it passed, and records a deploy of the commit to the environment
+//!   its URI names, for the services whose `deploy_from` takes a deployment there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,8 +24,11 @@ use subtle::ConstantTimeEq;
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
 
-/// The query a build step's URI carries.
+/// The query a gate step's URI carries.
 const EXAMPLE_URI: &str = "/harbormaster?target=${target.phid}&revision=${buildable.revision}&commit=${buildable.commit}&repository=${repository.callsign}";
+
+/// The query a deploy plan's last step carries.
+const DEPLOYED_URI: &str = "/deployed?environment=production&build=${build.id}&commit=${buildable.commit}&repository=${repository.callsign}";
 
 pub(crate) async fn build_step(
     State(state): State<Arc<AppState>>,
@@ -29,18 +36,7 @@ pub(crate) async fn build_step(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
-    let integration = state
-        .settings
-        .changes
-        .integration(ForgeKind::Phabricator, &integration_name)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!(
-                    "no `phabricator` integration named `{integration_name}` is configured; add `[[integrations]]` with name = \"{integration_name}\" and kind = \"phabricator\""
-                ),
-            )
-        })?;
+    let integration = phabricator_integration(&state, &integration_name)?;
     check_credential(&headers, &integration.secret, &integration_name)?;
     let build = read_build(&integration_name, &query)?;
     let jobs = Arc::clone(&state.jobs);
@@ -66,6 +62,71 @@ pub(crate) async fn build_step(
             "message": format!("the result goes to {} through harbormaster.sendmessage", build.target_phid),
         })),
     ))
+}
+
+pub(crate) async fn deployed(
+    State(state): State<Arc<AppState>>,
+    Path(integration_name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
+    let integration = phabricator_integration(&state, &integration_name)?;
+    check_credential(&headers, &integration.secret, &integration_name)?;
+    let value = |key: &str| query.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let missing = |key: &str, variable: &str| {
+        ApiError::invalid(format!(
+            "no `{key}` in the query (`{variable}`): set the step's URI to <spanblame>/hooks/phabricator/{integration_name}{DEPLOYED_URI}"
+        ))
+    };
+    let environment = value("environment")
+        .ok_or_else(|| missing("environment", "the environment the plan deploys to"))?;
+    let build = value("build").ok_or_else(|| missing("build", "${build.id}"))?;
+    if !build.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid(format!(
+            "`build` = `{build}` is not a build number: use `${{build.id}}`"
+        )));
+    }
+    let commit = value("commit").ok_or_else(|| missing("commit", "${buildable.commit}"))?;
+    if !model::looks_like_sha(commit) {
+        return Err(ApiError::invalid(format!(
+            "`commit` = `{commit}` is not a commit id: use `${{buildable.commit}}`, and run the plan on commits, not diffs"
+        )));
+    }
+    let callsign =
+        value("repository").ok_or_else(|| missing("repository", "${repository.callsign}"))?;
+    let event = forge::DeployEvent {
+        repository: forge::Repository { full_name: format!("r{callsign}"), ..Default::default() },
+        kind: forge::DeployEventKind::Build { environment: environment.to_owned() },
+        id: build.to_owned(),
+        commit: Some(commit.to_ascii_lowercase()),
+        deployer: None,
+        url: integration.api_url.as_ref().map(|base| format!("{base}/harbormaster/build/{build}/")),
+        started_at_unix_secs: None,
+        finished_at_unix_secs: None,
+    };
+    let integration_name = integration.name.clone();
+    crate::hooks::record_deploys(
+        &state,
+        &integration_name,
+        ForgeKind::Phabricator,
+        "harbormaster",
+        event,
+    )
+    .await
+}
+
+fn phabricator_integration<'a>(
+    state: &'a AppState,
+    name: &str,
+) -> Result<&'a views::Integration, ApiError> {
+    state.settings.changes.integration(ForgeKind::Phabricator, name).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "no `phabricator` integration named `{name}` is configured; add `[[integrations]]` with name = \"{name}\" and kind = \"phabricator\""
+            ),
+        )
+    })
 }
 
 /// HTTP Basic credentials whose password is the integration's secret (the user name is not

@@ -241,7 +241,7 @@ pub(crate) async fn receive(
 
 /// A deployment or release: the deploys of the services whose `deploy_from` takes it. 200
 /// with the deploys recorded (none on a redelivery), 202 when no service is deployed by it.
-async fn record_deploys(
+pub(crate) async fn record_deploys(
     state: &Arc<AppState>,
     integration: &str,
     kind: ForgeKind,

@@ -353,6 +353,15 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             ),
             post(harbormaster::build_step),
         ),
+        (
+            spec(
+                "POST",
+                "/hooks/phabricator/{integration}/deployed",
+                Public,
+                Some("deploy.harbormaster"),
+            ),
+            post(harbormaster::deployed),
+        ),
         // MCP for assistants: each tool call is audited inside, as `mcp.<tool>`.
         (spec("POST", "/mcp", ReadData, None), post(mcp::endpoint)),
         (spec("GET", "/mcp", ReadData, None), get(mcp::endpoint)),

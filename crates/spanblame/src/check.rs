@@ -44,6 +44,13 @@ pub(crate) fn run(
             "environments": settings.changes.gate.environments,
             "window": window_text(settings.changes.gate.window_nanos),
         },
+        "forge_deploys": settings
+            .changes
+            .services
+            .iter()
+            .filter(|s| !s.deploy_from.is_empty())
+            .map(|s| (s.service.clone(), s.deploy_from.iter().map(|t| t.text()).collect::<Vec<_>>()))
+            .collect::<BTreeMap<_, _>>(),
         "metadata": {
             "store": resolved.metadata.describe(&resolved.data_dir),
             "schema_version": applied,
@@ -137,6 +144,20 @@ fn human(report: &Json_) -> String {
             names(&gate["environments"]),
             text(&gate["window"])
         ),
+    );
+    let deployed: Vec<String> = report["forge_deploys"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(service, triggers)| format!("{service} from {}", names(triggers)))
+        .collect();
+    row(
+        "forge deploys",
+        if deployed.is_empty() {
+            "none (no `deploy_from`)".to_owned()
+        } else {
+            deployed.join("; ")
+        },
     );
     let metadata = &report["metadata"];
     row(

@@ -77,8 +77,8 @@ pub struct ServiceOwnership {
 /// "release:production"]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeployTrigger {
-    /// A successful deployment (GitHub, GitLab) to the named environment, or to any, under the
-    /// forge's name for it.
+    /// A successful deployment (GitHub, GitLab, a Phabricator Harbormaster deploy plan) to the
+    /// named environment, or to any, under the forge's name for it.
     Deployment { environment: Option<String> },
     /// A published release (Gitea/Forgejo, Gogs, GitHub), live in `environment`.
     Release { environment: String },
@@ -108,18 +108,24 @@ impl DeployTrigger {
         }
     }
 
+    /// As `deploy_from` writes it.
+    pub fn text(&self) -> String {
+        match self {
+            DeployTrigger::Deployment { environment: None } => "deployment".into(),
+            DeployTrigger::Deployment { environment: Some(e) } => format!("deployment:{e}"),
+            DeployTrigger::Release { environment } => format!("release:{environment}"),
+        }
+    }
+
     /// The environment the event deploys to under this trigger, or `None` when it does not
     /// trigger it.
     pub fn environment_for(&self, event: &forge::DeployEventKind) -> Option<String> {
         match (self, event) {
             (
-                DeployTrigger::Deployment { environment: None },
-                forge::DeployEventKind::Deployment { environment },
-            ) => Some(environment.clone()),
-            (
-                DeployTrigger::Deployment { environment: Some(wanted) },
-                forge::DeployEventKind::Deployment { environment },
-            ) => (wanted == environment).then(|| environment.clone()),
+                DeployTrigger::Deployment { environment: wanted },
+                forge::DeployEventKind::Deployment { environment }
+                | forge::DeployEventKind::Build { environment },
+            ) => wanted.as_ref().is_none_or(|w| w == environment).then(|| environment.clone()),
             (DeployTrigger::Release { environment }, forge::DeployEventKind::Release { .. }) => {
                 Some(environment.clone())
             }

@@ -346,6 +346,7 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("POST /hooks/{kind}/{integration}", "A A A A A 3 3 3 A 3"),
         // Harbormaster's HTTP Basic credential is checked by the handler (tests/it/gate.rs).
         ("POST /hooks/phabricator/{integration}/harbormaster", "A A A A A A A A A A"),
+        ("POST /hooks/phabricator/{integration}/deployed", "A A A A A A A A A A"),
         ("POST /v1/traces", "1 3 3 3 3 A 3 3 3 3"),
         // MCP: read access; each tool call then filters by the caller, as the API does.
         ("POST /mcp", "1 A A A A 3 A 3 3 A"),

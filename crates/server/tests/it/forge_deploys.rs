@@ -1,10 +1,12 @@
 //! Deploys from forge events through the real router and store, from each forge's payload
 //! fixture: a deployment that succeeded or a published release is exactly one deploy of the
 //! services whose `deploy_from` takes it, a redelivery none, a failed deployment none; a
-//! release's tag is resolved through the mirror; and a release and a report of the same
+//! release's tag is resolved through the mirror; a Phabricator deploy plan's last step is one
+//! deploy too, only with the integration's secret; and a release and a report of the same
 //! version are one deploy, whose page links the forge's event.
 
 use axum::http::StatusCode;
+use base64::Engine;
 use mirror::testing::{commit_file, git};
 use model::ForgeKind;
 use serde_json::{Value, json};
@@ -251,4 +253,72 @@ async fn a_release_and_a_report_of_its_version_are_one_deploy_linked_to_the_rele
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Gogs release 1"), "{page}");
     assert!(page.contains("href=\"http://try.gogs.io/gogits/hello-world/releases\""), "{page}");
+}
+
+#[tokio::test]
+async fn a_harbormaster_deploy_plan_step_records_its_commit_once_and_only_with_the_secret() {
+    let upstream = tempfile::tempdir().unwrap();
+    git(upstream.path(), &["init", "-q", "-b", "main"]);
+    let mirrors = tempfile::tempdir().unwrap();
+    let mut changes = settings(upstream.path(), mirrors.path());
+    changes.integrations.push(Integration {
+        name: "phab".into(),
+        kind: ForgeKind::Phabricator,
+        secret: SECRET.as_bytes().to_vec(),
+        api_url: Some("https://phab.example.com".into()),
+        api_token: Some("api-token".into()),
+    });
+    changes.repositories.push(RepositorySettings {
+        name: "shop".into(),
+        url: None,
+        web_url: None,
+        forge: Some(ForgeKind::Phabricator),
+        mirror: None,
+        monogram: Some("rSHOP".into()),
+    });
+    changes.services.push(ServiceOwnership {
+        service: "shop-web".into(),
+        repository: Some("shop".into()),
+        path_prefix: None,
+        team: None,
+        deploy_from: vec![DeployTrigger::parse("deployment:production").unwrap()],
+    });
+    let app = TestApp::with_changes(changes);
+    let basic = |password: &str| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("phab:{password}"));
+        vec![("authorization".to_owned(), format!("Basic {encoded}"))]
+    };
+    let commit = "c".repeat(40);
+    let path = format!(
+        "/hooks/phabricator/phab/deployed?environment=production&build=42&commit={commit}&repository=SHOP"
+    );
+
+    let (status, answer) = app.post_raw(&path, &basic("not-the-secret"), Vec::new()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    let (status, answer) = app.post_raw(&path, &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    let no_commit = path.replace(&commit, "${buildable.commit}");
+    let (status, answer) = app.post_raw(&no_commit, &basic(SECRET), Vec::new()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("buildable.commit"), "{answer}");
+    assert!(deploys_of(&app, "shop-web").await.is_empty(), "refusals record nothing");
+
+    let (status, answer) = app.post_raw(&path, &basic(SECRET), Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "applied", "{answer}");
+    // Harbormaster restarted the step: the same build, nothing new.
+    let (status, answer) = app.post_raw(&path, &basic(SECRET), Vec::new()).await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("duplicate")));
+    let listed = deploys_of(&app, "shop-web").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["environment"], "production");
+    assert_eq!(listed[0]["commit_sha"], commit.as_str());
+    assert_eq!(listed[0]["forge_event"]["description"], "Phabricator build 42");
+    assert_eq!(listed[0]["forge_event"]["url"], "https://phab.example.com/harbormaster/build/42/");
+
+    // A staging plan deploys no production-only service, and says what would.
+    let staging = path.replace("production", "staging").replace("build=42", "build=43");
+    let (status, answer) = app.post_raw(&staging, &basic(SECRET), Vec::new()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("deployment:staging"), "{answer}");
 }

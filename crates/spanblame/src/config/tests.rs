@@ -269,6 +269,45 @@ fn the_gate_section_names_its_checks_and_window() {
 }
 
 #[test]
+fn deploy_from_names_forge_events_and_errors_say_what_to_write() {
+    let repository = "[[repositories]]\nname = \"cart\"\nurl = \"https://github.com/shop/cart\"\nmirror = false\n";
+    let service = |deploy_from: &str| {
+        format!(
+            "{repository}[[services]]\nname = \"cart\"\nrepository = \"cart\"\ndeploy_from = {deploy_from}\n"
+        )
+    };
+    let text = service(r#"["deployment:production", "release:staging", "deployment"]"#);
+    let resolved = resolve(&load_str(&text, &[]).unwrap(), &env(&[])).unwrap();
+    assert_eq!(
+        resolved.settings.changes.services[0].deploy_from,
+        [
+            server::DeployTrigger::Deployment { environment: Some("production".into()) },
+            server::DeployTrigger::Release { environment: "staging".into() },
+            server::DeployTrigger::Deployment { environment: None },
+        ]
+    );
+    for (bad, needle) in [
+        (
+            service(r#"["release"]"#),
+            "`release` needs the environment a published release goes live in: write `release:production`",
+        ),
+        (
+            service(r#"["tag:production"]"#),
+            "`tag:production` is not a deploy event: use `deployment`",
+        ),
+        (service(r#"["deployment:"]"#), "names no environment"),
+        (
+            "[[services]]\nname = \"cart\"\ndeploy_from = [\"deployment\"]\n".to_owned(),
+            "`services[0]` (`cart`): `deploy_from` needs `repository`",
+        ),
+    ] {
+        let err = format!("{:#}", resolve(&load_str(&bad, &[]).unwrap(), &env(&[])).unwrap_err());
+        assert!(err.contains(needle), "{err}");
+        assert!(err.contains("services[0]"), "the key is named: {err}");
+    }
+}
+
+#[test]
 fn auth_resolves_from_file_and_environment_and_errors_name_the_key() {
     let text = "[auth]\nmode = \"proxy\"\n[[teams]]\nname = \"payments\"\noidc_groups = [\"payments-eng\"]\n";
     let vars = [

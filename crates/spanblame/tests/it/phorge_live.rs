@@ -12,7 +12,9 @@
 //! `differential.diff.search`, `user.search` and `diffusion.repository.search`. A second
 //! webhook signed with another key is answered 401, as Phorge's request log records it. A
 //! Harbormaster build plan (`tests/phorge/harbormaster.php` sets it up as an administrator
-//! would) asks the tagging gate about the revision and passes on `harbormaster.sendmessage`.
+//! would) asks the tagging gate about the revision and passes on `harbormaster.sendmessage`;
+//! a deploy plan run on the landed commit ends with a step that records one deploy, linked to
+//! its build.
 //!
 //! Where `cargo xtask test` found no Phorge to set up (a clone without `../shared/phorge`, or
 //! no root), it skips this module by name and says why.
@@ -296,6 +298,11 @@ name = "pay"
 repository = "shop"
 
 [[services]]
+name = "storefront"
+repository = "shop"
+deploy_from = ["deployment:production"]
+
+[[services]]
 name = "ship"
 repository = "shop-by-id"
 
@@ -542,6 +549,44 @@ repository = "shop-bad-token"
     assert_eq!(gate["target"], format!("Harbormaster build of {revision}"), "{gate}");
     assert!(gate["summary"].as_str().unwrap().starts_with("tagging gate passed"), "{gate}");
     assert_eq!(build["fields"]["buildPlanPHID"], plan_phid, "{build}");
+
+    // A deploy plan run on the landed commit ends with a step that tells spanblame: one deploy
+    // of the service whose `deploy_from` takes production deployments, linked to the build.
+    let step_uri = server.url(
+        "/hooks/phabricator/phab/deployed?environment=production&build=${build.id}&commit=${buildable.commit}&repository=${repository.callsign}",
+    );
+    let plan_name = format!("spanblame deploy {run}");
+    let output = Command::new("php")
+        .arg(&helper)
+        .arg(phorge.root())
+        .args([&plan_name, &step_uri, phorge.var("HOOK_HMAC"), "no-wait"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan = String::from_utf8(output.stdout).unwrap();
+    let (plan_id, plan_phid) = plan.trim().split_once('\t').unwrap();
+    let output = Command::new(phorge.root().join("bin/harbormaster"))
+        .args(["build", &format!("rSHOP{reviewed}"), "--plan", plan_id])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let build = within(Duration::from_secs(120), "the deploy plan's build did not pass", || {
+        let found = phorge.conduit(
+            &admin,
+            "harbormaster.build.search",
+            json!({"constraints": {"plans": [plan_phid]}}),
+        );
+        let status = &found["data"][0]["fields"]["buildStatus"]["value"];
+        if *status == "passed" { Ok(found["data"][0].clone()) } else { Err(found.to_string()) }
+    });
+    let (_, listed) = server.get_json("/api/v1/deploys?service=storefront");
+    let deploys = listed["deploys"].as_array().unwrap();
+    assert_eq!(deploys.len(), 1, "{listed}");
+    assert_eq!(deploys[0]["environment"], "production", "{listed}");
+    assert_eq!(deploys[0]["commit_sha"], reviewed.as_str(), "{listed}");
+    let event = &deploys[0]["forge_event"];
+    assert_eq!(event["description"], format!("Phabricator build {}", build["id"]), "{listed}");
+    assert_eq!(event["url"], format!("{url}/harbormaster/build/{}/", build["id"]), "{listed}");
 
     drop(hooks);
 }

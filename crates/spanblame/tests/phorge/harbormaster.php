@@ -1,15 +1,18 @@
 <?php
 // Sets up, through Phorge's own classes, what an administrator sets up by hand to put
-// spanblame's tagging gate in front of merges (README: "The tagging gate"): a Passphrase
-// password credential holding the integration's secret, and a Harbormaster build plan whose
-// one step is "Make HTTP Request" to spanblame with "When Complete: Wait For Message".
-// Idempotent by name (the credential and plan named <name>); used by tests/it/phorge_live.rs.
+// spanblame's tagging gate in front of merges (README: "The tagging gate"), or to end a deploy
+// plan with spanblame (README: "Deploys from the forge"): a Passphrase password credential
+// holding the integration's secret, and a Harbormaster build plan whose one step is "Make HTTP
+// Request" to spanblame, with "When Complete: Wait For Message" (the gate) or not (`no-wait`,
+// a deploy). Idempotent by name (the credential and plan named <name>); used by
+// tests/it/phorge_live.rs.
 //
-//   php harbormaster.php <phorge-root> <name> <step uri> <password>
+//   php harbormaster.php <phorge-root> <name> <step uri> <password> [no-wait]
 //
 // Prints "<plan id>\t<plan phid>".
 $root = $argv[1];
 list(, , $name, $uri, $password) = $argv;
+$wait = !(isset($argv[5]) && $argv[5] === 'no-wait');
 require_once $root.'/scripts/init/init-script.php';
 
 $admin = id(new PhabricatorPeopleQuery())
@@ -55,7 +58,7 @@ if (!$plan) {
         'uri' => $uri,
         'method' => 'POST',
         'credential' => $credential->getPHID(),
-        'builtin.wait-for-message' => 'wait',
+        'builtin.wait-for-message' => $wait ? 'wait' : 'continue',
       ))
     ->save();
 }
