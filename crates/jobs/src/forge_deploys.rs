@@ -1,6 +1,7 @@
 //! Deploys reported by forges: a deployment that succeeded (GitHub, GitLab, a Phabricator
-//! Harbormaster deploy plan) or a published release (Gitea/Forgejo, Gogs, GitHub) becomes one deploy of each service whose
-//! `deploy_from` names it, merged with reported and inferred deploys by the store's rules.
+//! Harbormaster deploy plan) or a published release (Gitea/Forgejo, Gogs, GitHub) becomes one
+//! deploy of each service whose `deploy_from` names it, merged with reported and inferred
+//! deploys by the store's rules.
 //!
 //! A forge names a commit (or a tag), while spans name a `service.version`: the version is
 //! the one whose spans name that commit, else the release's tag as spans would write it (`v1.2`
@@ -77,8 +78,10 @@ pub fn record(
         (None, DeployEventKind::Release { tag }) => tag_commit(jobs, repository, tag),
         (None, DeployEventKind::Deployment { .. } | DeployEventKind::Build { .. }) => None,
     };
-    let second = 1_000_000_000_i64;
-    let unix_nanos = |secs: Option<i64>| secs.and_then(|s| u64::try_from(s * second).ok());
+    // A time the forge says is kept only when it is after 1970 and before 2262.
+    let unix_nanos = |secs: Option<i64>| {
+        secs.and_then(|s| s.checked_mul(1_000_000_000)).and_then(|n| u64::try_from(n).ok())
+    };
     let finished = unix_nanos(event.finished_at_unix_secs);
     let started = unix_nanos(event.started_at_unix_secs).or(finished).unwrap_or(now_unix_nanos);
     let reported = ForgeEvent {

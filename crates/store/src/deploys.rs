@@ -1,7 +1,8 @@
 //! Deploys in the metadata database: reported ones (`record_deploy`, merged with a deploy
-//! the spans inferred for the same version), inferred ones (the first spans of a version, in
-//! the catalog's transaction), each read with its predecessor; and forgetting a deploy's
-//! evaluation when its start moves. Changes and findings both call here; nothing here calls
+//! the spans inferred for the same version; `record_forge_deploy`, the same once per forge
+//! event and service), inferred ones (the first spans of a version, in the catalog's
+//! transaction, or a forge deploy of their commit renamed to their version), each read with
+//! its predecessor; and forgetting a deploy's evaluation when its start moves. Changes and findings both call here; nothing here calls
 //! them.
 
 use model::{Deploy, DeploySource, ForgeEvent};
