@@ -48,9 +48,13 @@ const CLICKHOUSE: &str = "/usr/sbin/clickhouse-server";
 /// metadata tests on PostgreSQL.
 const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-/// Pinned so every machine tests against the same client.
-const PYTHON_PACKAGES: &[&str] =
-    &["opentelemetry-sdk==1.45.2", "opentelemetry-exporter-otlp-proto-http==1.45.2"];
+/// The OpenTelemetry Python SDK (a real client) and `standardwebhooks` (a verifier of signed
+/// alerts that is not spanblame's), pinned so every machine tests against the same ones.
+const PYTHON_PACKAGES: &[&str] = &[
+    "opentelemetry-sdk==1.45.2",
+    "opentelemetry-exporter-otlp-proto-http==1.45.2",
+    "standardwebhooks==1.1.0",
+];
 /// A current ClickHouse engine in process (26.9), to check the ClickHouse engine's SQL beside
 /// Debian's 18.16 server.
 const CHDB_PACKAGES: &[&str] = &["chdb-core==26.9.0"];

@@ -37,7 +37,7 @@ pub use maintenance::run_maintenance_once;
 pub use mirrors::{SyncError, sync_once};
 pub use notify::{
     AlertSink, DEFAULT_TIER, ForgeNotify, NotifySettings, RepositoryForge, RetrySettings,
-    ServiceNotify, announce_deploy, announce_recent, deliver_due,
+    ServiceNotify, SinkAuth, announce_deploy, announce_recent, deliver_due,
 };
 
 /// How long spans are kept, and how much disk they may take.

@@ -50,7 +50,7 @@ pub use access::{
 };
 pub use jobs::{
     AlertSink, DEFAULT_TIER, DetectionSettings, ForgeNotify, NotifySettings, RepositoryForge,
-    Retention, RetrySettings, ServiceNotify, SyncError,
+    Retention, RetrySettings, ServiceNotify, SinkAuth, SyncError,
 };
 pub use listen::ConnectionLimits;
 pub use views::{

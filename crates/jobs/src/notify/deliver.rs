@@ -1,14 +1,16 @@
 //! Delivery: sends one outbox row and records the attempt: delivered, retried after a jittered
 //! back-off (or the receiver's `Retry-After`), or dead after `max_attempts` or a refusal that
 //! retrying cannot fix. The job that runs it (`notify::run_deliveries`) gives each row its own
-//! task, so a slow receiver holds only its own messages. The notifications API (list, retry a
-//! dead one) is the server's.
+//! task, so a slow receiver holds only its own messages. A webhook alert is signed per Standard
+//! Webhooks when its sink has a secret; a sink's credentials go in `Authorization`. The
+//! notifications API (list, retry a dead one) is the server's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use store::{AttemptOutcome, Delivery, StoreError};
 
+use super::sinks::{AlertSink, SinkAuth};
 use crate::Jobs;
 use crate::outbound::{error_chain, read_capped};
 
@@ -72,6 +74,17 @@ pub(super) async fn deliver_one(jobs: &Arc<Jobs>, delivery: Delivery) -> Result<
     .map_err(|e| StoreError::Metadata(e.to_string()))?
 }
 
+/// The sink's credentials on its request.
+fn authorized(builder: reqwest::RequestBuilder, sink: &AlertSink) -> reqwest::RequestBuilder {
+    match &sink.auth {
+        Some(SinkAuth::Bearer(token)) => builder.bearer_auth(token),
+        Some(SinkAuth::Basic { username, password }) => {
+            builder.basic_auth(username, Some(password))
+        }
+        None => builder,
+    }
+}
+
 struct Failure {
     status: Option<u16>,
     message: String,
@@ -107,15 +120,33 @@ async fn attempt(jobs: &Jobs, delivery: &Delivery) -> Result<u16, Failure> {
             let sink = jobs.notifications.alertmanagers.iter().find(|s| s.name == name);
             let sink = sink.ok_or_else(|| gone("[[alerts.alertmanager]]"))?;
             let url = format!("{}{}", sink.url.trim_end_matches('/'), request.path);
-            client.post(url).json(&request.body)
+            authorized(client.post(url).json(&request.body), sink)
         }
         "webhook" => {
             let sink = jobs.notifications.webhooks.iter().find(|s| s.name == name);
             let sink = sink.ok_or_else(|| gone("[[alerts.webhook]]"))?;
-            client
+            let body = serde_json::to_vec(&request.body)
+                .map_err(|e| Failure::permanent(format!("the alert is not JSON: {e}")))?;
+            let mut builder = client
                 .post(&sink.url)
                 .header("idempotency-key", &delivery.idempotency_key)
-                .json(&request.body)
+                .header("content-type", "application/json");
+            if let Some(secret) = &sink.signing_secret {
+                // Standard Webhooks: the id is the same on every attempt, the time is this one's.
+                let id = &delivery.idempotency_key;
+                let timestamp = (jobs.ctx.clock.now_unix_nanos() / 1_000_000_000).to_string();
+                let signature = forge::standard_webhook_signature(secret, id, &timestamp, &body)
+                    .ok_or_else(|| {
+                        Failure::permanent(format!(
+                            "webhook `{name}`'s signing secret is not base64; set a `whsec_...` secret"
+                        ))
+                    })?;
+                builder = builder
+                    .header("webhook-id", id)
+                    .header("webhook-timestamp", timestamp)
+                    .header("webhook-signature", signature);
+            }
+            authorized(builder.body(body), sink)
         }
         "forge" => {
             let integration = jobs.ctx.changes.integrations.iter().find(|i| i.name == name);

@@ -19,6 +19,7 @@
 
 mod deliver;
 pub mod message;
+mod sinks;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use views::rfc3339;
 use views::shapes::{FindingJ, SuspectJ};
 
 pub use deliver::deliver_due;
+pub use sinks::{AlertSink, SinkAuth};
 
 use crate::Jobs;
 
@@ -64,20 +66,6 @@ impl Default for NotifySettings {
             retry: RetrySettings::default(),
             alert_refresh: Duration::from_secs(15 * 60),
         }
-    }
-}
-
-/// An Alertmanager (its base URL) or a generic JSON webhook (its full URL, which for chat
-/// services holds a secret: it is never logged).
-#[derive(Clone)]
-pub struct AlertSink {
-    pub name: String,
-    pub url: String,
-}
-
-impl std::fmt::Debug for AlertSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlertSink").field("name", &self.name).field("url", &"<redacted>").finish()
     }
 }
 

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use server::{
     AlertSink, ChangeSettings, ForgeNotify, Integration, NotifySettings, RepositoryForge,
-    RetrySettings, ServiceNotify,
+    RetrySettings, ServiceNotify, SinkAuth,
 };
 
 use crate::recorder::{Recorded, Recorder};
@@ -127,7 +127,11 @@ async fn each_review_gets_one_comment_per_state_change_with_its_forges_auth() {
     let (recorder, base) = Recorder::start(0).await;
     let (changes, forges, repositories) = forges(&base);
     let notifications = NotifySettings {
-        webhooks: vec![AlertSink { name: "chat".into(), url: format!("{base}/hook") }],
+        webhooks: vec![AlertSink {
+            name: "chat".into(),
+            url: format!("{base}/hook"),
+            ..AlertSink::default()
+        }],
         forges,
         repositories,
         services: vec![ServiceNotify {
@@ -357,7 +361,11 @@ async fn a_receiver_failing_five_times_gets_the_message_once_even_across_a_resta
 async fn a_receiver_that_never_recovers_is_dead_lettered_and_can_be_retried() {
     let (recorder, base) = Recorder::start(usize::MAX).await;
     let notifications = NotifySettings {
-        webhooks: vec![AlertSink { name: "chat".into(), url: format!("{base}/hook") }],
+        webhooks: vec![AlertSink {
+            name: "chat".into(),
+            url: format!("{base}/hook"),
+            ..AlertSink::default()
+        }],
         retry: quick_retries(3),
         ..NotifySettings::default()
     };
@@ -390,6 +398,82 @@ async fn a_receiver_that_never_recovers_is_dead_lettered_and_can_be_retried() {
     );
 }
 
+/// The Standard Webhooks specification's example secret.
+const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Verifies a recorded webhook with the `standardwebhooks` Python package (an implementation
+/// that is not spanblame's): `Ok` when it accepts the body and headers as signed.
+fn verify_independently(hook: &Recorded, body: &[u8]) -> Result<(), String> {
+    let python = std::env::var("SPANBLAME_TEST_PYTHON").expect(
+        "SPANBLAME_TEST_PYTHON is not set: run the tests with `cargo xtask test`, which installs the `standardwebhooks` package",
+    );
+    let headers: serde_json::Map<String, Value> =
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .iter()
+            .map(|name| (name.to_string(), Value::from(hook.header(name))))
+            .collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("body"), body).unwrap();
+    std::fs::write(dir.path().join("headers.json"), Value::Object(headers).to_string()).unwrap();
+    let script = "import json, sys\n\
+from standardwebhooks.webhooks import Webhook\n\
+body = open(sys.argv[2], 'rb').read()\n\
+headers = json.load(open(sys.argv[3]))\n\
+Webhook(sys.argv[1]).verify(body, headers)\n";
+    let output = Command::new(python)
+        .args(["-c", script, SIGNING_SECRET])
+        .arg(dir.path().join("body"))
+        .arg(dir.path().join("headers.json"))
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn webhook_alerts_are_signed_so_an_independent_verifier_refuses_a_forged_one() {
+    // The first attempt fails: the retry must carry the same `webhook-id`.
+    let (recorder, base) = Recorder::start(1).await;
+    let notifications = NotifySettings {
+        webhooks: vec![AlertSink {
+            name: "chat".into(),
+            url: format!("{base}/hook"),
+            signing_secret: Some(SIGNING_SECRET.trim_start_matches("whsec_").into()),
+            auth: Some(SinkAuth::Bearer("chat-token".into())),
+        }],
+        retry: quick_retries(3),
+        ..NotifySettings::default()
+    };
+    let app = TestApp::with_full_settings(settings_with(ChangeSettings::default(), notifications));
+    // The verifier judges `webhook-timestamp` by its own clock (five minutes either way).
+    let real_now = jiff::Timestamp::now().as_nanosecond() as u64;
+    app.clock.set(real_now);
+    let (deploy, _) = regression(&app, "checkout", "shop", None);
+    server::announce_deploy(&app.state, deploy).unwrap();
+    server::deliver_due(&app.state).await.unwrap();
+    app.clock.set(real_now + 5 * SECOND);
+    server::deliver_due(&app.state).await.unwrap();
+    let hooks = recorder.take();
+    assert_eq!(hooks.len(), 2, "a failed attempt, then the delivery");
+    let (failed, hook) = (&hooks[0], &hooks[1]);
+    assert_eq!(hook.header("webhook-id"), failed.header("webhook-id"), "one id per message");
+    assert_eq!(hook.header("webhook-id"), hook.header("idempotency-key"));
+    assert_ne!(hook.header("webhook-timestamp"), failed.header("webhook-timestamp"));
+    assert!(hook.header("webhook-signature").starts_with("v1,"), "{:?}", hook.headers);
+    assert_eq!(hook.header("authorization"), "Bearer chat-token");
+    assert_eq!(hook.json()["alertname"], "spanblame_latency_regression");
+
+    verify_independently(hook, &hook.body).unwrap();
+    let mut forged = hook.body.clone();
+    let at = forged.iter().position(|&b| b == b'1').unwrap();
+    forged[at] = b'9';
+    let refused = verify_independently(hook, &forged).unwrap_err();
+    assert!(refused.contains("WebhookVerificationError"), "{refused}");
+}
+
 /// Debian's `prometheus-alertmanager`, on a free port with its data in a temporary directory.
 struct Alertmanager {
     child: Child,
@@ -404,6 +488,12 @@ impl Drop for Alertmanager {
     }
 }
 
+/// Alertmanager's web configuration: HTTP Basic for `alerts` with this password's bcrypt hash
+/// (`am-password-for-tests`, cost 4).
+const AM_USER: &str = "spanblame";
+const AM_PASSWORD: &str = "am-password-for-tests";
+const AM_PASSWORD_BCRYPT: &str = "$2b$04$8K0l0unmamkaHD5d4pTy/uajBm2.nWThk4Z3QudNZNFzJz6XXQOXW";
+
 impl Alertmanager {
     fn start() -> Alertmanager {
         let binary = std::env::var("SPANBLAME_TEST_ALERTMANAGER").expect(
@@ -413,11 +503,15 @@ impl Alertmanager {
         let config = dir.path().join("am.yml");
         std::fs::write(&config, "route:\n  receiver: default\nreceivers:\n  - name: default\n")
             .unwrap();
+        let web = dir.path().join("web.yml");
+        std::fs::write(&web, format!("basic_auth_users:\n  {AM_USER}: {AM_PASSWORD_BCRYPT}\n"))
+            .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.config.file={}", web.display()))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -429,6 +523,7 @@ impl Alertmanager {
         for _ in 0..100 {
             if client
                 .get(format!("{}/-/ready", am.url))
+                .basic_auth(AM_USER, Some(AM_PASSWORD))
                 .send()
                 .is_ok_and(|r| r.status().is_success())
             {
@@ -442,16 +537,26 @@ impl Alertmanager {
 
 /// The alerts an Alertmanager holds as active (`GET /api/v2/alerts`).
 async fn active_alerts(url: &str) -> Vec<Value> {
-    let body: Value =
-        reqwest::get(format!("{url}/api/v2/alerts")).await.unwrap().json().await.unwrap();
+    let client = reqwest::Client::new();
+    let request = client.get(format!("{url}/api/v2/alerts"));
+    let response = request.basic_auth(AM_USER, Some(AM_PASSWORD)).send().await.unwrap();
+    let body: Value = response.json().await.unwrap();
     body.as_array().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alertmanager_receives_the_firing_alert_and_its_resolution() {
     let am = tokio::task::spawn_blocking(Alertmanager::start).await.unwrap();
+    // This Alertmanager takes alerts only with its HTTP Basic credentials.
+    let anonymous = reqwest::get(format!("{}/api/v2/alerts", am.url)).await.unwrap();
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
     let notifications = NotifySettings {
-        alertmanagers: vec![AlertSink { name: "main".into(), url: am.url.clone() }],
+        alertmanagers: vec![AlertSink {
+            name: "main".into(),
+            url: am.url.clone(),
+            auth: Some(SinkAuth::Basic { username: AM_USER.into(), password: AM_PASSWORD.into() }),
+            ..AlertSink::default()
+        }],
         services: vec![ServiceNotify {
             service: "checkout".into(),
             tier: 1,

@@ -2,7 +2,7 @@
 //! announced and how delivery retries.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -52,6 +52,94 @@ pub(crate) struct SinkConfig {
     pub(crate) url: Option<String>,
     pub(crate) url_env: Option<String>,
     pub(crate) url_file: Option<PathBuf>,
+    /// Webhooks: a Standard Webhooks signing secret (`whsec_` and base64) to sign each alert.
+    pub(crate) secret_env: Option<String>,
+    pub(crate) secret_file: Option<PathBuf>,
+    /// The receiver's bearer token, sent as `Authorization: Bearer`.
+    pub(crate) bearer_token_env: Option<String>,
+    pub(crate) bearer_token_file: Option<PathBuf>,
+    /// HTTP Basic credentials: the user name here, the password from the environment or a file.
+    pub(crate) username: Option<String>,
+    pub(crate) password_env: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+}
+
+/// A credential named by `<name>_env` or `<name>_file` (at most one), if either is set.
+fn credential(
+    key: &str,
+    name: &str,
+    var: Option<&str>,
+    file: Option<&Path>,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<Option<String>> {
+    let value = match (var, file) {
+        (None, None) => return Ok(None),
+        (Some(var), None) => env.get(var).cloned().with_context(|| {
+            format!("{key}: environment variable `{var}` named by `{name}_env` is not set")
+        })?,
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("{key}: reading `{name}_file` `{}`", file.display()))?,
+        (Some(_), Some(_)) => bail!("{key}: set `{name}_env` or `{name}_file`, not both"),
+    };
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        bail!("{key}: `{name}` is empty");
+    }
+    Ok(Some(value))
+}
+
+/// What a sink's credential keys say: a bearer token, or a user name and password.
+fn sink_auth(
+    key: &str,
+    sink: &SinkConfig,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<Option<server::SinkAuth>> {
+    let bearer = credential(
+        key,
+        "bearer_token",
+        sink.bearer_token_env.as_deref(),
+        sink.bearer_token_file.as_deref(),
+        env,
+    )?;
+    let password = credential(
+        key,
+        "password",
+        sink.password_env.as_deref(),
+        sink.password_file.as_deref(),
+        env,
+    )?;
+    match (bearer, &sink.username, password) {
+        (None, None, None) => Ok(None),
+        (Some(token), None, None) => Ok(Some(server::SinkAuth::Bearer(token))),
+        (None, Some(username), Some(password)) => {
+            Ok(Some(server::SinkAuth::Basic { username: username.clone(), password }))
+        }
+        (Some(_), _, _) => {
+            bail!("{key}: set a bearer token or a `username` and password, not both")
+        }
+        (None, _, _) => {
+            bail!("{key}: HTTP Basic needs both `username` and `password_env` (or `password_file`)")
+        }
+    }
+}
+
+/// A Standard Webhooks signing secret: `whsec_` and the base64 of 24 to 64 random bytes; the
+/// base64 part is what signs.
+fn signing_secret(key: &str, text: &str) -> anyhow::Result<String> {
+    let generate = "generate one with `echo whsec_$(openssl rand -base64 32)`";
+    let Some(encoded) = text.strip_prefix("whsec_") else {
+        bail!("{key}: the signing secret must start with `whsec_` (Standard Webhooks); {generate}");
+    };
+    // The signature of nothing tells whether the secret decodes; its length is checked from
+    // the base64 text (24 bytes are 32 characters).
+    if forge::standard_webhook_signature(encoded, "id", "0", b"").is_none()
+        || !(32..=88).contains(&encoded.len())
+    {
+        bail!(
+            "{key}: the signing secret after `whsec_` is not the base64 of 24 to 64 bytes; {generate}"
+        );
+    }
+    Ok(encoded.to_owned())
 }
 
 /// What the notification settings are resolved from.
@@ -112,7 +200,22 @@ pub(super) fn resolve_notifications(
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("{key}: the URL must start with `https://` (or `http://`)");
             }
-            out.push(server::AlertSink { name, url });
+            let secret = credential(
+                &key,
+                "secret",
+                sink.secret_env.as_deref(),
+                sink.secret_file.as_deref(),
+                env,
+            )?;
+            let signing_secret = match (section, secret) {
+                (_, None) => None,
+                ("webhook", Some(text)) => Some(signing_secret(&key, &text)?),
+                (_, Some(_)) => bail!(
+                    "{key}: Alertmanager does not check signatures; give it `bearer_token_env` or `username` and `password_env` instead of a secret"
+                ),
+            };
+            let auth = sink_auth(&key, sink, env)?;
+            out.push(server::AlertSink { name, url, signing_secret, auth });
         }
         Ok(out)
     };

@@ -197,6 +197,70 @@ fn notifications_resolve_sinks_forge_paths_and_tiers() {
 }
 
 #[test]
+fn alert_sinks_take_a_signing_secret_and_credentials_and_name_the_fix() {
+    let vars = [
+        ("SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("AM_TOKEN", "am-bearer-token"),
+        ("AM_PASSWORD", "am-password"),
+        ("SHORT", "whsec_c2hvcnQ="),
+        ("PLAIN", "0123456789abcdef0123456789abcdef"),
+    ];
+    let resolve_str = |text: &str| load_str(text, &vars).and_then(|c| resolve(&c, &env(&vars)));
+    let text = "[[alerts.webhook]]\nurl = \"https://hooks.example.com/a\"\nsecret_env = \"SIGNING\"\n\
+        [[alerts.alertmanager]]\nname = \"bearer\"\nurl = \"http://am1:9093\"\nbearer_token_env = \"AM_TOKEN\"\n\
+        [[alerts.alertmanager]]\nname = \"basic\"\nurl = \"http://am2:9093\"\nusername = \"spanblame\"\npassword_env = \"AM_PASSWORD\"\n";
+    let n = resolve_str(text).unwrap().settings.notifications;
+    assert_eq!(n.webhooks[0].signing_secret.as_deref(), Some("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    assert_eq!(n.alertmanagers[0].auth, Some(server::SinkAuth::Bearer("am-bearer-token".into())));
+    assert_eq!(
+        n.alertmanagers[1].auth,
+        Some(server::SinkAuth::Basic {
+            username: "spanblame".into(),
+            password: "am-password".into()
+        })
+    );
+    let shown = format!("{n:?}");
+    assert!(
+        !shown.contains("MfKQ9r8")
+            && !shown.contains("am-password")
+            && !shown.contains("am-bearer"),
+        "{shown}"
+    );
+
+    let webhook =
+        |keys: &str| format!("[[alerts.webhook]]\nurl = \"https://hooks.example.com/a\"\n{keys}");
+    for (bad, needle) in [
+        (
+            webhook("secret_env = \"PLAIN\"\n"),
+            "`alerts.webhook[0]` (`default`): the signing secret must start with `whsec_`",
+        ),
+        (
+            webhook("secret_env = \"SHORT\"\n"),
+            "not the base64 of 24 to 64 bytes; generate one with `echo whsec_$(openssl rand -base64 32)`",
+        ),
+        (
+            webhook("secret_env = \"UNSET\"\n"),
+            "environment variable `UNSET` named by `secret_env` is not set",
+        ),
+        (webhook("username = \"u\"\n"), "HTTP Basic needs both `username` and `password_env`"),
+        (
+            webhook(
+                "bearer_token_env = \"AM_TOKEN\"\nusername = \"u\"\npassword_env = \"AM_PASSWORD\"\n",
+            ),
+            "a bearer token or a `username` and password, not both",
+        ),
+        (
+            "[[alerts.alertmanager]]\nurl = \"http://am:9093\"\nsecret_env = \"SIGNING\"\n"
+                .to_owned(),
+            "Alertmanager does not check signatures",
+        ),
+    ] {
+        let err = format!("{:#}", resolve_str(&bad).unwrap_err());
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
+#[test]
 fn a_phabricator_integration_needs_conduit_access_and_monograms_are_checked() {
     let vars = [
         ("PHAB_HMAC", "0123456789abcdef0123456789abcdef"),
