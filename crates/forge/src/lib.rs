@@ -26,13 +26,15 @@
 pub mod api;
 pub mod conduit;
 mod delivery;
+mod deploys;
 mod parse;
+mod payload;
 mod verify;
 
 pub use delivery::signed_delivery;
-pub use parse::{
-    DeployEvent, DeployEventKind, HeraldPointer, Push, Repository, ReviewEvent, WebhookEvent, parse,
-};
+pub use deploys::{DeployEvent, DeployEventKind};
+pub use parse::{HeraldPointer, Push, ReviewEvent, WebhookEvent, parse};
+pub use payload::Repository;
 pub use verify::{
     SIGNING_TOKEN_PREFIX, Verified, hmac_sha256_hex, read_delivery, standard_webhook_signature,
     verify,

@@ -6,6 +6,12 @@ use model::{Commit, FileChange, FileChangeKind, ForgeKind, Person, Review, Revie
 use serde::Deserialize;
 
 use crate::WebhookError;
+use crate::deploys::{
+    DeployEvent, DeploymentStatusPayload, GitlabDeployment, Read, ReleasePayload,
+};
+use crate::payload::{
+    GitlabProject, GitlabUser, Repo, Repository, User, non_empty, read, required, timestamp_secs,
+};
 
 /// What a webhook delivery means to spanblame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,15 +33,6 @@ pub enum WebhookEvent {
         /// Why, in a sentence for the forge's delivery log.
         reason: String,
     },
-}
-
-/// The repository an event happened in, as the forge names it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Repository {
-    /// `owner/name` (GitLab: `group/subgroup/project`).
-    pub full_name: String,
-    pub web_url: Option<String>,
-    pub clone_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,50 +60,6 @@ pub struct ReviewEvent {
     pub review: Review,
 }
 
-/// A forge saying a change went live: a deployment that succeeded (GitHub
-/// `deployment_status`, GitLab `Deployment Hook`, a Harbormaster deploy plan's step), or a
-/// published release (Gitea/Forgejo, Gogs, GitHub `release`). Which services it deploys, and to which environment, is the config's
-/// `deploy_from`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeployEvent {
-    pub repository: Repository,
-    pub kind: DeployEventKind,
-    /// The forge's id for the deployment or release: a redelivery, or a second success of the
-    /// same deployment, names the same one.
-    pub id: String,
-    /// The commit deployed (full, or abbreviated where the forge gives no more), when the
-    /// event names one; a release names a tag, which the mirror resolves.
-    pub commit: Option<String>,
-    /// Who deployed or published it.
-    pub deployer: Option<String>,
-    /// The forge's page for it (the job that deployed, the release, the status's link).
-    pub url: Option<String>,
-    pub started_at_unix_secs: Option<i64>,
-    pub finished_at_unix_secs: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeployEventKind {
-    /// A deployment to the forge's named environment.
-    Deployment { environment: String },
-    /// A published release of a tag.
-    Release { tag: String },
-    /// A Phabricator Harbormaster build of a deploy plan whose steps before spanblame's
-    /// passed; the plan's step names the environment.
-    Build { environment: String },
-}
-
-impl DeployEventKind {
-    /// `deployment`, `release` or `build`, as pages name them.
-    pub fn name(&self) -> &'static str {
-        match self {
-            DeployEventKind::Deployment { .. } => "deployment",
-            DeployEventKind::Release { .. } => "release",
-            DeployEventKind::Build { .. } => "build",
-        }
-    }
-}
-
 /// A Herald webhook: pointers only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeraldPointer {
@@ -129,81 +82,9 @@ pub fn parse(kind: ForgeKind, event: &str, json: &[u8]) -> Result<WebhookEvent, 
     }
 }
 
-fn read<'de, T: Deserialize<'de>>(json: &'de [u8]) -> Result<T, WebhookError> {
-    serde_json::from_slice(json).map_err(|e| WebhookError::Malformed { reason: e.to_string() })
-}
-
-fn required(value: Option<String>, field: &'static str) -> Result<String, WebhookError> {
-    value.filter(|v| !v.is_empty()).ok_or(WebhookError::MissingField { field })
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty())
-}
-
-fn timestamp_secs(text: Option<&str>) -> Option<i64> {
-    text?.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
-}
-
-/// GitLab's event times: `2021-04-28 21:50:00 +0200` or `2020-11-02 12:55:12 UTC`, and RFC
-/// 3339 elsewhere.
-fn gitlab_timestamp_secs(text: Option<&str>) -> Option<i64> {
-    let text = text?.trim();
-    let zoned = |text: &str| {
-        jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S %z", text).ok()?.to_timestamp().ok()
-    };
-    let utc = text.strip_suffix(" UTC").map(|t| format!("{t} +0000"));
-    zoned(text)
-        .or_else(|| zoned(utc.as_deref()?))
-        .map(|t| t.as_second())
-        .or_else(|| timestamp_secs(Some(text)))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Shared shapes: Gogs, Gitea/Forgejo and GitHub use one vocabulary for users, repositories
 // and pushed commits.
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct User {
-    login: Option<String>,
-    username: Option<String>,
-    full_name: Option<String>,
-    name: Option<String>,
-    email: Option<String>,
-}
-
-impl User {
-    fn person(self) -> Person {
-        Person {
-            name: non_empty(self.full_name).or(non_empty(self.name)),
-            email: non_empty(self.email),
-            username: non_empty(self.username).or(non_empty(self.login)),
-        }
-    }
-
-    fn handle(&self) -> Option<String> {
-        non_empty(self.login.clone()).or(non_empty(self.username.clone()))
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Repo {
-    full_name: Option<String>,
-    html_url: Option<String>,
-    clone_url: Option<String>,
-}
-
-impl Repo {
-    fn repository(self) -> Result<Repository, WebhookError> {
-        Ok(Repository {
-            full_name: required(self.full_name, "repository.full_name")?,
-            web_url: non_empty(self.html_url),
-            clone_url: non_empty(self.clone_url),
-        })
-    }
-}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -374,7 +255,7 @@ fn gogs_family(kind: ForgeKind, event: &str, json: &[u8]) -> Result<WebhookEvent
         "pull_request" => {
             Ok(WebhookEvent::Review(read::<PullRequestPayload>(json)?.review_event(kind)?))
         }
-        "release" => read::<ReleasePayload>(json)?.event(),
+        "release" => deploy(read::<ReleasePayload>(json)?.event()?),
         other => ignored(other, json),
     }
 }
@@ -393,10 +274,18 @@ fn github(event: &str, json: &[u8]) -> Result<WebhookEvent, WebhookError> {
         "pull_request" => Ok(WebhookEvent::Review(
             read::<PullRequestPayload>(json)?.review_event(ForgeKind::Github)?,
         )),
-        "deployment_status" => read::<DeploymentStatusPayload>(json)?.event(),
-        "release" => read::<ReleasePayload>(json)?.event(),
+        "deployment_status" => deploy(read::<DeploymentStatusPayload>(json)?.event()?),
+        "release" => deploy(read::<ReleasePayload>(json)?.event()?),
         other => ignored(other, json),
     }
+}
+
+/// A deploy event as spanblame takes it: a deploy, or ignored with the reason.
+fn deploy(read: Read) -> Result<WebhookEvent, WebhookError> {
+    Ok(match read {
+        Read::Deploy(deploy) => WebhookEvent::Deploy(deploy),
+        Read::NotADeploy { event, reason } => WebhookEvent::Ignored { event: event.into(), reason },
+    })
 }
 
 /// An ignored event must still be JSON: a malformed body is a 400 whatever its event.
@@ -409,183 +298,7 @@ fn ignored(event: &str, json: &[u8]) -> Result<WebhookEvent, WebhookError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deploys: GitHub deployment statuses, and releases from GitHub, Gitea/Forgejo and Gogs.
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct DeploymentStatus {
-    state: Option<String>,
-    environment: Option<String>,
-    target_url: Option<String>,
-    environment_url: Option<String>,
-    log_url: Option<String>,
-    created_at: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Deployment {
-    id: Option<u64>,
-    sha: Option<String>,
-    environment: Option<String>,
-    creator: User,
-    created_at: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct DeploymentStatusPayload {
-    deployment_status: Option<DeploymentStatus>,
-    deployment: Option<Deployment>,
-    repository: Option<Repo>,
-    #[serde(default)]
-    sender: User,
-}
-
-impl DeploymentStatusPayload {
-    fn event(self) -> Result<WebhookEvent, WebhookError> {
-        let status = self
-            .deployment_status
-            .ok_or(WebhookError::MissingField { field: "deployment_status" })?;
-        let deployment =
-            self.deployment.ok_or(WebhookError::MissingField { field: "deployment" })?;
-        let id = deployment.id.ok_or(WebhookError::MissingField { field: "deployment.id" })?;
-        let state = required(status.state, "deployment_status.state")?;
-        if state != "success" {
-            return Ok(WebhookEvent::Ignored {
-                event: "deployment_status".into(),
-                reason: format!(
-                    "deployment {id} is `{state}`: only a deployment whose status is `success` is recorded"
-                ),
-            });
-        }
-        let repository =
-            self.repository.ok_or(WebhookError::MissingField { field: "repository" })?;
-        let repository = repository.repository()?;
-        let environment = non_empty(status.environment).or(non_empty(deployment.environment));
-        let url = [status.target_url, status.environment_url, status.log_url]
-            .into_iter()
-            .find_map(non_empty)
-            .or_else(|| repository.web_url.as_ref().map(|web| format!("{web}/deployments")));
-        Ok(WebhookEvent::Deploy(DeployEvent {
-            kind: DeployEventKind::Deployment {
-                environment: required(environment, "deployment_status.environment")?,
-            },
-            id: id.to_string(),
-            commit: Some(required(deployment.sha, "deployment.sha")?.to_ascii_lowercase()),
-            deployer: deployment.creator.handle().or(self.sender.handle()),
-            url,
-            started_at_unix_secs: timestamp_secs(deployment.created_at.as_deref()),
-            finished_at_unix_secs: timestamp_secs(status.created_at.as_deref()),
-            repository,
-        }))
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Release {
-    id: Option<u64>,
-    tag_name: Option<String>,
-    html_url: Option<String>,
-    draft: bool,
-    prerelease: bool,
-    author: Option<User>,
-    created_at: Option<String>,
-    published_at: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ReleasePayload {
-    /// Gogs before 0.12 sends no action: its only release event is a publication.
-    action: Option<String>,
-    release: Option<Release>,
-    repository: Option<Repo>,
-    #[serde(default)]
-    sender: User,
-}
-
-impl ReleasePayload {
-    fn event(self) -> Result<WebhookEvent, WebhookError> {
-        let release = self.release.ok_or(WebhookError::MissingField { field: "release" })?;
-        let tag = required(release.tag_name, "release.tag_name")?;
-        let action = non_empty(self.action).unwrap_or_else(|| "published".into());
-        let skipped = if action != "published" {
-            Some(format!("release `{tag}` was `{action}`"))
-        } else if release.draft {
-            Some(format!("release `{tag}` is a draft"))
-        } else if release.prerelease {
-            Some(format!("release `{tag}` is a pre-release"))
-        } else {
-            None
-        };
-        if let Some(skipped) = skipped {
-            return Ok(WebhookEvent::Ignored {
-                event: "release".into(),
-                reason: format!("{skipped}: only a published release is recorded as a deploy"),
-            });
-        }
-        let repository = self
-            .repository
-            .ok_or(WebhookError::MissingField { field: "repository" })?
-            .repository()?;
-        // Gitea and Gogs number releases per install, GitHub globally; the tag names it for
-        // people either way.
-        let id = release.id.map_or_else(|| format!("tag {tag}"), |id| id.to_string());
-        let deployer = release.author.and_then(|a| a.handle()).or(self.sender.handle());
-        let published = release.published_at.or(release.created_at);
-        Ok(WebhookEvent::Deploy(DeployEvent {
-            id,
-            commit: None,
-            deployer,
-            url: non_empty(release.html_url)
-                .or_else(|| repository.web_url.as_ref().map(|web| format!("{web}/releases"))),
-            started_at_unix_secs: timestamp_secs(published.as_deref()),
-            finished_at_unix_secs: None,
-            kind: DeployEventKind::Release { tag },
-            repository,
-        }))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // GitLab
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct GitlabProject {
-    path_with_namespace: Option<String>,
-    web_url: Option<String>,
-    git_http_url: Option<String>,
-}
-
-impl GitlabProject {
-    fn repository(self) -> Result<Repository, WebhookError> {
-        Ok(Repository {
-            full_name: required(self.path_with_namespace, "project.path_with_namespace")?,
-            web_url: non_empty(self.web_url),
-            clone_url: non_empty(self.git_http_url),
-        })
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct GitlabUser {
-    name: Option<String>,
-    username: Option<String>,
-    email: Option<String>,
-}
-
-impl GitlabUser {
-    fn person(self) -> Person {
-        Person {
-            name: non_empty(self.name),
-            // GitLab writes `[REDACTED]` for e-mails that are not public.
-            email: non_empty(self.email).filter(|e| e != "[REDACTED]"),
-            username: non_empty(self.username),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct GitlabPush {
@@ -673,7 +386,7 @@ fn gitlab(event: &str, json: &[u8]) -> Result<WebhookEvent, WebhookError> {
                 forced: false,
             }))
         }
-        "Deployment Hook" => read::<GitlabDeployment>(json)?.event(),
+        "Deployment Hook" => deploy(read::<GitlabDeployment>(json)?.event()?),
         "Merge Request Hook" => {
             let payload: GitlabMergeRequest = read(json)?;
             let attributes = payload
@@ -725,60 +438,6 @@ fn gitlab(event: &str, json: &[u8]) -> Result<WebhookEvent, WebhookError> {
             }))
         }
         other => ignored(other, json),
-    }
-}
-
-#[derive(Deserialize)]
-struct GitlabDeployment {
-    status: Option<String>,
-    status_changed_at: Option<String>,
-    deployment_id: Option<u64>,
-    deployable_url: Option<String>,
-    environment: Option<String>,
-    project: Option<GitlabProject>,
-    short_sha: Option<String>,
-    commit_url: Option<String>,
-    user: Option<GitlabUser>,
-}
-
-impl GitlabDeployment {
-    fn event(self) -> Result<WebhookEvent, WebhookError> {
-        let id = self.deployment_id.ok_or(WebhookError::MissingField { field: "deployment_id" })?;
-        let status = required(self.status, "status")?;
-        if status != "success" {
-            return Ok(WebhookEvent::Ignored {
-                event: "Deployment Hook".into(),
-                reason: format!(
-                    "deployment {id} is `{status}`: only a deployment whose status is `success` is recorded"
-                ),
-            });
-        }
-        let repository =
-            self.project.ok_or(WebhookError::MissingField { field: "project" })?.repository()?;
-        // The payload names the full sha only at the end of `commit_url`.
-        let full_sha = self
-            .commit_url
-            .as_deref()
-            .and_then(|url| url.rsplit('/').next())
-            .filter(|tail| tail.len() == 40 && model::looks_like_sha(tail))
-            .map(str::to_owned);
-        let commit = full_sha
-            .or(non_empty(self.short_sha).filter(|s| model::looks_like_sha(s)))
-            .ok_or(WebhookError::MissingField { field: "commit_url" })?;
-        let url = non_empty(self.deployable_url)
-            .or_else(|| repository.web_url.as_ref().map(|web| format!("{web}/-/environments")));
-        Ok(WebhookEvent::Deploy(DeployEvent {
-            kind: DeployEventKind::Deployment {
-                environment: required(self.environment, "environment")?,
-            },
-            id: id.to_string(),
-            commit: Some(commit.to_ascii_lowercase()),
-            deployer: self.user.and_then(|u| u.person().username),
-            url,
-            started_at_unix_secs: None,
-            finished_at_unix_secs: gitlab_timestamp_secs(self.status_changed_at.as_deref()),
-            repository,
-        }))
     }
 }
 
