@@ -1,6 +1,7 @@
 //! The Model Context Protocol at `/mcp` (streamable HTTP, through the official `rmcp` SDK): the
-//! tools an AI assistant uses to read findings, suspects, traces and commit impact, and to
-//! draft a rollback.
+//! tools an AI assistant uses to read findings, suspects, traces and commit impact, to draft a
+//! rollback, and to flag a regression on the suspect's review (`flag_review`, with the right to
+//! change that service's findings).
 //!
 //! Every tool runs as the caller the access guard authenticated for that HTTP request (a
 //! bearer token, a proxy assertion or a session), through the same view functions as the API,
@@ -125,6 +126,17 @@ const TOOLS: &[ToolSpec] = &[
         required: &["finding_id"],
     },
     ToolSpec {
+        name: "flag_review",
+        description: "Flag a regression where the change was reviewed: post the finding's evidence (before/after, effect, the suspect's reasons, example traces, the rollback draft, links) as a comment on the suspect's review (a Phabricator revision, a pull or merge request; the commit when it had no review), the same comment spanblame's notifier posts, once per review. Give the finding and, to pick another suspect than the top one, its commit. Needs the right to change findings of that service.",
+        properties: || {
+            json!({
+                "finding_id": {"type": "integer"},
+                "commit": {"type": "string", "description": "a suspect's commit sha (or a prefix); default: the top suspect"},
+            })
+        },
+        required: &["finding_id"],
+    },
+    ToolSpec {
         name: "get_trace",
         description: "A trace's spans, each with its change context (version, commit, review, owner). Spans of services outside your scope are redacted timing stubs.",
         properties: || json!({"trace_id": {"type": "string", "description": "32 hex digits"}}),
@@ -182,6 +194,8 @@ enum Answer {
     Data(Json_),
     NotFound(String),
     Invalid(String),
+    /// The caller may see it but not act on it.
+    Denied(String),
 }
 
 impl ServerHandler for Tools {
@@ -235,6 +249,7 @@ impl ServerHandler for Tools {
             Answer::Data(_) => "ok",
             Answer::NotFound(_) => "not found",
             Answer::Invalid(_) => "invalid",
+            Answer::Denied(_) => "denied",
         };
         let record = caller.audit(
             self.state.ctx().clock.now_unix_nanos(),
@@ -247,7 +262,7 @@ impl ServerHandler for Tools {
             .map_err(|e| ErrorData::internal_error(e.message, None))?;
         Ok(match answer {
             Answer::Data(value) => CallToolResult::structured(value),
-            Answer::NotFound(message) | Answer::Invalid(message) => {
+            Answer::NotFound(message) | Answer::Invalid(message) | Answer::Denied(message) => {
                 CallToolResult::error(vec![ContentBlock::text(message)])
             }
         }
@@ -343,6 +358,19 @@ fn call(
                 })),
             }
         }
+        "flag_review" => {
+            let id = match id(arguments, "finding_id") {
+                Ok(id) => id,
+                Err(answer) => return Ok(answer),
+            };
+            let commit = string(arguments, "commit");
+            if let Some(commit) = commit.as_deref().filter(|c| !model::looks_like_sha(c)) {
+                return Ok(Answer::Invalid(format!(
+                    "`{commit}` is not a commit sha (7 to 64 hex digits)"
+                )));
+            }
+            flag_review(state, caller, id, commit.as_deref())?
+        }
         "get_trace" => {
             let text = string(arguments, "trace_id").unwrap_or_default();
             let Ok(trace_id) = TraceId::from_hex(&text) else {
@@ -410,5 +438,49 @@ fn call(
             }
         }
         _ => Answer::Invalid(format!("no tool `{name}`")),
+    })
+}
+
+/// `flag_review`: the finding must be one the caller may see, and one of a service it may
+/// change findings of (the same right as acknowledging or resolving it).
+fn flag_review(
+    state: &AppState,
+    caller: &Caller,
+    id: u64,
+    commit: Option<&str>,
+) -> Result<Answer, StoreError> {
+    let not_found = || Answer::NotFound(format!("no finding {id} (or you may not see it)"));
+    let Some(stored) = state.ctx().store.finding(id)? else { return Ok(not_found()) };
+    if !caller.visibility.allows(&stored.service, Some(&stored.environment)) {
+        return Ok(not_found());
+    }
+    let who = &caller.principal.id;
+    match auth::authorize(&caller.principal, auth::Need::ChangeFinding, &state.policy) {
+        auth::Decision::Allow(reach)
+            if reach.allows(&stored.service, Some(&stored.environment)) => {}
+        auth::Decision::Allow(_) => {
+            return Ok(Answer::Denied(format!(
+                "`{who}` may not flag reviews of `{}` findings: it may change findings of other services only",
+                stored.service
+            )));
+        }
+        auth::Decision::Deny(refusal) => {
+            return Ok(Answer::Denied(format!("flagging a review: {}", refusal.reason)));
+        }
+    }
+    Ok(match jobs::notify::flag_review(&state.jobs, id, commit)? {
+        Ok(flagged) => Answer::Data(json!({
+            "finding_id": id,
+            "target": flagged.target,
+            "integration": flagged.integration,
+            "idempotency_key": flagged.idempotency_key,
+            "status": if flagged.new { "queued" } else { "already flagged" },
+            "message": if flagged.new {
+                format!("the comment on {} is queued; GET /api/v1/notifications?finding={id} shows its delivery", flagged.target)
+            } else {
+                format!("{} already has (or is getting) this comment; nothing new was queued", flagged.target)
+            },
+        })),
+        Err(why) => Answer::Invalid(why),
     })
 }

@@ -168,21 +168,7 @@ pub fn announce_deploy(jobs: &Jobs, deploy_id: u64) -> Result<usize, StoreError>
     }
     let store = &jobs.ctx.store;
     let now = jobs.ctx.clock.now_unix_nanos();
-    let mut announced = Vec::new();
-    let regressed = store.findings(&FindingFilter {
-        deploy_id: Some(deploy_id),
-        verdict: Some("regressed".into()),
-        severity: jobs.ctx.incident_severity(),
-        limit: 10_000,
-        ..FindingFilter::default()
-    })?;
-    // Oldest first: a deploy's comments are filed under its first explained regression.
-    for stored in regressed.into_iter().rev().filter(|f| f.explanation.is_some()) {
-        let full = views::findings::full_view(&jobs.ctx, &stored)?;
-        let separated = full["ranking"]["separated"].as_bool().unwrap_or(false);
-        let view: FindingJ = serde_json::from_value(full).unwrap_or_default();
-        announced.push(Announced { stored, view, separated });
-    }
+    let announced = announced(jobs, deploy_id)?;
     let Some(first) = announced.first() else { return Ok(0) };
     let service = settings.service(&first.stored.service);
     let base = base_url(jobs);
@@ -194,9 +180,113 @@ pub fn announce_deploy(jobs: &Jobs, deploy_id: u64) -> Result<usize, StoreError>
         }
     }
     if service.comments {
-        forge_notes(jobs, &announced, &links, &mut out)?;
+        forge_notes(jobs, &announced, &links, Notes::Notifier, &mut out)?;
     }
     store.enqueue_deliveries(&out, now)
+}
+
+/// A deploy's explained regressions, oldest first (a deploy's comments are filed under its
+/// first explained regression).
+fn announced(jobs: &Jobs, deploy_id: u64) -> Result<Vec<Announced>, StoreError> {
+    let regressed = jobs.ctx.store.findings(&FindingFilter {
+        deploy_id: Some(deploy_id),
+        verdict: Some("regressed".into()),
+        severity: jobs.ctx.incident_severity(),
+        limit: 10_000,
+        ..FindingFilter::default()
+    })?;
+    let mut announced = Vec::new();
+    for stored in regressed.into_iter().rev().filter(|f| f.explanation.is_some()) {
+        let full = views::findings::full_view(&jobs.ctx, &stored)?;
+        let separated = full["ranking"]["separated"].as_bool().unwrap_or(false);
+        let view: FindingJ = serde_json::from_value(full).unwrap_or_default();
+        announced.push(Announced { stored, view, separated });
+    }
+    Ok(announced)
+}
+
+/// A suspect's review flagged on request (`flag_review`): the comment the notifier posts, under
+/// the same idempotency key, so the review gets it once whoever asks first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flagged {
+    /// The review (`PR #42`, `D12`) or commit the comment goes to.
+    pub target: String,
+    pub integration: String,
+    pub idempotency_key: String,
+    /// Whether this request enqueued it (else it was decided before, by the notifier or an
+    /// earlier request).
+    pub new: bool,
+}
+
+/// Posts the finding's evidence on its suspect's review (the suspect whose commit starts with
+/// `commit`, else the top one), through the outbox, whatever the integration's
+/// `comment_on_findings`: an explicit request. `Err` says why not, for the person asking.
+pub fn flag_review(
+    jobs: &Jobs,
+    finding_id: u64,
+    commit: Option<&str>,
+) -> Result<Result<Flagged, String>, StoreError> {
+    let Some(stored) = jobs.ctx.store.finding(finding_id)? else {
+        return Ok(Err(format!("no finding {finding_id}")));
+    };
+    if stored.verdict != "regressed" {
+        return Ok(Err(format!(
+            "finding {finding_id} is `{}`: only a regression is flagged on a review",
+            stored.verdict
+        )));
+    }
+    if stored.status == FindingStatus::Resolved {
+        return Ok(Err(format!("finding {finding_id} is resolved: there is nothing to flag")));
+    }
+    if stored.explanation.is_none() {
+        return Ok(Err(format!(
+            "finding {finding_id} is not explained yet (its suspects are being ranked); try again in a minute"
+        )));
+    }
+    let announced = announced(jobs, stored.deploy_id)?;
+    let Some(this) = announced.iter().find(|a| a.stored.id == finding_id) else {
+        return Ok(Err(format!(
+            "finding {finding_id} is a minor regression: it opens no incident, so it is not posted (set `detection.minor_incidents = true` to change that)"
+        )));
+    };
+    let wanted = commit.map(str::to_ascii_lowercase);
+    let suspect = this
+        .view
+        .suspects
+        .iter()
+        .find(|s| wanted.as_deref().is_none_or(|w| s.commit.sha.starts_with(w)));
+    let Some(suspect) = suspect else {
+        return Ok(Err(match commit {
+            Some(commit) => format!("commit {commit} is not a suspect of finding {finding_id}"),
+            None => format!("finding {finding_id} names no suspect commit"),
+        }));
+    };
+    if forge_target(jobs, suspect, true).is_none() {
+        return Ok(Err(format!(
+            "repository `{}` has no forge to post to: set `integration` on its `[[repositories]]` entry, and `api_url` and `api_token_env` on that integration",
+            suspect.commit.repository
+        )));
+    }
+    let base = base_url(jobs);
+    let links = Links { base_url: &base };
+    let mut out = Vec::new();
+    let sha = suspect.commit.sha.clone();
+    forge_notes(jobs, &announced, &links, Notes::Flag { sha: &sha }, &mut out)?;
+    let Some(row) = out.into_iter().next() else {
+        return Ok(Err(format!(
+            "the forge of repository `{}` takes no comment on this review or commit",
+            suspect.commit.repository
+        )));
+    };
+    let store = &jobs.ctx.store;
+    let added =
+        store.enqueue_deliveries(std::slice::from_ref(&row), jobs.ctx.clock.now_unix_nanos())?;
+    Ok(Ok(Flagged {
+        target: row.target,
+        integration: row.sink.trim_start_matches("forge:").to_owned(),
+        idempotency_key: row.idempotency_key,
+        new: added > 0,
+    }))
 }
 
 /// Announces every deploy whose notifications may be due: open regressions (whose
@@ -310,20 +400,36 @@ struct ForgeTarget {
     statuses: bool,
 }
 
-fn forge_target(jobs: &Jobs, suspect: &SuspectJ) -> Option<ForgeTarget> {
+/// Where a suspect's notes go. The notifier follows the integration's settings; a flag
+/// asked for explicitly needs only the integration's API access, and posts a comment.
+fn forge_target(jobs: &Jobs, suspect: &SuspectJ, flagged: bool) -> Option<ForgeTarget> {
     let settings = &jobs.notifications;
     let repository =
         settings.repositories.iter().find(|r| r.repository == suspect.commit.repository)?;
-    let wanted = settings.forges.iter().find(|f| f.integration == repository.integration)?;
     let integration =
         jobs.ctx.changes.integrations.iter().find(|i| i.name == repository.integration)?;
-    (wanted.comments || wanted.statuses).then(|| ForgeTarget {
+    let target = |comments, statuses| ForgeTarget {
         integration: integration.name.clone(),
         kind: integration.kind,
         repository_path: repository.path.clone(),
-        comments: wanted.comments,
-        statuses: wanted.statuses,
-    })
+        comments,
+        statuses,
+    };
+    if flagged {
+        return (integration.api_url.is_some() && integration.api_token.is_some())
+            .then(|| target(true, false));
+    }
+    let wanted = settings.forges.iter().find(|f| f.integration == repository.integration)?;
+    (wanted.comments || wanted.statuses).then(|| target(wanted.comments, wanted.statuses))
+}
+
+/// Whose notes `forge_notes` decides.
+#[derive(Clone, Copy)]
+enum Notes<'a> {
+    /// The notifier's: each named suspect's target, as its integration is set.
+    Notifier,
+    /// One suspect's review (or commit) flagged on request: its comment only.
+    Flag { sha: &'a str },
 }
 
 /// Review comments and commit statuses for a deploy's regressions: one per suspect target.
@@ -331,6 +437,7 @@ fn forge_notes(
     jobs: &Jobs,
     announced: &[Announced],
     links: &Links<'_>,
+    notes: Notes<'_>,
     out: &mut Vec<NewDelivery>,
 ) -> Result<(), StoreError> {
     let store = &jobs.ctx.store;
@@ -341,8 +448,20 @@ fn forge_notes(
     // Each target (a review, or a commit without one) with the best rank it was named at.
     let mut targets: BTreeMap<(String, String), (usize, SuspectJ, ForgeTarget)> = BTreeMap::new();
     for finding in announced {
-        for (rank, suspect) in finding.named_suspects() {
-            let Some(target) = forge_target(jobs, suspect) else { continue };
+        let suspects: Vec<(usize, &SuspectJ)> = match notes {
+            Notes::Notifier => finding.named_suspects().collect(),
+            Notes::Flag { sha } => finding
+                .view
+                .suspects
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.commit.sha == sha)
+                .map(|(i, s)| (i + 1, s))
+                .collect(),
+        };
+        for (rank, suspect) in suspects {
+            let flagged = matches!(notes, Notes::Flag { .. });
+            let Some(target) = forge_target(jobs, suspect, flagged) else { continue };
             let review = suspect
                 .review
                 .as_ref()

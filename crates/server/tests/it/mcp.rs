@@ -1,6 +1,8 @@
 //! MCP over streamable HTTP with the SDK's own client: it lists the tools and calls them as
 //! an API token restricted to one team's service; data outside that scope is "not found" or
-//! redacted exactly as in the API, a bad token cannot connect, and every call is audited.
+//! redacted exactly as in the API, a bad token cannot connect, and every call is audited. An
+//! assistant flags a regression on its suspect's review only with the right to change that
+//! service's findings, once, with the notifier's own comment.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,8 +14,10 @@ use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Map, Value, json};
-use server::{ChangeSettings, ServiceOwnership};
+use server::{ChangeSettings, ForgeNotify, NotifySettings, ServiceOwnership};
 
+use crate::notify::{forges, regression, settings_with};
+use crate::recorder::Recorder;
 use crate::support::{SECOND, T0, TestApp};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -188,4 +192,93 @@ async fn an_assistant_sees_only_what_its_token_may_see() {
             || r["principal"].as_str().unwrap().starts_with("token")),
         "{mcp:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assistant_flags_a_review_within_its_reach_once_with_the_notifiers_comment() {
+    let (recorder, base) = Recorder::start(0).await;
+    let (mut changes, _, repositories) = forges(&base);
+    changes.services = ["checkout", "search"]
+        .map(|service| ServiceOwnership { service: service.into(), ..ServiceOwnership::default() })
+        .to_vec();
+    // Gitea comments on findings by itself too: a flag and the notifier share one comment.
+    let notifications = NotifySettings {
+        forges: vec![ForgeNotify {
+            integration: "gitea-main".into(),
+            comments: true,
+            statuses: false,
+            gate: false,
+        }],
+        repositories,
+        ..NotifySettings::default()
+    };
+    let app = TestApp::with_full_settings(settings_with(changes, notifications));
+    let (deploy, ours) = regression(&app, "checkout", "shop-gitea", Some(("gitea", "42")));
+    let (_, theirs) = regression(&app, "search", "shop-gitea", Some(("gitea", "43")));
+    let token = |scopes: Value| {
+        let app = &app;
+        async move {
+            let body = json!({"name": "assistant", "scopes": scopes, "services": ["checkout"]});
+            let (status, token) = app.post_json("/api/v1/tokens", &body).await;
+            assert_eq!(status, StatusCode::CREATED, "{token}");
+            token["secret"].as_str().unwrap().to_owned()
+        }
+    };
+    let url = serve(&app).await;
+
+    // Reading is not acting: a `read` token is refused, and says what it needs.
+    let reader = connect(&url, &token(json!(["read"])).await).await.unwrap();
+    let refused = call(&reader, "flag_review", json!({"finding_id": ours})).await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(text(&refused).contains("`admin` scope"), "{}", text(&refused));
+    reader.cancel().await.unwrap();
+
+    let assistant = connect(&url, &token(json!(["admin"])).await).await.unwrap();
+    let tools = assistant.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "flag_review"), "{tools:?}");
+    // Another service's suspect: as if it did not exist.
+    let other = call(&assistant, "flag_review", json!({"finding_id": theirs})).await;
+    assert!(other.is_error == Some(true) && text(&other).contains(&format!("no finding {theirs}")));
+    let wrong =
+        call(&assistant, "flag_review", json!({"finding_id": ours, "commit": "abcdef1"})).await;
+    assert!(
+        wrong.is_error == Some(true) && text(&wrong).contains("is not a suspect"),
+        "{}",
+        text(&wrong)
+    );
+
+    let flagged = call(&assistant, "flag_review", json!({"finding_id": ours})).await;
+    let flagged =
+        flagged.structured_content.clone().unwrap_or_else(|| panic!("{}", text(&flagged)));
+    assert_eq!(flagged["status"], "queued", "{flagged}");
+    assert_eq!(flagged["target"], "PR #42", "{flagged}");
+    let again = call(&assistant, "flag_review", json!({"finding_id": ours})).await;
+    assert_eq!(again.structured_content.unwrap()["status"], "already flagged");
+    assistant.cancel().await.unwrap();
+
+    // The notifier decides the same comment: nothing new. One comment reaches the review.
+    server::announce_deploy(&app.state, deploy).unwrap();
+    server::deliver_due(&app.state).await.unwrap();
+    let sent = recorder.take();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].path.ends_with("/repos/acme/shop/issues/42/comments"), "{}", sent[0].path);
+    assert!(
+        sent[0].json()["body"].as_str().unwrap().contains(&format!("/findings/{ours}")),
+        "{}",
+        sent[0].json()
+    );
+
+    // Every call is audited, refusals included.
+    let (_, audit) = app.get("/api/v1/audit?limit=1000").await;
+    let outcomes: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "mcp.flag_review")
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    for outcome in ["denied", "not found", "invalid", "ok"] {
+        assert!(outcomes.contains(&outcome), "{outcome}: {outcomes:?}");
+    }
 }

@@ -24,7 +24,7 @@ const PHAB_TOKEN: &str = "api-abcdefghijklmnopqrstuvwxyzab";
 
 /// One integration of each forge kind, each on its own path of the recorder, commenting and
 /// setting statuses; a repository per forge.
-fn forges(base: &str) -> (ChangeSettings, Vec<ForgeNotify>, Vec<RepositoryForge>) {
+pub(crate) fn forges(base: &str) -> (ChangeSettings, Vec<ForgeNotify>, Vec<RepositoryForge>) {
     let kinds = [
         model::ForgeKind::Gogs,
         model::ForgeKind::Gitea,
@@ -69,7 +69,7 @@ fn forges(base: &str) -> (ChangeSettings, Vec<ForgeNotify>, Vec<RepositoryForge>
 
 /// A deploy of `service` with one explained p95 regression whose top suspect is in
 /// `repository`, with a review of `review_kind` numbered `review_id` (none when `None`).
-fn regression(
+pub(crate) fn regression(
     app: &TestApp,
     service: &str,
     repository: &str,
@@ -105,7 +105,10 @@ fn regression(
     (deploy.id, id)
 }
 
-fn settings_with(changes: ChangeSettings, notifications: NotifySettings) -> server::Settings {
+pub(crate) fn settings_with(
+    changes: ChangeSettings,
+    notifications: NotifySettings,
+) -> server::Settings {
     server::Settings {
         public_url: Some("https://spanblame.example.com".into()),
         changes,
