@@ -18,6 +18,7 @@
 //! unchecked.
 
 mod codeowners;
+mod revert;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,6 +26,7 @@ use std::process::{Command, Stdio};
 use model::{Commit, FileChange, FileChangeKind, Person};
 
 pub use crate::codeowners::{CodeOwners, Syntax as CodeOwnersSyntax};
+pub use crate::revert::{Revert, RevertRefusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {

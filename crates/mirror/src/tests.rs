@@ -185,3 +185,47 @@ fn blame_names_who_last_changed_each_line_and_follows_a_rename() {
     assert!(mirror.files_at(&c3).unwrap().contains(&"checkout/promos.py".to_owned()));
     assert!(mirror.blame("-L1", "x", 1, 1).is_err(), "option-like revisions never reach git");
 }
+
+#[test]
+fn reverts_apply_newest_first_or_name_the_conflicting_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    git(path, &["init", "-q", "-b", "main"]);
+    commit_file(path, "src/tax.rs", "fn rate() -> u32 {\n    20\n}\n", "add tax");
+    let slow = commit_file(path, "src/cart.rs", "fn total() {\n    slow();\n}\n", "slow cart");
+    let slower =
+        commit_file(path, "src/cart.rs", "fn total() {\n    slow();\n    slower();\n}\n", "slower");
+    let unrelated = commit_file(path, "README.md", "# shop\n", "readme");
+    let mirror = Mirror::open_local(path);
+
+    // Two suspects given oldest first are undone newest first; the readme stays.
+    let both = mirror.revert("main", &[slow.clone(), slower.clone()]).unwrap().unwrap();
+    assert_eq!(both.commits, [slower.clone(), slow.clone()]);
+    assert_eq!(both.onto, unrelated);
+    assert!(both.diff.contains("diff --git a/src/cart.rs b/src/cart.rs"), "{}", both.diff);
+    assert!(both.diff.contains("deleted file mode"), "cart.rs did not exist before: {}", both.diff);
+    assert!(!both.diff.contains("README"), "{}", both.diff);
+    // The tree is the head's with both undone: committing it is the revert.
+    let files = git(path, &["ls-tree", "--name-only", "-r", &both.tree]);
+    assert_eq!(files.lines().collect::<Vec<_>>(), ["README.md", "src/tax.rs"]);
+
+    // One suspect whose lines a later commit changed again: a conflict, naming the file.
+    let refused = mirror.revert("main", std::slice::from_ref(&slow)).unwrap().unwrap_err();
+    assert_eq!(
+        refused,
+        crate::RevertRefusal::Conflict { commit: slow.clone(), files: vec!["src/cart.rs".into()] }
+    );
+    assert!(refused.to_string().contains("conflicts with later changes in src/cart.rs"));
+
+    // Already reverted: nothing to do. An unknown commit is named.
+    git(path, &["revert", "--no-edit", &slower]);
+    let empty = mirror.revert("main", std::slice::from_ref(&slower)).unwrap().unwrap_err();
+    assert!(
+        matches!(empty, crate::RevertRefusal::Conflict { .. } | crate::RevertRefusal::Empty { .. }),
+        "{empty:?}"
+    );
+    let unknown = "0123456789abcdef0123456789abcdef01234567".to_owned();
+    let refused = mirror.revert("main", &[unknown.clone()]).unwrap().unwrap_err();
+    assert_eq!(refused, crate::RevertRefusal::Unknown { commit: unknown });
+    assert!(mirror.revert("main", &["--upload-pack=x".into()]).is_err(), "never reaches git");
+}

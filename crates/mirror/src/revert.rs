@@ -1,0 +1,137 @@
+//! Reverting commits without a work tree: each commit's patch is applied in reverse to a
+//! temporary index holding the branch head, newest first, so the revert either applies cleanly
+//! (and its diff against the head is what a review or a branch carries) or names the files
+//! that conflict.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::{GitError, Mirror, check_sha, run};
+
+/// The revert of some commits on top of a branch head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revert {
+    /// The head it applies to.
+    pub onto: String,
+    /// The reverted commits, newest first (the order they were undone in).
+    pub commits: Vec<String>,
+    /// `git diff` from `onto` to the reverted tree (what Phabricator's `createrawdiff` takes).
+    pub diff: String,
+    /// The reverted tree, for a commit on top of `onto`.
+    pub tree: String,
+}
+
+/// Why a revert cannot be made on that head.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevertRefusal {
+    #[error("reverting {commit} conflicts with later changes in {}", files.join(", "))]
+    Conflict { commit: String, files: Vec<String> },
+    #[error("the revert changes nothing on {onto}: the commits were reverted already")]
+    Empty { onto: String },
+    #[error("`{commit}` is not in the mirror (fetch it, or check the sha)")]
+    Unknown { commit: String },
+}
+
+impl Mirror {
+    /// The revert of `commits` (full shas) on top of `onto` (a sha or branch), newest first.
+    pub fn revert(
+        &self,
+        onto: &str,
+        commits: &[String],
+    ) -> Result<Result<Revert, RevertRefusal>, GitError> {
+        let Some(onto) = self.resolve(onto)? else {
+            return Ok(Err(RevertRefusal::Unknown { commit: onto.to_owned() }));
+        };
+        for commit in commits {
+            check_sha(commit)?;
+            if self.resolve(commit)?.is_none() {
+                return Ok(Err(RevertRefusal::Unknown { commit: commit.clone() }));
+            }
+        }
+        // Newest first: a commit is undone before the ones it builds on.
+        let mut ordered = commits.to_vec();
+        ordered.dedup();
+        let mut sorted: Vec<String> = Vec::with_capacity(ordered.len());
+        for commit in ordered {
+            let mut at = sorted.len();
+            for (i, newer) in sorted.iter().enumerate() {
+                if self.is_ancestor(newer, &commit)? {
+                    at = i;
+                    break;
+                }
+            }
+            sorted.insert(at, commit);
+        }
+        let dir = tempfile::tempdir()
+            .map_err(|source| GitError::Spawn { args: "(a temporary index)".into(), source })?;
+        let index = dir.path().join("index");
+        let with_index = |args: &[&str]| {
+            let mut command = self.git();
+            command.env("GIT_INDEX_FILE", &index).args(args);
+            command
+        };
+        run(with_index(&["read-tree", "--end-of-options", &onto]), "read-tree")?;
+        for commit in &sorted {
+            let patch = self.patch(commit)?;
+            let mut command = with_index(&["apply", "--cached", "--reverse", "--binary", "-"]);
+            command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+            let args = "apply --cached --reverse";
+            let mut child =
+                command.spawn().map_err(|source| GitError::Spawn { args: args.into(), source })?;
+            if let Some(mut stdin) = child.stdin.take() {
+                // A patch git stops reading early (a conflict) closes the pipe: not an error.
+                let _ = stdin.write_all(patch.as_bytes());
+            }
+            let output = child
+                .wait_with_output()
+                .map_err(|source| GitError::Spawn { args: args.into(), source })?;
+            if !output.status.success() {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                return Ok(Err(RevertRefusal::Conflict {
+                    commit: commit.clone(),
+                    files: conflicting_files(&stderr),
+                }));
+            }
+        }
+        let tree = run(with_index(&["write-tree"]), "write-tree")?.trim().to_owned();
+        let diff = run(
+            with_index(&[
+                "diff",
+                "--cached",
+                "--no-color",
+                "--no-ext-diff",
+                "--full-index",
+                "--end-of-options",
+                &onto,
+            ]),
+            "diff --cached",
+        )?;
+        if diff.trim().is_empty() {
+            return Ok(Err(RevertRefusal::Empty { onto }));
+        }
+        Ok(Ok(Revert { onto, commits: sorted, diff, tree }))
+    }
+}
+
+/// The paths `git apply` names as not applying (`error: patch failed: <path>:<line>`,
+/// `error: <path>: does not exist in index`, `error: <path>: patch does not apply`).
+fn conflicting_files(stderr: &str) -> Vec<String> {
+    let mut files: Vec<String> = Vec::new();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix("error: ") else { continue };
+        let path = if let Some(at) = rest.strip_prefix("patch failed: ") {
+            at.rsplit_once(':').map_or(at, |(path, _line)| path)
+        } else if let Some((path, _)) = rest.split_once(": ") {
+            path
+        } else {
+            continue;
+        };
+        if !files.iter().any(|f| f == path) {
+            files.push(path.to_owned());
+        }
+    }
+    if files.is_empty() {
+        files.push(stderr.trim().to_owned());
+    }
+    files
+}
