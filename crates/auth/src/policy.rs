@@ -51,11 +51,14 @@ pub enum Scope {
     Read,
     /// Manage tokens, change findings and read the audit log: automation of an admin's work.
     Admin,
+    /// Propose the revert of a regression's suspects on the forge (within the token's
+    /// restriction); not implied by `admin`.
+    Revert,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] =
-        [Scope::Ingest, Scope::Deploy, Scope::Webhook, Scope::Read, Scope::Admin];
+    pub const ALL: [Scope; 6] =
+        [Scope::Ingest, Scope::Deploy, Scope::Webhook, Scope::Read, Scope::Admin, Scope::Revert];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -64,6 +67,7 @@ impl Scope {
             Scope::Webhook => "webhook",
             Scope::Read => "read",
             Scope::Admin => "admin",
+            Scope::Revert => "revert",
         }
     }
 
@@ -238,6 +242,9 @@ pub enum Need {
     ReadData,
     /// Acknowledge, resolve or reopen a finding of a service the caller may see.
     ChangeFinding,
+    /// Propose the revert of a regression's suspects on the forge: on-call leads and admins
+    /// for any service, engineers for their teams' services, tokens with the `revert` scope.
+    ProposeRevert,
     /// Create, list, rotate and revoke API tokens.
     ManageTokens,
     /// Read and export the audit log.
@@ -373,6 +380,23 @@ pub fn authorize(principal: &Principal, need: Need, policy: &Policy) -> Decision
                 refuse(principal, "a signed-in person or a token with the `admin` scope")
             }
         }
+        Need::ProposeRevert => {
+            if is_admin || principal.has_role(Role::OncallLead) {
+                Decision::Allow(Visibility::everything())
+            } else if principal.has_role(Role::Engineer) {
+                Decision::Allow(Visibility {
+                    services: Some(policy.ownership.services_of(&principal.teams)),
+                    environments: None,
+                })
+            } else if principal.has_scope(Scope::Revert) {
+                Decision::Allow(token_reach)
+            } else {
+                refuse(
+                    principal,
+                    "the `oncall-lead` or `admin` role, an engineer of the service's team, or a token with the `revert` scope",
+                )
+            }
+        }
         Need::ManageTokens => {
             if is_admin || principal.has_scope(Scope::Admin) {
                 Decision::Allow(Visibility::everything())
@@ -471,6 +495,7 @@ mod tests {
             ("read", token(&[Scope::Read], None)),
             ("read-cart", token(&[Scope::Read], Some(&["cart"]))),
             ("admin-token", token(&[Scope::Admin], None)),
+            ("revert-cart", token(&[Scope::Revert], Some(&["cart"]))),
         ];
         let needs = [
             Need::Public,
@@ -479,6 +504,7 @@ mod tests {
             Need::ReportDeploy,
             Need::ReadData,
             Need::ChangeFinding,
+            Need::ProposeRevert,
             Need::ManageTokens,
             Need::ReadAudit,
             Need::SignedIn,
@@ -490,18 +516,19 @@ mod tests {
             table += &format!("{name:<12} {}\n", row.join(" "));
         }
         let expected = "\
-anonymous    A A 401 401 401 401 401 401 401
-local        A A 401 401 A A A A A
-admin        A A 403 403 A A A A A
-lead         A A 403 403 A A 403 403 A
-payments     A A 403 403 S[\"cart\", \"checkout\"] S[\"cart\", \"checkout\"] 403 403 A
-no-team      A A 403 403 S[] S[] 403 403 A
-auditor      A A 403 403 S[] S[] 403 A A
-ingest       A A A 403 403 403 403 403 A
-deploy       A A 403 A 403 403 403 403 A
-read         A A 403 403 A 403 403 403 A
-read-cart    A A 403 403 S[\"cart\"] 403 403 403 S[\"cart\"]
-admin-token  A A 403 403 A A A A A
+anonymous    A A 401 401 401 401 401 401 401 401
+local        A A 401 401 A A A A A A
+admin        A A 403 403 A A A A A A
+lead         A A 403 403 A A A 403 403 A
+payments     A A 403 403 S[\"cart\", \"checkout\"] S[\"cart\", \"checkout\"] S[\"cart\", \"checkout\"] 403 403 A
+no-team      A A 403 403 S[] S[] S[] 403 403 A
+auditor      A A 403 403 S[] S[] S[] 403 A A
+ingest       A A A 403 403 403 403 403 403 A
+deploy       A A 403 A 403 403 403 403 403 A
+read         A A 403 403 A 403 403 403 403 A
+read-cart    A A 403 403 S[\"cart\"] 403 403 403 403 S[\"cart\"]
+admin-token  A A 403 403 A A 403 A A A
+revert-cart  A A 403 403 403 403 S[\"cart\"] 403 403 S[\"cart\"]
 ";
         assert_eq!(table, expected, "\n{table}");
     }

@@ -28,7 +28,7 @@ pub(crate) enum TokenCommand {
         /// What the token is for (`otel-collector-eu`, `ci-deploys`).
         #[arg(long)]
         name: String,
-        /// Scopes: ingest, deploy, webhook, read, admin (repeat or separate with commas).
+        /// Scopes: ingest, deploy, webhook, read, admin, revert (repeat or separate with commas).
         #[arg(long = "scope", required = true, value_delimiter = ',')]
         scopes: Vec<String>,
         /// Only these services (repeat or separate with commas); default: all.
@@ -301,7 +301,7 @@ fn create_local(
 ) -> anyhow::Result<()> {
     for scope in scopes {
         if auth::Scope::parse(scope).is_none() {
-            bail!("unknown scope `{scope}`; use ingest, deploy, webhook, read or admin");
+            bail!("unknown scope `{scope}`; use ingest, deploy, webhook, read, admin or revert");
         }
     }
     // Metadata in PostgreSQL is named the way the server's configuration names it.

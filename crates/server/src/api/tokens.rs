@@ -169,7 +169,7 @@ pub(crate) async fn create_token(
     for scope in &request.scopes {
         let parsed = Scope::parse(scope).ok_or_else(|| {
             ApiError::invalid(format!(
-                "unknown scope `{scope}`; use ingest, deploy, webhook, read or admin"
+                "unknown scope `{scope}`; use ingest, deploy, webhook, read, admin or revert"
             ))
         })?;
         if !scopes.contains(&parsed) {
@@ -178,7 +178,7 @@ pub(crate) async fn create_token(
     }
     if scopes.is_empty() {
         return Err(ApiError::invalid(
-            "`scopes` must name at least one of ingest, deploy, webhook, read or admin",
+            "`scopes` must name at least one of ingest, deploy, webhook, read, admin or revert",
         ));
     }
     let max_age = match &request.expires_in {
