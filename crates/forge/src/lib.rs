@@ -12,7 +12,8 @@
 //!    through Conduit), or an event spanblame ignores (and why).
 //!
 //! A Herald pointer is followed through [`conduit`], whose requests and answers are pure
-//! values too.
+//! values too; so are [`api`]'s comments and statuses and [`revert`]'s Conduit calls that
+//! propose a revert as a new revision.
 //!
 //! All of these are pure functions of their inputs, so the fixtures in `test_data/forges/` (real
 //! payloads, see its README) are the test suite; the server adds storage and HTTP around them.
@@ -29,6 +30,7 @@ mod delivery;
 mod deploys;
 mod parse;
 mod payload;
+pub mod revert;
 mod verify;
 
 pub use delivery::signed_delivery;

@@ -180,7 +180,7 @@ pub fn answer_review(
     let description = lines.join("; ");
     let state =
         if passed { forge::api::StatusState::Success } else { forge::api::StatusState::Failure };
-    let url = format!("{}/commits/{head}", crate::notify::base_url(jobs));
+    let url = format!("{}/commits/{head}", jobs.base_url());
     let Some(request) =
         forge::api::status(kind, &target.path, head, state, STATUS_CONTEXT, &description, &url)
     else {

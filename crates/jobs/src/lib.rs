@@ -4,6 +4,7 @@
 //! announce into the outbox, the message texts, and the delivery job), the tagging gate's
 //! answers on the forge (`gate`: Harbormaster build results through the outbox), deploys a
 //! forge reports (`forge_deploys`: deployments and releases to the services they deploy),
+//! proposed reverts (`revert`: made in the mirror, opened on the forge through the outbox),
 //! mirrors (`mirrors`:
 //! clone and fetch, history import), upkeep (`maintenance`: sealing, compaction, retention,
 //! token use), and the lease itself (`lease`). `outbound` is the one HTTP client for forge
@@ -26,6 +27,7 @@ pub mod maintenance;
 pub mod mirrors;
 pub mod notify;
 pub mod outbound;
+pub mod revert;
 pub mod suspects;
 
 use std::collections::HashMap;
@@ -98,6 +100,16 @@ impl Jobs {
             token_uses: TokenUses::default(),
             imported_tips: Mutex::default(),
         }
+    }
+}
+
+impl Jobs {
+    /// The base of links in messages: `server.public_url`, else the bound address.
+    pub fn base_url(&self) -> String {
+        self.ctx
+            .public_url()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| self.listen_url.clone())
     }
 }
 

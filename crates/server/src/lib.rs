@@ -282,6 +282,10 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             get(api::findings::get_finding),
         ),
         (
+            spec("POST", "/api/v1/findings/{id}/revert", ProposeRevert, Some("finding.revert")),
+            post(api::findings::propose_revert),
+        ),
+        (
             spec("POST", "/api/v1/findings/{id}/{action}", ChangeFinding, Some("finding.status")),
             post(api::findings::change_status),
         ),

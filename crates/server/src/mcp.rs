@@ -1,7 +1,8 @@
 //! The Model Context Protocol at `/mcp` (streamable HTTP, through the official `rmcp` SDK): the
 //! tools an AI assistant uses to read findings, suspects, traces and commit impact, to draft a
-//! rollback, and to flag a regression on the suspect's review (`flag_review`, with the right to
-//! change that service's findings).
+//! rollback, to flag a regression on the suspect's review (`flag_review`, with the right to
+//! change that service's findings), and to propose its revert on the forge (`propose_revert`,
+//! with the right to propose reverts for that service).
 //!
 //! Every tool runs as the caller the access guard authenticated for that HTTP request (a
 //! bearer token, a proxy assertion or a session), through the same view functions as the API,
@@ -132,6 +133,17 @@ const TOOLS: &[ToolSpec] = &[
             json!({
                 "finding_id": {"type": "integer"},
                 "commit": {"type": "string", "description": "a suspect's commit sha (or a prefix); default: the top suspect"},
+            })
+        },
+        required: &["finding_id"],
+    },
+    ToolSpec {
+        name: "propose_revert",
+        description: "Propose the revert of a regression's suspect commit(s) where the change was reviewed: spanblame makes the revert on the repository's head (or says which files conflict) and opens it for review as a new Phabricator/Phorge revision, reviewed by the original author and reviewers, its summary linking the finding and the original review and naming you. Asking again proposes nothing new. Give the finding and, to revert other suspects than the top one, their commits. Needs the right to propose reverts for that service (on-call leads, admins, engineers of its team, tokens with the `revert` scope).",
+        properties: || {
+            json!({
+                "finding_id": {"type": "integer"},
+                "commits": {"type": "array", "items": {"type": "string"}, "description": "suspects' commit shas (or prefixes); default: the top suspect"},
             })
         },
         required: &["finding_id"],
@@ -371,6 +383,23 @@ fn call(
             }
             flag_review(state, caller, id, commit.as_deref())?
         }
+        "propose_revert" => {
+            let id = match id(arguments, "finding_id") {
+                Ok(id) => id,
+                Err(answer) => return Ok(answer),
+            };
+            let commits: Vec<String> = match arguments.get("commits") {
+                None => Vec::new(),
+                Some(Json_::Array(items)) => {
+                    items.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect()
+                }
+                Some(_) => return Ok(Answer::Invalid("`commits` must be a list of shas".into())),
+            };
+            if let Some(bad) = commits.iter().find(|c| !model::looks_like_sha(c)) {
+                return Ok(Answer::Invalid(format!("`{bad}` is not a commit sha")));
+            }
+            propose_revert(state, caller, id, &commits)?
+        }
         "get_trace" => {
             let text = string(arguments, "trace_id").unwrap_or_default();
             let Ok(trace_id) = TraceId::from_hex(&text) else {
@@ -441,6 +470,56 @@ fn call(
     })
 }
 
+/// Whether `caller` may act on finding `id` with `need`: `Ok(None)` when it may (the finding
+/// exists and is within its reach), else the answer to give.
+fn may_act(
+    state: &AppState,
+    caller: &Caller,
+    id: u64,
+    need: auth::Need,
+    doing: &str,
+) -> Result<Option<Answer>, StoreError> {
+    let not_found = || Answer::NotFound(format!("no finding {id} (or you may not see it)"));
+    let Some(stored) = state.ctx().store.finding(id)? else { return Ok(Some(not_found())) };
+    if !caller.visibility.allows(&stored.service, Some(&stored.environment)) {
+        return Ok(Some(not_found()));
+    }
+    let who = &caller.principal.id;
+    Ok(match auth::authorize(&caller.principal, need, &state.policy) {
+        auth::Decision::Allow(reach)
+            if reach.allows(&stored.service, Some(&stored.environment)) =>
+        {
+            None
+        }
+        auth::Decision::Allow(_) => Some(Answer::Denied(format!(
+            "`{who}` may not {doing} for `{}`: it may do so for other services only",
+            stored.service
+        ))),
+        auth::Decision::Deny(refusal) => {
+            Some(Answer::Denied(format!("{doing}: {}", refusal.reason)))
+        }
+    })
+}
+
+/// `propose_revert`, as the person or token the assistant acts for.
+fn propose_revert(
+    state: &AppState,
+    caller: &Caller,
+    id: u64,
+    commits: &[String],
+) -> Result<Answer, StoreError> {
+    let need = auth::Need::ProposeRevert;
+    if let Some(answer) = may_act(state, caller, id, need, "propose reverts")? {
+        return Ok(answer);
+    }
+    let by = format!("{} (through an assistant)", caller.principal.id);
+    Ok(match jobs::revert::propose(&state.jobs, id, commits, &by)? {
+        Ok(proposed) => Answer::Data(crate::api::findings::revert_answer(&proposed)),
+        Err(jobs::revert::Refused::NotFound(message)) => Answer::NotFound(message),
+        Err(refused) => Answer::Invalid(refused.message().to_owned()),
+    })
+}
+
 /// `flag_review`: the finding must be one the caller may see, and one of a service it may
 /// change findings of (the same right as acknowledging or resolving it).
 fn flag_review(
@@ -449,24 +528,8 @@ fn flag_review(
     id: u64,
     commit: Option<&str>,
 ) -> Result<Answer, StoreError> {
-    let not_found = || Answer::NotFound(format!("no finding {id} (or you may not see it)"));
-    let Some(stored) = state.ctx().store.finding(id)? else { return Ok(not_found()) };
-    if !caller.visibility.allows(&stored.service, Some(&stored.environment)) {
-        return Ok(not_found());
-    }
-    let who = &caller.principal.id;
-    match auth::authorize(&caller.principal, auth::Need::ChangeFinding, &state.policy) {
-        auth::Decision::Allow(reach)
-            if reach.allows(&stored.service, Some(&stored.environment)) => {}
-        auth::Decision::Allow(_) => {
-            return Ok(Answer::Denied(format!(
-                "`{who}` may not flag reviews of `{}` findings: it may change findings of other services only",
-                stored.service
-            )));
-        }
-        auth::Decision::Deny(refusal) => {
-            return Ok(Answer::Denied(format!("flagging a review: {}", refusal.reason)));
-        }
+    if let Some(answer) = may_act(state, caller, id, auth::Need::ChangeFinding, "flag reviews")? {
+        return Ok(answer);
     }
     Ok(match jobs::notify::flag_review(&state.jobs, id, commit)? {
         Ok(flagged) => Answer::Data(json!({

@@ -34,6 +34,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("0011_finding_severity", include_str!("../migrations/0011_finding_severity.sql")),
     ("0012_gate_results", include_str!("../migrations/0012_gate_results.sql")),
     ("0013_forge_deploys", include_str!("../migrations/0013_forge_deploys.sql")),
+    ("0014_outbox_result", include_str!("../migrations/0014_outbox_result.sql")),
 ];
 
 /// PostgreSQL migrations in order; `spanblame_migrations` records those applied. The first
@@ -45,6 +46,7 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("0004_finding_severity", include_str!("../migrations/postgres/0004_finding_severity.sql")),
     ("0005_gate_results", include_str!("../migrations/postgres/0005_gate_results.sql")),
     ("0006_forge_deploys", include_str!("../migrations/postgres/0006_forge_deploys.sql")),
+    ("0007_outbox_result", include_str!("../migrations/postgres/0007_outbox_result.sql")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

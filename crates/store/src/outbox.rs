@@ -81,6 +81,9 @@ pub struct Delivery {
     pub finished_unix_nanos: Option<u64>,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// What the delivery made on its receiver, for people to open (a proposed revert's
+    /// revision).
+    pub result: Option<String>,
 }
 
 /// How one attempt ended.
@@ -88,13 +91,11 @@ pub struct Delivery {
 pub enum AttemptOutcome {
     Delivered {
         status: u16,
+        /// What it made there, when it made something to open.
+        result: Option<String>,
     },
     /// Failed; try again at `retry_at_unix_nanos`, or give up (`None`).
-    Failed {
-        status: Option<u16>,
-        error: String,
-        retry_at_unix_nanos: Option<u64>,
-    },
+    Failed { status: Option<u16>, error: String, retry_at_unix_nanos: Option<u64> },
 }
 
 /// Which deliveries to list; every field narrows.
@@ -126,6 +127,7 @@ fn read_delivery(row: &Row) -> Result<Delivery, StoreError> {
         finished_unix_nanos: row.get("finished_unix_nanos")?,
         last_status: row.get("last_status")?,
         last_error: row.get("last_error")?,
+        result: row.get("result")?,
     })
 }
 
@@ -219,12 +221,12 @@ impl SpanStore {
     ) -> Result<(), StoreError> {
         self.metadata.write(|db| {
             match outcome {
-                AttemptOutcome::Delivered { status } => db.execute(
+                AttemptOutcome::Delivered { status, result } => db.execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_status = ?2, last_error = NULL,
                        state = CASE state WHEN 'pending' THEN 'delivered' ELSE state END,
-                       finished_unix_nanos = ?3
+                       finished_unix_nanos = ?3, result = coalesce(?4, result)
                      WHERE id = ?1",
-                    args![id, status, now_unix_nanos],
+                    args![id, status, now_unix_nanos, result],
                 ),
                 AttemptOutcome::Failed { status, error, retry_at_unix_nanos: Some(at) } => db
                     .execute(

@@ -23,6 +23,7 @@ pub fn delivery_view(d: &Delivery) -> Json_ {
         "finished": d.finished_unix_nanos.map(rfc3339),
         "last_status": d.last_status,
         "last_error": d.last_error,
+        "result": d.result,
     })
 }
 

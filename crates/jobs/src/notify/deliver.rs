@@ -36,9 +36,9 @@ pub async fn deliver_due(jobs: &Arc<Jobs>) -> Result<usize, StoreError> {
 
 pub(super) async fn deliver_one(jobs: &Arc<Jobs>, delivery: Delivery) -> Result<(), StoreError> {
     let outcome = match attempt(jobs, &delivery).await {
-        Ok(status) => {
-            tracing::info!(delivery = delivery.id, sink = %delivery.sink, target = %delivery.target, "notification delivered");
-            AttemptOutcome::Delivered { status }
+        Ok((status, result)) => {
+            tracing::info!(delivery = delivery.id, sink = %delivery.sink, target = %delivery.target, result = result.as_deref().unwrap_or(""), "notification delivered");
+            AttemptOutcome::Delivered { status, result }
         }
         Err(failure) => {
             let retry = &jobs.notifications.retry;
@@ -103,17 +103,39 @@ impl Failure {
     }
 }
 
-/// One HTTP attempt; the receiver's status when it took the message.
-async fn attempt(jobs: &Jobs, delivery: &Delivery) -> Result<u16, Failure> {
+/// One attempt; the receiver's status when it took the message, and what it made there.
+async fn attempt(jobs: &Jobs, delivery: &Delivery) -> Result<(u16, Option<String>), Failure> {
     let client = jobs.http.as_ref().map_err(|e| Failure::new(format!("no HTTP client: {e}")))?;
-    let request: forge::api::ApiRequest = serde_json::from_str(&delivery.request)
-        .map_err(|e| Failure::permanent(format!("the stored request is not readable: {e}")))?;
     let (kind, name) = delivery.sink.split_once(':').unwrap_or((&delivery.sink, ""));
     let gone = |section: &str| {
         Failure::permanent(format!(
             "no `{section}` named `{name}` in the configuration anymore; restore it and retry"
         ))
     };
+    let api_access = || {
+        let integration = jobs.ctx.changes.integrations.iter().find(|i| i.name == name);
+        let integration = integration.ok_or_else(|| gone("[[integrations]]"))?;
+        match (&integration.api_url, &integration.api_token) {
+            (Some(api_url), Some(token)) => Ok((integration, api_url, token)),
+            _ => Err(Failure::permanent(format!(
+                "integration `{name}` has no `api_url` or API token; set `api_url` and `api_token_env`, then retry"
+            ))),
+        }
+    };
+    if delivery.kind == "revert" {
+        let (_, api_url, token) = api_access()?;
+        return crate::revert::send(client, api_url, token, &delivery.request)
+            .await
+            .map(|(status, revision)| (status, Some(revision)))
+            .map_err(|failure| Failure {
+                status: failure.status,
+                message: failure.message,
+                permanent: failure.permanent,
+                retry_after: None,
+            });
+    }
+    let request: forge::api::ApiRequest = serde_json::from_str(&delivery.request)
+        .map_err(|e| Failure::permanent(format!("the stored request is not readable: {e}")))?;
     let mut forge_kind = None;
     let builder = match kind {
         "alertmanager" => {
@@ -149,14 +171,7 @@ async fn attempt(jobs: &Jobs, delivery: &Delivery) -> Result<u16, Failure> {
             authorized(builder.body(body), sink)
         }
         "forge" => {
-            let integration = jobs.ctx.changes.integrations.iter().find(|i| i.name == name);
-            let integration = integration.ok_or_else(|| gone("[[integrations]]"))?;
-            let (Some(api_url), Some(token)) = (&integration.api_url, &integration.api_token)
-            else {
-                return Err(Failure::permanent(format!(
-                    "integration `{name}` has no `api_url` or API token; set `api_url` and `api_token_env`, then retry"
-                )));
-            };
+            let (integration, api_url, token) = api_access()?;
             forge_kind = Some(integration.kind);
             let prepared = forge::api::prepare(integration.kind, &request, token);
             let url = format!("{}{}", api_url.trim_end_matches('/'), request.path);
@@ -186,7 +201,7 @@ async fn attempt(jobs: &Jobs, delivery: &Delivery) -> Result<u16, Failure> {
         Some(kind) => forge::api::read_answer(kind, status, &body),
         None => forge::api::http_status(status, &body),
     };
-    taken.map(|()| status).map_err(|refusal| Failure {
+    taken.map(|()| (status, None)).map_err(|refusal| Failure {
         status: Some(status),
         message: refusal.message,
         permanent: refusal.permanent,

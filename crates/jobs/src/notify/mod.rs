@@ -148,14 +148,6 @@ impl Announced {
     }
 }
 
-/// The base of links in messages: `server.public_url`, else the bound address.
-pub(crate) fn base_url(jobs: &Jobs) -> String {
-    jobs.ctx
-        .public_url()
-        .map(|u| u.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| jobs.listen_url.clone())
-}
-
 /// Decides the notifications of one deploy's regressions and enqueues those not decided
 /// before. Returns how many were added.
 pub fn announce_deploy(jobs: &Jobs, deploy_id: u64) -> Result<usize, StoreError> {
@@ -171,7 +163,7 @@ pub fn announce_deploy(jobs: &Jobs, deploy_id: u64) -> Result<usize, StoreError>
     let announced = announced(jobs, deploy_id)?;
     let Some(first) = announced.first() else { return Ok(0) };
     let service = settings.service(&first.stored.service);
-    let base = base_url(jobs);
+    let base = jobs.base_url();
     let links = Links { base_url: &base };
     let mut out = Vec::new();
     if service.alerts {
@@ -267,7 +259,7 @@ pub fn flag_review(
             suspect.commit.repository
         )));
     }
-    let base = base_url(jobs);
+    let base = jobs.base_url();
     let links = Links { base_url: &base };
     let mut out = Vec::new();
     let sha = suspect.commit.sha.clone();

@@ -1,11 +1,13 @@
 //! Findings: `GET /api/v1/findings` (newest first, filtered), `GET /api/v1/findings/{id}`
-//! (everything: numbers, intervals, exemplars, suspects, rollback), and
-//! `POST /api/v1/findings/{id}/{acknowledge|resolve|reopen}`.
+//! (everything: numbers, intervals, exemplars, suspects, rollback),
+//! `POST /api/v1/findings/{id}/{acknowledge|resolve|reopen}`, and
+//! `POST /api/v1/findings/{id}/revert` (propose the suspects' revert on the forge).
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
@@ -129,6 +131,90 @@ pub(crate) async fn change_status(
     .await
     .map_err(ApiError::internal)??;
     changed.map(|f| Json(views::findings::view(&f, true))).ok_or_else(|| not_found(id))
+}
+
+/// The optional body of a revert proposal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevertRequest {
+    /// Suspects' shas (or prefixes) to revert together; default: the top suspect.
+    #[serde(default)]
+    commits: Vec<String>,
+    /// Who is asking, for a server without sign-in; otherwise the signed-in person or token.
+    by: Option<String>,
+}
+
+pub(crate) async fn propose_revert(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
+    let id = parse_id(&id)?;
+    let body = read_capped(
+        body,
+        MAX_STATUS_BODY_BYTES,
+        "revert proposal",
+        state.settings.connections.body_read_timeout,
+    )
+    .await?;
+    let request: RevertRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RevertRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid(format!(
+                "invalid revert proposal: {e}; send {{\"commits\": [\"1a2b3c4d\"]}} or nothing (the top suspect)"
+            ))
+        })?
+    };
+    if let Some(bad) = request.commits.iter().find(|c| !model::looks_like_sha(c)) {
+        return Err(ApiError::invalid(format!("`{bad}` in `commits` is not a commit sha")));
+    }
+    let by = match (caller.principal.kind, request.by) {
+        (auth::PrincipalKind::Local, Some(by)) => by,
+        _ => caller.principal.id.clone(),
+    };
+    let proposed = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let visible = state
+            .ctx()
+            .store
+            .finding(id)?
+            .is_some_and(|f| views::findings::may_see_finding(&caller.visibility, &f));
+        if !visible {
+            return Ok(Err(jobs::revert::Refused::NotFound(format!("no finding {id}"))));
+        }
+        Ok(jobs::revert::propose(&state.jobs, id, &request.commits, &by)?)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    match proposed {
+        Ok(proposed) => Ok((StatusCode::ACCEPTED, Json(revert_answer(&proposed)))),
+        Err(refused) => {
+            let code = match refused {
+                jobs::revert::Refused::NotFound(_) => ErrorCode::NotFound,
+                jobs::revert::Refused::Conflict(_) | jobs::revert::Refused::Unsupported(_) => {
+                    ErrorCode::Conflict
+                }
+            };
+            Err(ApiError::new(code, refused.message().to_owned()))
+        }
+    }
+}
+
+/// A queued revert proposal as the API and MCP show it.
+pub(crate) fn revert_answer(proposed: &jobs::revert::Proposed) -> Json_ {
+    json!({
+        "status": if proposed.new { "queued" } else { "already proposed" },
+        "target": proposed.target,
+        "integration": proposed.integration,
+        "commits": proposed.commits,
+        "notification": proposed.delivery_id,
+        "idempotency_key": proposed.idempotency_key,
+        "message": format!(
+            "GET /api/v1/notifications?finding=... lists notification {}; its `result` names the revision once the forge made it",
+            proposed.delivery_id
+        ),
+    })
 }
 
 fn parse_id(text: &str) -> Result<u64, ApiError> {
