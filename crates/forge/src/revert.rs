@@ -46,24 +46,32 @@ pub fn create_diff(diff: &str, repository_phid: Option<&str>) -> ApiRequest {
     call("differential.createrawdiff", params)
 }
 
+/// The revert's revision: what it says (Phorge requires a test plan by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionText<'a> {
+    pub title: &'a str,
+    pub summary: &'a str,
+    pub test_plan: &'a str,
+}
+
 /// `differential.revision.edit` creating the revert's revision from the diff.
 pub fn create_revision(
     diff_phid: &str,
-    title: &str,
-    summary: &str,
+    text: &RevisionText<'_>,
     reviewer_phids: &[String],
     repository_phid: Option<&str>,
 ) -> ApiRequest {
     let mut transactions = vec![
         json!({"type": "update", "value": diff_phid}),
-        json!({"type": "title", "value": title}),
-        json!({"type": "summary", "value": summary}),
+        json!({"type": "title", "value": text.title}),
+        json!({"type": "summary", "value": text.summary}),
+        json!({"type": "testPlan", "value": text.test_plan}),
     ];
     if !reviewer_phids.is_empty() {
         transactions.push(json!({"type": "reviewers.add", "value": reviewer_phids}));
     }
     if let Some(phid) = repository_phid {
-        transactions.push(json!({"type": "repository", "value": phid}));
+        transactions.push(json!({"type": "repositoryPHID", "value": phid}));
     }
     call("differential.revision.edit", json!({"transactions": transactions}))
 }
@@ -138,20 +146,23 @@ mod tests {
         let diff = create_diff("diff --git a/x b/x\n", Some("PHID-REPO-1"));
         assert_eq!(diff.path, "/api/differential.createrawdiff");
         assert_eq!(diff.body["repositoryPHID"], "PHID-REPO-1");
-        let revision = create_revision(
-            "PHID-DIFF-1",
-            "Revert \"slow cart\"",
-            "Reverts D7.",
-            &["PHID-USER-ada".into()],
-            Some("PHID-REPO-1"),
-        );
+        let text = RevisionText {
+            title: "Revert \"slow cart\"",
+            summary: "Reverts D7.",
+            test_plan: "Deploy it; the finding's numbers come back.",
+        };
+        let revision =
+            create_revision("PHID-DIFF-1", &text, &["PHID-USER-ada".into()], Some("PHID-REPO-1"));
         let types: Vec<&str> = revision.body["transactions"]
             .as_array()
             .unwrap()
             .iter()
             .map(|t| t["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["update", "title", "summary", "reviewers.add", "repository"]);
+        assert_eq!(
+            types,
+            ["update", "title", "summary", "testPlan", "reviewers.add", "repositoryPHID"]
+        );
         assert_eq!(repository("rSHOP").unwrap().body["constraints"]["callsigns"][0], "SHOP");
         assert_eq!(repository("R12").unwrap().body["constraints"]["ids"][0], 12);
         assert!(repository("shop").is_none());

@@ -57,6 +57,7 @@ pub struct RevertPlan {
     pub commits: Vec<String>,
     pub title: String,
     pub summary: String,
+    pub test_plan: String,
     /// Usernames: the original author and reviewers.
     pub reviewers: Vec<String>,
 }
@@ -188,6 +189,10 @@ pub fn propose(
         view.deploy.as_ref().map_or("?", |d| d.version.as_str()),
         stored.environment,
     ));
+    let test_plan = format!(
+        "Revert-only change, made by `git apply --reverse` of the commits on {}. After deploying it, {base}/findings/{finding_id} shows whether {} of `{}` returns to its baseline.",
+        revert.onto, view.metric, view.operation
+    );
     let plan = RevertPlan {
         repository: forge.path.clone(),
         diff: revert.diff,
@@ -195,6 +200,7 @@ pub fn propose(
         commits: revert.commits.clone(),
         title,
         summary,
+        test_plan,
         reviewers,
     };
     let mut keyed = shas.clone();
@@ -291,10 +297,14 @@ pub async fn send(
     let (status, body) =
         conduit(forge::revert::create_diff(&plan.diff, repository_phid.as_deref())).await?;
     let diff_phid = forge::revert::read_diff(status, &body).map_err(refused(status))?;
+    let text = forge::revert::RevisionText {
+        title: &plan.title,
+        summary: &plan.summary,
+        test_plan: &plan.test_plan,
+    };
     let request = forge::revert::create_revision(
         &diff_phid,
-        &plan.title,
-        &plan.summary,
+        &text,
         &reviewer_phids,
         repository_phid.as_deref(),
     );

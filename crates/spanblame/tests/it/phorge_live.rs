@@ -391,7 +391,8 @@ repository = "shop-bad-token"
         .map(|service| {
             commit_change(
                 &work,
-                &format!("src/runs/{run}/{service}.py"),
+                // Not the revision's `tax.py`: its revert must apply on top of these.
+                &format!("src/runs/{run}/{service}_handler.py"),
                 "def handle(request):\n    return slow_path(request)\n",
                 &format!("Take the slow path in {service} ({run})"),
             )
@@ -587,6 +588,71 @@ repository = "shop-bad-token"
     let event = &deploys[0]["forge_event"];
     assert_eq!(event["description"], format!("Phabricator build {}", build["id"]), "{listed}");
     assert_eq!(event["url"], format!("{url}/harbormaster/build/{}/", build["id"]), "{listed}");
+
+    // The on-call engineer proposes the revert of cart's suspect, the landed revision: a new
+    // revision whose diff deletes what the landed commit added and whose summary links the
+    // original and the finding. Asking again proposes nothing new.
+    let cart = findings["cart"]["id"].as_u64().unwrap();
+    let client = reqwest::blocking::Client::new();
+    let propose = || {
+        let response = client
+            .post(server.url(&format!("/api/v1/findings/{cart}/revert")))
+            .json(&json!({"by": "oncall@example.com"}))
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.json::<Value>().unwrap())
+    };
+    let (status, proposed) = propose();
+    assert_eq!(status, 202, "{proposed}");
+    assert_eq!(proposed["status"], "queued", "{proposed}");
+    assert_eq!(proposed["commits"], json!([reviewed]), "{proposed}");
+    let notification = proposed["notification"].as_u64().unwrap();
+    let made = within(Duration::from_secs(120), "the revert revision was not made", || {
+        let (_, body) = server.get_json(&format!("/api/v1/notifications?finding={cart}"));
+        let rows = body["notifications"].as_array().unwrap();
+        let row = rows.iter().find(|n| n["id"] == notification).cloned().unwrap_or_default();
+        match (row["state"].as_str(), row["result"].as_str()) {
+            (Some("delivered"), Some(result)) => Ok(result.to_owned()),
+            (Some("dead"), _) => panic!("Phorge refused the revert: {row}"),
+            _ => Err(format!("{row}")),
+        }
+    });
+    let monogram = made.split(' ').next().unwrap().to_owned();
+    assert!(made.ends_with(&format!("{url}/{monogram}")), "{made}");
+    let id: u64 = monogram.trim_start_matches('D').parse().unwrap();
+    let found = phorge.conduit(
+        &admin,
+        "differential.revision.search",
+        json!({"constraints": {"ids": [id]}, "attachments": {"reviewers": true}}),
+    );
+    let fields = &found["data"][0]["fields"];
+    assert_eq!(fields["title"], format!("Revert \"Price tax per item ({run})\""), "{found}");
+    let summary = fields["summary"].as_str().unwrap();
+    assert!(summary.contains(&format!("This reverts commit {reviewed} ({revision})")), "{summary}");
+    assert!(summary.contains(&format!("/findings/{cart}")), "{summary}");
+    assert!(summary.contains("Proposed by oncall@example.com"), "{summary}");
+    assert_eq!(fields["authorPHID"], bot, "the bot opened it");
+    let reviewers = found["data"][0]["attachments"]["reviewers"]["reviewers"].to_string();
+    assert!(
+        reviewers.contains(phorge.var("ADMIN_PHID")),
+        "the original author reviews it: {reviewers}"
+    );
+    let diffs = phorge.conduit(
+        &admin,
+        "differential.diff.search",
+        json!({"constraints": {"phids": [fields["diffPHID"].clone()]}}),
+    );
+    let diff_id = diffs["data"][0]["id"].clone();
+    let raw = phorge.conduit(&admin, "differential.getrawdiff", json!({"diffID": diff_id}));
+    let raw = raw.as_str().unwrap_or_default().to_owned();
+    assert!(raw.contains(&format!("src/runs/{run}/tax.py")), "{raw}");
+    assert!(
+        raw.contains("-    return sum(rate(i) for i in cart.items)"),
+        "the revert removes the landed lines: {raw}"
+    );
+    let (status, again) = propose();
+    assert_eq!((status, again["status"].as_str()), (202, Some("already proposed")), "{again}");
+    assert_eq!(again["notification"], notification);
 
     drop(hooks);
 }
