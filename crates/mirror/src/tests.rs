@@ -225,7 +225,7 @@ fn reverts_apply_newest_first_or_name_the_conflicting_files() {
         "{empty:?}"
     );
     let unknown = "0123456789abcdef0123456789abcdef01234567".to_owned();
-    let refused = mirror.revert("main", &[unknown.clone()]).unwrap().unwrap_err();
+    let refused = mirror.revert("main", std::slice::from_ref(&unknown)).unwrap().unwrap_err();
     assert_eq!(refused, crate::RevertRefusal::Unknown { commit: unknown });
     assert!(mirror.revert("main", &["--upload-pack=x".into()]).is_err(), "never reaches git");
 }

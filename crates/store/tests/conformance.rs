@@ -851,7 +851,11 @@ fn the_outbox_sends_each_decision_once(h: &Harness) {
         retry_at_unix_nanos: Some(50),
     };
     store.record_attempt(due[0].id, &retry, 12).unwrap();
-    store.record_attempt(due[1].id, &AttemptOutcome::Delivered { status: 201 }, 12).unwrap();
+    let made =
+        AttemptOutcome::Delivered { status: 200, result: Some("D43 https://phab/D43".into()) };
+    store.record_attempt(due[1].id, &made, 12).unwrap();
+    let delivered = store.delivery(due[1].id).unwrap().unwrap();
+    assert_eq!(delivered.result.as_deref(), Some("D43 https://phab/D43"), "what it made is kept");
     assert!(store.due_deliveries(49, 10).unwrap().is_empty(), "backing off");
     let give_up =
         AttemptOutcome::Failed { status: None, error: "refused".into(), retry_at_unix_nanos: None };
