@@ -852,7 +852,7 @@ fn the_outbox_sends_each_decision_once(h: &Harness) {
     };
     store.record_attempt(due[0].id, &retry, 12).unwrap();
     let made =
-        AttemptOutcome::Delivered { status: 200, result: Some("D43 https://phab/D43".into()) };
+        AttemptOutcome::Delivered { status: 201, result: Some("D43 https://phab/D43".into()) };
     store.record_attempt(due[1].id, &made, 12).unwrap();
     let delivered = store.delivery(due[1].id).unwrap().unwrap();
     assert_eq!(delivered.result.as_deref(), Some("D43 https://phab/D43"), "what it made is kept");
