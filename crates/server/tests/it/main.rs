@@ -16,5 +16,6 @@ mod oidc;
 mod phabricator;
 mod recorder;
 mod retention;
+mod revert;
 mod support;
 mod ui;

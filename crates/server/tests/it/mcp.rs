@@ -254,7 +254,23 @@ async fn an_assistant_flags_a_review_within_its_reach_once_with_the_notifiers_co
     assert_eq!(flagged["target"], "PR #42", "{flagged}");
     let again = call(&assistant, "flag_review", json!({"finding_id": ours})).await;
     assert_eq!(again.structured_content.unwrap()["status"], "already flagged");
+    // Proposing a revert is another right: `admin` does not imply it.
+    let refused = call(&assistant, "propose_revert", json!({"finding_id": ours})).await;
+    assert!(refused.is_error == Some(true) && text(&refused).contains("`revert` scope"));
     assistant.cancel().await.unwrap();
+
+    // A `revert` token of checkout: search's suspect does not exist for it; checkout's is
+    // refused for what it is (a Gitea repository: only Phabricator's path is built).
+    let reverter = connect(&url, &token(json!(["read", "revert"])).await).await.unwrap();
+    let other = call(&reverter, "propose_revert", json!({"finding_id": theirs})).await;
+    assert!(other.is_error == Some(true) && text(&other).contains(&format!("no finding {theirs}")));
+    let gitea = call(&reverter, "propose_revert", json!({"finding_id": ours})).await;
+    assert!(
+        gitea.is_error == Some(true) && text(&gitea).contains("on Gitea is not built yet"),
+        "{}",
+        text(&gitea)
+    );
+    reverter.cancel().await.unwrap();
 
     // The notifier decides the same comment: nothing new. One comment reaches the review.
     server::announce_deploy(&app.state, deploy).unwrap();
@@ -270,6 +286,13 @@ async fn an_assistant_flags_a_review_within_its_reach_once_with_the_notifiers_co
 
     // Every call is audited, refusals included.
     let (_, audit) = app.get("/api/v1/audit?limit=1000").await;
+    let reverts = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "mcp.propose_revert")
+        .count();
+    assert_eq!(reverts, 3, "{audit}");
     let outcomes: Vec<&str> = audit["records"]
         .as_array()
         .unwrap()

@@ -1,0 +1,121 @@
+//! Proposing a regression's revert through `POST /api/v1/findings/{id}/revert`, over a real
+//! git repository mirrored by the server: the revert is made on the head (or refused with the
+//! conflicting file named), queued once per finding and suspects, and refused where no forge
+//! can take it yet. Sending it to a real Phorge is `crates/spanblame/tests/it/phorge_live.rs`.
+
+use axum::http::StatusCode;
+use mirror::testing::{commit_file, git};
+use serde_json::json;
+use server::{
+    ChangeSettings, Integration, MirrorSettings, MirrorSource, NotifySettings, RepositoryForge,
+    RepositorySettings,
+};
+
+use crate::notify::settings_with;
+use crate::support::{SECOND, TestApp};
+
+/// A regressed, explained finding of `checkout` `version` whose suspects are `suspects` in
+/// `shop`.
+fn finding_with_suspects(app: &TestApp, version: &str, suspects: &[&str]) -> u64 {
+    let now = app.clock.get();
+    let deploy = app.record_deploy("checkout", version, Some(suspects[0]), now - 600 * SECOND);
+    let detail = json!({
+        "before": {"value_ms": 120.0, "spans": 2400}, "after": {"value_ms": 180.0, "spans": 2100},
+        "effect": {"kind": "ratio", "estimate": 1.5, "low": 1.4, "high": 1.62},
+    });
+    let id = app.record_regression(deploy.id, now, &detail);
+    let suspects: Vec<_> = suspects
+        .iter()
+        .map(|sha| {
+            json!({"commit": {"sha": sha, "subject": "Apply promotions per item", "repository": "shop"},
+                "score": 0.9, "reasons": [], "files": []})
+        })
+        .collect();
+    let explanation = json!({"suspects": suspects, "ranking": {"separated": true}});
+    app.store.set_finding_explanation(id, &explanation.to_string(), true).unwrap();
+    id
+}
+
+#[tokio::test]
+async fn a_revert_is_made_on_the_head_queued_once_or_refused_with_the_conflict_named() {
+    let upstream = tempfile::tempdir().unwrap();
+    let up = upstream.path();
+    git(up, &["init", "-q", "-b", "main"]);
+    commit_file(up, "checkout/total.py", "def total(cart):\n    return cart.sum\n", "add total");
+    let slow = commit_file(up, "checkout/promo.py", "def apply(cart):\n    slow()\n", "slow promo");
+    let later = commit_file(up, "checkout/tax.py", "def tax():\n    pass\n", "tax");
+    let rewritten =
+        commit_file(up, "checkout/total.py", "def total(cart):\n    return 0\n", "zero");
+    let rewrites =
+        commit_file(up, "checkout/total.py", "def total(cart):\n    return -1\n", "minus one");
+    let mirrors = tempfile::tempdir().unwrap();
+    let repository = RepositorySettings {
+        name: "shop".into(),
+        url: Some("https://phab.example.com/source/shop.git".into()),
+        web_url: None,
+        forge: Some(model::ForgeKind::Phabricator),
+        mirror: Some(MirrorSource::Clone(up.to_str().unwrap().to_owned())),
+        monogram: Some("rSHOP".into()),
+    };
+    let changes = ChangeSettings {
+        integrations: vec![Integration {
+            name: "phab".into(),
+            kind: model::ForgeKind::Phabricator,
+            secret: b"hook-secret".to_vec(),
+            api_url: Some("https://phab.example.com".into()),
+            api_token: Some("api-abcdefghijklmnopqrstuvwxyzab".into()),
+        }],
+        repositories: vec![repository.clone()],
+        mirrors: MirrorSettings { dir: mirrors.path().to_owned(), ..MirrorSettings::default() },
+        ..ChangeSettings::default()
+    };
+    let notifications = NotifySettings {
+        repositories: vec![RepositoryForge {
+            repository: "shop".into(),
+            integration: "phab".into(),
+            path: "rSHOP".into(),
+        }],
+        ..NotifySettings::default()
+    };
+    let app = TestApp::with_full_settings(settings_with(changes, notifications));
+    server::sync_once(&app.state, &repository).unwrap();
+
+    // The top suspect reverts cleanly on the head, whatever came after it elsewhere.
+    let finding = finding_with_suspects(&app, "1.2.0", &[&slow, &rewritten]);
+    let path = format!("/api/v1/findings/{finding}/revert");
+    let (status, proposed) = app.post_json(&path, &json!({"by": "oncall"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{proposed}");
+    assert_eq!(proposed["status"], "queued");
+    assert_eq!(proposed["commits"], json!([slow]));
+    assert_eq!(proposed["target"], format!("revert of commit {}", &slow[..10]));
+    let (_, listed) = app.get(&format!("/api/v1/notifications?finding={finding}")).await;
+    let row = &listed["notifications"][0];
+    assert_eq!((&row["kind"], &row["state"]), (&json!("revert"), &json!("pending")), "{listed}");
+    assert!(row["summary"].as_str().unwrap().contains("proposed by oncall"), "{row}");
+    // Asked again: the same proposal, nothing new.
+    let (status, again) = app.post_json(&path, &json!({})).await;
+    assert_eq!((status, &again["status"]), (StatusCode::ACCEPTED, &json!("already proposed")));
+    assert_eq!(again["notification"], proposed["notification"]);
+
+    // A suspect whose lines a later commit changed again: 409, naming the file.
+    let (status, refused) = app.post_json(&path, &json!({"commits": [rewritten]})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("conflicts with later changes in checkout/total.py"), "{message}");
+    // Two suspects of one finding, undone newest first, apply together.
+    app.clock.set(app.clock.get() + 3600 * SECOND);
+    let finding2 = finding_with_suspects(&app, "1.3.0", &[&rewritten, &rewrites]);
+    let path2 = format!("/api/v1/findings/{finding2}/revert");
+    let (status, both) =
+        app.post_json(&path2, &json!({"commits": [&rewritten[..12], &rewrites[..12]]})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{both}");
+    assert_eq!(both["commits"], json!([rewrites, rewritten]), "newest first");
+
+    // Not a suspect, not a finding, not a sha.
+    let (status, _) = app.post_json(&path, &json!({"commits": [later]})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.post_json("/api/v1/findings/999/revert", &json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, bad) = app.post_json(&path, &json!({"commits": ["main"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}
