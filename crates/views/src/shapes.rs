@@ -639,9 +639,17 @@ pub struct NotificationJ {
     pub attempts: u32,
     pub next_attempt: Option<String>,
     pub last_error: Option<String>,
+    /// What it made there: `D43 https://phab.example.com/D43`.
+    pub result: Option<String>,
 }
 
 impl NotificationJ {
+    /// The result as a link (its name and http(s) address), when it has one.
+    pub fn result_link(&self) -> Option<(&str, &str)> {
+        let (name, url) = self.result.as_deref()?.split_once(' ')?;
+        crate::deploys::is_web_url(url).then_some((name, url))
+    }
+
     /// "1 attempt", "3 attempts, next at 10:04:05 UTC".
     pub fn attempts_text(&self) -> String {
         let plural = if self.attempts == 1 { "" } else { "s" };

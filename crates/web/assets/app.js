@@ -1,5 +1,5 @@
-// spanblame's only script: copy buttons, status buttons (findings, incidents), sign-out. Pages
-// work without it.
+// spanblame's only script: copy buttons, status buttons (findings, incidents), proposing a
+// revert, sign-out. Pages work without it.
 "use strict";
 
 function csrfToken() {
@@ -51,6 +51,17 @@ document.addEventListener("click", async (event) => {
     } catch (error) {
       const status = document.getElementById("status");
       if (status) status.textContent = status.textContent + " (not changed: " + error.message + ")";
+    }
+  } else if (button.dataset.revert) {
+    // Propose the top suspect's revert on the forge; the notifications list then shows it.
+    const status = document.getElementById("revert-status");
+    button.disabled = true;
+    try {
+      await post(button.dataset.revert, null);
+      window.location.reload();
+    } catch (error) {
+      if (status) status.textContent = "Not proposed: " + error.message;
+      button.disabled = false;
     }
   } else if (button.dataset.signOut) {
     // The server answers with a redirect to the provider's sign-out; the session is gone

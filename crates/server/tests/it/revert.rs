@@ -31,7 +31,8 @@ fn finding_with_suspects(app: &TestApp, version: &str, suspects: &[&str]) -> u64
                 "score": 0.9, "reasons": [], "files": []})
         })
         .collect();
-    let explanation = json!({"suspects": suspects, "ranking": {"separated": true}});
+    let explanation = json!({"suspects": suspects, "ranking": {"separated": true},
+        "rollback": {"previous_version": "1.1.0", "commands": ["git revert --no-edit x"]}});
     app.store.set_finding_explanation(id, &explanation.to_string(), true).unwrap();
     id
 }
@@ -92,6 +93,17 @@ async fn a_revert_is_made_on_the_head_queued_once_or_refused_with_the_conflict_n
     let row = &listed["notifications"][0];
     assert_eq!((&row["kind"], &row["state"]), (&json!("revert"), &json!("pending")), "{listed}");
     assert!(row["summary"].as_str().unwrap().contains("proposed by oncall"), "{row}");
+    // The finding page offers the button, and once the forge made the revision, links it.
+    let (_, page, _) = app.get_page(&format!("/findings/{finding}")).await;
+    assert!(page.contains(&format!("data-revert=\"/api/v1/findings/{finding}/revert\"")), "{page}");
+    let id = row["id"].as_u64().unwrap();
+    let made = store::AttemptOutcome::Delivered {
+        status: 200,
+        result: Some("D43 https://phab.example.com/D43".into()),
+    };
+    app.store.record_attempt(id, &made, app.clock.get()).unwrap();
+    let (_, page, _) = app.get_page(&format!("/findings/{finding}")).await;
+    assert!(page.contains("made <a href=\"https://phab.example.com/D43\">D43</a>"), "{page}");
     // Asked again: the same proposal, nothing new.
     let (status, again) = app.post_json(&path, &json!({})).await;
     assert_eq!((status, &again["status"]), (StatusCode::ACCEPTED, &json!("already proposed")));
