@@ -298,6 +298,10 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             get(api::incidents::get_incident),
         ),
         (
+            spec("POST", "/api/v1/incidents/{id}/revert", ProposeRevert, Some("incident.revert")),
+            post(api::incidents::propose_revert),
+        ),
+        (
             spec("POST", "/api/v1/incidents/{id}/{action}", ChangeFinding, Some("incident.status")),
             post(api::incidents::change_status),
         ),

@@ -151,6 +151,17 @@ pub(crate) async fn propose_revert(
     body: Body,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
     let id = parse_id(&id)?;
+    propose(state, caller, id, body).await
+}
+
+/// Proposes the revert of finding `id`'s suspects as `caller` asks in `body` (findings, and an
+/// incident through its explained finding).
+pub(super) async fn propose(
+    state: Arc<AppState>,
+    caller: Caller,
+    id: u64,
+    body: Body,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
     let body = read_capped(
         body,
         MAX_STATUS_BODY_BYTES,

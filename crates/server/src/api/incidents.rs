@@ -1,13 +1,15 @@
 //! Incidents: `GET /api/v1/incidents` (newest first; `status=open` by default), `GET
 //! /api/v1/incidents/{id}` (a deploy's regressions as one: the table, the suspects once, the
-//! rollback draft) and `POST /api/v1/incidents/{id}/{acknowledge|resolve|reopen}`, which sets
+//! rollback draft), `POST /api/v1/incidents/{id}/{acknowledge|resolve|reopen}`, which sets
 //! the status of every regression of the deploy the caller may see, with who, when and the
-//! note.
+//! note, and `POST /api/v1/incidents/{id}/revert`, which proposes the revert of the suspects
+//! the incident shows (those of its explained finding).
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{Value as Json_, json};
 use store::StoreError;
@@ -82,4 +84,30 @@ fn not_found(id: u64) -> ApiError {
         ErrorCode::NotFound,
         format!("no incident {id}: deploy {id} has no regression you may see"),
     )
+}
+
+pub(crate) async fn propose_revert(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<Json_>), ApiError> {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::invalid(format!("`{id}` is not an incident id; ids are numbers (the deploy's)"))
+    })?;
+    let lookup = (Arc::clone(&state), caller.clone());
+    let finding = tokio::task::spawn_blocking(move || {
+        let (state, caller) = lookup;
+        views::incidents::incident(state.ctx(), &caller.visibility, id)
+    })
+    .await
+    .map_err(ApiError::internal)??
+    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no incident {id}")))?;
+    let finding = finding["explained_by_finding"].as_u64().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Conflict,
+            format!("incident {id} is not explained yet: there are no suspects to revert"),
+        )
+    })?;
+    super::findings::propose(state, caller, finding, body).await
 }

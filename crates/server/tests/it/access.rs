@@ -332,6 +332,7 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("POST /api/v1/findings/{id}/{action}", "1 A A A A 3 3 3 3 A"),
         // Proposing a revert: people by role and team, tokens only with `revert` (not `admin`).
         ("POST /api/v1/findings/{id}/revert", "1 A A A A 3 3 3 3 3"),
+        ("POST /api/v1/incidents/{id}/revert", "1 A A A A 3 3 3 3 3"),
         ("GET /api/v1/incidents", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/incidents/{id}", "1 A A A A 3 A 3 3 A"),
         ("POST /api/v1/incidents/{id}/{action}", "1 A A A A 3 3 3 3 A"),

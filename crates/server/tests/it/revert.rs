@@ -123,6 +123,19 @@ async fn a_revert_is_made_on_the_head_queued_once_or_refused_with_the_conflict_n
     assert_eq!(status, StatusCode::ACCEPTED, "{both}");
     assert_eq!(both["commits"], json!([rewrites, rewritten]), "newest first");
 
+    // The incident's button asks the same: its explained finding's proposal.
+    let deploy = app.store.finding(finding).unwrap().unwrap().deploy_id;
+    let (status, through) =
+        app.post_json(&format!("/api/v1/incidents/{deploy}/revert"), &json!({})).await;
+    assert_eq!(
+        (status, &through["status"]),
+        (StatusCode::ACCEPTED, &json!("already proposed")),
+        "{through}"
+    );
+    assert_eq!(through["notification"], proposed["notification"]);
+    let (status, _) = app.post_json("/api/v1/incidents/999/revert", &json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // Not a suspect, not a finding, not a sha.
     let (status, _) = app.post_json(&path, &json!({"commits": [later]})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
