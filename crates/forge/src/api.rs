@@ -269,7 +269,7 @@ pub struct Refusal {
 }
 
 /// GitLab's `:id`: the project path with `/` escaped.
-fn gitlab_id(path: &str) -> String {
+pub(crate) fn gitlab_id(path: &str) -> String {
     path.split('/').map(segment).collect::<Vec<_>>().join("%2F")
 }
 

@@ -1,7 +1,9 @@
-//! Proposing a revert on Phabricator/Phorge as Conduit calls, as pure values: the raw diff
+//! Proposing a revert as pure values. On Phabricator/Phorge, Conduit calls: the raw diff
 //! (`differential.createrawdiff`), then a new revision that takes it
-//! (`differential.revision.edit` with title, summary, reviewers and repository), with the
-//! user and repository lookups that turn names into PHIDs, and the readers of their answers.
+//! (`differential.revision.edit` with title, summary, test plan, reviewers and repository),
+//! with the user and repository lookups that turn names into PHIDs. Elsewhere, the pull or
+//! merge request of a pushed branch (Gitea/Forgejo, GitHub, GitLab) and its reviewers. And the
+//! readers of their answers.
 
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -74,6 +76,70 @@ pub fn create_revision(
         transactions.push(json!({"type": "repositoryPHID", "value": phid}));
     }
     call("differential.revision.edit", json!({"transactions": transactions}))
+}
+
+/// The pull (merge) request that proposes branch `head` into `base`, where the forge has an
+/// API for one (Gogs has none: `None`).
+pub fn pull_request(
+    kind: ForgeKind,
+    repository: &str,
+    title: &str,
+    body: &str,
+    head: &str,
+    base: &str,
+) -> Option<ApiRequest> {
+    let post = |path: String, body: Json| Some(ApiRequest { method: "POST".into(), path, body });
+    match kind {
+        ForgeKind::Gitea => post(
+            format!("/api/v1/repos/{repository}/pulls"),
+            json!({"title": title, "body": body, "head": head, "base": base}),
+        ),
+        ForgeKind::Github => post(
+            format!("/repos/{repository}/pulls"),
+            json!({"title": title, "body": body, "head": head, "base": base}),
+        ),
+        ForgeKind::Gitlab => post(
+            format!("/api/v4/projects/{}/merge_requests", crate::api::gitlab_id(repository)),
+            json!({"title": title, "description": body, "source_branch": head,
+                "target_branch": base, "remove_source_branch": true}),
+        ),
+        ForgeKind::Gogs | ForgeKind::Phabricator => None,
+    }
+}
+
+/// Asks `reviewers` (usernames) to review pull request `number`, where the forge takes names
+/// (GitHub, Gitea; GitLab wants numeric user ids, so `None`).
+pub fn request_reviewers(
+    kind: ForgeKind,
+    repository: &str,
+    number: u64,
+    reviewers: &[String],
+) -> Option<ApiRequest> {
+    let path = match kind {
+        ForgeKind::Gitea => {
+            format!("/api/v1/repos/{repository}/pulls/{number}/requested_reviewers")
+        }
+        ForgeKind::Github => format!("/repos/{repository}/pulls/{number}/requested_reviewers"),
+        _ => return None,
+    };
+    (!reviewers.is_empty()).then(|| ApiRequest {
+        method: "POST".into(),
+        path,
+        body: json!({"reviewers": reviewers}),
+    })
+}
+
+/// A created pull or merge request: its number and page, as the forge answered.
+pub fn read_pull_request(
+    kind: ForgeKind,
+    status: u16,
+    body: &[u8],
+) -> Result<(Option<u64>, Option<String>), Refusal> {
+    read_answer(kind, status, body)?;
+    let created: Json = serde_json::from_slice(body).unwrap_or_default();
+    let number = created["number"].as_u64().or(created["iid"].as_u64());
+    let url = created["html_url"].as_str().or(created["web_url"].as_str()).map(str::to_owned);
+    Ok((number, url))
 }
 
 #[derive(Deserialize)]
@@ -176,5 +242,32 @@ mod tests {
         assert!(read_diff(200, refused).unwrap_err().message.contains("Diff is empty"));
         let users = br#"{"result":{"data":[{"id":1,"phid":"PHID-USER-a","fields":{}}],"cursor":{}},"error_code":null,"error_info":null}"#;
         assert_eq!(read_users(200, users).unwrap(), ["PHID-USER-a"]);
+    }
+
+    #[test]
+    fn elsewhere_a_revert_is_a_pull_request_of_a_pushed_branch() {
+        let pr = |kind| pull_request(kind, "acme/shop", "Revert", "why", "spanblame/r-1", "main");
+        let gitea = pr(ForgeKind::Gitea).unwrap();
+        assert_eq!(gitea.path, "/api/v1/repos/acme/shop/pulls");
+        assert_eq!(
+            (&gitea.body["head"], &gitea.body["base"]),
+            (&json!("spanblame/r-1"), &json!("main"))
+        );
+        assert_eq!(pr(ForgeKind::Github).unwrap().path, "/repos/acme/shop/pulls");
+        let gitlab = pr(ForgeKind::Gitlab).unwrap();
+        assert_eq!(gitlab.path, "/api/v4/projects/acme%2Fshop/merge_requests");
+        assert_eq!(gitlab.body["source_branch"], "spanblame/r-1");
+        assert!(pr(ForgeKind::Gogs).is_none(), "Gogs has no pull request API");
+        let reviewers = request_reviewers(ForgeKind::Github, "acme/shop", 7, &["ada".into()]);
+        assert_eq!(reviewers.unwrap().path, "/repos/acme/shop/pulls/7/requested_reviewers");
+        assert!(request_reviewers(ForgeKind::Gitlab, "acme/shop", 7, &["ada".into()]).is_none());
+        let answer = br#"{"number": 7, "html_url": "https://github.com/acme/shop/pull/7"}"#;
+        assert_eq!(
+            read_pull_request(ForgeKind::Github, 201, answer).unwrap(),
+            (Some(7), Some("https://github.com/acme/shop/pull/7".into()))
+        );
+        let answer = br#"{"iid": 3, "web_url": "https://gl/acme/shop/-/merge_requests/3"}"#;
+        assert_eq!(read_pull_request(ForgeKind::Gitlab, 201, answer).unwrap().0, Some(3));
+        assert!(read_pull_request(ForgeKind::Gitea, 422, b"{}").is_err());
     }
 }

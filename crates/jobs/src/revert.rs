@@ -2,9 +2,11 @@
 //! on the repository's head in its mirror (or refused, naming the conflicting files), and a
 //! delivery is queued in the outbox under one key per finding and suspects, so asking twice
 //! proposes it once. The delivery then opens the revert for review: on Phabricator/Phorge, a
-//! new Differential revision through Conduit (`forge::revert`), reviewed by the original
-//! author and reviewers, naming who asked. Gitea/Forgejo, GitHub, GitLab and Gogs are refused
-//! with the rollback draft's commands until their branch-and-pull-request path is built.
+//! new Differential revision through Conduit, reviewed by the original author and reviewers;
+//! on Gitea/Forgejo, GitHub and GitLab, the revert committed on a `spanblame/revert-…` branch
+//! pushed with the repository's credentials and a pull (merge) request of it, reviewers
+//! requested where the forge takes names; on Gogs, which has no pull request API, the branch
+//! and the link that opens one. Each names who asked.
 
 use model::ForgeKind;
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,19 @@ pub struct Proposed {
 pub struct RevertPlan {
     /// The repository on the forge (Phabricator: its monogram).
     pub repository: String,
+    /// The configured repository (`[[repositories]] name`), whose mirror makes the commit.
+    #[serde(default)]
+    pub mirror: String,
+    /// Pull requests: the branch the revert is pushed to, the branch it goes into, when the
+    /// commit is dated (so a retry pushes the same commit), and Gogs' compare page.
+    #[serde(default)]
+    pub branch: String,
+    #[serde(default)]
+    pub base: String,
+    #[serde(default)]
+    pub at_unix_secs: i64,
+    #[serde(default)]
+    pub compare_url: Option<String>,
     /// The revert against `onto`, as `git diff` writes it.
     pub diff: String,
     pub onto: String,
@@ -123,12 +138,6 @@ pub fn propose(
             forge.integration
         ))));
     };
-    if integration.kind != ForgeKind::Phabricator {
-        return Ok(Err(Refused::Unsupported(format!(
-            "proposing a revert on {} is not built yet (Phabricator/Phorge is): use the rollback draft's `git revert` commands",
-            integration.kind.display_name()
-        ))));
-    }
     let Some(mirror) = ctx.mirrors.get(&repository) else {
         return Ok(Err(Refused::Unsupported(format!(
             "repository `{repository}` has no mirror yet: give it a `url` (or `path`) so its history can be read"
@@ -193,8 +202,28 @@ pub fn propose(
         "Revert-only change, made by `git apply --reverse` of the commits on {}. After deploying it, {base}/findings/{finding_id} shows whether {} of `{}` returns to its baseline.",
         revert.onto, view.metric, view.operation
     );
+    let base = match mirror.default_branch() {
+        Ok(branch) => branch.unwrap_or_else(|| "main".into()),
+        Err(e) => return Err(StoreError::Metadata(format!("reading the mirror: {e}"))),
+    };
+    let branch = format!(
+        "spanblame/revert-{finding_id}-{}",
+        &revert.commits[0][..10.min(revert.commits[0].len())]
+    );
+    let compare_url = ctx
+        .changes
+        .repositories
+        .iter()
+        .find(|r| r.name == repository)
+        .and_then(|r| r.web_url())
+        .map(|web| format!("{web}/compare/{base}...{branch}"));
     let plan = RevertPlan {
         repository: forge.path.clone(),
+        mirror: repository.clone(),
+        branch,
+        base,
+        at_unix_secs: (ctx.clock.now_unix_nanos() / 1_000_000_000) as i64,
+        compare_url,
         diff: revert.diff,
         onto: revert.onto,
         commits: revert.commits.clone(),
@@ -241,12 +270,41 @@ pub struct SendFailure {
     pub permanent: bool,
 }
 
-/// Opens the planned revert on Phabricator: the reviewers' and repository's PHIDs, the raw
-/// diff, then the revision. Returns the last HTTP status and the revision (`D43 <url>`).
-pub async fn send(
+/// One forge API call with the integration's token: the status and the (capped) answer.
+async fn call(
     client: &reqwest::Client,
-    api_url: &str,
+    kind: ForgeKind,
+    base: &str,
     token: &str,
+    request: forge::api::ApiRequest,
+) -> Result<(u16, Vec<u8>), SendFailure> {
+    let prepared = forge::api::prepare(kind, &request, token);
+    let mut builder = client
+        .request(
+            request.method.parse().unwrap_or(reqwest::Method::POST),
+            format!("{base}{}", request.path),
+        )
+        .header("content-type", prepared.content_type)
+        .body(prepared.body);
+    for (header, value) in prepared.headers {
+        builder = builder.header(header, value);
+    }
+    let response = builder.send().await.map_err(|e| SendFailure {
+        status: None,
+        message: crate::outbound::error_chain(&e),
+        permanent: false,
+    })?;
+    let status = response.status().as_u16();
+    let body = crate::outbound::read_capped(response, 1 << 20).await.unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Opens the planned revert on the integration's forge. Returns the last HTTP status and what
+/// it made (`D43 <url>`, a pull request's page, or Gogs' branch and compare page).
+pub async fn send(
+    jobs: &Jobs,
+    client: &reqwest::Client,
+    integration: &views::Integration,
     plan: &str,
 ) -> Result<(u16, String), SendFailure> {
     let plan: RevertPlan = serde_json::from_str(plan).map_err(|e| SendFailure {
@@ -254,24 +312,110 @@ pub async fn send(
         message: format!("the stored revert is not readable: {e}"),
         permanent: true,
     })?;
-    let base = api_url.trim_end_matches('/');
-    let conduit = |request: forge::api::ApiRequest| async move {
-        let prepared = forge::api::prepare(ForgeKind::Phabricator, &request, token);
-        let mut builder = client
-            .post(format!("{base}{}", request.path))
-            .header("content-type", prepared.content_type)
-            .body(prepared.body);
-        for (header, value) in prepared.headers {
-            builder = builder.header(header, value);
-        }
-        let response = builder.send().await.map_err(|e| SendFailure {
+    let (Some(api_url), Some(token)) = (&integration.api_url, &integration.api_token) else {
+        return Err(SendFailure {
             status: None,
-            message: crate::outbound::error_chain(&e),
-            permanent: false,
+            message: format!(
+                "integration `{}` has no `api_url` or API token; set `api_url` and `api_token_env`, then retry",
+                integration.name
+            ),
+            permanent: true,
+        });
+    };
+    let base = api_url.trim_end_matches('/');
+    match integration.kind {
+        ForgeKind::Phabricator => send_revision(client, base, token, &plan).await,
+        kind => send_branch(jobs, client, kind, base, token, &plan).await,
+    }
+}
+
+/// Gitea/Forgejo, GitHub, GitLab, Gogs: the revert committed and pushed to its branch, then
+/// its pull request (and reviewers) where the forge has an API for one.
+async fn send_branch(
+    jobs: &Jobs,
+    client: &reqwest::Client,
+    kind: ForgeKind,
+    base: &str,
+    token: &str,
+    plan: &RevertPlan,
+) -> Result<(u16, String), SendFailure> {
+    let failure =
+        |message: String, permanent: bool| SendFailure { status: None, message, permanent };
+    let Some(mirror) = jobs.ctx.mirrors.get(&plan.mirror) else {
+        return Err(failure(format!("the mirror of `{}` is not ready yet", plan.mirror), false));
+    };
+    let (onto, commits) = (plan.onto.clone(), plan.commits.clone());
+    let message = format!("{}\n\n{}", plan.title, plan.summary);
+    let (branch, at) = (plan.branch.clone(), plan.at_unix_secs);
+    let pushed = tokio::task::spawn_blocking(move || -> Result<(), SendFailure> {
+        let revert = match mirror.revert(&onto, &commits) {
+            Ok(Ok(revert)) => revert,
+            Ok(Err(refusal)) => {
+                return Err(failure(format!("the revert no longer applies: {refusal}"), true));
+            }
+            Err(e) => return Err(failure(format!("reading the mirror: {e}"), false)),
+        };
+        let sha = mirror
+            .commit_revert(&revert, &message, at)
+            .map_err(|e| failure(format!("committing the revert: {e}"), false))?;
+        mirror
+            .push_branch(&sha, &branch)
+            .map_err(|e| failure(format!("pushing branch `{branch}`: {e}"), false))
+    })
+    .await
+    .map_err(|e| failure(e.to_string(), false))?;
+    pushed?;
+    let Some(request) = forge::revert::pull_request(
+        kind,
+        &plan.repository,
+        &plan.title,
+        &plan.summary,
+        &plan.branch,
+        &plan.base,
+    ) else {
+        // Gogs: the branch, and the page that opens its pull request.
+        let link = plan.compare_url.clone().unwrap_or_default();
+        return Ok((200, format!("{} {link}", plan.branch).trim().to_owned()));
+    };
+    let (status, body) = call(client, kind, base, token, request).await?;
+    let (number, url) =
+        forge::revert::read_pull_request(kind, status, &body).map_err(|refusal| SendFailure {
+            status: Some(status),
+            message: refusal.message,
+            permanent: refusal.permanent,
         })?;
-        let status = response.status().as_u16();
-        let body = crate::outbound::read_capped(response, 1 << 20).await.unwrap_or_default();
-        Ok::<_, SendFailure>((status, body))
+    if let Some(number) = number
+        && let Some(request) =
+            forge::revert::request_reviewers(kind, &plan.repository, number, &plan.reviewers)
+    {
+        // The pull request stands without them: a refusal (a reviewer without access) is logged.
+        match call(client, kind, base, token, request).await {
+            Ok((status, body)) if forge::api::http_status(status, &body).is_ok() => {}
+            Ok((status, _)) => {
+                tracing::warn!(status, "requesting the revert's reviewers was refused")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "requesting the revert's reviewers failed")
+            }
+        }
+    }
+    let label = match number {
+        Some(n) if kind == ForgeKind::Gitlab => format!("!{n}"),
+        Some(n) => format!("#{n}"),
+        None => "pull request".into(),
+    };
+    Ok((status, format!("{label} {}", url.unwrap_or_default()).trim().to_owned()))
+}
+
+/// Phabricator: the reviewers' and repository's PHIDs, the raw diff, then the revision.
+async fn send_revision(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    plan: &RevertPlan,
+) -> Result<(u16, String), SendFailure> {
+    let conduit = |request: forge::api::ApiRequest| {
+        call(client, ForgeKind::Phabricator, base, token, request)
     };
     let refused = |status: u16| {
         move |refusal: forge::api::Refusal| SendFailure {

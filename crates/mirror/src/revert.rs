@@ -135,3 +135,69 @@ fn conflicting_files(stderr: &str) -> Vec<String> {
     }
     files
 }
+
+impl Mirror {
+    /// The branch `HEAD` names (`main`), if it names one.
+    pub fn default_branch(&self) -> Result<Option<String>, GitError> {
+        let mut command = self.git();
+        command.args(["symbolic-ref", "--quiet", "--short", "HEAD"]);
+        match run(command, "symbolic-ref HEAD") {
+            Ok(out) => Ok(Some(out.trim().to_owned()).filter(|b| !b.is_empty())),
+            Err(GitError::Failed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The revert as a commit on top of its head, by spanblame, dated `at_unix_secs` (so the
+    /// same revert made again is the same commit).
+    pub fn commit_revert(
+        &self,
+        revert: &Revert,
+        message: &str,
+        at_unix_secs: i64,
+    ) -> Result<String, GitError> {
+        check_sha(&revert.onto)?;
+        check_sha(&revert.tree)?;
+        let date = format!("@{at_unix_secs} +0000");
+        let mut command = self.git();
+        command
+            .args(["commit-tree", "-p", &revert.onto, "-F", "-", "--end-of-options", &revert.tree])
+            .env("GIT_AUTHOR_NAME", "spanblame")
+            .env("GIT_AUTHOR_EMAIL", "spanblame@localhost")
+            .env("GIT_COMMITTER_NAME", "spanblame")
+            .env("GIT_COMMITTER_EMAIL", "spanblame@localhost")
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let args = "commit-tree";
+        let mut child =
+            command.spawn().map_err(|source| GitError::Spawn { args: args.into(), source })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(message.as_bytes());
+        }
+        let output = child
+            .wait_with_output()
+            .map_err(|source| GitError::Spawn { args: args.into(), source })?;
+        if !output.status.success() {
+            return Err(GitError::Failed {
+                args: args.into(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// Pushes `sha` to branch `branch` of the repository the mirror was cloned from, with the
+    /// credentials of its URL. An existing branch is moved only forward.
+    pub fn push_branch(&self, sha: &str, branch: &str) -> Result<(), GitError> {
+        check_sha(sha)?;
+        crate::check_revision(branch)?;
+        let mut command = self.git();
+        // A mirror's remote pushes every ref; this pushes the one branch.
+        command.args(["-c", "remote.origin.mirror=false", "push", "--quiet", "origin"]);
+        command.arg(format!("{sha}:refs/heads/{branch}"));
+        run(command, "push origin").map(|_| ())
+    }
+}

@@ -229,3 +229,28 @@ fn reverts_apply_newest_first_or_name_the_conflicting_files() {
     assert_eq!(refused, crate::RevertRefusal::Unknown { commit: unknown });
     assert!(mirror.revert("main", &["--upload-pack=x".into()]).is_err(), "never reaches git");
 }
+
+#[test]
+fn a_revert_becomes_a_commit_on_a_branch_of_the_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.git");
+    git(dir.path(), &["init", "-q", "--bare", "-b", "main", up.to_str().unwrap()]);
+    let work = dir.path().join("work");
+    git(dir.path(), &["clone", "-q", up.to_str().unwrap(), work.to_str().unwrap()]);
+    commit_file(&work, "a.txt", "one\n", "one");
+    let slow = commit_file(&work, "a.txt", "two\n", "two");
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let mirror =
+        Mirror::open_or_clone(&dir.path().join("mirror.git"), up.to_str().unwrap(), false).unwrap();
+    assert_eq!(mirror.default_branch().unwrap().as_deref(), Some("main"));
+    let revert = mirror.revert("HEAD", std::slice::from_ref(&slow)).unwrap().unwrap();
+    let first = mirror.commit_revert(&revert, "Revert \"two\"\n", 1_790_000_000).unwrap();
+    let again = mirror.commit_revert(&revert, "Revert \"two\"\n", 1_790_000_000).unwrap();
+    assert_eq!(first, again, "the same revert is the same commit");
+    mirror.push_branch(&first, "spanblame/revert-1").unwrap();
+    mirror.push_branch(&first, "spanblame/revert-1").unwrap();
+    let pushed = git(&up, &["show", "spanblame/revert-1:a.txt"]);
+    assert_eq!(pushed, "one");
+    assert_eq!(git(&up, &["rev-parse", "spanblame/revert-1^"]), slow);
+    assert!(mirror.push_branch(&first, "--delete").is_err());
+}

@@ -123,8 +123,8 @@ async fn attempt(jobs: &Jobs, delivery: &Delivery) -> Result<(u16, Option<String
         }
     };
     if delivery.kind == "revert" {
-        let (_, api_url, token) = api_access()?;
-        return crate::revert::send(client, api_url, token, &delivery.request)
+        let (integration, _, _) = api_access()?;
+        return crate::revert::send(jobs, client, integration, &delivery.request)
             .await
             .map(|(status, revision)| (status, Some(revision)))
             .map_err(|failure| Failure {

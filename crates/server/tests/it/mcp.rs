@@ -259,14 +259,14 @@ async fn an_assistant_flags_a_review_within_its_reach_once_with_the_notifiers_co
     assert!(refused.is_error == Some(true) && text(&refused).contains("`revert` scope"));
     assistant.cancel().await.unwrap();
 
-    // A `revert` token of checkout: search's suspect does not exist for it; checkout's is
-    // refused for what it is (a Gitea repository: only Phabricator's path is built).
+    // A `revert` token of checkout: search's suspect does not exist for it; checkout's gets
+    // past the check and is refused for what it is (this repository has no mirror to make it).
     let reverter = connect(&url, &token(json!(["read", "revert"])).await).await.unwrap();
     let other = call(&reverter, "propose_revert", json!({"finding_id": theirs})).await;
     assert!(other.is_error == Some(true) && text(&other).contains(&format!("no finding {theirs}")));
     let gitea = call(&reverter, "propose_revert", json!({"finding_id": ours})).await;
     assert!(
-        gitea.is_error == Some(true) && text(&gitea).contains("on Gitea is not built yet"),
+        gitea.is_error == Some(true) && text(&gitea).contains("`shop-gitea` has no mirror yet"),
         "{}",
         text(&gitea)
     );

@@ -62,7 +62,8 @@ pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
 }
 
 /// A local HTTP server that records every request and answers like a forge API: Conduit's
-/// envelope (HTTP 200) under `/phabricator/api/`, `201 {"id": n}` elsewhere; the first
+/// envelope (HTTP 200) under `/phabricator/api/`, a new pull or merge request's number and
+/// page, `201 {"id": n}` elsewhere; the first
 /// `fail_first` requests get `503` instead.
 #[derive(Clone, Default)]
 pub(crate) struct Recorder {
@@ -112,7 +113,15 @@ impl Recorder {
             return axum::Json(json!({"result": result, "error_code": null, "error_info": null}))
                 .into_response();
         }
-        (StatusCode::CREATED, axum::Json(json!({"id": n}))).into_response()
+        // A new pull or merge request answers with its number and page, as the forges do.
+        let created = if path.ends_with("/pulls") {
+            json!({"id": n, "number": n, "html_url": format!("https://forge.example.com/pull/{n}")})
+        } else if path.ends_with("/merge_requests") {
+            json!({"id": n, "iid": n, "web_url": format!("https://forge.example.com/-/merge_requests/{n}")})
+        } else {
+            json!({"id": n})
+        };
+        (StatusCode::CREATED, axum::Json(created)).into_response()
     }
 
     pub(crate) fn take(&self) -> Vec<Recorded> {

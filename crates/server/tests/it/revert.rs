@@ -1,7 +1,9 @@
 //! Proposing a regression's revert through `POST /api/v1/findings/{id}/revert`, over a real
 //! git repository mirrored by the server: the revert is made on the head (or refused with the
-//! conflicting file named), queued once per finding and suspects, and refused where no forge
-//! can take it yet. Sending it to a real Phorge is `crates/spanblame/tests/it/phorge_live.rs`.
+//! conflicting file named), queued once per finding and suspects; on Gitea, GitHub, GitLab and
+//! Gogs it is pushed as a branch of the real upstream repository and proposed as a pull
+//! (merge) request to a recorder answering as their APIs do. Sending it to a real Phorge is
+//! `crates/spanblame/tests/it/phorge_live.rs`.
 
 use axum::http::StatusCode;
 use mirror::testing::{commit_file, git};
@@ -143,4 +145,108 @@ async fn a_revert_is_made_on_the_head_queued_once_or_refused_with_the_conflict_n
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, bad) = app.post_json(&path, &json!({"commits": ["main"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}
+
+#[tokio::test]
+async fn elsewhere_the_revert_is_a_pushed_branch_and_a_pull_request() {
+    let (recorder, base) = crate::recorder::Recorder::start(0).await;
+    for kind in [
+        model::ForgeKind::Gitea,
+        model::ForgeKind::Github,
+        model::ForgeKind::Gitlab,
+        model::ForgeKind::Gogs,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let up = dir.path().join("up.git");
+        git(dir.path(), &["init", "-q", "--bare", "-b", "main", up.to_str().unwrap()]);
+        let work = dir.path().join("work");
+        git(dir.path(), &["clone", "-q", up.to_str().unwrap(), work.to_str().unwrap()]);
+        commit_file(&work, "checkout/total.py", "def total(cart):\n    return 1\n", "total");
+        let slow = commit_file(&work, "checkout/promo.py", "def apply():\n    slow()\n", "slow");
+        let head = commit_file(&work, "README.md", "# shop\n", "readme");
+        git(&work, &["push", "-q", "origin", "HEAD:main"]);
+        let repository = RepositorySettings {
+            name: "shop".into(),
+            url: Some(up.to_str().unwrap().to_owned()),
+            web_url: Some("https://forge.example.com/acme/shop".into()),
+            forge: Some(kind),
+            mirror: Some(MirrorSource::Clone(up.to_str().unwrap().to_owned())),
+            monogram: None,
+        };
+        let changes = ChangeSettings {
+            integrations: vec![Integration {
+                name: "main".into(),
+                kind,
+                secret: b"hook-secret".to_vec(),
+                api_url: Some(format!("{base}/{kind}")),
+                api_token: Some(format!("token-{kind}")),
+            }],
+            repositories: vec![repository.clone()],
+            mirrors: MirrorSettings {
+                dir: dir.path().join("mirrors"),
+                ..MirrorSettings::default()
+            },
+            ..ChangeSettings::default()
+        };
+        let notifications = NotifySettings {
+            repositories: vec![RepositoryForge {
+                repository: "shop".into(),
+                integration: "main".into(),
+                path: "acme/shop".into(),
+            }],
+            ..NotifySettings::default()
+        };
+        let app = TestApp::with_full_settings(settings_with(changes, notifications));
+        server::sync_once(&app.state, &repository).unwrap();
+        let finding = finding_with_suspects(&app, "1.2.0", &[&slow]);
+        let (status, proposed) = app
+            .post_json(&format!("/api/v1/findings/{finding}/revert"), &json!({"by": "oncall"}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{kind}: {proposed}");
+        server::deliver_due(&app.state).await.unwrap();
+
+        // The upstream repository has the branch: the head with the suspect undone.
+        let branch = format!("spanblame/revert-{finding}-{}", &slow[..10]);
+        let files = git(&up, &["ls-tree", "-r", "--name-only", &branch]);
+        assert_eq!(files.lines().collect::<Vec<_>>(), ["README.md", "checkout/total.py"], "{kind}");
+        assert_eq!(git(&up, &["rev-parse", &format!("{branch}^")]), head, "{kind}: on the head");
+        let message = git(&up, &["log", "-1", "--format=%B", &branch]);
+        assert!(message.starts_with("Revert \"Apply promotions per item\""), "{kind}: {message}");
+        assert!(message.contains(&format!("This reverts commit {slow}")), "{kind}: {message}");
+        assert!(message.contains("Proposed by oncall."), "{kind}: {message}");
+
+        // ...and the forge has the pull (merge) request of it, where it has an API for one.
+        let sent = recorder.take();
+        let (_, listed) = app.get(&format!("/api/v1/notifications?finding={finding}")).await;
+        let row = &listed["notifications"][0];
+        assert_eq!(row["state"], "delivered", "{kind}: {row}");
+        let result = row["result"].as_str().unwrap();
+        match kind {
+            model::ForgeKind::Gogs => {
+                assert!(sent.is_empty(), "Gogs has no pull request API: {sent:?}");
+                assert_eq!(
+                    result,
+                    format!("{branch} https://forge.example.com/acme/shop/compare/main...{branch}")
+                );
+            }
+            model::ForgeKind::Gitlab => {
+                assert_eq!(sent.len(), 1, "{sent:?}");
+                assert_eq!(sent[0].path, "/gitlab/api/v4/projects/acme%2Fshop/merge_requests");
+                let body = sent[0].json();
+                assert_eq!(
+                    (&body["source_branch"], &body["target_branch"]),
+                    (&json!(branch), &json!("main"))
+                );
+                assert!(result.starts_with('!'), "{result}");
+            }
+            _ => {
+                assert_eq!(sent.len(), 1, "{kind}: {sent:?}");
+                assert!(sent[0].path.ends_with("/repos/acme/shop/pulls"), "{}", sent[0].path);
+                let body = sent[0].json();
+                assert_eq!((&body["head"], &body["base"]), (&json!(branch), &json!("main")));
+                assert!(body["body"].as_str().unwrap().contains(&format!("/findings/{finding}")));
+                assert!(result.starts_with('#') && result.contains("https://"), "{result}");
+            }
+        }
+    }
 }
