@@ -30,7 +30,8 @@ fn finding_with_suspects(app: &TestApp, version: &str, suspects: &[&str]) -> u64
         .iter()
         .map(|sha| {
             json!({"commit": {"sha": sha, "subject": "Apply promotions per item", "repository": "shop"},
-                "score": 0.9, "reasons": [], "files": []})
+                "score": 0.9, "reasons": [], "files": [],
+                "review": {"kind": "gitea", "id": "5", "title": "Apply promotions per item"}})
         })
         .collect();
     let explanation = json!({"suspects": suspects, "ranking": {"separated": true},
@@ -90,7 +91,7 @@ async fn a_revert_is_made_on_the_head_queued_once_or_refused_with_the_conflict_n
     assert_eq!(status, StatusCode::ACCEPTED, "{proposed}");
     assert_eq!(proposed["status"], "queued");
     assert_eq!(proposed["commits"], json!([slow]));
-    assert_eq!(proposed["target"], format!("revert of commit {}", &slow[..10]));
+    assert_eq!(proposed["target"], "revert of PR #5", "named by the suspect's review");
     let (_, listed) = app.get(&format!("/api/v1/notifications?finding={finding}")).await;
     let row = &listed["notifications"][0];
     assert_eq!((&row["kind"], &row["state"]), (&json!("revert"), &json!("pending")), "{listed}");
@@ -198,6 +199,26 @@ async fn elsewhere_the_revert_is_a_pushed_branch_and_a_pull_request() {
         };
         let app = TestApp::with_full_settings(settings_with(changes, notifications));
         server::sync_once(&app.state, &repository).unwrap();
+        // The suspect came through review 5 by ada, reviewed by bob.
+        let review = model::Review {
+            kind,
+            id: "5".into(),
+            title: "Apply promotions per item".into(),
+            url: None,
+            author: model::Person { username: Some("ada".into()), ..model::Person::default() },
+            reviewers: vec!["bob".into()],
+            state: model::ReviewState::Merged,
+            head_branch: None,
+            head_sha: Some(slow.clone()),
+            merge_commit_sha: Some(slow.clone()),
+            commits: vec![slow.clone()],
+        };
+        let batch = store::ChangeBatch {
+            repository: "shop".into(),
+            reviews: vec![review],
+            ..store::ChangeBatch::default()
+        };
+        app.store.record_changes(&batch).unwrap();
         let finding = finding_with_suspects(&app, "1.2.0", &[&slow]);
         let (status, proposed) = app
             .post_json(&format!("/api/v1/findings/{finding}/revert"), &json!({"by": "oncall"}))
@@ -240,12 +261,20 @@ async fn elsewhere_the_revert_is_a_pushed_branch_and_a_pull_request() {
                 assert!(result.starts_with('!'), "{result}");
             }
             _ => {
-                assert_eq!(sent.len(), 1, "{kind}: {sent:?}");
+                assert_eq!(sent.len(), 2, "{kind}: the pull request, then its reviewers: {sent:?}");
                 assert!(sent[0].path.ends_with("/repos/acme/shop/pulls"), "{}", sent[0].path);
                 let body = sent[0].json();
                 assert_eq!((&body["head"], &body["base"]), (&json!(branch), &json!("main")));
                 assert!(body["body"].as_str().unwrap().contains(&format!("/findings/{finding}")));
                 assert!(result.starts_with('#') && result.contains("https://"), "{result}");
+                let number = result[1..].split(' ').next().unwrap();
+                let wanted = format!("/repos/acme/shop/pulls/{number}/requested_reviewers");
+                assert!(sent[1].path.ends_with(&wanted), "{}", sent[1].path);
+                assert_eq!(
+                    sent[1].json()["reviewers"],
+                    json!(["ada", "bob"]),
+                    "the original author and reviewers"
+                );
             }
         }
     }

@@ -9,7 +9,7 @@ use serde_json::{Map, json};
 
 use crate::support::TestServer;
 
-fn mcp_command(server: &TestServer, token: &str) -> tokio::process::Command {
+pub(crate) fn mcp_command(server: &TestServer, token: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_spanblame"));
     command
         .arg("mcp")

@@ -14,7 +14,9 @@
 //! Harbormaster build plan (`tests/phorge/harbormaster.php` sets it up as an administrator
 //! would) asks the tagging gate about the revision and passes on `harbormaster.sendmessage`;
 //! a deploy plan run on the landed commit ends with a step that records one deploy, linked to
-//! its build.
+//! its build; and the revert of cart's suspect, proposed through the API and again through an
+//! assistant's `propose_revert`, becomes one new revision whose diff removes the landed lines
+//! and whose summary links the original.
 //!
 //! Where `cargo xtask test` found no Phorge to set up (a clone without `../shared/phorge`, or
 //! no root), it skips this module by name and says why.
@@ -653,6 +655,32 @@ repository = "shop-bad-token"
     let (status, again) = propose();
     assert_eq!((status, again["status"].as_str()), (202, Some("already proposed")), "{again}");
     assert_eq!(again["notification"], notification);
+    // An assistant's `propose_revert` (the MCP SDK's client over `spanblame mcp`, with a
+    // `revert` token) is the same proposal: nothing new on Phorge.
+    let created = client
+        .post(server.url("/api/v1/tokens"))
+        .json(&json!({"name": "assistant", "scopes": ["read", "revert"]}))
+        .send()
+        .unwrap();
+    let token = created.json::<Value>().unwrap()["secret"].as_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime.block_on(async {
+        use rmcp::ServiceExt;
+        let child =
+            rmcp::transport::TokioChildProcess::new(crate::mcp::mcp_command(&server, &token))
+                .unwrap();
+        let assistant = rmcp::model::ClientConfig::default().serve(child).await.unwrap();
+        let arguments: serde_json::Map<String, Value> =
+            serde_json::from_value(json!({"finding_id": cart})).unwrap();
+        let request =
+            rmcp::model::CallToolRequestParams::new("propose_revert").with_arguments(arguments);
+        let answer = assistant.call_tool(request).await.unwrap();
+        assistant.cancel().await.unwrap();
+        answer
+    });
+    let answer = answer.structured_content.clone().unwrap_or_else(|| panic!("{answer:?}"));
+    assert_eq!(answer["status"], "already proposed", "{answer}");
+    assert_eq!(answer["notification"], notification);
 
     drop(hooks);
 }
