@@ -138,6 +138,21 @@ pub fn propose(
             forge.integration
         ))));
     };
+    let mut keyed: Vec<String> = chosen.iter().map(|s| s.commit.sha.clone()).collect();
+    keyed.sort();
+    let key = format!("revert:{finding_id}:{}", keyed.join(","));
+    // Asked before: the same proposal, whatever the head has become since.
+    if let Some(queued) = ctx.store.delivery_by_key(&key)? {
+        let plan: Option<RevertPlan> = serde_json::from_str(&queued.request).ok();
+        return Ok(Ok(Proposed {
+            delivery_id: queued.id,
+            idempotency_key: key,
+            target: queued.target,
+            integration: integration.name.clone(),
+            commits: plan.map_or(keyed, |p| p.commits),
+            new: false,
+        }));
+    }
     let Some(mirror) = ctx.mirrors.get(&repository) else {
         return Ok(Err(Refused::Unsupported(format!(
             "repository `{repository}` has no mirror yet: give it a `url` (or `path`) so its history can be read"
@@ -173,7 +188,7 @@ pub fn propose(
     reviewers.retain(|r| !r.starts_with("PHID-"));
     reviewers.sort();
     reviewers.dedup();
-    let base = jobs.base_url();
+    let site = jobs.base_url();
     let (title, target) = match reviewed.as_slice() {
         [(suspect, label)] => {
             (format!("Revert \"{}\"", suspect.commit.subject), format!("revert of {label}"))
@@ -191,7 +206,7 @@ pub fn propose(
         summary.push_str(&format!("This reverts commit {} ({label}).\n", suspect.commit.sha));
     }
     summary.push_str(&format!(
-        "\nspanblame found {} of `{}` in {} regressed after deploy {} ({}): {base}/findings/{finding_id}\n\nProposed by {requested_by}.\n",
+        "\nspanblame found {} of `{}` in {} regressed after deploy {} ({}): {site}/findings/{finding_id}\n\nProposed by {requested_by}.\n",
         view.metric,
         view.operation,
         stored.service,
@@ -199,7 +214,7 @@ pub fn propose(
         stored.environment,
     ));
     let test_plan = format!(
-        "Revert-only change, made by `git apply --reverse` of the commits on {}. After deploying it, {base}/findings/{finding_id} shows whether {} of `{}` returns to its baseline.",
+        "Revert-only change, made by `git apply --reverse` of the commits on {}. After deploying it, {site}/findings/{finding_id} shows whether {} of `{}` returns to its baseline.",
         revert.onto, view.metric, view.operation
     );
     let base = match mirror.default_branch() {
@@ -232,9 +247,6 @@ pub fn propose(
         test_plan,
         reviewers,
     };
-    let mut keyed = shas.clone();
-    keyed.sort();
-    let key = format!("revert:{finding_id}:{}", keyed.join(","));
     let row = NewDelivery {
         idempotency_key: key.clone(),
         sink: format!("forge:{}", integration.name),
