@@ -274,7 +274,7 @@ pub(crate) fn gitlab_id(path: &str) -> String {
 }
 
 /// One path segment, percent-encoded beyond unreserved characters.
-fn segment(text: &str) -> String {
+pub(crate) fn segment(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         match byte {

@@ -107,8 +107,37 @@ pub fn pull_request(
     }
 }
 
+/// GitLab: the user named `username` (`GET /users?username=`), whose numeric id a merge
+/// request's reviewers take.
+pub fn gitlab_user(username: &str) -> ApiRequest {
+    ApiRequest {
+        method: "GET".into(),
+        path: format!("/api/v4/users?username={}", crate::api::segment(username)),
+        body: json!({}),
+    }
+}
+
+/// The id of the one user `gitlab_user` found.
+pub fn read_gitlab_user(status: u16, body: &[u8]) -> Result<Option<u64>, Refusal> {
+    crate::api::http_status(status, body)?;
+    let users: Vec<Json> = serde_json::from_slice(body).unwrap_or_default();
+    Ok(users.first().and_then(|u| u["id"].as_u64()))
+}
+
+/// GitLab: sets merge request `iid`'s reviewers by user id.
+pub fn gitlab_reviewers(repository: &str, iid: u64, user_ids: &[u64]) -> ApiRequest {
+    ApiRequest {
+        method: "PUT".into(),
+        path: format!(
+            "/api/v4/projects/{}/merge_requests/{iid}",
+            crate::api::gitlab_id(repository)
+        ),
+        body: json!({"reviewer_ids": user_ids}),
+    }
+}
+
 /// Asks `reviewers` (usernames) to review pull request `number`, where the forge takes names
-/// (GitHub, Gitea; GitLab wants numeric user ids, so `None`).
+/// (GitHub, Gitea; GitLab takes ids: [`gitlab_user`], then [`gitlab_reviewers`]).
 pub fn request_reviewers(
     kind: ForgeKind,
     repository: &str,
@@ -269,5 +298,14 @@ mod tests {
         let answer = br#"{"iid": 3, "web_url": "https://gl/acme/shop/-/merge_requests/3"}"#;
         assert_eq!(read_pull_request(ForgeKind::Gitlab, 201, answer).unwrap().0, Some(3));
         assert!(read_pull_request(ForgeKind::Gitea, 422, b"{}").is_err());
+        assert_eq!(gitlab_user("ada lovelace").path, "/api/v4/users?username=ada%20lovelace");
+        assert_eq!(read_gitlab_user(200, br#"[{"id": 41, "username": "ada"}]"#).unwrap(), Some(41));
+        assert_eq!(read_gitlab_user(200, b"[]").unwrap(), None);
+        let set = gitlab_reviewers("acme/shop", 3, &[41]);
+        assert_eq!(
+            (set.method.as_str(), set.path.as_str()),
+            ("PUT", "/api/v4/projects/acme%2Fshop/merge_requests/3")
+        );
+        assert_eq!(set.body["reviewer_ids"], json!([41]));
     }
 }

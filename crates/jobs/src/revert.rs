@@ -396,18 +396,21 @@ async fn send_branch(
             message: refusal.message,
             permanent: refusal.permanent,
         })?;
-    if let Some(number) = number
-        && let Some(request) =
-            forge::revert::request_reviewers(kind, &plan.repository, number, &plan.reviewers)
-    {
+    if let Some(number) = number {
         // The pull request stands without them: a refusal (a reviewer without access) is logged.
-        match call(client, kind, base, token, request).await {
-            Ok((status, body)) if forge::api::http_status(status, &body).is_ok() => {}
-            Ok((status, _)) => {
-                tracing::warn!(status, "requesting the revert's reviewers was refused")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.message, "requesting the revert's reviewers failed")
+        let request = match kind {
+            ForgeKind::Gitlab => gitlab_reviewers(client, base, token, plan, number).await,
+            _ => forge::revert::request_reviewers(kind, &plan.repository, number, &plan.reviewers),
+        };
+        if let Some(request) = request {
+            match call(client, kind, base, token, request).await {
+                Ok((status, body)) if forge::api::http_status(status, &body).is_ok() => {}
+                Ok((status, _)) => {
+                    tracing::warn!(status, "requesting the revert's reviewers was refused")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "requesting the revert's reviewers failed")
+                }
             }
         }
     }
@@ -417,6 +420,27 @@ async fn send_branch(
         None => "pull request".into(),
     };
     Ok((status, format!("{label} {}", url.unwrap_or_default()).trim().to_owned()))
+}
+
+/// GitLab's reviewers are user ids: each username looked up, then the merge request set to
+/// the ones found (`None` when there are none).
+async fn gitlab_reviewers(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    plan: &RevertPlan,
+    iid: u64,
+) -> Option<forge::api::ApiRequest> {
+    let mut ids = Vec::new();
+    for username in &plan.reviewers {
+        let request = forge::revert::gitlab_user(username);
+        if let Ok((status, body)) = call(client, ForgeKind::Gitlab, base, token, request).await
+            && let Ok(Some(id)) = forge::revert::read_gitlab_user(status, &body)
+        {
+            ids.push(id);
+        }
+    }
+    (!ids.is_empty()).then(|| forge::revert::gitlab_reviewers(&plan.repository, iid, &ids))
 }
 
 /// Phabricator: the reviewers' and repository's PHIDs, the raw diff, then the revision.

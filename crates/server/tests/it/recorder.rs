@@ -113,7 +113,11 @@ impl Recorder {
             return axum::Json(json!({"result": result, "error_code": null, "error_info": null}))
                 .into_response();
         }
-        // A new pull or merge request answers with its number and page, as the forges do.
+        // GitLab's user search answers a list; a new pull or merge request its number and
+        // page, as the forges do.
+        if path.ends_with("/api/v4/users") {
+            return axum::Json(json!([{"id": 40 + n, "username": "someone"}])).into_response();
+        }
         let created = if path.ends_with("/pulls") {
             json!({"id": n, "number": n, "html_url": format!("https://forge.example.com/pull/{n}")})
         } else if path.ends_with("/merge_requests") {

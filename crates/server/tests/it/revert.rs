@@ -251,7 +251,8 @@ async fn elsewhere_the_revert_is_a_pushed_branch_and_a_pull_request() {
                 );
             }
             model::ForgeKind::Gitlab => {
-                assert_eq!(sent.len(), 1, "{sent:?}");
+                // The merge request, the two reviewers' ids, then the merge request's reviewers.
+                assert_eq!(sent.len(), 4, "{sent:?}");
                 assert_eq!(sent[0].path, "/gitlab/api/v4/projects/acme%2Fshop/merge_requests");
                 let body = sent[0].json();
                 assert_eq!(
@@ -259,6 +260,12 @@ async fn elsewhere_the_revert_is_a_pushed_branch_and_a_pull_request() {
                     (&json!(branch), &json!("main"))
                 );
                 assert!(result.starts_with('!'), "{result}");
+                assert_eq!(sent[1].path, "/gitlab/api/v4/users");
+                assert_eq!(sent[3].method, "PUT");
+                let iid = result[1..].split(' ').next().unwrap();
+                let wanted = format!("/gitlab/api/v4/projects/acme%2Fshop/merge_requests/{iid}");
+                assert_eq!(sent[3].path, wanted);
+                assert_eq!(sent[3].json()["reviewer_ids"].as_array().map(Vec::len), Some(2));
             }
             _ => {
                 assert_eq!(sent.len(), 2, "{kind}: the pull request, then its reviewers: {sent:?}");
