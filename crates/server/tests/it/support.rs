@@ -106,7 +106,20 @@ impl TestApp {
 
     fn open(dir: tempfile::TempDir, settings: Settings, clock: Arc<ManualClock>) -> TestApp {
         let store_options = StoreOptions::default();
-        let store = Arc::new(SpanStore::open(dir.path(), store_options.clone()).unwrap());
+        // The data directory's lock is an flock on an open file: a process another test forks
+        // (git, Alertmanager) holds a copy of that file until it execs, so a restart in this
+        // process may find it held for a moment after the old store is gone.
+        let mut opened = SpanStore::open(dir.path(), store_options.clone());
+        for _ in 0..100 {
+            match opened {
+                Err(store::StoreError::Locked { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    opened = SpanStore::open(dir.path(), store_options.clone());
+                }
+                _ => break,
+            }
+        }
+        let store = Arc::new(opened.unwrap());
         let state =
             AppState::new(settings, Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>);
         TestApp { state, clock, store, store_options, _dir: dir }
