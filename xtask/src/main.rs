@@ -16,7 +16,7 @@
 //!   reads benchmark drives a real `spanblame serve` from a separate load-generator process).
 //! - `cargo xtask fuzz [seconds] [name]`: builds the libFuzzer targets in `fuzz/` with coverage
 //!   instrumentation, runs each for the given time (default 60 s) from a corpus seeded with
-//!   the real payloads in `shared/fixtures/forges`, and prints executions and crashes per
+//!   the real payloads in `crates/forge/test_data/forges`, and prints executions and crashes per
 //!   target.
 //!
 //! Tidy checks (file headers, crate boundaries, the crate graph, module cycles read by
@@ -92,13 +92,16 @@ fn main() -> anyhow::Result<()> {
 const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("otlp_protobuf", &[]),
     ("otlp_json", &["fuzz/seeds/otlp_json"]),
-    ("webhook_gogs", &["../shared/fixtures/forges/gogs"]),
-    ("webhook_gitea", &["../shared/fixtures/forges/gitea", "../shared/fixtures/forges/forgejo"]),
-    ("webhook_github", &["../shared/fixtures/forges/github"]),
-    ("webhook_gitlab", &["../shared/fixtures/forges/gitlab"]),
+    ("webhook_gogs", &["crates/forge/test_data/forges/gogs"]),
+    (
+        "webhook_gitea",
+        &["crates/forge/test_data/forges/gitea", "crates/forge/test_data/forges/forgejo"],
+    ),
+    ("webhook_github", &["crates/forge/test_data/forges/github"]),
+    ("webhook_gitlab", &["crates/forge/test_data/forges/gitlab"]),
     (
         "webhook_phabricator",
-        &["../shared/fixtures/forges/phabricator", "../shared/fixtures/forges/phorge-live"],
+        &["crates/forge/test_data/forges/phabricator", "crates/forge/test_data/forges/phorge-live"],
     ),
 ];
 

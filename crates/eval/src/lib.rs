@@ -164,7 +164,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
     outcome
 }
 
-/// The figures the issue and PRODUCT.md §8 name.
+/// The figures the accuracy floor and the product's targets name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     pub deploys: usize,
@@ -274,7 +274,7 @@ pub fn report(outcomes: &[Outcome]) -> Report {
     }
 }
 
-/// The floor of issue 4: a run below it fails.
+/// The accuracy floor: a run below it fails.
 pub struct Floor;
 
 impl Floor {
@@ -335,16 +335,16 @@ impl Floor {
     }
 }
 
-/// The report as Markdown, each figure beside the floor and PRODUCT.md §8's gate and target.
+/// The report as Markdown, each figure beside its floor and the product's gate and target.
 pub fn markdown(report: &Report, seeds: &std::ops::Range<u64>) -> String {
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let mut out = String::new();
     out.push_str("# Detection and attribution accuracy\n\n");
     out.push_str(&format!(
-        "`cargo run --release -p eval` (seeds {}..{}): {} simulated deploys, {} with an injected regression (latency ×1.2–×2, +2–5 pp errors with a new error type, N+1 queries, a 2–5 ms operation ×1.2–1.5, a culprit among comment-only and signature-only decoys, 1.3–2× under 25% head sampling, ×1.5 under mixed-rate sampling, ×1.5 in a 5% canary, ×1.5 with spans that name no line) and {} A/A deploys with none. Each is looked at every minute from + 2 to + 60 min by the real `analysis::detect`, and when found, its 1–20 commits are ranked by the real `analysis::evidence` and `analysis::suspects`. CI runs a shorter seed range against the floor (`crates/eval/tests/floor.rs`).\n\n",
+        "`cargo run --release -p eval` (seeds {}..{}): {} simulated deploys, {} with an injected regression (latency ×1.2–×2, +2–5 pp errors with a new error type, N+1 queries, a 2–5 ms operation ×1.2–1.5, a culprit among comment-only and signature-only decoys, 1.3–2× under 25% head sampling, ×1.5 under mixed-rate sampling, ×1.5 in a 5% canary, ×1.5 with spans that name no line) and {} A/A deploys with none. Each is looked at every minute from + 2 to + 60 min by the real `analysis::detect`, and when found, its 1–20 commits are ranked by the real `analysis::evidence` and `analysis::suspects`. CI runs a shorter seed range against the floor (`crates/eval/tests/floor.rs`). The floor is what a change may not fall below; the gate is the least a release may ship with, the target what it aims at.\n\n",
         seeds.start, seeds.end, report.deploys, report.injected, report.no_op
     ));
-    out.push_str("| figure | result | floor (issue 4) | gate / target (PRODUCT.md §8) | anchor |\n|---|---|---|---|---|\n");
+    out.push_str("| figure | result | floor | gate / target | anchor |\n|---|---|---|---|---|\n");
     out.push_str(&format!(
         "| recall of injected regressions | **{}** | 80% | 80% / 90% | Perfherder misses 6.8% |\n",
         pct(report.recall)
