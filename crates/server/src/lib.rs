@@ -146,7 +146,7 @@ impl AppState {
             policy,
             mcp: std::sync::OnceLock::new(),
             settings,
-            metrics: metrics::Metrics::default(),
+            metrics: metrics::Metrics::new(),
             write_slots,
             ingest_memory,
         })

@@ -1,11 +1,14 @@
-//! `/metrics` in the Prometheus text format: ingest counters and storage gauges.
-//! Hand-written because a dozen series do not justify a metrics framework.
+//! `/metrics` in the Prometheus text format: the build, the process (Linux), ingest counters,
+//! storage gauges and the notification outbox per receiver. Hand-written because a few dozen
+//! series do not justify a metrics framework.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Metrics {
+    /// When this process started, for `process_start_time_seconds`.
+    pub(crate) started_unix_secs: u64,
     pub(crate) spans_received: AtomicU64,
     pub(crate) spans_accepted: AtomicU64,
     pub(crate) spans_rejected: AtomicU64,
@@ -15,13 +18,86 @@ pub(crate) struct Metrics {
     pub(crate) attribute_values_truncated: AtomicU64,
 }
 
-pub(crate) fn render(
-    metrics: &Metrics,
-    stats: &store::StoreStats,
-    exports_in_flight: u64,
-    background_lease_held: bool,
-) -> String {
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let started_unix_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Metrics {
+            started_unix_secs,
+            spans_received: AtomicU64::new(0),
+            spans_accepted: AtomicU64::new(0),
+            spans_rejected: AtomicU64::new(0),
+            spans_throttled: AtomicU64::new(0),
+            exports_throttled: AtomicU64::new(0),
+            attribute_values_truncated: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What a scrape shows besides the counters: the store, the ingest queue, the lease and the
+/// outbox (`(receiver, state, count)` for pending and dead deliveries).
+pub(crate) struct Scrape<'a> {
+    pub(crate) stats: &'a store::StoreStats,
+    pub(crate) exports_in_flight: u64,
+    pub(crate) background_lease_held: bool,
+    pub(crate) outbox: &'a [(String, store::DeliveryState, u64)],
+}
+
+/// This process's resident memory and open file descriptors, where `/proc` tells (Linux).
+fn process() -> (Option<u64>, Option<u64>) {
+    let page_bytes = 4096;
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * page_bytes);
+    let fds = std::fs::read_dir("/proc/self/fd").ok().map(|dir| dir.count() as u64);
+    (rss, fds)
+}
+
+/// A label value as the text format writes it (`\`, `"` and newlines escaped).
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub(crate) fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
+    let Scrape { stats, exports_in_flight, background_lease_held, outbox } = *scrape;
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP spanblame_build_info The running build: its version.\n# TYPE spanblame_build_info gauge\nspanblame_build_info{{version=\"{}\"}} 1",
+        label(env!("CARGO_PKG_VERSION"))
+    );
+    let _ = writeln!(
+        out,
+        "# HELP process_start_time_seconds When the process started, in seconds since 1970.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}",
+        metrics.started_unix_secs
+    );
+    let (rss, fds) = process();
+    if let Some(rss) = rss {
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+        );
+    }
+    if let Some(fds) = fds {
+        let _ = writeln!(
+            out,
+            "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {fds}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP spanblame_notifications Notifications waiting for delivery (pending) or given up on (dead), per receiver.\n# TYPE spanblame_notifications gauge"
+    );
+    for (receiver, state, count) in outbox {
+        let _ = writeln!(
+            out,
+            "spanblame_notifications{{receiver=\"{}\",state=\"{}\"}} {count}",
+            label(receiver),
+            state.as_str()
+        );
+    }
     let mut series = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };

@@ -247,6 +247,25 @@ impl SpanStore {
         })
     }
 
+    /// How many deliveries wait (`pending`) or were given up on (`dead`), per receiver: what
+    /// `/metrics` shows.
+    pub fn delivery_counts(&self) -> Result<Vec<(String, DeliveryState, u64)>, StoreError> {
+        let rows = self.metadata.read(|db| {
+            db.query(
+                "SELECT sink, state, COUNT(*) FROM outbox WHERE state IN ('pending', 'dead')
+                 GROUP BY sink, state ORDER BY sink, state",
+                args![],
+            )
+        })?;
+        let mut counts = Vec::new();
+        for row in &rows {
+            let state: String = row.get(1)?;
+            let Some(state) = DeliveryState::parse(&state) else { continue };
+            counts.push((row.get(0)?, state, row.get::<i64>(2)? as u64));
+        }
+        Ok(counts)
+    }
+
     /// Puts a dead delivery back in the queue, due at once; false when it is not dead.
     pub fn retry_delivery(&self, id: u64, now_unix_nanos: u64) -> Result<bool, StoreError> {
         let changed = self.metadata.write(|db| {

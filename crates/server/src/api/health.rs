@@ -30,12 +30,20 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let in_flight =
         (state.settings.max_exports_in_flight - state.write_slots.available_permits()) as u64;
-    let body = crate::metrics::render(
-        &state.metrics,
-        &state.ctx().store.stats(),
-        in_flight,
-        state.jobs.lease.is_held(),
-    );
+    // The outbox is in the metadata store; a scrape while it is unreachable shows the rest.
+    let store = Arc::clone(&state.ctx().store);
+    let outbox = tokio::task::spawn_blocking(move || store.delivery_counts())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let scrape = crate::metrics::Scrape {
+        stats: &state.ctx().store.stats(),
+        exports_in_flight: in_flight,
+        background_lease_held: state.jobs.lease.is_held(),
+        outbox: &outbox,
+    };
+    let body = crate::metrics::render(&state.metrics, &scrape);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

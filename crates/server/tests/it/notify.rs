@@ -380,6 +380,9 @@ async fn a_receiver_that_never_recovers_is_dead_lettered_and_can_be_retried() {
         app.clock.set(app.clock.get() + 5 * SECOND);
     }
     assert_eq!(recorder.take().len(), 3, "max_attempts");
+    let (_, metrics, _) = app.get_page("/metrics").await;
+    let dead = "spanblame_notifications{receiver=\"webhook:chat\",state=\"dead\"} 1";
+    assert!(metrics.contains(dead), "{metrics}");
     let (_, full) = app.get(&format!("/api/v1/findings/{finding}")).await;
     let row = &full["notifications"][0];
     assert_eq!((&row["state"], &row["last_status"]), (&json!("dead"), &json!(503)), "{full}");

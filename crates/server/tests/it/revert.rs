@@ -96,6 +96,13 @@ async fn a_revert_is_made_on_the_head_queued_once_or_refused_with_the_conflict_n
     let row = &listed["notifications"][0];
     assert_eq!((&row["kind"], &row["state"]), (&json!("revert"), &json!("pending")), "{listed}");
     assert!(row["summary"].as_str().unwrap().contains("proposed by oncall"), "{row}");
+    // `/metrics` counts it as waiting for its receiver, beside the build and the process.
+    let (_, metrics, _) = app.get_page("/metrics").await;
+    let pending = "spanblame_notifications{receiver=\"forge:phab\",state=\"pending\"} 1";
+    assert!(metrics.contains(pending), "{metrics}");
+    assert!(metrics.contains("spanblame_build_info{version=\""), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("process_resident_memory_bytes ")));
+    assert!(metrics.lines().any(|l| l.starts_with("process_open_fds ")));
     // The finding page offers the button, and once the forge made the revision, links it.
     let (_, page, _) = app.get_page(&format!("/findings/{finding}")).await;
     assert!(page.contains(&format!("data-revert=\"/api/v1/findings/{finding}/revert\"")), "{page}");
