@@ -146,6 +146,8 @@ fn version(
         DeployEventKind::Release { tag } => {
             let bare =
                 tag.strip_prefix('v').filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+            let Some(bare) = bare else { return Ok(Some(tag.clone())) };
+            // Only a `v1.2`-style tag needs the catalog: which form the service's spans use.
             let known = store.services()?;
             let sent = |version: &str| {
                 known
@@ -153,10 +155,7 @@ fn version(
                     .filter(|s| s.name == service)
                     .any(|s| s.versions.iter().any(|v| v.version.as_deref() == Some(version)))
             };
-            Ok(Some(match bare {
-                Some(bare) if !sent(tag) && sent(bare) => bare.to_owned(),
-                _ => tag.clone(),
-            }))
+            Ok(Some(if !sent(tag) && sent(bare) { bare.to_owned() } else { tag.clone() }))
         }
         DeployEventKind::Deployment { .. } | DeployEventKind::Build { .. } => {
             Ok(commit.map(str::to_owned))

@@ -138,7 +138,8 @@ pub fn propose(
             forge.integration
         ))));
     };
-    let mut keyed: Vec<String> = chosen.iter().map(|s| s.commit.sha.clone()).collect();
+    let shas: Vec<String> = chosen.iter().map(|s| s.commit.sha.clone()).collect();
+    let mut keyed = shas.clone();
     keyed.sort();
     let key = format!("revert:{finding_id}:{}", keyed.join(","));
     // Asked before: the same proposal, whatever the head has become since.
@@ -158,7 +159,6 @@ pub fn propose(
             "repository `{repository}` has no mirror yet: give it a `url` (or `path`) so its history can be read"
         ))));
     };
-    let shas: Vec<String> = chosen.iter().map(|s| s.commit.sha.clone()).collect();
     let revert = match mirror.revert("HEAD", &shas) {
         Ok(Ok(revert)) => revert,
         Ok(Err(refusal)) => {

@@ -62,25 +62,46 @@ impl StatusChange {
                 ));
             }
         };
-        let body = read_capped(
+        let request: StatusRequest = read_optional_body(
+            state,
             body,
-            MAX_STATUS_BODY_BYTES,
             "status change",
-            state.settings.connections.body_read_timeout,
+            r#"{"by": "alice", "note": "rolled back"}"#,
         )
         .await?;
-        let request: StatusRequest = if body.iter().all(u8::is_ascii_whitespace) {
-            StatusRequest::default()
-        } else {
-            serde_json::from_slice(&body).map_err(|e| {
-                ApiError::invalid(format!("invalid status change: {e}; send {{\"by\": \"alice\", \"note\": \"rolled back\"}} or nothing"))
-            })?
-        };
-        let by = match (caller.principal.kind, request.by) {
-            (auth::PrincipalKind::Local, Some(by)) => by,
-            _ => caller.principal.id.clone(),
-        };
+        let by = acting_as(caller, request.by);
         Ok(StatusChange { status, by, note: request.note, now: state.ctx().clock.now_unix_nanos() })
+    }
+}
+
+/// A small optional JSON body (a status change, a revert proposal): empty is the default; the
+/// error shows `example`.
+async fn read_optional_body<T: Default + serde::de::DeserializeOwned>(
+    state: &AppState,
+    body: Body,
+    what: &str,
+    example: &str,
+) -> Result<T, ApiError> {
+    let body = read_capped(
+        body,
+        MAX_STATUS_BODY_BYTES,
+        what,
+        state.settings.connections.body_read_timeout,
+    )
+    .await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("invalid {what}: {e}; send {example} or nothing")))
+}
+
+/// Who is acting: the body's `by` on a server without sign-in, else the signed-in person or
+/// token.
+fn acting_as(caller: &Caller, by: Option<String>) -> String {
+    match (caller.principal.kind, by) {
+        (auth::PrincipalKind::Local, Some(by)) => by,
+        _ => caller.principal.id.clone(),
     }
 }
 
@@ -162,29 +183,17 @@ pub(super) async fn propose(
     id: u64,
     body: Body,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
-    let body = read_capped(
+    let request: RevertRequest = read_optional_body(
+        &state,
         body,
-        MAX_STATUS_BODY_BYTES,
         "revert proposal",
-        state.settings.connections.body_read_timeout,
+        r#"{"commits": ["1a2b3c4d"]} (the top suspect when there is no body)"#,
     )
     .await?;
-    let request: RevertRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RevertRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid(format!(
-                "invalid revert proposal: {e}; send {{\"commits\": [\"1a2b3c4d\"]}} or nothing (the top suspect)"
-            ))
-        })?
-    };
     if let Some(bad) = request.commits.iter().find(|c| !model::looks_like_sha(c)) {
         return Err(ApiError::invalid(format!("`{bad}` in `commits` is not a commit sha")));
     }
-    let by = match (caller.principal.kind, request.by) {
-        (auth::PrincipalKind::Local, Some(by)) => by,
-        _ => caller.principal.id.clone(),
-    };
+    let by = acting_as(&caller, request.by);
     let proposed = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let visible = state
             .ctx()

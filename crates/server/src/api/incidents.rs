@@ -102,7 +102,7 @@ pub(crate) async fn propose_revert(
     })
     .await
     .map_err(ApiError::internal)??
-    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no incident {id}")))?;
+    .ok_or_else(|| not_found(id))?;
     let finding = finding["explained_by_finding"].as_u64().ok_or_else(|| {
         ApiError::new(
             ErrorCode::Conflict,

@@ -92,6 +92,49 @@ impl Phorge {
         body["result"].clone()
     }
 
+    /// A Harbormaster build plan whose one step calls `step_uri` with the webhook's key as its
+    /// credential (waiting for a message, or not), run on `object` (`D12`, `rSHOP<sha>`) until
+    /// it passes: the plan's PHID and the build.
+    fn run_plan(
+        &self,
+        admin: &str,
+        name: &str,
+        step_uri: &str,
+        wait: bool,
+        object: &str,
+    ) -> (String, Value) {
+        let helper = crate::support::manifest_dir().join("tests/phorge/harbormaster.php");
+        let mut command = Command::new("php");
+        command.arg(&helper).arg(self.root()).args([name, step_uri, self.var("HOOK_HMAC")]);
+        if !wait {
+            command.arg("no-wait");
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let plan = String::from_utf8(output.stdout).unwrap();
+        let (plan_id, plan_phid) = plan.trim().split_once('\t').unwrap();
+        let output = Command::new(self.root().join("bin/harbormaster"))
+            .args(["build", object, "--plan", plan_id])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let build =
+            within(Duration::from_secs(120), &format!("the build of {name} did not pass"), || {
+                let found = self.conduit(
+                    admin,
+                    "harbormaster.build.search",
+                    json!({"constraints": {"plans": [plan_phid]}}),
+                );
+                let status = &found["data"][0]["fields"]["buildStatus"]["value"];
+                if *status == "passed" {
+                    Ok(found["data"][0].clone())
+                } else {
+                    Err(found.to_string())
+                }
+            });
+        (plan_phid.to_owned(), build)
+    }
+
     /// Creates or updates the Herald webhook `name` (`firehose` or `disabled`).
     fn webhook(&self, name: &str, uri: &str, key: &str, status: &str) -> String {
         let output = Command::new("php")
@@ -522,36 +565,13 @@ repository = "shop-bad-token"
         "/hooks/phabricator/phab/harbormaster?target=${target.phid}&revision=${buildable.revision}&commit=${buildable.commit}&repository=${repository.callsign}&service=cart",
     );
     let plan_name = format!("spanblame tagging {run}");
-    let helper = crate::support::manifest_dir().join("tests/phorge/harbormaster.php");
-    let output = Command::new("php")
-        .arg(&helper)
-        .arg(phorge.root())
-        .args([&plan_name, &step_uri, phorge.var("HOOK_HMAC")])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let plan = String::from_utf8(output.stdout).unwrap();
-    let (plan_id, plan_phid) = plan.trim().split_once('\t').unwrap();
-    let output = Command::new(phorge.root().join("bin/harbormaster"))
-        .args(["build", &revision, "--plan", plan_id])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let build = within(Duration::from_secs(120), "the Harbormaster build did not pass", || {
-        let found = phorge.conduit(
-            &admin,
-            "harbormaster.build.search",
-            json!({"constraints": {"plans": [plan_phid]}}),
-        );
-        let status = &found["data"][0]["fields"]["buildStatus"]["value"];
-        if *status == "passed" { Ok(found["data"][0].clone()) } else { Err(found.to_string()) }
-    });
+    let (plan_phid, build) = phorge.run_plan(&admin, &plan_name, &step_uri, true, &revision);
     let (_, sent) = server.get_json("/api/v1/notifications?state=delivered");
     let gate = sent["notifications"].as_array().unwrap().iter().find(|n| n["kind"] == "gate");
     let gate = gate.unwrap_or_else(|| panic!("no gate answer delivered: {sent}"));
     assert_eq!(gate["target"], format!("Harbormaster build of {revision}"), "{gate}");
     assert!(gate["summary"].as_str().unwrap().starts_with("tagging gate passed"), "{gate}");
-    assert_eq!(build["fields"]["buildPlanPHID"], plan_phid, "{build}");
+    assert_eq!(build["fields"]["buildPlanPHID"], plan_phid.as_str(), "{build}");
 
     // A deploy plan run on the landed commit ends with a step that tells spanblame: one deploy
     // of the service whose `deploy_from` takes production deployments, linked to the build.
@@ -559,29 +579,8 @@ repository = "shop-bad-token"
         "/hooks/phabricator/phab/deployed?environment=production&build=${build.id}&commit=${buildable.commit}&repository=${repository.callsign}",
     );
     let plan_name = format!("spanblame deploy {run}");
-    let output = Command::new("php")
-        .arg(&helper)
-        .arg(phorge.root())
-        .args([&plan_name, &step_uri, phorge.var("HOOK_HMAC"), "no-wait"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let plan = String::from_utf8(output.stdout).unwrap();
-    let (plan_id, plan_phid) = plan.trim().split_once('\t').unwrap();
-    let output = Command::new(phorge.root().join("bin/harbormaster"))
-        .args(["build", &format!("rSHOP{reviewed}"), "--plan", plan_id])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let build = within(Duration::from_secs(120), "the deploy plan's build did not pass", || {
-        let found = phorge.conduit(
-            &admin,
-            "harbormaster.build.search",
-            json!({"constraints": {"plans": [plan_phid]}}),
-        );
-        let status = &found["data"][0]["fields"]["buildStatus"]["value"];
-        if *status == "passed" { Ok(found["data"][0].clone()) } else { Err(found.to_string()) }
-    });
+    let landed = format!("rSHOP{reviewed}");
+    let (_, build) = phorge.run_plan(&admin, &plan_name, &step_uri, false, &landed);
     let (_, listed) = server.get_json("/api/v1/deploys?service=storefront");
     let deploys = listed["deploys"].as_array().unwrap();
     assert_eq!(deploys.len(), 1, "{listed}");
