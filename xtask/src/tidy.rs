@@ -116,15 +116,20 @@ const CRATE_GRAPH: &[(&str, &[&str])] = &[
     ("forge", &["model"]),
     ("mirror", &["model"]),
     ("syntax", &["analysis"]),
+    ("traceql", &["model"]),
     ("store", &["model", "analysis", "auth"]),
     ("testbed", &[]),
     ("eval", &["model", "analysis", "syntax"]),
     ("views", &["model", "analysis", "auth", "forge", "mirror", "store"]),
     ("jobs", &["model", "analysis", "forge", "mirror", "syntax", "store", "views"]),
     ("web", &["model", "analysis", "auth", "views"]),
+    ("compat", &["model", "otlp", "store", "traceql", "views"]),
     (
         "server",
-        &["model", "analysis", "auth", "otlp", "forge", "mirror", "store", "views", "jobs", "web"],
+        &[
+            "model", "analysis", "auth", "otlp", "forge", "mirror", "store", "views", "jobs",
+            "web", "compat",
+        ],
     ),
     ("spanblame", &["model", "analysis", "auth", "otlp", "forge", "store", "server"]),
 ];

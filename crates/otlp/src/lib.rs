@@ -1,4 +1,5 @@
-//! OTLP trace decoding: from the bytes an exporter sends to [`model::Span`]s.
+//! OTLP trace decoding: from the bytes an exporter sends to [`model::Span`]s; and encoding
+//! spans back to OTLP for the read APIs that answer in it ([`traces_data`]).
 //!
 //! The three transports (OTLP/gRPC, OTLP/HTTP with protobuf, OTLP/HTTP with JSON) differ only
 //! in how they frame the `ExportTraceServiceRequest`. This crate turns each framing into that
@@ -18,6 +19,7 @@
 
 mod body;
 mod convert;
+mod encode;
 mod shape;
 mod status;
 
@@ -26,6 +28,10 @@ mod tests;
 
 pub use body::{ContentEncoding, decode_json, decode_protobuf, decompress, decompressed_allowance};
 pub use convert::{Converted, convert};
+pub use encode::{
+    TracesData, any_value, encode_json, encode_protobuf, encode_protobuf_in_field_one, key_values,
+    traces_data,
+};
 pub use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server,

@@ -253,6 +253,27 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             spec("GET", "/api/v1/traces/{trace_id}", ReadData, Some("trace.read")),
             get(api::traces::get_trace),
         ),
+        // Grafana Tempo's query API (`api::tempo`).
+        (spec("GET", "/api/echo", ReadData, None), get(api::tempo::echo)),
+        (
+            spec("GET", "/api/traces/{trace_id}", ReadData, Some("trace.read")),
+            get(api::tempo::trace_v1),
+        ),
+        (
+            spec("GET", "/api/v2/traces/{trace_id}", ReadData, Some("trace.read")),
+            get(api::tempo::trace_v2),
+        ),
+        (spec("GET", "/api/search", ReadData, Some("traces.search")), get(api::tempo::search)),
+        (spec("GET", "/api/search/tags", ReadData, Some("tags.read")), get(api::tempo::tags_v1)),
+        (spec("GET", "/api/v2/search/tags", ReadData, Some("tags.read")), get(api::tempo::tags_v2)),
+        (
+            spec("GET", "/api/search/tag/{tag}/values", ReadData, Some("tags.read")),
+            get(api::tempo::tag_values_v1),
+        ),
+        (
+            spec("GET", "/api/v2/search/tag/{tag}/values", ReadData, Some("tags.read")),
+            get(api::tempo::tag_values_v2),
+        ),
         (
             spec("GET", "/api/v1/deploys", ReadData, Some("deploys.read")),
             get(api::deploys::list_deploys),

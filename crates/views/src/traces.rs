@@ -209,7 +209,8 @@ fn span_summary(span: &Span) -> Json_ {
     })
 }
 
-fn visible(visibility: &Visibility, span: &Span) -> bool {
+/// Whether the caller may see a span: its service (and environment) is in their reach.
+pub fn visible(visibility: &Visibility, span: &Span) -> bool {
     visibility.allows(span.service_name(), span.environment())
 }
 

@@ -282,6 +282,7 @@ fn concrete(path: &str) -> String {
         .replace("{prefix}", "00000000")
         .replace("{kind}", "github")
         .replace("{integration}", "gh")
+        .replace("{tag}", "service.name")
 }
 
 #[tokio::test]
@@ -321,6 +322,14 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /api/v1/services", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/traces", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/echo", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/v2/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/search", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/search/tags", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/v2/search/tags", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/search/tag/{tag}/values", "1 A A A A 3 A 3 3 A"),
+        ("GET /api/v2/search/tag/{tag}/values", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/deploys", "1 A A A A 3 A 3 3 A"),
         ("POST /api/v1/deploys", "1 3 3 3 3 3 3 A 3 3"),
         // The tagging gate is CI's question, asked with the same token as its deploys.
@@ -548,6 +557,42 @@ async fn engineers_see_other_teams_spans_only_as_redacted_stubs() {
         send(&app, &eve, "GET", "/traces?service=search&last=7d&start=2025-12-31T00:00:00Z", None)
             .await;
     assert!(!results.as_str().unwrap_or_default().contains("5bf92f35"), "{results}");
+
+    // Tempo's API, for Grafana, shows her the same: the other team's span as a stand-in in
+    // OTLP (ids, times and service only), and search and tags without the other team.
+    let (status, otlp) = send(&app, &eve, "GET", &format!("/api/traces/{trace}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{otlp}");
+    let text = otlp.to_string();
+    assert!(text.contains("secret-of-checkout") && text.contains("POST /cart"), "{otlp}");
+    assert!(!text.contains("secret-of-search") && !text.contains("SELECT"), "{otlp}");
+    assert!(text.contains("(another team's span)") && text.contains("\"search\""), "{otlp}");
+    let (status, _) =
+        send(&app, &eve, "GET", "/api/v2/traces/5bf92f3577b34da6a3ce929d0e0e4736", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let window = "start=1767139200&end=1767312000";
+    let (_, found) = send(&app, &eve, "GET", &format!("/api/search?{window}"), None).await;
+    let ids: Vec<&str> = found["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["traceID"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&"5bf92f3577b34da6a3ce929d0e0e4736") && ids.contains(&trace), "{found}");
+    let q = "q=%7B%20resource.service.name%20%3D%20%22search%22%20%7D";
+    let (_, found) = send(&app, &eve, "GET", &format!("/api/search?{q}&{window}"), None).await;
+    assert_eq!(found["traces"], json!([]), "{found}");
+    let (_, under) = send(&app, &eve, "GET", &format!("/api/search?{window}"), None).await;
+    let under = under["traces"].as_array().unwrap();
+    let under_search =
+        under.iter().find(|t| t["traceID"] == "6bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    assert_eq!(under_search["rootServiceName"], "search");
+    assert!(under_search.get("rootTraceName").is_none(), "{under_search}");
+    let (_, values) =
+        send(&app, &eve, "GET", &format!("/api/search/tag/service.name/values?{window}"), None)
+            .await;
+    assert_eq!(values["tagValues"], json!(["checkout"]));
+    let (_, tags) = send(&app, &eve, "GET", &format!("/api/search/tags?{window}"), None).await;
+    assert!(!tags.to_string().contains("secret"), "{tags}");
 
     // An on-call lead sees everything in full.
     let lea =

@@ -18,4 +18,5 @@ mod recorder;
 mod retention;
 mod revert;
 mod support;
+mod tempo;
 mod ui;
