@@ -4,6 +4,10 @@
 //! - `tempo`: Grafana Tempo's query API: a trace by id in OTLP, TraceQL search
 //!   (`traceql` runs over each candidate trace, with the conditions every match must meet
 //!   pushed down to the store's search), tag names and values;
+//! - `jaeger`: Jaeger's query API (services, operations, trace search and by id) in its
+//!   JSON model, for Jaeger's UI and Grafana's Jaeger data source;
+//! - `find`: the traces a TraceQL query matches, read through the store's search, shared
+//!   by the APIs;
 //! - `params`: the parameter forms those APIs take (Unix seconds, Go durations, logfmt tags).
 //!
 //! Every answer is built within the caller's [`views::Visibility`], as the JSON API v1 is:
@@ -13,6 +17,8 @@
 //! May depend on: `model`, `otlp` (OTLP encoding), `store`'s query types, `traceql`, `views`.
 //! **Never:** HTTP, a runtime, templates, or writing anything.
 
+pub mod find;
+pub mod jaeger;
 pub mod params;
 pub mod tempo;
 

@@ -2,31 +2,22 @@
 //! `/api/v2/traces/{id}` (OTLP), `GET /api/search` (TraceQL, or the older logfmt `tags`),
 //! and the tag names and values Grafana's query editor offers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 
-use model::{KeyValue, Resource, Scope, Span, TraceId, Value};
+use model::{Span, TraceId, Value};
 use serde::Serialize;
 use serde_json::{Value as Json_, json};
 use store::{SpanQuery, StoreError};
-use traceql::{
-    AttributeScope, BinaryOp, ChangeField, Condition, Extensions, Field, Intrinsic, Query, Static,
-    Trace,
-};
-use views::changes::ChangeResolver;
+use traceql::{AttributeScope, BinaryOp, Field, Intrinsic, Query, Static, Trace};
 use views::{Context, Visibility};
 
+use crate::find::{self, ChangeFields};
 use crate::params::{go_duration_nanos, logfmt_pairs, unix_seconds};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
 const DEFAULT_SPANS_PER_SPANSET: usize = 3;
 const DEFAULT_LOOKBACK_NANOS: u64 = 24 * 3600 * 1_000_000_000;
-/// Traces read whole and run through the query per search, at most: a query the store
-/// cannot narrow (`{ name = "x" }`) answers from the newest this many candidates.
-pub const MAX_INSPECTED_TRACES: usize = 500;
-/// Candidate traces asked of the store per page.
-const PAGE_TRACES: usize = 100;
 /// Traces sampled for tag names and values.
 const TAG_SAMPLE_TRACES: usize = 200;
 const MAX_TAG_VALUES: usize = 1000;
@@ -224,118 +215,47 @@ pub fn search(
     visibility: &Visibility,
     search: &Search,
 ) -> Result<SearchResponse, TempoError> {
-    let mut candidates = SpanQuery {
-        start_unix_nanos: search.start_unix_nanos,
-        end_unix_nanos: search.end_unix_nanos,
-        limit: PAGE_TRACES,
-        ..SpanQuery::default()
-    };
-    push_down(&mut candidates, &search.query.required());
-    (candidates.allowed_services, candidates.allowed_environments) = views::reach(visibility);
     let mut ext = ChangeFields::new(ctx);
-    let mut seen: HashSet<TraceId> = HashSet::new();
-    let mut hits = Vec::new();
-    let mut inspected = 0usize;
-    let mut inspected_bytes = 0usize;
-    'pages: loop {
-        let page = ctx.store.search(&candidates)?;
-        for found in &page {
-            if !seen.insert(found.trace_id) {
-                continue;
-            }
-            if inspected == MAX_INSPECTED_TRACES || hits.len() == search.limit {
-                break 'pages;
-            }
-            inspected += 1;
-            let spans = ctx.store.trace(&found.trace_id)?;
-            inspected_bytes += spans.iter().map(approximate_bytes).sum::<usize>();
-            if let Some(hit) = run(&spans, visibility, search, &mut ext) {
-                hits.push(hit);
-            }
-        }
-        let oldest = page.iter().map(|m| m.newest_start_unix_nanos()).min();
-        match oldest {
-            Some(oldest) if page.len() == PAGE_TRACES && oldest > candidates.start_unix_nanos => {
-                candidates.end_unix_nanos = oldest;
-            }
-            _ => break,
-        }
-    }
+    let found = find::traces(
+        ctx,
+        visibility,
+        &find::Find {
+            query: &search.query,
+            candidates: SpanQuery {
+                start_unix_nanos: search.start_unix_nanos,
+                end_unix_nanos: search.end_unix_nanos,
+                ..SpanQuery::default()
+            },
+            min_trace_duration_nanos: search.min_trace_duration_nanos,
+            max_trace_duration_nanos: search.max_trace_duration_nanos,
+            limit: search.limit,
+        },
+        &mut ext,
+    )?;
+    let mut hits: Vec<TraceHit> =
+        found.traces.iter().map(|t| hit(t, visibility, search, &mut ext)).collect();
     hits.sort_by_key(|hit| std::cmp::Reverse(hit.start_unix_nanos()));
     Ok(SearchResponse {
         traces: hits,
         metrics: SearchMetrics {
-            inspected_traces: inspected as u64,
-            inspected_bytes: inspected_bytes.to_string(),
+            inspected_traces: found.inspected_traces as u64,
+            inspected_bytes: found.inspected_bytes.to_string(),
             completed_jobs: 1,
             total_jobs: 1,
         },
     })
 }
 
-/// The store's filters that keep every trace the query can match: the service, duration
-/// bounds, status and attribute equalities of the spans every match needs.
-fn push_down(query: &mut SpanQuery, required: &[Condition]) {
-    for condition in required {
-        let text = match &condition.value {
-            Static::Str(s) => Some(s.clone()),
-            Static::Int(n) => Some(n.to_string()),
-            Static::Bool(b) => Some(b.to_string()),
-            _ => None,
-        };
-        match (&condition.field, condition.op, &condition.value) {
-            (Field::Attribute(a), BinaryOp::Eq, Static::Str(service))
-                if a.name == "service.name"
-                    && a.scope != AttributeScope::Span
-                    && query.service.is_none() =>
-            {
-                query.service = Some(service.clone())
-            }
-            (
-                Field::Intrinsic(Intrinsic::Duration),
-                BinaryOp::Gt | BinaryOp::Ge,
-                Static::Duration(d),
-            ) => query.min_duration_nanos = Some(query.min_duration_nanos.unwrap_or(0).max(*d)),
-            (
-                Field::Intrinsic(Intrinsic::Duration),
-                BinaryOp::Lt | BinaryOp::Le,
-                Static::Duration(d),
-            ) => {
-                query.max_duration_nanos = Some(query.max_duration_nanos.map_or(*d, |m| m.min(*d)))
-            }
-            (Field::Intrinsic(Intrinsic::Status), BinaryOp::Eq, Static::Status(s)) => {
-                query.status = Some(*s)
-            }
-            (Field::Attribute(a), BinaryOp::Eq, _) if text.is_some() => {
-                query.attributes.push((a.name.clone(), text.expect("checked")))
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Whether the caller may see a span: its service (and environment) is in their reach.
-fn visibility_of(visibility: &Visibility, spans: &[Span]) -> Vec<bool> {
-    spans.iter().map(|s| views::traces::visible(visibility, s)).collect()
-}
-
-fn run(
-    spans: &[Span],
+fn hit(
+    found: &find::Found,
     visibility: &Visibility,
     search: &Search,
     ext: &mut ChangeFields<'_>,
-) -> Option<TraceHit> {
-    let trace = Trace::new(spans, visibility_of(visibility, spans));
+) -> TraceHit {
+    let spans = &found.spans;
+    let trace = Trace::new(spans, find::visibility_of(visibility, spans));
     let duration = trace.duration_nanos();
-    if search.min_trace_duration_nanos.is_some_and(|min| duration < min)
-        || search.max_trace_duration_nanos.is_some_and(|max| duration > max)
-    {
-        return None;
-    }
-    let sets = search.query.evaluate(&trace, ext);
-    if sets.is_empty() {
-        return None;
-    }
+    let sets = &found.sets;
     let named = search.query.named_fields();
     let span_sets: Vec<SpanSet> = sets
         .iter()
@@ -357,7 +277,7 @@ fn run(
         .collect();
     let root = trace.root().map(|r| &spans[r]);
     let start = spans.iter().map(|s| s.start_time_unix_nanos).min().unwrap_or(0);
-    Some(TraceHit {
+    TraceHit {
         trace_id: spans[0].trace_id.to_hex(),
         root_service_name: root.map_or_else(String::new, |r| r.service_name().to_owned()),
         root_trace_name: trace.root().filter(|r| trace.visible(*r)).map(|r| spans[r].name.clone()),
@@ -365,7 +285,7 @@ fn run(
         duration_ms: duration / 1_000_000,
         span_set: span_sets[0].clone(),
         span_sets,
-    })
+    }
 }
 
 impl TraceHit {
@@ -414,77 +334,6 @@ fn attribute(key: &str, value: &Static) -> Json_ {
     json!({"key": key, "value": serde_json::to_value(otlp::any_value(&value)).unwrap_or_default()})
 }
 
-fn approximate_bytes(span: &Span) -> usize {
-    let kv = |attributes: &[KeyValue]| attributes.iter().map(|kv| kv.key.len() + 16).sum::<usize>();
-    64 + span.name.len() + kv(&span.attributes)
-}
-
-/// spanblame's fields of a span, from the change graph, resolved once per identity.
-struct ChangeFields<'a> {
-    ctx: &'a Context,
-    resolver: ChangeResolver<'a>,
-    /// Deploys by (service, environment), oldest first.
-    deploys: HashMap<(String, Option<String>), Vec<model::Deploy>>,
-}
-
-impl<'a> ChangeFields<'a> {
-    fn new(ctx: &'a Context) -> ChangeFields<'a> {
-        ChangeFields { ctx, resolver: ChangeResolver::new(ctx), deploys: HashMap::new() }
-    }
-
-    fn deploy_id(&mut self, span: &Span) -> Option<u64> {
-        let identity = span.identity();
-        let version = identity.version.as_deref()?;
-        let key = (identity.service.clone(), identity.environment.clone());
-        if !self.deploys.contains_key(&key) {
-            let mut deploys =
-                self.ctx.store.deploys(Some(&key.0), key.1.as_deref(), 10_000).ok()?;
-            deploys.sort_by_key(|d| d.started_at_unix_nanos);
-            self.deploys.insert(key.clone(), deploys);
-        }
-        self.deploys[&key]
-            .iter()
-            .rev()
-            .find(|d| d.version == version && d.started_at_unix_nanos <= span.start_time_unix_nanos)
-            .or_else(|| self.deploys[&key].iter().find(|d| d.version == version))
-            .map(|d| d.id)
-    }
-}
-
-impl Extensions for ChangeFields<'_> {
-    fn value(&mut self, trace: &Trace<'_>, index: usize, field: ChangeField) -> Option<Static> {
-        let span = &trace.spans[index];
-        if field == ChangeField::DeployId {
-            return self.deploy_id(span).and_then(|id| i64::try_from(id).ok()).map(Static::Int);
-        }
-        let identity = span.identity();
-        let change = self
-            .resolver
-            .change(
-                &identity.service,
-                identity.version.as_deref(),
-                identity.commit.as_deref(),
-                &identity.code,
-            )
-            .ok()?;
-        let text = |value: &Json_| value.as_str().map(|s| Static::Str(s.to_owned()));
-        match field {
-            ChangeField::Commit => text(&change["commit"]["sha"]),
-            ChangeField::Author => text(&change["commit"]["author"]),
-            ChangeField::Review => {
-                let review = &change["review"];
-                Some(Static::Str(views::changes::review_label(
-                    review["kind"].as_str()?,
-                    review["id"].as_str()?,
-                )))
-            }
-            ChangeField::BlameCommit => text(&change["blame"]["sha"]),
-            ChangeField::BlameAuthor => text(&change["blame"]["author"]),
-            ChangeField::DeployId => None,
-        }
-    }
-}
-
 /// A trace by id as OTLP `TracesData`, other teams' spans as redacted stand-ins (ids, times,
 /// status code and service only); `None` when the caller may see none of its spans.
 pub fn trace(
@@ -493,34 +342,16 @@ pub fn trace(
     id: &TraceId,
 ) -> Result<Option<otlp::TracesData>, StoreError> {
     let spans = ctx.store.trace(id)?;
-    let visible = visibility_of(visibility, &spans);
+    let visible = find::visibility_of(visibility, &spans);
     if !visible.contains(&true) {
         return Ok(None);
     }
     let shown: Vec<Span> = spans
         .into_iter()
         .zip(visible)
-        .map(|(span, visible)| if visible { span } else { redacted(span) })
+        .map(|(span, visible)| if visible { span } else { find::redacted(span) })
         .collect();
     Ok(Some(otlp::traces_data(&shown)))
-}
-
-fn redacted(span: Span) -> Span {
-    let service = KeyValue::new("service.name", Value::String(span.service_name().to_owned()));
-    Span {
-        name: "(another team's span)".into(),
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        events: Vec::new(),
-        dropped_events_count: 0,
-        links: Vec::new(),
-        dropped_links_count: 0,
-        status: model::Status { code: span.status.code, message: String::new() },
-        resource: Arc::new(Resource { attributes: vec![service], ..Resource::default() }),
-        scope: Arc::new(Scope::default()),
-        trace_state: String::new(),
-        ..span
-    }
 }
 
 /// Tag names by scope, from the newest traces the caller may see (`scope`: `span`,
@@ -619,12 +450,12 @@ pub fn tag_values(
         limit: TAG_SAMPLE_TRACES,
         ..SpanQuery::default()
     };
-    push_down(&mut candidates, &query.required());
+    find::push_down(&mut candidates, &query.required());
     (candidates.allowed_services, candidates.allowed_environments) = views::reach(visibility);
     let mut ext = ChangeFields::new(ctx);
     for found in ctx.store.search(&candidates)? {
         let spans = ctx.store.trace(&found.trace_id)?;
-        let trace = Trace::new(&spans, visibility_of(visibility, &spans));
+        let trace = Trace::new(&spans, find::visibility_of(visibility, &spans));
         for set in query.evaluate(&trace, &mut ext) {
             for index in set.spans {
                 push(trace.value(index, &field, &mut ext), &mut values);

@@ -274,6 +274,32 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             spec("GET", "/api/v2/search/tag/{tag}/values", ReadData, Some("tags.read")),
             get(api::tempo::tag_values_v2),
         ),
+        // Jaeger's query API (`api::jaeger`), under a prefix of its own.
+        (
+            spec("GET", "/jaeger/api/services", ReadData, Some("services.read")),
+            get(api::jaeger::services),
+        ),
+        (
+            spec(
+                "GET",
+                "/jaeger/api/services/{service}/operations",
+                ReadData,
+                Some("services.read"),
+            ),
+            get(api::jaeger::service_operations),
+        ),
+        (
+            spec("GET", "/jaeger/api/operations", ReadData, Some("services.read")),
+            get(api::jaeger::operations),
+        ),
+        (
+            spec("GET", "/jaeger/api/traces", ReadData, Some("traces.search")),
+            get(api::jaeger::search),
+        ),
+        (
+            spec("GET", "/jaeger/api/traces/{trace_id}", ReadData, Some("trace.read")),
+            get(api::jaeger::trace),
+        ),
         (
             spec("GET", "/api/v1/deploys", ReadData, Some("deploys.read")),
             get(api::deploys::list_deploys),

@@ -1,4 +1,4 @@
-//! The JSON API v1 handlers (and Tempo's query API, `tempo`), one module per resource: each parses its request, calls the
+//! The JSON API v1 handlers (and the Tempo and Jaeger query APIs, `tempo` and `jaeger`), one module per resource: each parses its request, calls the
 //! view (or the store, for the few writes), and answers JSON; access was decided by the guard.
 
 pub(crate) mod audit;
@@ -8,6 +8,7 @@ pub(crate) mod findings;
 pub(crate) mod gate;
 pub(crate) mod health;
 pub(crate) mod incidents;
+pub(crate) mod jaeger;
 pub(crate) mod notifications;
 pub(crate) mod tempo;
 pub(crate) mod tokens;

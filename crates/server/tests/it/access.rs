@@ -330,6 +330,11 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /api/v2/search/tags", "1 A A A A 3 A 3 3 A"),
         ("GET /api/search/tag/{tag}/values", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v2/search/tag/{tag}/values", "1 A A A A 3 A 3 3 A"),
+        ("GET /jaeger/api/services", "1 A A A A 3 A 3 3 A"),
+        ("GET /jaeger/api/services/{service}/operations", "1 A A A A 3 A 3 3 A"),
+        ("GET /jaeger/api/operations", "1 A A A A 3 A 3 3 A"),
+        ("GET /jaeger/api/traces", "1 A A A A 3 A 3 3 A"),
+        ("GET /jaeger/api/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/deploys", "1 A A A A 3 A 3 3 A"),
         ("POST /api/v1/deploys", "1 3 3 3 3 3 3 A 3 3"),
         // The tagging gate is CI's question, asked with the same token as its deploys.
@@ -593,6 +598,20 @@ async fn engineers_see_other_teams_spans_only_as_redacted_stubs() {
     assert_eq!(values["tagValues"], json!(["checkout"]));
     let (_, tags) = send(&app, &eve, "GET", &format!("/api/search/tags?{window}"), None).await;
     assert!(!tags.to_string().contains("secret"), "{tags}");
+
+    // And Jaeger's: the stand-in keeps the tree whole, and search leaves the other team out.
+    let (_, jaeger) = send(&app, &eve, "GET", &format!("/jaeger/api/traces/{trace}"), None).await;
+    let text = jaeger.to_string();
+    assert!(text.contains("secret-of-checkout") && !text.contains("secret-of-search"), "{jaeger}");
+    assert!(!text.contains("SELECT") && text.contains("(another team's span)"), "{jaeger}");
+    let (_, services) = send(&app, &eve, "GET", "/jaeger/api/services", None).await;
+    assert_eq!(services["data"], json!(["checkout"]));
+    let micros = format!("start={}&end={}", (T0 - 3600 * SECOND) / 1000, T0 / 1000);
+    for (service, expected) in [("search", 0), ("checkout", 2)] {
+        let path = format!("/jaeger/api/traces?service={service}&{micros}");
+        let (_, found) = send(&app, &eve, "GET", &path, None).await;
+        assert_eq!(found["data"].as_array().unwrap().len(), expected, "{service}: {found}");
+    }
 
     // An on-call lead sees everything in full.
     let lea =

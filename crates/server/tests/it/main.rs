@@ -9,6 +9,7 @@ mod dora;
 mod forge_deploys;
 mod gate;
 mod hooks;
+mod jaeger;
 mod mcp;
 mod mirrors;
 mod notify;

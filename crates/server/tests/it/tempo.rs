@@ -11,17 +11,17 @@ use tower::ServiceExt;
 
 use crate::support::{SECOND, T0, TestApp};
 
-const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+pub(crate) const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 /// `start`/`end` around T0, in Unix seconds, as Grafana sends them.
 const WINDOW: &str = "start=1767225000&end=1767226000";
 
-fn at(offset_ms: u64) -> String {
+pub(crate) fn at(offset_ms: u64) -> String {
     (T0 - 60 * SECOND + offset_ms * 1_000_000).to_string()
 }
 
 /// An export as an SDK sends it: two resources, two scopes, attributes of every type,
 /// events, links, status, trace state and flags.
-fn export_body() -> Value {
+pub(crate) fn export_body() -> Value {
     let attrs = json!([
         {"key": "http.route", "value": {"stringValue": "/cart"}},
         {"key": "http.status_code", "value": {"intValue": "500"}},
@@ -90,7 +90,7 @@ fn export_body() -> Value {
     ]})
 }
 
-async fn stored_app() -> TestApp {
+pub(crate) async fn stored_app() -> TestApp {
     let app = TestApp::new();
     let (status, answer) = app.post_json("/v1/traces", &export_body()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");

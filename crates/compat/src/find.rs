@@ -1,0 +1,234 @@
+//! Finding traces for the compatible APIs: candidates from the store, narrowed by what every
+//! match of a TraceQL query must meet, read whole and run through the query within the
+//! caller's reach; spanblame's own fields resolved from the change graph; and other teams'
+//! spans as stand-ins.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use model::{KeyValue, Resource, Scope, Span, TraceId, Value};
+use serde_json::Value as Json_;
+use store::{SpanQuery, StoreError};
+use traceql::{
+    AttributeScope, BinaryOp, ChangeField, Condition, Extensions, Field, Intrinsic, Query, Spanset,
+    Static, Trace,
+};
+use views::changes::ChangeResolver;
+use views::{Context, Visibility};
+
+/// Traces read whole and run through the query per search, at most: a query the store
+/// cannot narrow (`{ name = "x" }`) answers from the newest this many candidates.
+pub const MAX_INSPECTED_TRACES: usize = 500;
+/// Candidate traces asked of the store per page.
+const PAGE_TRACES: usize = 100;
+
+/// What to find.
+pub struct Find<'q> {
+    pub query: &'q Query,
+    /// The time window and any filters the caller knows apply (the query's own are added).
+    pub candidates: SpanQuery,
+    pub min_trace_duration_nanos: Option<u64>,
+    pub max_trace_duration_nanos: Option<u64>,
+    /// Most traces to return.
+    pub limit: usize,
+}
+
+/// A trace the query matched: all its spans, and the spansets the query selected.
+pub struct Found {
+    pub spans: Vec<Span>,
+    pub sets: Vec<Spanset>,
+}
+
+pub struct Traces {
+    /// Newest candidates first.
+    pub traces: Vec<Found>,
+    pub inspected_traces: usize,
+    /// Roughly what the inspected traces weigh (names and attribute keys), for Tempo's metrics.
+    pub inspected_bytes: usize,
+}
+
+/// The newest traces `find.query` matches, pages of candidates at a time, until `limit` are
+/// found or [`MAX_INSPECTED_TRACES`] are read.
+pub fn traces(
+    ctx: &Context,
+    visibility: &Visibility,
+    find: &Find<'_>,
+    ext: &mut ChangeFields<'_>,
+) -> Result<Traces, StoreError> {
+    let mut candidates = SpanQuery { limit: PAGE_TRACES, ..find.candidates.clone() };
+    push_down(&mut candidates, &find.query.required());
+    (candidates.allowed_services, candidates.allowed_environments) = views::reach(visibility);
+    let mut seen: HashSet<TraceId> = HashSet::new();
+    let mut out = Traces { traces: Vec::new(), inspected_traces: 0, inspected_bytes: 0 };
+    'pages: loop {
+        let page = ctx.store.search(&candidates)?;
+        for candidate in &page {
+            if !seen.insert(candidate.trace_id) {
+                continue;
+            }
+            if out.inspected_traces == MAX_INSPECTED_TRACES || out.traces.len() == find.limit {
+                break 'pages;
+            }
+            out.inspected_traces += 1;
+            let spans = ctx.store.trace(&candidate.trace_id)?;
+            out.inspected_bytes += spans.iter().map(approximate_bytes).sum::<usize>();
+            let trace = Trace::new(&spans, visibility_of(visibility, &spans));
+            let duration = trace.duration_nanos();
+            if find.min_trace_duration_nanos.is_some_and(|min| duration < min)
+                || find.max_trace_duration_nanos.is_some_and(|max| duration > max)
+            {
+                continue;
+            }
+            let sets = find.query.evaluate(&trace, ext);
+            if !sets.is_empty() {
+                out.traces.push(Found { spans, sets });
+            }
+        }
+        // The next page ends where this one's oldest match began (the end is exclusive).
+        let oldest = page.iter().map(|m| m.newest_start_unix_nanos()).min();
+        match oldest {
+            Some(oldest) if page.len() == PAGE_TRACES && oldest > candidates.start_unix_nanos => {
+                candidates.end_unix_nanos = oldest;
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The store's filters that keep every trace the query can match: the service, duration
+/// bounds, status and attribute equalities of the spans every match needs.
+pub fn push_down(query: &mut SpanQuery, required: &[Condition]) {
+    for condition in required {
+        let text = match &condition.value {
+            Static::Str(s) => Some(s.clone()),
+            Static::Int(n) => Some(n.to_string()),
+            Static::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        match (&condition.field, condition.op, &condition.value) {
+            (Field::Attribute(a), BinaryOp::Eq, Static::Str(service))
+                if a.name == "service.name"
+                    && a.scope != AttributeScope::Span
+                    && query.service.is_none() =>
+            {
+                query.service = Some(service.clone())
+            }
+            (
+                Field::Intrinsic(Intrinsic::Duration),
+                BinaryOp::Gt | BinaryOp::Ge,
+                Static::Duration(d),
+            ) => query.min_duration_nanos = Some(query.min_duration_nanos.unwrap_or(0).max(*d)),
+            (
+                Field::Intrinsic(Intrinsic::Duration),
+                BinaryOp::Lt | BinaryOp::Le,
+                Static::Duration(d),
+            ) => {
+                query.max_duration_nanos = Some(query.max_duration_nanos.map_or(*d, |m| m.min(*d)))
+            }
+            (Field::Intrinsic(Intrinsic::Status), BinaryOp::Eq, Static::Status(s)) => {
+                query.status = Some(*s)
+            }
+            (Field::Attribute(a), BinaryOp::Eq, _) if text.is_some() => {
+                query.attributes.push((a.name.clone(), text.expect("checked")))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether the caller may see a span: its service (and environment) is in their reach.
+pub fn visibility_of(visibility: &Visibility, spans: &[Span]) -> Vec<bool> {
+    spans.iter().map(|s| views::traces::visible(visibility, s)).collect()
+}
+
+fn approximate_bytes(span: &Span) -> usize {
+    let kv = |attributes: &[KeyValue]| attributes.iter().map(|kv| kv.key.len() + 16).sum::<usize>();
+    64 + span.name.len() + kv(&span.attributes)
+}
+
+/// spanblame's fields of a span, from the change graph, resolved once per identity.
+pub struct ChangeFields<'a> {
+    ctx: &'a Context,
+    resolver: ChangeResolver<'a>,
+    /// Deploys by (service, environment), oldest first.
+    deploys: HashMap<(String, Option<String>), Vec<model::Deploy>>,
+}
+
+impl<'a> ChangeFields<'a> {
+    pub fn new(ctx: &'a Context) -> ChangeFields<'a> {
+        ChangeFields { ctx, resolver: ChangeResolver::new(ctx), deploys: HashMap::new() }
+    }
+
+    fn deploy_id(&mut self, span: &Span) -> Option<u64> {
+        let identity = span.identity();
+        let version = identity.version.as_deref()?;
+        let key = (identity.service.clone(), identity.environment.clone());
+        if !self.deploys.contains_key(&key) {
+            let mut deploys =
+                self.ctx.store.deploys(Some(&key.0), key.1.as_deref(), 10_000).ok()?;
+            deploys.sort_by_key(|d| d.started_at_unix_nanos);
+            self.deploys.insert(key.clone(), deploys);
+        }
+        self.deploys[&key]
+            .iter()
+            .rev()
+            .find(|d| d.version == version && d.started_at_unix_nanos <= span.start_time_unix_nanos)
+            .or_else(|| self.deploys[&key].iter().find(|d| d.version == version))
+            .map(|d| d.id)
+    }
+}
+
+impl Extensions for ChangeFields<'_> {
+    fn value(&mut self, trace: &Trace<'_>, index: usize, field: ChangeField) -> Option<Static> {
+        let span = &trace.spans[index];
+        if field == ChangeField::DeployId {
+            return self.deploy_id(span).and_then(|id| i64::try_from(id).ok()).map(Static::Int);
+        }
+        let identity = span.identity();
+        let change = self
+            .resolver
+            .change(
+                &identity.service,
+                identity.version.as_deref(),
+                identity.commit.as_deref(),
+                &identity.code,
+            )
+            .ok()?;
+        let text = |value: &Json_| value.as_str().map(|s| Static::Str(s.to_owned()));
+        match field {
+            ChangeField::Commit => text(&change["commit"]["sha"]),
+            ChangeField::Author => text(&change["commit"]["author"]),
+            ChangeField::Review => {
+                let review = &change["review"];
+                Some(Static::Str(views::changes::review_label(
+                    review["kind"].as_str()?,
+                    review["id"].as_str()?,
+                )))
+            }
+            ChangeField::BlameCommit => text(&change["blame"]["sha"]),
+            ChangeField::BlameAuthor => text(&change["blame"]["author"]),
+            ChangeField::DeployId => None,
+        }
+    }
+}
+
+/// Another team's span as a stand-in that keeps a shared trace whole: its ids, times, status
+/// code and service, nothing else (no name, attributes, events, links or resource).
+pub fn redacted(span: Span) -> Span {
+    let service = KeyValue::new("service.name", Value::String(span.service_name().to_owned()));
+    Span {
+        name: "(another team's span)".into(),
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+        events: Vec::new(),
+        dropped_events_count: 0,
+        links: Vec::new(),
+        dropped_links_count: 0,
+        status: model::Status { code: span.status.code, message: String::new() },
+        resource: Arc::new(Resource { attributes: vec![service], ..Resource::default() }),
+        scope: Arc::new(Scope::default()),
+        trace_state: String::new(),
+        ..span
+    }
+}
