@@ -48,11 +48,13 @@ const CLICKHOUSE: &str = "/usr/sbin/clickhouse-server";
 /// metadata tests on PostgreSQL.
 const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-/// The OpenTelemetry Python SDK (a real client) and `standardwebhooks` (a verifier of signed
-/// alerts that is not spanblame's), pinned so every machine tests against the same ones.
+/// The OpenTelemetry Python SDK (a real client, with its OTLP and Zipkin JSON exporters) and
+/// `standardwebhooks` (a verifier of signed alerts that is not spanblame's), pinned so every
+/// machine tests against the same ones.
 const PYTHON_PACKAGES: &[&str] = &[
     "opentelemetry-sdk==1.45.2",
     "opentelemetry-exporter-otlp-proto-http==1.45.2",
+    "opentelemetry-exporter-zipkin-json==1.45.1",
     "standardwebhooks==1.1.0",
 ];
 /// A current ClickHouse engine in process (26.9), to check the ClickHouse engine's SQL beside

@@ -1,5 +1,6 @@
-//! OTLP trace decoding: from the bytes an exporter sends to [`model::Span`]s; and encoding
-//! spans back to OTLP for the read APIs that answer in it ([`traces_data`]).
+//! OTLP trace decoding: from the bytes an exporter sends to [`model::Span`]s (Zipkin v2 JSON
+//! too, read as an OTLP export by [`decode_zipkin`]); and encoding spans back to OTLP for the
+//! read APIs that answer in it ([`traces_data`]).
 //!
 //! The three transports (OTLP/gRPC, OTLP/HTTP with protobuf, OTLP/HTTP with JSON) differ only
 //! in how they frame the `ExportTraceServiceRequest`. This crate turns each framing into that
@@ -22,6 +23,7 @@ mod convert;
 mod encode;
 mod shape;
 mod status;
+mod zipkin;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +40,7 @@ pub use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 pub use shape::{MAX_NESTING, Shape, measure_json, measure_protobuf};
 pub use status::{encode_export_response, encode_rpc_status, grpc_status_details_with_retry};
+pub use zipkin::{decode_zipkin, measure_zipkin};
 
 /// Size caps and attribute limits applied while decoding. The defaults follow PRODUCT.md §3.1
 /// and the OpenTelemetry SDK's own span limits.
@@ -100,6 +103,8 @@ pub enum DecodeError {
         "the request would take {decoded_bytes} bytes of memory once decoded, over the {limit_bytes}-byte limit (many tiny elements, such as empty attributes, cost far more decoded than sent); send smaller batches"
     )]
     DecodesTooLarge { decoded_bytes: u64, limit_bytes: usize },
+    #[error("body is not valid Zipkin v2 JSON: {0}")]
+    Zipkin(String),
     #[error("the request nests messages or attribute values more than {limit} deep")]
     TooDeep { limit: usize },
     #[error(

@@ -331,3 +331,131 @@ fn real_batches_fit_the_default_caps_and_floods_do_not() {
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     assert!(matches!(crate::measure_json(deep.as_bytes()), Err(DecodeError::TooDeep { .. })));
 }
+
+/// The example span of Zipkin's API documentation (zipkin-api, `POST /api/v2/spans`).
+const ZIPKIN_EXAMPLE: &str = r#"[{"id":"352bff9a74ca9ad2","traceId":"5af7183fb1d4cf5f","parentId":"6b221d5bc9e6496c","name":"get /api","timestamp":1556604172355737,"duration":1431,"kind":"SERVER","localEndpoint":{"serviceName":"backend","ipv4":"192.168.99.1","port":3306},"remoteEndpoint":{"ipv4":"172.19.0.2","port":58648},"tags":{"http.method":"GET","http.path":"/api","mvc.controller.class":"Frontend","mvc.controller.method":"callBackend"}}]"#;
+
+/// What OpenTelemetry Python's Zipkin JSON exporter sends (1.45.1, recorded).
+const ZIPKIN_FROM_OTEL: &str = r#"[{"traceId": "6382185dd3b6752e21cf7c1c3070c0b2", "id": "ece4d0baf5d793a1", "name": "GET /cart/{id}", "timestamp": 1796525462259783, "duration": 4979, "localEndpoint": {"serviceName": "cart-zipkin"}, "kind": "SERVER", "tags": {"http.route": "/cart/{id}", "http.response.status_code": "503", "telemetry.sdk.language": "python", "service.instance.id": "7c113edb", "service.name": "cart-zipkin", "service.version": "3.1.0", "deployment.environment.name": "prod", "vcs.ref.head.revision": "89abcdef0123456789abcdef0123456789abcdef", "otel.library.name": "it.zipkin", "otel.scope.name": "it.zipkin", "otel.scope.version": "0.2.0", "otel.status_code": "ERROR", "error": "upstream failed"}, "annotations": [{"timestamp": 1796525462259819, "value": "{\"cache miss\": {\"cache.key\": \"cart:42\"}}"}], "debug": true}]"#;
+
+fn zipkin_spans(body: &str) -> crate::Converted {
+    let request = crate::decode_zipkin(body.as_bytes()).unwrap();
+    crate::convert(request, &DecodeLimits::default())
+}
+
+#[test]
+fn zipkin_documentation_example_reads_as_a_span() {
+    let converted = zipkin_spans(ZIPKIN_EXAMPLE);
+    assert_eq!(converted.rejected_spans, 0);
+    let span = &converted.spans[0];
+    assert_eq!(span.trace_id.to_hex(), "00000000000000005af7183fb1d4cf5f");
+    assert_eq!(span.span_id.to_hex(), "352bff9a74ca9ad2");
+    assert_eq!(span.parent_span_id.unwrap().to_hex(), "6b221d5bc9e6496c");
+    assert_eq!(span.name, "get /api");
+    assert_eq!(span.kind, model::SpanKind::Server);
+    assert_eq!(span.start_time_unix_nanos, 1_556_604_172_355_737_000);
+    assert_eq!(span.duration_nanos(), 1_431_000);
+    assert_eq!(span.service_name(), "backend");
+    assert_eq!(span.attribute("http.method"), Some(&Value::String("GET".into())));
+    assert_eq!(span.attribute("network.peer.address"), Some(&Value::String("172.19.0.2".into())));
+    assert_eq!(span.attribute("network.peer.port"), Some(&Value::Int(58648)));
+    assert_eq!(span.status.code, StatusCode::Unset);
+}
+
+#[test]
+fn zipkin_from_an_opentelemetry_exporter_keeps_identity_scope_status_and_events() {
+    let converted = zipkin_spans(ZIPKIN_FROM_OTEL);
+    let span = &converted.spans[0];
+    let identity = span.identity();
+    assert_eq!(identity.service, "cart-zipkin");
+    assert_eq!(identity.version.as_deref(), Some("3.1.0"));
+    assert_eq!(identity.environment.as_deref(), Some("prod"));
+    assert_eq!(identity.commit.as_deref(), Some("89abcdef0123456789abcdef0123456789abcdef"));
+    // The resource holds what the exporter flattened into tags; the span keeps its own.
+    let resource_keys: Vec<&str> =
+        span.resource.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert!(resource_keys.contains(&"telemetry.sdk.language"), "{resource_keys:?}");
+    assert!(resource_keys.contains(&"service.instance.id"), "{resource_keys:?}");
+    let span_keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(span_keys, ["http.response.status_code", "http.route"]);
+    assert_eq!((span.scope.name.as_str(), span.scope.version.as_str()), ("it.zipkin", "0.2.0"));
+    assert_eq!(span.status.code, StatusCode::Error);
+    assert_eq!(span.status.message, "upstream failed");
+    assert_eq!(span.events[0].name, "cache miss");
+    assert_eq!(span.events[0].attributes[0].key, "cache.key");
+    assert_eq!(span.operation(), "/cart/{id}");
+}
+
+#[test]
+fn zipkin_malformed_ids_reject_the_span_not_the_batch() {
+    let body = r#"[
+        {"traceId": "not-hex", "id": "352bff9a74ca9ad2", "localEndpoint": {"serviceName": "a"}},
+        {"traceId": "5af7183fb1d4cf5f", "id": "352bff9a74ca9ad3", "timestamp": 1556604172355737, "duration": 5, "kind": "SIDEWAYS", "localEndpoint": {"serviceName": "a"}, "annotations": [{"timestamp": 1, "value": "plain"}]}
+    ]"#;
+    let converted = zipkin_spans(body);
+    assert_eq!(converted.rejected_spans, 1);
+    assert!(converted.first_rejection.unwrap().contains("traceId"));
+    assert_eq!(converted.spans[0].kind, model::SpanKind::Internal);
+    assert_eq!(converted.spans[0].events[0].name, "plain");
+    for bad in ["{}", "[1]", "[{\"id\": \"01\"}]", "not json"] {
+        let error = crate::decode_zipkin(bad.as_bytes()).unwrap_err().to_string();
+        assert!(error.contains("Zipkin v2 JSON"), "{bad}: {error}");
+    }
+}
+
+#[test]
+fn zipkin_shape_counts_spans_and_bounds_what_decoding_allocates() {
+    let many_tags: String =
+        (0..20_000).map(|i| format!("\"k{i}\":\"\"")).collect::<Vec<_>>().join(",");
+    let flood = format!(
+        r#"[{{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2","tags":{{{many_tags}}}}}]"#
+    );
+    let spans =
+        format!("[{}]", vec![ZIPKIN_EXAMPLE.trim_matches(['[', ']'])].repeat(300).join(","));
+    for (what, body) in [
+        ("the example", ZIPKIN_EXAMPLE.to_owned()),
+        ("an exporter's span", ZIPKIN_FROM_OTEL.to_owned()),
+        ("20k empty tags", flood),
+        ("300 spans", spans),
+    ] {
+        let shape = crate::measure_zipkin(body.as_bytes()).unwrap();
+        // Decoding and converting, as the server reserves for both.
+        let (converted, live) = with_live_bytes(|| {
+            crate::convert(crate::decode_zipkin(body.as_bytes()).unwrap(), &DecodeLimits::default())
+        });
+        assert!(
+            live <= shape.decoded_bytes,
+            "{what}: decoded to {live} bytes, shape said at most {}",
+            shape.decoded_bytes
+        );
+        let num_spans = converted.spans.len() as u64 + converted.rejected_spans;
+        assert_eq!(shape.num_spans, num_spans, "{what}");
+    }
+    let deep = "[{\"tags\": {\"a\": [[[1]]]}}]";
+    assert!(matches!(crate::measure_zipkin(deep.as_bytes()), Err(DecodeError::TooDeep { .. })));
+}
+
+proptest! {
+    #[test]
+    fn zipkin_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if crate::measure_zipkin(&bytes).is_ok() {
+            if let Ok(request) = crate::decode_zipkin(&bytes) {
+                let _ = crate::convert(request, &DecodeLimits::default());
+            }
+        }
+    }
+
+    #[test]
+    fn zipkin_spans_of_any_text_never_panic(
+        trace_id in "[0-9a-fA-Fxz]{0,40}",
+        id in "[0-9a-f]{0,20}",
+        name in "\\PC{0,20}",
+        tag in "\\PC{0,10}",
+        annotation in "\\PC{0,20}",
+    ) {
+        let body = serde_json::json!([{"traceId": trace_id, "id": id, "name": name,
+            "tags": {tag.clone(): tag}, "annotations": [{"timestamp": 1, "value": annotation}]}]);
+        let request = crate::decode_zipkin(body.to_string().as_bytes()).unwrap();
+        let _ = crate::convert(request, &DecodeLimits::default());
+    }
+}

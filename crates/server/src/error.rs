@@ -213,9 +213,12 @@ impl From<otlp::DecodeError> for ApiError {
             | E::TooManySpans { .. }
             | E::DecodesTooLarge { .. } => ErrorCode::PayloadTooLarge,
             E::UnsupportedEncoding(_) => ErrorCode::UnsupportedMediaType,
-            E::Gzip(_) | E::Protobuf(_) | E::Json(_) | E::SnakeCaseJson | E::TooDeep { .. } => {
-                ErrorCode::InvalidArgument
-            }
+            E::Gzip(_)
+            | E::Protobuf(_)
+            | E::Json(_)
+            | E::Zipkin(_)
+            | E::SnakeCaseJson
+            | E::TooDeep { .. } => ErrorCode::InvalidArgument,
         };
         ApiError::new(code, e.to_string())
     }

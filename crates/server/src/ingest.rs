@@ -176,6 +176,19 @@ impl Intake {
             Encoding::Json => otlp::decode_json(bytes)?,
         })
     }
+
+    /// Zipkin v2 JSON as [`decode`](Self::decode) takes OTLP: measured, capped, reserved,
+    /// then read as an OTLP export.
+    pub(crate) fn decode_zipkin(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<ExportTraceServiceRequest, ApiError> {
+        let shape = otlp::measure_zipkin(bytes)?;
+        shape.check(&self.state.settings.limits)?;
+        let decoded_bytes = usize::try_from(shape.decoded_bytes).unwrap_or(usize::MAX);
+        self.reserve(decoded_bytes, "decoding it")?;
+        Ok(otlp::decode_zipkin(bytes)?)
+    }
 }
 
 /// A token restricted to some services or environments may send only their spans; the

@@ -33,6 +33,7 @@ mod otlp_http;
 mod pages;
 mod phabricator;
 mod sign_in;
+mod zipkin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
+    /// Zipkin v2 JSON's own address (`POST /api/v2/spans`), as Zipkin's port 9411.
+    pub zipkin_addr: SocketAddr,
     /// The address people and forges reach this server at (links, the OIDC callback);
     /// `None`: `http://` + the bound main address.
     pub public_url: Option<String>,
@@ -422,6 +425,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         (spec("GET", "/mcp", ReadData, None), get(mcp::endpoint)),
         (spec("DELETE", "/mcp", ReadData, None), delete(mcp::endpoint)),
         (otlp_http_route(), post(otlp_http::export_traces)),
+        (ZIPKIN_ROUTE, post(zipkin::export_spans)),
         // The web UI: pages over the same views as the API, and its own script and styles.
         (page("/", "services.read"), get(pages::home)),
         (page("/traces", "traces.search"), get(pages::search_page)),
@@ -439,6 +443,9 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         (spec("GET", "/assets/app.js", Public, None), get(pages::script)),
     ]
 }
+
+/// Zipkin v2 JSON; like OTLP/HTTP, its body is capped inside the handler.
+const ZIPKIN_ROUTE: RouteSpec = spec("POST", "/api/v2/spans", Need::Ingest, None);
 
 /// OTLP/HTTP; its body is capped inside the handler, where the error can be OTLP-shaped.
 const fn otlp_http_route() -> RouteSpec {
@@ -515,6 +522,17 @@ fn otlp_http_router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::disable())
 }
 
+/// The Zipkin-only address.
+fn zipkin_router(state: Arc<AppState>) -> Router {
+    let ingest =
+        routes().into_iter().filter(|(spec, _)| *spec == ZIPKIN_ROUTE || spec.path == "/healthz");
+    guarded(&state, ingest.collect())
+        .fallback(api::health::not_found)
+        .method_not_allowed_fallback(api::health::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::disable())
+}
+
 /// The OTLP/gRPC-only address.
 fn otlp_grpc_router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -529,6 +547,7 @@ pub struct BoundAddrs {
     pub http: SocketAddr,
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
+    pub zipkin: SocketAddr,
 }
 
 /// Binds all listeners and serves until `shutdown` resolves, running upkeep in the background.
@@ -546,11 +565,13 @@ pub async fn serve(
     let http = bind(settings.http_addr, "the web UI and API (`--http-addr`)").await?;
     let grpc = bind(settings.otlp_grpc_addr, "OTLP/gRPC (`--otlp-grpc-addr`)").await?;
     let otlp_http = bind(settings.otlp_http_addr, "OTLP/HTTP (`--otlp-http-addr`)").await?;
+    let zipkin = bind(settings.zipkin_addr, "Zipkin (`--zipkin-addr`)").await?;
     let _ = state.ctx().bound_url.set(format!("http://{}", http.local_addr()?));
     on_bound(BoundAddrs {
         http: http.local_addr()?,
         otlp_grpc: grpc.local_addr()?,
         otlp_http: otlp_http.local_addr()?,
+        zipkin: zipkin.local_addr()?,
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -579,6 +600,12 @@ pub async fn serve(
         tokio::spawn(listen::serve(
             otlp_http,
             otlp_http_router(Arc::clone(&state)),
+            limits,
+            stop_rx.clone(),
+        )),
+        tokio::spawn(listen::serve(
+            zipkin,
+            zipkin_router(Arc::clone(&state)),
             limits,
             stop_rx.clone(),
         )),

@@ -199,6 +199,7 @@ impl Server {
             .arg(data_dir)
             .args(["--http-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0"])
             .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .args(["--zipkin-addr", "127.0.0.1:0"])
             .env("NO_COLOR", "1")
             .env("SPANBLAME_LOG", "info")
             .stdin(Stdio::null())

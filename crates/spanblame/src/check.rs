@@ -28,6 +28,7 @@ pub(crate) fn run(
             "http": settings.http_addr.to_string(),
             "otlp_grpc": settings.otlp_grpc_addr.to_string(),
             "otlp_http": settings.otlp_http_addr.to_string(),
+            "zipkin": settings.zipkin_addr.to_string(),
         },
         "data_dir": resolved.data_dir.display().to_string(),
         "auth": crate::describe_auth(&settings.access.mode),
@@ -112,6 +113,7 @@ fn human(report: &Json_) -> String {
     row("http", text(&listen["http"]));
     row("otlp grpc", text(&listen["otlp_grpc"]));
     row("otlp http", text(&listen["otlp_http"]));
+    row("zipkin", text(&listen["zipkin"]));
     row("data dir", text(&report["data_dir"]));
     row("auth", text(&report["auth"]));
     let open = |key: &str| if report[key] == true { "open" } else { "needs a token" };

@@ -64,6 +64,10 @@ enum Command {
         /// Address for OTLP/HTTP (overrides `server.otlp_http_addr`; default `127.0.0.1:4318`).
         #[arg(long, value_name = "ADDR")]
         otlp_http_addr: Option<String>,
+        /// Address for Zipkin v2 JSON (`POST /api/v2/spans`; overrides `server.zipkin_addr`;
+        /// default `127.0.0.1:9411`). The main address takes it too.
+        #[arg(long, value_name = "ADDR")]
+        zipkin_addr: Option<String>,
         /// Build a demo world and feed it to this server: four services, a git repository with
         /// reviewed changes, three hours of traffic and five deploys, one of which makes a code
         /// path slower. Within a minute the web UI shows the regression and its suspect commit.
@@ -207,7 +211,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { common, data_dir, http_addr, otlp_grpc_addr, otlp_http_addr, demo } => {
+        Command::Serve {
+            common,
+            data_dir,
+            http_addr,
+            otlp_grpc_addr,
+            otlp_http_addr,
+            zipkin_addr,
+            demo,
+        } => {
             let world = if demo {
                 let dir = data_dir.clone().unwrap_or_else(|| {
                     std::env::temp_dir().join(format!(
@@ -232,6 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (http_addr, &mut config.server.http_addr),
                 (otlp_grpc_addr, &mut config.server.otlp_grpc_addr),
                 (otlp_http_addr, &mut config.server.otlp_http_addr),
+                (zipkin_addr, &mut config.server.zipkin_addr),
             ] {
                 if let Some(value) = flag {
                     *target = value;
@@ -289,6 +302,7 @@ fn serve(resolved: config::Resolved, demo: Option<demo::World>) -> anyhow::Resul
                 http = %addrs.http,
                 otlp_grpc = %addrs.otlp_grpc,
                 otlp_http = %addrs.otlp_http,
+                zipkin = %addrs.zipkin,
                 data_dir = %data_dir.display(),
                 "spanblame is listening"
             );

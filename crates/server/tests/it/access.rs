@@ -365,6 +365,7 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("POST /hooks/phabricator/{integration}/harbormaster", "A A A A A A A A A A"),
         ("POST /hooks/phabricator/{integration}/deployed", "A A A A A A A A A A"),
         ("POST /v1/traces", "1 3 3 3 3 A 3 3 3 3"),
+        ("POST /api/v2/spans", "1 3 3 3 3 A 3 3 3 3"),
         // MCP: read access; each tool call then filters by the caller, as the API does.
         ("POST /mcp", "1 A A A A 3 A 3 3 A"),
         ("GET /mcp", "1 A A A A 3 A 3 3 A"),
@@ -428,6 +429,9 @@ async fn every_route_decides_for_every_kind_of_caller() {
                 }
                 "/v1/traces" => {
                     Some((vec![("content-type".into(), "application/json".into())], b"{}".to_vec()))
+                }
+                "/api/v2/spans" => {
+                    Some((vec![("content-type".into(), "application/json".into())], b"[]".to_vec()))
                 }
                 _ => None,
             };

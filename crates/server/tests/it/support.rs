@@ -83,6 +83,7 @@ impl TestApp {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_grpc_addr: "127.0.0.1:0".parse().unwrap(),
             otlp_http_addr: "127.0.0.1:0".parse().unwrap(),
+            zipkin_addr: "127.0.0.1:0".parse().unwrap(),
             public_url: None,
             limits: otlp::DecodeLimits::default(),
             access: AccessSettings::default(),

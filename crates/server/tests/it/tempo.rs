@@ -337,3 +337,53 @@ async fn tags_and_their_values_come_from_the_stored_spans() {
     let (status, answer) = app.get("/api/v2/search/tag/span.a%20%3D%201/values").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
 }
+
+/// Zipkin v2 JSON on the main address: accepted as Zipkin answers (202), readable through
+/// every API; a malformed span rejected alone and counted; other encodings and oversized
+/// bodies refused with what to do.
+#[tokio::test]
+async fn zipkin_spans_arrive_through_the_same_intake() {
+    let app = TestApp::new();
+    let start_us = (T0 - 60 * SECOND) / 1000;
+    let body = json!([
+        {"traceId": "5af7183fb1d4cf5f", "id": "352bff9a74ca9ad2", "name": "get /api",
+         "timestamp": start_us, "duration": 1431, "kind": "SERVER",
+         "localEndpoint": {"serviceName": "backend"},
+         "tags": {"http.method": "GET", "service.version": "1.2.3", "error": "boom"}},
+        {"traceId": "not a trace", "id": "352bff9a74ca9ad3", "timestamp": start_us}
+    ]);
+    let json_headers = [("content-type".to_owned(), "application/json".to_owned())];
+    let (status, answer) =
+        app.post_raw("/api/v2/spans", &json_headers, body.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["rejected_spans"], 1);
+    assert!(answer["message"].as_str().unwrap().contains("traceId"), "{answer}");
+
+    let (status, trace) = app.get("/api/v1/traces/00000000000000005af7183fb1d4cf5f").await;
+    assert_eq!(status, StatusCode::OK, "{trace}");
+    let span = &trace["spans"][0];
+    assert_eq!(
+        (span["service"].as_str(), span["version"].as_str()),
+        (Some("backend"), Some("1.2.3"))
+    );
+    assert_eq!(span["status"], json!({"code": "error", "message": "boom"}));
+    let (_, jaeger) = app.get("/jaeger/api/traces/00000000000000005af7183fb1d4cf5f").await;
+    assert_eq!(jaeger["data"][0]["spans"][0]["duration"], 1431);
+
+    let (status, answer) = app
+        .post_raw(
+            "/api/v2/spans",
+            &[("content-type".to_owned(), "application/x-protobuf".to_owned())],
+            vec![0x0a],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("JSON"), "{answer}");
+    let (status, answer) =
+        app.post_raw("/api/v2/spans", &json_headers, b"{\"a\": 1}".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("Zipkin v2 JSON"), "{answer}");
+    let huge = vec![b' '; 17 * 1024 * 1024];
+    let (status, _) = app.post_raw("/api/v2/spans", &json_headers, huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}

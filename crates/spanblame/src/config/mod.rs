@@ -216,6 +216,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
     let http_addr = problems.take(addr("http_addr", &config.server.http_addr));
     let otlp_grpc_addr = problems.take(addr("otlp_grpc_addr", &config.server.otlp_grpc_addr));
     let otlp_http_addr = problems.take(addr("otlp_http_addr", &config.server.otlp_http_addr));
+    let zipkin_addr = problems.take(addr("zipkin_addr", &config.server.zipkin_addr));
     let connections = problems.take(resolve_connections(&config.server));
     problems.finish()?;
 
@@ -235,6 +236,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
             http_addr: http_addr.expect(resolved),
             otlp_grpc_addr: otlp_grpc_addr.expect(resolved),
             otlp_http_addr: otlp_http_addr.expect(resolved),
+            zipkin_addr: zipkin_addr.expect(resolved),
             public_url: config
                 .server
                 .public_url

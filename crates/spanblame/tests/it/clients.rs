@@ -213,3 +213,44 @@ fn python_sdk_exports_over_http_protobuf_round_trip() {
     assert_eq!(services["services"][0]["versions"][0]["version"], "2.0.1");
     assert_eq!(services["services"][0]["environments"], json!(["staging"]));
 }
+
+/// OpenTelemetry Python's Zipkin JSON exporter, on Zipkin's own address and on the main one:
+/// the spans come back with their service, version, kind, status, attributes and events.
+#[test]
+fn python_sdk_zipkin_exporter_spans_arrive_with_their_identity() {
+    let python = std::env::var("SPANBLAME_TEST_PYTHON").expect(
+        "SPANBLAME_TEST_PYTHON is not set: run the tests with `cargo xtask test`, which installs the OpenTelemetry Python SDK",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    let script = support::manifest_dir().join("tests/it/zipkin_python_client.py");
+    for address in [server.zipkin, server.http] {
+        let output = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(format!("http://{address}/api/v2/spans"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "python client failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let ids: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let trace = server.wait_for_trace(ids["trace_id"].as_str().unwrap(), 2);
+        let parent = span_named(&trace, "GET /cart/{id}");
+        let child = span_named(&trace, "SELECT carts");
+        assert_eq!(parent["span_id"], ids["parent_span_id"]);
+        assert_eq!(child["parent_span_id"], ids["parent_span_id"]);
+        assert_eq!(child["kind"], "client");
+        assert_eq!(parent["kind"], "server");
+        assert_eq!(parent["status"], json!({"code": "error", "message": "upstream failed"}));
+        assert_eq!(parent["attributes"]["http.response.status_code"], "503");
+        assert_eq!(parent["events"][0]["name"], "cache miss");
+        assert_eq!(parent["scope"]["name"], "it.zipkin");
+        assert_eq!(parent["service"], "cart-zipkin");
+        assert_eq!(parent["version"], "3.1.0");
+        assert_eq!(parent["environment"], "prod");
+        assert_eq!(parent["commit"], "89abcdef0123456789abcdef0123456789abcdef");
+        assert_eq!(parent["operation"], "/cart/{id}");
+    }
+}

@@ -13,6 +13,7 @@ pub(crate) struct TestServer {
     pub(crate) http: SocketAddr,
     pub(crate) otlp_grpc: SocketAddr,
     pub(crate) otlp_http: SocketAddr,
+    pub(crate) zipkin: SocketAddr,
     pub(crate) data_dir: PathBuf,
     /// Every line the server logged so far.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -42,6 +43,7 @@ impl TestServer {
             .arg(data_dir)
             .args(["--http-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0"])
             .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .args(["--zipkin-addr", "127.0.0.1:0"])
             .env("NO_COLOR", "1")
             .env("SPANBLAME_LOG", "info")
             .stdin(Stdio::null())
@@ -75,6 +77,7 @@ impl TestServer {
             http: field("http"),
             otlp_grpc: field("otlp_grpc"),
             otlp_http: field("otlp_http"),
+            zipkin: field("zipkin"),
             child,
             data_dir: data_dir.to_owned(),
             log,

@@ -42,6 +42,7 @@ impl Running {
             http_addr: loopback,
             otlp_grpc_addr: loopback,
             otlp_http_addr: loopback,
+            zipkin_addr: loopback,
             public_url: None,
             limits: otlp::DecodeLimits::default(),
             // No sign-in (the local operator manages tokens), but spans and deploys need one.
