@@ -410,8 +410,7 @@ fn zipkin_shape_counts_spans_and_bounds_what_decoding_allocates() {
     let flood = format!(
         r#"[{{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2","tags":{{{many_tags}}}}}]"#
     );
-    let spans =
-        format!("[{}]", vec![ZIPKIN_EXAMPLE.trim_matches(['[', ']'])].repeat(300).join(","));
+    let spans = format!("[{}]", [ZIPKIN_EXAMPLE.trim_matches(['[', ']'])].repeat(300).join(","));
     for (what, body) in [
         ("the example", ZIPKIN_EXAMPLE.to_owned()),
         ("an exporter's span", ZIPKIN_FROM_OTEL.to_owned()),
@@ -438,10 +437,10 @@ fn zipkin_shape_counts_spans_and_bounds_what_decoding_allocates() {
 proptest! {
     #[test]
     fn zipkin_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        if crate::measure_zipkin(&bytes).is_ok() {
-            if let Ok(request) = crate::decode_zipkin(&bytes) {
-                let _ = crate::convert(request, &DecodeLimits::default());
-            }
+        if crate::measure_zipkin(&bytes).is_ok()
+            && let Ok(request) = crate::decode_zipkin(&bytes)
+        {
+            let _ = crate::convert(request, &DecodeLimits::default());
         }
     }
 
