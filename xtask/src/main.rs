@@ -40,6 +40,10 @@ use anyhow::{Context, bail};
 
 /// Where Debian's `chromium` package puts the browser the UI tests drive.
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Where Debian's `prometheus` package puts Prometheus and `promtool`, which scrape and check
+/// `/metrics` and `/metrics/spans`.
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const PROMTOOL: &str = "/usr/bin/promtool";
 /// Where Debian's `prometheus-alertmanager` package puts the Alertmanager alerts go to.
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 /// Where Debian's `clickhouse-server` package (18.16) puts the server the scale-out tests run.
@@ -239,6 +243,7 @@ fn setup() -> anyhow::Result<Installed> {
     setup_debian_package("chromium", CHROMIUM, "the browser tests")?;
     setup_debian_package("curl", "/usr/bin/curl", "the README's commands")?;
     setup_debian_package("prometheus-alertmanager", ALERTMANAGER, "the alerting tests")?;
+    setup_debian_package("prometheus", PROMETHEUS, "the metrics tests (promtool and a scrape)")?;
     setup_debian_package("clickhouse-server", CLICKHOUSE, "the ClickHouse engine's tests")?;
     setup_debian_package(
         "postgresql-15",
@@ -411,6 +416,8 @@ fn test() -> anyhow::Result<()> {
     command.env("SPANBLAME_TEST_OIDC_PROVIDER", oidc.join("provider.mjs"));
     command.env("SPANBLAME_TEST_BROWSER", browser);
     command.env("SPANBLAME_TEST_ALERTMANAGER", ALERTMANAGER);
+    command.env("SPANBLAME_TEST_PROMETHEUS", PROMETHEUS);
+    command.env("SPANBLAME_TEST_PROMTOOL", PROMTOOL);
     command.env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE);
     command.env("SPANBLAME_TEST_CHDB_PYTHON", chdb_python);
     command.env("SPANBLAME_TEST_POSTGRES", POSTGRES_BIN);

@@ -26,6 +26,8 @@
 //!   review link, a mapped service, spans that say their version and commit), or why not yet.
 //! - [`dora`]: the four DORA metrics and their bands over a window of deploys, changes and
 //!   attributed regressions.
+//! - [`span_metrics`]: span metrics and the service graph under Tempo's metric names, and
+//!   each edge's last minutes for the service-graph page.
 //!
 //! **Architecture Invariant:** no IO, no clock, no randomness, no dependency but `model`: the same
 //! inputs give the same findings, so the accuracy harness and the tests are exact.
@@ -37,6 +39,7 @@ pub mod dora;
 pub mod evidence;
 pub mod gate;
 pub mod sketch;
+pub mod span_metrics;
 pub mod stats;
 pub mod suspects;
 pub mod traces;

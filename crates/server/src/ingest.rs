@@ -298,6 +298,12 @@ pub(crate) async fn accept(
 
     let store = Arc::clone(&state.ctx().store);
     let spans = converted.spans;
+    // What span metrics need, taken before the store takes the spans; counted once durable.
+    let observed: Option<Vec<analysis::span_metrics::Observation>> = state
+        .ctx()
+        .span_metrics
+        .as_ref()
+        .map(|_| spans.iter().map(analysis::span_metrics::Observation::of).collect());
     let result = tokio::task::spawn_blocking(move || {
         let result = store.append(spans);
         drop(intake);
@@ -308,6 +314,10 @@ pub(crate) async fn accept(
     match result {
         Ok(()) => {
             metrics.spans_accepted.fetch_add(num_spans, Ordering::Relaxed);
+            if let (Some(observed), Some(span_metrics)) = (observed, &state.ctx().span_metrics) {
+                let now = state.ctx().clock.now_unix_nanos();
+                span_metrics.lock().unwrap_or_else(|p| p.into_inner()).observe(&observed, now);
+            }
             Ok(partial_success)
         }
         Err(e) => {

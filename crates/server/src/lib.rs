@@ -93,6 +93,8 @@ pub struct Settings {
     pub background_lease: std::time::Duration,
     /// Connection caps and timeouts of every listener.
     pub connections: ConnectionLimits,
+    /// Span metrics and the service graph (`/metrics/spans`, `/services/graph`), when enabled.
+    pub span_metrics: Option<analysis::span_metrics::Settings>,
 }
 
 pub struct AppState {
@@ -132,6 +134,10 @@ impl AppState {
             settings.public_url.clone(),
         );
         ctx.minor_incidents = settings.detection.minor_incidents;
+        ctx.span_metrics = settings
+            .span_metrics
+            .clone()
+            .map(|s| std::sync::Mutex::new(analysis::span_metrics::SpanMetrics::new(s)));
         let jobs = jobs::Jobs::new(
             ctx,
             jobs::JobSettings {
@@ -240,6 +246,11 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         (spec("GET", "/healthz", Public, None), get(api::health::healthz)),
         (spec("GET", "/readyz", Public, None), get(api::health::readyz)),
         (spec("GET", "/metrics", Public, None), get(api::health::metrics)),
+        // Span metrics name services and operations: read access, within the caller's reach.
+        (
+            spec("GET", "/metrics/spans", ReadData, Some("metrics.spans")),
+            get(api::health::span_metrics),
+        ),
         (limited(spec("GET", "/auth/login", Public, None)), get(sign_in::login)),
         (limited(spec("GET", "/auth/callback", Public, None)), get(sign_in::callback)),
         (spec("GET", "/auth/me", SignedIn, None), get(sign_in::me)),
@@ -439,6 +450,7 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
         (page("/deploys/{id}", "deploy.read"), get(pages::deploy_page)),
         (page("/commits/{sha}", "commit.read"), get(pages::commit_page)),
         (page("/dora", "dora.read"), get(pages::dora_page)),
+        (page("/services/graph", "services.read"), get(pages::graph_page)),
         (spec("GET", "/assets/app.css", Public, None), get(pages::stylesheet)),
         (spec("GET", "/assets/app.js", Public, None), get(pages::script)),
     ]

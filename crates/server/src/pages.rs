@@ -113,6 +113,10 @@ pub(crate) async fn dora_page(
     show(state, caller, move |ctx, viewer| web::dora_page(ctx, viewer, params)).await
 }
 
+pub(crate) async fn graph_page(State(state): PageState, Extension(caller): PageCaller) -> Response {
+    show(state, caller, web::graph_page).await
+}
+
 pub(crate) async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", web::STYLESHEET)
 }

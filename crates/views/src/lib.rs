@@ -9,6 +9,7 @@
 //! - `findings`: findings in lists and in full;
 //! - `incidents`: a deploy's regressed findings as one incident, with one status;
 //! - `dora`: the four keys over a window of deploys;
+//! - `graph`: the service graph of the last minutes (span metrics), with open incidents;
 //! - `gate`: the tagging gate's facts (commit, review, mapping, the spans' versions) and report;
 //! - `notifications`: the outbox's rows as the notifications API shows them;
 //! - `changes`: the change context of a span (`{version, commit, review, blame, owner}`);
@@ -29,6 +30,7 @@ pub mod dora;
 pub mod duration;
 pub mod findings;
 pub mod gate;
+pub mod graph;
 pub mod incidents;
 pub mod mirrors;
 pub mod notifications;
@@ -67,6 +69,9 @@ pub struct Context {
     pub blames: blame::BlameCache,
     /// Minor regressions join incidents (and so alerts, comments and DORA's failures).
     pub minor_incidents: bool,
+    /// Span metrics and the service graph of what this server ingested, when enabled
+    /// (`[span_metrics]`): ingest adds to them, `/metrics/spans` and `graph` read them.
+    pub span_metrics: Option<std::sync::Mutex<analysis::span_metrics::SpanMetrics>>,
 }
 
 impl Context {
@@ -85,6 +90,7 @@ impl Context {
             bound_url: OnceLock::new(),
             blames: blame::BlameCache::default(),
             minor_incidents: false,
+            span_metrics: None,
         }
     }
 

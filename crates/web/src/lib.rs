@@ -21,7 +21,7 @@ use views::Visibility;
 
 pub use pages::{
     commit_page, compare_page, deploy_page, deploys_page, dora_page, finding_page, findings_page,
-    home, incident_page, search_page, service_page, trace_page,
+    graph_page, home, incident_page, search_page, service_page, trace_page,
 };
 
 /// The stylesheet every page links, served at `/assets/app.css`.

@@ -27,6 +27,26 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// `/metrics/spans`: span metrics and the service graph under Tempo's metric names, the
+/// series of the services the caller may see; 404 with how to enable them when off.
+pub(crate) async fn span_metrics(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<crate::access::Caller>,
+) -> Response {
+    let Some(metrics) = &state.ctx().span_metrics else {
+        return ApiError::new(
+            ErrorCode::NotFound,
+            "span metrics are off; enable them with `[span_metrics] enabled = true` (or SPANBLAME_SPAN_METRICS_ENABLED=true)",
+        )
+        .into_response();
+    };
+    let text = metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .render(|service| caller.visibility.allows_service(service));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let in_flight =
         (state.settings.max_exports_in_flight - state.write_slots.available_permits()) as u64;

@@ -323,6 +323,8 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /api/v1/traces", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
         ("GET /api/echo", "1 A A A A 3 A 3 3 A"),
+        ("GET /metrics/spans", "1 A A A A 3 A 3 3 A"),
+        ("GET /services/graph", "1 A A A A 3 A 3 3 A"),
         ("GET /api/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v2/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
         ("GET /api/search", "1 A A A A 3 A 3 3 A"),

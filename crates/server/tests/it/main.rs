@@ -18,6 +18,7 @@ mod phabricator;
 mod recorder;
 mod retention;
 mod revert;
+mod span_metrics;
 mod support;
 mod tempo;
 mod ui;

@@ -92,6 +92,7 @@ impl TestApp {
             max_span_future_nanos: 3600 * 1_000_000_000,
             background_lease: std::time::Duration::from_secs(15),
             connections: server::ConnectionLimits::default(),
+            span_metrics: None,
             retention: Retention { spans_max_age_nanos: 7 * DAY, disk_budget_bytes: None },
             changes: ChangeSettings::default(),
             detection: server::DetectionSettings::default(),

@@ -8,6 +8,7 @@ mod changes;
 mod detection;
 mod listen;
 mod notifications;
+mod span_metrics;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "detection",
     "notifications",
     "auth",
+    "span_metrics",
 ];
 
 /// Tables inside a section that environment overrides may address as
@@ -56,6 +58,7 @@ pub(crate) struct Config {
     pub(crate) integrations: Vec<IntegrationConfig>,
     pub(crate) repositories: Vec<RepositoryConfig>,
     pub(crate) services: Vec<ServiceConfig>,
+    pub(crate) span_metrics: SpanMetricsConfig,
 }
 
 /// Reads the file (if any), applies environment overrides, and parses the result.
@@ -218,6 +221,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
     let otlp_http_addr = problems.take(addr("otlp_http_addr", &config.server.otlp_http_addr));
     let zipkin_addr = problems.take(addr("zipkin_addr", &config.server.zipkin_addr));
     let connections = problems.take(resolve_connections(&config.server));
+    let span_metrics = problems.take(resolve_span_metrics(&config.span_metrics));
     problems.finish()?;
 
     // No problems: every part resolved.
@@ -259,6 +263,7 @@ pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow
                 background_lease_nanos.expect(resolved),
             ),
             connections: connections.expect(resolved),
+            span_metrics: span_metrics.expect(resolved),
         },
         data_dir: config.storage.data_dir.clone(),
         store: backend.expect(resolved),
@@ -300,6 +305,7 @@ use changes::{ChangeSections, resolve_changes};
 use detection::resolve_detection;
 use listen::resolve_connections;
 use notifications::{NotifySections, resolve_notifications};
+use span_metrics::{SpanMetricsConfig, resolve_span_metrics};
 use storage::{resolve_metadata, resolve_storage};
 
 pub(crate) use access::{AuthConfig, DeploysConfig, TeamConfig, open_doors};

@@ -19,6 +19,7 @@ mod ingest_errors;
 mod logs;
 mod mcp;
 mod phorge_live;
+mod prometheus;
 mod readme;
 mod replicas;
 mod security;

@@ -1,0 +1,107 @@
+//! Span metrics and the service graph: a client span and its server child, exported apart,
+//! become an edge on `/metrics/spans` (under Tempo's metric names) and on the graph page,
+//! marked when a service on it has an open incident; `promtool check metrics` accepts both
+//! `/metrics` and `/metrics/spans`; with span metrics off, both say how to turn them on.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{SECOND, T0, TestApp};
+
+const TRACE: &str = "7bf92f3577b34da6a3ce929d0e0e4736";
+
+fn export(service: &str, span_id: &str, parent: &str, kind: u8, ms: u64, error: bool) -> Value {
+    let start = T0 - 30 * SECOND;
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": TRACE, "spanId": span_id, "parentSpanId": parent,
+            "name": format!("{service} call"), "kind": kind,
+            "startTimeUnixNano": start.to_string(),
+            "endTimeUnixNano": (start + ms * 1_000_000).to_string(),
+            "status": {"code": if error { 2 } else { 0 }},
+        }]}],
+    }]})
+}
+
+fn with_span_metrics() -> TestApp {
+    let mut settings = TestApp::default_settings();
+    settings.span_metrics = Some(analysis::span_metrics::Settings::default());
+    TestApp::with_full_settings(settings)
+}
+
+/// Runs Debian's `promtool check metrics` on an exposition: the lints Prometheus itself
+/// applies (help text, counter and unit names).
+fn promtool_accepts(what: &str, text: &str) {
+    let Ok(promtool) = std::env::var("SPANBLAME_TEST_PROMTOOL") else {
+        panic!(
+            "SPANBLAME_TEST_PROMTOOL is not set: run the tests with `cargo xtask test` (it installs Debian's prometheus), or set it to /usr/bin/promtool"
+        );
+    };
+    use std::io::Write;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success() && said.trim().is_empty(), "promtool on {what}: {said}");
+}
+
+#[tokio::test]
+async fn an_edge_reaches_metrics_spans_and_the_graph_page() {
+    let app = with_span_metrics();
+    for body in [
+        export("frontend", "00f067aa0ba902b7", "", 3, 120, false),
+        export("checkout", "00f067aa0ba902b8", "00f067aa0ba902b7", 2, 100, true),
+    ] {
+        let (status, answer) = app.post_json("/v1/traces", &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let (status, text, content_type) = app.get_page("/metrics/spans").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    for expected in [
+        "traces_service_graph_request_total{client=\"frontend\",server=\"checkout\",connection_type=\"\"} 1",
+        "traces_service_graph_request_failed_total{client=\"frontend\",server=\"checkout\",connection_type=\"\"} 1",
+        "traces_spanmetrics_calls_total{service=\"checkout\",span_name=\"checkout call\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_ERROR\"} 1",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+    promtool_accepts("/metrics/spans", &text);
+    let (_, metrics, _) = app.get_page("/metrics").await;
+    promtool_accepts("/metrics", &metrics);
+
+    let (status, page, _) = app.get_page("/services/graph").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("frontend") && page.contains("checkout"), "{page}");
+    assert!(page.contains("100% err"), "{page}");
+    assert!(!page.contains("class=\"edge incident\""), "{page}");
+    // An open incident on checkout marks its edge and its box.
+    let deploy = app.record_deploy("checkout", "2.0", None, T0 - 3600 * SECOND);
+    app.record_regression(deploy.id, T0 - 1800 * SECOND, &json!({}));
+    let (_, page, _) = app.get_page("/services/graph").await;
+    assert!(
+        page.contains("class=\"edge incident\"") && page.contains("class=\"node incident\""),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn span_metrics_off_say_how_to_turn_them_on() {
+    let app = TestApp::new();
+    let (status, answer) = app.get("/metrics/spans").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("[span_metrics] enabled = true"));
+    let (status, page, _) = app.get_page("/services/graph").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("The service graph is off"), "{page}");
+}
