@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use model::{KeyValue, Resource, Scope, Span, TraceId, Value};
 use serde_json::Value as Json_;
-use store::{SpanQuery, StoreError};
+use store::{SpanQuery, StoreError, TraceSummary};
 use traceql::{
     AttributeScope, BinaryOp, ChangeField, Condition, Extensions, Field, Intrinsic, Query, Spanset,
     Static, Trace,
@@ -19,8 +19,10 @@ use views::{Context, Visibility};
 /// Traces read whole and run through the query per search, at most: a query the store
 /// cannot narrow (`{ name = "x" }`) answers from the newest this many candidates.
 pub const MAX_INSPECTED_TRACES: usize = 500;
-/// Candidate traces asked of the store per page.
-const PAGE_TRACES: usize = 100;
+/// Most candidate traces asked of the store in one page: the first page asks for as many as
+/// the search wants (enough when the store's filters are the query's own), each next one
+/// twice the last.
+const MAX_PAGE_TRACES: usize = 400;
 
 /// What to find.
 pub struct Find<'q> {
@@ -31,12 +33,22 @@ pub struct Find<'q> {
     pub max_trace_duration_nanos: Option<u64>,
     /// Most traces to return.
     pub limit: usize,
+    /// Whether `Found::spans` must be the whole trace (Jaeger shows whole traces); otherwise
+    /// a query that judges spans one at a time runs on the spans the store matched.
+    pub whole_traces: bool,
 }
 
-/// A trace the query matched: all its spans, and the spansets the query selected.
+/// A trace the query matched: its spans (the whole trace, or for a query that judges spans
+/// one at a time, those the store's search matched), the spansets the query selected, and
+/// the whole trace's root, start and duration.
 pub struct Found {
     pub spans: Vec<Span>,
     pub sets: Vec<Spanset>,
+    pub root_service: String,
+    /// The root's name; `None` when it is another team's span.
+    pub root_name: Option<String>,
+    pub start_unix_nanos: u64,
+    pub duration_nanos: u64,
 }
 
 pub struct Traces {
@@ -55,9 +67,11 @@ pub fn traces(
     find: &Find<'_>,
     ext: &mut ChangeFields<'_>,
 ) -> Result<Traces, StoreError> {
-    let mut candidates = SpanQuery { limit: PAGE_TRACES, ..find.candidates.clone() };
+    let mut candidates =
+        SpanQuery { limit: find.limit.clamp(1, MAX_PAGE_TRACES), ..find.candidates.clone() };
     push_down(&mut candidates, &find.query.required());
     (candidates.allowed_services, candidates.allowed_environments) = views::reach(visibility);
+    let whole = find.whole_traces || find.query.needs_whole_trace();
     let mut seen: HashSet<TraceId> = HashSet::new();
     let mut out = Traces { traces: Vec::new(), inspected_traces: 0, inspected_bytes: 0 };
     'pages: loop {
@@ -70,25 +84,49 @@ pub fn traces(
                 break 'pages;
             }
             out.inspected_traces += 1;
-            let spans = ctx.store.trace(&candidate.trace_id)?;
+            // The engine's summary and matched spans serve a query that judges spans one at
+            // a time; anything else reads the whole trace.
+            let (spans, summary) = match &candidate.summary {
+                Some(summary) if !whole => (candidate.spans.clone(), summary.clone()),
+                _ => {
+                    let spans = ctx.store.trace(&candidate.trace_id)?;
+                    let Some(summary) = TraceSummary::of(&spans) else { continue };
+                    (spans, summary)
+                }
+            };
             out.inspected_bytes += spans.iter().map(approximate_bytes).sum::<usize>();
-            let trace = Trace::new(&spans, visibility_of(visibility, &spans));
-            let duration = trace.duration_nanos();
+            let duration = summary.duration_nanos();
             if find.min_trace_duration_nanos.is_some_and(|min| duration < min)
                 || find.max_trace_duration_nanos.is_some_and(|max| duration > max)
             {
                 continue;
             }
+            let trace = Trace::new(&spans, visibility_of(visibility, &spans));
             let sets = find.query.evaluate(&trace, ext);
-            if !sets.is_empty() {
-                out.traces.push(Found { spans, sets });
+            if sets.is_empty() {
+                continue;
             }
+            let root = &summary.root;
+            out.traces.push(Found {
+                root_service: root.service_name().to_owned(),
+                root_name: views::traces::visible(visibility, root).then(|| root.name.clone()),
+                start_unix_nanos: summary.start_unix_nanos,
+                duration_nanos: duration,
+                spans,
+                sets,
+            });
+        }
+        if out.traces.len() >= find.limit || out.inspected_traces >= MAX_INSPECTED_TRACES {
+            break;
         }
         // The next page ends where this one's oldest match began (the end is exclusive).
         let oldest = page.iter().map(|m| m.newest_start_unix_nanos()).min();
         match oldest {
-            Some(oldest) if page.len() == PAGE_TRACES && oldest > candidates.start_unix_nanos => {
+            Some(oldest)
+                if page.len() == candidates.limit && oldest > candidates.start_unix_nanos =>
+            {
                 candidates.end_unix_nanos = oldest;
+                candidates.limit = (candidates.limit * 2).min(MAX_PAGE_TRACES);
             }
             _ => break,
         }

@@ -192,6 +192,7 @@ pub fn search(
             min_trace_duration_nanos: None,
             max_trace_duration_nanos: None,
             limit: search.limit,
+            whole_traces: true,
         },
         &mut ext,
     )?;

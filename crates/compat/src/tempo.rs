@@ -229,6 +229,7 @@ pub fn search(
             min_trace_duration_nanos: search.min_trace_duration_nanos,
             max_trace_duration_nanos: search.max_trace_duration_nanos,
             limit: search.limit,
+            whole_traces: false,
         },
         &mut ext,
     )?;
@@ -254,7 +255,6 @@ fn hit(
 ) -> TraceHit {
     let spans = &found.spans;
     let trace = Trace::new(spans, find::visibility_of(visibility, spans));
-    let duration = trace.duration_nanos();
     let sets = &found.sets;
     let named = search.query.named_fields();
     let span_sets: Vec<SpanSet> = sets
@@ -275,14 +275,12 @@ fn hit(
             }
         })
         .collect();
-    let root = trace.root().map(|r| &spans[r]);
-    let start = spans.iter().map(|s| s.start_time_unix_nanos).min().unwrap_or(0);
     TraceHit {
         trace_id: spans[0].trace_id.to_hex(),
-        root_service_name: root.map_or_else(String::new, |r| r.service_name().to_owned()),
-        root_trace_name: trace.root().filter(|r| trace.visible(*r)).map(|r| spans[r].name.clone()),
-        start_time_unix_nano: start.to_string(),
-        duration_ms: duration / 1_000_000,
+        root_service_name: found.root_service.clone(),
+        root_trace_name: found.root_name.clone(),
+        start_time_unix_nano: found.start_unix_nanos.to_string(),
+        duration_ms: found.duration_nanos / 1_000_000,
         span_set: span_sets[0].clone(),
         span_sets,
     }

@@ -8,7 +8,8 @@
 //!    1% slower than 150 ms. Several exports in flight, as collectors send.
 //! 3. Times, over HTTP, `SPANBLAME_BENCH_QUERIES`
 //!    (default 200) of each: trace by id (ids sampled over every stored trace, and ids that do
-//!    not exist), and the searches below; reports p50/p99 and the server's RSS.
+//!    not exist), and the searches below, each through `/api/v1/traces` and again in TraceQL
+//!    through Tempo's `/api/search`; reports p50/p99 and the server's RSS.
 //! 4. Loads the same spans into ClickHouse (`SPANBLAME_TEST_CLICKHOUSE`, which `cargo xtask
 //!    bench` sets; a plain `MergeTree` ordered by service and start time) and times the same
 //!    searches there, side by side (`SPANBLAME_BENCH_CLICKHOUSE_QUERIES` of each, default the
@@ -390,12 +391,31 @@ struct SearchCase {
     spanblame: Box<dyn Fn(usize) -> String + Sync>,
     /// The same search in ClickHouse SQL.
     clickhouse: Box<dyn Fn(usize) -> String + Sync>,
+    /// The same search in TraceQL: the query string of Tempo's `/api/search`.
+    traceql: Box<dyn Fn(usize) -> String + Sync>,
     floor_ms: f64,
+}
+
+/// `q=<TraceQL>&start=…&end=…&limit=20` for Tempo's search, times in Unix seconds.
+fn tempo_query(traceql: &str, start_unix_nanos: u64, end_unix_nanos: u64) -> String {
+    let q: String = traceql
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!(
+        "q={q}&start={}&end={}&limit=20",
+        start_unix_nanos / 1_000_000_000,
+        end_unix_nanos / 1_000_000_000
+    )
 }
 
 fn search_cases(begin: u64, end: u64) -> Vec<SearchCase> {
     let (day_start, day_end) = (rfc3339(begin), rfc3339(end + HOUR_NANOS));
     let hour_start = rfc3339(end - HOUR_NANOS);
+    let (tempo_begin, tempo_end) = (begin, end + HOUR_NANOS);
     let newest = |filter: String, since: u64, limit: u32| {
         format!(
             "SELECT trace_id, max(start) AS newest FROM bench.spans WHERE {filter} AND start >= {since} GROUP BY trace_id ORDER BY newest DESC LIMIT {limit}"
@@ -411,6 +431,14 @@ fn search_cases(begin: u64, end: u64) -> Vec<SearchCase> {
             }),
             clickhouse: Box::new(move |i| {
                 newest(format!("service = 'svc-{}'", i % SERVICES), hour, 20)
+            }),
+            traceql: Box::new(move |i| {
+                let service = i % SERVICES;
+                tempo_query(
+                    &format!("{{ resource.service.name = \"svc-{service}\" }}"),
+                    hour,
+                    tempo_end,
+                )
             }),
             floor_ms: 1_000.0,
         },
@@ -432,6 +460,16 @@ fn search_cases(begin: u64, end: u64) -> Vec<SearchCase> {
                     20,
                 )
             }),
+            traceql: Box::new(move |i| {
+                let service = i % SERVICES;
+                tempo_query(
+                    &format!(
+                        "{{ resource.service.name = \"svc-{service}\" && duration >= 150ms }}"
+                    ),
+                    tempo_begin,
+                    tempo_end,
+                )
+            }),
             floor_ms: 1_000.0,
         },
         SearchCase {
@@ -448,6 +486,14 @@ fn search_cases(begin: u64, end: u64) -> Vec<SearchCase> {
             clickhouse: Box::new(move |i| {
                 newest(format!("tenant = 'tenant-{}'", (i * 37) as u64 % TENANTS), begin, 20)
             }),
+            traceql: Box::new(move |i| {
+                let tenant = (i * 37) as u64 % TENANTS;
+                tempo_query(
+                    &format!("{{ .tenant.id = \"tenant-{tenant}\" }}"),
+                    tempo_begin,
+                    tempo_end,
+                )
+            }),
             floor_ms: 1_000.0,
         },
         SearchCase {
@@ -457,6 +503,7 @@ fn search_cases(begin: u64, end: u64) -> Vec<SearchCase> {
                 move |_| format!("status=error&start={day_start}&limit=20")
             }),
             clickhouse: Box::new(move |_| newest("status = 2".into(), begin, 20)),
+            traceql: Box::new(move |_| tempo_query("{ status = error }", tempo_begin, tempo_end)),
             floor_ms: 1_000.0,
         },
         SearchCase {
@@ -465,6 +512,14 @@ fn search_cases(begin: u64, end: u64) -> Vec<SearchCase> {
                 format!("operation=GET%20/nope-{i}&start={day_start}&end={day_end}&limit=20")
             }),
             clickhouse: Box::new(move |i| newest(format!("name = 'GET /nope-{i}'"), 0, 20)),
+            // spanblame's operation is the `http.route` the spans carry.
+            traceql: Box::new(move |i| {
+                tempo_query(
+                    &format!("{{ span.http.route = \"GET /nope-{i}\" }}"),
+                    tempo_begin,
+                    tempo_end,
+                )
+            }),
             floor_ms: 5_000.0,
         },
     ]
@@ -585,22 +640,26 @@ fn main() {
     let searching = Arc::new(AtomicBool::new(true));
     let rss_watch = watch_rss(server.child.id(), Arc::clone(&searching));
     let mut search_times = Vec::new();
+    let mut traceql_times = Vec::new();
     for case in &cases {
-        // Two clients at once, each running half of the queries.
-        let halves: Vec<Vec<Duration>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..2)
-                .map(|half| {
-                    let (client, base, case) = (&client, &base, case);
-                    scope.spawn(move || {
-                        time_gets(client, base, queries / 2, |i| {
-                            format!("/api/v1/traces?{}", (case.spanblame)(2 * i + half))
+        // Two clients at once, each running half of the queries: through `/api/v1/traces`,
+        // then the same searches in TraceQL through Tempo's `/api/search`.
+        let run = |path: &(dyn Fn(usize) -> String + Sync)| {
+            let halves: Vec<Vec<Duration>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..2)
+                    .map(|half| {
+                        let (client, base) = (&client, &base);
+                        scope.spawn(move || {
+                            time_gets(client, base, queries / 2, |i| path(2 * i + half))
                         })
                     })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("a client")).collect()
-        });
-        search_times.push(percentiles(halves.concat()));
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("a client")).collect()
+            });
+            percentiles(halves.concat())
+        };
+        search_times.push(run(&|i| format!("/api/v1/traces?{}", (case.spanblame)(i))));
+        traceql_times.push(run(&|i| format!("/api/search?{}", (case.traceql)(i))));
     }
     searching.store(false, Ordering::Relaxed);
     let search_peak_rss = rss_watch.join().expect("the watcher");
@@ -625,6 +684,9 @@ fn main() {
         .chain(cases.iter().map(|c| c.name).zip(search_times.iter().copied()))
     {
         eprintln!("  spanblame: {name:<44} p50 {p50:>8.1} ms  p99 {p99:>8.1} ms");
+    }
+    for (case, (p50, p99)) in cases.iter().zip(&traceql_times) {
+        eprintln!("  spanblame TraceQL: {:<35} p50 {p50:>8.1} ms  p99 {p99:>8.1} ms", case.name);
     }
     let clickhouse_queries = std::env::var("SPANBLAME_BENCH_CLICKHOUSE_QUERIES")
         .ok()
@@ -675,6 +737,12 @@ fn main() {
             case.name,
             case.floor_ms,
             ch(i + 1)
+        );
+        let (q50, q99) = traceql_times[i];
+        println!(
+            "    {:<42} p50 {q50:>8.1} ms  p99 {q99:>8.1} ms   p99 within 20% of /api/v1/traces: TraceQL/v1 p99 {:.2}",
+            "same in TraceQL (/api/search)",
+            q99 / p99
         );
     }
 }

@@ -238,6 +238,27 @@ impl Query {
         required_of(&self.pipeline.first)
     }
 
+    /// Whether the query needs a trace's other spans to judge one: a structural operator, a
+    /// parenthesised pipeline, or a trace-level intrinsic (`rootName`, `rootServiceName`,
+    /// `traceDuration`). When not, it can run on just the spans a store's search matched.
+    pub fn needs_whole_trace(&self) -> bool {
+        if !matches!(self.pipeline.first, SpansetExpr::Filter(_)) {
+            return true;
+        }
+        let mut trace_level = false;
+        pipeline_fields(&self.pipeline, &mut |field| {
+            walk_fields(field, &mut |f| {
+                trace_level |= matches!(
+                    f,
+                    Field::Intrinsic(
+                        Intrinsic::RootName | Intrinsic::RootServiceName | Intrinsic::TraceDuration
+                    )
+                );
+            })
+        });
+        trace_level
+    }
+
     /// The attributes, intrinsics and spanblame fields the query names, to show on the spans
     /// it selects (as Tempo shows what a query matched on), without repeats.
     pub fn named_fields(&self) -> Vec<Field> {

@@ -531,3 +531,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn whether_a_query_needs_the_whole_trace() {
+    for (query, whole) in [
+        ("{ }", false),
+        ("{ .a = 1 && duration > 1s } | count() > 2 | by(name) | select(.b)", false),
+        ("{ change.blame.author = \"rita\" }", false),
+        ("{ .a = 1 } >> { .b = 2 }", true),
+        ("{ .a = 1 } && { .b = 2 }", true),
+        ("({ } | count() > 1)", true),
+        ("{ rootServiceName = \"x\" }", true),
+        ("{ } | { traceDuration > 1s }", true),
+    ] {
+        assert_eq!(parse(query).unwrap().needs_whole_trace(), whole, "{query}");
+    }
+}
