@@ -98,6 +98,8 @@ fn main() -> anyhow::Result<()> {
 const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("otlp_protobuf", &[]),
     ("otlp_json", &["fuzz/seeds/otlp_json"]),
+    ("zipkin", &["fuzz/seeds/zipkin"]),
+    ("traceql", &["fuzz/seeds/traceql"]),
     ("webhook_gogs", &["crates/forge/test_data/forges/gogs"]),
     (
         "webhook_gitea",

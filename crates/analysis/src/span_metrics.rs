@@ -12,7 +12,8 @@
 //! Counts are weighted by each span's adjusted count (sampled spans stand for many), which
 //! Tempo's generator does not yet do. Series are capped (`max_series`); a series past the cap
 //! is not created and `spanblame_span_metrics_series_dropped_total` says how many were not.
-//! Each edge also keeps its last minutes (rate, errors, p95) for the service-graph page.
+//! Each edge also keeps its last minutes (rate, errors, p95) for the service-graph page, by
+//! the minute each request began.
 //!
 //! Pure: the caller brings the spans and the time.
 
@@ -66,6 +67,7 @@ pub struct Observation {
     is_error: bool,
     version: Option<String>,
     duration_nanos: u64,
+    start_unix_nanos: u64,
     trace_id: TraceId,
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
@@ -83,6 +85,7 @@ impl Observation {
             is_error: span.is_error(),
             version: span.version().map(str::to_owned),
             duration_nanos: span.duration_nanos(),
+            start_unix_nanos: span.start_time_unix_nanos,
             trace_id: span.trace_id,
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
@@ -154,6 +157,7 @@ struct EdgeStats {
 struct Half {
     service: String,
     duration_nanos: u64,
+    start_unix_nanos: u64,
     failed: bool,
     messaging: bool,
     weight: u64,
@@ -264,6 +268,7 @@ impl SpanMetrics {
         let half = Half {
             service: span.service.clone(),
             duration_nanos: span.duration_nanos,
+            start_unix_nanos: span.start_unix_nanos,
             failed: span.is_error,
             messaging,
             weight,
@@ -315,25 +320,39 @@ impl SpanMetrics {
         }
         stats.server.observe(&GRAPH_BUCKETS_SECONDS, server.duration_nanos as f64 / 1e9, weight);
         stats.client.observe(&GRAPH_BUCKETS_SECONDS, client.duration_nanos as f64 / 1e9, weight);
-        let minute = now_unix_nanos / NANOS_PER_MINUTE;
-        if stats.minutes.back().is_none_or(|m| m.unix_minute != minute) {
-            stats.minutes.push_back(EdgeMinute {
-                unix_minute: minute,
-                requests: 0,
-                failed: 0,
-                server_latency: LatencySketch::new(),
-            });
-        }
-        let current = stats.minutes.back_mut().expect("pushed above");
-        current.requests += weight;
-        if failed {
-            current.failed += weight;
-        }
-        current.server_latency.add(server.duration_nanos);
+        // The page counts a request in the minute it began (so a backlog sent late is not
+        // read as a burst now), within the window before now.
+        let now_minute = now_unix_nanos / NANOS_PER_MINUTE;
+        let minute = server.start_unix_nanos / NANOS_PER_MINUTE;
         let window = self.settings.page_window_minutes;
-        while stats.minutes.front().is_some_and(|m| m.unix_minute + window <= minute) {
+        while stats.minutes.front().is_some_and(|m| m.unix_minute + window <= now_minute) {
             stats.minutes.pop_front();
         }
+        if minute + window <= now_minute || minute > now_minute + 1 {
+            return;
+        }
+        let at = match stats.minutes.iter().position(|m| m.unix_minute >= minute) {
+            Some(at) if stats.minutes[at].unix_minute == minute => at,
+            found => {
+                let at = found.unwrap_or(stats.minutes.len());
+                stats.minutes.insert(
+                    at,
+                    EdgeMinute {
+                        unix_minute: minute,
+                        requests: 0,
+                        failed: 0,
+                        server_latency: LatencySketch::new(),
+                    },
+                );
+                at
+            }
+        };
+        let bucket = &mut stats.minutes[at];
+        bucket.requests += weight;
+        if failed {
+            bucket.failed += weight;
+        }
+        bucket.server_latency.add(server.duration_nanos);
     }
 
     fn give_up_oldest(&mut self) {
@@ -741,6 +760,18 @@ mod tests {
                 "{family}"
             );
         }
+    }
+
+    #[test]
+    fn a_backlog_sent_late_counts_but_is_not_a_burst_on_the_page() {
+        let mut metrics = SpanMetrics::new(Settings::default());
+        let mut client = span("frontend", 1, None, SpanKind::Client, 5, false);
+        let mut server = span("checkout", 2, Some(1), SpanKind::Server, 4, false);
+        client.start_time_unix_nanos -= 3 * 3600 * SECOND;
+        server.start_time_unix_nanos -= 3 * 3600 * SECOND;
+        observe(&mut metrics, &[client, server], T0);
+        assert!(metrics.render(|_| true).contains("traces_service_graph_request_total{client=\"frontend\",server=\"checkout\",connection_type=\"\"} 1"));
+        assert!(metrics.graph(T0, |_| true).is_empty());
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub fn traces(
     let mut out = Traces { traces: Vec::new(), inspected_traces: 0, inspected_bytes: 0 };
     'pages: loop {
         let page = ctx.store.search(&candidates)?;
-        for candidate in &page {
+        let (page_len, oldest) =
+            (page.len(), page.iter().map(|m| m.newest_start_unix_nanos()).min());
+        for candidate in page {
             if !seen.insert(candidate.trace_id) {
                 continue;
             }
@@ -86,8 +88,8 @@ pub fn traces(
             out.inspected_traces += 1;
             // The engine's summary and matched spans serve a query that judges spans one at
             // a time; anything else reads the whole trace.
-            let (spans, summary) = match &candidate.summary {
-                Some(summary) if !whole => (candidate.spans.clone(), summary.clone()),
+            let (spans, summary) = match candidate.summary {
+                Some(summary) if !whole => (candidate.spans, summary),
                 _ => {
                     let spans = ctx.store.trace(&candidate.trace_id)?;
                     let Some(summary) = TraceSummary::of(&spans) else { continue };
@@ -120,10 +122,9 @@ pub fn traces(
             break;
         }
         // The next page ends where this one's oldest match began (the end is exclusive).
-        let oldest = page.iter().map(|m| m.newest_start_unix_nanos()).min();
         match oldest {
             Some(oldest)
-                if page.len() == candidates.limit && oldest > candidates.start_unix_nanos =>
+                if page_len == candidates.limit && oldest > candidates.start_unix_nanos =>
             {
                 candidates.end_unix_nanos = oldest;
                 candidates.limit = (candidates.limit * 2).min(MAX_PAGE_TRACES);

@@ -220,6 +220,9 @@ data_dir = "{data_dir}"
 [detection]
 interval = "2s"
 
+[span_metrics]
+enabled = true               # /metrics/spans and the /services/graph page
+
 [[integrations]]
 name = "{INTEGRATION}"       # webhooks: POST /hooks/gitea/{INTEGRATION}
 kind = "gitea"
