@@ -19,8 +19,8 @@ pub struct ServiceGraph {
 #[derive(Debug, Clone, Serialize)]
 pub struct GraphService {
     pub name: String,
-    /// An open incident on this service.
-    pub incident: bool,
+    /// The newest open incident on this service.
+    pub incident: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,8 +33,8 @@ pub struct GraphEdge {
     pub requests_per_second: f64,
     pub error_rate: f64,
     pub p95_ms: Option<f64>,
-    /// The caller or the callee has an open incident.
-    pub incident: bool,
+    /// An open incident of the callee, else of the caller.
+    pub incident: Option<u64>,
 }
 
 /// The edges the caller may see (either end is theirs), their services, and open incidents.
@@ -61,8 +61,10 @@ pub fn service_graph(ctx: &Context, visibility: &Visibility) -> Result<ServiceGr
             ..IncidentFilter::default()
         },
     )?;
-    let incident_services: Vec<&str> = open.iter().filter_map(|i| i["service"].as_str()).collect();
-    let has_incident = |service: &str| incident_services.contains(&service);
+    // Newest first: the first one of a service is its newest.
+    let incident_of = |service: &str| {
+        open.iter().find(|i| i["service"] == service).and_then(|i| i["id"].as_u64())
+    };
     let mut names: Vec<String> =
         views.iter().flat_map(|e| [e.client.clone(), e.server.clone()]).collect();
     names.sort();
@@ -72,12 +74,12 @@ pub fn service_graph(ctx: &Context, visibility: &Visibility) -> Result<ServiceGr
         window_minutes,
         services: names
             .into_iter()
-            .map(|name| GraphService { incident: has_incident(&name), name })
+            .map(|name| GraphService { incident: incident_of(&name), name })
             .collect(),
         edges: views
             .into_iter()
             .map(|e| GraphEdge {
-                incident: has_incident(&e.client) || has_incident(&e.server),
+                incident: incident_of(&e.server).or_else(|| incident_of(&e.client)),
                 client: e.client,
                 server: e.server,
                 messaging: e.messaging,

@@ -93,6 +93,7 @@ async fn an_edge_reaches_metrics_spans_and_the_graph_page() {
         page.contains("class=\"edge incident\"") && page.contains("class=\"node incident\""),
         "{page}"
     );
+    assert!(page.contains(&format!("href=\"/incidents/{}\"", deploy.id)), "{page}");
 }
 
 #[tokio::test]

@@ -29,14 +29,18 @@ struct EdgeRow {
     rate: String,
     errors: String,
     p95: String,
-    incident: bool,
+    /// `/incidents/{id}` of the open incident that marks the edge.
+    incident_href: Option<String>,
 }
 
-const BOX_WIDTH: f64 = 180.0;
+const BOX_WIDTH: f64 = 170.0;
 const BOX_HEIGHT: f64 = 40.0;
-const COLUMN_GAP: f64 = 150.0;
-const ROW_GAP: f64 = 36.0;
+/// Room between columns for an edge's two-line label.
+const COLUMN_GAP: f64 = 200.0;
+const ROW_GAP: f64 = 56.0;
 const MARGIN: f64 = 24.0;
+/// How far below the lowest box an edge that skips a column runs.
+const DETOUR: f64 = 56.0;
 
 pub fn graph_page(ctx: &Context, viewer: &Viewer) -> Result<Page, PageError> {
     let graph = views::graph::service_graph(ctx, &viewer.visibility)?;
@@ -51,7 +55,7 @@ pub fn graph_page(ctx: &Context, viewer: &Viewer) -> Result<Page, PageError> {
             rate: rate_text(e),
             errors: percent_text(e.error_rate),
             p95: e.p95_ms.map_or_else(|| "—".into(), ms_text),
-            incident: e.incident,
+            incident_href: e.incident.map(|id| format!("/incidents/{id}")),
         })
         .collect();
     let svg = draw(&graph);
@@ -102,8 +106,10 @@ fn draw(graph: &ServiceGraph) -> String {
     }
     let columns = depth.values().max().copied().unwrap_or(0) + 1;
     let rows = rows_in.values().max().copied().unwrap_or(1);
+    let lowest = MARGIN + rows as f64 * BOX_HEIGHT + (rows - 1) as f64 * ROW_GAP;
+    let detours = graph.edges.iter().any(|e| !adjacent(&place, e));
     let width = 2.0 * MARGIN + columns as f64 * BOX_WIDTH + (columns - 1) as f64 * COLUMN_GAP;
-    let height = 2.0 * MARGIN + rows as f64 * BOX_HEIGHT + (rows - 1) as f64 * ROW_GAP + 16.0;
+    let height = lowest + MARGIN + if detours { DETOUR + 24.0 } else { 0.0 };
     let mut svg = format!(
         r#"<svg class="chart graph" viewBox="0 0 {width} {height}" role="img" aria-labelledby="graph-title"><title id="graph-title">Calls between services over the last {} minutes</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="head"/></marker><marker id="arrow-bad" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="head bad"/></marker></defs>"#,
         graph.window_minutes
@@ -112,36 +118,44 @@ fn draw(graph: &ServiceGraph) -> String {
         let (from, to) = (place[edge.client.as_str()], place[edge.server.as_str()]);
         let (x1, y1) = (from.0 + BOX_WIDTH, from.1 + BOX_HEIGHT / 2.0);
         let (x2, y2) = (to.0, to.1 + BOX_HEIGHT / 2.0);
-        let class = if edge.incident { "edge incident" } else { "edge" };
-        let marker = if edge.incident { "arrow-bad" } else { "arrow" };
-        // Backward or same-column edges curve around below.
-        let path = if x2 > x1 {
+        let class = if edge.incident.is_some() { "edge incident" } else { "edge" };
+        let marker = if edge.incident.is_some() { "arrow-bad" } else { "arrow" };
+        // To the next column: a curve between the boxes, labelled above its middle. Past a
+        // column, or backwards: under every box, labelled at its lowest point.
+        let (path, label_x, label_y) = if adjacent(&place, edge) {
             let mid = (x1 + x2) / 2.0;
-            format!("M {x1} {y1} C {mid} {y1}, {mid} {y2}, {x2} {y2}")
+            // Above the callee's level; going down, left of the middle, where the curve is
+            // still high.
+            let x = if y2 > y1 { mid - 6.0 } else { mid };
+            (format!("M {x1} {y1} C {mid} {y1}, {mid} {y2}, {x2} {y2}"), x, y2 - 22.0)
         } else {
-            let low = y1.max(y2) + BOX_HEIGHT;
-            format!("M {x1} {y1} C {} {low}, {} {low}, {x2} {y2}", x1 + 60.0, x2 - 60.0)
+            let low = lowest + DETOUR;
+            let path = format!(
+                "M {x1} {y1} C {} {low}, {} {low}, {x2} {y2}",
+                x1 + COLUMN_GAP / 2.0,
+                x2 - COLUMN_GAP / 2.0
+            );
+            // Just under the curve's lowest point (its middle: an eighth of each end's height
+            // and three quarters of the control points').
+            (path, (x1 + x2) / 2.0, (y1 + y2) / 8.0 + 0.75 * low + 16.0)
         };
-        let label = format!(
-            "{} · {} err · p95 {}",
-            rate_text(edge),
-            percent_text(edge.error_rate),
-            edge.p95_ms.map_or_else(|| "—".into(), ms_text)
-        );
+        let anchor =
+            if adjacent(&place, edge) && y2 > y1 { "edge-label before" } else { "edge-label" };
+        let rate = format!("{} · {} err", rate_text(edge), percent_text(edge.error_rate));
+        let p95 = format!("p95 {}", edge.p95_ms.map_or_else(|| "—".into(), ms_text));
         let _ = write!(
             svg,
-            r#"<g><title>{} → {}: {}</title><path class="{class}" d="{path}" marker-end="url(#{marker})"/><text class="edge-label" x="{}" y="{}">{}</text></g>"#,
+            r#"<g><title>{} → {}: {rate}, {p95}</title><path class="{class}" d="{path}" marker-end="url(#{marker})"/><text class="{anchor}" x="{label_x}" y="{label_y}">{}</text><text class="{anchor}" x="{label_x}" y="{}">{}</text></g>"#,
             escape(&edge.client),
             escape(&edge.server),
-            escape(&label),
-            (x1 + x2) / 2.0,
-            (y1 + y2) / 2.0 - 6.0,
-            escape(&label)
+            escape(&rate),
+            label_y + 14.0,
+            escape(&p95)
         );
     }
     for service in &graph.services {
         let (x, y) = place[service.name.as_str()];
-        let class = if service.incident { "node incident" } else { "node" };
+        let class = if service.incident.is_some() { "node incident" } else { "node" };
         let name = escape(&service.name);
         let shown = if service.name.chars().count() > 22 {
             escape(&format!("{}…", service.name.chars().take(21).collect::<String>()))
@@ -152,11 +166,17 @@ fn draw(graph: &ServiceGraph) -> String {
             svg,
             r#"<a href="{}"><g class="{class}"><title>{name}{}</title><rect x="{x}" y="{y}" width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="6"/><text x="{}" y="{}">{shown}</text></g></a>"#,
             escape(&service_href(&service.name)),
-            if service.incident { " (open incident)" } else { "" },
+            if service.incident.is_some() { " (open incident)" } else { "" },
             x + BOX_WIDTH / 2.0,
             y + BOX_HEIGHT / 2.0 + 5.0,
         );
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Whether an edge goes from one column to the next.
+fn adjacent(place: &BTreeMap<&str, (f64, f64)>, edge: &GraphEdge) -> bool {
+    let (from, to) = (place[edge.client.as_str()].0, place[edge.server.as_str()].0);
+    (to - from - (BOX_WIDTH + COLUMN_GAP)).abs() < 1.0
 }
