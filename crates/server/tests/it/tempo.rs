@@ -387,3 +387,107 @@ async fn zipkin_spans_arrive_through_the_same_intake() {
     let (status, _) = app.post_raw("/api/v2/spans", &json_headers, huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// The TraceQL conformance table (`crates/traceql/conformance.txt`) through a real store and
+/// Tempo's search API: its trace exported over OTLP, the search asked with a `read` token that
+/// may not see `payments`, and each row's spansets compared (but the `change.`/`deploy.` rows,
+/// whose values come from a change graph this store has not got).
+#[tokio::test]
+async fn the_conformance_table_holds_through_the_store() {
+    let app = TestApp::new();
+    let base = T0 - 60 * SECOND;
+    let span = |id: u8,
+                parent: Option<u8>,
+                name: &str,
+                kind: u8,
+                ms: u64,
+                status: Value,
+                attributes: Value| {
+        let start = base + u64::from(id) * 1_000_000;
+        json!({
+            "traceId": "01".repeat(16), "spanId": format!("{id:02x}").repeat(8),
+            "parentSpanId": parent.map(|p| format!("{p:02x}").repeat(8)).unwrap_or_default(),
+            "name": name, "kind": kind,
+            "startTimeUnixNano": start.to_string(), "endTimeUnixNano": (start + ms * 1_000_000).to_string(),
+            "status": status, "attributes": attributes,
+        })
+    };
+    let resource = |service: &str, spans: Vec<Value>| {
+        json!({"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+               "scopeSpans": [{"spans": spans}]})
+    };
+    let body = json!({"resourceSpans": [
+        resource("frontend", vec![span(1, None, "GET /cart", 2, 900, json!({}), json!([
+            {"key": "http.method", "value": {"stringValue": "GET"}},
+            {"key": "http.status_code", "value": {"intValue": "200"}},
+        ]))]),
+        resource("checkout", vec![
+            span(2, Some(1), "apply_promotions", 1, 600, json!({"code": 2, "message": "promo service down"}), json!([
+                {"key": "promo.count", "value": {"intValue": "3"}},
+                {"key": "ratio", "value": {"doubleValue": 0.5}},
+                {"key": "cached", "value": {"boolValue": false}},
+            ])),
+            span(3, Some(2), "SELECT promotions", 3, 400, json!({}), json!([
+                {"key": "db.system", "value": {"stringValue": "postgresql"}},
+            ])),
+            span(4, Some(1), "load_cart", 1, 50, json!({"code": 1}), json!([])),
+        ]),
+        resource("payments", vec![span(5, Some(1), "charge", 3, 100, json!({"code": 2}), json!([]))]),
+    ]});
+    let (status, answer) = app.post_json("/v1/traces", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, token) = app
+        .post_json(
+            "/api/v1/tokens",
+            &json!({"name": "grafana", "scopes": ["read"], "services": ["frontend", "checkout"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{token}");
+    let token = token["secret"].as_str().unwrap().to_owned();
+
+    let table = include_str!("../../../traceql/conformance.txt");
+    let mut wrong = Vec::new();
+    let mut ran = 0;
+    for line in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (query, expected) = line.split_once('\t').unwrap();
+        if query.contains("change.") || query.contains("deploy.") {
+            continue;
+        }
+        let mut expected: Vec<Vec<&str>> = match expected {
+            "-" => Vec::new(),
+            sets => sets.split(" ;; ").map(|s| s.split(" | ").collect()).collect(),
+        };
+        let request = Request::get(search_path(query, "&spss=100&limit=5"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, found) = app.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {found}");
+        let mut got: Vec<Vec<&str>> = found["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["spanSets"].as_array().unwrap())
+            .map(|set| {
+                set["spans"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["name"].as_str().unwrap())
+                    .collect()
+            })
+            .collect();
+        // Tempo lists a spanset's spans newest first, and `by()` groups in no set order.
+        for set in got.iter_mut().chain(expected.iter_mut()) {
+            set.sort_unstable();
+        }
+        got.sort();
+        expected.sort();
+        if got != expected {
+            wrong.push(format!("{query}\n  expected {expected:?}\n  got      {got:?}"));
+        }
+        ran += 1;
+    }
+    assert!(ran >= 65, "only {ran} rows ran");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
