@@ -380,6 +380,19 @@ impl SpanMetrics {
         }
     }
 
+    /// Every edge since the start, with its requests, whose client or server `allows` names
+    /// (Jaeger's dependency links).
+    pub fn edge_totals(&self, allows: impl Fn(&str) -> bool) -> Vec<(EdgeKey, u64)> {
+        let mut edges: Vec<(EdgeKey, u64)> = self
+            .edges
+            .iter()
+            .filter(|(key, _)| allows(&key.client) || allows(&key.server))
+            .map(|(key, stats)| (key.clone(), stats.total))
+            .collect();
+        edges.sort();
+        edges
+    }
+
     /// Minutes the service-graph page covers.
     pub fn window_minutes(&self) -> u64 {
         self.settings.page_window_minutes

@@ -1,5 +1,6 @@
 //! Jaeger's query API (the HTTP JSON its UI and Grafana's Jaeger data source read), under the
-//! `/jaeger` prefix: services, their operations, trace search and a trace by id, in Jaeger's
+//! `/jaeger` prefix: services, their operations, trace search, a trace by id and the
+//! dependency links (from span metrics, when on), in Jaeger's
 //! model (processes, `tags` typed as `string`/`bool`/`int64`/`float64`/`binary`, references,
 //! logs, times in microseconds).
 
@@ -14,7 +15,7 @@ use traceql::{
 use views::{Context, Visibility};
 
 use crate::find::{self, ChangeFields};
-use crate::params::{go_duration_nanos, logfmt_pairs};
+use crate::params::{go_duration_nanos, literal, logfmt_pairs};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1500;
@@ -151,16 +152,6 @@ fn tag_pairs(tags: &str) -> Result<Vec<(String, String)>, String> {
     logfmt_pairs(tags)
 }
 
-fn literal(value: &str) -> Static {
-    if let Ok(n) = value.parse::<i64>() {
-        Static::Int(n)
-    } else if let Ok(b) = value.parse::<bool>() {
-        Static::Bool(b)
-    } else {
-        Static::Str(value.to_owned())
-    }
-}
-
 /// Jaeger's envelope: `{"data": …, "total", "limit", "offset", "errors"}`.
 pub fn envelope(data: Json_, total: usize) -> Json_ {
     json!({"data": data, "total": total, "limit": 0, "offset": 0, "errors": null})
@@ -243,6 +234,18 @@ pub fn operations(
     operations.sort();
     operations.dedup();
     Ok(operations)
+}
+
+/// Jaeger's dependency links (`{"parent", "child", "callCount"}`) from the service graph's
+/// edges since this server started; none when span metrics are off.
+pub fn dependencies(ctx: &Context, visibility: &Visibility) -> Vec<Json_> {
+    let Some(metrics) = &ctx.span_metrics else { return Vec::new() };
+    let metrics = metrics.lock().unwrap_or_else(|p| p.into_inner());
+    metrics
+        .edge_totals(|service| visibility.allows_service(service))
+        .into_iter()
+        .map(|(edge, calls)| json!({"parent": edge.client, "child": edge.server, "callCount": calls}))
+        .collect()
 }
 
 fn trace_view(visibility: &Visibility, spans: Vec<Span>) -> Json_ {

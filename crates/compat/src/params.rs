@@ -1,5 +1,8 @@
-//! The parameter forms of Tempo's API: times in Unix seconds, durations as Go writes them
-//! (`1.5s`, `1m30s`, `250ms`), and tags as logfmt (`service.name="cart" http.status_code=500`).
+//! The parameter forms of Tempo's and Jaeger's APIs: times in Unix seconds, durations as Go
+//! writes them (`1.5s`, `1m30s`, `250ms`), and tags as logfmt
+//! (`service.name="cart" http.status_code=500`), each value read as the type it looks like.
+
+use traceql::Static;
 
 /// `start`/`end` in Unix seconds (whole or fractional) as Unix nanoseconds.
 pub fn unix_seconds(key: &str, value: &str) -> Result<u64, String> {
@@ -83,5 +86,16 @@ pub fn logfmt_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
             std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())).collect()
         };
         pairs.push((key, value));
+    }
+}
+
+/// A tag value as the type it reads as: `500` an integer, `true` a boolean, else text.
+pub fn literal(value: &str) -> Static {
+    if let Ok(n) = value.parse::<i64>() {
+        Static::Int(n)
+    } else if let Ok(b) = value.parse::<bool>() {
+        Static::Bool(b)
+    } else {
+        Static::Str(value.to_owned())
     }
 }

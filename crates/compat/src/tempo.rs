@@ -12,7 +12,7 @@ use traceql::{AttributeScope, BinaryOp, Field, Intrinsic, Query, Static, Trace};
 use views::{Context, Visibility};
 
 use crate::find::{self, ChangeFields};
-use crate::params::{go_duration_nanos, logfmt_pairs, unix_seconds};
+use crate::params::{go_duration_nanos, literal, logfmt_pairs, unix_seconds};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
@@ -132,6 +132,7 @@ fn tags_query(tags: &str) -> Result<Query, TempoError> {
                     Some(status) => Static::Status(status),
                     None => Static::Str(value),
                 },
+                Field::Intrinsic(Intrinsic::Name) => Static::Str(value),
                 _ => literal(&value),
             };
             Field::Binary(Box::new(field), BinaryOp::Eq, Box::new(Field::Static(value)))
@@ -141,17 +142,6 @@ fn tags_query(tags: &str) -> Result<Query, TempoError> {
         traceql::Pipeline { first: traceql::SpansetExpr::Filter(condition), stages: Vec::new() };
     // The canonical text reads back to the same query (property-tested in `traceql`).
     Ok(traceql::parse(&pipeline.to_string())?)
-}
-
-/// A tag value as the type it reads as: `500` an integer, `true` a boolean, else text.
-fn literal(value: &str) -> Static {
-    if let Ok(n) = value.parse::<i64>() {
-        Static::Int(n)
-    } else if let Ok(b) = value.parse::<bool>() {
-        Static::Bool(b)
-    } else {
-        Static::Str(value.to_owned())
-    }
 }
 
 #[derive(Debug, Serialize)]

@@ -66,6 +66,9 @@ fn the_older_tag_search_reads_as_traceql() {
         search.query.to_string(),
         "{ .service.name = \"cart\" && name = \"GET /\" && status = error && .http.status_code = 500 && .cached = true }"
     );
+    // A name is text even when it looks like a number.
+    let search = parse_search(&params(&[("tags", "name=200")]), NOW).unwrap();
+    assert_eq!(search.query.to_string(), "{ name = \"200\" }");
     // Defaults: the last day up to now, 20 traces, 3 spans per spanset.
     let search = parse_search(&params(&[("q", "")]), NOW).unwrap();
     assert_eq!(search.query.to_string(), "{ }");

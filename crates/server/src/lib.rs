@@ -307,6 +307,10 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             get(api::jaeger::operations),
         ),
         (
+            spec("GET", "/jaeger/api/dependencies", ReadData, Some("services.read")),
+            get(api::jaeger::dependencies),
+        ),
+        (
             spec("GET", "/jaeger/api/traces", ReadData, Some("traces.search")),
             get(api::jaeger::search),
         ),
@@ -472,15 +476,29 @@ pub fn route_table() -> Vec<RouteSpec> {
     table
 }
 
-/// Adds `routes` to a router, each behind the access guard.
+/// Adds `routes` to a router, each behind the access guard and counted by route template
+/// (`spanblame_http_requests_total`, with the time to answer, refusals included).
 fn guarded(
     state: &Arc<AppState>,
     routes: Vec<(RouteSpec, MethodRouter<Arc<AppState>>)>,
 ) -> Router<Arc<AppState>> {
     routes.into_iter().fold(Router::new(), |router, (spec, handler)| {
         let guard = axum::middleware::from_fn_with_state((Arc::clone(state), spec), access::guard);
-        router.route(spec.path, handler.route_layer(guard))
+        let count = axum::middleware::from_fn_with_state((Arc::clone(state), spec), count_request);
+        router.route(spec.path, handler.route_layer(guard).route_layer(count))
     })
+}
+
+async fn count_request(
+    axum::extract::State((state, spec)): axum::extract::State<(Arc<AppState>, RouteSpec)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let seconds = started.elapsed().as_secs_f64();
+    state.metrics.observe_request(spec.method, spec.path, response.status().as_u16(), seconds);
+    response
 }
 
 /// Every HTTP route of the main address.

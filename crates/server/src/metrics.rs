@@ -1,9 +1,24 @@
-//! `/metrics` in the Prometheus text format: the build, the process (Linux), ingest counters,
-//! storage gauges and the notification outbox per receiver. Hand-written because a few dozen
-//! series do not justify a metrics framework.
+//! `/metrics` in the Prometheus text format: the build, the process (Linux), HTTP requests by
+//! route, ingest counters, storage gauges and the notification outbox per receiver.
+//! Hand-written because a few dozen series do not justify a metrics framework.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Request-duration buckets in seconds (Prometheus' client defaults).
+const HTTP_BUCKETS_SECONDS: [f64; 11] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Requests of one (method, route template, status code), and how long they took.
+#[derive(Debug, Default)]
+struct RequestStats {
+    /// Requests per bucket (not cumulative), the last past every bound.
+    buckets: [u64; HTTP_BUCKETS_SECONDS.len() + 1],
+    sum_seconds: f64,
+    count: u64,
+}
 
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -16,6 +31,9 @@ pub(crate) struct Metrics {
     /// Exports refused before decoding: no slot, or no room in the ingest memory budget.
     pub(crate) exports_throttled: AtomicU64,
     pub(crate) attribute_values_truncated: AtomicU64,
+    /// By (method, route template, status): a route is a row of `routes()`, so the series are
+    /// bounded by the route table, never by the paths clients send.
+    http: Mutex<BTreeMap<(&'static str, &'static str, u16), RequestStats>>,
 }
 
 impl Metrics {
@@ -31,6 +49,63 @@ impl Metrics {
             spans_throttled: AtomicU64::new(0),
             exports_throttled: AtomicU64::new(0),
             attribute_values_truncated: AtomicU64::new(0),
+            http: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Counts one answered request of a route.
+    pub(crate) fn observe_request(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: u16,
+        seconds: f64,
+    ) {
+        let mut http = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = http.entry((method, route, status)).or_default();
+        let at = HTTP_BUCKETS_SECONDS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(HTTP_BUCKETS_SECONDS.len());
+        stats.buckets[at] += 1;
+        stats.sum_seconds += seconds;
+        stats.count += 1;
+    }
+
+    fn render_http(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP spanblame_http_requests_total HTTP requests answered, by method, route template and status.\n# TYPE spanblame_http_requests_total counter"
+        );
+        let http = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        for ((method, route, status), stats) in http.iter() {
+            let _ = writeln!(
+                out,
+                "spanblame_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
+                label(route),
+                stats.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP spanblame_http_request_duration_seconds Time to answer an HTTP request, by method, route template and status.\n# TYPE spanblame_http_request_duration_seconds histogram"
+        );
+        for ((method, route, status), stats) in http.iter() {
+            let labels =
+                format!("method=\"{method}\",route=\"{}\",status=\"{status}\"", label(route));
+            let mut cumulative = 0;
+            for (bound, count) in HTTP_BUCKETS_SECONDS.iter().zip(&stats.buckets) {
+                cumulative += count;
+                let _ = writeln!(
+                    out,
+                    "spanblame_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "spanblame_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\nspanblame_http_request_duration_seconds_sum{{{labels}}} {}\nspanblame_http_request_duration_seconds_count{{{labels}}} {}",
+                stats.count, stats.sum_seconds, stats.count
+            );
         }
     }
 }
@@ -86,6 +161,7 @@ pub(crate) fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
             "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {fds}"
         );
     }
+    metrics.render_http(&mut out);
     let _ = writeln!(
         out,
         "# HELP spanblame_notifications Notifications waiting for delivery (pending) or given up on (dead), per receiver.\n# TYPE spanblame_notifications gauge"

@@ -98,6 +98,17 @@ pub(crate) async fn search(
     Ok(answer(json!(traces), total))
 }
 
+/// `/api/dependencies`: the service graph's edges as Jaeger's dependency links (`endTs` and
+/// `lookback` are accepted; the links are this server's since it started).
+pub(crate) async fn dependencies(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let links = jaeger::dependencies(state.ctx(), &caller.visibility);
+    let total = links.len();
+    Ok(answer(json!(links), total))
+}
+
 pub(crate) async fn trace(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,

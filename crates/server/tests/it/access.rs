@@ -335,6 +335,7 @@ async fn every_route_decides_for_every_kind_of_caller() {
         ("GET /jaeger/api/services", "1 A A A A 3 A 3 3 A"),
         ("GET /jaeger/api/services/{service}/operations", "1 A A A A 3 A 3 3 A"),
         ("GET /jaeger/api/operations", "1 A A A A 3 A 3 3 A"),
+        ("GET /jaeger/api/dependencies", "1 A A A A 3 A 3 3 A"),
         ("GET /jaeger/api/traces", "1 A A A A 3 A 3 3 A"),
         ("GET /jaeger/api/traces/{trace_id}", "1 A A A A 3 A 3 3 A"),
         ("GET /api/v1/deploys", "1 A A A A 3 A 3 3 A"),

@@ -77,6 +77,11 @@ async fn services_operations_and_a_trace_in_jaegers_model() {
     );
     assert_eq!(trace["processes"][child["processID"].as_str().unwrap()]["serviceName"], "checkout");
 
+    // Span metrics are off here: no dependency links, and no error.
+    let (status, links) =
+        app.get("/jaeger/api/dependencies?endTs=1767225600000&lookback=3600000").await;
+    assert_eq!((status, links["data"].clone()), (StatusCode::OK, json!([])));
+
     let (status, missing) = app.get("/jaeger/api/traces/5bf92f3577b34da6a3ce929d0e0e4736").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(missing["errors"][0]["msg"], "trace not found");

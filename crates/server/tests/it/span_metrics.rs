@@ -77,8 +77,19 @@ async fn an_edge_reaches_metrics_spans_and_the_graph_page() {
         assert!(text.contains(expected), "{expected}\n{text}");
     }
     promtool_accepts("/metrics/spans", &text);
+    // Jaeger's dependency links are the same edges.
+    let (_, links) = app.get("/jaeger/api/dependencies").await;
+    assert_eq!(links["data"], json!([{"parent": "frontend", "child": "checkout", "callCount": 1}]));
     let (_, metrics, _) = app.get_page("/metrics").await;
     promtool_accepts("/metrics", &metrics);
+    // Requests are counted by route template, with the time they took.
+    for series in [
+        "spanblame_http_requests_total{method=\"POST\",route=\"/v1/traces\",status=\"200\"} 2",
+        "spanblame_http_requests_total{method=\"GET\",route=\"/metrics/spans\",status=\"200\"} 1",
+        "spanblame_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/traces\",status=\"200\"} 2",
+    ] {
+        assert!(metrics.contains(series), "{series}\n{metrics}");
+    }
 
     let (status, page, _) = app.get_page("/services/graph").await;
     assert_eq!(status, StatusCode::OK, "{page}");
