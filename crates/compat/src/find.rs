@@ -135,8 +135,8 @@ pub fn traces(
     Ok(out)
 }
 
-/// The store's filters that keep every trace the query can match: the service, duration
-/// bounds, status and attribute equalities of the spans every match needs.
+/// The store's filters that keep every trace the query can match: the service, span name,
+/// duration bounds, status and attribute equalities of the spans every match needs.
 pub fn push_down(query: &mut SpanQuery, required: &[Condition]) {
     for condition in required {
         let text = match &condition.value {
@@ -167,6 +167,13 @@ pub fn push_down(query: &mut SpanQuery, required: &[Condition]) {
             }
             (Field::Intrinsic(Intrinsic::Status), BinaryOp::Eq, Static::Status(s)) => {
                 query.status = Some(*s)
+            }
+            // The store's operation filter takes a span whose name or `http.route` is the
+            // text (checked against the name bloom): every span of that name, and more.
+            (Field::Intrinsic(Intrinsic::Name), BinaryOp::Eq, Static::Str(name))
+                if query.operation.is_none() =>
+            {
+                query.operation = Some(name.clone())
             }
             (Field::Attribute(a), BinaryOp::Eq, _) if text.is_some() => {
                 query.attributes.push((a.name.clone(), text.expect("checked")))

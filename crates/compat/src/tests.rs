@@ -79,3 +79,35 @@ fn the_older_tag_search_reads_as_traceql() {
         parse_search(&params(&[("start", "1767225600"), ("end", "1767225600")]), NOW).unwrap();
     assert_eq!((search.start_unix_nanos, search.end_unix_nanos), (NOW, NOW + 1_000_000_000));
 }
+
+#[test]
+fn what_every_match_needs_narrows_the_stores_search() {
+    let query = traceql::parse(
+        "{ resource.service.name = \"cart\" && name = \"GET /cart\" && duration >= 250ms && duration < 2s && status = error && span.tenant = 7 && .flag = true }",
+    )
+    .unwrap();
+    let mut narrowed = store::SpanQuery::default();
+    crate::find::push_down(&mut narrowed, &query.required());
+    assert_eq!(narrowed.service.as_deref(), Some("cart"));
+    assert_eq!(narrowed.operation.as_deref(), Some("GET /cart"));
+    assert_eq!(
+        (narrowed.min_duration_nanos, narrowed.max_duration_nanos),
+        (Some(250_000_000), Some(2_000_000_000))
+    );
+    assert_eq!(narrowed.status, Some(model::StatusCode::Error));
+    assert_eq!(
+        narrowed.attributes,
+        vec![("tenant".to_owned(), "7".to_owned()), ("flag".to_owned(), "true".to_owned())]
+    );
+    // What is not a conjunct of equalities and bounds narrows nothing.
+    for query in [
+        "{ name != \"x\" }",
+        "{ name = \"a\" || name = \"b\" }",
+        "{ .a =~ \"x.*\" }",
+        "{ .ratio = 0.5 }",
+    ] {
+        let mut narrowed = store::SpanQuery::default();
+        crate::find::push_down(&mut narrowed, &traceql::parse(query).unwrap().required());
+        assert!(narrowed.operation.is_none() && narrowed.attributes.is_empty(), "{query}");
+    }
+}
