@@ -38,6 +38,32 @@ pub struct Find<'q> {
     pub whole_traces: bool,
 }
 
+impl<'q> Find<'q> {
+    /// The newest `limit` traces `query` matches with a span starting in
+    /// `[start, end)`, whatever their duration, each judged as the query needs.
+    pub fn in_window(
+        query: &'q Query,
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+        limit: usize,
+    ) -> Find<'q> {
+        Find {
+            query,
+            candidates: SpanQuery { start_unix_nanos, end_unix_nanos, ..SpanQuery::default() },
+            min_trace_duration_nanos: None,
+            max_trace_duration_nanos: None,
+            limit,
+            whole_traces: false,
+        }
+    }
+
+    /// Only spans of this operation (`http.route`, else the name) are candidates.
+    pub fn with_operation(mut self, operation: Option<String>) -> Find<'q> {
+        self.candidates.operation = operation;
+        self
+    }
+}
+
 /// A trace the query matched: its spans (the whole trace, or for a query that judges spans
 /// one at a time, those the store's search matched), the spansets the query selected, and
 /// the whole trace's root, start and duration.

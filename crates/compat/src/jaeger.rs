@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use model::{KeyValue, Span, SpanKind, StatusCode, TraceId, Value};
 use serde_json::{Value as Json_, json};
-use store::{SpanQuery, StoreError};
+use store::StoreError;
 use traceql::{
     Attribute, AttributeScope, BinaryOp, Field, Intrinsic, Pipeline, SpansetExpr, Static,
 };
@@ -173,17 +173,14 @@ pub fn search(
         ctx,
         visibility,
         &find::Find {
-            query: &search.query,
-            candidates: SpanQuery {
-                start_unix_nanos: search.start_unix_nanos,
-                end_unix_nanos: search.end_unix_nanos,
-                operation: search.operation.clone(),
-                ..SpanQuery::default()
-            },
-            min_trace_duration_nanos: None,
-            max_trace_duration_nanos: None,
-            limit: search.limit,
             whole_traces: true,
+            ..find::Find::in_window(
+                &search.query,
+                search.start_unix_nanos,
+                search.end_unix_nanos,
+                search.limit,
+            )
+            .with_operation(search.operation.clone())
         },
         &mut ext,
     )?;

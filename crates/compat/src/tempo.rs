@@ -210,22 +210,21 @@ pub fn search(
         ctx,
         visibility,
         &find::Find {
-            query: &search.query,
-            candidates: SpanQuery {
-                start_unix_nanos: search.start_unix_nanos,
-                end_unix_nanos: search.end_unix_nanos,
-                ..SpanQuery::default()
-            },
             min_trace_duration_nanos: search.min_trace_duration_nanos,
             max_trace_duration_nanos: search.max_trace_duration_nanos,
-            limit: search.limit,
-            whole_traces: false,
+            ..find::Find::in_window(
+                &search.query,
+                search.start_unix_nanos,
+                search.end_unix_nanos,
+                search.limit,
+            )
         },
         &mut ext,
     )?;
-    let mut hits: Vec<TraceHit> =
-        found.traces.iter().map(|t| hit(t, visibility, search, &mut ext)).collect();
-    hits.sort_by_key(|hit| std::cmp::Reverse(hit.start_unix_nanos()));
+    let mut traces = found.traces;
+    traces.sort_by_key(|t| std::cmp::Reverse(t.start_unix_nanos));
+    let named = search.query.named_fields();
+    let hits = traces.iter().map(|t| hit(t, visibility, search, &named, &mut ext)).collect();
     Ok(SearchResponse {
         traces: hits,
         metrics: SearchMetrics {
@@ -241,16 +240,16 @@ fn hit(
     found: &find::Found,
     visibility: &Visibility,
     search: &Search,
+    named: &[Field],
     ext: &mut ChangeFields<'_>,
 ) -> TraceHit {
     let spans = &found.spans;
     let trace = Trace::new(spans, find::visibility_of(visibility, spans));
     let sets = &found.sets;
-    let named = search.query.named_fields();
     let span_sets: Vec<SpanSet> = sets
         .iter()
         .map(|set| {
-            let mut shown = named.clone();
+            let mut shown = named.to_vec();
             shown.extend(set.selected.iter().filter(|f| !named.contains(f)).cloned());
             let mut indexes = set.spans.clone();
             indexes.sort_by_key(|i| std::cmp::Reverse(spans[*i].start_time_unix_nanos));
@@ -273,12 +272,6 @@ fn hit(
         duration_ms: found.duration_nanos / 1_000_000,
         span_set: span_sets[0].clone(),
         span_sets,
-    }
-}
-
-impl TraceHit {
-    fn start_unix_nanos(&self) -> u64 {
-        self.start_time_unix_nano.parse().unwrap_or(0)
     }
 }
 

@@ -157,7 +157,17 @@ impl TestApp {
 
     /// A page (or any text): its status, body and content type.
     pub(crate) async fn get_page(&self, path: &str) -> (StatusCode, String, String) {
-        let request = Request::get(path).body(Body::empty()).unwrap();
+        let (status, content_type, bytes) = self.get_bytes(path, "*/*").await;
+        (status, String::from_utf8(bytes).unwrap(), content_type)
+    }
+
+    /// Any body, asked for with `accept`: its status, content type and bytes.
+    pub(crate) async fn get_bytes(
+        &self,
+        path: &str,
+        accept: &str,
+    ) -> (StatusCode, String, Vec<u8>) {
+        let request = Request::get(path).header("accept", accept).body(Body::empty()).unwrap();
         let response = server::router(Arc::clone(&self.state)).oneshot(request).await.unwrap();
         let status = response.status();
         let content_type = response
@@ -166,7 +176,7 @@ impl TestApp {
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
-        (status, String::from_utf8(bytes.to_vec()).unwrap(), content_type)
+        (status, content_type, bytes.to_vec())
     }
 
     pub(crate) async fn post_json(

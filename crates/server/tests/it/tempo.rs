@@ -7,7 +7,6 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::support::{SECOND, T0, TestApp};
 
@@ -97,20 +96,6 @@ pub(crate) async fn stored_app() -> TestApp {
     app
 }
 
-async fn get_bytes(app: &TestApp, path: &str, accept: &str) -> (StatusCode, String, Vec<u8>) {
-    let request = Request::get(path).header("accept", accept).body(Body::empty()).unwrap();
-    let response =
-        server::router(std::sync::Arc::clone(&app.state)).oneshot(request).await.unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
-    (status, content_type, bytes.to_vec())
-}
-
 /// The resource spans of an OTLP export, decoded: what came in, in the wire's own terms.
 fn decoded(json: &Value) -> otlp::ExportTraceServiceRequest {
     otlp::decode_json(json.to_string().as_bytes()).unwrap()
@@ -135,11 +120,11 @@ async fn otlp_in_comes_back_equal_from_tempos_trace_by_id() {
 
     // Protobuf on request: v1 is the trace itself, v2 the trace in field 1 of its response.
     let (status, content_type, body) =
-        get_bytes(&app, &format!("/api/traces/{TRACE}"), "application/protobuf").await;
+        app.get_bytes(&format!("/api/traces/{TRACE}"), "application/protobuf").await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/protobuf"));
     assert_eq!(otlp::decode_protobuf(&body).unwrap(), sent);
     let (_, _, body) =
-        get_bytes(&app, &format!("/api/v2/traces/{TRACE}"), "application/protobuf").await;
+        app.get_bytes(&format!("/api/v2/traces/{TRACE}"), "application/protobuf").await;
     assert_eq!(body[0], 0x0a, "field 1, length-delimited");
     let (mut len, mut shift, mut at_byte) = (0usize, 0, 1);
     loop {
@@ -164,7 +149,7 @@ async fn otlp_in_comes_back_equal_from_tempos_trace_by_id() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(answer["error"]["message"].as_str().unwrap().contains("Unix seconds"), "{answer}");
 
-    let (status, content_type, body) = get_bytes(&app, "/api/echo", "*/*").await;
+    let (status, content_type, body) = app.get_bytes("/api/echo", "*/*").await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"echo"[..]), "{content_type}");
 }
 
