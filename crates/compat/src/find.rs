@@ -7,7 +7,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use model::{KeyValue, Resource, Scope, Span, TraceId, Value};
-use serde_json::Value as Json_;
 use store::{SpanQuery, StoreError, TraceSummary};
 use traceql::{
     AttributeScope, BinaryOp, ChangeField, Condition, Extensions, Field, Intrinsic, Query, Spanset,
@@ -267,19 +266,15 @@ impl Extensions for ChangeFields<'_> {
                 &identity.code,
             )
             .ok()?;
-        let text = |value: &Json_| value.as_str().map(|s| Static::Str(s.to_owned()));
+        let text = |value: Option<&String>| value.map(|s| Static::Str(s.clone()));
         match field {
-            ChangeField::Commit => text(&change["commit"]["sha"]),
-            ChangeField::Author => text(&change["commit"]["author"]),
-            ChangeField::Review => {
-                let review = &change["review"];
-                Some(Static::Str(views::changes::review_label(
-                    review["kind"].as_str()?,
-                    review["id"].as_str()?,
-                )))
+            ChangeField::Commit => text(change.commit.as_ref().map(|c| &c.sha)),
+            ChangeField::Author => text(change.commit.as_ref().and_then(|c| c.author.as_ref())),
+            ChangeField::Review => change.review.map(|r| Static::Str(r.label())),
+            ChangeField::BlameCommit => text(change.blame.as_ref().map(|b| &b.commit.sha)),
+            ChangeField::BlameAuthor => {
+                text(change.blame.as_ref().and_then(|b| b.commit.author.as_ref()))
             }
-            ChangeField::BlameCommit => text(&change["blame"]["sha"]),
-            ChangeField::BlameAuthor => text(&change["blame"]["author"]),
             ChangeField::DeployId => None,
         }
     }

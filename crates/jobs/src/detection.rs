@@ -16,8 +16,8 @@ use analysis::detect::{
 };
 use analysis::{Metric, Thresholds, Verdict, WindowStats, compare};
 use model::Deploy;
-use serde_json::{Value as Json_, json};
 use store::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoreError, StoredFinding};
+use views::shapes::{EffectJ, ExemplarsJ, ExplanationJ, NumbersJ, RankingJ, SideJ};
 
 use crate::Jobs;
 use crate::evidence::{self, SideQuery};
@@ -144,7 +144,8 @@ fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, Store
             severity: if f.comparison.minor.is_some() { "minor" } else { "major" }.to_owned(),
             is_final: f.is_final || deploy_final,
             look_minutes: look,
-            detail: finding_detail(f, &detection).to_string(),
+            detail: serde_json::to_string(&finding_detail(f, &detection))
+                .expect("numbers serialise"),
             baseline_stats: f.baseline_stats.encode(),
         })
         .collect();
@@ -201,41 +202,52 @@ fn log_verdict_changes(deploy: &Deploy, before: &[StoredFinding], updates: &[Fin
 }
 
 /// The numbers of one finding, with units in the field names.
-fn finding_detail(f: &OperationFinding, detection: &Detection) -> Json_ {
+fn finding_detail(f: &OperationFinding, detection: &Detection) -> NumbersJ {
     let c = &f.comparison;
     let side = |value: f64, samples: u64, stats: &WindowStats| match c.metric {
-        Metric::ErrorRate => json!({"error_rate": value, "errors": stats.errors, "spans": samples}),
-        Metric::NewErrorTypes => json!({"error_types": stats.error_types.len(), "spans": samples}),
-        _ => json!({"value_ms": value / 1e6, "spans": samples}),
+        Metric::ErrorRate => SideJ {
+            spans: samples,
+            error_rate: Some(value),
+            errors: Some(stats.errors),
+            ..SideJ::default()
+        },
+        Metric::NewErrorTypes => SideJ {
+            spans: samples,
+            error_types: Some(stats.error_types.len() as u64),
+            ..SideJ::default()
+        },
+        _ => SideJ { spans: samples, value_ms: Some(value / 1e6), ..SideJ::default() },
     };
     let effect = c.effect.map(|e| {
         let kind = if c.metric == Metric::ErrorRate { "difference" } else { "ratio" };
-        json!({"kind": kind, "estimate": e.estimate, "low": e.low, "high": e.high})
+        EffectJ { kind: kind.into(), estimate: e.estimate, low: e.low, high: e.high }
     });
-    json!({
-        "baseline": f.baseline.as_str(),
-        "look_minutes": detection.look_minutes,
-        "before": side(c.before, c.before_samples, &f.baseline_stats),
-        "after": side(c.after, c.after_samples, &f.deployed_stats),
-        "effect": effect,
-        "confidence": 1.0 - detection.verdict_alpha(),
-        "p_value": f.p_value,
-        "tests_in_look": detection.tests,
-        "reason": match &c.verdict { Verdict::Inconclusive { reason } => Some(reason.as_str()), _ => None },
-        "guard": f.guard_note,
-        "new_error_types": c.new_error_types,
-        "minor_reason": c.minor,
-    })
+    NumbersJ {
+        baseline: f.baseline.as_str().into(),
+        before: side(c.before, c.before_samples, &f.baseline_stats),
+        after: side(c.after, c.after_samples, &f.deployed_stats),
+        effect,
+        confidence: Some(1.0 - detection.verdict_alpha()),
+        p_value: f.p_value,
+        tests_in_look: Some(detection.tests as u64),
+        reason: match &c.verdict {
+            Verdict::Inconclusive { reason } => Some(reason.clone()),
+            _ => None,
+        },
+        guard: f.guard_note.clone(),
+        new_error_types: c.new_error_types.clone(),
+        minor_reason: c.minor.clone(),
+        look_minutes: None,
+    }
 }
 
 /// One line per regression, when it is first explained: what, where, and the top suspect.
-fn log_regression(deploy: &Deploy, finding: &StoredFinding, explanation: &str) {
+fn log_regression(deploy: &Deploy, finding: &StoredFinding, explanation: &ExplanationJ) {
     if finding.explanation.is_some() {
         // Explained before, without suspects (no mirror yet): said already.
         return;
     }
-    let explanation: Json_ = serde_json::from_str(explanation).unwrap_or_default();
-    let top = &explanation["suspects"][0]["commit"];
+    let top = explanation.suspects.iter().flatten().next().map(|s| &s.commit);
     tracing::info!(
         finding = finding.id,
         incident = deploy.id,
@@ -243,8 +255,8 @@ fn log_regression(deploy: &Deploy, finding: &StoredFinding, explanation: &str) {
         version = %deploy.version,
         operation = %finding.operation,
         metric = %finding.metric,
-        suspect = top["sha"].as_str().map_or("none yet", |sha| &sha[..sha.len().min(10)]),
-        subject = top["subject"].as_str().unwrap_or(""),
+        suspect = top.map_or("none yet", |c| c.short()),
+        subject = top.map_or("", |c| c.subject.as_str()),
         "regression found"
     );
 }
@@ -267,17 +279,21 @@ fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
     }
     // The metrics of one operation (p50, p95, p99, errors) share their samples, evidence and
     // ranking: each is read and ranked once per operation and baseline.
-    let mut explained: HashMap<(String, bool), (String, bool)> = HashMap::new();
+    let mut explained: HashMap<(String, bool), (ExplanationJ, bool)> = HashMap::new();
+    let record = |finding: &StoredFinding, explanation: &ExplanationJ, complete: bool| {
+        let text = serde_json::to_string(explanation).expect("an explanation serialises");
+        store.set_finding_explanation(finding.id, &text, complete)?;
+        log_regression(deploy, finding, explanation);
+        Ok::<_, StoreError>(())
+    };
     for finding in pending {
-        let detail: Json_ = serde_json::from_str(&finding.detail).unwrap_or_else(|_| json!({}));
-        let same_minutes = detail["baseline"] == "other_versions_same_minutes";
+        let numbers = views::findings::numbers(&finding);
+        let same_minutes = numbers.baseline == "other_versions_same_minutes";
         let key = (finding.operation.clone(), same_minutes);
         if let Some((explanation, complete)) = explained.get(&key) {
-            store.set_finding_explanation(finding.id, explanation, *complete)?;
-            log_regression(deploy, &finding, explanation);
+            record(&finding, explanation, *complete)?;
             continue;
         }
-        let mut explanation = json!({});
         let start = deploy.started_at_unix_nanos;
         let side = |deployed: bool, from: u64, to: u64| {
             evidence::read_side(
@@ -297,32 +313,29 @@ fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
         } else {
             side(false, start.saturating_sub(before_nanos), start)?
         };
-        explanation["exemplars"] =
-            json!({"before": evidence::exemplars(&before), "after": evidence::exemplars(&after)});
         let gathered = analysis::evidence::gather(&finding.operation, &before, &after);
-        explanation["evidence"] = json!({
-            "code_locations": gathered.code_locations.iter().map(|l| json!({"function": l.function, "file": l.file, "line": l.line, "share": l.share})).collect::<Vec<_>>(),
-            "child_changes": gathered.child_changes.iter().map(|c| json!({"name": c.name, "before_per_parent": c.before_per_parent, "after_per_parent": c.after_per_parent})).collect::<Vec<_>>(),
-            "slow_attributes": gathered.slow_attributes.iter().map(|a| json!({"key": a.key, "value": a.value, "slow_share": a.slow_share, "fast_share": a.fast_share})).collect::<Vec<_>>(),
-        });
-        let complete = match &range {
+        let (suspects, ranking, rollback, complete) = match &range {
             Ok(range) => {
-                let (ranking, rollback) =
+                let (suspects, ranking, rollback) =
                     suspects::suspects_and_rollback(jobs, deploy, range, &gathered)?;
-                explanation["suspects"] = ranking["suspects"].clone();
-                explanation["ranking"] = json!({"separated": ranking["separated"], "bisect": ranking["bisect"], "range": ranking["range"]});
-                explanation["rollback"] = rollback;
-                true
+                (suspects, ranking, Some(rollback), true)
             }
             Err(why) => {
-                explanation["suspects"] = json!([]);
-                explanation["ranking"] = json!({"separated": false, "unavailable": why});
-                false
+                let ranking = RankingJ { unavailable: Some(why.clone()), ..RankingJ::default() };
+                (Vec::new(), ranking, None, false)
             }
         };
-        let explanation = explanation.to_string();
-        store.set_finding_explanation(finding.id, &explanation, complete)?;
-        log_regression(deploy, &finding, &explanation);
+        let explanation = ExplanationJ {
+            exemplars: Some(ExemplarsJ {
+                before: evidence::exemplars(&before),
+                after: evidence::exemplars(&after),
+            }),
+            evidence: Some(evidence::view(&gathered)),
+            suspects: Some(suspects),
+            ranking: Some(ranking),
+            rollback,
+        };
+        record(&finding, &explanation, complete)?;
         explained.insert(key, (explanation, complete));
     }
     Ok(())

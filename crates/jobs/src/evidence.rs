@@ -5,11 +5,13 @@
 use std::collections::HashSet;
 
 use analysis::evidence::Sample;
+use analysis::suspects::Evidence;
 use model::{Deploy, Span};
-use serde_json::{Value as Json_, json};
 use store::{SpanQuery, SpanStore, StoreError};
-
 use views::rfc3339;
+use views::shapes::{
+    ChildChangeJ, CodeLocationJ, EvidenceJ, ExemplarJ, ExemplarSideJ, SlowAttributeJ,
+};
 
 /// Matching spans read per side; traces opened per side for structure.
 const SAMPLE_SPANS: usize = 400;
@@ -64,20 +66,53 @@ pub fn read_side(store: &SpanStore, query: &SideQuery<'_>) -> Result<Sample, Sto
 }
 
 /// The slowest and a typical (median) span's trace, as API links.
-pub fn exemplars(side: &Sample) -> Json_ {
-    let slowest = side.spans.first();
-    let typical = side.spans.get(side.spans.len() / 2);
-    let view = |span: Option<&Span>| {
-        span.map(|s| {
-            json!({
-                "trace_id": s.trace_id.to_string(),
-                "span_id": s.span_id.to_string(),
-                "duration_ms": s.duration_nanos() as f64 / 1e6,
-                "start": rfc3339(s.start_time_unix_nanos),
-                "version": s.version(),
-                "url": format!("/api/v1/traces/{}", s.trace_id),
-            })
-        })
+pub fn exemplars(side: &Sample) -> ExemplarSideJ {
+    let view = |s: &Span| ExemplarJ {
+        trace_id: s.trace_id.to_string(),
+        span_id: s.span_id.to_string(),
+        duration_ms: s.duration_nanos() as f64 / 1e6,
+        start: rfc3339(s.start_time_unix_nanos),
+        version: s.version().map(str::to_owned),
+        url: format!("/api/v1/traces/{}", s.trace_id),
     };
-    json!({"slowest": view(slowest), "typical": view(typical), "sampled_spans": side.spans.len()})
+    ExemplarSideJ {
+        slowest: side.spans.first().map(view),
+        typical: side.spans.get(side.spans.len() / 2).map(view),
+        sampled_spans: side.spans.len(),
+    }
+}
+
+/// What the two samples show, as the finding keeps it.
+pub fn view(evidence: &Evidence) -> EvidenceJ {
+    EvidenceJ {
+        code_locations: evidence
+            .code_locations
+            .iter()
+            .map(|l| CodeLocationJ {
+                function: l.function.clone(),
+                file: l.file.clone(),
+                line: l.line.map(i64::from),
+                share: l.share,
+            })
+            .collect(),
+        child_changes: evidence
+            .child_changes
+            .iter()
+            .map(|c| ChildChangeJ {
+                name: c.name.clone(),
+                before_per_parent: c.before_per_parent,
+                after_per_parent: c.after_per_parent,
+            })
+            .collect(),
+        slow_attributes: evidence
+            .slow_attributes
+            .iter()
+            .map(|a| SlowAttributeJ {
+                key: a.key.clone(),
+                value: a.value.clone(),
+                slow_share: a.slow_share,
+                fast_share: a.fast_share,
+            })
+            .collect(),
+    }
 }

@@ -11,7 +11,7 @@
 use model::ForgeKind;
 use serde::{Deserialize, Serialize};
 use store::{NewDelivery, StoreError};
-use views::shapes::{FindingJ, SuspectJ};
+use views::shapes::SuspectJ;
 
 use crate::Jobs;
 
@@ -94,15 +94,14 @@ pub fn propose(
             "finding {finding_id} is not an explained regression: there are no suspects to revert"
         ))));
     }
-    let view: FindingJ =
-        serde_json::from_value(views::findings::full_view(ctx, &stored)?).unwrap_or_default();
+    let view = views::findings::full_view(ctx, &stored)?;
     let chosen: Vec<&SuspectJ> = if commits.is_empty() {
-        view.suspects.iter().take(1).collect()
+        view.suspects().iter().take(1).collect()
     } else {
         let mut chosen = Vec::new();
         for wanted in commits {
             let wanted = wanted.to_ascii_lowercase();
-            match view.suspects.iter().find(|s| s.commit.sha.starts_with(&wanted)) {
+            match view.suspects().iter().find(|s| s.commit.sha.starts_with(&wanted)) {
                 Some(suspect) => chosen.push(suspect),
                 None => {
                     return Ok(Err(Refused::NotFound(format!(

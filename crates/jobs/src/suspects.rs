@@ -6,12 +6,12 @@
 use analysis::suspects::{Candidate, ChangedFile, ChangedHunk, Evidence, Ranking, rank};
 use mirror::Mirror;
 use model::{Commit, Deploy, ForgeKind};
-use serde_json::{Value as Json_, json};
 use store::{StoreError, StoredCommit};
 
 use crate::Jobs;
 use views::changes::{ChangeResolver, commit_view};
 use views::deploys::deploy_commit;
+use views::shapes::{BisectJ, RangeSummaryJ, RankingJ, RollbackJ, SuspectJ};
 
 /// Commits ranked per deploy; a bigger range is cut to its newest commits and says so.
 /// Revert patches larger than this are left out (the commands still work).
@@ -107,7 +107,7 @@ pub fn suspects_and_rollback(
     deploy: &Deploy,
     range: &Range,
     evidence: &Evidence,
-) -> Result<(Json_, Json_), StoreError> {
+) -> Result<(Vec<SuspectJ>, RankingJ, RollbackJ), StoreError> {
     let candidates = &range.candidates;
     let ranking = rank(candidates, evidence);
     let blamed = blamed_in_range(jobs, deploy, range, evidence)?;
@@ -131,29 +131,32 @@ pub fn suspects_and_rollback(
         let blame_reasons = blamed.iter().filter(|(sha, _)| *sha == suspect.sha);
         reasons.extend(blame_reasons.map(|(_, why)| why.clone()));
         reasons.extend(suspect.reasons.iter().cloned());
-        suspects.push(json!({
-            "commit": commit_view(&jobs.ctx.changes, &stored),
-            "score": (suspect.score * 1000.0).round() / 1000.0,
-            "reasons": reasons,
-            "files": files,
-            "review": review,
-        }));
+        suspects.push(SuspectJ {
+            commit: commit_view(&jobs.ctx.changes, &stored),
+            score: (suspect.score * 1000.0).round() / 1000.0,
+            reasons,
+            files: files.into_iter().map(str::to_owned).collect(),
+            review,
+        });
     }
-    let ranking_view = json!({
-        "suspects": suspects,
-        "separated": ranking.separated,
-        "bisect": ranking.bisect.as_ref().map(|b| json!({
-            "canary": b.canary, "first_half": b.first_half, "max_rounds": b.max_rounds, "text": b.text,
-        })),
-        "range": {
-            "repository": range.repository,
-            "commits": range.commits.len(),
-            "truncated": range.truncated,
-            "is_rollback": range.is_rollback,
-        },
-    });
+    let ranking_view = RankingJ {
+        separated: ranking.separated,
+        bisect: ranking.bisect.as_ref().map(|b| BisectJ {
+            canary: b.canary.clone(),
+            first_half: b.first_half.clone(),
+            max_rounds: b.max_rounds,
+            text: b.text.clone(),
+        }),
+        range: Some(RangeSummaryJ {
+            repository: range.repository.clone(),
+            commits: range.commits.len(),
+            truncated: range.truncated,
+            is_rollback: range.is_rollback,
+        }),
+        unavailable: None,
+    };
     let rollback = rollback_draft(jobs, deploy, range, &ranking)?;
-    Ok((ranking_view, rollback))
+    Ok((suspects, ranking_view, rollback))
 }
 
 /// How to send the revert of a Differential revision for review. Checked against Arcanist
@@ -171,7 +174,7 @@ fn rollback_draft(
     deploy: &Deploy,
     range: &Range,
     ranking: &Ranking,
-) -> Result<Json_, StoreError> {
+) -> Result<RollbackJ, StoreError> {
     let previous = match deploy.previous_id {
         Some(id) => jobs.ctx.store.deploy(id)?,
         None => None,
@@ -214,21 +217,24 @@ fn rollback_draft(
         );
         commands.extend(revisions.iter().map(|r| phabricator_revert(r)));
     }
-    Ok(json!({
-        "previous_version": previous.as_ref().map(|p| p.version.clone()),
-        "previous_deploy_id": previous.as_ref().map(|p| p.id),
-        "revert_commits": to_revert,
-        "commands": commands,
-        "patch": (!patch.is_empty() && patch_complete).then_some(patch),
-        "patch_applies_with": "git apply -R",
-        "note": if range.is_rollback {
-            Some("this deploy was itself a rollback: redeploy the version it replaced instead of reverting")
-        } else if !patch_complete {
-            Some("the patch is too large or unreadable to include; use the git revert command")
-        } else {
-            None
-        },
-    }))
+    let note = if range.is_rollback {
+        Some(
+            "this deploy was itself a rollback: redeploy the version it replaced instead of reverting",
+        )
+    } else if !patch_complete {
+        Some("the patch is too large or unreadable to include; use the git revert command")
+    } else {
+        None
+    };
+    Ok(RollbackJ {
+        previous_version: previous.as_ref().map(|p| p.version.clone()),
+        previous_deploy_id: previous.as_ref().map(|p| p.id),
+        revert_commits: to_revert.into_iter().map(str::to_owned).collect(),
+        commands,
+        patch: (!patch.is_empty() && patch_complete).then_some(patch),
+        patch_applies_with: "git apply -R".into(),
+        note: note.map(str::to_owned),
+    })
 }
 
 /// `D123` when the commit landed through a Phabricator revision.

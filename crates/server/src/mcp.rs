@@ -210,6 +210,13 @@ enum Answer {
     Denied(String),
 }
 
+impl Answer {
+    /// A view as the JSON the assistant reads.
+    fn data(view: impl serde::Serialize) -> Answer {
+        Answer::Data(serde_json::to_value(view).expect("views serialise"))
+    }
+}
+
 impl ServerHandler for Tools {
     fn get_info(&self) -> InitializeResult {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
@@ -348,7 +355,7 @@ fn call(
                 Err(answer) => return Ok(answer),
             };
             match views::incidents::incident(state.ctx(), &caller.visibility, id)? {
-                Some(incident) => Answer::Data(incident),
+                Some(incident) => Answer::data(incident),
                 None => Answer::NotFound(format!("no incident {id} (or you may not see it)")),
             }
         }
@@ -360,14 +367,20 @@ fn call(
             };
             match views::findings::finding(state.ctx(), &caller.visibility, id)? {
                 None => Answer::NotFound(format!("no finding {id} (or you may not see it)")),
-                Some(finding) if name == "get_finding" => Answer::Data(finding),
-                Some(finding) => Answer::Data(json!({
-                    "finding_id": id,
-                    "service": finding["service"],
-                    "deploy": {"id": finding["deploy_id"], "version": finding["deploy"]["version"]},
-                    "suspects": finding["suspects"].as_array().map(|s| s.iter().take(3).map(|s| json!({"commit": s["commit"], "score": s["score"], "reasons": s["reasons"], "review": s["review"]})).collect::<Vec<_>>()),
-                    "rollback": finding["rollback"],
-                })),
+                Some(finding) if name == "get_finding" => Answer::data(finding),
+                Some(finding) => {
+                    let suspects = finding.explanation.suspects.as_ref().map(|suspects| {
+                        let brief = |s: &views::shapes::SuspectJ| json!({"commit": s.commit, "score": s.score, "reasons": s.reasons, "review": s.review});
+                        suspects.iter().take(3).map(brief).collect::<Vec<_>>()
+                    });
+                    Answer::Data(json!({
+                        "finding_id": id,
+                        "service": finding.service,
+                        "deploy": {"id": finding.deploy_id, "version": finding.deploy.as_ref().map(|d| &d.version)},
+                        "suspects": suspects,
+                        "rollback": finding.explanation.rollback,
+                    }))
+                }
             }
         }
         "flag_review" => {
@@ -439,7 +452,7 @@ fn call(
                 )));
             }
             match views::deploys::impact(state.ctx(), &caller.visibility, &sha)? {
-                Some(impact) => Answer::Data(impact),
+                Some(impact) => Answer::data(impact),
                 None => {
                     Answer::NotFound(format!("no commit {sha} is known (or you may not see it)"))
                 }
@@ -461,7 +474,7 @@ fn call(
         "dora_metrics" => {
             match views::dora::parse_query(params(&["service", "team", "environment", "window"])) {
                 Ok(query) => {
-                    Answer::Data(views::dora::dora_view(state.ctx(), &caller.visibility, &query)?)
+                    Answer::data(views::dora::dora_view(state.ctx(), &caller.visibility, &query)?)
                 }
                 Err(e) => return invalid(e),
             }

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 
 use model::{CodeLocation, ForgeKind, Review};
-use serde_json::{Map, Value as Json_, json};
 use store::{StoreError, StoredCommit};
 
 use crate::blame::{self, NoBlame};
 use crate::settings::ChangeSettings;
+use crate::shapes::{BlameJ, BlameLineJ, ChangeJ, CommitJ, LineCommitJ, ReviewJ};
 use crate::{Context, rfc3339};
 use forge::conduit::RepositoryMonogram;
 
@@ -87,7 +87,7 @@ type ChangeKey =
 /// Builds `change` objects, caching per identity: a trace repeats a handful of them.
 pub struct ChangeResolver<'a> {
     ctx: &'a Context,
-    cache: HashMap<ChangeKey, Json_>,
+    cache: HashMap<ChangeKey, ChangeJ>,
     /// Whether a blame lists its function line by line (`by_line`, `line_commits`).
     blame_lines: bool,
 }
@@ -108,7 +108,7 @@ impl<'a> ChangeResolver<'a> {
         version: Option<&str>,
         commit: Option<&str>,
         code: &CodeLocation,
-    ) -> Result<Json_, StoreError> {
+    ) -> Result<ChangeJ, StoreError> {
         let key = (
             service.to_owned(),
             version.map(str::to_owned),
@@ -131,29 +131,21 @@ impl<'a> ChangeResolver<'a> {
         version: Option<&str>,
         commit: Option<&str>,
         code: &CodeLocation,
-    ) -> Result<Json_, StoreError> {
-        let mut change = Map::new();
-        if let Some(version) = version {
-            change.insert("version".into(), version.into());
-        }
-        let settings = &self.ctx.changes;
+    ) -> Result<ChangeJ, StoreError> {
+        let mut change = ChangeJ { version: version.map(str::to_owned), ..ChangeJ::default() };
         let built_from = resolve_commit(self.ctx, commit, service, version)?;
         if let Some(stored) = &built_from {
-            change.insert("commit".into(), commit_view(settings, stored));
-            if let Some(review) = self.review(stored)? {
-                change.insert("review".into(), review);
-            }
+            change.commit = Some(commit_view(&self.ctx.changes, stored));
+            change.review = self.review(stored)?;
         }
         if code.file_path.is_some() {
             match self.blame(service, built_from.as_ref(), code)? {
-                Ok(blame) => change.insert("blame".into(), blame),
-                Err(why) => change.insert("blame_unavailable".into(), why.into()),
+                Ok(blame) => change.blame = Some(blame),
+                Err(why) => change.blame_unavailable = Some(why),
             };
         }
-        if let Some(owner) = self.owner(service, code.file_path.as_deref()) {
-            change.insert("owner".into(), owner.into());
-        }
-        Ok(Json_::Object(change))
+        change.owner = self.owner(service, code.file_path.as_deref());
+        Ok(change)
     }
 
     /// The most recent change to the code the span runs, at the version it was built from.
@@ -162,7 +154,7 @@ impl<'a> ChangeResolver<'a> {
         service: &str,
         built_from: Option<&StoredCommit>,
         code: &CodeLocation,
-    ) -> Result<Result<Json_, NoBlame>, StoreError> {
+    ) -> Result<Result<BlameJ, NoBlame>, StoreError> {
         let Some(built_from) = built_from else {
             return Ok(Err("the span's version names no commit spanblame knows".into()));
         };
@@ -180,54 +172,51 @@ impl<'a> ChangeResolver<'a> {
             Err(why) => return Ok(Err(why)),
         };
         let commit = &blamed.commit;
-        let mut view = match self.ctx.store.commit(repository, &commit.sha)? {
-            Some(stored) => {
-                let mut view = commit_view(&self.ctx.changes, &stored);
-                if let Some(review) = self.review(&stored)? {
-                    view["review"] = review;
-                }
-                view
-            }
-            None => json!({
-                "sha": commit.sha,
-                "subject": commit.summary,
-                "author": commit.author.display(),
-                "repository": repository,
-            }),
+        let (commit_view, review) = match self.ctx.store.commit(repository, &commit.sha)? {
+            Some(stored) => (commit_view(&self.ctx.changes, &stored), self.review(&stored)?),
+            None => (
+                CommitJ {
+                    sha: commit.sha.clone(),
+                    subject: commit.summary.clone(),
+                    author: commit.author.display().map(str::to_owned),
+                    url: None,
+                    repository: repository.clone(),
+                },
+                None,
+            ),
         };
+        let committed_at =
+            |secs: Option<i64>| secs.map(|s| rfc3339(s.max(0) as u64 * 1_000_000_000));
         let extent = blamed.extent;
-        view["committed_at"] = commit
-            .committer_time_unix_secs
-            .map(|s| rfc3339(s.max(0) as u64 * 1_000_000_000))
-            .into();
-        view["path"] = blamed.path.clone().into();
-        view["lines"] = if extent.first_line == extent.last_line {
-            extent.first_line.to_string()
-        } else {
-            format!("{}-{}", extent.first_line, extent.last_line)
-        }
-        .into();
-        view["whole_function"] = blamed.whole_function.into();
-        view["changed_lines"] = blamed.changed_lines.clone().into();
-        if self.blame_lines {
-            view["by_line"] = blamed
-                .by_line
-                .iter()
-                .map(|l| json!({"line": l.line, "sha": l.sha, "code": l.code}))
-                .collect();
-            view["line_commits"] = blamed
-                .line_commits
-                .iter()
-                .map(|c| {
-                    let committed_at =
-                        c.committer_time_unix_secs.map(|s| rfc3339(s.max(0) as u64 * 1_000_000_000));
-                    let commit = json!({"subject": c.summary, "author": c.author.display(), "committed_at": committed_at});
-                    (c.sha.clone(), commit)
-                })
-                .collect::<Map<String, Json_>>()
-                .into();
-        }
-        Ok(Ok(view))
+        Ok(Ok(BlameJ {
+            commit: commit_view,
+            review,
+            committed_at: committed_at(commit.committer_time_unix_secs),
+            path: blamed.path.clone(),
+            lines: if extent.first_line == extent.last_line {
+                extent.first_line.to_string()
+            } else {
+                format!("{}-{}", extent.first_line, extent.last_line)
+            },
+            whole_function: blamed.whole_function,
+            changed_lines: blamed.changed_lines.clone(),
+            by_line: self.blame_lines.then(|| {
+                let line = |l: &crate::blame::BlamedLine| BlameLineJ {
+                    line: l.line,
+                    sha: l.sha.clone(),
+                    code: l.code.clone(),
+                };
+                blamed.by_line.iter().map(line).collect()
+            }),
+            line_commits: self.blame_lines.then(|| {
+                let commit = |c: &mirror::BlamedCommit| LineCommitJ {
+                    subject: c.summary.clone(),
+                    author: c.author.display().map(str::to_owned),
+                    committed_at: committed_at(c.committer_time_unix_secs),
+                };
+                blamed.line_commits.iter().map(|c| (c.sha.clone(), commit(c))).collect()
+            }),
+        }))
     }
 
     /// CODEOWNERS for the span's source file (under the service's path prefix) when the
@@ -252,7 +241,7 @@ impl<'a> ChangeResolver<'a> {
     /// The review a commit belongs to: one recorded from a forge, else the Differential
     /// revision its message names (`Differential Revision: https://host/D123`), with only what
     /// the message says when the revision itself is not stored.
-    pub fn review(&self, stored: &StoredCommit) -> Result<Option<Json_>, StoreError> {
+    pub fn review(&self, stored: &StoredCommit) -> Result<Option<ReviewJ>, StoreError> {
         let store = &self.ctx.store;
         let recorded = store.reviews_of_commit(&stored.commit.sha)?;
         if let Some(found) = recorded.into_iter().find(|r| r.repository == stored.repository) {
@@ -264,16 +253,17 @@ impl<'a> ChangeResolver<'a> {
         if let Some(found) = store.review(&stored.repository, &id)? {
             return Ok(Some(review_view(&found.review)));
         }
-        let mut view = json!({"kind": ForgeKind::Phabricator.as_str(), "id": id});
-        if let Some(url) = url {
-            view["url"] = url.into();
-        }
-        Ok(Some(view))
+        Ok(Some(ReviewJ {
+            kind: ForgeKind::Phabricator.as_str().into(),
+            id,
+            url,
+            ..ReviewJ::default()
+        }))
     }
 }
 
 /// The review of a recorded commit (any prefix of its sha), as the API shows reviews.
-pub fn review_of_commit(ctx: &Context, sha: &str) -> Result<Option<Json_>, StoreError> {
+pub fn review_of_commit(ctx: &Context, sha: &str) -> Result<Option<ReviewJ>, StoreError> {
     match ctx.store.find_commit(sha)? {
         Some(stored) => ChangeResolver::new(ctx).review(&stored),
         None => Ok(None),
@@ -300,20 +290,15 @@ pub fn differential_revision(message: &str) -> Option<(String, Option<String>)> 
     Some((format!("D{digits}"), url))
 }
 
-pub fn commit_view(settings: &ChangeSettings, stored: &StoredCommit) -> Json_ {
+pub fn commit_view(settings: &ChangeSettings, stored: &StoredCommit) -> CommitJ {
     let commit = &stored.commit;
-    let url = commit.url.clone().or_else(|| commit_url(settings, stored));
-    let mut view = Map::new();
-    view.insert("sha".into(), commit.sha.clone().into());
-    view.insert("subject".into(), commit.subject().into());
-    if let Some(author) = commit.author.display() {
-        view.insert("author".into(), author.into());
+    CommitJ {
+        sha: commit.sha.clone(),
+        subject: commit.subject().into(),
+        author: commit.author.display().map(str::to_owned),
+        url: commit.url.clone().or_else(|| commit_url(settings, stored)),
+        repository: stored.repository.clone(),
     }
-    if let Some(url) = url {
-        view.insert("url".into(), url.into());
-    }
-    view.insert("repository".into(), stored.repository.clone().into());
-    Json_::Object(view)
 }
 
 /// The forge's page for a commit, in the forge's own URL form.
@@ -331,31 +316,15 @@ fn commit_url(settings: &ChangeSettings, stored: &StoredCommit) -> Option<String
     })
 }
 
-/// How the forge names a review: `D123`, `PR #45`, `MR !7`.
-pub fn review_label(kind: &str, id: &str) -> String {
-    match kind {
-        "phabricator" => id.to_owned(),
-        "gitlab" => format!("MR !{id}"),
-        _ => format!("PR #{id}"),
+pub fn review_view(review: &Review) -> ReviewJ {
+    ReviewJ {
+        kind: review.kind.as_str().into(),
+        id: review.id.clone(),
+        state: Some(review.state.as_str().into()),
+        title: Some(review.title.clone()).filter(|t| !t.is_empty()),
+        url: review.url.clone(),
+        author: review.author.display().map(str::to_owned),
     }
-}
-
-pub fn review_view(review: &Review) -> Json_ {
-    let mut view = json!({
-        "kind": review.kind.as_str(),
-        "id": review.id,
-        "state": review.state.as_str(),
-    });
-    if !review.title.is_empty() {
-        view["title"] = review.title.clone().into();
-    }
-    if let Some(url) = &review.url {
-        view["url"] = url.clone().into();
-    }
-    if let Some(author) = review.author.display() {
-        view["author"] = author.into();
-    }
-    view
 }
 
 #[cfg(test)]

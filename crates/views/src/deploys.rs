@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 
 use model::Deploy;
-use serde_json::{Value as Json_, json};
 use store::{StoreError, StoredCommit};
 
 use crate::changes::{commit_view, resolve_commit};
+use crate::shapes::{
+    CommitAboutJ, CommitImpactJ, DeployJ, FileChangeJ, ForgeEventJ, PreviousJ, RangeCommitJ, RangeJ,
+};
 use crate::{Context, Visibility, query_escape, rfc3339};
 
 /// Commits listed per deploy range (the rest are counted as truncated).
@@ -20,7 +22,7 @@ pub fn deploys(
     service: Option<&str>,
     environment: Option<&str>,
     limit: usize,
-) -> Result<Vec<Json_>, StoreError> {
+) -> Result<Vec<DeployJ>, StoreError> {
     ctx.store
         .deploys(service, environment, limit)?
         .iter()
@@ -35,11 +37,13 @@ pub fn commit(
     ctx: &Context,
     visibility: &Visibility,
     sha: &str,
-) -> Result<Option<Json_>, StoreError> {
+) -> Result<Option<CommitImpactJ>, StoreError> {
     let Some(mut view) = impact(ctx, visibility, sha)? else { return Ok(None) };
-    let full = view["commit"]["sha"].as_str().unwrap_or(sha).to_owned();
-    view["review"] = crate::changes::review_of_commit(ctx, &full)?.unwrap_or(Json_::Null);
-    view["gate"] = crate::gate::commit_results(ctx, visibility, &full)?.into();
+    let full = &view.commit.sha;
+    view.about = Some(CommitAboutJ {
+        review: crate::changes::review_of_commit(ctx, full)?,
+        gate: crate::gate::commit_results(ctx, visibility, full)?,
+    });
     Ok(Some(view))
 }
 
@@ -49,7 +53,7 @@ pub fn impact(
     ctx: &Context,
     visibility: &Visibility,
     sha: &str,
-) -> Result<Option<Json_>, StoreError> {
+) -> Result<Option<CommitImpactJ>, StoreError> {
     let store = &ctx.store;
     let Some(stored) = store.find_commit(sha)? else { return Ok(None) };
     let settings = &ctx.changes;
@@ -101,13 +105,12 @@ pub fn impact(
                 query_escape(version)
             )
         };
-        let mut view = deploy_view(ctx, deploy)?;
-        view["shipped_as"] = how.into();
-        view["traces_after"] = traces(&deploy.version).into();
-        if let Some(previous) = previous {
-            view["traces_before"] = traces(&previous.version).into();
-        }
-        shipped.push(view);
+        shipped.push(DeployJ {
+            shipped_as: Some(how.into()),
+            traces_after: Some(traces(&deploy.version)),
+            traces_before: previous.map(|p| traces(&p.version)),
+            ..deploy_view(ctx, deploy)?
+        });
     }
     // A commit is someone's code: a caller restricted to some services sees it only when one
     // of them lives in its repository or shipped it (otherwise it is not found, as for a
@@ -119,10 +122,11 @@ pub fn impact(
     if !visibility.is_everything() && !owns_repository && shipped.is_empty() {
         return Ok(None);
     }
-    Ok(Some(json!({
-        "commit": commit_view(settings, &stored),
-        "deploys": shipped,
-    })))
+    Ok(Some(CommitImpactJ {
+        commit: commit_view(settings, &stored),
+        deploys: shipped,
+        about: None,
+    }))
 }
 
 /// How a deploy relates to a commit whose impact is asked for.
@@ -156,27 +160,35 @@ pub fn deploy_commit(ctx: &Context, deploy: &Deploy) -> Result<DeployCommit, Sto
 }
 
 /// The commits between two deploys, read from the mirror of `repository` (the newer commit's).
-fn range_commits(ctx: &Context, repository: &str, from: &str, to: &str) -> Option<Json_> {
+/// Whether more were left out.
+fn range_commits(
+    ctx: &Context,
+    repository: &str,
+    from: &str,
+    to: &str,
+) -> Option<(Vec<RangeCommitJ>, bool)> {
     let mirror = ctx.mirrors.get(repository)?;
     let commits = mirror.range(Some(from), to, MAX_RANGE_COMMITS + 1).ok()?;
     let truncated = commits.len() > MAX_RANGE_COMMITS;
-    let listed: Vec<Json_> = commits
+    let listed = commits
         .iter()
         .take(MAX_RANGE_COMMITS)
-        .map(|c| {
-            json!({
-                "sha": c.sha,
-                "subject": c.subject(),
-                "author": c.author.display(),
-                "parents": c.parents,
-                "files": c.files.iter().map(|f| json!({"path": f.path, "change": f.kind.as_str()})).collect::<Vec<_>>(),
-            })
+        .map(|c| RangeCommitJ {
+            sha: c.sha.clone(),
+            subject: c.subject().into(),
+            author: c.author.display().map(str::to_owned),
+            parents: c.parents.clone(),
+            files: c
+                .files
+                .iter()
+                .map(|f| FileChangeJ { path: f.path.clone(), change: f.kind.as_str().into() })
+                .collect(),
         })
         .collect();
-    Some(json!({"commits": listed, "truncated": truncated}))
+    Some((listed, truncated))
 }
 
-pub fn deploy_view(ctx: &Context, deploy: &Deploy) -> Result<Json_, StoreError> {
+pub fn deploy_view(ctx: &Context, deploy: &Deploy) -> Result<DeployJ, StoreError> {
     let store = &ctx.store;
     let settings = &ctx.changes;
     let DeployCommit { sha: commit_sha, stored } = deploy_commit(ctx, deploy)?;
@@ -191,40 +203,44 @@ pub fn deploy_view(ctx: &Context, deploy: &Deploy) -> Result<Json_, StoreError> 
     };
     let range = match (&previous_commit, &commit_sha) {
         (Some(from), Some(to)) => {
-            let mut range = json!({"from": from, "to": to});
             let listed = stored.as_ref().and_then(|c| range_commits(ctx, &c.repository, from, to));
-            if let Some(Json_::Object(listed)) = listed {
-                range.as_object_mut().expect("built as an object").extend(listed);
-            }
-            range
+            let (commits, truncated) = listed.unzip();
+            Some(RangeJ { from: from.clone(), to: to.clone(), commits, truncated })
         }
-        _ => Json_::Null,
+        _ => None,
     };
-    Ok(json!({
-        "id": deploy.id,
-        "service": deploy.service,
-        "environment": (!deploy.environment.is_empty()).then_some(&deploy.environment),
-        "version": deploy.version,
-        "commit_sha": commit_sha,
-        "commit": commit,
-        "repository": deploy.repository,
-        "started_at": rfc3339(deploy.started_at_unix_nanos),
-        "finished_at": deploy.finished_at_unix_nanos.map(rfc3339),
-        "deployer": deploy.deployer,
-        "is_rollback": deploy.is_rollback,
-        "url": deploy.url,
-        "source": deploy.source.as_str(),
-        "forge_event": deploy.event.as_ref().map(|e| json!({
-            "integration": e.integration,
-            "forge": e.forge.as_str(),
-            "kind": e.kind,
-            "id": e.id,
-            "url": e.url,
-            "description": e.describe(),
-        })),
-        "previous": previous.map(|p| json!({"id": p.id, "version": p.version, "commit_sha": previous_commit})),
-        "range": range,
-    }))
+    Ok(DeployJ {
+        id: deploy.id,
+        service: deploy.service.clone(),
+        environment: Some(deploy.environment.clone()).filter(|e| !e.is_empty()),
+        version: deploy.version.clone(),
+        commit_sha,
+        commit,
+        repository: deploy.repository.clone(),
+        started_at: rfc3339(deploy.started_at_unix_nanos),
+        finished_at: deploy.finished_at_unix_nanos.map(rfc3339),
+        deployer: deploy.deployer.clone(),
+        is_rollback: deploy.is_rollback,
+        url: deploy.url.clone(),
+        source: deploy.source.as_str().into(),
+        forge_event: deploy.event.as_ref().map(|e| ForgeEventJ {
+            integration: e.integration.clone(),
+            forge: e.forge.as_str().into(),
+            kind: e.kind.clone(),
+            id: e.id.clone(),
+            url: e.url.clone(),
+            description: e.describe(),
+        }),
+        previous: previous.map(|p| PreviousJ {
+            id: p.id,
+            version: p.version,
+            commit_sha: previous_commit,
+        }),
+        range,
+        shipped_as: None,
+        traces_after: None,
+        traces_before: None,
+    })
 }
 
 /// One deploy the caller may see, as the API shows it.
@@ -232,17 +248,11 @@ pub fn deploy(
     ctx: &Context,
     visibility: &Visibility,
     id: u64,
-) -> Result<Option<Json_>, StoreError> {
+) -> Result<Option<DeployJ>, StoreError> {
     match ctx.store.deploy(id)? {
         Some(d) if visibility.allows(&d.service, Some(&d.environment)) => {
             deploy_view(ctx, &d).map(Some)
         }
         _ => Ok(None),
     }
-}
-
-/// Whether `url` is an `http://` or `https://` address: the only links pages render.
-pub fn is_web_url(url: &str) -> bool {
-    let lower = url.trim_start().get(..8).unwrap_or(url).to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://")
 }

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use analysis::dora::{Band, DeployFacts, Dora, Failure, dora};
 use model::Deploy;
-use serde_json::{Value as Json_, json};
 use store::{FindingFilter, FindingStatus, StoreError};
 
+use crate::shapes::{BandJ, BandsJ, DoraJ, FailureRateJ, FrequencyJ, LeadTimeJ, RestoreJ, WindowJ};
 use crate::{Context, Invalid, Visibility, parse_duration_nanos, ranges, rfc3339};
 
 const DAY_NANOS: u64 = 24 * 3600 * 1_000_000_000;
@@ -83,12 +83,12 @@ fn services_in_scope(
     Ok(services)
 }
 
-/// The metrics as JSON, for the API and the page.
+/// The metrics, for the API and the page.
 pub fn dora_view(
     ctx: &Context,
     visibility: &Visibility,
     query: &DoraQuery,
-) -> Result<Json_, StoreError> {
+) -> Result<DoraJ, StoreError> {
     let to = ctx.clock.now_unix_nanos();
     let from = to.saturating_sub(query.window_nanos);
     let services = services_in_scope(ctx, visibility, query)?;
@@ -164,12 +164,12 @@ fn resolving_deploy(status_by: Option<&str>) -> Option<u64> {
     status_by?.strip_prefix("deploy ")?.split(' ').next()?.parse().ok()
 }
 
-fn band(band: Option<Band>) -> Json_ {
-    band.map_or(Json_::Null, |b| b.as_str().into())
+fn band(band: Option<Band>) -> Option<String> {
+    band.map(|b| b.as_str().into())
 }
 
-fn hours(secs: Option<f64>) -> Json_ {
-    secs.map_or(Json_::Null, |s| json!((s / 360.0).round() / 10.0))
+fn hours(secs: Option<f64>) -> Option<f64> {
+    secs.map(|s| (s / 360.0).round() / 10.0)
 }
 
 fn render(
@@ -179,74 +179,78 @@ fn render(
     from: u64,
     to: u64,
     without_range: usize,
-) -> Json_ {
-    json!({
-        "window": {"from": rfc3339(from), "to": rfc3339(to), "days": (m.window_days * 10.0).round() / 10.0, "text": query.window},
-        "service": query.service,
-        "team": query.team,
-        "environment": query.environment,
-        "services": services,
-        "deployment_frequency": {
-            "deployments": m.deployments,
-            "per_day": (m.deploys_per_day * 100.0).round() / 100.0,
-            "median_deploy_days_per_week": m.median_deploy_days_per_week,
-            "band": m.frequency_band.as_str(),
+) -> DoraJ {
+    DoraJ {
+        window: WindowJ {
+            from: rfc3339(from),
+            to: rfc3339(to),
+            days: (m.window_days * 10.0).round() / 10.0,
+            text: query.window.clone(),
         },
-        "lead_time_for_changes": {
-            "median_hours": hours(m.lead_time_median_secs),
-            "changes": m.lead_time_changes,
-            "deploys_without_range": without_range,
-            "band": band(m.lead_time_band),
+        service: query.service.clone(),
+        team: query.team.clone(),
+        environment: query.environment.clone(),
+        services: services.iter().cloned().collect(),
+        deployment_frequency: FrequencyJ {
+            deployments: m.deployments,
+            per_day: (m.deploys_per_day * 100.0).round() / 100.0,
+            median_deploy_days_per_week: m.median_deploy_days_per_week,
+            band: m.frequency_band.as_str().into(),
         },
-        "change_failure_rate": {
-            "rate": m.change_failure_rate.map(|r| (r * 1000.0).round() / 1000.0),
-            "failed_deployments": m.failed_deployments,
-            "deployments": m.deployments,
-            "band": band(m.change_failure_band),
+        lead_time_for_changes: LeadTimeJ {
+            median_hours: hours(m.lead_time_median_secs),
+            changes: m.lead_time_changes,
+            deploys_without_range: without_range,
+            band: band(m.lead_time_band),
         },
-        "time_to_restore": {
-            "median_hours": hours(m.restore_median_secs),
-            "restored": m.restored,
-            "unrestored": m.unrestored,
-            "band": band(m.restore_band),
+        change_failure_rate: FailureRateJ {
+            rate: m.change_failure_rate.map(|r| (r * 1000.0).round() / 1000.0),
+            failed_deployments: m.failed_deployments,
+            deployments: m.deployments,
+            band: band(m.change_failure_band),
         },
-        "bands": bands(),
-    })
+        time_to_restore: RestoreJ {
+            median_hours: hours(m.restore_median_secs),
+            restored: m.restored,
+            unrestored: m.unrestored,
+            band: band(m.restore_band),
+        },
+        bands: bands(),
+    }
 }
 
 /// What each band means, and where the thresholds come from.
-pub fn bands() -> Json_ {
-    let row = |source: &str, elite: &str, high: &str, medium: &str, low: &str| json!({"source": source, "elite": elite, "high": high, "medium": medium, "low": low});
-    json!({
-        "deployment_frequency": row(
-            "DORA 2024, banded as Four Keys does",
-            "on demand: deploys on 3 or more days in the median week",
-            "daily to weekly: the median week has a deploy",
-            "weekly to monthly: the median month has a deploy",
-            "less than monthly",
-        ),
-        "lead_time_for_changes": row(
-            "DORA 2024; the median of commit → deploy over every change, as Four Keys",
-            "under a day",
-            "a day to a week",
-            "a week to a month",
-            "a month or more",
-        ),
-        "change_failure_rate": row(
-            "Four Keys' buckets (DORA 2019), since DORA 2024's clusters are not monotonic",
-            "0–15 %",
-            "(shares elite's bucket)",
-            "16–45 %",
-            "46 % or more",
-        ),
-        "time_to_restore": row(
-            "DORA 2024 (failed deployment recovery time), from the finding to the deploy or person that resolved it",
-            "under an hour",
-            "under a day",
-            "under a week",
-            "a week or more",
-        ),
-    })
+pub fn bands() -> BandsJ {
+    BandsJ {
+        deployment_frequency: BandJ {
+            source: "DORA 2024, banded as Four Keys does",
+            elite: "on demand: deploys on 3 or more days in the median week",
+            high: "daily to weekly: the median week has a deploy",
+            medium: "weekly to monthly: the median month has a deploy",
+            low: "less than monthly",
+        },
+        lead_time_for_changes: BandJ {
+            source: "DORA 2024; the median of commit → deploy over every change, as Four Keys",
+            elite: "under a day",
+            high: "a day to a week",
+            medium: "a week to a month",
+            low: "a month or more",
+        },
+        change_failure_rate: BandJ {
+            source: "Four Keys' buckets (DORA 2019), since DORA 2024's clusters are not monotonic",
+            elite: "0–15 %",
+            high: "(shares elite's bucket)",
+            medium: "16–45 %",
+            low: "46 % or more",
+        },
+        time_to_restore: BandJ {
+            source: "DORA 2024 (failed deployment recovery time), from the finding to the deploy or person that resolved it",
+            elite: "under an hour",
+            high: "under a day",
+            medium: "under a week",
+            low: "a week or more",
+        },
+    }
 }
 
 #[cfg(test)]

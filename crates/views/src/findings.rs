@@ -4,9 +4,9 @@
 
 use analysis::WindowStats;
 use analysis::detect::Baseline;
-use serde_json::{Value as Json_, json};
 use store::{FindingFilter, FindingStatus, StoreError, StoredFinding};
 
+use crate::shapes::{ExplanationJ, FindingJ, NumbersJ};
 use crate::{Context, Invalid, Visibility, rfc3339};
 
 const DEFAULT_LIMIT: usize = 100;
@@ -19,7 +19,7 @@ pub fn list(
     ctx: &Context,
     visibility: &Visibility,
     mut filter: FindingFilter,
-) -> Result<Vec<Json_>, StoreError> {
+) -> Result<Vec<FindingJ>, StoreError> {
     (filter.allowed_services, filter.allowed_environments) = crate::reach(visibility);
     Ok(ctx.store.findings(&filter)?.iter().map(|f| view(f, false)).collect())
 }
@@ -89,21 +89,21 @@ pub fn finding(
     ctx: &Context,
     visibility: &Visibility,
     id: u64,
-) -> Result<Option<Json_>, StoreError> {
+) -> Result<Option<FindingJ>, StoreError> {
     // A finding the caller may not see does not exist for them.
     let Some(finding) = ctx.store.finding(id)?.filter(|f| may_see_finding(visibility, f)) else {
         return Ok(None);
     };
     let mut full = full_view(ctx, &finding)?;
-    full["notifications"] = crate::notifications::finding_notifications(ctx, &finding)?;
+    full.notifications = Some(crate::notifications::finding_notifications(ctx, &finding)?);
     Ok(Some(full))
 }
 
 /// A finding with everything about it and its deploy, for whoever may see it.
-pub fn full_view(ctx: &Context, finding: &StoredFinding) -> Result<Json_, StoreError> {
+pub fn full_view(ctx: &Context, finding: &StoredFinding) -> Result<FindingJ, StoreError> {
     let mut full = view(finding, true);
     if let Some(deploy) = ctx.store.deploy(finding.deploy_id)? {
-        full["deploy"] = crate::deploys::deploy_view(ctx, &deploy)?;
+        full.deploy = Some(crate::deploys::deploy_view(ctx, &deploy)?);
     }
     Ok(full)
 }
@@ -115,55 +115,56 @@ pub fn status_label(finding: &StoredFinding) -> &'static str {
     if finding.verdict == "regressed" { finding.status.as_str() } else { "none" }
 }
 
-/// A finding as JSON; the list leaves out the heavy parts (evidence, rollback patch).
-pub fn view(finding: &StoredFinding, full: bool) -> Json_ {
-    let mut view = json!({
-        "id": finding.id,
-        "url": format!("/api/v1/findings/{}", finding.id),
-        "deploy_id": finding.deploy_id,
-        "service": finding.service,
-        "environment": (!finding.environment.is_empty()).then_some(&finding.environment),
-        "operation": finding.operation,
-        "span_kind": finding.span_kind,
-        "metric": finding.metric,
-        "verdict": finding.verdict,
-        "severity": finding.severity,
-        "status": status_label(finding),
-        "is_final": finding.is_final,
-        "look_minutes": finding.look_minutes,
-        "first_seen": rfc3339(finding.first_seen_unix_nanos),
-        "updated": rfc3339(finding.updated_unix_nanos),
-        "status_changed": finding.status_changed_unix_nanos.map(rfc3339),
-        "status_by": finding.status_by,
-        "status_note": finding.status_note,
-    });
-    let parse = |text: Option<&str>| match text.map(serde_json::from_str::<Json_>) {
-        Some(Ok(Json_::Object(map))) => map,
-        _ => serde_json::Map::new(),
-    };
-    let mut detail = parse(Some(&finding.detail));
-    detail.extend(parse(finding.explanation.as_deref()));
-    if finding.verdict == "regressed" && finding.explanation.is_none() {
-        detail.insert("suspects".into(), Json_::Array(Vec::new()));
-    }
-    let object = view.as_object_mut().expect("built as an object");
-    for (key, value) in detail {
-        match key.as_str() {
-            "evidence" | "rollback" | "ranking" if !full => {}
-            "suspects" if !full => {
-                let top: Vec<Json_> =
-                    value.as_array().into_iter().flatten().take(3).cloned().collect();
-                object.insert(key, top.into());
-            }
-            _ => {
-                object.insert(key, value);
-            }
-        }
-    }
-    view
+/// What detection measured, read from the finding's stored detail.
+pub fn numbers(finding: &StoredFinding) -> NumbersJ {
+    serde_json::from_str(&finding.detail).unwrap_or_default()
 }
 
-/// Whether the caller may see a finding: it is about a service (and environment) they see.
+/// A finding; a list leaves out the heavy parts (evidence, ranking, rollback, all but the
+/// top three suspects).
+pub fn view(finding: &StoredFinding, full: bool) -> FindingJ {
+    let mut explanation: ExplanationJ = finding
+        .explanation
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    if finding.verdict == "regressed" && explanation.suspects.is_none() {
+        explanation.suspects = Some(Vec::new());
+    }
+    if !full {
+        explanation.evidence = None;
+        explanation.rollback = None;
+        explanation.ranking = None;
+        if let Some(suspects) = &mut explanation.suspects {
+            suspects.truncate(3);
+        }
+    }
+    FindingJ {
+        id: finding.id,
+        url: format!("/api/v1/findings/{}", finding.id),
+        deploy_id: finding.deploy_id,
+        service: finding.service.clone(),
+        environment: Some(finding.environment.clone()).filter(|e| !e.is_empty()),
+        operation: finding.operation.clone(),
+        span_kind: finding.span_kind.clone(),
+        metric: finding.metric.clone(),
+        verdict: finding.verdict.clone(),
+        severity: finding.severity.clone(),
+        status: status_label(finding).into(),
+        is_final: finding.is_final,
+        look_minutes: finding.look_minutes,
+        first_seen: rfc3339(finding.first_seen_unix_nanos),
+        updated: rfc3339(finding.updated_unix_nanos),
+        status_changed: finding.status_changed_unix_nanos.map(rfc3339),
+        status_by: finding.status_by.clone(),
+        status_note: finding.status_note.clone(),
+        numbers: numbers(finding),
+        explanation,
+        deploy: None,
+        notifications: None,
+    }
+}
+
 /// The two sides a finding compares, read from the sketches as detection read them at the
 /// finding's look (the baseline, before or beside the deploy, and the deployed version);
 /// `None` when the caller may not see it or its deploy is gone.
@@ -190,6 +191,7 @@ pub fn compared_sides(
         .map(analysis::detect::sides))
 }
 
+/// Whether the caller may see a finding: it is about a service (and environment) they see.
 pub fn may_see_finding(visibility: &Visibility, finding: &StoredFinding) -> bool {
     let environment = Some(finding.environment.as_str()).filter(|e| !e.is_empty());
     visibility.allows(&finding.service, environment)

@@ -4,10 +4,10 @@
 //! API, the command line, Harbormaster and commit statuses show it.
 
 use analysis::gate::{Facts, Mapping, Outcome, Report, ReviewLink, VersionSeen};
-use serde_json::{Value as Json_, json};
 use store::{GateResult, StoreError};
 
 use crate::changes::{ChangeResolver, resolve_commit};
+use crate::shapes::{GateCheckJ, GateJ};
 use crate::{Context, Visibility, rfc3339};
 
 /// What the gate is asked about.
@@ -80,8 +80,8 @@ fn review_link(ctx: &Context, request: &GateRequest) -> Result<ReviewLink, Store
         return Ok(ReviewLink::Missing);
     };
     // As the forge names it: `D12`, `PR #42`, `MR !7`.
-    let kind = review["kind"].as_str().unwrap_or_default();
-    let id = crate::changes::review_label(kind, review["id"].as_str().unwrap_or_default());
+    let id = review.label();
+    let kind = review.kind.as_str();
     let how = if stored.commit.message.contains("Differential Revision:") {
         "the commit's `Differential Revision:` line".to_owned()
     } else {
@@ -160,30 +160,30 @@ fn seen(
 }
 
 /// The report as the API answers it.
-pub fn report_view(request: &GateRequest, report: &Report) -> Json_ {
-    let checks: Vec<Json_> = report
+pub fn report_view(request: &GateRequest, report: &Report) -> GateJ {
+    let checks = report
         .checks
         .iter()
-        .map(|c| {
-            json!({
-                "name": c.check.name(),
-                "title": c.check.title(),
-                "outcome": c.outcome.as_str(),
-                "required": c.required,
-                "found": c.found,
-                "fix": c.fix,
-            })
+        .map(|c| GateCheckJ {
+            name: c.check.name().into(),
+            title: c.check.title().into(),
+            outcome: c.outcome.as_str().into(),
+            required: c.required,
+            found: c.found.clone(),
+            fix: c.fix.clone(),
         })
         .collect();
-    json!({
-        "outcome": report.outcome.as_str(),
-        "service": request.service,
-        "commit": request.commit,
-        "review": request.review.as_ref().map(|(id, _)| id),
-        "environment": request.environment,
-        "summary": summary(report),
-        "checks": checks,
-    })
+    GateJ {
+        outcome: report.outcome.as_str().into(),
+        service: request.service.clone(),
+        commit: request.commit.clone(),
+        review: request.review.as_ref().map(|(id, _)| id.clone()),
+        environment: request.environment.clone(),
+        summary: summary(report),
+        checks,
+        asked_by: String::new(),
+        evaluated_at: String::new(),
+    }
 }
 
 /// The row that records this answer (`source`: `api`, `harbormaster` or `review`); the
@@ -195,7 +195,7 @@ pub fn result_row(request: &GateRequest, report: &Report, source: &str, now: u64
         review_id: request.review.as_ref().map(|(id, _)| id.clone()).unwrap_or_default(),
         source: source.to_owned(),
         outcome: report.outcome.as_str().to_owned(),
-        report: report_view(request, report).to_string(),
+        report: serde_json::to_string(&report_view(request, report)).expect("a report serialises"),
         evaluated_unix_nanos: now,
     }
 }
@@ -207,20 +207,17 @@ pub fn commit_results(
     ctx: &Context,
     visibility: &Visibility,
     sha: &str,
-) -> Result<Vec<Json_>, StoreError> {
-    let review = crate::changes::review_of_commit(ctx, sha)?.map(|review| {
-        let kind = review["kind"].as_str().unwrap_or_default();
-        crate::changes::review_label(kind, review["id"].as_str().unwrap_or_default())
-    });
+) -> Result<Vec<GateJ>, StoreError> {
+    let review = crate::changes::review_of_commit(ctx, sha)?.map(|review| review.label());
     let rows = ctx.store.gate_results_of_commit(sha, review.as_deref())?;
     Ok(rows
         .into_iter()
         .filter(|r| visibility.allows(&r.service, None))
-        .map(|r| {
-            let mut view: Json_ = serde_json::from_str(&r.report).unwrap_or_else(|_| json!({}));
-            view["asked_by"] = r.source.into();
-            view["evaluated_at"] = rfc3339(r.evaluated_unix_nanos).into();
-            view
+        .map(|r| GateJ {
+            asked_by: r.source,
+            evaluated_at: rfc3339(r.evaluated_unix_nanos),
+            // Written by `result_row`; a row that does not read keeps who asked and when.
+            ..serde_json::from_str(&r.report).unwrap_or_default()
         })
         .collect())
 }

@@ -62,9 +62,7 @@ pub fn service_graph(ctx: &Context, visibility: &Visibility) -> Result<ServiceGr
         },
     )?;
     // Newest first: the first one of a service is its newest.
-    let incident_of = |service: &str| {
-        open.iter().find(|i| i["service"] == service).and_then(|i| i["id"].as_u64())
-    };
+    let incident_of = |service: &str| open.iter().find(|i| i.service == service).map(|i| i.id);
     let mut names: Vec<String> =
         views.iter().flat_map(|e| [e.client.clone(), e.server.clone()]).collect();
     names.sort();

@@ -7,9 +7,9 @@
 //! open, acknowledged while any is acknowledged and none is open, else resolved. Findings
 //! whose verdict is `no_change`, `improved` or `inconclusive` are not part of it.
 
-use serde_json::{Value as Json_, json};
 use store::{FindingFilter, FindingStatus, StoreError, StoredFinding};
 
+use crate::shapes::IncidentJ;
 use crate::{Context, Invalid, Visibility, rfc3339};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -71,7 +71,7 @@ pub fn list(
     ctx: &Context,
     visibility: &Visibility,
     filter: &IncidentFilter,
-) -> Result<Vec<Json_>, StoreError> {
+) -> Result<Vec<IncidentJ>, StoreError> {
     let (allowed_services, allowed_environments) = crate::reach(visibility);
     let regressed = ctx.store.findings(&FindingFilter {
         service: filter.service.clone(),
@@ -113,7 +113,7 @@ pub fn incident(
     ctx: &Context,
     visibility: &Visibility,
     deploy_id: u64,
-) -> Result<Option<Json_>, StoreError> {
+) -> Result<Option<IncidentJ>, StoreError> {
     let findings = regressed_of(ctx, visibility, deploy_id)?;
     if findings.is_empty() {
         return Ok(None);
@@ -122,7 +122,7 @@ pub fn incident(
     let status = status_of(&refs);
     let mut view = summary(ctx, deploy_id, &refs, status)?;
     if let Some(deploy) = ctx.store.deploy(deploy_id)? {
-        view["deploy"] = crate::deploys::deploy_view(ctx, &deploy)?;
+        view.deploy = Some(crate::deploys::deploy_view(ctx, &deploy)?);
     }
     // Entry points first (what callers feel), then by operation and metric.
     let mut rows = refs.clone();
@@ -133,14 +133,10 @@ pub fn incident(
             &b.metric,
         ))
     });
-    view["regressions"] =
-        rows.iter().map(|f| crate::findings::view(f, false)).collect::<Vec<_>>().into();
+    view.regressions = Some(rows.iter().map(|f| crate::findings::view(f, false)).collect());
     if let Some(lead) = lead(&refs).filter(|f| f.explanation.is_some()) {
-        let full = crate::findings::view(lead, true);
-        for key in ["suspects", "ranking", "rollback", "exemplars", "evidence"] {
-            view[key] = full[key].clone();
-        }
-        view["explained_by_finding"] = lead.id.into();
+        view.explanation = crate::findings::view(lead, true).explanation;
+        view.explained_by_finding = Some(lead.id);
     }
     Ok(Some(view))
 }
@@ -182,7 +178,7 @@ fn summary(
     deploy_id: u64,
     findings: &[&StoredFinding],
     status: FindingStatus,
-) -> Result<Json_, StoreError> {
+) -> Result<IncidentJ, StoreError> {
     let deploy = ctx.store.deploy(deploy_id)?;
     let first = findings.iter().map(|f| f.first_seen_unix_nanos).min().unwrap_or(0);
     // Who changed the status last, when, and why (the same for every finding it was set on).
@@ -190,35 +186,42 @@ fn summary(
         .iter()
         .filter(|f| f.status == status && f.status_changed_unix_nanos.is_some())
         .max_by_key(|f| f.status_changed_unix_nanos);
-    let mut operations: Vec<&str> = Vec::new();
+    let mut operations: Vec<String> = Vec::new();
     for finding in findings {
-        if !operations.contains(&finding.operation.as_str()) {
-            operations.push(&finding.operation);
+        if !operations.contains(&finding.operation) {
+            operations.push(finding.operation.clone());
         }
     }
     // The regression that speaks for the incident, with its top suspects.
     let lead = lead(findings).map(|f| crate::findings::view(f, false));
-    Ok(json!({
-        "id": deploy_id,
-        "url": format!("/api/v1/incidents/{deploy_id}"),
-        "service": deploy.as_ref().map(|d| d.service.clone()),
-        "environment": deploy.as_ref().map(|d| d.environment.clone()).filter(|e| !e.is_empty()),
-        "version": deploy.as_ref().map(|d| d.version.clone()),
-        "deployed_at": deploy.as_ref().map(|d| rfc3339(d.started_at_unix_nanos)),
-        "status": status.as_str(),
-        "status_by": last_change.and_then(|f| f.status_by.clone()),
-        "status_note": last_change.and_then(|f| f.status_note.clone()),
-        "status_changed": last_change.and_then(|f| f.status_changed_unix_nanos).map(rfc3339),
-        "first_seen": rfc3339(first),
-        "regression_count": findings.len(),
-        "operations": operations,
-        "lead": lead,
-        "finding_ids": findings.iter().map(|f| f.id).collect::<Vec<_>>(),
-    }))
+    // The findings name the service and environment when the deploy is gone.
+    let (service, environment) = match (&deploy, findings.first()) {
+        (Some(d), _) => (d.service.clone(), d.environment.clone()),
+        (None, Some(f)) => (f.service.clone(), f.environment.clone()),
+        (None, None) => Default::default(),
+    };
+    Ok(IncidentJ {
+        id: deploy_id,
+        url: format!("/api/v1/incidents/{deploy_id}"),
+        service,
+        environment: Some(environment).filter(|e| !e.is_empty()),
+        version: deploy.as_ref().map(|d| d.version.clone()).unwrap_or_default(),
+        deployed_at: deploy.as_ref().map(|d| rfc3339(d.started_at_unix_nanos)),
+        status: status.as_str().into(),
+        status_by: last_change.and_then(|f| f.status_by.clone()),
+        status_note: last_change.and_then(|f| f.status_note.clone()),
+        status_changed: last_change.and_then(|f| f.status_changed_unix_nanos).map(rfc3339),
+        first_seen: rfc3339(first),
+        regression_count: findings.len(),
+        operations,
+        lead,
+        finding_ids: findings.iter().map(|f| f.id).collect(),
+        ..IncidentJ::default()
+    })
 }
 
 fn effect_of(finding: &StoredFinding) -> Option<f64> {
-    crate::findings::view(finding, false)["effect"]["estimate"].as_f64()
+    crate::findings::numbers(finding).effect.map(|e| e.estimate)
 }
 
 /// The finding that speaks for the incident: explained ones first, then one on the service's

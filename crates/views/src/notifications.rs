@@ -1,30 +1,31 @@
 //! Notifications (the outbox's rows) as the notifications API and the finding page show them,
 //! and whether a caller may see one.
 
-use serde_json::{Value as Json_, json};
 use store::{Delivery, DeliveryFilter, DeliveryState, StoreError, StoredFinding};
 
+use crate::shapes::NotificationJ;
 use crate::{Context, Visibility, rfc3339};
 
 /// One delivery as the API shows it (never its request, which may name internal paths).
-pub fn delivery_view(d: &Delivery) -> Json_ {
-    json!({
-        "id": d.id,
-        "sink": d.sink,
-        "kind": d.kind,
-        "target": d.target,
-        "summary": d.summary,
-        "state": d.state.as_str(),
-        "attempts": d.attempts,
-        "finding_id": d.finding_id,
-        "deploy_id": d.deploy_id,
-        "created": rfc3339(d.created_unix_nanos),
-        "next_attempt": (d.state == DeliveryState::Pending).then(|| rfc3339(d.next_attempt_unix_nanos)),
-        "finished": d.finished_unix_nanos.map(rfc3339),
-        "last_status": d.last_status,
-        "last_error": d.last_error,
-        "result": d.result,
-    })
+pub fn delivery_view(d: &Delivery) -> NotificationJ {
+    NotificationJ {
+        id: d.id,
+        sink: d.sink.clone(),
+        kind: d.kind.clone(),
+        target: d.target.clone(),
+        summary: d.summary.clone(),
+        state: d.state.as_str().into(),
+        attempts: d.attempts,
+        finding_id: d.finding_id,
+        deploy_id: d.deploy_id,
+        created: rfc3339(d.created_unix_nanos),
+        next_attempt: (d.state == DeliveryState::Pending)
+            .then(|| rfc3339(d.next_attempt_unix_nanos)),
+        finished: d.finished_unix_nanos.map(rfc3339),
+        last_status: d.last_status,
+        last_error: d.last_error.clone(),
+        result: d.result.clone(),
+    }
 }
 
 /// Whether the caller may see a delivery: it is about a deploy of a service they see.
@@ -37,7 +38,10 @@ pub fn may_see(ctx: &Context, visibility: &Visibility, d: &Delivery) -> Result<b
 }
 
 /// A finding's notifications as the API and the finding page show them.
-pub fn finding_notifications(ctx: &Context, finding: &StoredFinding) -> Result<Json_, StoreError> {
+pub fn finding_notifications(
+    ctx: &Context,
+    finding: &StoredFinding,
+) -> Result<Vec<NotificationJ>, StoreError> {
     // Every row names its deploy; a deploy's comments and statuses are filed under its first
     // finding, so they are shown on every finding of the deploy, its alerts only on their own.
     let mut rows = ctx.store.deliveries(&DeliveryFilter {
@@ -50,5 +54,5 @@ pub fn finding_notifications(ctx: &Context, finding: &StoredFinding) -> Result<J
             && !d.idempotency_key.contains(":refresh:")
     });
     rows.reverse(); // oldest first
-    Ok(Json_::Array(rows.iter().map(delivery_view).collect()))
+    Ok(rows.iter().map(delivery_view).collect())
 }

@@ -1,11 +1,16 @@
 //! Traces by id, trace search and the service catalog, as the JSON API v1 shows them.
-//! Views are built by hand from model types (model types are not `Serialize`).
+//! Views are built by hand from model types (model types are not `Serialize`) into the
+//! typed shapes of `shapes::traces`.
 
 use model::{KeyValue, Span, TraceId, Value, VersionIdentity};
-use serde_json::{Map, Value as Json_, json};
+use serde_json::{Map, Value as Json_};
 use store::{SpanQuery, TraceSummary};
 
 use crate::changes::ChangeResolver;
+use crate::shapes::{
+    ChangeJ, CodeJ, EventJ, LinkJ, MatchedSpanJ, OperationJ, ResourceJ, RootJ, ScopeJ, ServiceJ,
+    SpanDetailJ, SpanJ, StatusJ, TraceHitJ, VersionJ, WholeTraceJ,
+};
 use crate::{Context, Invalid, Visibility, parse_time, rfc3339};
 
 const DEFAULT_SEARCH_LIMIT: usize = 20;
@@ -19,7 +24,7 @@ pub fn trace_spans(
     visibility: &Visibility,
     id: &TraceId,
     blame_lines: bool,
-) -> Result<Vec<Json_>, store::StoreError> {
+) -> Result<Vec<SpanJ>, store::StoreError> {
     let spans = ctx.store.trace(id)?;
     // A trace with none of the caller's spans does not exist for them.
     if !spans.iter().any(|span| visible(visibility, span)) {
@@ -40,9 +45,7 @@ pub fn trace_spans(
                 identity.commit.as_deref(),
                 &identity.code,
             )?;
-            let mut view = span_view(span, &identity);
-            view["change"] = change;
-            Ok(view)
+            Ok(span_view(span, identity, change))
         })
         .collect()
 }
@@ -53,42 +56,41 @@ pub fn search(
     ctx: &Context,
     visibility: &Visibility,
     mut query: SpanQuery,
-) -> Result<Vec<Json_>, store::StoreError> {
+) -> Result<Vec<TraceHitJ>, store::StoreError> {
     (query.allowed_services, query.allowed_environments) = crate::reach(visibility);
     let matches = ctx.store.search(&query)?;
     matches
         .iter()
         .map(|m| {
-            let mut view = json!({
-                "trace_id": m.trace_id.to_hex(),
-                "newest_match_time": rfc3339(m.newest_start_unix_nanos()),
-                "matched_spans": m.spans.iter().map(span_summary).collect::<Vec<_>>(),
-            });
             // The trace as a whole: its root, start, duration and counts.
             let summary = match &m.summary {
                 Some(summary) => Some(summary.clone()),
                 None => TraceSummary::of(&ctx.store.trace(&m.trace_id)?),
             };
-            if let Some(summary) = summary {
+            let whole = summary.map(|summary| {
                 let root = &summary.root;
-                let mut root_view = json!({
-                    "service": root.service_name(),
-                    "found": summary.root_found,
-                });
                 // Another team's root names its service only, as a redacted span does.
-                if visible(visibility, root) {
-                    root_view["operation"] = root.operation().into();
-                } else {
-                    root_view["redacted"] = true.into();
+                let own = visible(visibility, root);
+                WholeTraceJ {
+                    root: RootJ {
+                        service: root.service_name().into(),
+                        found: summary.root_found,
+                        operation: own.then(|| root.operation().into()),
+                        redacted: !own,
+                    },
+                    start_time: rfc3339(summary.start_unix_nanos),
+                    duration_ms: summary.duration_nanos() as f64 / 1e6,
+                    span_count: summary.span_count,
+                    service_count: summary.service_count,
+                    error_count: summary.error_count,
                 }
-                view["root"] = root_view;
-                view["start_time"] = rfc3339(summary.start_unix_nanos).into();
-                view["duration_ms"] = (summary.duration_nanos() as f64 / 1e6).into();
-                view["span_count"] = summary.span_count.into();
-                view["service_count"] = summary.service_count.into();
-                view["error_count"] = summary.error_count.into();
-            }
-            Ok(view)
+            });
+            Ok(TraceHitJ {
+                trace_id: m.trace_id.to_hex(),
+                newest_match_time: rfc3339(m.newest_start_unix_nanos()),
+                matched_spans: m.spans.iter().map(span_summary).collect(),
+                whole,
+            })
         })
         .collect()
 }
@@ -157,7 +159,10 @@ pub fn parse_search(
 }
 
 /// The services, operations and versions the caller may see.
-pub fn services(ctx: &Context, visibility: &Visibility) -> Result<Vec<Json_>, store::StoreError> {
+pub fn services(
+    ctx: &Context,
+    visibility: &Visibility,
+) -> Result<Vec<ServiceJ>, store::StoreError> {
     let services = ctx.store.services()?;
     Ok(services
         .iter()
@@ -168,27 +173,34 @@ pub fn services(ctx: &Context, visibility: &Visibility) -> Result<Vec<Json_>, st
                 .iter()
                 .filter(|v| visibility.allows(&s.name, v.environment.as_deref()))
                 .collect();
-            let mut environments: Vec<&str> =
-                versions.iter().filter_map(|v| v.environment.as_deref()).collect();
+            let mut environments: Vec<String> =
+                versions.iter().filter_map(|v| v.environment.clone()).collect();
             environments.dedup();
-            json!({
-                "name": s.name,
-                "environments": environments,
-                "operations": s.operations.iter().map(|o| json!({
-                    "name": o.name,
-                    "span_kind": o.span_kind,
-                    "first_seen": rfc3339(o.first_seen_unix_nanos),
-                    "last_seen": rfc3339(o.last_seen_unix_nanos),
-                    "span_count": o.num_spans,
-                })).collect::<Vec<_>>(),
-                "versions": versions.iter().map(|v| json!({
-                    "version": v.version,
-                    "environment": v.environment,
-                    "first_seen": rfc3339(v.first_seen_unix_nanos),
-                    "last_seen": rfc3339(v.last_seen_unix_nanos),
-                    "span_count": v.num_spans,
-                })).collect::<Vec<_>>(),
-            })
+            ServiceJ {
+                name: s.name.clone(),
+                environments,
+                operations: s
+                    .operations
+                    .iter()
+                    .map(|o| OperationJ {
+                        name: o.name.clone(),
+                        span_kind: o.span_kind.clone(),
+                        first_seen: rfc3339(o.first_seen_unix_nanos),
+                        last_seen: rfc3339(o.last_seen_unix_nanos),
+                        span_count: o.num_spans,
+                    })
+                    .collect(),
+                versions: versions
+                    .iter()
+                    .map(|v| VersionJ {
+                        version: v.version.clone(),
+                        environment: v.environment.clone(),
+                        first_seen: rfc3339(v.first_seen_unix_nanos),
+                        last_seen: rfc3339(v.last_seen_unix_nanos),
+                        span_count: v.num_spans,
+                    })
+                    .collect(),
+            }
         })
         .collect())
 }
@@ -197,16 +209,16 @@ fn duration_ms(span: &Span) -> f64 {
     span.duration_nanos() as f64 / 1e6
 }
 
-fn span_summary(span: &Span) -> Json_ {
-    json!({
-        "span_id": span.span_id.to_hex(),
-        "service": span.service_name(),
-        "operation": span.operation(),
-        "name": span.name,
-        "start_time": rfc3339(span.start_time_unix_nanos),
-        "duration_ms": duration_ms(span),
-        "status": span.status.code.as_str(),
-    })
+fn span_summary(span: &Span) -> MatchedSpanJ {
+    MatchedSpanJ {
+        span_id: span.span_id.to_hex(),
+        service: span.service_name().into(),
+        operation: span.operation().into(),
+        name: span.name.clone(),
+        start_time: rfc3339(span.start_time_unix_nanos),
+        duration_ms: duration_ms(span),
+        status: span.status.code.as_str().into(),
+    }
 }
 
 /// Whether the caller may see a span: its service (and environment) is in their reach.
@@ -216,90 +228,95 @@ pub fn visible(visibility: &Visibility, span: &Span) -> bool {
 
 /// Another team's span in a shared trace: where it sits and how long it took, nothing else
 /// (no name, attributes, events, links, resource or change context).
-fn redacted_view(span: &Span) -> Json_ {
-    json!({
-        "redacted": true,
-        "trace_id": span.trace_id.to_hex(),
-        "span_id": span.span_id.to_hex(),
-        "parent_span_id": span.parent_span_id.map(|p| p.to_hex()),
-        "service": span.service_name(),
-        "start_time": rfc3339(span.start_time_unix_nanos),
-        "end_time": rfc3339(span.end_time_unix_nanos),
-        "start_time_unix_nanos": span.start_time_unix_nanos.to_string(),
-        "duration_ms": duration_ms(span),
-        "status": {"code": span.status.code.as_str()},
-    })
+fn redacted_view(span: &Span) -> SpanJ {
+    SpanJ { redacted: true, ..placed(span) }
 }
 
-fn span_view(span: &Span, identity: &VersionIdentity) -> Json_ {
-    let mut code = Map::new();
-    if let Some(v) = &identity.code.file_path {
-        code.insert("file_path".into(), v.clone().into());
+/// Where a span sits and how long it took: what anyone who sees the trace sees of it.
+fn placed(span: &Span) -> SpanJ {
+    SpanJ {
+        redacted: false,
+        trace_id: span.trace_id.to_hex(),
+        span_id: span.span_id.to_hex(),
+        parent_span_id: span.parent_span_id.map(|p| p.to_hex()),
+        service: span.service_name().into(),
+        start_time: rfc3339(span.start_time_unix_nanos),
+        end_time: rfc3339(span.end_time_unix_nanos),
+        start_time_unix_nanos: span.start_time_unix_nanos.to_string(),
+        duration_ms: duration_ms(span),
+        status: StatusJ { code: span.status.code.as_str().into(), message: None },
+        detail: None,
     }
-    if let Some(v) = &identity.code.function_name {
-        code.insert("function_name".into(), v.clone().into());
+}
+
+fn span_view(span: &Span, identity: VersionIdentity, change: ChangeJ) -> SpanJ {
+    let code = CodeJ {
+        file_path: identity.code.file_path,
+        function_name: identity.code.function_name,
+        line_number: identity.code.line_number,
+        stacktrace: identity.code.stacktrace,
+    };
+    let placed = placed(span);
+    SpanJ {
+        service: identity.service,
+        status: StatusJ { message: Some(span.status.message.clone()), ..placed.status },
+        detail: Some(SpanDetailJ {
+            trace_state: span.trace_state.clone(),
+            flags: span.flags,
+            name: span.name.clone(),
+            operation: span.operation().into(),
+            kind: span.kind.as_str().into(),
+            environment: identity.environment,
+            version: identity.version,
+            commit: identity.commit,
+            repository: identity.repository,
+            code,
+            attributes: attributes(&span.attributes),
+            dropped_attributes_count: span.dropped_attributes_count,
+            events: span
+                .events
+                .iter()
+                .map(|e| EventJ {
+                    time: rfc3339(e.time_unix_nanos),
+                    name: e.name.clone(),
+                    attributes: attributes(&e.attributes),
+                    dropped_attributes_count: e.dropped_attributes_count,
+                })
+                .collect(),
+            dropped_events_count: span.dropped_events_count,
+            links: span
+                .links
+                .iter()
+                .map(|l| LinkJ {
+                    trace_id: l.trace_id.to_hex(),
+                    span_id: l.span_id.to_hex(),
+                    trace_state: l.trace_state.clone(),
+                    flags: l.flags,
+                    attributes: attributes(&l.attributes),
+                    dropped_attributes_count: l.dropped_attributes_count,
+                })
+                .collect(),
+            dropped_links_count: span.dropped_links_count,
+            resource: ResourceJ {
+                attributes: attributes(&span.resource.attributes),
+                dropped_attributes_count: span.resource.dropped_attributes_count,
+                schema_url: span.resource.schema_url.clone(),
+            },
+            scope: ScopeJ {
+                name: span.scope.name.clone(),
+                version: span.scope.version.clone(),
+                attributes: attributes(&span.scope.attributes),
+                schema_url: span.scope.schema_url.clone(),
+            },
+            change,
+        }),
+        ..placed
     }
-    if let Some(v) = identity.code.line_number {
-        code.insert("line_number".into(), v.into());
-    }
-    if let Some(v) = &identity.code.stacktrace {
-        code.insert("stacktrace".into(), v.clone().into());
-    }
-    json!({
-        "trace_id": span.trace_id.to_hex(),
-        "span_id": span.span_id.to_hex(),
-        "parent_span_id": span.parent_span_id.map(|p| p.to_hex()),
-        "trace_state": span.trace_state,
-        "flags": span.flags,
-        "name": span.name,
-        "operation": span.operation(),
-        "kind": span.kind.as_str(),
-        "start_time": rfc3339(span.start_time_unix_nanos),
-        "end_time": rfc3339(span.end_time_unix_nanos),
-        "start_time_unix_nanos": span.start_time_unix_nanos.to_string(),
-        "duration_ms": duration_ms(span),
-        "status": {"code": span.status.code.as_str(), "message": span.status.message},
-        "service": identity.service,
-        "environment": identity.environment,
-        "version": identity.version,
-        "commit": identity.commit,
-        "repository": identity.repository,
-        "code": code,
-        "attributes": attributes(&span.attributes),
-        "dropped_attributes_count": span.dropped_attributes_count,
-        "events": span.events.iter().map(|e| json!({
-            "time": rfc3339(e.time_unix_nanos),
-            "name": e.name,
-            "attributes": attributes(&e.attributes),
-            "dropped_attributes_count": e.dropped_attributes_count,
-        })).collect::<Vec<_>>(),
-        "dropped_events_count": span.dropped_events_count,
-        "links": span.links.iter().map(|l| json!({
-            "trace_id": l.trace_id.to_hex(),
-            "span_id": l.span_id.to_hex(),
-            "trace_state": l.trace_state,
-            "flags": l.flags,
-            "attributes": attributes(&l.attributes),
-            "dropped_attributes_count": l.dropped_attributes_count,
-        })).collect::<Vec<_>>(),
-        "dropped_links_count": span.dropped_links_count,
-        "resource": {
-            "attributes": attributes(&span.resource.attributes),
-            "dropped_attributes_count": span.resource.dropped_attributes_count,
-            "schema_url": span.resource.schema_url,
-        },
-        "scope": {
-            "name": span.scope.name,
-            "version": span.scope.version,
-            "attributes": attributes(&span.scope.attributes),
-            "schema_url": span.scope.schema_url,
-        },
-    })
 }
 
 /// Attributes as a JSON object. Bytes become base64 text; arrays and key-value lists nest.
-fn attributes(kvs: &[KeyValue]) -> Json_ {
-    Json_::Object(kvs.iter().map(|kv| (kv.key.clone(), value(&kv.value))).collect())
+fn attributes(kvs: &[KeyValue]) -> Map<String, Json_> {
+    kvs.iter().map(|kv| (kv.key.clone(), value(&kv.value))).collect()
 }
 
 fn value(v: &Value) -> Json_ {
@@ -310,7 +327,7 @@ fn value(v: &Value) -> Json_ {
         Value::Double(d) => serde_json::Number::from_f64(*d).map_or(Json_::Null, Json_::Number),
         Value::Bytes(b) => base64(b).into(),
         Value::Array(values) => Json_::Array(values.iter().map(value).collect()),
-        Value::KvList(kvs) => attributes(kvs),
+        Value::KvList(kvs) => Json_::Object(attributes(kvs)),
         Value::Empty => Json_::Null,
     }
 }

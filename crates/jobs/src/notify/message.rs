@@ -24,7 +24,7 @@ pub fn alert_name(metric: &str) -> &'static str {
 /// (×1.25, +1 point, a new error type) on tier 1 is `critical`; a moderate one elsewhere is
 /// `warning` (tier 3 and beyond: large ones only); the rest is `info`.
 pub fn severity(finding: &FindingJ, tier: u8) -> &'static str {
-    let (large, moderate) = match (&finding.effect, finding.metric.as_str()) {
+    let (large, moderate) = match (&finding.numbers.effect, finding.metric.as_str()) {
         (_, "new_error_types") => (false, true),
         (Some(e), _) if e.kind == "ratio" => (e.estimate >= 2.0, e.estimate >= 1.25),
         (Some(e), _) => (e.estimate >= 0.05, e.estimate >= 0.01),
@@ -133,6 +133,7 @@ fn annotations(finding: &FindingJ, links: &Links<'_>) -> BTreeMap<&'static str, 
         }
     }
     if let Some(slowest) = finding
+        .explanation
         .exemplars
         .as_ref()
         .and_then(|e| e.after.slowest.as_ref().or(e.after.typical.as_ref()))
@@ -261,7 +262,7 @@ pub fn regressed_comment(
     }
     let mut traces = Vec::new();
     for f in findings.iter().take(1) {
-        if let Some(e) = &f.exemplars {
+        if let Some(e) = &f.explanation.exemplars {
             for (label, exemplar) in [("before", &e.before.typical), ("after", &e.after.slowest)] {
                 if let Some(exemplar) = exemplar {
                     traces.push(markup.link(
@@ -275,7 +276,7 @@ pub fn regressed_comment(
     if !traces.is_empty() {
         out.push_str(&format!("\nExample traces: {}\n", traces.join(" · ")));
     }
-    if let Some(rollback) = findings.iter().find_map(|f| f.rollback.as_ref())
+    if let Some(rollback) = findings.iter().find_map(|f| f.explanation.rollback.as_ref())
         && !rollback.commands.is_empty()
     {
         let previous = rollback
@@ -357,7 +358,7 @@ pub fn retry_delay(attempts: u32, initial: Duration, max: Duration, jitter_seed:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use views::shapes::{CommitJ, EffectJ, ReviewJ, SideJ};
+    use views::shapes::{CommitJ, EffectJ, ExplanationJ, NumbersJ, ReviewJ, SideJ};
 
     fn finding(metric: &str, kind: &str, estimate: f64) -> FindingJ {
         FindingJ {
@@ -369,30 +370,36 @@ mod tests {
             metric: metric.into(),
             verdict: "regressed".into(),
             first_seen: "2026-11-21T10:00:00Z".into(),
-            before: SideJ { spans: 2400, value_ms: Some(120.0), ..Default::default() },
-            after: SideJ { spans: 2100, value_ms: Some(180.0), ..Default::default() },
-            effect: Some(EffectJ {
-                kind: kind.into(),
-                estimate,
-                low: estimate * 0.9,
-                high: estimate * 1.1,
-            }),
-            suspects: vec![SuspectJ {
-                commit: CommitJ {
-                    sha: "1a2b3c4d5e6f".into(),
-                    subject: "Cache prices".into(),
-                    author: Some("Ada".into()),
-                    ..Default::default()
-                },
-                reasons: vec!["the slow span's function `price` is changed".into()],
-                review: Some(ReviewJ {
-                    kind: "gitea".into(),
-                    id: "42".into(),
-                    url: Some("https://git/pr/42".into()),
-                    ..Default::default()
+            numbers: NumbersJ {
+                before: SideJ { spans: 2400, value_ms: Some(120.0), ..Default::default() },
+                after: SideJ { spans: 2100, value_ms: Some(180.0), ..Default::default() },
+                effect: Some(EffectJ {
+                    kind: kind.into(),
+                    estimate,
+                    low: estimate * 0.9,
+                    high: estimate * 1.1,
                 }),
                 ..Default::default()
-            }],
+            },
+            explanation: ExplanationJ {
+                suspects: Some(vec![SuspectJ {
+                    commit: CommitJ {
+                        sha: "1a2b3c4d5e6f".into(),
+                        subject: "Cache prices".into(),
+                        author: Some("Ada".into()),
+                        ..Default::default()
+                    },
+                    reasons: vec!["the slow span's function `price` is changed".into()],
+                    review: Some(ReviewJ {
+                        kind: "gitea".into(),
+                        id: "42".into(),
+                        url: Some("https://git/pr/42".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
             deploy: Some(DeployJ {
                 id: 3,
                 service: "checkout".into(),
@@ -473,18 +480,18 @@ mod tests {
         let f = finding("latency_p95", "ratio", 1.5);
         let links = Links { base_url: "https://sb.example.com" };
         let deploy = f.deploy.clone().unwrap();
-        let md = regressed_comment(&deploy, &[&f], &f.suspects[0], 1, Markup::Markdown, &links);
+        let md = regressed_comment(&deploy, &[&f], &f.suspects()[0], 1, Markup::Markdown, &links);
         assert!(md.contains("deploy 1.2.0 to prod"), "{md}");
         assert!(md.contains("- the slow span's function `price` is changed"), "{md}");
         assert!(md.contains("`POST /cart\\|x`"), "a pipe does not break the table: {md}");
         assert!(md.contains("120 ms → 180 ms") && md.contains("×1.50"), "{md}");
         assert!(md.contains("[#7](https://sb.example.com/findings/7)"), "{md}");
         let remarkup =
-            regressed_comment(&deploy, &[&f], &f.suspects[0], 1, Markup::Remarkup, &links);
+            regressed_comment(&deploy, &[&f], &f.suspects()[0], 1, Markup::Remarkup, &links);
         assert!(remarkup.contains("[[https://sb.example.com/findings/7 | #7]]"), "{remarkup}");
         // The rollback draft in full, every line of it.
         let mut with_rollback = f.clone();
-        with_rollback.rollback = Some(views::shapes::RollbackJ {
+        with_rollback.explanation.rollback = Some(views::shapes::RollbackJ {
             previous_version: Some("1.1.0".into()),
             commands: vec!["# Fastest: redeploy 1.1.0".into(), "git revert --no-edit abc".into()],
             ..Default::default()
@@ -492,7 +499,7 @@ mod tests {
         let md = regressed_comment(
             &deploy,
             &[&with_rollback],
-            &f.suspects[0],
+            &f.suspects()[0],
             1,
             Markup::Remarkup,
             &links,

@@ -144,7 +144,7 @@ impl Announced {
     /// The suspects this finding points at, with their rank.
     fn named_suspects(&self) -> impl Iterator<Item = (usize, &SuspectJ)> {
         let named = if self.separated { 1 } else { 2 };
-        self.view.suspects.iter().take(named).enumerate().map(|(i, s)| (i + 1, s))
+        self.view.suspects().iter().take(named).enumerate().map(|(i, s)| (i + 1, s))
     }
 }
 
@@ -189,9 +189,8 @@ fn announced(jobs: &Jobs, deploy_id: u64) -> Result<Vec<Announced>, StoreError> 
     })?;
     let mut announced = Vec::new();
     for stored in regressed.into_iter().rev().filter(|f| f.explanation.is_some()) {
-        let full = views::findings::full_view(&jobs.ctx, &stored)?;
-        let separated = full["ranking"]["separated"].as_bool().unwrap_or(false);
-        let view: FindingJ = serde_json::from_value(full).unwrap_or_default();
+        let view = views::findings::full_view(&jobs.ctx, &stored)?;
+        let separated = view.explanation.ranking.as_ref().is_some_and(|r| r.separated);
         announced.push(Announced { stored, view, separated });
     }
     Ok(announced)
@@ -244,7 +243,7 @@ pub fn flag_review(
     let wanted = commit.map(str::to_ascii_lowercase);
     let suspect = this
         .view
-        .suspects
+        .suspects()
         .iter()
         .find(|s| wanted.as_deref().is_none_or(|w| s.commit.sha.starts_with(w)));
     let Some(suspect) = suspect else {
@@ -444,7 +443,7 @@ fn forge_notes(
             Notes::Notifier => finding.named_suspects().collect(),
             Notes::Flag { sha } => finding
                 .view
-                .suspects
+                .suspects()
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.commit.sha == sha)

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use store::{NewDeploy, StoreError};
 use views::rfc3339;
+use views::shapes::CommitImpactJ;
 
 use crate::AppState;
 use crate::access::Caller;
@@ -66,7 +67,8 @@ pub(crate) async fn create_deploy(
             "deploy recorded"
         );
         if may_read {
-            views::deploys::deploy_view(state_for_view.ctx(), &recorded)
+            let view = views::deploys::deploy_view(state_for_view.ctx(), &recorded)?;
+            Ok(serde_json::to_value(view).expect("a deploy serialises"))
         } else {
             Ok(json!({
                 "id": recorded.id,
@@ -117,7 +119,7 @@ fn validate(request: DeployRequest, now_unix_nanos: u64) -> Result<NewDeploy, Ap
         other => other.map(str::to_ascii_lowercase),
     };
     if let Some(url) = &request.url
-        && !views::deploys::is_web_url(url)
+        && !views::shapes::is_web_url(url)
     {
         return Err(ApiError::invalid(format!(
             "`url` = `{url}` is not an http(s) URL; send the pipeline's `https://` address"
@@ -178,7 +180,7 @@ pub(crate) async fn get_commit(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(sha): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<CommitImpactJ>, ApiError> {
     commit_view(state, caller, sha, views::deploys::commit).await
 }
 
@@ -186,7 +188,7 @@ pub(crate) async fn commit_impact(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(sha): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<CommitImpactJ>, ApiError> {
     commit_view(state, caller, sha, views::deploys::impact).await
 }
 
@@ -195,8 +197,12 @@ async fn commit_view(
     state: Arc<AppState>,
     caller: Caller,
     sha: String,
-    view: fn(&views::Context, &views::Visibility, &str) -> Result<Option<Json_>, StoreError>,
-) -> Result<Json<Json_>, ApiError> {
+    view: fn(
+        &views::Context,
+        &views::Visibility,
+        &str,
+    ) -> Result<Option<CommitImpactJ>, StoreError>,
+) -> Result<Json<CommitImpactJ>, ApiError> {
     if !model::looks_like_sha(&sha) {
         return Err(ApiError::invalid(format!(
             "`{sha}` is not a commit id; use at least 7 hex digits"

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
-use serde_json::Value as Json_;
+use views::shapes::DoraJ;
 
 use crate::AppState;
 use crate::access::Caller;
@@ -14,7 +14,7 @@ pub(crate) async fn get_dora(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Query(params): Query<Vec<(String, String)>>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<DoraJ>, ApiError> {
     let query = views::dora::parse_query(params)?;
     let view = tokio::task::spawn_blocking(move || {
         views::dora::dora_view(state.ctx(), &caller.visibility, &query)

@@ -12,6 +12,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use store::FindingStatus;
+use views::shapes::FindingJ;
 
 use crate::AppState;
 use crate::access::Caller;
@@ -21,7 +22,7 @@ pub(crate) async fn get_finding(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<FindingJ>, ApiError> {
     let id = parse_id(&id)?;
     let found = tokio::task::spawn_blocking(move || {
         views::findings::finding(state.ctx(), &caller.visibility, id)
@@ -120,7 +121,7 @@ pub(crate) async fn change_status(
     Extension(caller): Extension<Caller>,
     Path((id, action)): Path<(String, String)>,
     body: Body,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<FindingJ>, ApiError> {
     let id = parse_id(&id)?;
     let change = StatusChange::read(&state, &caller, &action, "a finding", body).await?;
     let StatusChange { status, by, note, now } = change;
@@ -260,7 +261,6 @@ pub(crate) async fn list_findings(
     })
     .await
     .map_err(ApiError::internal)??;
-    let next =
-        (findings.len() == limit).then(|| findings.last().map(|f| f["id"].clone())).flatten();
+    let next = (findings.len() == limit).then(|| findings.last().map(|f| f.id)).flatten();
     Ok(Json(json!({"findings": findings, "next": next.map(|id| id.to_string())})))
 }

@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::Value as Json_;
 use views::gate::GateRequest;
+use views::shapes::GateJ;
 
 use crate::AppState;
 use crate::access::Caller;
@@ -34,7 +34,7 @@ pub(crate) async fn evaluate(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Body,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<GateJ>, ApiError> {
     let body = read_capped(
         body,
         MAX_GATE_BODY_BYTES,

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{Value as Json_, json};
 use store::StoreError;
+use views::shapes::IncidentJ;
 
 use super::findings::StatusChange;
 use crate::AppState;
@@ -37,7 +38,7 @@ pub(crate) async fn get_incident(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<IncidentJ>, ApiError> {
     let id = parse_id(&id)?;
     let found = tokio::task::spawn_blocking(move || {
         views::incidents::incident(state.ctx(), &caller.visibility, id)
@@ -52,7 +53,7 @@ pub(crate) async fn change_status(
     Extension(caller): Extension<Caller>,
     Path((id, action)): Path<(String, String)>,
     body: Body,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<IncidentJ>, ApiError> {
     let id = parse_id(&id)?;
     let change = StatusChange::read(&state, &caller, &action, "an incident", body).await?;
     let StatusChange { status, by, note, now } = change;
@@ -103,7 +104,7 @@ pub(crate) async fn propose_revert(
     .await
     .map_err(ApiError::internal)??
     .ok_or_else(|| not_found(id))?;
-    let finding = finding["explained_by_finding"].as_u64().ok_or_else(|| {
+    let finding = finding.explained_by_finding.ok_or_else(|| {
         ApiError::new(
             ErrorCode::Conflict,
             format!("incident {id} is not explained yet: there are no suspects to revert"),

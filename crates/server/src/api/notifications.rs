@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde_json::{Value as Json_, json};
 use store::{DeliveryFilter, DeliveryState, StoreError};
+use views::shapes::NotificationJ;
 
 use crate::AppState;
 use crate::access::Caller;
@@ -65,12 +66,12 @@ pub(crate) async fn retry_notification(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<NotificationJ>, ApiError> {
     let id: u64 = id.parse().map_err(|_| {
         ApiError::invalid(format!("`{id}` is not a notification id; ids are numbers"))
     })?;
     let not_found = move || ApiError::new(ErrorCode::NotFound, format!("no notification {id}"));
-    let view = tokio::task::spawn_blocking(move || -> Result<Result<Json_, ApiError>, StoreError> {
+    let view = tokio::task::spawn_blocking(move || -> Result<Result<NotificationJ, ApiError>, StoreError> {
         let Some(delivery) = state.ctx().store.delivery(id)? else { return Ok(Err(not_found())) };
         if !views::notifications::may_see(state.ctx(), &caller.visibility, &delivery)? {
             return Ok(Err(not_found()));

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use askama::Template;
 use model::TraceId;
 use views::Context;
-use views::shapes::{SpanJ, ms_text, read};
+use views::shapes::{SpanJ, ms_text};
 
 use super::traces::shape;
 use crate::{Layout, Page, PageError, Viewer, render};
@@ -160,10 +160,7 @@ fn spans_of(
             "`{side}` = `{text}` is not a trace id ({e}); trace ids are 32 hex digits"
         ))
     })?;
-    let spans: Vec<SpanJ> = views::traces::trace_spans(ctx, &viewer.visibility, &id, false)?
-        .into_iter()
-        .map(read)
-        .collect();
+    let spans = views::traces::trace_spans(ctx, &viewer.visibility, &id, false)?;
     if spans.is_empty() {
         return Err(PageError::not_found(format!(
             "no spans are stored for trace `{side}` = {} (or you may not see them)",
@@ -177,7 +174,7 @@ fn side(trace_id: &str, spans: &[SpanJ], total_ms: f64) -> Side {
     let versions = spans
         .iter()
         .filter_map(|s| {
-            let version = s.change.as_ref()?.version.clone()?;
+            let version = s.detail.as_ref()?.change.version.clone()?;
             Some((s.service.clone(), version))
         })
         .collect();

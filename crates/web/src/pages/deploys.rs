@@ -1,7 +1,7 @@
 //! Deploys (list and one), and a commit's page: where it shipped and what it moved.
 
 use askama::Template;
-use views::shapes::{CommitJ, DeployJ, FindingJ, GateCheckJ, GateJ, ReviewJ, read};
+use views::shapes::{CommitJ, DeployJ, FindingJ, GateCheckJ, GateJ, ReviewJ};
 use views::{Context, FindingFilter};
 
 use super::findings::code_spans;
@@ -40,10 +40,7 @@ pub fn deploys_page(
             service.as_deref(),
             environment.as_deref(),
             200,
-        )?
-        .into_iter()
-        .map(read)
-        .collect();
+        )?;
         DeploysPage {
             layout: Layout::new(viewer, "deploys", "Deploys"),
             service: service.unwrap_or_default(),
@@ -73,12 +70,11 @@ pub fn deploy_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, P
         PageError::not_found(format!("`{}` is not a deploy id; ids are numbers", id))
     })?;
     let page = {
-        let Some(deploy) = views::deploys::deploy(ctx, &viewer.visibility, id)? else {
+        let Some(d) = views::deploys::deploy(ctx, &viewer.visibility, id)? else {
             return Err(PageError::not_found(format!(
                 "there is no deploy {id} (or you may not see it)"
             )));
         };
-        let d: DeployJ = read(deploy);
         let (findings, rest): (Vec<FindingJ>, Vec<FindingJ>) =
             findings_of(ctx, viewer, &d)?.into_iter().partition(FindingJ::moved);
         let (inconclusive, unchanged): (Vec<FindingJ>, Vec<FindingJ>) =
@@ -112,10 +108,7 @@ fn findings_of(
         limit: 1_000,
         ..FindingFilter::default()
     };
-    Ok(views::findings::list(ctx, &viewer.visibility, filter)?
-        .into_iter()
-        .map(read::<FindingJ>)
-        .collect())
+    Ok(views::findings::list(ctx, &viewer.visibility, filter)?)
 }
 
 #[derive(Template)]
@@ -148,13 +141,12 @@ pub fn commit_page(ctx: &Context, viewer: &Viewer, sha: String) -> Result<Page, 
                 "commit `{sha}` is not known (from webhooks or mirrors)"
             )));
         };
-        let commit: CommitJ = read(impact["commit"].clone());
-        let review = views::changes::review_of_commit(ctx, &commit.sha)?.map(read);
+        let commit = impact.commit;
+        let review = views::changes::review_of_commit(ctx, &commit.sha)?;
         let gate = views::gate::commit_results(ctx, &viewer.visibility, &commit.sha)?;
         let gate = gate
             .into_iter()
             .map(|answer| {
-                let answer: GateJ = read(answer);
                 let checks = answer
                     .checks
                     .iter()
@@ -163,8 +155,7 @@ pub fn commit_page(ctx: &Context, viewer: &Viewer, sha: String) -> Result<Page, 
                 GateView { answer, checks }
             })
             .collect();
-        let deploys: Vec<DeployJ> =
-            impact["deploys"].as_array().into_iter().flatten().cloned().map(read).collect();
+        let deploys = impact.deploys;
         let mut moved = Vec::new();
         for deploy in &deploys {
             moved.extend(findings_of(ctx, viewer, deploy)?.into_iter().filter(FindingJ::moved));

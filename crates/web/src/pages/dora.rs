@@ -1,9 +1,8 @@
 //! The DORA page: the four keys with their bands and what each counts.
 
 use askama::Template;
-use serde::Deserialize;
 use views::dora::DoraQuery;
-use views::shapes::{percent_text, read, short_number, short_time};
+use views::shapes::{BandJ, percent_text, short_number, short_time};
 use views::{Context, query_escape};
 
 use crate::{Layout, Page, PageError, Viewer, render};
@@ -16,7 +15,8 @@ struct DoraPage {
     scope: String,
     window_text: String,
     metrics: Vec<DoraMetric>,
-    bands: Vec<DoraBand>,
+    /// Each key's title and what its bands mean.
+    bands: Vec<(&'static str, BandJ)>,
     api_href: String,
 }
 
@@ -26,18 +26,6 @@ struct DoraMetric {
     value: String,
     band: Option<String>,
     detail: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct DoraBand {
-    #[serde(skip)]
-    title: &'static str,
-    source: String,
-    elite: String,
-    high: String,
-    medium: String,
-    low: String,
 }
 
 /// Hours as people say them: "45 min", "7.5 h", "3.2 days".
@@ -60,30 +48,29 @@ pub fn dora_page(
     let q = views::dora::parse_query(given).map_err(|e| PageError::bad_request(e.message))?;
     let page = {
         let v = views::dora::dora_view(ctx, &viewer.visibility, &q)?;
-        let band = |metric: &str| v[metric]["band"].as_str().map(str::to_owned);
-        let hours = |metric: &str| v[metric]["median_hours"].as_f64();
-        let n = |metric: &str, key: &str| v[metric][key].as_u64().unwrap_or(0);
-        let deployments = n("deployment_frequency", "deployments");
+        let frequency = &v.deployment_frequency;
+        let deployments = frequency.deployments;
         let mut metrics = vec![DoraMetric {
             key: "frequency",
             title: "Deployment frequency",
-            value: format!("{} / day", v["deployment_frequency"]["per_day"]),
-            band: band("deployment_frequency"),
+            value: format!("{} / day", short_number(frequency.per_day)),
+            band: Some(frequency.band.clone()),
             detail: format!(
                 "{deployments} deploy{}; the median week has {} days with a deploy",
                 if deployments == 1 { "" } else { "s" },
-                v["deployment_frequency"]["median_deploy_days_per_week"]
+                short_number(frequency.median_deploy_days_per_week)
             ),
         }];
-        let without = n("lead_time_for_changes", "deploys_without_range");
+        let lead = &v.lead_time_for_changes;
+        let without = lead.deploys_without_range;
         metrics.push(DoraMetric {
             key: "lead-time",
             title: "Lead time for changes",
-            value: hours("lead_time_for_changes").map_or_else(|| "—".into(), duration_text),
-            band: band("lead_time_for_changes"),
+            value: lead.median_hours.map_or_else(|| "—".into(), duration_text),
+            band: lead.band.clone(),
             detail: format!(
                 "median over {} changes{}",
-                n("lead_time_for_changes", "changes"),
+                lead.changes,
                 if without > 0 {
                     format!("; {without} deploys' commits could not be read from a mirror")
                 } else {
@@ -91,42 +78,40 @@ pub fn dora_page(
                 }
             ),
         });
+        let failures = &v.change_failure_rate;
         metrics.push(DoraMetric {
             key: "failure-rate",
             title: "Change failure rate",
-            value: v["change_failure_rate"]["rate"]
-                .as_f64()
-                .map_or_else(|| "—".into(), percent_text),
-            band: band("change_failure_rate"),
+            value: failures.rate.map_or_else(|| "—".into(), percent_text),
+            band: failures.band.clone(),
             detail: format!(
                 "{} of {deployments} deploys had a regression attributed to them",
-                n("change_failure_rate", "failed_deployments")
+                failures.failed_deployments
             ),
         });
-        let unrestored = n("time_to_restore", "unrestored");
+        let restore = &v.time_to_restore;
+        let unrestored = restore.unrestored;
         metrics.push(DoraMetric {
             key: "restore",
             title: "Time to restore",
-            value: hours("time_to_restore").map_or_else(|| "—".into(), duration_text),
-            band: band("time_to_restore"),
+            value: restore.median_hours.map_or_else(|| "—".into(), duration_text),
+            band: restore.band.clone(),
             detail: format!(
                 "median over {} restored failures{}",
-                n("time_to_restore", "restored"),
+                restore.restored,
                 if unrestored > 0 { format!("; {unrestored} still open") } else { String::new() }
             ),
         });
         if deployments == 0 {
             metrics.clear();
         }
-        let bands = [
-            ("deployment_frequency", "Deployment frequency"),
-            ("lead_time_for_changes", "Lead time for changes"),
-            ("change_failure_rate", "Change failure rate"),
-            ("time_to_restore", "Time to restore"),
-        ]
-        .into_iter()
-        .map(|(key, title)| DoraBand { title, ..read(v["bands"][key].clone()) })
-        .collect();
+        let b = v.bands;
+        let bands = vec![
+            ("Deployment frequency", b.deployment_frequency),
+            ("Lead time for changes", b.lead_time_for_changes),
+            ("Change failure rate", b.change_failure_rate),
+            ("Time to restore", b.time_to_restore),
+        ];
         let scope = match (&q.service, &q.team) {
             (Some(s), _) => format!("Service {s}"),
             (None, Some(t)) => format!("Team {t}'s services"),
@@ -151,8 +136,8 @@ pub fn dora_page(
             window_text: format!(
                 "the last {} ({} to {})",
                 q.window,
-                short_time(v["window"]["from"].as_str().unwrap_or("")),
-                short_time(v["window"]["to"].as_str().unwrap_or(""))
+                short_time(&v.window.from),
+                short_time(&v.window.to)
             ),
             q,
             metrics,

@@ -4,7 +4,7 @@
 use analysis::compare::WindowStats;
 use analysis::detect::Baseline;
 use askama::Template;
-use views::shapes::{CommitJ, FindingJ, RollbackJ, SuspectJ, read};
+use views::shapes::{CommitJ, FindingJ, RollbackJ, SuspectJ};
 use views::{Context, query_escape};
 
 use super::status::StatusBox;
@@ -32,8 +32,7 @@ pub fn findings_page(
     let filter = views::findings::parse_filter(params.clone())?;
     let limit = filter.limit;
     let page = {
-        let found: Vec<FindingJ> =
-            views::findings::list(ctx, &viewer.visibility, filter)?.into_iter().map(read).collect();
+        let found = views::findings::list(ctx, &viewer.visibility, filter)?;
         let next = (found.len() == limit)
             .then(|| {
                 found.last().map(|f| {
@@ -103,19 +102,18 @@ pub fn finding_page(
         PageError::not_found(format!("`{}` is not a finding id; ids are numbers", id))
     })?;
     let page = {
-        let Some(json) = views::findings::finding(ctx, &viewer.visibility, id)? else {
+        let Some(f) = views::findings::finding(ctx, &viewer.visibility, id)? else {
             return Err(PageError::not_found(format!(
                 "there is no finding {id} (or you may not see it)"
             )));
         };
-        let f: FindingJ = read(json);
-        let suspects = suspect_views(ctx, &f.suspects);
+        let suspects = suspect_views(ctx, f.suspects());
         let (distribution, before_window, after_window) =
             match distribution(ctx, viewer, before_window_minutes, &f)? {
                 Some((svg, before, after)) => (Some(svg), before, after),
                 None => (None, String::new(), String::new()),
             };
-        let rollback_text = rollback_text(f.rollback.as_ref());
+        let rollback_text = rollback_text(f.explanation.rollback.as_ref());
         let st = StatusBox::new(
             format!("/api/v1/findings/{id}"),
             &f.status,

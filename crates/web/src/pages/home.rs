@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use views::incidents::IncidentFilter;
-use views::shapes::{IncidentJ, read, service_href};
+use views::shapes::{IncidentJ, service_href};
 use views::{Context, FindingStatus};
 
 use super::numbers::{Numbers, entry_points, merged};
@@ -48,22 +48,19 @@ pub fn home(ctx: &Context, viewer: &Viewer) -> Result<Page, PageError> {
             limit: HOME_INCIDENTS,
             ..IncidentFilter::default()
         };
-        let incidents: Vec<IncidentJ> =
-            views::incidents::list(ctx, &viewer.visibility, &open)?.into_iter().map(read).collect();
+        let incidents = views::incidents::list(ctx, &viewer.visibility, &open)?;
         let mut services = Vec::new();
         for service in views::traces::services(ctx, &viewer.visibility)? {
-            let name = service["name"].as_str().unwrap_or_default().to_owned();
+            let name = service.name;
             let rows =
                 views::sketches::recent(ctx, &viewer.visibility, &name, None, CURRENT_MINUTES)?;
             let now = Numbers::of(&merged(entry_points(&rows.iter().collect::<Vec<_>>())));
             let mut versions: BTreeMap<String, (String, String)> = BTreeMap::new();
-            for v in service["versions"].as_array().into_iter().flatten() {
-                let environment = v["environment"].as_str().unwrap_or("(none)").to_owned();
-                let version = v["version"].as_str().unwrap_or_default().to_owned();
-                let last_seen = v["last_seen"].as_str().unwrap_or_default().to_owned();
-                let newer = versions.get(&environment).is_none_or(|(_, seen)| *seen < last_seen);
+            for v in service.versions {
+                let environment = v.environment.unwrap_or_else(|| "(none)".into());
+                let newer = versions.get(&environment).is_none_or(|(_, seen)| *seen < v.last_seen);
                 if newer {
-                    versions.insert(environment, (version, last_seen));
+                    versions.insert(environment, (v.version.unwrap_or_default(), v.last_seen));
                 }
             }
             services.push(ServiceRow {

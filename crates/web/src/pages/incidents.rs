@@ -3,7 +3,7 @@
 
 use askama::Template;
 use views::Context;
-use views::shapes::{IncidentJ, read};
+use views::shapes::IncidentJ;
 
 use super::findings::{SuspectView, rollback_text, suspect_views};
 use super::status::StatusBox;
@@ -23,12 +23,11 @@ pub fn incident_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page,
     let id: u64 = id.parse().map_err(|_| {
         PageError::not_found(format!("`{id}` is not an incident id; ids are numbers (a deploy's)"))
     })?;
-    let Some(json) = views::incidents::incident(ctx, &viewer.visibility, id)? else {
+    let Some(i) = views::incidents::incident(ctx, &viewer.visibility, id)? else {
         return Err(PageError::not_found(format!(
             "there is no incident {id}: deploy {id} has no regression (or you may not see it)"
         )));
     };
-    let i: IncidentJ = read(json);
     let st = StatusBox::new(
         format!("/api/v1/incidents/{id}"),
         &i.status,
@@ -42,8 +41,8 @@ pub fn incident_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page,
             "home",
             format!("Incident {id}: {} {} in {}", i.service, i.version, i.environment()),
         ),
-        suspects: suspect_views(ctx, &i.suspects),
-        rollback_text: rollback_text(i.rollback.as_ref()),
+        suspects: suspect_views(ctx, i.suspects()),
+        rollback_text: rollback_text(i.explanation.rollback.as_ref()),
         st,
         i,
     };

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use analysis::compare::WindowStats;
 use askama::Template;
-use views::shapes::{DeployJ, FindingJ, read, service_href, short_time, unix_secs};
+use views::shapes::{DeployJ, FindingJ, service_href, short_time, unix_secs};
 use views::{Context, FindingFilter, SketchRow, query_escape};
 
 use super::numbers::{Numbers, entry_points, merged};
@@ -93,9 +93,8 @@ pub fn service_page(
         }
     }
     let page = {
-        let Some(service) = views::traces::services(ctx, &viewer.visibility)?
-            .into_iter()
-            .find(|s| s["name"] == name.as_str())
+        let Some(service) =
+            views::traces::services(ctx, &viewer.visibility)?.into_iter().find(|s| s.name == name)
         else {
             return Err(PageError::not_found(format!(
                 "no spans of service `{name}` are stored (or you may not see them)"
@@ -130,16 +129,13 @@ pub fn service_page(
                 .filter_map(|(m, s)| s.latency.quantile(q).map(|v| (point(m), v / 1e6)))
                 .collect()
         };
-        let deploys: Vec<DeployJ> = views::deploys::deploys(
+        let deploys = views::deploys::deploys(
             ctx,
             &viewer.visibility,
             Some(&name),
             environment.as_deref(),
             200,
-        )?
-        .into_iter()
-        .map(read)
-        .collect();
+        )?;
         let now_secs = ctx.clock.now_unix_nanos() as f64 / 1e9;
         let from_secs = now_secs - minutes as f64 * 60.0;
         let markers: Vec<Marker> = deploys
@@ -209,16 +205,15 @@ pub fn service_page(
             })
             .collect();
         operations.sort_by_key(|o| std::cmp::Reverse(o.numbers.spans));
-        let versions = service["versions"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let versions = service
+            .versions
+            .iter()
             .map(|v| VersionRow {
-                environment: v["environment"].as_str().unwrap_or("(none)").to_owned(),
-                version: v["version"].as_str().unwrap_or_default().to_owned(),
-                first_seen: short_time(v["first_seen"].as_str().unwrap_or_default()),
-                last_seen: short_time(v["last_seen"].as_str().unwrap_or_default()),
-                spans: v["span_count"].as_u64().unwrap_or(0),
+                environment: v.environment.clone().unwrap_or_else(|| "(none)".into()),
+                version: v.version.clone().unwrap_or_default(),
+                first_seen: short_time(&v.first_seen),
+                last_seen: short_time(&v.last_seen),
+                spans: v.span_count,
             })
             .collect();
         let findings: Vec<FindingJ> = views::findings::list(
@@ -232,19 +227,13 @@ pub fn service_page(
             },
         )?
         .into_iter()
-        .map(read::<FindingJ>)
         .filter(FindingJ::moved)
         .take(20)
         .collect();
         ServicePage {
             layout: Layout::new(viewer, "home", format!("Service {name}")),
             team: ctx.changes.ownership(&name).and_then(|o| o.team.clone()),
-            environments: service["environments"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_str().map(str::to_owned))
-                .collect(),
+            environments: service.environments,
             environment: environment.unwrap_or_default(),
             operation: operation.unwrap_or_default(),
             window: Numbers::of(&merged(charted.iter().copied())),

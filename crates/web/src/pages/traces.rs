@@ -7,7 +7,9 @@ use askama::Template;
 use model::TraceId;
 use serde_json::Value as Json_;
 use views::Context;
-use views::shapes::{ChangeJ, EventJ, SpanJ, ms_text, read, short_time, unix_secs};
+use views::shapes::{
+    ChangeJ, EventJ, MatchedSpanJ, RootJ, SpanJ, WholeTraceJ, ms_text, short_time, unix_secs,
+};
 
 use crate::chart;
 use crate::{Layout, Page, PageError, Viewer, render};
@@ -82,10 +84,7 @@ pub fn trace_page(ctx: &Context, viewer: &Viewer, id: String) -> Result<Page, Pa
         ))
     })?;
     let page = {
-        let spans: Vec<SpanJ> = views::traces::trace_spans(ctx, &viewer.visibility, &id, true)?
-            .into_iter()
-            .map(read)
-            .collect();
+        let spans = views::traces::trace_spans(ctx, &viewer.visibility, &id, true)?;
         if spans.is_empty() {
             return Err(PageError::not_found(format!(
                 "no spans are stored for trace {} (or you may not see them)",
@@ -160,7 +159,7 @@ pub(crate) fn shape(spans: &[SpanJ]) -> Vec<TraceSpan> {
                 parent: s.parent_span_id.as_deref().and_then(|p| index.get(p).copied()),
                 start_unix_nanos: start,
                 end_unix_nanos: start + (s.duration_ms * 1e6) as u64,
-                label: format!("{} {}", s.service, s.name),
+                label: format!("{} {}", s.service, s.detail().name),
             }
         })
         .collect()
@@ -223,11 +222,11 @@ fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
                     })
                     .collect()
             };
+            let detail = span.detail();
             let code = {
-                let function = span.code.get("function_name").and_then(Json_::as_str);
-                let file = span.code.get("file_path").and_then(Json_::as_str);
-                let line = span.code.get("line_number").and_then(Json_::as_i64);
-                match (function, file, line) {
+                let function = detail.code.function_name.as_deref();
+                let file = detail.code.file_path.as_deref();
+                match (function, file, detail.code.line_number) {
                     (Some(f), Some(p), Some(l)) => format!("{f} ({p}:{l})"),
                     (Some(f), Some(p), None) => format!("{f} ({p})"),
                     (Some(f), None, _) => f.to_owned(),
@@ -244,25 +243,23 @@ fn waterfall(spans: Vec<SpanJ>) -> Vec<SpanRow> {
                 name: if span.redacted {
                     "redacted: another team's span".into()
                 } else {
-                    span.name.clone()
+                    detail.name.clone()
                 },
-                kind: span.kind.clone(),
-                environment: span.environment.clone().unwrap_or_default(),
+                kind: detail.kind.clone(),
+                environment: detail.environment.clone().unwrap_or_default(),
                 start: short_time(&span.start_time),
                 duration: ms_text(span.duration_ms),
                 error: span.status.code == "error",
-                status_message: span.status.message.clone(),
+                status_message: span.status.message.clone().unwrap_or_default(),
                 bar_x: format!("{offset:.1}"),
                 bar_width: format!("{:.1}", width.min(1000.0 - offset).max(1.0)),
-                change: span
-                    .change
-                    .clone()
+                change: Some(detail.change.clone())
                     .filter(|c| c.version.is_some() || c.commit.is_some() || c.owner.is_some()),
                 code,
-                attributes: text(&span.attributes),
-                resource: text(&span.resource.attributes),
-                events: span.events.iter().map(event_row).collect(),
-                links: span
+                attributes: text(&detail.attributes),
+                resource: text(&detail.resource.attributes),
+                events: detail.events.iter().map(event_row).collect(),
+                links: detail
                     .links
                     .iter()
                     .map(|l| {
@@ -357,10 +354,8 @@ pub fn search_page(
     let now = ctx.clock.now_unix_nanos();
     let query = search_query(&form, now);
     let page = {
-        let services: Vec<String> = views::traces::services(ctx, &viewer.visibility)?
-            .iter()
-            .filter_map(|s| s["name"].as_str().map(str::to_owned))
-            .collect();
+        let services: Vec<String> =
+            views::traces::services(ctx, &viewer.visibility)?.into_iter().map(|s| s.name).collect();
         let layout = Layout::new(viewer, "traces", "Search traces");
         let query = match query {
             Ok(query) => query,
@@ -380,54 +375,44 @@ pub fn search_page(
         let results = views::traces::search(ctx, &viewer.visibility, query)?
             .into_iter()
             .map(|m| {
-                let first = &m["matched_spans"][0];
-                let root = &m["root"];
-                let text = |v: &Json_| v.as_str().unwrap_or_default().to_owned();
-                let count = |key: &str| m[key].as_u64().unwrap_or(0);
+                let first = m.matched_spans.first();
+                let text = |f: fn(&MatchedSpanJ) -> &str| first.map(f).unwrap_or_default();
+                let first_ms = first.map_or(0.0, |f| f.duration_ms);
                 let first_text = format!(
                     "{} {} {}",
-                    text(&first["service"]),
-                    text(&first["operation"]),
-                    ms_text(first["duration_ms"].as_f64().unwrap_or(0.0))
+                    text(|f| &f.service),
+                    text(|f| &f.operation),
+                    ms_text(first_ms)
                 );
-                let same_as_root =
-                    root["operation"] == first["operation"] && root["service"] == first["service"];
+                let whole = m.whole.as_ref();
+                let root = whole.map(|w| &w.root);
+                let same_as_root = root.is_some_and(|r| {
+                    r.operation.as_deref() == first.map(|f| f.operation.as_str())
+                        && Some(r.service.as_str()) == first.map(|f| f.service.as_str())
+                });
+                let start = whole.map_or(&m.newest_match_time, |w| &w.start_time);
+                let duration_ms = whole.map_or(first_ms, |w| w.duration_ms);
+                let count = |f: fn(&WholeTraceJ) -> usize| whole.map_or(0, f) as u64;
                 TraceResult {
-                    trace_id: text(&m["trace_id"]),
-                    when: short_time(
-                        m["start_time"]
-                            .as_str()
-                            .unwrap_or(m["newest_match_time"].as_str().unwrap_or_default()),
-                    ),
-                    service: if root.is_null() {
-                        text(&first["service"])
-                    } else {
-                        text(&root["service"])
+                    when: short_time(start),
+                    service: match root {
+                        Some(root) => root.service.clone(),
+                        None => text(|f| &f.service).to_owned(),
                     },
-                    operation: match root["operation"].as_str() {
-                        Some(operation) => operation.to_owned(),
-                        None if root.is_null() => text(&first["operation"]),
-                        None => "(redacted)".to_owned(),
+                    operation: match root {
+                        Some(RootJ { operation: Some(operation), .. }) => operation.clone(),
+                        Some(_) => "(redacted)".to_owned(),
+                        None => text(|f| &f.operation).to_owned(),
                     },
-                    duration: ms_text(
-                        m["duration_ms"].as_f64().or(first["duration_ms"].as_f64()).unwrap_or(0.0),
-                    ),
-                    spans: count("span_count"),
-                    services: count("service_count"),
-                    errors: count("error_count"),
-                    matched: m["matched_spans"].as_array().map_or(0, Vec::len),
+                    duration: ms_text(duration_ms),
+                    spans: count(|w| w.span_count),
+                    services: count(|w| w.service_count),
+                    errors: count(|w| w.error_count),
+                    matched: m.matched_spans.len(),
                     first_match: if same_as_root { String::new() } else { first_text },
-                    start_secs: unix_secs(
-                        m["start_time"]
-                            .as_str()
-                            .or(m["newest_match_time"].as_str())
-                            .unwrap_or_default(),
-                    )
-                    .unwrap_or(0.0),
-                    duration_ms: m["duration_ms"]
-                        .as_f64()
-                        .or(first["duration_ms"].as_f64())
-                        .unwrap_or(0.0),
+                    start_secs: unix_secs(start).unwrap_or(0.0),
+                    duration_ms,
+                    trace_id: m.trace_id,
                 }
             })
             .collect();
@@ -499,7 +484,7 @@ fn search_query(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use views::shapes::{EventJ, FindingJ, LinkJ, ReviewJ};
+    use views::shapes::{EventJ, FindingJ, LinkJ, ReviewJ, SpanDetailJ};
 
     #[test]
     fn exceptions_show_their_message_and_stack_trace_and_the_axis_spans_the_trace() {
@@ -513,6 +498,7 @@ mod tests {
                 "exception.escaped": true,
             }))
             .unwrap(),
+            dropped_attributes_count: 0,
         };
         let row = event_row(&event);
         assert_eq!(row.summary, "ValueError: no stock for sku 42");
@@ -528,9 +514,9 @@ mod tests {
         SpanJ {
             span_id: id.into(),
             parent_span_id: parent.map(str::to_owned),
-            name: id.into(),
             start_time_unix_nanos: start.to_string(),
             duration_ms: ms,
+            detail: Some(SpanDetailJ { name: id.into(), ..SpanDetailJ::default() }),
             ..SpanJ::default()
         }
     }
@@ -538,10 +524,11 @@ mod tests {
     #[test]
     fn links_open_the_linked_span_in_its_trace() {
         let mut linked = span("a", None, 0, 1.0);
-        linked.links = vec![LinkJ {
+        linked.detail.as_mut().unwrap().links = vec![LinkJ {
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
             span_id: "b7ad6b7169203331".into(),
             attributes: serde_json::from_value(json!({"messaging.operation": "process"})).unwrap(),
+            ..LinkJ::default()
         }];
         let rows = waterfall(vec![linked]);
         assert_eq!(
@@ -603,10 +590,12 @@ mod tests {
 
     #[test]
     fn findings_read_as_people_say_them() {
-        let f: FindingJ = read(json!({
-            "metric": "latency_p95", "before": {"value_ms": 19.6, "spans": 10}, "after": {"value_ms": 37.15, "spans": 5},
+        let numbers = serde_json::from_value(json!({
+            "before": {"value_ms": 19.6, "spans": 10}, "after": {"value_ms": 37.15, "spans": 5},
             "effect": {"kind": "ratio", "estimate": 1.896, "low": 1.75, "high": 2.01},
-        }));
+        }))
+        .unwrap();
+        let f = FindingJ { metric: "latency_p95".into(), numbers, ..FindingJ::default() };
         assert_eq!(f.metric_name(), "p95 latency");
         assert_eq!(f.change_text(), "19.6 ms → 37.1 ms");
         assert_eq!(f.effect_text(), "×1.90 (1.75 to 2.01)");
