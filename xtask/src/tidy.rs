@@ -65,7 +65,7 @@ fn crate_boundaries_hold() {
     let owners: &[(&[&str], &[&str])] = &[
         (&["otlp"], &["opentelemetry-proto", "prost"]),
         (&["store"], &["rusqlite"]),
-        (&["server"], &["axum", "tonic"]),
+        (&["edge", "server"], &["axum", "tonic"]),
         (&["forge", "auth"], &["hmac"]),
         (&["auth"], &["jsonwebtoken"]),
         (&["syntax"], &["tree-sitter"]),
@@ -124,11 +124,12 @@ const CRATE_GRAPH: &[(&str, &[&str])] = &[
     ("jobs", &["model", "analysis", "forge", "mirror", "syntax", "store", "views"]),
     ("web", &["model", "analysis", "auth", "views"]),
     ("compat", &["model", "otlp", "store", "traceql", "views"]),
+    ("edge", &["auth", "otlp", "store", "views", "jobs", "web", "compat"]),
     (
         "server",
         &[
             "model", "analysis", "auth", "otlp", "forge", "mirror", "store", "views", "jobs",
-            "web", "compat",
+            "web", "compat", "edge",
         ],
     ),
     ("spanblame", &["model", "analysis", "auth", "otlp", "forge", "store", "server"]),

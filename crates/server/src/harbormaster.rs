@@ -22,7 +22,7 @@ use serde_json::{Value as Json_, json};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorCode};
+use edge::error::{ApiError, ErrorCode};
 
 /// The query a gate step's URI carries.
 const EXAMPLE_URI: &str = "/harbormaster?target=${target.phid}&revision=${buildable.revision}&commit=${buildable.commit}&repository=${repository.callsign}";

@@ -21,9 +21,9 @@ use model::ForgeKind;
 use serde_json::{Value as Json_, json};
 use store::{Applied, BranchHead, ChangeBatch};
 
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode};
 use crate::{AppState, phabricator};
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode};
 
 /// How far a Standard Webhooks signature's timestamp may be from this server's clock (the
 /// specification's suggestion), so a captured delivery cannot be replayed later.

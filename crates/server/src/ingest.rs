@@ -17,14 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use otlp::{ExportTracePartialSuccess, ExportTraceServiceRequest};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorCode, RETRY_AFTER_SECS};
+use edge::error::{ApiError, Encoding, ErrorCode, RETRY_AFTER_SECS};
 
 /// An export being taken in: its slot and the memory reserved for it so far.
 pub(crate) struct Intake {
@@ -33,13 +31,6 @@ pub(crate) struct Intake {
     /// reserves memory).
     _slot: Option<OwnedSemaphorePermit>,
     reserved: Option<OwnedSemaphorePermit>,
-}
-
-/// How an export's message is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
-    Protobuf,
-    Json,
 }
 
 impl Intake {
@@ -327,38 +318,4 @@ pub(crate) async fn accept(
             Err(e.into())
         }
     }
-}
-
-pub(crate) const PROTOBUF: &str = "application/x-protobuf";
-
-pub(crate) const JSON: &str = "application/json";
-
-/// A refusal before the handler (authentication) in OTLP's shape, in the request's encoding.
-pub(crate) fn refusal(error: &ApiError, headers: &HeaderMap) -> Response {
-    let encoding = match header_str(headers, header::CONTENT_TYPE.as_str()) {
-        Some(c) if c.to_ascii_lowercase().starts_with(PROTOBUF) => Encoding::Protobuf,
-        _ => Encoding::Json,
-    };
-    error_response(error, encoding)
-}
-
-pub(crate) fn error_response(error: &ApiError, encoding: Encoding) -> Response {
-    let grpc_code = error.code.grpc_code() as i32;
-    let (content_type, body) = match encoding {
-        Encoding::Protobuf => (PROTOBUF, otlp::encode_rpc_status(grpc_code, &error.message)),
-        Encoding::Json => {
-            let mut body = error.json_body();
-            body["code"] = grpc_code.into();
-            body["message"] = error.message.clone().into();
-            (JSON, body.to_string().into_bytes())
-        }
-    };
-    let mut response = (error.code.http_status(), Bytes::from(body)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    error.add_headers(&mut response);
-    response
-}
-
-pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }

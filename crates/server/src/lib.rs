@@ -19,20 +19,15 @@
 //! anything but the durable append of its own spans. This file is the crate's assembly (its
 //! modules, the shared state, the route table); modules may import it, and it imports them.
 
-mod access;
 mod api;
-pub mod error;
 mod harbormaster;
 mod hooks;
 mod ingest;
-mod listen;
 mod mcp;
-mod metrics;
 mod otlp_grpc;
 mod otlp_http;
 mod pages;
 mod phabricator;
-mod sign_in;
 mod zipkin;
 
 use std::net::SocketAddr;
@@ -46,14 +41,17 @@ use store::SpanStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use access::{
+use edge::{access, listen, metrics, sign_in};
+
+pub use edge::access::{
     AccessSettings, AuthMode, ConfiguredToken, OidcSettings, ProxySettings, RouteSpec,
 };
+pub use edge::error;
+pub use edge::listen::ConnectionLimits;
 pub use jobs::{
     AlertSink, DEFAULT_TIER, DetectionSettings, ForgeNotify, NotifySettings, RepositoryForge,
     Retention, RetrySettings, ServiceNotify, SinkAuth, SyncError,
 };
-pub use listen::ConnectionLimits;
 pub use views::{
     ChangeSettings, Clock, DeployTrigger, DurationError, Integration, MirrorSettings, MirrorSource,
     RepositorySettings, ServiceOwnership, SystemClock, parse_duration_nanos,
@@ -105,9 +103,9 @@ pub struct AppState {
     pub(crate) write_slots: Arc<Semaphore>,
     /// `max_ingest_memory_bytes`, one permit a byte.
     pub(crate) ingest_memory: Arc<Semaphore>,
-    pub(crate) access: access::Access,
-    /// What the authorization decision needs besides the caller.
-    pub(crate) policy: auth::Policy,
+    /// Who is calling and whether they may: the access settings and policy, key sets,
+    /// rate limits.
+    pub(crate) guard: Arc<edge::Guard>,
     /// The MCP endpoint's service, made at its first request.
     pub(crate) mcp: std::sync::OnceLock<mcp::McpService>,
 }
@@ -149,16 +147,22 @@ impl AppState {
                 listen_url: format!("http://{}", settings.http_addr),
             },
         );
+        let jobs = Arc::new(jobs);
         Arc::new(AppState {
-            jobs: Arc::new(jobs),
-            access: access::Access::new(&settings.access),
-            policy,
+            guard: Arc::new(edge::Guard::new(settings.access.clone(), policy, Arc::clone(&jobs))),
+            jobs,
             mcp: std::sync::OnceLock::new(),
             settings,
             metrics: metrics::Metrics::new(),
             write_slots,
             ingest_memory,
         })
+    }
+}
+
+impl edge::access::Guarded for AppState {
+    fn guard(&self) -> &edge::Guard {
+        &self.guard
     }
 }
 
@@ -171,11 +175,6 @@ impl AppState {
     /// What the views read: the store, the change graph, the clock.
     pub(crate) fn ctx(&self) -> &views::Context {
         &self.jobs.ctx
-    }
-
-    /// Where people and forges reach this server: `server.public_url`, else the bound address.
-    pub(crate) fn public_url(&self) -> Option<&str> {
-        self.ctx().public_url()
     }
 }
 
@@ -251,10 +250,13 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             spec("GET", "/metrics/spans", ReadData, Some("metrics.spans")),
             get(api::health::span_metrics),
         ),
-        (limited(spec("GET", "/auth/login", Public, None)), get(sign_in::login)),
-        (limited(spec("GET", "/auth/callback", Public, None)), get(sign_in::callback)),
-        (spec("GET", "/auth/me", SignedIn, None), get(sign_in::me)),
-        (spec("POST", "/auth/logout", SignedIn, Some("auth.sign_out")), post(sign_in::logout)),
+        (limited(spec("GET", "/auth/login", Public, None)), get(sign_in::login::<AppState>)),
+        (limited(spec("GET", "/auth/callback", Public, None)), get(sign_in::callback::<AppState>)),
+        (spec("GET", "/auth/me", SignedIn, None), get(sign_in::me::<AppState>)),
+        (
+            spec("POST", "/auth/logout", SignedIn, Some("auth.sign_out")),
+            post(sign_in::logout::<AppState>),
+        ),
         (
             spec("GET", "/api/v1/services", ReadData, Some("services.read")),
             get(api::traces::list_services),
@@ -483,7 +485,8 @@ fn guarded(
     routes: Vec<(RouteSpec, MethodRouter<Arc<AppState>>)>,
 ) -> Router<Arc<AppState>> {
     routes.into_iter().fold(Router::new(), |router, (spec, handler)| {
-        let guard = axum::middleware::from_fn_with_state((Arc::clone(state), spec), access::guard);
+        let guard =
+            axum::middleware::from_fn_with_state((Arc::clone(&state.guard), spec), access::guard);
         let count = axum::middleware::from_fn_with_state((Arc::clone(state), spec), count_request);
         router.route(spec.path, handler.route_layer(guard).route_layer(count))
     })
@@ -507,7 +510,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(otlp_grpc::ROUTE, post(otlp_grpc::export))
         .fallback(api::health::not_found)
         .method_not_allowed_fallback(api::health::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.guard),
+            access::security_headers,
+        ))
         .layer(axum::middleware::from_fn(uniform_errors))
         .with_state(state)
         .layer(DefaultBodyLimit::disable())

@@ -25,7 +25,7 @@ use serde_json::{Map, Value as Json_, json};
 use store::StoreError;
 
 use crate::AppState;
-use crate::access::{Caller, append_audit};
+use edge::access::{Caller, append_audit};
 
 /// The tower service behind `/mcp`.
 pub(crate) type McpService = StreamableHttpService<Tools, LocalSessionManager>;
@@ -276,7 +276,7 @@ impl ServerHandler for Tools {
             &resource,
             outcome,
         );
-        append_audit(&self.state, vec![record])
+        append_audit(&self.state.guard, vec![record])
             .await
             .map_err(|e| ErrorData::internal_error(e.message, None))?;
         Ok(match answer {
@@ -498,7 +498,7 @@ fn may_act(
         return Ok(Some(not_found()));
     }
     let who = &caller.principal.id;
-    Ok(match auth::authorize(&caller.principal, need, &state.policy) {
+    Ok(match auth::authorize(&caller.principal, need, &state.guard.policy) {
         auth::Decision::Allow(reach)
             if reach.allows(&stored.service, Some(&stored.environment)) =>
         {

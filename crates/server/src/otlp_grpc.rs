@@ -22,7 +22,8 @@ use http_body_util::{BodyExt, Full};
 use tonic::{Code, Status};
 
 use crate::AppState;
-use crate::ingest::{Encoding, Intake};
+use crate::ingest::Intake;
+use edge::error::Encoding;
 
 /// The HTTP/2 path of every `TraceService` method.
 pub(crate) const ROUTE: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/{*method}";
@@ -73,9 +74,10 @@ async fn handle(
         }
     };
     // The same decision as every HTTP route, on the request's metadata, before the body.
-    let caller = crate::access::check(state, headers, auth::Need::Ingest, &peer.ip().to_string())
-        .await
-        .map_err(|e| e.to_grpc_status())?;
+    let caller =
+        edge::access::check(&state.guard, headers, auth::Need::Ingest, &peer.ip().to_string())
+            .await
+            .map_err(|e| e.to_grpc_status())?;
     let mut intake = Intake::begin(state).map_err(|e| e.to_grpc_status())?;
     let framed = intake.read_body(body).await.map_err(|e| e.to_grpc_status())?;
     let (compressed, message) = unframe(&framed)?;

@@ -14,9 +14,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode};
-use crate::ingest::{Encoding, Intake, JSON, PROTOBUF, error_response, header_str};
+use crate::ingest::Intake;
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode};
+use edge::error::{Encoding, JSON, PROTOBUF, error_response, header_str};
 
 pub(crate) async fn export_traces(
     State(state): State<Arc<AppState>>,

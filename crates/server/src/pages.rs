@@ -11,8 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use web::{Page, PageError, Viewer};
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::ApiError;
+use edge::access::Caller;
+use edge::error::ApiError;
 
 type PageState = State<Arc<AppState>>;
 type PageCaller = Extension<Caller>;
@@ -152,12 +152,12 @@ async fn show(
             return (status, Html(page.html)).into_response();
         }
         Ok(Err(PageError::NotFound(message))) => {
-            ApiError::new(crate::error::ErrorCode::NotFound, message)
+            ApiError::new(edge::error::ErrorCode::NotFound, message)
         }
         Ok(Err(PageError::BadRequest(message))) => ApiError::invalid(message),
         Ok(Err(PageError::Store(e))) => ApiError::from(e),
         Ok(Err(PageError::Render(message))) => ApiError::internal(message),
         Err(e) => ApiError::internal(e),
     };
-    crate::error::page(error.code.http_status(), &error.message)
+    edge::error::page(error.code.http_status(), &error.message)
 }

@@ -14,9 +14,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode};
-use crate::ingest::{Intake, header_str};
+use crate::ingest::Intake;
+use edge::access::Caller;
+use edge::error::header_str;
+use edge::error::{ApiError, ErrorCode};
 
 pub(crate) async fn export_spans(
     State(state): State<Arc<AppState>>,

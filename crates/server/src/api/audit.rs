@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::error::ApiError;
+use edge::error::ApiError;
 use views::rfc3339;
 
 const DEFAULT_LIMIT: usize = 500;

@@ -15,8 +15,8 @@ use views::rfc3339;
 use views::shapes::CommitImpactJ;
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode, read_capped};
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode, read_capped};
 
 pub(crate) async fn create_deploy(
     State(state): State<Arc<AppState>>,
@@ -47,12 +47,13 @@ pub(crate) async fn create_deploy(
     }
     // The answer shows the previous deploy and the commit range only to a caller who may
     // read the service (a CI token with only the `deploy` scope learns its deploy's id).
-    let may_read = match auth::authorize(&caller.principal, auth::Need::ReadData, &state.policy) {
-        auth::Decision::Allow(visibility) => {
-            visibility.allows(&deploy.service, Some(&deploy.environment))
-        }
-        auth::Decision::Deny(_) => false,
-    };
+    let may_read =
+        match auth::authorize(&caller.principal, auth::Need::ReadData, &state.guard.policy) {
+            auth::Decision::Allow(visibility) => {
+                visibility.allows(&deploy.service, Some(&deploy.environment))
+            }
+            auth::Decision::Deny(_) => false,
+        };
     let store = Arc::clone(&state.ctx().store);
     let state_for_view = Arc::clone(&state);
     let view = tokio::task::spawn_blocking(move || -> Result<Json_, StoreError> {

@@ -7,8 +7,8 @@ use axum::{Extension, Json};
 use views::shapes::DoraJ;
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::ApiError;
+use edge::access::Caller;
+use edge::error::ApiError;
 
 pub(crate) async fn get_dora(
     State(state): State<Arc<AppState>>,

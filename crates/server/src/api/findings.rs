@@ -15,8 +15,8 @@ use store::FindingStatus;
 use views::shapes::FindingJ;
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode, read_capped};
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode, read_capped};
 
 pub(crate) async fn get_finding(
     State(state): State<Arc<AppState>>,

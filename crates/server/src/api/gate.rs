@@ -12,8 +12,8 @@ use views::gate::GateRequest;
 use views::shapes::GateJ;
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode, read_capped};
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode, read_capped};
 
 /// A gate request is a few names; anything larger is not one.
 const MAX_GATE_BODY_BYTES: usize = 16 * 1024;

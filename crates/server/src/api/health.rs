@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json_, json};
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorCode};
+use edge::error::{ApiError, ErrorCode};
 
 pub(crate) async fn healthz() -> Json<Json_> {
     Json(json!({"status": "ok"}))
@@ -31,7 +31,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// series of the services the caller may see; 404 with how to enable them when off.
 pub(crate) async fn span_metrics(
     State(state): State<Arc<AppState>>,
-    axum::Extension(caller): axum::Extension<crate::access::Caller>,
+    axum::Extension(caller): axum::Extension<edge::access::Caller>,
 ) -> Response {
     let Some(metrics) = &state.ctx().span_metrics else {
         return ApiError::new(
@@ -57,13 +57,13 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let scrape = crate::metrics::Scrape {
+    let scrape = edge::metrics::Scrape {
         stats: &state.ctx().store.stats(),
         exports_in_flight: in_flight,
         background_lease_held: state.jobs.lease.is_held(),
         outbox: &outbox,
     };
-    let body = crate::metrics::render(&state.metrics, &scrape);
+    let body = edge::metrics::render(&state.metrics, &scrape);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -17,8 +17,8 @@ use views::shapes::IncidentJ;
 
 use super::findings::StatusChange;
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode};
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode};
 
 pub(crate) async fn list_incidents(
     State(state): State<Arc<AppState>>,

@@ -14,8 +14,8 @@ use model::TraceId;
 use serde_json::{Value as Json_, json};
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::ApiError;
+use edge::access::Caller;
+use edge::error::ApiError;
 
 fn refused(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(jaeger::error(status.as_u16(), message))).into_response()

@@ -10,8 +10,8 @@ use store::{DeliveryFilter, DeliveryState, StoreError};
 use views::shapes::NotificationJ;
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode};
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode};
 
 /// `GET /api/v1/notifications?finding=&deploy=&state=&limit=&next=`
 pub(crate) async fn list_notifications(

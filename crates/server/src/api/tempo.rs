@@ -9,22 +9,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use compat::tempo::{self, TempoError};
+use compat::tempo;
 use model::TraceId;
 use serde_json::{Value as Json_, json};
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode};
-
-impl From<TempoError> for ApiError {
-    fn from(e: TempoError) -> ApiError {
-        match e {
-            TempoError::Invalid(message) => ApiError::invalid(message),
-            TempoError::Store(e) => e.into(),
-        }
-    }
-}
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode};
 
 pub(crate) async fn echo() -> &'static str {
     "echo"

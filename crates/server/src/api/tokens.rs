@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use store::StoredToken;
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode, read_capped};
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode, read_capped};
 use views::rfc3339;
 
 const MAX_TOKEN_BODY_BYTES: usize = 16 * 1024;
@@ -46,7 +46,7 @@ struct RotateRequest {
 fn view(token: &StoredToken, now_unix_nanos: u64) -> Value {
     let status = match auth::token::check_usable(
         &token.prefix,
-        &crate::access::token_times(token),
+        &edge::access::token_times(token),
         now_unix_nanos,
         rfc3339,
     ) {
@@ -74,7 +74,7 @@ fn view(token: &StoredToken, now_unix_nanos: u64) -> Value {
 
 fn is_stale(token: &StoredToken, now: u64) -> bool {
     let live =
-        auth::token::check_usable(&token.prefix, &crate::access::token_times(token), now, rfc3339)
+        auth::token::check_usable(&token.prefix, &edge::access::token_times(token), now, rfc3339)
             .is_ok();
     let last_activity = token.last_used_unix_nanos.unwrap_or(token.created_unix_nanos);
     live && (now.saturating_sub(last_activity) >= STALE_UNUSED_NANOS
@@ -273,7 +273,7 @@ pub(crate) async fn rotate_token(
     let old = find(&state, &prefix).await?;
     check_manage(&caller, &old)?;
     let now = state.ctx().clock.now_unix_nanos();
-    auth::token::check_usable(&old.prefix, &crate::access::token_times(&old), now, rfc3339)
+    auth::token::check_usable(&old.prefix, &edge::access::token_times(&old), now, rfc3339)
         .map_err(|refusal| ApiError::invalid(format!("cannot rotate: {refusal}")))?;
     if let Some(successor) = &old.superseded_by {
         return Err(ApiError::invalid(format!(

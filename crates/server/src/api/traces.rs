@@ -8,8 +8,8 @@ use model::TraceId;
 use serde_json::{Value as Json_, json};
 
 use crate::AppState;
-use crate::access::Caller;
-use crate::error::{ApiError, ErrorCode};
+use edge::access::Caller;
+use edge::error::{ApiError, ErrorCode};
 
 pub(crate) async fn search_traces(
     State(state): State<Arc<AppState>>,

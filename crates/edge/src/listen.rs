@@ -56,7 +56,7 @@ impl Default for ConnectionLimits {
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then shuts down gracefully.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,

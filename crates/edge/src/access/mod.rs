@@ -2,7 +2,7 @@
 //! ([`auth::authorize`], the one decision), the audit record, CSRF for browser sessions,
 //! rate limits, and the security headers every response carries.
 //!
-//! Each route in [`crate::routes`] names what it needs; [`guard`] runs before its handler
+//! Each route in `server`'s route table names what it needs; [`guard`] runs before its handler
 //! and leaves a [`Caller`] in the request's extensions for handlers that filter or redact by
 //! what the caller may see. OTLP/gRPC, which is not an axum handler, calls [`check`] itself.
 //!
@@ -12,10 +12,8 @@
 //! cookie (`auth.mode = "oidc"`). Without any, the caller is the local operator when
 //! `auth.mode = "none"`, else anonymous.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use auth::{Decision, Need, Principal, RefusalKind, Visibility};
 use axum::extract::{ConnectInfo, Request, State};
@@ -28,28 +26,30 @@ use subtle::ConstantTimeEq;
 mod authenticate;
 mod settings;
 
-use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
 
-use authenticate::lock;
-pub(crate) use authenticate::{
+pub use crate::{Guard, Guarded};
+pub use authenticate::{
     Discovery, KeySource, SESSION_COOKIE, SessionPrincipal, authenticate, discovery, token_times,
 };
 pub use settings::{AccessSettings, AuthMode, ConfiguredToken, OidcSettings, ProxySettings};
 
-pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+/// Longest path and query, or outcome text, an audit record keeps.
+const MAX_AUDITED_TEXT_BYTES: usize = 512;
+
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Who is calling and what they may see, left in the request's extensions by [`guard`].
 #[derive(Debug, Clone)]
-pub(crate) struct Caller {
-    pub(crate) principal: Principal,
-    pub(crate) visibility: Visibility,
+pub struct Caller {
+    pub principal: Principal,
+    pub visibility: Visibility,
     /// A browser session's CSRF token (state-changing requests must echo it).
-    pub(crate) session_csrf: Option<String>,
+    pub session_csrf: Option<String>,
     /// The session's id digest (for signing out).
-    pub(crate) session: Option<[u8; 32]>,
-    pub(crate) client_addr: String,
-    pub(crate) request_id: String,
+    pub session: Option<[u8; 32]>,
+    pub client_addr: String,
+    pub request_id: String,
 }
 
 impl Caller {
@@ -66,7 +66,7 @@ impl Caller {
     }
 
     /// An audit record of this caller doing `action` on `resource` with `outcome`.
-    pub(crate) fn audit(
+    pub fn audit(
         &self,
         now_unix_nanos: u64,
         action: &str,
@@ -99,110 +99,9 @@ pub struct RouteSpec {
     pub page: bool,
 }
 
-/// Runtime access state: key sets, the OIDC discovery document, token use, rate limits.
-pub(crate) struct Access {
-    pub(crate) oidc_keys: Option<KeySource>,
-    pub(crate) oidc_discovery: tokio::sync::Mutex<Option<Discovery>>,
-    pub(crate) proxy_keys: Option<KeySource>,
-    limiter: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-    /// Per client address: the minute of its refusals being recorded, how many were recorded
-    /// one by one in it, and how many more were only counted.
-    refusals: Mutex<HashMap<IpAddr, RefusalWindow>>,
-}
-
-/// Refusals recorded one by one per client address and minute; the rest are counted and
-/// recorded as one summary, so a flood of bad requests cannot flood the audit log.
-const REFUSALS_RECORDED_PER_MINUTE: u32 = 10;
-/// Longest path and query, or outcome text, an audit record keeps.
-const MAX_AUDITED_TEXT_BYTES: usize = 512;
-
-#[derive(Debug, Clone, Copy)]
-struct RefusalWindow {
-    start_unix_nanos: u64,
-    recorded: u32,
-    suppressed: u64,
-}
-
-impl Access {
-    pub(crate) fn new(settings: &AccessSettings) -> Access {
-        let (oidc_keys, proxy_keys) = match &settings.mode {
-            AuthMode::None => (None, None),
-            AuthMode::Oidc(_) => (Some(KeySource::new(None)), None),
-            AuthMode::Proxy(proxy) => (None, Some(KeySource::new(Some(proxy.jwks_url.clone())))),
-        };
-        Access {
-            oidc_keys,
-            oidc_discovery: tokio::sync::Mutex::new(None),
-            proxy_keys,
-            limiter: Mutex::new(HashMap::new()),
-            refusals: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A token bucket per client address: `per_minute` requests, refilled continuously.
-    /// The audit records for a refusal from `addr`: itself while the address is under its
-    /// per-minute allowance, nothing beyond it, and a summary of what was suppressed once a
-    /// new minute begins.
-    fn refusal_records(&self, addr: Option<IpAddr>, record: NewAuditRecord) -> Vec<NewAuditRecord> {
-        const MINUTE_NANOS: u64 = 60 * 1_000_000_000;
-        let Some(addr) = addr else { return vec![record] };
-        let now = record.time_unix_nanos;
-        let mut windows = lock(&self.refusals);
-        if windows.len() > 100_000 {
-            windows.retain(|_, w| now.saturating_sub(w.start_unix_nanos) < MINUTE_NANOS);
-        }
-        let window = windows.entry(addr).or_insert(RefusalWindow {
-            start_unix_nanos: now,
-            recorded: 0,
-            suppressed: 0,
-        });
-        let mut records = Vec::new();
-        if now.saturating_sub(window.start_unix_nanos) >= MINUTE_NANOS {
-            if window.suppressed > 0 {
-                records.push(NewAuditRecord {
-                    action: "refusals.suppressed".to_owned(),
-                    resource: String::new(),
-                    outcome: format!(
-                        "refused {} more requests from this address in the minute from {} (beyond {REFUSALS_RECORDED_PER_MINUTE} a minute, counted, not recorded one by one)",
-                        window.suppressed,
-                        views::rfc3339(window.start_unix_nanos)
-                    ),
-                    principal: "anonymous".to_owned(),
-                    ..record.clone()
-                });
-            }
-            *window = RefusalWindow { start_unix_nanos: now, recorded: 0, suppressed: 0 };
-        }
-        if window.recorded < REFUSALS_RECORDED_PER_MINUTE {
-            window.recorded += 1;
-            records.push(record);
-        } else {
-            window.suppressed += 1;
-        }
-        records
-    }
-
-    fn admit(&self, addr: IpAddr, per_minute: u32) -> bool {
-        let capacity = f64::from(per_minute.max(1));
-        let mut buckets = lock(&self.limiter);
-        if buckets.len() > 100_000 {
-            buckets.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
-        }
-        let (tokens, at) = buckets.entry(addr).or_insert((capacity, Instant::now()));
-        *tokens = (*tokens + at.elapsed().as_secs_f64() * capacity / 60.0).min(capacity);
-        *at = Instant::now();
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// The decision for `need` given the request's headers: for callers outside axum (gRPC).
-pub(crate) async fn check(
-    state: &AppState,
+pub async fn check(
+    state: &Guard,
     headers: &HeaderMap,
     need: Need,
     client_addr: &str,
@@ -221,14 +120,14 @@ pub(crate) async fn check(
             "/v1/traces",
             &refused_outcome(e),
         );
-        let records = state.access.refusal_records(client_addr.parse().ok(), record);
+        let records = state.refusal_records(client_addr.parse().ok(), record);
         append_audit(state, records).await?;
     }
     caller
 }
 
 fn decide(
-    state: &AppState,
+    state: &Guard,
     principal: Principal,
     session: Option<store::StoredSession>,
     need: Need,
@@ -272,10 +171,7 @@ fn refused_outcome(e: &ApiError) -> String {
 }
 
 /// Appends audit records; a failure to record refuses the request (fail closed).
-pub(crate) async fn append_audit(
-    state: &AppState,
-    records: Vec<NewAuditRecord>,
-) -> Result<(), ApiError> {
+pub async fn append_audit(state: &Guard, records: Vec<NewAuditRecord>) -> Result<(), ApiError> {
     let accounts = state.ctx().store.accounts().clone();
     tokio::task::spawn_blocking(move || accounts.append_audit(&records))
         .await
@@ -312,8 +208,8 @@ fn client_addr(request: &Request) -> (String, Option<IpAddr>) {
 
 /// The middleware in front of every route: rate limit, authenticate, authorize, CSRF, then
 /// the handler, then the audit record (written before the response leaves).
-pub(crate) async fn guard(
-    State((state, spec)): State<(Arc<AppState>, RouteSpec)>,
+pub async fn guard(
+    State((state, spec)): State<(Arc<Guard>, RouteSpec)>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -328,7 +224,7 @@ pub(crate) async fn guard(
 
     if spec.rate_limited
         && let Some(ip) = ip
-        && !state.access.admit(ip, state.settings.access.rate_limit_per_minute)
+        && !state.admit(ip, state.settings.rate_limit_per_minute)
     {
         let mut response = ApiError::new(
             ErrorCode::ResourceExhausted,
@@ -363,15 +259,15 @@ pub(crate) async fn guard(
                 client_addr,
                 request_id: request_id.clone(),
             };
-            let records = state.access.refusal_records(ip, record);
+            let records = state.refusal_records(ip, record);
             let response = match append_audit(&state, records).await {
                 // OTLP clients get OTLP's error shape.
                 Ok(()) if spec.need == Need::Ingest => {
-                    crate::ingest::refusal(&error, request.headers())
+                    crate::error::refusal(&error, request.headers())
                 }
                 // People get a page: to sign in when they could, or what went wrong.
                 Ok(()) if spec.page => {
-                    let can_sign_in = matches!(state.settings.access.mode, AuthMode::Oidc(_));
+                    let can_sign_in = matches!(state.settings.mode, AuthMode::Oidc(_));
                     if error.code == ErrorCode::Unauthenticated && can_sign_in {
                         sign_in_redirect(&resource)
                     } else {
@@ -417,7 +313,7 @@ fn check_csrf(
     caller: Caller,
     request: &Request,
     need: Need,
-    state: &AppState,
+    state: &Guard,
 ) -> Result<Caller, ApiError> {
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !changes_state || matches!(need, Need::Ingest | Need::ForgeSignature) {
@@ -458,7 +354,7 @@ fn check_csrf(
 }
 
 /// Whether a browser says the request comes from another site.
-fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
+fn cross_site(headers: &HeaderMap, state: &Guard) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
         return !matches!(site, "same-origin" | "none");
@@ -482,8 +378,8 @@ fn finish(mut response: Response, request_id: &str) -> Response {
 }
 
 /// Security headers on every response of the main address.
-pub(crate) async fn security_headers(
-    State(state): State<Arc<AppState>>,
+pub async fn security_headers(
+    State(state): State<Arc<Guard>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -504,7 +400,7 @@ pub(crate) async fn security_headers(
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if state.settings.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+    if state.ctx().configured_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),

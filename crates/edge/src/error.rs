@@ -5,13 +5,14 @@
 //! are logged with their detail and answered with a generic message.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// Seconds an OTLP exporter is told to wait before retrying when the write path is saturated.
-pub(crate) const RETRY_AFTER_SECS: u32 = 1;
+pub const RETRY_AFTER_SECS: u32 = 1;
 /// What clients are told to wait when a storage engine is unreachable.
-pub(crate) const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -146,7 +147,7 @@ impl ApiError {
     }
 
     /// Headers every response of this error carries: `Retry-After` where a retry can work.
-    pub(crate) fn add_headers(&self, response: &mut Response) {
+    pub fn add_headers(&self, response: &mut Response) {
         if let Some(secs) = self.retry_after_secs() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -163,7 +164,7 @@ impl IntoResponse for ApiError {
 
 /// Reads a request body, refusing it with 413 as soon as it exceeds `max_bytes` (the body is
 /// never buffered past the cap), or 400 when it cannot be read or does not arrive in time.
-pub(crate) async fn read_capped(
+pub async fn read_capped(
     body: axum::body::Body,
     max_bytes: usize,
     what: &str,
@@ -190,7 +191,7 @@ pub(crate) async fn read_capped(
 
 /// An error for a person: an HTML page with the status and what went wrong (page routes,
 /// including the access guard's refusals on them).
-pub(crate) fn page(status: StatusCode, message: &str) -> Response {
+pub fn page(status: StatusCode, message: &str) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     match web::error_page(status.as_u16(), reason, message) {
         Some(html) => (status, axum::response::Html(html)).into_response(),
@@ -224,6 +225,15 @@ impl From<otlp::DecodeError> for ApiError {
     }
 }
 
+impl From<compat::tempo::TempoError> for ApiError {
+    fn from(e: compat::tempo::TempoError) -> ApiError {
+        match e {
+            compat::tempo::TempoError::Invalid(message) => ApiError::invalid(message),
+            compat::tempo::TempoError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> ApiError {
         match e {
@@ -248,4 +258,48 @@ impl From<store::StoreError> for ApiError {
             other => ApiError::internal(other),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OTLP's shape of an error: a `google.rpc.Status`, in the request's encoding.
+
+/// How an export's message is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+pub const PROTOBUF: &str = "application/x-protobuf";
+
+pub const JSON: &str = "application/json";
+
+/// A refusal before the handler (authentication) in OTLP's shape, in the request's encoding.
+pub fn refusal(error: &ApiError, headers: &HeaderMap) -> Response {
+    let encoding = match header_str(headers, header::CONTENT_TYPE.as_str()) {
+        Some(c) if c.to_ascii_lowercase().starts_with(PROTOBUF) => Encoding::Protobuf,
+        _ => Encoding::Json,
+    };
+    error_response(error, encoding)
+}
+
+pub fn error_response(error: &ApiError, encoding: Encoding) -> Response {
+    let grpc_code = error.code.grpc_code() as i32;
+    let (content_type, body) = match encoding {
+        Encoding::Protobuf => (PROTOBUF, otlp::encode_rpc_status(grpc_code, &error.message)),
+        Encoding::Json => {
+            let mut body = error.json_body();
+            body["code"] = grpc_code.into();
+            body["message"] = error.message.clone().into();
+            (JSON, body.to_string().into_bytes())
+        }
+    };
+    let mut response = (error.code.http_status(), Bytes::from(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    error.add_headers(&mut response);
+    response
+}
+
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }

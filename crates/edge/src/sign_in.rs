@@ -21,15 +21,15 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::{PendingSignIn, StoredSession};
 
-use crate::AppState;
 use crate::access::{AuthMode, Caller, SESSION_COOKIE, SessionPrincipal, discovery};
+use crate::access::{Guard, Guarded};
 use crate::error::{ApiError, ErrorCode};
 
 /// How long a sign-in may take between leaving for the provider and coming back.
 const SIGN_IN_MAX_AGE_NANOS: u64 = 10 * 60 * 1_000_000_000;
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct LoginParams {
+pub struct LoginParams {
     /// Where to go after signing in: a path on this server.
     return_to: Option<String>,
     /// Passed to the provider (a known account name or email).
@@ -45,7 +45,7 @@ fn redirect(to: &str) -> Response {
 }
 
 /// The URL the provider sends people back to: `{public_url}/auth/callback`.
-fn callback_url(state: &AppState) -> Result<String, ApiError> {
+fn callback_url(state: &Guard) -> Result<String, ApiError> {
     let base = state.public_url().ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unavailable,
@@ -55,12 +55,13 @@ fn callback_url(state: &AppState) -> Result<String, ApiError> {
     Ok(format!("{}/auth/callback", base.trim_end_matches('/')))
 }
 
-pub(crate) async fn login(
-    State(state): State<Arc<AppState>>,
+pub async fn login<S: Guarded>(
+    State(app): State<Arc<S>>,
     Query(params): Query<LoginParams>,
 ) -> Result<Response, ApiError> {
-    let discovery = discovery(&state).await?;
-    let AuthMode::Oidc(oidc) = &state.settings.access.mode else {
+    let state = app.guard();
+    let discovery = discovery(state).await?;
+    let AuthMode::Oidc(oidc) = &state.settings.mode else {
         unreachable!("INVARIANT: discovery succeeds only in OIDC mode")
     };
     // Only a path on this server: never an open redirect.
@@ -86,7 +87,7 @@ pub(crate) async fn login(
     let mut query = vec![
         ("response_type", "code".to_owned()),
         ("client_id", oidc.client_id.clone()),
-        ("redirect_uri", callback_url(&state)?),
+        ("redirect_uri", callback_url(state)?),
         ("scope", scopes.join(" ")),
         ("state", sign_in_state),
         ("nonce", nonce),
@@ -108,7 +109,7 @@ pub(crate) async fn login(
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct CallbackParams {
+pub struct CallbackParams {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
@@ -126,12 +127,13 @@ fn refused(message: impl Into<String>) -> ApiError {
 
 /// The provider's redirect back: checks `state`, redeems the code with the PKCE verifier,
 /// verifies the ID token and its `nonce`, and opens a session. Every outcome is audited.
-pub(crate) async fn callback(
-    State(state): State<Arc<AppState>>,
+pub async fn callback<S: Guarded>(
+    State(app): State<Arc<S>>,
     Extension(caller): Extension<Caller>,
     Query(params): Query<CallbackParams>,
 ) -> Response {
-    let outcome = finish_sign_in(&state, params).await;
+    let state = app.guard();
+    let outcome = finish_sign_in(state, params).await;
     let now = state.ctx().clock.now_unix_nanos();
     let (who, result) = match outcome {
         Ok((who, response)) => (who, Ok(response)),
@@ -143,14 +145,14 @@ pub(crate) async fn callback(
     };
     let mut record = caller.audit(now, "auth.sign_in", "/auth/callback", &outcome);
     record.principal = who;
-    if let Err(e) = crate::access::append_audit(&state, vec![record]).await {
+    if let Err(e) = crate::access::append_audit(state, vec![record]).await {
         return e.into_response();
     }
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn finish_sign_in(
-    state: &Arc<AppState>,
+    state: &Guard,
     params: CallbackParams,
 ) -> Result<(String, Response), (String, ApiError)> {
     let unknown = |e: ApiError| ("anonymous".to_owned(), e);
@@ -175,7 +177,7 @@ async fn finish_sign_in(
         .ok_or_else(|| unknown(refused("unknown or expired sign-in `state` (each is good once, for 10 minutes); start again at /auth/login")))?;
 
     let discovery = discovery(state).await.map_err(unknown)?;
-    let AuthMode::Oidc(oidc) = &state.settings.access.mode else {
+    let AuthMode::Oidc(oidc) = &state.settings.mode else {
         unreachable!("INVARIANT: discovery succeeds only in OIDC mode")
     };
     let client = state.jobs.http.as_ref().map_err(|e| unknown(ApiError::internal(e)))?;
@@ -216,11 +218,11 @@ async fn finish_sign_in(
         .ok()
         .and_then(|a| a.id_token)
         .ok_or_else(|| unknown(refused("the provider's token answer has no `id_token`; is `openid` among the client's scopes?")))?;
-    let keys = state.access.oidc_keys.as_ref().expect("INVARIANT: OIDC mode has a key source");
+    let keys = state.oidc_keys.as_ref().expect("INVARIANT: OIDC mode has a key source");
     let expect = Expectations {
         issuer: oidc.issuer.clone(),
         audiences: vec![oidc.client_id.clone()],
-        leeway_secs: state.settings.access.leeway_secs,
+        leeway_secs: state.settings.leeway_secs,
     };
     let claims = keys.verify(state, &id_token, &expect).await.map_err(unknown)?;
     let who = IdentityMapping::person_id(&claims);
@@ -230,10 +232,10 @@ async fn finish_sign_in(
             refused("the ID token's `nonce` does not match this sign-in (a replayed token?)"),
         ));
     }
-    let groups = state.settings.access.identity.groups(&claims);
+    let groups = state.settings.identity.groups(&claims);
     let session_id = auth::random_string(32).map_err(|e| (who.clone(), ApiError::internal(e)))?;
     let csrf_token = auth::random_string(32).map_err(|e| (who.clone(), ApiError::internal(e)))?;
-    let max_age_nanos = state.settings.access.session_max_age_nanos;
+    let max_age_nanos = state.settings.session_max_age_nanos;
     let session = StoredSession {
         id_sha256: Sha256::digest(session_id.as_bytes()).into(),
         principal: serde_json::to_string(&SessionPrincipal { id: who.clone(), groups })
@@ -252,7 +254,7 @@ async fn finish_sign_in(
     let cookie = format!(
         "{SESSION_COOKIE}={session_id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
         max_age_nanos / 1_000_000_000,
-        if state.settings.access.secure_cookies { "; Secure" } else { "" }
+        if state.settings.secure_cookies { "; Secure" } else { "" }
     );
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -262,10 +264,11 @@ async fn finish_sign_in(
 }
 
 /// Who the caller is, what they may see, and (for a browser session) the CSRF token.
-pub(crate) async fn me(
-    State(state): State<Arc<AppState>>,
+pub async fn me<S: Guarded>(
+    State(app): State<Arc<S>>,
     Extension(caller): Extension<Caller>,
 ) -> Json<Value> {
+    let state = app.guard();
     let p = &caller.principal;
     // What the caller's data reads show (`null`: everything; a list: only those).
     let reach = match auth::authorize(p, auth::Need::ReadData, &state.policy) {
@@ -294,10 +297,11 @@ pub(crate) async fn me(
 }
 
 /// Ends the session (and at the provider, when it offers RP-initiated logout).
-pub(crate) async fn logout(
-    State(state): State<Arc<AppState>>,
+pub async fn logout<S: Guarded>(
+    State(app): State<Arc<S>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
+    let state = app.guard();
     let mut to = "/".to_owned();
     if let Some(digest) = caller.session {
         let accounts = state.ctx().store.accounts().clone();
@@ -311,7 +315,7 @@ pub(crate) async fn logout(
         tokio::task::spawn_blocking(move || accounts.delete_session(&digest))
             .await
             .map_err(ApiError::internal)??;
-        if let (Some(session), Ok(discovery)) = (session, discovery(&state).await)
+        if let (Some(session), Ok(discovery)) = (session, discovery(state).await)
             && let Some(end) = discovery.end_session_endpoint
         {
             let mut query = vec![("id_token_hint", session.id_token)];
@@ -327,7 +331,7 @@ pub(crate) async fn logout(
     let mut response = redirect(&to);
     let cookie = format!(
         "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
-        if state.settings.access.secure_cookies { "; Secure" } else { "" }
+        if state.settings.secure_cookies { "; Secure" } else { "" }
     );
     response
         .headers_mut()

@@ -21,23 +21,29 @@ struct RequestStats {
 }
 
 #[derive(Debug)]
-pub(crate) struct Metrics {
+pub struct Metrics {
     /// When this process started, for `process_start_time_seconds`.
-    pub(crate) started_unix_secs: u64,
-    pub(crate) spans_received: AtomicU64,
-    pub(crate) spans_accepted: AtomicU64,
-    pub(crate) spans_rejected: AtomicU64,
-    pub(crate) spans_throttled: AtomicU64,
+    pub started_unix_secs: u64,
+    pub spans_received: AtomicU64,
+    pub spans_accepted: AtomicU64,
+    pub spans_rejected: AtomicU64,
+    pub spans_throttled: AtomicU64,
     /// Exports refused before decoding: no slot, or no room in the ingest memory budget.
-    pub(crate) exports_throttled: AtomicU64,
-    pub(crate) attribute_values_truncated: AtomicU64,
+    pub exports_throttled: AtomicU64,
+    pub attribute_values_truncated: AtomicU64,
     /// By (method, route template, status): a route is a row of `routes()`, so the series are
     /// bounded by the route table, never by the paths clients send.
     http: Mutex<BTreeMap<(&'static str, &'static str, u16), RequestStats>>,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
-    pub(crate) fn new() -> Metrics {
+    pub fn new() -> Metrics {
         let started_unix_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -54,7 +60,7 @@ impl Metrics {
     }
 
     /// Counts one answered request of a route.
-    pub(crate) fn observe_request(
+    pub fn observe_request(
         &self,
         method: &'static str,
         route: &'static str,
@@ -112,11 +118,11 @@ impl Metrics {
 
 /// What a scrape shows besides the counters: the store, the ingest queue, the lease and the
 /// outbox (`(receiver, state, count)` for pending and dead deliveries).
-pub(crate) struct Scrape<'a> {
-    pub(crate) stats: &'a store::StoreStats,
-    pub(crate) exports_in_flight: u64,
-    pub(crate) background_lease_held: bool,
-    pub(crate) outbox: &'a [(String, store::DeliveryState, u64)],
+pub struct Scrape<'a> {
+    pub stats: &'a store::StoreStats,
+    pub exports_in_flight: u64,
+    pub background_lease_held: bool,
+    pub outbox: &'a [(String, store::DeliveryState, u64)],
 }
 
 /// This process's resident memory and open file descriptors, where `/proc` tells (Linux).
@@ -135,7 +141,7 @@ fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-pub(crate) fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
+pub fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
     let Scrape { stats, exports_in_flight, background_lease_held, outbox } = *scrape;
     let mut out = String::new();
     let _ = writeln!(

@@ -15,26 +15,26 @@ use store::StoredToken;
 use subtle::ConstantTimeEq;
 
 use super::settings::AuthMode;
-use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
+use crate::{Guard, lock};
 
-pub(crate) const SESSION_COOKIE: &str = "spanblame_session";
+pub const SESSION_COOKIE: &str = "spanblame_session";
 
 /// The parts of an OIDC discovery document spanblame uses.
 #[derive(Debug, Clone, serde::Deserialize)]
-pub(crate) struct Discovery {
-    pub(crate) issuer: String,
-    pub(crate) authorization_endpoint: String,
-    pub(crate) token_endpoint: String,
-    pub(crate) jwks_uri: String,
-    pub(crate) end_session_endpoint: Option<String>,
+pub struct Discovery {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub end_session_endpoint: Option<String>,
 }
 
 /// A JWKS fetched from a URL, fetched again when a token names a key it does not hold (the
 /// issuer rotated its keys): at once for a key id not asked about before, else at most every
 /// [`KeySource::MIN_REFETCH`]; never more than [`KeySource::MAX_FETCHES_PER_MINUTE`], so
 /// tokens with made-up key ids cannot make spanblame hammer the provider.
-pub(crate) struct KeySource {
+pub struct KeySource {
     url: Mutex<Option<String>>,
     keys: Mutex<Fetched>,
 }
@@ -52,11 +52,11 @@ impl KeySource {
     const MIN_REFETCH: Duration = Duration::from_secs(5);
     const MAX_FETCHES_PER_MINUTE: usize = 12;
 
-    pub(crate) fn new(url: Option<String>) -> KeySource {
+    pub fn new(url: Option<String>) -> KeySource {
         KeySource { url: Mutex::new(url), keys: Mutex::new(Fetched::default()) }
     }
 
-    pub(crate) fn set_url(&self, url: &str) {
+    pub fn set_url(&self, url: &str) {
         *lock(&self.url) = Some(url.to_owned());
     }
 
@@ -79,9 +79,9 @@ impl KeySource {
     }
 
     /// Verifies `token`, fetching the key set first if it is empty or lacks the token's key.
-    pub(crate) async fn verify(
+    pub async fn verify(
         &self,
-        state: &AppState,
+        state: &Guard,
         token: &str,
         expect: &Expectations,
     ) -> Result<auth::jwt::Claims, ApiError> {
@@ -104,7 +104,7 @@ impl KeySource {
         }
     }
 
-    async fn fetch(&self, state: &AppState) -> Result<KeySet, ApiError> {
+    async fn fetch(&self, state: &Guard) -> Result<KeySet, ApiError> {
         let url = lock(&self.url)
             .clone()
             .ok_or_else(|| unavailable("the identity provider's key set URL is not known yet"))?;
@@ -121,7 +121,7 @@ impl KeySource {
 }
 
 /// GETs a small JSON document (discovery, JWKS) from an identity provider or proxy.
-pub(crate) async fn fetch_json(state: &AppState, url: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn fetch_json(state: &Guard, url: &str) -> Result<Vec<u8>, ApiError> {
     let client =
         state.jobs.http.as_ref().map_err(|e| unavailable(&format!("no HTTP client: {e}")))?;
     let response = client
@@ -148,14 +148,14 @@ fn invalid_jwt(e: &JwtError) -> ApiError {
 }
 
 /// The OIDC discovery document, fetched once (and again after a failure).
-pub(crate) async fn discovery(state: &AppState) -> Result<Discovery, ApiError> {
-    let AuthMode::Oidc(oidc) = &state.settings.access.mode else {
+pub async fn discovery(state: &Guard) -> Result<Discovery, ApiError> {
+    let AuthMode::Oidc(oidc) = &state.settings.mode else {
         return Err(ApiError::new(
             ErrorCode::NotFound,
             "sign-in is not configured on this server (`auth.mode` is not `oidc`)",
         ));
     };
-    let mut cached = state.access.oidc_discovery.lock().await;
+    let mut cached = state.oidc_discovery.lock().await;
     if let Some(found) = cached.as_ref() {
         return Ok(found.clone());
     }
@@ -169,7 +169,7 @@ pub(crate) async fn discovery(state: &AppState) -> Result<Discovery, ApiError> {
             found.issuer, oidc.issuer
         )));
     }
-    if let Some(keys) = &state.access.oidc_keys {
+    if let Some(keys) = &state.oidc_keys {
         keys.set_url(&found.jwks_uri);
     }
     *cached = Some(found.clone());
@@ -178,11 +178,11 @@ pub(crate) async fn discovery(state: &AppState) -> Result<Discovery, ApiError> {
 
 /// Who is calling. `Err` only when credentials were offered and are not valid (a missing
 /// credential makes the caller anonymous, and the decision refuses what needs one).
-pub(crate) async fn authenticate(
-    state: &AppState,
+pub async fn authenticate(
+    state: &Guard,
     headers: &HeaderMap,
 ) -> Result<(Principal, Option<store::StoredSession>), ApiError> {
-    let settings = &state.settings.access;
+    let settings = &state.settings;
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let bearer = match (text(header::AUTHORIZATION.as_str()), text("lightstep-access-token")) {
         (Some(value), _) => Some(
@@ -205,11 +205,8 @@ pub(crate) async fn authenticate(
     match &settings.mode {
         AuthMode::Proxy(proxy) => {
             if let Some(assertion) = text(&proxy.assertion_header) {
-                let keys = state
-                    .access
-                    .proxy_keys
-                    .as_ref()
-                    .expect("INVARIANT: proxy mode has a key source");
+                let keys =
+                    state.proxy_keys.as_ref().expect("INVARIANT: proxy mode has a key source");
                 let expect = Expectations {
                     issuer: proxy.issuer.clone(),
                     audiences: vec![proxy.audience.clone()],
@@ -255,9 +252,9 @@ pub(crate) async fn authenticate(
 /// What a session keeps of the person: roles and teams are mapped from the groups at every
 /// request, so a configuration change applies to sessions already open.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct SessionPrincipal {
-    pub(crate) id: String,
-    pub(crate) groups: Vec<String>,
+pub struct SessionPrincipal {
+    pub id: String,
+    pub groups: Vec<String>,
 }
 
 pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -271,8 +268,8 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-async fn bearer_principal(state: &AppState, bearer: &str) -> Result<Principal, ApiError> {
-    let settings = &state.settings.access;
+async fn bearer_principal(state: &Guard, bearer: &str) -> Result<Principal, ApiError> {
+    let settings = &state.settings;
     let now = state.ctx().clock.now_unix_nanos();
     if let Some(offered) = auth::token::parse(bearer) {
         let accounts = state.ctx().store.accounts().clone();
@@ -306,7 +303,7 @@ async fn bearer_principal(state: &AppState, bearer: &str) -> Result<Principal, A
             None,
         ));
     }
-    if let (AuthMode::Oidc(oidc), Some(keys)) = (&settings.mode, &state.access.oidc_keys)
+    if let (AuthMode::Oidc(oidc), Some(keys)) = (&settings.mode, &state.oidc_keys)
         && bearer.split('.').count() == 3
     {
         discovery(state).await?;
@@ -327,7 +324,7 @@ async fn bearer_principal(state: &AppState, bearer: &str) -> Result<Principal, A
     ))
 }
 
-pub(crate) fn token_times(token: &StoredToken) -> auth::token::TokenTimes {
+pub fn token_times(token: &StoredToken) -> auth::token::TokenTimes {
     auth::token::TokenTimes {
         expires_unix_nanos: token.expires_unix_nanos,
         revoked_unix_nanos: token.revoked_unix_nanos,
@@ -345,9 +342,4 @@ fn token_principal(token: &StoredToken) -> Principal {
         set(&token.services),
         set(&token.environments),
     )
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // INVARIANT: nothing panics while holding these locks except on a bug; keep serving.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
