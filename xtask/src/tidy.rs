@@ -65,7 +65,7 @@ fn crate_boundaries_hold() {
     let owners: &[(&[&str], &[&str])] = &[
         (&["otlp"], &["opentelemetry-proto", "prost"]),
         (&["store"], &["rusqlite"]),
-        (&["edge", "server"], &["axum", "tonic"]),
+        (&["edge", "mcp", "server"], &["axum", "tonic"]),
         (&["forge", "auth"], &["hmac"]),
         (&["auth"], &["jsonwebtoken"]),
         (&["syntax"], &["tree-sitter"]),
@@ -86,6 +86,12 @@ fn crate_boundaries_hold() {
     for forbidden in ["tokio", "axum", "reqwest", "rusqlite", "jiff", "mirror", "store"] {
         assert!(!syntax.iter().any(|d| d == forbidden), "`syntax` depends on `{forbidden}`");
     }
+    // `shapes` is the API's contract: types and their words, on serde and jiff alone.
+    let shapes = dependencies("shapes");
+    assert!(
+        shapes.iter().all(|d| ["serde", "serde_json", "jiff"].contains(&d.as_str())),
+        "`shapes` may depend only on serde, serde_json and jiff: {shapes:?}"
+    );
     // `auth` is pure apart from the random source: no runtime, HTTP, SQL or clock crates.
     let auth = dependencies("auth");
     for forbidden in ["tokio", "axum", "reqwest", "rusqlite", "jiff"] {
@@ -120,19 +126,22 @@ const CRATE_GRAPH: &[(&str, &[&str])] = &[
     ("store", &["model", "analysis", "auth"]),
     ("testbed", &[]),
     ("eval", &["model", "analysis", "syntax"]),
-    ("views", &["model", "analysis", "auth", "forge", "mirror", "store"]),
+    ("shapes", &[]),
+    ("views", &["model", "analysis", "auth", "forge", "mirror", "store", "shapes"]),
     ("jobs", &["model", "analysis", "forge", "mirror", "syntax", "store", "views"]),
     ("web", &["model", "analysis", "auth", "views"]),
     ("compat", &["model", "otlp", "store", "traceql", "views"]),
     ("edge", &["auth", "otlp", "store", "views", "jobs", "web", "compat"]),
+    ("mcp", &["model", "auth", "store", "views", "jobs", "edge"]),
     (
         "server",
         &[
             "model", "analysis", "auth", "otlp", "forge", "mirror", "store", "views", "jobs",
-            "web", "compat", "edge",
+            "web", "compat", "edge", "mcp",
         ],
     ),
-    ("spanblame", &["model", "analysis", "auth", "otlp", "forge", "store", "server"]),
+    ("config", &["model", "analysis", "auth", "otlp", "forge", "store", "server"]),
+    ("spanblame", &["model", "analysis", "auth", "otlp", "forge", "store", "server", "config"]),
 ];
 
 /// The edges of `deps` (crate → its workspace dependencies) that `graph` does not allow.

@@ -11,7 +11,7 @@
 use model::ForgeKind;
 use serde::{Deserialize, Serialize};
 use store::{NewDelivery, StoreError};
-use views::shapes::SuspectJ;
+use views::shapes::{RevertProposedJ, SuspectJ};
 
 use crate::Jobs;
 
@@ -46,6 +46,24 @@ pub struct Proposed {
     pub commits: Vec<String>,
     /// Whether this request queued it.
     pub new: bool,
+}
+
+impl Proposed {
+    /// The proposal as the API and MCP answer it.
+    pub fn view(&self) -> RevertProposedJ {
+        RevertProposedJ {
+            status: if self.new { "queued" } else { "already proposed" },
+            target: self.target.clone(),
+            integration: self.integration.clone(),
+            commits: self.commits.clone(),
+            notification: self.delivery_id,
+            idempotency_key: self.idempotency_key.clone(),
+            message: format!(
+                "GET /api/v1/notifications?finding=... lists notification {}; its `result` names the revision once the forge made it",
+                self.delivery_id
+            ),
+        }
+    }
 }
 
 /// What the delivery sends: everything but the credentials.

@@ -23,7 +23,6 @@ mod api;
 mod harbormaster;
 mod hooks;
 mod ingest;
-mod mcp;
 mod otlp_grpc;
 mod otlp_http;
 mod pages;
@@ -106,8 +105,8 @@ pub struct AppState {
     /// Who is calling and whether they may: the access settings and policy, key sets,
     /// rate limits.
     pub(crate) guard: Arc<edge::Guard>,
-    /// The MCP endpoint's service, made at its first request.
-    pub(crate) mcp: std::sync::OnceLock<mcp::McpService>,
+    /// The MCP endpoint (`/mcp`).
+    pub(crate) mcp: mcp::Mcp,
 }
 
 impl AppState {
@@ -148,10 +147,13 @@ impl AppState {
             },
         );
         let jobs = Arc::new(jobs);
+        let guard = Arc::new(edge::Guard::new(settings.access.clone(), policy, Arc::clone(&jobs)));
+        let mcp =
+            mcp::Mcp::new(Arc::clone(&guard), settings.http_addr, settings.public_url.as_deref());
         Arc::new(AppState {
-            guard: Arc::new(edge::Guard::new(settings.access.clone(), policy, Arc::clone(&jobs))),
+            guard,
+            mcp,
             jobs,
-            mcp: std::sync::OnceLock::new(),
             settings,
             metrics: metrics::Metrics::new(),
             write_slots,
@@ -438,9 +440,9 @@ pub(crate) fn routes() -> Vec<(RouteSpec, MethodRouter<Arc<AppState>>)> {
             post(harbormaster::deployed),
         ),
         // MCP for assistants: each tool call is audited inside, as `mcp.<tool>`.
-        (spec("POST", "/mcp", ReadData, None), post(mcp::endpoint)),
-        (spec("GET", "/mcp", ReadData, None), get(mcp::endpoint)),
-        (spec("DELETE", "/mcp", ReadData, None), delete(mcp::endpoint)),
+        (spec("POST", "/mcp", ReadData, None), post(mcp_endpoint)),
+        (spec("GET", "/mcp", ReadData, None), get(mcp_endpoint)),
+        (spec("DELETE", "/mcp", ReadData, None), delete(mcp_endpoint)),
         (otlp_http_route(), post(otlp_http::export_traces)),
         (ZIPKIN_ROUTE, post(zipkin::export_spans)),
         // The web UI: pages over the same views as the API, and its own script and styles.
@@ -502,6 +504,14 @@ async fn count_request(
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.observe_request(spec.method, spec.path, response.status().as_u16(), seconds);
     response
+}
+
+/// `POST`, `GET` and `DELETE /mcp`, after the guard put the caller in the request.
+async fn mcp_endpoint(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> Response {
+    state.mcp.handle(request).await
 }
 
 /// Every HTTP route of the main address.

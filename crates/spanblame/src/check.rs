@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value as Json_, json};
 
-use crate::config;
-
 /// Validates, then reports what would run and what the stores answer.
 pub(crate) fn run(
     file: Option<&std::path::Path>,

@@ -6,7 +6,6 @@
 mod admin;
 mod check;
 mod client;
-mod config;
 mod demo;
 mod deploy;
 mod gate;

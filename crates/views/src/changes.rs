@@ -9,9 +9,9 @@ use store::{StoreError, StoredCommit};
 
 use crate::blame::{self, NoBlame};
 use crate::settings::ChangeSettings;
-use crate::shapes::{BlameJ, BlameLineJ, ChangeJ, CommitJ, LineCommitJ, ReviewJ};
 use crate::{Context, rfc3339};
 use forge::conduit::RepositoryMonogram;
+use shapes::{BlameJ, BlameLineJ, ChangeJ, CommitJ, LineCommitJ, ReviewJ};
 
 /// The commit a span or deploy's version stands for: the commit the spans name (in the
 /// service's own repository first, then its mirror), else the version itself when it is a

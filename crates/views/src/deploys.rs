@@ -7,10 +7,10 @@ use model::Deploy;
 use store::{StoreError, StoredCommit};
 
 use crate::changes::{commit_view, resolve_commit};
-use crate::shapes::{
+use crate::{Context, Visibility, query_escape, rfc3339};
+use shapes::{
     CommitAboutJ, CommitImpactJ, DeployJ, FileChangeJ, ForgeEventJ, PreviousJ, RangeCommitJ, RangeJ,
 };
-use crate::{Context, Visibility, query_escape, rfc3339};
 
 /// Commits listed per deploy range (the rest are counted as truncated).
 const MAX_RANGE_COMMITS: usize = 200;

@@ -8,8 +8,8 @@ use analysis::dora::{Band, DeployFacts, Dora, Failure, dora};
 use model::Deploy;
 use store::{FindingFilter, FindingStatus, StoreError};
 
-use crate::shapes::{BandJ, BandsJ, DoraJ, FailureRateJ, FrequencyJ, LeadTimeJ, RestoreJ, WindowJ};
 use crate::{Context, Invalid, Visibility, parse_duration_nanos, ranges, rfc3339};
+use shapes::{BandJ, BandsJ, DoraJ, FailureRateJ, FrequencyJ, LeadTimeJ, RestoreJ, WindowJ};
 
 const DAY_NANOS: u64 = 24 * 3600 * 1_000_000_000;
 const DEFAULT_WINDOW: &str = "30d";

@@ -6,8 +6,8 @@ use analysis::WindowStats;
 use analysis::detect::Baseline;
 use store::{FindingFilter, FindingStatus, StoreError, StoredFinding};
 
-use crate::shapes::{ExplanationJ, FindingJ, NumbersJ};
 use crate::{Context, Invalid, Visibility, rfc3339};
+use shapes::{ExplanationJ, FindingJ, NumbersJ};
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;

@@ -7,8 +7,8 @@ use analysis::gate::{Facts, Mapping, Outcome, Report, ReviewLink, VersionSeen};
 use store::{GateResult, StoreError};
 
 use crate::changes::{ChangeResolver, resolve_commit};
-use crate::shapes::{GateCheckJ, GateJ};
 use crate::{Context, Visibility, rfc3339};
+use shapes::{GateCheckJ, GateJ};
 
 /// What the gate is asked about.
 #[derive(Debug, Clone, Default)]

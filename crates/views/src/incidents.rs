@@ -9,8 +9,8 @@
 
 use store::{FindingFilter, FindingStatus, StoreError, StoredFinding};
 
-use crate::shapes::IncidentJ;
 use crate::{Context, Invalid, Visibility, rfc3339};
+use shapes::IncidentJ;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;

@@ -36,13 +36,14 @@ pub mod mirrors;
 pub mod notifications;
 pub mod ranges;
 pub mod settings;
-pub mod shapes;
 pub mod sketches;
 pub mod traces;
 
 use std::sync::{Arc, OnceLock};
 
 pub use auth::Visibility;
+/// The JSON API's shapes, which the views build (the `shapes` crate).
+pub use shapes::{self, query_escape};
 use store::SpanStore;
 /// The store's vocabulary the views take and return (queries, rows, errors), so outlets
 /// need not depend on the store itself.
@@ -144,17 +145,6 @@ pub fn parse_time(key: &str, value: &str) -> Result<u64, Invalid> {
         .map_err(|_| Invalid::new(format!("`{key}` is before 1970")))
 }
 
-/// A query-string or path component, percent-encoded (RFC 3986 unreserved characters stay).
-pub fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 /// The source of "now" for everything time-dependent in the server.
 pub trait Clock: Send + Sync {
     fn now_unix_nanos(&self) -> u64;

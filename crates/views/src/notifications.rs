@@ -3,8 +3,8 @@
 
 use store::{Delivery, DeliveryFilter, DeliveryState, StoreError, StoredFinding};
 
-use crate::shapes::NotificationJ;
 use crate::{Context, Visibility, rfc3339};
+use shapes::NotificationJ;
 
 /// One delivery as the API shows it (never its request, which may name internal paths).
 pub fn delivery_view(d: &Delivery) -> NotificationJ {

@@ -7,11 +7,11 @@ use serde_json::{Map, Value as Json_};
 use store::{SpanQuery, TraceSummary};
 
 use crate::changes::ChangeResolver;
-use crate::shapes::{
+use crate::{Context, Invalid, Visibility, parse_time, rfc3339};
+use shapes::{
     ChangeJ, CodeJ, EventJ, LinkJ, MatchedSpanJ, OperationJ, ResourceJ, RootJ, ScopeJ, ServiceJ,
     SpanDetailJ, SpanJ, StatusJ, TraceHitJ, VersionJ, WholeTraceJ,
 };
-use crate::{Context, Invalid, Visibility, parse_time, rfc3339};
 
 const DEFAULT_SEARCH_LIMIT: usize = 20;
 const MAX_SEARCH_LIMIT: usize = 1000;

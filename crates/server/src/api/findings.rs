@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 use store::FindingStatus;
-use views::shapes::FindingJ;
+use views::shapes::{FindingJ, RevertProposedJ};
 
 use crate::AppState;
 use edge::access::Caller;
@@ -171,7 +171,7 @@ pub(crate) async fn propose_revert(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<(StatusCode, Json<RevertProposedJ>), ApiError> {
     let id = parse_id(&id)?;
     propose(state, caller, id, body).await
 }
@@ -183,7 +183,7 @@ pub(super) async fn propose(
     caller: Caller,
     id: u64,
     body: Body,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<(StatusCode, Json<RevertProposedJ>), ApiError> {
     let request: RevertRequest = read_optional_body(
         &state,
         body,
@@ -209,7 +209,7 @@ pub(super) async fn propose(
     .await
     .map_err(ApiError::internal)??;
     match proposed {
-        Ok(proposed) => Ok((StatusCode::ACCEPTED, Json(revert_answer(&proposed)))),
+        Ok(proposed) => Ok((StatusCode::ACCEPTED, Json(proposed.view()))),
         Err(refused) => {
             let code = match refused {
                 jobs::revert::Refused::NotFound(_) => ErrorCode::NotFound,
@@ -223,21 +223,6 @@ pub(super) async fn propose(
 }
 
 /// A queued revert proposal as the API and MCP show it.
-pub(crate) fn revert_answer(proposed: &jobs::revert::Proposed) -> Json_ {
-    json!({
-        "status": if proposed.new { "queued" } else { "already proposed" },
-        "target": proposed.target,
-        "integration": proposed.integration,
-        "commits": proposed.commits,
-        "notification": proposed.delivery_id,
-        "idempotency_key": proposed.idempotency_key,
-        "message": format!(
-            "GET /api/v1/notifications?finding=... lists notification {}; its `result` names the revision once the forge made it",
-            proposed.delivery_id
-        ),
-    })
-}
-
 fn parse_id(text: &str) -> Result<u64, ApiError> {
     text.parse()
         .map_err(|_| ApiError::invalid(format!("`{text}` is not a finding id; ids are numbers")))

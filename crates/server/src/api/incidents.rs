@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{Value as Json_, json};
 use store::StoreError;
-use views::shapes::IncidentJ;
+use views::shapes::{IncidentJ, RevertProposedJ};
 
 use super::findings::StatusChange;
 use crate::AppState;
@@ -92,7 +92,7 @@ pub(crate) async fn propose_revert(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<(StatusCode, Json<RevertProposedJ>), ApiError> {
     let id: u64 = id.parse().map_err(|_| {
         ApiError::invalid(format!("`{id}` is not an incident id; ids are numbers (the deploy's)"))
     })?;

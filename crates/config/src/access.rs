@@ -13,21 +13,21 @@ use super::values::{parse_duration_nanos, read_secret};
 /// Sign-in, roles, tokens and sessions.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct AuthConfig {
+pub struct AuthConfig {
     /// `none` (no sign-in: whoever reaches the server is its operator; loopback by default),
     /// `oidc` or `proxy`.
-    pub(crate) mode: String,
+    pub mode: String,
     /// Clock-skew tolerance for signed tokens.
-    pub(crate) clock_skew: String,
-    pub(crate) session_max_age: String,
+    pub clock_skew: String,
+    pub session_max_age: String,
     /// Default lifetime of new API tokens.
-    pub(crate) token_max_age: String,
+    pub token_max_age: String,
     /// How long a rotated token's old secret stays valid.
-    pub(crate) token_rotation_grace: String,
+    pub token_rotation_grace: String,
     /// Sign-in and token requests per client address per minute.
-    pub(crate) rate_limit_per_minute: u32,
-    pub(crate) oidc: Option<OidcConfig>,
-    pub(crate) proxy: Option<ProxyConfig>,
+    pub rate_limit_per_minute: u32,
+    pub oidc: Option<OidcConfig>,
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl Default for AuthConfig {
@@ -47,42 +47,42 @@ impl Default for AuthConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct OidcConfig {
-    pub(crate) issuer: String,
-    pub(crate) client_id: String,
-    pub(crate) client_secret_env: Option<String>,
-    pub(crate) client_secret_file: Option<PathBuf>,
+pub struct OidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
     /// Scopes asked for at sign-in besides `openid`.
     #[serde(default = "default_scopes")]
-    pub(crate) scopes: Vec<String>,
+    pub scopes: Vec<String>,
     /// Audiences accepted on bearer tokens besides `client_id` (an API's resource audience).
     #[serde(default)]
-    pub(crate) audiences: Vec<String>,
+    pub audiences: Vec<String>,
     #[serde(default = "default_groups_claim")]
-    pub(crate) groups_claim: String,
+    pub groups_claim: String,
     #[serde(default)]
-    pub(crate) admin_groups: Vec<String>,
+    pub admin_groups: Vec<String>,
     #[serde(default)]
-    pub(crate) oncall_lead_groups: Vec<String>,
+    pub oncall_lead_groups: Vec<String>,
     #[serde(default)]
-    pub(crate) auditor_groups: Vec<String>,
+    pub auditor_groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProxyConfig {
-    pub(crate) assertion_header: String,
-    pub(crate) jwks_url: String,
-    pub(crate) issuer: String,
-    pub(crate) audience: String,
+pub struct ProxyConfig {
+    pub assertion_header: String,
+    pub jwks_url: String,
+    pub issuer: String,
+    pub audience: String,
     #[serde(default = "default_groups_claim")]
-    pub(crate) groups_claim: String,
+    pub groups_claim: String,
     #[serde(default)]
-    pub(crate) admin_groups: Vec<String>,
+    pub admin_groups: Vec<String>,
     #[serde(default)]
-    pub(crate) oncall_lead_groups: Vec<String>,
+    pub oncall_lead_groups: Vec<String>,
     #[serde(default)]
-    pub(crate) auditor_groups: Vec<String>,
+    pub auditor_groups: Vec<String>,
 }
 
 pub(super) fn default_scopes() -> Vec<String> {
@@ -96,24 +96,24 @@ pub(super) fn default_groups_claim() -> String {
 /// A team: who belongs to it (identity-provider groups); services name their team.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TeamConfig {
-    pub(crate) name: String,
+pub struct TeamConfig {
+    pub name: String,
     #[serde(default)]
-    pub(crate) oidc_groups: Vec<String>,
+    pub oidc_groups: Vec<String>,
 }
 
 /// Who may report deploys through `POST /api/v1/deploys` (and `spanblame deploy`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct DeploysConfig {
+pub struct DeploysConfig {
     /// Unset: open only while `auth.mode` is `none` (with sign-in, a `deploy` token is needed).
-    pub(crate) require_auth: Option<bool>,
-    pub(crate) tokens: Vec<TokenConfig>,
+    pub require_auth: Option<bool>,
+    pub tokens: Vec<TokenConfig>,
 }
 
 /// Doors left open although sign-in is configured, each with what it exposes and the fix
 /// (`serve` and `check-config` warn with them).
-pub(crate) fn open_doors(access: &server::AccessSettings) -> Vec<&'static str> {
+pub fn open_doors(access: &server::AccessSettings) -> Vec<&'static str> {
     if matches!(access.mode, server::AuthMode::None) {
         return Vec::new();
     }

@@ -1,7 +1,5 @@
 //! The words every outlet writes the shapes in: short times, units, links.
 
-use crate::query_escape;
-
 /// `2026-11-21 13:10:04 UTC` from RFC 3339.
 pub fn short_time(rfc3339: &str) -> String {
     rfc3339
@@ -49,4 +47,16 @@ pub fn service_href(name: &str) -> String {
 pub fn is_web_url(url: &str) -> bool {
     let lower = url.trim_start().get(..8).unwrap_or(url).to_ascii_lowercase();
     lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+/// A query-string or path component, percent-encoded (RFC 3986 unreserved characters stay).
+pub fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -2,6 +2,16 @@
 //! environment variable `SPANBLAME_<SECTION>_<KEY>`, and validation that names the key, the
 //! problem and the fix. Secrets are never written in the file: `*_env` keys name an
 //! environment variable and `*_file` keys a file that holds the secret.
+//!
+//! One module per section, each with its types beside its validation: `storage` (`[storage]`,
+//! `[retention]`), `listen` (`[server]`, `[ingest]`), `access` (`[auth]`, `[[teams]]`,
+//! `[deploys]`, `[[tokens]]`), `changes` (`[[integrations]]`, `[[repositories]]`,
+//! `[[services]]`, `[mirrors]`), `detection`, `notifications` (`[notifications]`,
+//! `[[alerts.*]]`), `span_metrics`; `values` reads durations, sizes and secrets.
+//!
+//! May depend on: `server` (the settings it builds) and the crates whose settings it fills.
+//! **Never:** start anything: it reads text and the environment, and answers settings or an
+//! error.
 
 mod access;
 mod changes;
@@ -42,27 +52,27 @@ const SUBTABLES: &[(&str, &str)] = &[("auth", "oidc"), ("auth", "proxy")];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct Config {
-    pub(crate) server: ServerConfig,
-    pub(crate) storage: StorageConfig,
-    pub(crate) retention: RetentionConfig,
-    pub(crate) ingest: IngestConfig,
-    pub(crate) deploys: DeploysConfig,
-    pub(crate) mirrors: MirrorsConfig,
-    pub(crate) gate: GateConfig,
-    pub(crate) detection: DetectionConfig,
-    pub(crate) notifications: NotificationsConfig,
-    pub(crate) alerts: AlertsConfig,
-    pub(crate) auth: AuthConfig,
-    pub(crate) teams: Vec<TeamConfig>,
-    pub(crate) integrations: Vec<IntegrationConfig>,
-    pub(crate) repositories: Vec<RepositoryConfig>,
-    pub(crate) services: Vec<ServiceConfig>,
-    pub(crate) span_metrics: SpanMetricsConfig,
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub retention: RetentionConfig,
+    pub ingest: IngestConfig,
+    pub deploys: DeploysConfig,
+    pub mirrors: MirrorsConfig,
+    pub gate: GateConfig,
+    pub detection: DetectionConfig,
+    pub notifications: NotificationsConfig,
+    pub alerts: AlertsConfig,
+    pub auth: AuthConfig,
+    pub teams: Vec<TeamConfig>,
+    pub integrations: Vec<IntegrationConfig>,
+    pub repositories: Vec<RepositoryConfig>,
+    pub services: Vec<ServiceConfig>,
+    pub span_metrics: SpanMetricsConfig,
 }
 
 /// Reads the file (if any), applies environment overrides, and parses the result.
-pub(crate) fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> anyhow::Result<Config> {
+pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> anyhow::Result<Config> {
     let mut table: toml::Table = match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -113,14 +123,14 @@ pub(crate) fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> anyho
 
 /// The config turned into what the server and store take, with every value checked.
 #[derive(Debug)]
-pub(crate) struct Resolved {
-    pub(crate) settings: server::Settings,
-    pub(crate) data_dir: PathBuf,
-    pub(crate) store: store::SpanBackend,
-    pub(crate) metadata: store::MetadataBackend,
+pub struct Resolved {
+    pub settings: server::Settings,
+    pub data_dir: PathBuf,
+    pub store: store::SpanBackend,
+    pub metadata: store::MetadataBackend,
 }
 
-pub(crate) fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Resolved> {
+pub fn resolve(config: &Config, env: &BTreeMap<String, String>) -> anyhow::Result<Resolved> {
     // Every section is checked even after one fails, so one run names every problem.
     let mut problems = Problems::default();
     let addr = |key: &str, value: &str| -> anyhow::Result<SocketAddr> {
@@ -308,12 +318,10 @@ use notifications::{NotifySections, resolve_notifications};
 use span_metrics::{SpanMetricsConfig, resolve_span_metrics};
 use storage::{resolve_metadata, resolve_storage};
 
-pub(crate) use access::{AuthConfig, DeploysConfig, TeamConfig, open_doors};
-pub(crate) use changes::{
-    GateConfig, IntegrationConfig, MirrorsConfig, RepositoryConfig, ServiceConfig,
-};
-pub(crate) use detection::DetectionConfig;
-pub(crate) use listen::{IngestConfig, ServerConfig};
-pub(crate) use notifications::{AlertsConfig, NotificationsConfig};
-pub(crate) use storage::{RetentionConfig, StorageConfig};
-pub(crate) use values::{parse_bytes, parse_duration_nanos};
+pub use access::{AuthConfig, DeploysConfig, TeamConfig, open_doors};
+pub use changes::{GateConfig, IntegrationConfig, MirrorsConfig, RepositoryConfig, ServiceConfig};
+pub use detection::DetectionConfig;
+pub use listen::{IngestConfig, ServerConfig};
+pub use notifications::{AlertsConfig, NotificationsConfig};
+pub use storage::{RetentionConfig, StorageConfig};
+pub use values::{parse_bytes, parse_duration_nanos};

@@ -10,17 +10,17 @@ use super::values::parse_duration_nanos;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct ServerConfig {
-    pub(crate) http_addr: String,
-    pub(crate) otlp_grpc_addr: String,
-    pub(crate) otlp_http_addr: String,
-    pub(crate) zipkin_addr: String,
-    pub(crate) public_url: Option<String>,
-    pub(crate) max_connections: usize,
-    pub(crate) header_read_timeout: String,
-    pub(crate) body_read_timeout: String,
-    pub(crate) idle_timeout: String,
-    pub(crate) shutdown_grace: String,
+pub struct ServerConfig {
+    pub http_addr: String,
+    pub otlp_grpc_addr: String,
+    pub otlp_http_addr: String,
+    pub zipkin_addr: String,
+    pub public_url: Option<String>,
+    pub max_connections: usize,
+    pub header_read_timeout: String,
+    pub body_read_timeout: String,
+    pub idle_timeout: String,
+    pub shutdown_grace: String,
 }
 
 impl Default for ServerConfig {
@@ -44,15 +44,15 @@ impl Default for ServerConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct IngestConfig {
-    pub(crate) require_auth: bool,
-    pub(crate) tokens: Vec<TokenConfig>,
-    pub(crate) max_body: String,
-    pub(crate) max_attributes_per_span: usize,
-    pub(crate) max_attribute_value_bytes: usize,
-    pub(crate) max_exports_in_flight: usize,
-    pub(crate) max_memory: String,
-    pub(crate) max_future: String,
+pub struct IngestConfig {
+    pub require_auth: bool,
+    pub tokens: Vec<TokenConfig>,
+    pub max_body: String,
+    pub max_attributes_per_span: usize,
+    pub max_attribute_value_bytes: usize,
+    pub max_exports_in_flight: usize,
+    pub max_memory: String,
+    pub max_future: String,
 }
 
 impl Default for IngestConfig {
@@ -97,8 +97,8 @@ pub(super) fn resolve_connections(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TokenConfig {
-    pub(crate) name: String,
-    pub(crate) secret_env: Option<String>,
-    pub(crate) secret_file: Option<PathBuf>,
+pub struct TokenConfig {
+    pub name: String,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
 }

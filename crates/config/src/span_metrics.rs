@@ -7,13 +7,13 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct SpanMetricsConfig {
-    pub(crate) enabled: bool,
+pub struct SpanMetricsConfig {
+    pub enabled: bool,
     /// Whether span metrics carry a `service_version` label (one series per version).
-    pub(crate) version_label: bool,
+    pub version_label: bool,
     /// Most series kept; the ones past it are counted in
     /// `spanblame_span_metrics_series_dropped_total`.
-    pub(crate) max_series: usize,
+    pub max_series: usize,
 }
 
 impl Default for SpanMetricsConfig {

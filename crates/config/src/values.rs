@@ -36,7 +36,7 @@ pub(super) fn read_secret(
 }
 
 /// `500ms`, `90s`, `30m`, `12h`, `7d`, `2w`.
-pub(crate) fn parse_duration_nanos(text: &str) -> anyhow::Result<u64> {
+pub fn parse_duration_nanos(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
     match server::parse_duration_nanos(text) {
         Ok(0) | Err(server::DurationError::NotANumber) => bail!(
@@ -51,7 +51,7 @@ pub(crate) fn parse_duration_nanos(text: &str) -> anyhow::Result<u64> {
 }
 
 /// `500MB`, `16MiB`, `50GiB`, `1TB`, or a plain number of bytes.
-pub(crate) fn parse_bytes(text: &str) -> anyhow::Result<u64> {
+pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

@@ -11,39 +11,39 @@ use super::values::parse_duration_nanos;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct StorageConfig {
+pub struct StorageConfig {
     /// `embedded` (one data directory) or `cluster` (spans and sketches in ClickHouse).
-    pub(crate) kind: String,
-    pub(crate) data_dir: PathBuf,
+    pub kind: String,
+    pub data_dir: PathBuf,
     /// `always` (fsync before acknowledging) or `never` (benchmarks and throwaway demos).
-    pub(crate) wal_sync: String,
+    pub wal_sync: String,
     /// `embedded`: spans held in memory before they are sealed into a block (memory against
     /// the number of small blocks).
-    pub(crate) head_spans: usize,
+    pub head_spans: usize,
     /// `embedded`: compaction merges runs of blocks smaller than half of this into blocks of
     /// up to this many spans.
-    pub(crate) block_spans: usize,
+    pub block_spans: usize,
     /// `cluster`: ClickHouse's HTTP interface, e.g. `http://clickhouse:8123`.
-    pub(crate) clickhouse_url: Option<String>,
-    pub(crate) clickhouse_database: String,
+    pub clickhouse_url: Option<String>,
+    pub clickhouse_database: String,
     /// A cluster from the servers' `remote_servers`: tables become `Distributed`.
-    pub(crate) clickhouse_cluster: Option<String>,
+    pub clickhouse_cluster: Option<String>,
     /// With `clickhouse_cluster`: every node's HTTP URL (a list, or comma-separated).
-    pub(crate) clickhouse_nodes: Option<OneOrMany>,
-    pub(crate) clickhouse_user: Option<String>,
-    pub(crate) clickhouse_password_env: Option<String>,
-    pub(crate) clickhouse_password_file: Option<PathBuf>,
-    pub(crate) clickhouse_timeout: String,
+    pub clickhouse_nodes: Option<OneOrMany>,
+    pub clickhouse_user: Option<String>,
+    pub clickhouse_password_env: Option<String>,
+    pub clickhouse_password_file: Option<PathBuf>,
+    pub clickhouse_timeout: String,
     /// `cluster`: PostgreSQL for metadata, shared by every replica (without it, metadata
     /// stays in `data_dir` and only one replica may run). The URL holds the password, so it
     /// comes from an environment variable or a file.
-    pub(crate) postgres_url_env: Option<String>,
-    pub(crate) postgres_url_file: Option<PathBuf>,
-    pub(crate) postgres_max_connections: usize,
-    pub(crate) postgres_timeout: String,
+    pub postgres_url_env: Option<String>,
+    pub postgres_url_file: Option<PathBuf>,
+    pub postgres_max_connections: usize,
+    pub postgres_timeout: String,
     /// How long a replica holds the background jobs' lease without renewing it: after a
     /// replica dies, another takes the jobs over within this time.
-    pub(crate) background_lease: String,
+    pub background_lease: String,
 }
 
 impl Default for StorageConfig {
@@ -74,7 +74,7 @@ impl Default for StorageConfig {
 /// A list written as a TOML array or, from an environment variable, comma-separated.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum OneOrMany {
+pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
@@ -95,15 +95,15 @@ impl OneOrMany {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct RetentionConfig {
-    pub(crate) spans: String,
-    pub(crate) disk_budget: Option<String>,
+pub struct RetentionConfig {
+    pub spans: String,
+    pub disk_budget: Option<String>,
     /// Latency sketches (what detection and charts read) ...
-    pub(crate) sketches: String,
+    pub sketches: String,
     /// ... kept per minute this long, then per hour.
-    pub(crate) sketch_minutes: String,
+    pub sketch_minutes: String,
     /// The audit log, independent of span retention.
-    pub(crate) audit: String,
+    pub audit: String,
 }
 
 impl Default for RetentionConfig {

@@ -13,14 +13,14 @@ use super::values::{parse_duration_nanos, read_secret};
 /// How notifications are delivered.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct NotificationsConfig {
+pub struct NotificationsConfig {
     /// Attempts before a delivery is dead-lettered (visible in the API and the finding page).
-    pub(crate) max_attempts: u32,
+    pub max_attempts: u32,
     /// The first retry's wait; it doubles (with jitter) up to `max_backoff`.
-    pub(crate) initial_backoff: String,
-    pub(crate) max_backoff: String,
+    pub initial_backoff: String,
+    pub max_backoff: String,
     /// How often a firing alert is sent to Alertmanager again.
-    pub(crate) alert_refresh: String,
+    pub alert_refresh: String,
 }
 
 impl Default for NotificationsConfig {
@@ -37,31 +37,31 @@ impl Default for NotificationsConfig {
 /// Where alerts go: `[[alerts.alertmanager]]` and `[[alerts.webhook]]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct AlertsConfig {
-    pub(crate) alertmanager: Vec<SinkConfig>,
-    pub(crate) webhook: Vec<SinkConfig>,
+pub struct AlertsConfig {
+    pub alertmanager: Vec<SinkConfig>,
+    pub webhook: Vec<SinkConfig>,
 }
 
 /// One alert receiver: its URL in the file, or (for URLs that hold a secret, like a Slack
 /// webhook) in an environment variable or a file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SinkConfig {
+pub struct SinkConfig {
     /// Names it in the outbox and the API (default: `default`, `2`, `3`... by position).
-    pub(crate) name: Option<String>,
-    pub(crate) url: Option<String>,
-    pub(crate) url_env: Option<String>,
-    pub(crate) url_file: Option<PathBuf>,
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
     /// Webhooks: a Standard Webhooks signing secret (`whsec_` and base64) to sign each alert.
-    pub(crate) secret_env: Option<String>,
-    pub(crate) secret_file: Option<PathBuf>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
     /// The receiver's bearer token, sent as `Authorization: Bearer`.
-    pub(crate) bearer_token_env: Option<String>,
-    pub(crate) bearer_token_file: Option<PathBuf>,
+    pub bearer_token_env: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
     /// HTTP Basic credentials: the user name here, the password from the environment or a file.
-    pub(crate) username: Option<String>,
-    pub(crate) password_env: Option<String>,
-    pub(crate) password_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
 }
 
 /// A credential named by `<name>_env` or `<name>_file` (at most one), if either is set.

@@ -9,7 +9,11 @@
 //! so visibility and redaction are the API's; each call is audited as `mcp.<tool>`. Something
 //! the caller may not see is "not found", as in the API. `spanblame mcp` relays stdio to this
 //! endpoint for assistants that only speak stdio.
+//!
+//! May depend on: `edge` (the guard, the caller, the audit), `views`, `jobs` and below.
+//! **Never:** a route table, or a view of its own: every answer is a view the API shows too.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use model::TraceId;
@@ -24,41 +28,53 @@ use rmcp::{ErrorData, ServerHandler};
 use serde_json::{Map, Value as Json_, json};
 use store::StoreError;
 
-use crate::AppState;
+use edge::Guard;
 use edge::access::{Caller, append_audit};
 
 /// The tower service behind `/mcp`.
-pub(crate) type McpService = StreamableHttpService<Tools, LocalSessionManager>;
+type McpService = StreamableHttpService<Tools, LocalSessionManager>;
 
-/// `POST`, `GET` and `DELETE /mcp`, after the guard put the caller in the request.
-pub(crate) async fn endpoint(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    use tower::ServiceExt;
-    let service = state.mcp.get_or_init(|| service(Arc::clone(&state))).clone();
-    match service.oneshot(request).await {
-        Ok(response) => response.map(axum::body::Body::new),
-        Err(never) => match never {},
-    }
+/// The MCP endpoint of one server: its service, made at its first request.
+pub struct Mcp {
+    guard: Arc<Guard>,
+    /// Hosts this server answers as: loopback, the bound address and `server.public_url`'s.
+    hosts: Vec<String>,
+    service: std::sync::OnceLock<McpService>,
 }
 
-pub(crate) fn service(state: Arc<AppState>) -> McpService {
-    // Hosts this server answers as: loopback, the bound address and `server.public_url`'s.
-    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    hosts.push(state.settings.http_addr.ip().to_string());
-    if let Some(host) = state.settings.public_url.as_deref().and_then(authority) {
-        hosts.push(host);
+impl Mcp {
+    /// The endpoint of a server listening on `http_addr` and reached at `public_url`.
+    pub fn new(guard: Arc<Guard>, http_addr: SocketAddr, public_url: Option<&str>) -> Mcp {
+        let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        hosts.push(http_addr.ip().to_string());
+        if let Some(host) = public_url.and_then(authority) {
+            hosts.push(host);
+        }
+        Mcp { guard, hosts, service: std::sync::OnceLock::new() }
     }
-    let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
-        .with_json_response(true)
-        .with_sse_keep_alive(None);
-    StreamableHttpService::new(
-        move || Ok(Tools { state: Arc::clone(&state) }),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    )
+
+    /// `POST`, `GET` and `DELETE /mcp`, after the guard put the caller in the request.
+    pub async fn handle(&self, request: axum::extract::Request) -> axum::response::Response {
+        use tower::ServiceExt;
+        let service = self.service.get_or_init(|| self.service()).clone();
+        match service.oneshot(request).await {
+            Ok(response) => response.map(axum::body::Body::new),
+            Err(never) => match never {},
+        }
+    }
+
+    fn service(&self) -> McpService {
+        let config = StreamableHttpServerConfig::default()
+            .with_allowed_hosts(self.hosts.clone())
+            .with_json_response(true)
+            .with_sse_keep_alive(None);
+        let guard = Arc::clone(&self.guard);
+        StreamableHttpService::new(
+            move || Ok(Tools { guard: Arc::clone(&guard) }),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        )
+    }
 }
 
 /// `host` (and `host:port`) of a URL.
@@ -70,8 +86,8 @@ fn authority(url: &str) -> Option<String> {
 
 /// The tool set, one per MCP session; state is shared.
 #[derive(Clone)]
-pub(crate) struct Tools {
-    state: Arc<AppState>,
+struct Tools {
+    guard: Arc<Guard>,
 }
 
 /// A tool: its name, what it does, and its arguments as JSON Schema properties.
@@ -252,7 +268,7 @@ impl ServerHandler for Tools {
             return Err(ErrorData::invalid_params(format!("no tool `{name}`"), None));
         }
         let arguments = request.arguments.unwrap_or_default();
-        let state = Arc::clone(&self.state);
+        let state = Arc::clone(&self.guard);
         let blocking_caller = caller.clone();
         let (answer, resource) = tokio::task::spawn_blocking(move || {
             let resource = resource_of(&name, &arguments);
@@ -271,12 +287,12 @@ impl ServerHandler for Tools {
             Answer::Denied(_) => "denied",
         };
         let record = caller.audit(
-            self.state.ctx().clock.now_unix_nanos(),
+            self.guard.ctx().clock.now_unix_nanos(),
             &format!("mcp.{}", request.name),
             &resource,
             outcome,
         );
-        append_audit(&self.state.guard, vec![record])
+        append_audit(&self.guard, vec![record])
             .await
             .map_err(|e| ErrorData::internal_error(e.message, None))?;
         Ok(match answer {
@@ -315,7 +331,7 @@ fn id(arguments: &Map<String, Json_>, key: &str) -> Result<u64, Answer> {
 
 /// Runs one tool as `caller`.
 fn call(
-    state: &AppState,
+    state: &Guard,
     caller: &Caller,
     name: &str,
     arguments: &Map<String, Json_>,
@@ -486,7 +502,7 @@ fn call(
 /// Whether `caller` may act on finding `id` with `need`: `Ok(None)` when it may (the finding
 /// exists and is within its reach), else the answer to give.
 fn may_act(
-    state: &AppState,
+    state: &Guard,
     caller: &Caller,
     id: u64,
     need: auth::Need,
@@ -498,7 +514,7 @@ fn may_act(
         return Ok(Some(not_found()));
     }
     let who = &caller.principal.id;
-    Ok(match auth::authorize(&caller.principal, need, &state.guard.policy) {
+    Ok(match auth::authorize(&caller.principal, need, &state.policy) {
         auth::Decision::Allow(reach)
             if reach.allows(&stored.service, Some(&stored.environment)) =>
         {
@@ -516,7 +532,7 @@ fn may_act(
 
 /// `propose_revert`, as the person or token the assistant acts for.
 fn propose_revert(
-    state: &AppState,
+    state: &Guard,
     caller: &Caller,
     id: u64,
     commits: &[String],
@@ -527,7 +543,7 @@ fn propose_revert(
     }
     let by = format!("{} (through an assistant)", caller.principal.id);
     Ok(match jobs::revert::propose(&state.jobs, id, commits, &by)? {
-        Ok(proposed) => Answer::Data(crate::api::findings::revert_answer(&proposed)),
+        Ok(proposed) => Answer::data(proposed.view()),
         Err(jobs::revert::Refused::NotFound(message)) => Answer::NotFound(message),
         Err(refused) => Answer::Invalid(refused.message().to_owned()),
     })
@@ -536,7 +552,7 @@ fn propose_revert(
 /// `flag_review`: the finding must be one the caller may see, and one of a service it may
 /// change findings of (the same right as acknowledging or resolving it).
 fn flag_review(
-    state: &AppState,
+    state: &Guard,
     caller: &Caller,
     id: u64,
     commit: Option<&str>,

@@ -2,9 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::changes::{CommitJ, ReviewJ};
-use super::words::{is_web_url, service_href, short_time};
-use crate::query_escape;
+use crate::changes::{CommitJ, ReviewJ};
+use crate::words::{is_web_url, query_escape, service_href, short_time};
 
 /// One answer of the tagging gate: as `POST /api/v1/gate` gives it (and the store records
 /// it), and with who asked and when in a commit's `gate` list (`views::gate::commit_results`).

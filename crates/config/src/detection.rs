@@ -9,30 +9,30 @@ use super::values::parse_duration_nanos;
 /// How deploys are judged (defaults from research/change-intelligence.md §B).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct DetectionConfig {
-    pub(crate) enabled: bool,
+pub struct DetectionConfig {
+    pub enabled: bool,
     /// How often open deploys are looked at again.
-    pub(crate) interval: String,
+    pub interval: String,
     /// The window before a deploy that a full rollout is compared with.
-    pub(crate) before_window: String,
+    pub before_window: String,
     /// False-positive level per deploy, over all its operations and looks.
-    pub(crate) alpha: f64,
-    pub(crate) min_effect_p50: f64,
-    pub(crate) min_effect_p95: f64,
-    pub(crate) min_effect_p99: f64,
+    pub alpha: f64,
+    pub min_effect_p50: f64,
+    pub min_effect_p95: f64,
+    pub min_effect_p99: f64,
     /// The smallest latency change worth reporting, absolute.
-    pub(crate) min_delta: String,
-    pub(crate) min_samples_p50: u64,
-    pub(crate) min_samples_p95: u64,
-    pub(crate) min_samples_p99: u64,
-    pub(crate) min_errors: u64,
-    pub(crate) min_error_requests: u64,
-    pub(crate) min_error_rate_delta: f64,
-    pub(crate) min_error_rate_effect: f64,
-    pub(crate) min_new_error_count: u64,
+    pub min_delta: String,
+    pub min_samples_p50: u64,
+    pub min_samples_p95: u64,
+    pub min_samples_p99: u64,
+    pub min_errors: u64,
+    pub min_error_requests: u64,
+    pub min_error_rate_delta: f64,
+    pub min_error_rate_effect: f64,
+    pub min_new_error_count: u64,
     /// Whether minor regressions (real, but under the floors above) join incidents and are
     /// announced; they are always shown in the findings.
-    pub(crate) minor_incidents: bool,
+    pub minor_incidents: bool,
 }
 
 impl Default for DetectionConfig {

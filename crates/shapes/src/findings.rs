@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::changes::{CommitJ, ReviewJ};
-use super::deploys::DeployJ;
-use super::words::{is_web_url, ms_text, percent_text, service_href, short_time};
+use crate::changes::{CommitJ, ReviewJ};
+use crate::deploys::DeployJ;
+use crate::words::{is_web_url, ms_text, percent_text, service_href, short_time};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -461,4 +461,21 @@ impl FindingJ {
     pub fn notifications(&self) -> &[NotificationJ] {
         self.notifications.as_deref().unwrap_or_default()
     }
+}
+
+/// A revert proposed on the forge (`POST /api/v1/findings/{id}/revert`, MCP's
+/// `propose_revert`): the notification that carries it, and where to follow it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevertProposedJ {
+    /// `queued`, or `already proposed` (the same revert was asked for before).
+    pub status: &'static str,
+    /// `revert of D7`, `revert of commit 1a2b3c4d5e`.
+    pub target: String,
+    pub integration: String,
+    /// The commits reverted, newest first.
+    pub commits: Vec<String>,
+    /// The notification that opens it on the forge.
+    pub notification: u64,
+    pub idempotency_key: String,
+    pub message: String,
 }

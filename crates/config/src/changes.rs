@@ -12,9 +12,9 @@ use super::values::{parse_duration_nanos, read_secret, yes};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct MirrorsConfig {
+pub struct MirrorsConfig {
     /// How often every mirror is fetched (pushes announced by webhooks fetch at once).
-    pub(crate) fetch_interval: String,
+    pub fetch_interval: String,
 }
 
 impl Default for MirrorsConfig {
@@ -26,13 +26,13 @@ impl Default for MirrorsConfig {
 /// `[gate]`: the tagging gate's rules.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct GateConfig {
+pub struct GateConfig {
     /// Checks that fail the gate (`review`, `service`, `spans`); the others are advice.
-    pub(crate) required: Vec<String>,
+    pub required: Vec<String>,
     /// Environments whose spans the `spans` check reads when the caller names none.
-    pub(crate) environments: Vec<String>,
+    pub environments: Vec<String>,
     /// How recent those spans must be.
-    pub(crate) window: String,
+    pub window: String,
 }
 
 impl Default for GateConfig {
@@ -48,70 +48,70 @@ impl Default for GateConfig {
 /// A forge that sends webhooks to `/hooks/{kind}/{name}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct IntegrationConfig {
-    pub(crate) name: String,
-    pub(crate) kind: String,
-    pub(crate) secret_env: Option<String>,
-    pub(crate) secret_file: Option<PathBuf>,
+pub struct IntegrationConfig {
+    pub name: String,
+    pub kind: String,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
     /// The forge's base URL for API calls (Phabricator: `https://phab.example.com`).
-    pub(crate) api_url: Option<String>,
-    pub(crate) api_token_env: Option<String>,
-    pub(crate) api_token_file: Option<PathBuf>,
+    pub api_url: Option<String>,
+    pub api_token_env: Option<String>,
+    pub api_token_file: Option<PathBuf>,
     /// Comment on the suspect's review (or commit) when a deploy regresses and when it is
     /// resolved; needs `api_url` and an API token.
     #[serde(default)]
-    pub(crate) comment_on_findings: bool,
+    pub comment_on_findings: bool,
     /// Set a commit status on the suspect commit (Gitea/Forgejo, GitHub, GitLab).
     #[serde(default)]
-    pub(crate) status_on_findings: bool,
+    pub status_on_findings: bool,
     /// Set the tagging gate's commit status (`spanblame/tagging`) on each new head of a pull or
     /// merge request (Gitea/Forgejo, GitHub, GitLab).
     #[serde(default)]
-    pub(crate) gate_on_reviews: bool,
+    pub gate_on_reviews: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RepositoryConfig {
-    pub(crate) name: String,
+pub struct RepositoryConfig {
+    pub name: String,
     /// Clone URL (mirrored under the data directory) or browser URL.
-    pub(crate) url: Option<String>,
+    pub url: Option<String>,
     /// An existing repository on this machine, read in place instead of cloning `url`.
-    pub(crate) path: Option<PathBuf>,
+    pub path: Option<PathBuf>,
     /// Set to false to match webhooks by `url` without cloning it.
     #[serde(default = "yes")]
-    pub(crate) mirror: bool,
+    pub mirror: bool,
     /// An environment variable holding `user:token` for cloning over HTTP(S).
-    pub(crate) credentials_env: Option<String>,
-    pub(crate) web_url: Option<String>,
+    pub credentials_env: Option<String>,
+    pub web_url: Option<String>,
     /// The forge kind, for link formats.
-    pub(crate) forge: Option<String>,
+    pub forge: Option<String>,
     /// Phabricator: the repository's monogram (`rCALLSIGN` or `R12`), for commit links.
-    pub(crate) monogram: Option<String>,
+    pub monogram: Option<String>,
     /// The `[[integrations]]` entry it lives on, where findings are posted back.
-    pub(crate) integration: Option<String>,
+    pub integration: Option<String>,
     /// Its `owner/name` on that forge (GitLab: the full project path); derived from `url`
     /// when it is under the forge's address.
-    pub(crate) forge_path: Option<String>,
+    pub forge_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ServiceConfig {
-    pub(crate) name: String,
-    pub(crate) repository: Option<String>,
-    pub(crate) path_prefix: Option<String>,
-    pub(crate) team: Option<String>,
+pub struct ServiceConfig {
+    pub name: String,
+    pub repository: Option<String>,
+    pub path_prefix: Option<String>,
+    pub team: Option<String>,
     /// 1 is the most critical; alert severities depend on it (default 2).
-    pub(crate) tier: Option<u8>,
+    pub tier: Option<u8>,
     /// Set to false to keep this service's findings off reviews and commit statuses.
-    pub(crate) comment_on_findings: Option<bool>,
+    pub comment_on_findings: Option<bool>,
     /// Set to false to send no alerts for this service.
-    pub(crate) alerts: Option<bool>,
+    pub alerts: Option<bool>,
     /// Forge events of its repository that deploy it: `deployment`, `deployment:ENV`,
     /// `release:ENV`.
     #[serde(default)]
-    pub(crate) deploy_from: Vec<String>,
+    pub deploy_from: Vec<String>,
 }
 
 /// What the change graph's settings are resolved from.

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value as Json_};
 
-use super::changes::ChangeJ;
+use crate::changes::ChangeJ;
 
 /// One span of a trace: the caller's own in full, another team's redacted to where it sits
 /// and how long it took (`detail` is `None`).
