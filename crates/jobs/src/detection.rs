@@ -16,8 +16,8 @@ use analysis::detect::{
 };
 use analysis::{Metric, Thresholds, Verdict, WindowStats, compare};
 use model::Deploy;
+use shapes::{EffectJ, ExemplarsJ, ExplanationJ, NumbersJ, RankingJ, SideJ};
 use store::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoreError, StoredFinding};
-use views::shapes::{EffectJ, ExemplarsJ, ExplanationJ, NumbersJ, RankingJ, SideJ};
 
 use crate::Jobs;
 use crate::evidence::{self, SideQuery};

@@ -7,11 +7,9 @@ use std::collections::HashSet;
 use analysis::evidence::Sample;
 use analysis::suspects::Evidence;
 use model::{Deploy, Span};
+use shapes::{ChildChangeJ, CodeLocationJ, EvidenceJ, ExemplarJ, ExemplarSideJ, SlowAttributeJ};
 use store::{SpanQuery, SpanStore, StoreError};
 use views::rfc3339;
-use views::shapes::{
-    ChildChangeJ, CodeLocationJ, EvidenceJ, ExemplarJ, ExemplarSideJ, SlowAttributeJ,
-};
 
 /// Matching spans read per side; traces opened per side for structure.
 const SAMPLE_SPANS: usize = 400;

@@ -163,7 +163,7 @@ pub fn answer_review(
             environment: None,
             // As the forge names it (`PR #42`), as the commit page looks it up.
             review: Some((
-                views::shapes::review_label(kind.as_str(), &review.id),
+                shapes::review_label(kind.as_str(), &review.id),
                 format!("the {what} it heads"),
             )),
             expect_head: false,

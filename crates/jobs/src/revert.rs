@@ -10,8 +10,8 @@
 
 use model::ForgeKind;
 use serde::{Deserialize, Serialize};
+use shapes::{RevertProposedJ, SuspectJ};
 use store::{NewDelivery, StoreError};
-use views::shapes::{RevertProposedJ, SuspectJ};
 
 use crate::Jobs;
 

@@ -9,9 +9,9 @@ use model::{Commit, Deploy, ForgeKind};
 use store::{StoreError, StoredCommit};
 
 use crate::Jobs;
+use shapes::{BisectJ, RangeSummaryJ, RankingJ, RollbackJ, SuspectJ};
 use views::changes::{ChangeResolver, commit_view};
 use views::deploys::deploy_commit;
-use views::shapes::{BisectJ, RangeSummaryJ, RankingJ, RollbackJ, SuspectJ};
 
 /// Commits ranked per deploy; a bigger range is cut to its newest commits and says so.
 /// Revert patches larger than this are left out (the commands still work).

@@ -386,7 +386,7 @@ fn call(
                 Some(finding) if name == "get_finding" => Answer::data(finding),
                 Some(finding) => {
                     let suspects = finding.explanation.suspects.as_ref().map(|suspects| {
-                        let brief = |s: &views::shapes::SuspectJ| json!({"commit": s.commit, "score": s.score, "reasons": s.reasons, "review": s.review});
+                        let brief = |s: &shapes::SuspectJ| json!({"commit": s.commit, "score": s.score, "reasons": s.reasons, "review": s.review});
                         suspects.iter().take(3).map(brief).collect::<Vec<_>>()
                     });
                     Answer::Data(json!({

@@ -1,23 +1,26 @@
-//! spanblame's network edge: the route table, the access guard, and the handlers that turn
-//! requests into calls of the views and jobs and their answers back into HTTP and gRPC:
-//! OTLP ingest (`otlp_http`, `otlp_grpc`, both through `ingest::Intake`), the JSON API
-//! (`api`), the web pages (`pages`, over the `web` crate), forge webhooks (`hooks`,
-//! `phabricator`), sign-in (`sign_in`), MCP (`mcp`), health and metrics; `listen` serves the
-//! listeners, `error` is the one error type leaving them.
+//! spanblame's network edge: the route table and the handlers that turn requests into calls
+//! of the views and jobs and their answers back into HTTP and gRPC: OTLP ingest (`otlp_http`,
+//! `otlp_grpc`, both through `ingest::Intake`), Zipkin (`zipkin`), the JSON API and Tempo's
+//! and Jaeger's query APIs (`api`), the web pages (`pages`, over the `web` crate), forge
+//! webhooks (`hooks`, `phabricator`, `harbormaster`), health and metrics. The guard, sign-in,
+//! the error type, listeners and the server's own metrics are the `edge` crate's; MCP is the
+//! `mcp` crate's.
 //!
-//! Three listeners share one [`AppState`]:
+//! Four listeners share one [`AppState`]:
 //! - the main HTTP address (`127.0.0.1:7420`): JSON API, web pages, health, metrics, and
 //!   OTLP/HTTP (and OTLP/gRPC too, since one HTTP/2-capable server serves both);
 //! - the OTLP/gRPC address (`:4317`);
-//! - the OTLP/HTTP address (`:4318`).
+//! - the OTLP/HTTP address (`:4318`);
+//! - Zipkin's address (`:9411`).
 //!
-//! Every route is listed in [`routes`], with what it needs; the router is built from it.
+//! Every route is listed in [`routes`], with what it needs; the router is built from it, each
+//! route behind `edge::access::guard`.
 //!
-//! May depend on: `views`, `jobs`, `web` and everything below them.
-//! **Architecture Invariant:** the only crate that knows HTTP and gRPC. Handlers are thin:
-//! parse, authorize (the guard did), call a view or a job, answer. Ingest never waits on
-//! anything but the durable append of its own spans. This file is the crate's assembly (its
-//! modules, the shared state, the route table); modules may import it, and it imports them.
+//! May depend on: `edge`, `mcp`, `views`, `jobs`, `web`, `compat` and everything below them.
+//! **Architecture Invariant:** handlers are thin: parse, authorize (the guard did), call a
+//! view or a job, answer. Ingest never waits on anything but the durable append of its own
+//! spans. This file is the crate's assembly (its modules, the shared state, the route table);
+//! modules may import it, and it imports them.
 
 mod api;
 mod harbormaster;

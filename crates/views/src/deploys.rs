@@ -7,7 +7,8 @@ use model::Deploy;
 use store::{StoreError, StoredCommit};
 
 use crate::changes::{commit_view, resolve_commit};
-use crate::{Context, Visibility, query_escape, rfc3339};
+use crate::{Context, Visibility, rfc3339};
+use shapes::query_escape;
 use shapes::{
     CommitAboutJ, CommitImpactJ, DeployJ, FileChangeJ, ForgeEventJ, PreviousJ, RangeCommitJ, RangeJ,
 };

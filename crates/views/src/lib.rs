@@ -1,8 +1,8 @@
 //! What spanblame shows, as values: the use cases every outlet reads (the JSON API, the web
 //! pages, notifications and MCP). Each view is built from the store, the change graph (the
 //! configured repositories, their mirrors and the recorded commits and reviews) and the
-//! caller's [`Visibility`], and has the JSON API's shape; `shapes` reads those shapes back
-//! into typed values for the outlets that render them.
+//! caller's [`Visibility`], and answers a type of the `shapes` crate: the JSON API
+//! serialises it, and pages, notifications and MCP read its fields.
 //!
 //! - `traces`: a trace by id (other teams' spans redacted), trace search, the service catalog;
 //! - `deploys`: deploys with their predecessor and commit range, and a commit's forward impact;
@@ -19,7 +19,7 @@
 //! - `settings` and `mirrors`: the change graph's configuration and the mirrors ready to read.
 //!
 //! May depend on: `model`, `analysis`, `auth` (the `Visibility` type), `forge` (URL forms),
-//! `mirror` and `store`.
+//! `mirror`, `store` and `shapes`.
 //! **Never:** HTTP, templates, a runtime, or sending anything anywhere; nothing here writes
 //! but `changes::resolve_commit`'s recording of one commit read from a mirror.
 
@@ -42,8 +42,6 @@ pub mod traces;
 use std::sync::{Arc, OnceLock};
 
 pub use auth::Visibility;
-/// The JSON API's shapes, which the views build (the `shapes` crate).
-pub use shapes::{self, query_escape};
 use store::SpanStore;
 /// The store's vocabulary the views take and return (queries, rows, errors), so outlets
 /// need not depend on the store itself.

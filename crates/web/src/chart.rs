@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use views::shapes::short_number;
+use shapes::short_number;
 
 use crate::escape;
 

@@ -411,7 +411,7 @@ pub async fn security_headers(
 
 /// Where a refused page request goes to sign in, coming back to `return_to` afterwards.
 fn sign_in_redirect(return_to: &str) -> Response {
-    let location = format!("/auth/login?return_to={}", views::query_escape(return_to));
+    let location = format!("/auth/login?return_to={}", shapes::query_escape(return_to));
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);

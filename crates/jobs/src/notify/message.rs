@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json_, json};
 use sha2::{Digest, Sha256};
-use views::shapes::{DeployJ, FindingJ, SuspectJ};
+use shapes::{DeployJ, FindingJ, SuspectJ};
 
 /// The alert name for a finding's metric: the same in Alertmanager, webhooks and the README.
 pub fn alert_name(metric: &str) -> &'static str {
@@ -358,7 +358,7 @@ pub fn retry_delay(attempts: u32, initial: Duration, max: Duration, jitter_seed:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use views::shapes::{CommitJ, EffectJ, ExplanationJ, NumbersJ, ReviewJ, SideJ};
+    use shapes::{CommitJ, EffectJ, ExplanationJ, NumbersJ, ReviewJ, SideJ};
 
     fn finding(metric: &str, kind: &str, estimate: f64) -> FindingJ {
         FindingJ {
@@ -491,7 +491,7 @@ mod tests {
         assert!(remarkup.contains("[[https://sb.example.com/findings/7 | #7]]"), "{remarkup}");
         // The rollback draft in full, every line of it.
         let mut with_rollback = f.clone();
-        with_rollback.explanation.rollback = Some(views::shapes::RollbackJ {
+        with_rollback.explanation.rollback = Some(shapes::RollbackJ {
             previous_version: Some("1.1.0".into()),
             commands: vec!["# Fastest: redeploy 1.1.0".into(), "git revert --no-edit abc".into()],
             ..Default::default()

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use message::{AlertState, Links, Markup};
 use model::ForgeKind;
 use serde_json::Value as Json_;
+use shapes::{FindingJ, SuspectJ};
 use store::{FindingFilter, FindingStatus, NewDelivery, StoreError, StoredFinding};
 use tokio::sync::Semaphore;
 use views::rfc3339;
-use views::shapes::{FindingJ, SuspectJ};
 
 pub use deliver::deliver_due;
 pub use sinks::{AlertSink, SinkAuth};

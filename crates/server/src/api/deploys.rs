@@ -10,9 +10,9 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
+use shapes::CommitImpactJ;
 use store::{NewDeploy, StoreError};
 use views::rfc3339;
-use views::shapes::CommitImpactJ;
 
 use crate::AppState;
 use edge::access::Caller;
@@ -120,7 +120,7 @@ fn validate(request: DeployRequest, now_unix_nanos: u64) -> Result<NewDeploy, Ap
         other => other.map(str::to_ascii_lowercase),
     };
     if let Some(url) = &request.url
-        && !views::shapes::is_web_url(url)
+        && !shapes::is_web_url(url)
     {
         return Err(ApiError::invalid(format!(
             "`url` = `{url}` is not an http(s) URL; send the pipeline's `https://` address"

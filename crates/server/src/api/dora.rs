@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
-use views::shapes::DoraJ;
+use shapes::DoraJ;
 
 use crate::AppState;
 use edge::access::Caller;

@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
+use shapes::{FindingJ, RevertProposedJ};
 use store::FindingStatus;
-use views::shapes::{FindingJ, RevertProposedJ};
 
 use crate::AppState;
 use edge::access::Caller;

@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
+use shapes::GateJ;
 use views::gate::GateRequest;
-use views::shapes::GateJ;
 
 use crate::AppState;
 use edge::access::Caller;

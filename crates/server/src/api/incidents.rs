@@ -12,8 +12,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{Value as Json_, json};
+use shapes::{IncidentJ, RevertProposedJ};
 use store::StoreError;
-use views::shapes::{IncidentJ, RevertProposedJ};
 
 use super::findings::StatusChange;
 use crate::AppState;

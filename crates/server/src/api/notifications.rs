@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde_json::{Value as Json_, json};
+use shapes::NotificationJ;
 use store::{DeliveryFilter, DeliveryState, StoreError};
-use views::shapes::NotificationJ;
 
 use crate::AppState;
 use edge::access::Caller;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use model::TraceId;
+use shapes::{SpanJ, ms_text};
 use views::Context;
-use views::shapes::{SpanJ, ms_text};
 
 use super::traces::shape;
 use crate::{Layout, Page, PageError, Viewer, render};

@@ -1,7 +1,7 @@
 //! Deploys (list and one), and a commit's page: where it shipped and what it moved.
 
 use askama::Template;
-use views::shapes::{CommitJ, DeployJ, FindingJ, GateCheckJ, GateJ, ReviewJ};
+use shapes::{CommitJ, DeployJ, FindingJ, GateCheckJ, GateJ, ReviewJ};
 use views::{Context, FindingFilter};
 
 use super::findings::code_spans;

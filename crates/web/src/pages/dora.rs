@@ -1,9 +1,10 @@
 //! The DORA page: the four keys with their bands and what each counts.
 
 use askama::Template;
+use shapes::query_escape;
+use shapes::{BandJ, percent_text, short_number, short_time};
+use views::Context;
 use views::dora::DoraQuery;
-use views::shapes::{BandJ, percent_text, short_number, short_time};
-use views::{Context, query_escape};
 
 use crate::{Layout, Page, PageError, Viewer, render};
 

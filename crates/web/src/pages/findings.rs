@@ -4,8 +4,9 @@
 use analysis::compare::WindowStats;
 use analysis::detect::Baseline;
 use askama::Template;
-use views::shapes::{CommitJ, FindingJ, RollbackJ, SuspectJ};
-use views::{Context, query_escape};
+use shapes::query_escape;
+use shapes::{CommitJ, FindingJ, RollbackJ, SuspectJ};
+use views::Context;
 
 use super::status::StatusBox;
 use crate::chart;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use askama::Template;
+use shapes::{ms_text, percent_text, service_href, short_number};
 use views::Context;
 use views::graph::{GraphEdge, ServiceGraph};
-use views::shapes::{ms_text, percent_text, service_href, short_number};
 
 use crate::{Layout, Page, PageError, Viewer, escape, render};
 

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
+use shapes::{IncidentJ, service_href};
 use views::incidents::IncidentFilter;
-use views::shapes::{IncidentJ, service_href};
 use views::{Context, FindingStatus};
 
 use super::numbers::{Numbers, entry_points, merged};

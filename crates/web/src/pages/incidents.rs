@@ -2,8 +2,8 @@
 //! worse, the suspects once (with their diffs), example traces and the rollback draft.
 
 use askama::Template;
+use shapes::IncidentJ;
 use views::Context;
-use views::shapes::IncidentJ;
 
 use super::findings::{SuspectView, rollback_text, suspect_views};
 use super::status::StatusBox;

@@ -2,8 +2,8 @@
 //! a service's entry points.
 
 use analysis::compare::WindowStats;
+use shapes::{ms_text, percent_text};
 use views::SketchRow;
-use views::shapes::{ms_text, percent_text};
 
 /// Numbers of one group of sketches.
 #[derive(Debug, Clone, Default)]

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use analysis::compare::WindowStats;
 use askama::Template;
-use views::shapes::{DeployJ, FindingJ, service_href, short_time, unix_secs};
-use views::{Context, FindingFilter, SketchRow, query_escape};
+use shapes::query_escape;
+use shapes::{DeployJ, FindingJ, service_href, short_time, unix_secs};
+use views::{Context, FindingFilter, SketchRow};
 
 use super::numbers::{Numbers, entry_points, merged};
 use crate::chart::{self, Marker, Series};

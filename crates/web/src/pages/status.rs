@@ -1,7 +1,7 @@
 //! The status line of a finding or an incident: where it stands, who set it, when and why,
 //! and the actions that apply (with a note), which `assets/app.js` posts to the API.
 
-use views::shapes::short_time;
+use shapes::short_time;
 
 pub(crate) struct StatusBox {
     /// The API resource whose `/{action}` the buttons post to.

@@ -6,10 +6,10 @@ use analysis::traces::{Segment, TraceSpan};
 use askama::Template;
 use model::TraceId;
 use serde_json::Value as Json_;
-use views::Context;
-use views::shapes::{
+use shapes::{
     ChangeJ, EventJ, MatchedSpanJ, RootJ, SpanJ, WholeTraceJ, ms_text, short_time, unix_secs,
 };
+use views::Context;
 
 use crate::chart;
 use crate::{Layout, Page, PageError, Viewer, render};
@@ -484,7 +484,7 @@ fn search_query(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use views::shapes::{EventJ, FindingJ, LinkJ, ReviewJ, SpanDetailJ};
+    use shapes::{EventJ, FindingJ, LinkJ, ReviewJ, SpanDetailJ};
 
     #[test]
     fn exceptions_show_their_message_and_stack_trace_and_the_axis_spans_the_trace() {
