@@ -18,6 +18,9 @@ mod findings;
 mod traces;
 mod words;
 
+#[cfg(test)]
+mod tests;
+
 pub use changes::*;
 pub use deploys::*;
 pub use dora::*;
