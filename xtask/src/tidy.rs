@@ -131,7 +131,7 @@ const CRATE_GRAPH: &[(&str, &[&str])] = &[
     ("jobs", &["model", "analysis", "forge", "mirror", "syntax", "store", "shapes", "views"]),
     ("web", &["model", "analysis", "auth", "shapes", "views"]),
     ("compat", &["model", "otlp", "store", "traceql", "views"]),
-    ("edge", &["auth", "otlp", "store", "shapes", "views", "jobs", "web", "compat"]),
+    ("edge", &["analysis", "auth", "otlp", "store", "shapes", "views", "jobs", "web", "compat"]),
     ("mcp", &["model", "auth", "store", "shapes", "views", "jobs", "edge"]),
     (
         "server",

@@ -28,6 +28,7 @@ pub use error::{ApiError, ErrorCode};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,9 @@ pub struct Guard {
     /// Per client address: the minute of its refusals being recorded, how many were recorded
     /// one by one in it, and how many more were only counted.
     refusals: Mutex<HashMap<IpAddr, RefusalWindow>>,
+    /// Audit records appended, and appends that failed (the caller then got 503).
+    pub audit_records_total: AtomicU64,
+    pub audit_failures_total: AtomicU64,
 }
 
 /// Refusals recorded one by one per client address and minute; the rest are counted and
@@ -84,6 +88,8 @@ impl Guard {
             proxy_keys,
             limiter: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
+            audit_records_total: AtomicU64::new(0),
+            audit_failures_total: AtomicU64::new(0),
         }
     }
 

@@ -1,24 +1,19 @@
 //! `/metrics` in the Prometheus text format: the build, the process (Linux), HTTP requests by
-//! route, ingest counters, storage gauges and the notification outbox per receiver.
-//! Hand-written because a few dozen series do not justify a metrics framework.
+//! route, ingest counters, storage gauges and write and read durations, detection, the
+//! notification outbox and delivery attempts per receiver, mirrors per repository, the
+//! background lease and the audit log. Hand-written because a few dozen families do not
+//! justify a metrics framework; `docs/alerts.yml` and `docs/grafana-dashboard.json` read them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use analysis::histogram::Histogram;
+
 /// Request-duration buckets in seconds (Prometheus' client defaults).
 const HTTP_BUCKETS_SECONDS: [f64; 11] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-/// Requests of one (method, route template, status code), and how long they took.
-#[derive(Debug, Default)]
-struct RequestStats {
-    /// Requests per bucket (not cumulative), the last past every bound.
-    buckets: [u64; HTTP_BUCKETS_SECONDS.len() + 1],
-    sum_seconds: f64,
-    count: u64,
-}
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -33,7 +28,7 @@ pub struct Metrics {
     pub attribute_values_truncated: AtomicU64,
     /// By (method, route template, status): a route is a row of `routes()`, so the series are
     /// bounded by the route table, never by the paths clients send.
-    http: Mutex<BTreeMap<(&'static str, &'static str, u16), RequestStats>>,
+    http: Mutex<BTreeMap<(&'static str, &'static str, u16), Histogram>>,
 }
 
 impl Default for Metrics {
@@ -68,14 +63,9 @@ impl Metrics {
         seconds: f64,
     ) {
         let mut http = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        let stats = http.entry((method, route, status)).or_default();
-        let at = HTTP_BUCKETS_SECONDS
-            .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(HTTP_BUCKETS_SECONDS.len());
-        stats.buckets[at] += 1;
-        stats.sum_seconds += seconds;
-        stats.count += 1;
+        http.entry((method, route, status))
+            .or_insert_with(|| Histogram::new(&HTTP_BUCKETS_SECONDS))
+            .observe(seconds);
     }
 
     fn render_http(&self, out: &mut String) {
@@ -99,30 +89,38 @@ impl Metrics {
         for ((method, route, status), stats) in http.iter() {
             let labels =
                 format!("method=\"{method}\",route=\"{}\",status=\"{status}\"", label(route));
-            let mut cumulative = 0;
-            for (bound, count) in HTTP_BUCKETS_SECONDS.iter().zip(&stats.buckets) {
-                cumulative += count;
-                let _ = writeln!(
-                    out,
-                    "spanblame_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "spanblame_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\nspanblame_http_request_duration_seconds_sum{{{labels}}} {}\nspanblame_http_request_duration_seconds_count{{{labels}}} {}",
-                stats.count, stats.sum_seconds, stats.count
-            );
+            histogram_series(out, "spanblame_http_request_duration_seconds", &labels, stats);
         }
     }
 }
 
-/// What a scrape shows besides the counters: the store, the ingest queue, the lease and the
-/// outbox (`(receiver, state, count)` for pending and dead deliveries).
+/// What a scrape shows besides the counters: the store, the ingest queue, the outbox
+/// (`(receiver, state, count)` for pending and dead deliveries), and through the guard the
+/// jobs' telemetry, the lease and the audit log.
 pub struct Scrape<'a> {
     pub stats: &'a store::StoreStats,
     pub exports_in_flight: u64,
-    pub background_lease_held: bool,
     pub outbox: &'a [(String, store::DeliveryState, u64)],
+    pub guard: &'a crate::Guard,
+}
+
+/// One histogram's `_bucket`, `_sum` and `_count` lines, with `labels` (may be empty).
+fn histogram_series(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, cumulative) in h.cumulative() {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+    }
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}\n{name}_sum{braces} {}\n{name}_count{braces} {}",
+        h.count, h.sum, h.count
+    );
+}
+
+/// A family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// This process's resident memory and open file descriptors, where `/proc` tells (Linux).
@@ -142,12 +140,15 @@ fn label(value: &str) -> String {
 }
 
 pub fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
-    let Scrape { stats, exports_in_flight, background_lease_held, outbox } = *scrape;
+    let Scrape { stats, exports_in_flight, outbox, guard } = *scrape;
+    let jobs = &guard.jobs;
+    let background_lease_held = jobs.lease.is_held();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# HELP spanblame_build_info The running build: its version.\n# TYPE spanblame_build_info gauge\nspanblame_build_info{{version=\"{}\"}} 1",
-        label(env!("CARGO_PKG_VERSION"))
+        "# HELP spanblame_build_info The running build: its version and commit (`SPANBLAME_BUILD_COMMIT` at build time, `unknown` without).\n# TYPE spanblame_build_info gauge\nspanblame_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        label(env!("CARGO_PKG_VERSION")),
+        label(option_env!("SPANBLAME_BUILD_COMMIT").unwrap_or("unknown"))
     );
     let _ = writeln!(
         out,
@@ -168,6 +169,30 @@ pub fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
         );
     }
     metrics.render_http(&mut out);
+    render_durations(&mut out, stats);
+    render_jobs(&mut out, jobs);
+    family(
+        &mut out,
+        "spanblame_audit_records_total",
+        "counter",
+        "Audit records appended to the hash-chained log.",
+    );
+    let _ = writeln!(
+        out,
+        "spanblame_audit_records_total {}",
+        guard.audit_records_total.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "spanblame_audit_failures_total",
+        "counter",
+        "Audit appends that failed (the request was answered 503 and nothing was done).",
+    );
+    let _ = writeln!(
+        out,
+        "spanblame_audit_failures_total {}",
+        guard.audit_failures_total.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         out,
         "# HELP spanblame_notifications Notifications waiting for delivery (pending) or given up on (dead), per receiver.\n# TYPE spanblame_notifications gauge"
@@ -284,4 +309,148 @@ pub fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
         stats.num_compacted_blocks_total,
     );
     out
+}
+
+/// The store's write and read durations.
+fn render_durations(out: &mut String, stats: &store::StoreStats) {
+    for (name, help, h) in [
+        (
+            "spanblame_wal_write_seconds",
+            "A group commit's WAL write and sync (embedded engine).",
+            &stats.wal_write_seconds,
+        ),
+        (
+            "spanblame_block_seal_seconds",
+            "Sealing a head into a block, with its catalog and sketches (embedded engine).",
+            &stats.seal_seconds,
+        ),
+        (
+            "spanblame_compaction_seconds",
+            "One merge of small blocks into a larger one (embedded engine).",
+            &stats.compaction_seconds,
+        ),
+    ] {
+        family(out, name, "histogram", help);
+        histogram_series(out, name, "", h);
+    }
+    family(
+        out,
+        "spanblame_query_duration_seconds",
+        "histogram",
+        "Reads of the span store, by kind: `trace` (one trace by id) and `search`.",
+    );
+    histogram_series(
+        out,
+        "spanblame_query_duration_seconds",
+        "kind=\"trace\"",
+        &stats.trace_read_seconds,
+    );
+    histogram_series(
+        out,
+        "spanblame_query_duration_seconds",
+        "kind=\"search\"",
+        &stats.search_seconds,
+    );
+}
+
+/// Detection, explanation, delivery attempts and mirrors, as the jobs counted them.
+fn render_jobs(out: &mut String, jobs: &jobs::Jobs) {
+    let t = &jobs.telemetry;
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let mut series = |name: &str, kind: &str, help: &str, value: String| {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    };
+    series(
+        "spanblame_detection_passes_total",
+        "counter",
+        "Detection passes over the deploys under evaluation (on the lease's holder).",
+        load(&t.detection_passes_total).to_string(),
+    );
+    series(
+        "spanblame_detection_last_pass_timestamp_seconds",
+        "gauge",
+        "When the last detection pass ended, in seconds since 1970 (0: none yet on this replica).",
+        load(&t.last_detection_pass_unix_secs).to_string(),
+    );
+    series(
+        "spanblame_detection_deploys_under_evaluation",
+        "gauge",
+        "Deploys whose evaluation was not final at the last pass.",
+        load(&t.deploys_under_evaluation).to_string(),
+    );
+    series(
+        "spanblame_detection_oldest_due_look_lag_seconds",
+        "gauge",
+        "How long the oldest due look had waited past its minute at the last pass.",
+        (load(&t.oldest_due_look_lag_millis) as f64 / 1000.0).to_string(),
+    );
+    series(
+        "spanblame_detection_looks_total",
+        "counter",
+        "Looks taken: one deploy compared at one minute.",
+        load(&t.looks_total).to_string(),
+    );
+    if let Some(budget) = jobs.retention.disk_budget_bytes {
+        series(
+            "spanblame_retention_disk_budget_bytes",
+            "gauge",
+            "`retention.disk_budget`: the bytes of blocks and WAL retention keeps the store under.",
+            budget.to_string(),
+        );
+    }
+    let snapshot = t.snapshot();
+    family(
+        out,
+        "spanblame_explanation_seconds",
+        "histogram",
+        "Explaining one regression: exemplars, evidence, suspects and the rollback draft.",
+    );
+    histogram_series(out, "spanblame_explanation_seconds", "", &snapshot.explanation_seconds);
+    family(out, "spanblame_findings_total", "counter", "Findings made, by verdict.");
+    for (verdict, n) in &snapshot.findings_total {
+        let _ = writeln!(out, "spanblame_findings_total{{verdict=\"{}\"}} {n}", label(verdict));
+    }
+    family(
+        out,
+        "spanblame_notification_attempts_total",
+        "counter",
+        "Delivery attempts, by receiver and outcome: delivered, retried (will be tried again), dead (given up).",
+    );
+    for ((receiver, outcome), n) in &snapshot.deliveries_total {
+        let _ = writeln!(
+            out,
+            "spanblame_notification_attempts_total{{receiver=\"{}\",outcome=\"{outcome}\"}} {n}",
+            label(receiver)
+        );
+    }
+    family(
+        out,
+        "spanblame_mirror_last_success_timestamp_seconds",
+        "gauge",
+        "When each repository's mirror was last cloned or fetched without error, in seconds since 1970.",
+    );
+    for (repository, health) in &snapshot.mirrors {
+        if let Some(at) = health.last_success_unix_secs {
+            let _ = writeln!(
+                out,
+                "spanblame_mirror_last_success_timestamp_seconds{{repository=\"{}\"}} {at}",
+                label(repository)
+            );
+        }
+    }
+    family(
+        out,
+        "spanblame_mirror_fetch_failures_total",
+        "counter",
+        "Failed clones and fetches, per repository.",
+    );
+    for (repository, health) in &snapshot.mirrors {
+        let _ = writeln!(
+            out,
+            "spanblame_mirror_fetch_failures_total{{repository=\"{}\"}} {}",
+            label(repository),
+            health.failures_total
+        );
+    }
 }

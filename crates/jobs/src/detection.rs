@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use analysis::detect::{
@@ -87,12 +88,31 @@ pub async fn run_detection(jobs: Arc<Jobs>, mut stop: tokio::sync::watch::Receiv
 pub fn evaluate_due(jobs: &Jobs) -> Result<usize, StoreError> {
     let now = jobs.ctx.clock.now_unix_nanos();
     let mut evaluated = 0;
-    for deploy in jobs.ctx.store.deploys_to_evaluate(now.saturating_sub(LOOKBACK_NANOS))? {
-        if evaluate_deploy(jobs, &deploy, now)? {
+    let deploys = jobs.ctx.store.deploys_to_evaluate(now.saturating_sub(LOOKBACK_NANOS))?;
+    let mut lag_nanos = 0;
+    for deploy in &deploys {
+        if let Some(due) = next_look_due(jobs, deploy)? {
+            lag_nanos = lag_nanos.max(now.saturating_sub(due));
+        }
+        if evaluate_deploy(jobs, deploy, now)? {
             evaluated += 1;
+            jobs.telemetry.looks_total.fetch_add(1, Ordering::Relaxed);
         }
     }
+    jobs.telemetry.pass_done(now, deploys.len(), lag_nanos);
     Ok(evaluated)
+}
+
+/// When a deploy's next look falls due: the minute after its last look (the first look's
+/// minute before any); `None` when it had its last.
+fn next_look_due(jobs: &Jobs, deploy: &Deploy) -> Result<Option<u64>, StoreError> {
+    let next = match jobs.ctx.store.evaluation(deploy.id)? {
+        Some(e) if e.is_final => return Ok(None),
+        Some(e) => e.look_minutes + 1,
+        None => FIRST_LOOK_MINUTES,
+    };
+    Ok((next <= LAST_LOOK_MINUTES)
+        .then(|| deploy.started_at_unix_nanos + u64::from(next) * NANOS_PER_MINUTE))
 }
 
 /// Looks at one deploy if a new minute has passed since the last look.
@@ -165,6 +185,15 @@ fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, Store
         return Ok(false);
     }
     log_verdict_changes(deploy, &before, &updates);
+    for update in &updates {
+        let seen = before.iter().any(|f| {
+            (&f.operation, &f.span_kind, &f.metric)
+                == (&update.operation, &update.span_kind, &update.metric)
+        });
+        if !seen {
+            jobs.telemetry.finding_made(&update.verdict);
+        }
+    }
     explain(jobs, deploy, end)?;
     crate::notify::announce_quietly(jobs, deploy.id);
     resolve_restored(jobs, deploy, &detection, now)?;
@@ -294,6 +323,7 @@ fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
             record(&finding, explanation, *complete)?;
             continue;
         }
+        let started = std::time::Instant::now();
         let start = deploy.started_at_unix_nanos;
         let side = |deployed: bool, from: u64, to: u64| {
             evidence::read_side(
@@ -336,6 +366,7 @@ fn explain(jobs: &Jobs, deploy: &Deploy, end: u64) -> Result<(), StoreError> {
             rollback,
         };
         record(&finding, &explanation, complete)?;
+        jobs.telemetry.explained(started.elapsed().as_secs_f64());
         explained.insert(key, (explanation, complete));
     }
     Ok(())

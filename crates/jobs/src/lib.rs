@@ -29,6 +29,7 @@ pub mod notify;
 pub mod outbound;
 pub mod revert;
 pub mod suspects;
+pub mod telemetry;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,6 +42,7 @@ pub use notify::{
     AlertSink, DEFAULT_TIER, ForgeNotify, NotifySettings, RepositoryForge, RetrySettings,
     ServiceNotify, SinkAuth, announce_deploy, announce_recent, deliver_due,
 };
+pub use telemetry::{MirrorHealth, Telemetry, TelemetrySnapshot};
 
 /// How long spans are kept, and how much disk they may take.
 #[derive(Debug, Clone)]
@@ -69,6 +71,8 @@ pub struct Jobs {
     pub token_uses: TokenUses,
     /// Per repository, the tip whose history was last imported.
     imported_tips: Mutex<HashMap<String, String>>,
+    /// What `/metrics` shows of the jobs' work.
+    pub telemetry: Telemetry,
 }
 
 /// The settings `Jobs` is built from.
@@ -99,6 +103,7 @@ impl Jobs {
             mirror_wake: tokio::sync::Notify::new(),
             token_uses: TokenUses::default(),
             imported_tips: Mutex::default(),
+            telemetry: Telemetry::default(),
         }
     }
 }

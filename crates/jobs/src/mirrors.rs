@@ -62,6 +62,19 @@ pub fn sync_once(jobs: &Jobs, repository: &RepositorySettings) -> Result<usize, 
 /// Clones or fetches one mirror and reads its CODEOWNERS; with `import`, also records the
 /// commits new on its default branch. Returns how many commits were recorded.
 fn sync(jobs: &Jobs, repository: &RepositorySettings, import: bool) -> Result<usize, SyncError> {
+    let result = fetch_and_import(jobs, repository, import);
+    if repository.mirror.is_some() {
+        let now = jobs.ctx.clock.now_unix_nanos();
+        jobs.telemetry.mirror_fetched(&repository.name, now, result.is_ok());
+    }
+    result
+}
+
+fn fetch_and_import(
+    jobs: &Jobs,
+    repository: &RepositorySettings,
+    import: bool,
+) -> Result<usize, SyncError> {
     let settings = &jobs.ctx.changes.mirrors;
     let mirror = match &repository.mirror {
         Some(MirrorSource::Clone(url)) => {

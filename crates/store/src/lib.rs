@@ -34,8 +34,10 @@ mod wal;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use analysis::histogram::Histogram;
 use model::{Span, TraceId};
 
 use crate::metadata::Metadata;
@@ -211,8 +213,22 @@ pub struct SpanStore {
     engine: Box<dyn SpanEngine>,
     metadata: Arc<Metadata>,
     accounts: Accounts,
+    /// How long reads took, whichever engine answered.
+    reads: ReadTimings,
     /// Held for the store's life: no second process writes the same data directory.
     _owner: DataDirLock,
+}
+
+#[derive(Debug, Default)]
+struct ReadTimings {
+    trace: Mutex<Histogram>,
+    search: Mutex<Histogram>,
+}
+
+/// A lock whose holder panicked is still taken: no code panics while holding the store's
+/// locks except on a bug, and the store keeps serving.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SpanStore {
@@ -240,7 +256,7 @@ impl SpanStore {
                 Box::new(clickhouse::ClickHouse::open(options, Arc::clone(&metadata))?)
             }
         };
-        Ok(SpanStore { engine, metadata, accounts, _owner: owner })
+        Ok(SpanStore { engine, metadata, accounts, reads: ReadTimings::default(), _owner: owner })
     }
 
     /// Spans recovered from the WAL when the store was opened (0 for engines without one).
@@ -294,12 +310,18 @@ impl SpanStore {
     /// Every stored span of the trace, ordered by start time; duplicates (an exporter's retry
     /// of an export that had in fact succeeded) appear once.
     pub fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError> {
-        self.engine.trace(trace_id)
+        let started = Instant::now();
+        let found = self.engine.trace(trace_id);
+        lock(&self.reads.trace).observe(started.elapsed().as_secs_f64());
+        found
     }
 
     /// Traces with a span matching `query`, newest matching span first.
     pub fn search(&self, query: &SpanQuery) -> Result<Vec<TraceMatch>, StoreError> {
-        self.engine.search(query)
+        let started = Instant::now();
+        let found = self.engine.search(query);
+        lock(&self.reads.search).observe(started.elapsed().as_secs_f64());
+        found
     }
 
     /// Services, their operations, and the (environment, version) pairs seen, from the catalog.
@@ -339,7 +361,11 @@ impl SpanStore {
     }
 
     pub fn stats(&self) -> StoreStats {
-        self.engine.stats()
+        StoreStats {
+            trace_read_seconds: lock(&self.reads.trace).clone(),
+            search_seconds: lock(&self.reads.search).clone(),
+            ..self.engine.stats()
+        }
     }
 
     #[cfg(test)]
@@ -363,6 +389,16 @@ pub struct StoreStats {
     pub num_deleted_blocks_total: u64,
     /// Blocks merged into larger ones by compaction since start.
     pub num_compacted_blocks_total: u64,
+    /// A group commit's WAL write and sync (embedded engine).
+    pub wal_write_seconds: Histogram,
+    /// Sealing a head into a block, its catalog and sketches included (embedded engine).
+    pub seal_seconds: Histogram,
+    /// One merge of small blocks (embedded engine).
+    pub compaction_seconds: Histogram,
+    /// Reading one trace by id.
+    pub trace_read_seconds: Histogram,
+    /// One search.
+    pub search_seconds: Histogram,
 }
 
 /// What a retention pass removed: blocks (embedded) or partitions (ClickHouse).

@@ -15,6 +15,7 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 use crate::deploys::{Seen, VersionKey};
+use crate::lock;
 use crate::sql::postgres::{Pool, PostgresOptions};
 use crate::sql::sqlite::{self, Sqlite};
 use crate::sql::{Executor, args};
@@ -87,10 +88,6 @@ impl CatalogDelta {
 pub(crate) struct PendingCatalog {
     delta: Mutex<CatalogDelta>,
     written_versions: Mutex<HashSet<VersionKey>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl PendingCatalog {

@@ -173,11 +173,15 @@ fn refused_outcome(e: &ApiError) -> String {
 /// Appends audit records; a failure to record refuses the request (fail closed).
 pub async fn append_audit(state: &Guard, records: Vec<NewAuditRecord>) -> Result<(), ApiError> {
     let accounts = state.ctx().store.accounts().clone();
+    let count = records.len() as u64;
     tokio::task::spawn_blocking(move || accounts.append_audit(&records))
         .await
         .map_err(ApiError::internal)?
-        .map(|_| ())
+        .map(|_| {
+            state.audit_records_total.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        })
         .map_err(|e| {
+            state.audit_failures_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(error = %e, "cannot write the audit log");
             ApiError::new(
                 ErrorCode::Unavailable,

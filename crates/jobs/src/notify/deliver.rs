@@ -38,6 +38,7 @@ pub(super) async fn deliver_one(jobs: &Arc<Jobs>, delivery: Delivery) -> Result<
     let outcome = match attempt(jobs, &delivery).await {
         Ok((status, result)) => {
             tracing::info!(delivery = delivery.id, sink = %delivery.sink, target = %delivery.target, result = result.as_deref().unwrap_or(""), "notification delivered");
+            jobs.telemetry.delivery(&delivery.sink, "delivered");
             AttemptOutcome::Delivered { status, result }
         }
         Err(failure) => {
@@ -53,6 +54,8 @@ pub(super) async fn deliver_one(jobs: &Arc<Jobs>, delivery: Delivery) -> Result<
                 .max(failure.retry_after.unwrap_or_default());
                 jobs.ctx.clock.now_unix_nanos() + delay.as_nanos() as u64
             });
+            jobs.telemetry
+                .delivery(&delivery.sink, if retry_at.is_some() { "retried" } else { "dead" });
             if retry_at.is_some() {
                 tracing::warn!(delivery = delivery.id, sink = %delivery.sink, attempts, error = %failure.message, "notification failed; will retry");
             } else {

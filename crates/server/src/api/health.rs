@@ -60,8 +60,8 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let scrape = edge::metrics::Scrape {
         stats: &state.ctx().store.stats(),
         exports_in_flight: in_flight,
-        background_lease_held: state.jobs.lease.is_held(),
         outbox: &outbox,
+        guard: &state.guard,
     };
     let body = edge::metrics::render(&state.metrics, &scrape);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()

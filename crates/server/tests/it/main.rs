@@ -18,6 +18,7 @@ mod phabricator;
 mod recorder;
 mod retention;
 mod revert;
+mod self_monitoring;
 mod span_metrics;
 mod support;
 mod tempo;

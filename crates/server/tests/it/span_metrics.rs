@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{SECOND, T0, TestApp};
+use crate::support::{SECOND, T0, TestApp, promtool_accepts};
 
 const TRACE: &str = "7bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -28,32 +28,6 @@ fn with_span_metrics() -> TestApp {
     let mut settings = TestApp::default_settings();
     settings.span_metrics = Some(analysis::span_metrics::Settings::default());
     TestApp::with_full_settings(settings)
-}
-
-/// Runs Debian's `promtool check metrics` on an exposition: the lints Prometheus itself
-/// applies (help text, counter and unit names).
-fn promtool_accepts(what: &str, text: &str) {
-    let Ok(promtool) = std::env::var("SPANBLAME_TEST_PROMTOOL") else {
-        panic!(
-            "SPANBLAME_TEST_PROMTOOL is not set: run the tests with `cargo xtask test` (it installs Debian's prometheus), or set it to /usr/bin/promtool"
-        );
-    };
-    use std::io::Write;
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success() && said.trim().is_empty(), "promtool on {what}: {said}");
 }
 
 #[tokio::test]

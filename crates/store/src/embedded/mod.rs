@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
+use analysis::histogram::Histogram;
 use model::{Span, TraceId};
 
 use self::search::{TopTraces, corrupt_group, search_block};
@@ -37,7 +38,7 @@ use crate::sketches::{self, SketchDelta};
 use crate::wal::{self, SegmentWriter};
 use crate::{
     RetentionReport, RollUpReport, SketchQuery, SketchRow, SpanEngine, SpanQuery, StoreError,
-    StoreOptions, StoreStats, TraceMatch, TraceSummary, io_error,
+    StoreOptions, StoreStats, TraceMatch, TraceSummary, io_error, lock,
 };
 
 mod search;
@@ -125,16 +126,15 @@ pub(crate) struct Embedded {
     sealed_blocks_total: AtomicU64,
     deleted_blocks_total: AtomicU64,
     compacted_blocks_total: AtomicU64,
+    /// How long group commits' writes and syncs, seals and merges took.
+    wal_write_seconds: Mutex<Histogram>,
+    seal_seconds: Mutex<Histogram>,
+    compaction_seconds: Mutex<Histogram>,
     recovered_spans: u64,
 }
 
 /// Most bytes of encoded batches waiting for the leader before appends are refused as busy.
 const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // INVARIANT: no code panics while holding these locks except on a bug; keep serving.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 impl Embedded {
     /// Opens (or creates) the store in `data_dir`, replaying the WAL into the head.
@@ -238,6 +238,9 @@ impl Embedded {
             sealed_blocks_total: AtomicU64::new(0),
             deleted_blocks_total: AtomicU64::new(0),
             compacted_blocks_total: AtomicU64::new(0),
+            wal_write_seconds: Mutex::default(),
+            seal_seconds: Mutex::default(),
+            compaction_seconds: Mutex::default(),
             recovered_spans,
         })
     }
@@ -261,7 +264,9 @@ impl Embedded {
             records.extend_from_slice(&write.record);
             spans.extend(write.spans);
         }
+        let started = std::time::Instant::now();
         let result = segment.append(&records, self.options.sync);
+        lock(&self.wal_write_seconds).observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
             self.catalog.note(&spans);
             let sketches = SketchDelta::of_spans(&spans);
@@ -324,6 +329,7 @@ impl Embedded {
         loop {
             let Some(part) = self.heads_read().frozen.first().cloned() else { return Ok(()) };
             // The catalog and the sketches must hold these spans before their WAL segments go.
+            let started = std::time::Instant::now();
             self.flush_catalog()?;
             self.persist_sketches(&part)?;
             let meta = block::write_block(
@@ -336,6 +342,7 @@ impl Embedded {
             self.blocks_write().push(Arc::new(meta));
             self.heads_write().frozen.retain(|p| !Arc::ptr_eq(p, &part));
             self.sealed_blocks_total.fetch_add(1, Ordering::Relaxed);
+            lock(&self.seal_seconds).observe(started.elapsed().as_secs_f64());
             for seq in part.first_wal_segment..=part.last_wal_segment {
                 let path = wal::segment_path(&self.wal_dir, seq);
                 match fs::remove_file(&path) {
@@ -415,6 +422,7 @@ impl Embedded {
         }
         wal::sync_dir(&self.block_dir)?;
         self.compacted_blocks_total.fetch_add(run.len() as u64, Ordering::Relaxed);
+        lock(&self.compaction_seconds).observe(started.elapsed().as_secs_f64());
         Ok(true)
     }
 
@@ -723,6 +731,10 @@ impl SpanEngine for Embedded {
             num_sealed_blocks_total: self.sealed_blocks_total.load(Ordering::Relaxed),
             num_deleted_blocks_total: self.deleted_blocks_total.load(Ordering::Relaxed),
             num_compacted_blocks_total: self.compacted_blocks_total.load(Ordering::Relaxed),
+            wal_write_seconds: lock(&self.wal_write_seconds).clone(),
+            seal_seconds: lock(&self.seal_seconds).clone(),
+            compaction_seconds: lock(&self.compaction_seconds).clone(),
+            ..StoreStats::default()
         }
     }
 }
