@@ -1,9 +1,11 @@
 //! The `spanblame` command: starts the server (`serve`), reports deploys from CI (`deploy`),
-//! manages tokens (`token`), checks the audit log (`audit`) and checks configuration
-//! (`check-config`). Configuration loading lives in `config.rs`, the
-//! deploy client in `deploy.rs`; everything else is in the library crates. Errors here carry context naming the file, address or key involved.
+//! manages tokens (`token`), checks the audit log (`audit`), backs up and restores a data
+//! directory (`backup`, `restore`), and checks configuration (`check-config`). Configuration
+//! loading is the `config` crate's, the deploy client is in `deploy.rs`; everything else is in
+//! the library crates. Errors here carry context naming the file, address or key involved.
 
 mod admin;
+mod backup;
 mod check;
 mod client;
 mod demo;
@@ -96,6 +98,20 @@ enum Command {
     /// Check (`verify`) or export (`export --since`) the tamper-evident audit log.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Back up a data directory while its server runs (`--data-dir DIR --to DEST`), or check
+    /// a backup (`verify DEST`).
+    ///
+    /// A consistent snapshot: the audit key, the WAL, the metadata through SQLite's online
+    /// backup API, and the blocks that snapshot covers (hard links when on the same file
+    /// system), with `SHA256SUMS`. Every span acknowledged before it began is in it. Mirrors
+    /// are left out (the server clones them again). A fleet's PostgreSQL and ClickHouse are
+    /// backed up with their own tools.
+    #[command(disable_version_flag = true)]
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new or empty data directory (`--from DEST --data-dir NEW`),
+    /// after verifying it; the server started on it replays the WAL as after a crash.
+    #[command(disable_version_flag = true)]
+    Restore(backup::RestoreArgs),
     /// Serve the Model Context Protocol on stdio for an AI assistant, relayed to a running
     /// server's `/mcp` endpoint (which MCP clients can also use directly over streamable HTTP).
     ///
@@ -185,6 +201,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gate(_) => Ok(()),
         Command::Token(command) => admin::run_token(command),
         Command::Audit(command) => admin::run_audit(command),
+        Command::Backup(args) => backup::run_backup(args),
+        Command::Restore(args) => backup::run_restore(&args),
         Command::Mcp(args) => mcp::run(&args),
         Command::CheckConfig { common, json } => check::run(common.config.as_deref(), &env, json),
         Command::Migrate { common } => {

@@ -13,6 +13,7 @@
 //! finding means (it stores what detection writes).
 
 mod access;
+pub mod backup;
 mod block;
 mod changes;
 pub mod clickhouse;
@@ -72,6 +73,10 @@ pub enum StoreError {
     CorruptBlock { path: PathBuf, reason: String },
     #[error("metadata database: {0}")]
     Metadata(String),
+    /// A backup, its verification or a restore cannot go on; the message says why and what
+    /// to do.
+    #[error("{0}")]
+    Backup(String),
     /// The write path is saturated (sealing is behind); retry later.
     #[error("the span store is busy: {0}")]
     Busy(&'static str),

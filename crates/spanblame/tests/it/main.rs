@@ -7,6 +7,7 @@
     reason = "tests echo the server log for failure diagnosis"
 )]
 
+mod backup;
 mod browser;
 mod clients;
 mod cluster;

@@ -233,6 +233,12 @@ fn check(command: &str, stdout: &str, world: &mut World) {
         assert!(stdout.contains("PREFIX"), "{stdout}");
     } else if command.starts_with("spanblame deploy") {
         assert!(stdout.contains("recorded: cart 1.4.2 to production"), "{stdout}");
+    } else if command.starts_with("spanblame backup verify") {
+        assert!(stdout.contains("is intact"), "{stdout}");
+    } else if command.starts_with("spanblame backup") {
+        assert!(stdout.contains("backed") && stdout.contains(" block"), "{stdout}");
+    } else if command.starts_with("spanblame restore") {
+        assert!(stdout.contains("restored"), "{stdout}");
     } else if command.starts_with("spanblame audit verify") {
         assert!(stdout.starts_with("audit log intact"), "{stdout}");
     } else if command.starts_with("spanblame audit export") {
