@@ -2,8 +2,8 @@
 //! verification, and restore into a new data directory.
 //!
 //! The server holds the directory's lock; a backup never takes it. It copies, in this order:
-//! 1. `audit.key` and `audit.witness` (the witness is a point the audit chain has passed, so
-//!    the database copied after it holds that point);
+//! 1. `FORMAT`, `audit.key` and `audit.witness` (the witness is a point the audit chain has
+//!    passed, so the database copied after it holds that point);
 //! 2. every WAL segment (an append racing the copy leaves a torn tail, which recovery cuts;
 //!    every span acknowledged before the backup began is in a complete, synced record);
 //! 3. the metadata database, through SQLite's online backup API in one step (a consistent
@@ -28,7 +28,8 @@ use sha2::{Digest, Sha256};
 use crate::{StoreError, io_error};
 
 const SQLITE_FILE: &str = "metadata.sqlite";
-const AUDIT_FILES: [&str; 2] = ["audit.key", "audit.witness"];
+/// Small files copied first: the directory's format marker, the audit key and its witness.
+const SMALL_FILES: [&str; 3] = [crate::lock::FORMAT_FILE, "audit.key", "audit.witness"];
 const SUMS_FILE: &str = "SHA256SUMS";
 const INFO_FILE: &str = "backup.info";
 /// `backup.info`'s `format`: what this build writes and reads.
@@ -70,7 +71,7 @@ pub fn backup(
         )));
     }
     ensure_empty(dest, "the backup's destination")?;
-    for name in AUDIT_FILES {
+    for name in SMALL_FILES {
         let from = data_dir.join(name);
         if from.exists() {
             fs::copy(&from, dest.join(name)).map_err(io_error(&from))?;
@@ -354,7 +355,7 @@ fn sha256(path: &Path) -> Result<(String, u64), StoreError> {
 /// Writes `SHA256SUMS` for every file of the backup; returns their bytes.
 fn write_sums(dest: &Path) -> Result<u64, StoreError> {
     let mut names: Vec<String> = vec![SQLITE_FILE.to_owned()];
-    names.extend(AUDIT_FILES.iter().filter(|n| dest.join(n).exists()).map(|n| (*n).to_owned()));
+    names.extend(SMALL_FILES.iter().filter(|n| dest.join(n).exists()).map(|n| (*n).to_owned()));
     for (dir, extension) in [("wal", "wal"), ("blocks", "blk")] {
         for path in files(&dest.join(dir), extension)? {
             let name = path.file_name().and_then(|n| n.to_str()).expect("names are ASCII");

@@ -49,7 +49,7 @@ pub use crate::clickhouse::ClickHouseOptions;
 pub use crate::deploys::NewDeploy;
 pub use crate::findings::{Evaluation, FindingFilter, FindingStatus, FindingUpdate, StoredFinding};
 pub use crate::gate::GateResult;
-pub use crate::lock::{DataDirLock, LOCK_FILE};
+pub use crate::lock::{DATA_DIR_FORMAT, DataDirLock, FORMAT_FILE, LOCK_FILE};
 pub use crate::metadata::{MetadataBackend, OperationSummary, ServiceSummary, VersionSummary};
 pub use crate::outbox::{AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, NewDelivery};
 pub use crate::query::{SpanQuery, TraceMatch, TraceSummary};
@@ -69,6 +69,12 @@ pub enum StoreError {
         holder_pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
     )]
     Locked { dir: PathBuf, holder_pid: Option<u32> },
+    /// The data directory was written by a newer spanblame (or its `FORMAT` is unreadable).
+    #[error(
+        "data directory `{}` has format {found}, which this spanblame (format {known}) cannot read; run the newer spanblame (or restore a backup taken before the upgrade)",
+        dir.display()
+    )]
+    Format { dir: PathBuf, found: String, known: u32 },
     #[error("block `{path}` is corrupt: {reason}")]
     CorruptBlock { path: PathBuf, reason: String },
     #[error("metadata database: {0}")]

@@ -6,6 +6,10 @@
 //! holds the holder's pid, for the message a second process gets. Without the lock a second
 //! server would replay the first one's write-ahead log into a block and delete the segment the
 //! first was still appending to, losing what the first then acknowledged.
+//!
+//! The holder also checks the directory's format (`<data dir>/FORMAT`): a directory written by
+//! a newer spanblame is refused with both versions named, before anything in it is touched,
+//! and a directory without the file (new, or written before the file existed) gets it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -15,6 +19,13 @@ use crate::{StoreError, io_error};
 
 /// The lock file's name inside the data directory.
 pub const LOCK_FILE: &str = "spanblame.lock";
+
+/// The format marker's name inside the data directory.
+pub const FORMAT_FILE: &str = "FORMAT";
+
+/// The data directory's format this build writes and reads: its block files, WAL records and
+/// layout. Raised when an older spanblame could no longer read what a newer one writes.
+pub const DATA_DIR_FORMAT: u32 = 1;
 
 /// The held lock; dropping it (or the process ending) releases it.
 #[derive(Debug)]
@@ -52,12 +63,46 @@ impl DataDirLock {
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(pid.as_bytes()))
             .map_err(io_error(&path))?;
+        check_format(data_dir)?;
         Ok(DataDirLock { _file: file, path })
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Refuses a directory of a newer format; marks one without a marker with this build's.
+fn check_format(data_dir: &Path) -> Result<(), StoreError> {
+    let path = data_dir.join(FORMAT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found =
+                text.split_whitespace().last().and_then(|n| n.parse::<u32>().ok()).ok_or_else(
+                    || StoreError::Format {
+                        dir: data_dir.to_owned(),
+                        found: text.trim().to_owned(),
+                        known: DATA_DIR_FORMAT,
+                    },
+                )?;
+            if found > DATA_DIR_FORMAT {
+                return Err(StoreError::Format {
+                    dir: data_dir.to_owned(),
+                    found: found.to_string(),
+                    known: DATA_DIR_FORMAT,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = format!("spanblame data directory format {DATA_DIR_FORMAT}\n");
+            std::fs::write(&path, text)
+                .and_then(|()| File::open(&path)?.sync_all())
+                .map_err(io_error(&path))?;
+            crate::wal::sync_dir(data_dir)
+        }
+        Err(e) => Err(io_error(&path)(e)),
     }
 }
 
@@ -79,5 +124,22 @@ mod tests {
         assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
         drop(first);
         DataDirLock::acquire(dir.path()).expect("free again once the holder let go");
+    }
+
+    #[test]
+    fn a_directory_of_a_newer_format_is_refused_and_an_unmarked_one_is_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(DataDirLock::acquire(dir.path()).unwrap());
+        let marker = std::fs::read_to_string(dir.path().join(FORMAT_FILE)).unwrap();
+        assert_eq!(marker.trim(), format!("spanblame data directory format {DATA_DIR_FORMAT}"));
+        std::fs::write(dir.path().join(FORMAT_FILE), "spanblame data directory format 9\n")
+            .unwrap();
+        let message = DataDirLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("format 9")
+                && message.contains(&format!("this spanblame (format {DATA_DIR_FORMAT})")),
+            "{message}"
+        );
+        assert!(message.contains("run the newer spanblame"), "{message}");
     }
 }
