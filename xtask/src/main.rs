@@ -246,6 +246,7 @@ fn setup() -> anyhow::Result<Installed> {
     setup_debian_package("curl", "/usr/bin/curl", "the README's commands")?;
     setup_debian_package("prometheus-alertmanager", ALERTMANAGER, "the alerting tests")?;
     setup_debian_package("prometheus", PROMETHEUS, "the metrics tests (promtool and a scrape)")?;
+    setup_debian_package("systemd", "/usr/bin/systemd-analyze", "the systemd unit's check")?;
     setup_debian_package("clickhouse-server", CLICKHOUSE, "the ClickHouse engine's tests")?;
     setup_debian_package(
         "postgresql-15",

@@ -19,6 +19,7 @@ mod hostile;
 mod ingest_errors;
 mod logs;
 mod mcp;
+mod packaging;
 mod phorge_live;
 mod prometheus;
 mod readme;
