@@ -171,28 +171,21 @@ pub fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
     metrics.render_http(&mut out);
     render_durations(&mut out, stats);
     render_jobs(&mut out, jobs);
-    family(
-        &mut out,
-        "spanblame_audit_records_total",
-        "counter",
-        "Audit records appended to the hash-chained log.",
-    );
-    let _ = writeln!(
-        out,
-        "spanblame_audit_records_total {}",
-        guard.audit_records_total.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
-        "spanblame_audit_failures_total",
-        "counter",
-        "Audit appends that failed (the request was answered 503 and nothing was done).",
-    );
-    let _ = writeln!(
-        out,
-        "spanblame_audit_failures_total {}",
-        guard.audit_failures_total.load(Ordering::Relaxed)
-    );
+    for (name, help, counter) in [
+        (
+            "spanblame_audit_records_total",
+            "Audit records appended to the hash-chained log.",
+            &guard.audit_records_total,
+        ),
+        (
+            "spanblame_audit_failures_total",
+            "Audit appends that failed (the request was answered 503 and nothing was done).",
+            &guard.audit_failures_total,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+    }
     let _ = writeln!(
         out,
         "# HELP spanblame_notifications Notifications waiting for delivery (pending) or given up on (dead), per receiver.\n# TYPE spanblame_notifications gauge"
