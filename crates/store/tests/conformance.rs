@@ -1027,3 +1027,61 @@ fn one_holder_per_lease_until_it_expires(h: &Harness) {
         "released"
     );
 }
+
+/// A PostgreSQL database at the schema before the newest migration (as the previous build
+/// left it, with a delivery in its outbox) is brought up to date by `migrate` (which `serve`
+/// runs too), and keeps what it held.
+#[test]
+fn a_postgresql_schema_one_migration_behind_is_migrated_and_keeps_its_rows() {
+    let pg = testbed::Postgres::start();
+    let url = pg.create_database("upgrade");
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut scripts: Vec<std::path::PathBuf> = std::fs::read_dir(&migrations)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    scripts.sort();
+    let newest = scripts.len();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE spanblame_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_unix_nanos BIGINT NOT NULL)",
+        )
+        .unwrap();
+    for (i, script) in scripts[..newest - 1].iter().enumerate() {
+        client.batch_execute(&std::fs::read_to_string(script).unwrap()).unwrap();
+        let name = script.file_stem().unwrap().to_str().unwrap();
+        client
+            .execute(
+                "INSERT INTO spanblame_migrations VALUES ($1, $2, 0)",
+                &[&(i as i64 + 1), &name],
+            )
+            .unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO outbox (idempotency_key, sink, kind, target, summary, request, state, \
+             created_unix_nanos, next_attempt_unix_nanos) \
+             VALUES ('alert:1', 'webhook:chat', 'alert', 'chat', 'p95 latency of /cart', '{}', \
+             'pending', 1, 1)",
+            &[],
+        )
+        .unwrap();
+    drop(client);
+
+    let metadata = MetadataBackend::Postgres(PostgresOptions::new(&url));
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = store::migrate_metadata(dir.path(), &metadata).unwrap();
+    assert_eq!((before, after), (newest as u32 - 1, newest as u32));
+    // The row is still there, with the column the newest migration added.
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = client.query_one("SELECT sink, result FROM outbox", &[]).unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<String>>(1)),
+        ("webhook:chat".into(), None)
+    );
+    // And a second start finds nothing to do.
+    assert_eq!(store::migrate_metadata(dir.path(), &metadata).unwrap(), (after, after));
+}
