@@ -91,10 +91,11 @@ pub fn evaluate_due(jobs: &Jobs) -> Result<usize, StoreError> {
     let deploys = jobs.ctx.store.deploys_to_evaluate(now.saturating_sub(LOOKBACK_NANOS))?;
     let mut lag_nanos = 0;
     for deploy in &deploys {
-        if let Some(due) = next_look_due(jobs, deploy)? {
+        let evaluation = jobs.ctx.store.evaluation(deploy.id)?;
+        if let Some(due) = next_look_due(deploy, evaluation.as_ref()) {
             lag_nanos = lag_nanos.max(now.saturating_sub(due));
         }
-        if evaluate_deploy(jobs, deploy, now)? {
+        if evaluate_deploy(jobs, deploy, evaluation.as_ref(), now)? {
             evaluated += 1;
             jobs.telemetry.looks_total.fetch_add(1, Ordering::Relaxed);
         }
@@ -105,18 +106,23 @@ pub fn evaluate_due(jobs: &Jobs) -> Result<usize, StoreError> {
 
 /// When a deploy's next look falls due: the minute after its last look (the first look's
 /// minute before any); `None` when it had its last.
-fn next_look_due(jobs: &Jobs, deploy: &Deploy) -> Result<Option<u64>, StoreError> {
-    let next = match jobs.ctx.store.evaluation(deploy.id)? {
-        Some(e) if e.is_final => return Ok(None),
+fn next_look_due(deploy: &Deploy, evaluation: Option<&Evaluation>) -> Option<u64> {
+    let next = match evaluation {
+        Some(e) if e.is_final => return None,
         Some(e) => e.look_minutes + 1,
         None => FIRST_LOOK_MINUTES,
     };
-    Ok((next <= LAST_LOOK_MINUTES)
-        .then(|| deploy.started_at_unix_nanos + u64::from(next) * NANOS_PER_MINUTE))
+    (next <= LAST_LOOK_MINUTES)
+        .then(|| deploy.started_at_unix_nanos + u64::from(next) * NANOS_PER_MINUTE)
 }
 
 /// Looks at one deploy if a new minute has passed since the last look.
-fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, StoreError> {
+fn evaluate_deploy(
+    jobs: &Jobs,
+    deploy: &Deploy,
+    evaluation: Option<&Evaluation>,
+    now: u64,
+) -> Result<bool, StoreError> {
     let store = &jobs.ctx.store;
     let start = deploy.started_at_unix_nanos;
     let next = store.next_deploy(deploy)?;
@@ -138,7 +144,7 @@ fn evaluate_deploy(jobs: &Jobs, deploy: &Deploy, now: u64) -> Result<bool, Store
         }
         return Ok(false);
     }
-    if store.evaluation(deploy.id)?.is_some_and(|e| e.look_minutes >= look && !deploy_final) {
+    if evaluation.is_some_and(|e| e.look_minutes >= look && !deploy_final) {
         return Ok(false);
     }
     let settings = &jobs.detection;

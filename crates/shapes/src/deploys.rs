@@ -53,8 +53,7 @@ pub struct GateCheckJ {
 }
 
 /// A deploy with its commit, predecessor and range, as `GET /api/v1/deploys` lists it.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct DeployJ {
     pub id: u64,
     pub service: String,
@@ -139,8 +138,7 @@ impl DeployJ {
     }
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct ForgeEventJ {
     pub integration: String,
     pub forge: String,
@@ -158,8 +156,7 @@ impl ForgeEventJ {
     }
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct PreviousJ {
     pub id: u64,
     pub version: String,
@@ -167,8 +164,7 @@ pub struct PreviousJ {
 }
 
 /// The commits a deploy shipped since its predecessor; listed only when a mirror has them.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct RangeJ {
     pub from: String,
     pub to: String,
@@ -178,8 +174,7 @@ pub struct RangeJ {
     pub truncated: Option<bool>,
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct RangeCommitJ {
     pub sha: String,
     pub subject: String,
@@ -188,8 +183,7 @@ pub struct RangeCommitJ {
     pub files: Vec<FileChangeJ>,
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct FileChangeJ {
     pub path: String,
     /// `added`, `modified`, `deleted`, ...

@@ -27,9 +27,12 @@ use sha2::{Digest, Sha256};
 
 use crate::{StoreError, io_error};
 
-const SQLITE_FILE: &str = "metadata.sqlite";
+use crate::access::{AUDIT_WITNESS_FILE, KEY_FILE};
+use crate::embedded::{BLOCK_DIR, WAL_DIR};
+use crate::metadata::SQLITE_FILE;
+
 /// Small files copied first: the directory's format marker, the audit key and its witness.
-const SMALL_FILES: [&str; 3] = [crate::lock::FORMAT_FILE, "audit.key", "audit.witness"];
+const SMALL_FILES: [&str; 3] = [crate::lock::FORMAT_FILE, KEY_FILE, AUDIT_WITNESS_FILE];
 const SUMS_FILE: &str = "SHA256SUMS";
 const INFO_FILE: &str = "backup.info";
 /// `backup.info`'s `format`: what this build writes and reads.
@@ -78,7 +81,7 @@ pub fn backup(
         }
     }
     for attempt in 1..=MAX_ATTEMPTS {
-        for dir in ["wal", "blocks"] {
+        for dir in [WAL_DIR, BLOCK_DIR] {
             let path = dest.join(dir);
             if path.exists() {
                 fs::remove_dir_all(&path).map_err(io_error(&path))?;
@@ -155,10 +158,10 @@ pub fn verify(dest: &Path) -> Result<BackupSummary, StoreError> {
             )));
         }
         summary.bytes += bytes;
-        if name.starts_with("wal/") {
-            summary.wal_segments += 1;
-        } else if name.starts_with("blocks/") {
-            summary.blocks += 1;
+        match name.split_once('/') {
+            Some((WAL_DIR, _)) => summary.wal_segments += 1,
+            Some((BLOCK_DIR, _)) => summary.blocks += 1,
+            _ => {}
         }
     }
     let conn = rusqlite::Connection::open_with_flags(
@@ -249,12 +252,13 @@ fn copy_wal(
     dest: &Path,
     progress: &mut dyn Progress,
 ) -> Result<usize, StoreError> {
-    let segments = files(&data_dir.join("wal"), "wal")?;
+    let wal = data_dir.join(WAL_DIR);
+    let segments = if wal.exists() { crate::wal::list_segments(&wal)? } else { Vec::new() };
     progress.step(&format!("copying {} WAL segments", segments.len()));
     let mut copied = 0;
-    for segment in segments {
-        let target = dest.join("wal").join(segment.file_name().expect("a listed file has a name"));
-        match fs::copy(&segment, &target) {
+    for seq in segments {
+        let segment = crate::wal::segment_path(&wal, seq);
+        match fs::copy(&segment, crate::wal::segment_path(&dest.join(WAL_DIR), seq)) {
             Ok(_) => copied += 1,
             // Sealed into a block since the listing: that block is in the snapshot's reach.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -289,14 +293,7 @@ fn snapshot_sqlite(source: &Path, target: &Path) -> Result<u64, StoreError> {
             }
         }
     }
-    let watermark: Option<i64> = to
-        .query_row("SELECT wal_segment FROM sketch_watermark WHERE id = 1", [], |row| row.get(0))
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })
-        .map_err(sqlite)?;
-    Ok(watermark.unwrap_or(0).max(0) as u64)
+    crate::sketches::watermark(&to)
 }
 
 /// The last WAL segment a block holds, from its name (`<last>.blk`, `<last>-<first>.blk`).
@@ -312,7 +309,7 @@ fn link_blocks(
     watermark: u64,
     progress: &mut dyn Progress,
 ) -> Result<Option<usize>, StoreError> {
-    let blocks: Vec<PathBuf> = files(&data_dir.join("blocks"), "blk")?
+    let blocks: Vec<PathBuf> = files(&data_dir.join(BLOCK_DIR), "blk")?
         .into_iter()
         .filter(|b| last_wal_segment(b).is_some_and(|last| last <= watermark))
         .collect();
@@ -320,7 +317,8 @@ fn link_blocks(
         if i % 20 == 0 {
             progress.step(&format!("linking blocks: {i} of {}", blocks.len()));
         }
-        let target = dest.join("blocks").join(block.file_name().expect("a listed file has a name"));
+        let target =
+            dest.join(BLOCK_DIR).join(block.file_name().expect("a listed file has a name"));
         let linked = fs::hard_link(block, &target).or_else(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Err(e),
             // Another file system: copy.
@@ -356,7 +354,7 @@ fn sha256(path: &Path) -> Result<(String, u64), StoreError> {
 fn write_sums(dest: &Path) -> Result<u64, StoreError> {
     let mut names: Vec<String> = vec![SQLITE_FILE.to_owned()];
     names.extend(SMALL_FILES.iter().filter(|n| dest.join(n).exists()).map(|n| (*n).to_owned()));
-    for (dir, extension) in [("wal", "wal"), ("blocks", "blk")] {
+    for (dir, extension) in [(WAL_DIR, "wal"), (BLOCK_DIR, "blk")] {
         for path in files(&dest.join(dir), extension)? {
             let name = path.file_name().and_then(|n| n.to_str()).expect("names are ASCII");
             names.push(format!("{dir}/{name}"));
@@ -377,7 +375,7 @@ fn write_sums(dest: &Path) -> Result<u64, StoreError> {
 /// Syncs every file and directory of `dir` (one level of subdirectories).
 fn sync_tree(dir: &Path) -> Result<(), StoreError> {
     let mut dirs = vec![dir.to_owned()];
-    for sub in ["wal", "blocks"] {
+    for sub in [WAL_DIR, BLOCK_DIR] {
         if dir.join(sub).exists() {
             dirs.push(dir.join(sub));
         }

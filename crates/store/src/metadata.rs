@@ -178,7 +178,7 @@ enum Db {
     Postgres(Arc<Pool>),
 }
 
-const SQLITE_FILE: &str = "metadata.sqlite";
+pub(crate) const SQLITE_FILE: &str = "metadata.sqlite";
 
 impl Metadata {
     /// Opens the metadata of `data_dir` (SQLite) or of `backend`, applying migrations.

@@ -220,7 +220,7 @@ fn render(
 }
 
 /// What each band means, and where the thresholds come from.
-pub fn bands() -> BandsJ {
+fn bands() -> BandsJ {
     BandsJ {
         deployment_frequency: BandJ {
             source: "DORA 2024, banded as Four Keys does",

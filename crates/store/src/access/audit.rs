@@ -9,7 +9,7 @@ use crate::metadata::Metadata;
 use crate::sql::{Executor, Row, args};
 use crate::{StoreError, io_error};
 
-pub(super) const AUDIT_KEY_FILE: &str = "audit.key";
+pub(crate) const AUDIT_KEY_FILE: &str = "audit.key";
 
 /// An audit record to append; its sequence number and link are assigned by the store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,6 +43,7 @@ pub struct Accounts {
 
 /// The file, beside the key and outside the database, that remembers the chain's head.
 pub(crate) const AUDIT_WITNESS_FILE: &str = "audit.witness";
+pub(crate) use audit::AUDIT_KEY_FILE as KEY_FILE;
 
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

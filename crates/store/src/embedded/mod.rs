@@ -133,6 +133,10 @@ pub(crate) struct Embedded {
     recovered_spans: u64,
 }
 
+/// The data directory's subdirectories: write-ahead log segments, and sealed blocks.
+pub(crate) const WAL_DIR: &str = "wal";
+pub(crate) const BLOCK_DIR: &str = "blocks";
+
 /// Most bytes of encoded batches waiting for the leader before appends are refused as busy.
 const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
@@ -143,8 +147,8 @@ impl Embedded {
         options: StoreOptions,
         metadata: Arc<Metadata>,
     ) -> Result<Embedded, StoreError> {
-        let wal_dir = data_dir.join("wal");
-        let block_dir = data_dir.join("blocks");
+        let wal_dir = data_dir.join(WAL_DIR);
+        let block_dir = data_dir.join(BLOCK_DIR);
         for dir in [data_dir, &wal_dir, &block_dir] {
             fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
