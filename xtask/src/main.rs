@@ -12,6 +12,11 @@
 //!   name, saying why), then check formatting, run clippy, and run
 //!   every test (with cargo-nextest when it is installed). This is the README's test command
 //!   and what `.ci/run` calls.
+//! - `cargo xtask dist`: a release build (its commit in `SPANBLAME_BUILD_COMMIT`) packed by
+//!   `packaging/dist.sh` into `target/dist/`: a `.deb`, a tarball, the split debug info and
+//!   `SHA256SUMS`.
+//! - `cargo xtask docs`: writes `docs/configuration.md`, the configuration reference generated
+//!   from the config types (`config::reference`; a test fails when the file is stale).
 //! - `cargo xtask bench`: the detection, ingest and reads benchmarks in release mode (the
 //!   reads benchmark drives a real `spanblame serve` from a separate load-generator process).
 //! - `cargo xtask fuzz [seconds] [name]`: builds the libFuzzer targets in `fuzz/` with coverage
@@ -80,6 +85,8 @@ fn main() -> anyhow::Result<()> {
                 .env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE))
         }
         Some("setup") => setup().map(|_| ()),
+        Some("dist") => dist(),
+        Some("docs") => docs(),
         Some("fuzz") => {
             let seconds = match std::env::args().nth(2) {
                 Some(text) => text.parse().with_context(|| format!("`{text}` is not seconds"))?,
@@ -88,7 +95,7 @@ fn main() -> anyhow::Result<()> {
             fuzz(seconds, std::env::args().nth(3).as_deref().unwrap_or(""))
         }
         _ => bail!(
-            "usage: cargo xtask <test|bench|fuzz|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  bench  run the detection, ingest and reads benchmarks (release build; SPANBLAME_BENCH_SPANS sets the store size)\n  fuzz [seconds] [name]  run each fuzz target (whose name contains `name`) for that long (default 60) and report executions\n  setup  only install test dependencies"
+            "usage: cargo xtask <test|dist|docs|bench|fuzz|setup>\n  test   install test dependencies, then fmt, clippy and every test\n  dist   build the release binary and pack it into target/dist (.deb, .tar.gz, debug info, SHA256SUMS)\n  docs   write docs/configuration.md from the config types\n  bench  run the detection, ingest and reads benchmarks (release build; SPANBLAME_BENCH_SPANS sets the store size)\n  fuzz [seconds] [name]  run each fuzz target (whose name contains `name`) for that long (default 60) and report executions\n  setup  only install test dependencies"
         ),
     }
 }
@@ -228,12 +235,56 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the release binary with its commit and packs it with `packaging/dist.sh`.
+fn dist() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let commit = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&root)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    run(Command::new("cargo")
+        .args(["build", "--release", "--locked", "-p", "spanblame"])
+        .env("SPANBLAME_BUILD_COMMIT", &commit))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let out = target.join("dist");
+    run(Command::new("bash")
+        .arg("packaging/dist.sh")
+        .arg(target.join("release/spanblame"))
+        .arg(&out))?;
+    eprintln!("xtask: packed into {}", out.display());
+    Ok(())
+}
+
+/// Writes the configuration reference that `config::reference` generates.
+fn docs() -> anyhow::Result<()> {
+    let output = Command::new("cargo")
+        .args(["run", "--quiet", "-p", "config", "--example", "reference"])
+        .current_dir(workspace_root())
+        .output()
+        .context("running the config crate's `reference` example")?;
+    if !output.status.success() {
+        bail!("the reference example failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let path = workspace_root().join("docs/configuration.md");
+    std::fs::write(&path, &output.stdout).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
 /// What the tests need besides Rust crates, as installed by [`setup`].
 struct Installed {
     python: PathBuf,
     chdb_python: PathBuf,
     oidc: PathBuf,
     browser: PathBuf,
+    /// A clean Debian root for the package test, or why there is none.
+    debian_root: Result<PathBuf, String>,
 }
 
 /// Installs the test dependencies that are not Rust crates; idempotent.
@@ -254,7 +305,55 @@ fn setup() -> anyhow::Result<Installed> {
         "the PostgreSQL metadata tests",
     )?;
     let browser = npm_package("crates/spanblame/tests/browser", "browser", &[], "playwright-core")?;
-    Ok(Installed { python, chdb_python, oidc, browser })
+    let debian_root = debian_root()?;
+    Ok(Installed { python, chdb_python, oidc, browser, debian_root })
+}
+
+/// A minimal Debian root with systemd (`debootstrap --variant=minbase --include=systemd` of
+/// this host's release) in `~/.cache/spanblame/debian-root`, made once (again when the recipe
+/// changes), which the package test copies and installs the `.deb` into. Only root can make
+/// one (and chroot into it); for anyone else, why not.
+fn debian_root() -> anyhow::Result<Result<PathBuf, String>> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let cache = PathBuf::from(home).join(".cache/spanblame");
+    let dir = cache.join("debian-root");
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let codename = release
+        .lines()
+        .find_map(|line| line.strip_prefix("VERSION_CODENAME="))
+        .unwrap_or("bookworm")
+        .trim_matches('"')
+        .to_owned();
+    let mirror = std::env::var("SPANBLAME_DEBIAN_MIRROR")
+        .unwrap_or_else(|_| "http://deb.debian.org/debian".to_owned());
+    let args = ["--variant=minbase", "--include=systemd", &codename];
+    let recipe = format!("debootstrap {} {mirror}", args.join(" "));
+    let marker = ".spanblame-recipe";
+    if std::fs::read_to_string(dir.join(marker)).is_ok_and(|made| made == recipe) {
+        return Ok(Ok(dir));
+    }
+    if !is_root() {
+        return Ok(Err("making a Debian root with debootstrap, and chroot, need root".to_owned()));
+    }
+    setup_debian_package("debootstrap", "/usr/sbin/debootstrap", "the package test's clean root")?;
+    setup_debian_package("binutils", "/usr/bin/objcopy", "splitting the debug info")?;
+    let partial = cache.join("debian-root.partial");
+    for stale in [&partial, &dir] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("removing {}", stale.display()))?;
+        }
+    }
+    eprintln!("xtask: making a clean Debian {codename} root in {} ({recipe})", dir.display());
+    run(Command::new("debootstrap").args(args).arg(&partial).arg(&mirror))
+        .context("debootstrap (set SPANBLAME_DEBIAN_MIRROR to another Debian mirror)")?;
+    std::fs::write(partial.join(marker), &recipe)?;
+    std::fs::rename(&partial, &dir)?;
+    Ok(Ok(dir))
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// The npm package manifest in `source` (and `files` beside it) installed under
@@ -293,10 +392,10 @@ fn setup_debian_package(package: &str, binary: &str, purpose: &str) -> anyhow::R
         return Ok(());
     }
     eprintln!("xtask: installing Debian's {package} for {purpose}");
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let as_root = is_root();
     let apt = |args: &[&str]| {
-        let mut command = if is_root { Command::new("apt-get") } else { Command::new("sudo") };
-        if !is_root {
+        let mut command = if as_root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !as_root {
             command.args(["-n", "apt-get"]);
         }
         command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
@@ -365,7 +464,7 @@ fn start_phorge() -> anyhow::Result<Phorge> {
             script.display()
         )));
     }
-    if !Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")) {
+    if !is_root() {
         return Ok(Phorge::Absent(format!("{} needs root", script.display())));
     }
     let home = std::env::var_os("HOME").context("HOME is not set")?;
@@ -392,7 +491,7 @@ fn start_phorge() -> anyhow::Result<Phorge> {
 }
 
 fn test() -> anyhow::Result<()> {
-    let Installed { python, chdb_python, oidc, browser } = setup()?;
+    let Installed { python, chdb_python, oidc, browser, debian_root } = setup()?;
     // After `setup`, whose apt-get would contend with the script's for dpkg's lock.
     let phorge = start_phorge()?;
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
@@ -424,6 +523,16 @@ fn test() -> anyhow::Result<()> {
     command.env("SPANBLAME_TEST_CLICKHOUSE", CLICKHOUSE);
     command.env("SPANBLAME_TEST_CHDB_PYTHON", chdb_python);
     command.env("SPANBLAME_TEST_POSTGRES", POSTGRES_BIN);
+    let mut skip = Vec::new();
+    match debian_root {
+        Ok(root) => {
+            command.env("SPANBLAME_TEST_DEBIAN_ROOT", root);
+        }
+        Err(why) => {
+            eprintln!("xtask: SKIPPED the package test (tests named deb_package): {why}");
+            skip.push("deb_package");
+        }
+    }
     match phorge {
         Phorge::Starting { mut child, log, helper } => {
             let status = child.wait()?;
@@ -442,7 +551,13 @@ fn test() -> anyhow::Result<()> {
         }
         Phorge::Absent(why) => {
             eprintln!("xtask: SKIPPED the real-Phorge suite (tests named phorge_live): {why}");
-            command.args(["--", "--skip", "phorge_live"]);
+            skip.push("phorge_live");
+        }
+    }
+    if !skip.is_empty() {
+        command.arg("--");
+        for name in skip {
+            command.args(["--skip", name]);
         }
     }
     run(&mut command)

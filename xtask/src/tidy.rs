@@ -1,6 +1,7 @@
 //! Tidy checks, run with the other tests: every Rust file says what it is for, the crate
 //! boundaries in ARCHITECTURE.md hold (the dependencies each crate may have, and the crate
-//! graph points down), and no module imports a module that imports it back.
+//! graph points down), no module imports a module that imports it back, and the documents in
+//! `docs/` cite only what the repository holds.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,24 @@ fn every_rust_file_opens_with_a_module_doc() {
         missing.is_empty(),
         "files without a `//!` header saying what they are for: {missing:?}"
     );
+}
+
+#[test]
+fn documents_cite_only_what_the_repository_holds() {
+    // The planning documents and issue tracker live outside the repository; a reader of
+    // `docs/` has neither.
+    let outside = ["PRODUCT.md", "STYLE.md", "shared/", "research/", "§", "issue "];
+    let mut cited = Vec::new();
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        for (number, line) in text.lines().enumerate() {
+            for word in outside.iter().filter(|w| line.contains(*w)) {
+                cited.push(format!("{}:{}: `{word}`", path.display(), number + 1));
+            }
+        }
+    }
+    assert!(cited.is_empty(), "documents in docs/ cite what is not in the repository: {cited:?}");
 }
 
 /// The `[dependencies]` of a crate, by name.

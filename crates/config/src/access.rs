@@ -5,20 +5,23 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::listen::{IngestConfig, TokenConfig};
 use super::values::{parse_duration_nanos, read_secret};
 
 /// Sign-in, roles, tokens and sessions.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// `none` (no sign-in: whoever reaches the server is its operator; loopback by default),
-    /// `oidc` or `proxy`.
+    /// `oidc` (an OpenID provider, `[auth.oidc]`) or `proxy` (an identity-aware proxy's signed
+    /// assertion, `[auth.proxy]`).
     pub mode: String,
     /// Clock-skew tolerance for signed tokens.
     pub clock_skew: String,
+    /// How long a browser session lasts after sign-in.
     pub session_max_age: String,
     /// Default lifetime of new API tokens.
     pub token_max_age: String,
@@ -45,43 +48,81 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// With `mode = "oidc"`: sign-in with an OpenID provider (code flow with PKCE); its ID and access tokens are also
+/// accepted as `Authorization: Bearer`. Roles come from the groups claim.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
+    /// The provider's issuer URL; its discovery document is read from
+    /// `{issuer}/.well-known/openid-configuration`.
+    #[schemars(example = &"https://login.example.com")]
     pub issuer: String,
+    /// spanblame's client ID at the provider (the callback is `{server.public_url}/auth/callback`).
+    #[schemars(example = &"spanblame")]
     pub client_id: String,
+    /// The environment variable holding the client secret.
+    #[schemars(example = &"SPANBLAME_OIDC_SECRET")]
     pub client_secret_env: Option<String>,
+    /// Or a file holding it.
+    #[schemars(example = &"/run/secrets/oidc-client-secret")]
     pub client_secret_file: Option<PathBuf>,
     /// Scopes asked for at sign-in besides `openid`.
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,
     /// Audiences accepted on bearer tokens besides `client_id` (an API's resource audience).
     #[serde(default)]
+    #[schemars(example = ["spanblame-api"])]
     pub audiences: Vec<String>,
+    /// The claim that lists a person's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// Members of these groups are `admin`: everything, tokens, the audit log.
     #[serde(default)]
+    #[schemars(example = ["sre-admins"])]
     pub admin_groups: Vec<String>,
+    /// Members are `oncall_lead`: every service in every environment; they acknowledge and
+    /// resolve findings.
     #[serde(default)]
+    #[schemars(example = ["oncall-leads"])]
     pub oncall_lead_groups: Vec<String>,
+    /// Members are `auditor`: the audit log.
     #[serde(default)]
+    #[schemars(example = ["security"])]
     pub auditor_groups: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// With `mode = "proxy"`: sign-in by an identity-aware proxy (Pomerium, IAP, Cloudflare Access, oauth2-proxy with
+/// JWTs) that sends a signed assertion on every request; a bare `X-Forwarded-User` is never
+/// trusted.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
+    /// The header carrying the proxy's signed JWT.
+    #[schemars(example = &"X-Pomerium-Jwt-Assertion")]
     pub assertion_header: String,
+    /// Where the proxy publishes the keys that sign it.
+    #[schemars(example = &"https://proxy.example.com/.well-known/pomerium/jwks.json")]
     pub jwks_url: String,
+    /// The `iss` the assertion must carry.
+    #[schemars(example = &"proxy.example.com")]
     pub issuer: String,
+    /// The `aud` the assertion must carry.
+    #[schemars(example = &"spanblame.example.com")]
     pub audience: String,
+    /// The claim that lists a person's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// Members of these groups are `admin`.
     #[serde(default)]
+    #[schemars(example = ["sre-admins"])]
     pub admin_groups: Vec<String>,
+    /// Members are `oncall_lead`.
     #[serde(default)]
+    #[schemars(example = ["oncall-leads"])]
     pub oncall_lead_groups: Vec<String>,
+    /// Members are `auditor`.
     #[serde(default)]
+    #[schemars(example = ["security"])]
     pub auditor_groups: Vec<String>,
 }
 
@@ -93,21 +134,29 @@ pub(super) fn default_groups_claim() -> String {
     "groups".into()
 }
 
-/// A team: who belongs to it (identity-provider groups); services name their team.
-#[derive(Debug, Deserialize)]
+/// A team: who belongs to it (identity-provider groups); `[[services]]` name their team, and
+/// engineers see the services their teams own.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamConfig {
+    /// What `[[services]]` call it.
+    #[schemars(example = &"payments")]
     pub name: String,
+    /// Members of these groups (from the OIDC or proxy groups claim) are on the team.
     #[serde(default)]
+    #[schemars(example = ["payments-eng"])]
     pub oidc_groups: Vec<String>,
 }
 
 /// Who may report deploys through `POST /api/v1/deploys` (and `spanblame deploy`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeploysConfig {
-    /// Unset: open only while `auth.mode` is `none` (with sign-in, a `deploy` token is needed).
+    /// Whether reporting a deploy needs a token with the `deploy` scope. Unset: only while
+    /// `auth.mode` is `none` is it open.
+    #[schemars(example = true)]
     pub require_auth: Option<bool>,
+    /// Tokens for CI, beside API tokens with the `deploy` scope.
     pub tokens: Vec<TokenConfig>,
 }
 

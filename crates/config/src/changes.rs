@@ -6,11 +6,13 @@ use std::path::Path;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::values::{parse_duration_nanos, read_secret, yes};
 
-#[derive(Debug, Deserialize)]
+/// The git mirrors of `[[repositories]]`, kept under `<data_dir>/mirrors`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MirrorsConfig {
     /// How often every mirror is fetched (pushes announced by webhooks fetch at once).
@@ -23,13 +25,16 @@ impl Default for MirrorsConfig {
     }
 }
 
-/// `[gate]`: the tagging gate's rules.
-#[derive(Debug, Deserialize)]
+/// The tagging gate's rules: whether a change is attributable before it merges
+/// (`spanblame gate`, Harbormaster, commit statuses).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateConfig {
     /// Checks that fail the gate (`review`, `service`, `spans`); the others are advice.
     pub required: Vec<String>,
-    /// Environments whose spans the `spans` check reads when the caller names none.
+    /// Environments whose spans the `spans` check reads when the caller names none (empty:
+    /// any).
+    #[schemars(example = ["staging"])]
     pub environments: Vec<String>,
     /// How recent those spans must be.
     pub window: String,
@@ -45,17 +50,35 @@ impl Default for GateConfig {
     }
 }
 
-/// A forge that sends webhooks to `/hooks/{kind}/{name}`.
-#[derive(Debug, Deserialize)]
+/// A forge that sends webhooks to `/hooks/{kind}/{name}`, and that spanblame may call back
+/// (comments, commit statuses, reverts).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationConfig {
+    /// The last part of its webhook URL, and what `[[repositories]]` call it.
+    #[schemars(example = &"main-gitea")]
     pub name: String,
+    /// `gogs`, `gitea` (also Forgejo), `forgejo`, `github`, `gitlab` or `phabricator` (also
+    /// Phorge).
+    #[schemars(example = &"gitea")]
     pub kind: String,
+    /// The environment variable holding the webhook secret (Phabricator: the webhook's HMAC
+    /// key; GitLab: the secret token, or a `whsec_` signing token).
+    #[schemars(example = &"GITEA_WEBHOOK_SECRET")]
     pub secret_env: Option<String>,
+    /// Or a file holding it.
+    #[schemars(example = &"/run/secrets/gitea-webhook")]
     pub secret_file: Option<PathBuf>,
-    /// The forge's base URL for API calls (Phabricator: `https://phab.example.com`).
+    /// The forge's base URL for API calls (Phabricator: Conduit is called at
+    /// `<api_url>/api/<method>`).
+    #[schemars(example = &"https://phab.example.com")]
     pub api_url: Option<String>,
+    /// The environment variable holding an API token (Phabricator: a bot's `api-…` Conduit
+    /// token).
+    #[schemars(example = &"PHAB_CONDUIT_TOKEN")]
     pub api_token_env: Option<String>,
+    /// Or a file holding it.
+    #[schemars(example = &"/run/secrets/phab-conduit-token")]
     pub api_token_file: Option<PathBuf>,
     /// Comment on the suspect's review (or commit) when a deploy regresses and when it is
     /// resolved; needs `api_url` and an API token.
@@ -70,47 +93,78 @@ pub struct IntegrationConfig {
     pub gate_on_reviews: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// A repository whose commits the change graph holds: mirrored (cloned and fetched every
+/// `mirrors.fetch_interval` and on push) or read in place.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryConfig {
+    /// What `[[services]]` call it.
+    #[schemars(example = &"shop/cart")]
     pub name: String,
     /// Clone URL (mirrored under the data directory) or browser URL.
+    #[schemars(example = &"https://git.example.com/shop/cart.git")]
     pub url: Option<String>,
     /// An existing repository on this machine, read in place instead of cloning `url`.
+    #[schemars(example = &"/srv/git/cart.git")]
     pub path: Option<PathBuf>,
     /// Set to false to match webhooks by `url` without cloning it.
     #[serde(default = "yes")]
     pub mirror: bool,
     /// An environment variable holding `user:token` for cloning over HTTP(S).
+    #[schemars(example = &"CART_CLONE_CREDENTIALS")]
     pub credentials_env: Option<String>,
+    /// Where people browse it, for links (unset: an HTTP(S) `url` without `.git`; Phabricator:
+    /// the install's base URL).
+    #[schemars(example = &"https://git.example.com/shop/cart")]
     pub web_url: Option<String>,
-    /// The forge kind, for link formats.
+    /// The forge kind, for link formats and CODEOWNERS syntax (the `kind`s of
+    /// `[[integrations]]`).
+    #[schemars(example = &"gitea")]
     pub forge: Option<String>,
     /// Phabricator: the repository's monogram (`rCALLSIGN` or `R12`), for commit links.
+    #[schemars(example = &"rSHOP")]
     pub monogram: Option<String>,
     /// The `[[integrations]]` entry it lives on, where findings are posted back.
+    #[schemars(example = &"main-gitea")]
     pub integration: Option<String>,
     /// Its `owner/name` on that forge (GitLab: the full project path); derived from `url`
     /// when it is under the forge's address.
+    #[schemars(example = &"shop/cart")]
     pub forge_path: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A service (its spans' `service.name`): the repository its code is in, its owner, and how
+/// its findings are announced.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
+    /// The spans' `service.name`.
+    #[schemars(example = &"cart")]
     pub name: String,
+    /// The `[[repositories]]` entry holding its code.
+    #[schemars(example = &"shop/cart")]
     pub repository: Option<String>,
+    /// Where its code lives in a monorepo (for CODEOWNERS and suspects).
+    #[schemars(example = &"services/cart")]
     pub path_prefix: Option<String>,
+    /// The owning `[[teams]]` entry, unless CODEOWNERS in the mirror names one for the span's
+    /// `code.file.path`.
+    #[schemars(example = &"payments")]
     pub team: Option<String>,
-    /// 1 is the most critical; alert severities depend on it (default 2).
+    /// 1 is the most critical; alert severities depend on it (unset: 2).
+    #[schemars(example = 1)]
     pub tier: Option<u8>,
-    /// Set to false to keep this service's findings off reviews and commit statuses.
+    /// Set to false to keep this service's findings off reviews and commit statuses (unset:
+    /// as the integration says).
+    #[schemars(example = false)]
     pub comment_on_findings: Option<bool>,
-    /// Set to false to send no alerts for this service.
+    /// Set to false to send no alerts for this service (unset: alerts are sent).
+    #[schemars(example = false)]
     pub alerts: Option<bool>,
     /// Forge events of its repository that deploy it: `deployment`, `deployment:ENV`,
     /// `release:ENV`.
     #[serde(default)]
+    #[schemars(example = ["deployment:production", "release:staging"])]
     pub deploy_from: Vec<String>,
 }
 

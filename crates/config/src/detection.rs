@@ -1,15 +1,20 @@
 //! `[detection]`: when deploys are evaluated and what counts as a regression.
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::storage::RetentionConfig;
 use super::values::parse_duration_nanos;
 
-/// How deploys are judged (defaults from research/change-intelligence.md §B).
-#[derive(Debug, Deserialize)]
+/// When deploys are evaluated and what counts as a regression. A latency change must pass a
+/// sequential test at `alpha`, be at least the relative effect for its quantile and
+/// `min_delta`, with enough samples on each side; an error-rate change must have enough
+/// errors or requests and pass both rate floors.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionConfig {
+    /// Whether deploys are evaluated at all.
     pub enabled: bool,
     /// How often open deploys are looked at again.
     pub interval: String,
@@ -17,18 +22,33 @@ pub struct DetectionConfig {
     pub before_window: String,
     /// False-positive level per deploy, over all its operations and looks.
     pub alpha: f64,
+    /// The smallest p50 change worth reporting, relative (0.10: +10%).
     pub min_effect_p50: f64,
+    /// The smallest p95 change worth reporting, relative.
     pub min_effect_p95: f64,
+    /// The smallest p99 change worth reporting, relative.
     pub min_effect_p99: f64,
     /// The smallest latency change worth reporting, absolute.
     pub min_delta: String,
+    /// Spans needed on each side (before and after) to judge p50.
     pub min_samples_p50: u64,
+    /// Spans needed on each side to judge p95.
     pub min_samples_p95: u64,
+    /// Spans needed on each side to judge p99.
     pub min_samples_p99: u64,
+    /// An error-rate change is judged with this many errors in all, or with
+    /// `min_error_requests` spans on each side.
     pub min_errors: u64,
+    /// An error-rate change is judged with this many spans on each side, or with `min_errors`
+    /// errors in all.
     pub min_error_requests: u64,
+    /// The smallest error-rate rise worth reporting, absolute (0.001: +0.1 percentage points);
+    /// it must also pass `min_error_rate_effect`.
     pub min_error_rate_delta: f64,
+    /// The smallest error-rate rise worth reporting, relative to the rate before (0.20: +20%);
+    /// it must also pass `min_error_rate_delta`.
     pub min_error_rate_effect: f64,
+    /// A new error type (one not seen before the deploy) counts when seen this often after it.
     pub min_new_error_count: u64,
     /// Whether minor regressions (real, but under the floors above) join incidents and are
     /// announced; they are always shown in the findings.

@@ -7,7 +7,8 @@
 //! `[retention]`), `listen` (`[server]`, `[ingest]`), `access` (`[auth]`, `[[teams]]`,
 //! `[deploys]`, `[[tokens]]`), `changes` (`[[integrations]]`, `[[repositories]]`,
 //! `[[services]]`, `[mirrors]`), `detection`, `notifications` (`[notifications]`,
-//! `[[alerts.*]]`), `span_metrics`; `values` reads durations, sizes and secrets.
+//! `[[alerts.*]]`), `span_metrics`; `values` reads durations, sizes and secrets;
+//! `reference` writes `docs/configuration.md` from these types.
 //!
 //! May depend on: `server` (the settings it builds) and the crates whose settings it fills.
 //! **Never:** start anything: it reads text and the environment, and answers settings or an
@@ -18,6 +19,7 @@ mod changes;
 mod detection;
 mod listen;
 mod notifications;
+pub mod reference;
 mod span_metrics;
 mod storage;
 #[cfg(test)]
@@ -29,7 +31,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Sections that environment overrides may address.
 const SECTIONS: &[&str] = &[
@@ -50,7 +53,8 @@ const SECTIONS: &[&str] = &[
 /// `SPANBLAME_<SECTION>_<TABLE>_<KEY>` (`SPANBLAME_AUTH_OIDC_ISSUER`).
 const SUBTABLES: &[(&str, &str)] = &[("auth", "oidc"), ("auth", "proxy")];
 
-#[derive(Debug, Default, Deserialize)]
+/// spanblame's configuration, as `spanblame serve --config FILE` reads it.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,

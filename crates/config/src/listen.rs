@@ -4,22 +4,39 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::values::parse_duration_nanos;
 
-#[derive(Debug, Deserialize)]
+/// The listeners, and what one connection may cost. Every listener is on loopback by default:
+/// exposing spanblame is a deliberate choice.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// The web UI, the JSON API, the Tempo and Jaeger query APIs, webhooks, MCP, `/metrics`,
+    /// and OTLP/HTTP too.
     pub http_addr: String,
+    /// OTLP over gRPC.
     pub otlp_grpc_addr: String,
+    /// OTLP over HTTP (protobuf or JSON, at `/v1/traces`).
     pub otlp_http_addr: String,
+    /// Zipkin v2 JSON (`POST /api/v2/spans`).
     pub zipkin_addr: String,
+    /// The address people and forges reach the server at: links in comments and alerts, and
+    /// the OIDC callback (`{public_url}/auth/callback`).
+    #[schemars(example = &"https://spanblame.example.com")]
     pub public_url: Option<String>,
+    /// Connections per listener; beyond it new connections wait in the kernel's queue.
     pub max_connections: usize,
+    /// A connection's first bytes and each HTTP/1 request's headers must arrive within this;
+    /// HTTP/2 pings too.
     pub header_read_timeout: String,
+    /// A request body must arrive in full within this (else 400).
     pub body_read_timeout: String,
+    /// A connection without a byte either way this long is closed (idle keep-alive too).
     pub idle_timeout: String,
+    /// On SIGTERM or Ctrl-C, requests in flight get this long, then their connections close.
     pub shutdown_grace: String,
 }
 
@@ -42,16 +59,26 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Who may send spans, and what one export may cost.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
+    /// Whether sending spans needs a token with the `ingest` scope (false: anyone who reaches
+    /// the OTLP and Zipkin ports may; a token sent anyway keeps its service restriction).
     pub require_auth: bool,
+    /// Tokens for collectors, beside API tokens with the `ingest` scope.
     pub tokens: Vec<TokenConfig>,
+    /// The largest export, after decompression.
     pub max_body: String,
+    /// Attributes kept per span; the rest are dropped and counted.
     pub max_attributes_per_span: usize,
+    /// Longer attribute values are truncated to this many bytes.
     pub max_attribute_value_bytes: usize,
+    /// Exports read, decoded or written at once; beyond this, 429 (gRPC: `RESOURCE_EXHAUSTED`).
     pub max_exports_in_flight: usize,
+    /// Memory all exports in flight may hold (at least twice `max_body`); beyond it, 429.
     pub max_memory: String,
+    /// Spans ending later than this after the server's clock are rejected (a partial success).
     pub max_future: String,
 }
 
@@ -95,10 +122,17 @@ pub(super) fn resolve_connections(
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// A token written in the configuration (for a collector or CI), beside API tokens.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
+    /// Names it in the audit log.
+    #[schemars(example = &"collector")]
     pub name: String,
+    /// The environment variable holding the secret (at least 16 characters).
+    #[schemars(example = &"SPANBLAME_COLLECTOR_TOKEN")]
     pub secret_env: Option<String>,
+    /// Or a file holding it.
+    #[schemars(example = &"/run/secrets/collector-token")]
     pub secret_file: Option<PathBuf>,
 }

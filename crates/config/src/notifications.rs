@@ -5,19 +5,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::changes::{IntegrationConfig, RepositoryConfig, ServiceConfig, derive_forge_path};
 use super::values::{parse_duration_nanos, read_secret};
 
-/// How notifications are delivered.
-#[derive(Debug, Deserialize)]
+/// How notifications (review comments, commit statuses, alerts) are delivered: each through
+/// an outbox, retried with backoff.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationsConfig {
     /// Attempts before a delivery is dead-lettered (visible in the API and the finding page).
     pub max_attempts: u32,
     /// The first retry's wait; it doubles (with jitter) up to `max_backoff`.
     pub initial_backoff: String,
+    /// The longest wait between two attempts.
     pub max_backoff: String,
     /// How often a firing alert is sent to Alertmanager again.
     pub alert_refresh: String,
@@ -34,33 +37,55 @@ impl Default for NotificationsConfig {
     }
 }
 
-/// Where alerts go: `[[alerts.alertmanager]]` and `[[alerts.webhook]]`.
-#[derive(Debug, Default, Deserialize)]
+/// Where alerts go: one alert per regressed finding, resolved when the finding is.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
+    /// Prometheus Alertmanagers (API v2).
     pub alertmanager: Vec<SinkConfig>,
+    /// Generic JSON webhooks (the body has a Slack-compatible `text`).
     pub webhook: Vec<SinkConfig>,
 }
 
 /// One alert receiver: its URL in the file, or (for URLs that hold a secret, like a Slack
 /// webhook) in an environment variable or a file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
-    /// Names it in the outbox and the API (default: `default`, `2`, `3`... by position).
+    /// Names it in the outbox and the API (unset: `default`, `2`, `3`... by position).
+    #[schemars(example = &"oncall")]
     pub name: Option<String>,
+    /// Where alerts are sent (Alertmanager: its base URL).
+    #[schemars(example = &"http://alertmanager:9093")]
     pub url: Option<String>,
+    /// Or the environment variable holding the URL, for URLs that hold a secret.
+    #[schemars(example = &"SLACK_WEBHOOK_URL")]
     pub url_env: Option<String>,
+    /// Or a file holding it.
+    #[schemars(example = &"/run/secrets/slack-webhook-url")]
     pub url_file: Option<PathBuf>,
-    /// Webhooks: a Standard Webhooks signing secret (`whsec_` and base64) to sign each alert.
+    /// Webhooks: the environment variable holding a Standard Webhooks signing secret (`whsec_`
+    /// and the base64 of 24 to 64 random bytes) to sign each alert with.
+    #[schemars(example = &"SPANBLAME_ALERT_SIGNING_SECRET")]
     pub secret_env: Option<String>,
+    /// Or a file holding it.
+    #[schemars(example = &"/run/secrets/alert-signing-secret")]
     pub secret_file: Option<PathBuf>,
-    /// The receiver's bearer token, sent as `Authorization: Bearer`.
+    /// The environment variable holding the receiver's bearer token, sent as
+    /// `Authorization: Bearer`.
+    #[schemars(example = &"ALERT_RECEIVER_TOKEN")]
     pub bearer_token_env: Option<String>,
+    /// Or a file holding it.
+    #[schemars(example = &"/run/secrets/alert-receiver-token")]
     pub bearer_token_file: Option<PathBuf>,
     /// HTTP Basic credentials: the user name here, the password from the environment or a file.
+    #[schemars(example = &"spanblame")]
     pub username: Option<String>,
+    /// The environment variable holding the Basic password.
+    #[schemars(example = &"ALERTMANAGER_PASSWORD")]
     pub password_env: Option<String>,
+    /// Or a file holding it.
+    #[schemars(example = &"/run/secrets/alertmanager-password")]
     pub password_file: Option<PathBuf>,
 }
 

@@ -3,11 +3,15 @@
 //! enabled: they cost memory per series.
 
 use anyhow::bail;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+/// Span metrics and the service graph under Tempo's metric names, for a Prometheus that
+/// scrapes `/metrics/spans` and for the `/services/graph` page; they cost memory per series.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpanMetricsConfig {
+    /// Whether they are computed at ingest.
     pub enabled: bool,
     /// Whether span metrics carry a `service_version` label (one series per version).
     pub version_label: bool,

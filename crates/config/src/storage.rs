@@ -5,15 +5,22 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::values::parse_duration_nanos;
 
-#[derive(Debug, Deserialize)]
+/// Where spans, sketches and metadata live: one data directory (`embedded`, the default), or
+/// ClickHouse and PostgreSQL for a fleet of replicas (`cluster`).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `embedded` (one data directory) or `cluster` (spans and sketches in ClickHouse).
     pub kind: String,
+    /// The data directory: the write-ahead log, blocks, the metadata (SQLite), `audit.key` and
+    /// git mirrors; a fleet's replicas keep `audit.key` and mirrors here. One server at a time
+    /// owns it (a lock).
+    #[schemars(example = &"/var/lib/spanblame")]
     pub data_dir: PathBuf,
     /// `always` (fsync before acknowledging) or `never` (benchmarks and throwaway demos).
     pub wal_sync: String,
@@ -23,23 +30,42 @@ pub struct StorageConfig {
     /// `embedded`: compaction merges runs of blocks smaller than half of this into blocks of
     /// up to this many spans.
     pub block_spans: usize,
-    /// `cluster`: ClickHouse's HTTP interface, e.g. `http://clickhouse:8123`.
+    /// `cluster`: ClickHouse's HTTP interface, where queries and inserts go.
+    #[schemars(example = &"http://clickhouse-1:8123")]
     pub clickhouse_url: Option<String>,
+    /// `cluster`: the database for spanblame's tables (created when missing).
     pub clickhouse_database: String,
-    /// A cluster from the servers' `remote_servers`: tables become `Distributed`.
+    /// `cluster`: a cluster from the servers' `remote_servers`; tables become `Distributed`
+    /// over `*_local` tables on each shard.
+    #[schemars(example = &"traces")]
     pub clickhouse_cluster: Option<String>,
-    /// With `clickhouse_cluster`: every node's HTTP URL (a list, or comma-separated).
+    /// With `clickhouse_cluster`: every node's HTTP URL (a list, or comma-separated), where the
+    /// schema is applied.
+    #[schemars(example = ["http://clickhouse-1:8123", "http://clickhouse-2:8123"])]
     pub clickhouse_nodes: Option<OneOrMany>,
+    /// `cluster`: the ClickHouse user (ClickHouse's `default` without it).
+    #[schemars(example = &"spanblame")]
     pub clickhouse_user: Option<String>,
+    /// `cluster`: the environment variable holding that user's password.
+    #[schemars(example = &"SPANBLAME_CH_PASSWORD")]
     pub clickhouse_password_env: Option<String>,
+    /// `cluster`: or a file holding it.
+    #[schemars(example = &"/run/secrets/clickhouse-password")]
     pub clickhouse_password_file: Option<PathBuf>,
+    /// `cluster`: how long one ClickHouse request may take.
     pub clickhouse_timeout: String,
     /// `cluster`: PostgreSQL for metadata, shared by every replica (without it, metadata
     /// stays in `data_dir` and only one replica may run). The URL holds the password, so it
-    /// comes from an environment variable or a file.
+    /// comes from the environment variable named here
+    /// (`postgres://user:password@host:5432/database`).
+    #[schemars(example = &"SPANBLAME_PG_URL")]
     pub postgres_url_env: Option<String>,
+    /// `cluster`: or a file holding PostgreSQL's URL.
+    #[schemars(example = &"/run/secrets/postgres-url")]
     pub postgres_url_file: Option<PathBuf>,
+    /// PostgreSQL connections each replica keeps in its pool.
     pub postgres_max_connections: usize,
+    /// How long connecting to PostgreSQL, or waiting for a free pooled connection, may take.
     pub postgres_timeout: String,
     /// How long a replica holds the background jobs' lease without renewing it: after a
     /// replica dies, another takes the jobs over within this time.
@@ -72,7 +98,7 @@ impl Default for StorageConfig {
 }
 
 /// A list written as a TOML array or, from an environment variable, comma-separated.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -93,14 +119,20 @@ impl OneOrMany {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// How long data is kept. The background jobs delete what is older.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
+    /// Spans: whole blocks (days in ClickHouse) older than this are deleted.
     pub spans: String,
+    /// The most disk the span blocks may use: beyond it the oldest are deleted first, whatever
+    /// their age (unset: no budget).
+    #[schemars(example = &"50GiB")]
     pub disk_budget: Option<String>,
-    /// Latency sketches (what detection and charts read) ...
+    /// Latency sketches: what detection, findings and charts read.
     pub sketches: String,
-    /// ... kept per minute this long, then per hour.
+    /// Latency sketches are kept per minute this long, then rolled up into hours (`embedded`
+    /// only: ClickHouse keeps minutes).
     pub sketch_minutes: String,
     /// The audit log, independent of span retention.
     pub audit: String,

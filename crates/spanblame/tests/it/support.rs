@@ -52,6 +52,13 @@ impl TestServer {
         for (key, value) in env {
             command.env(key, value);
         }
+        TestServer::spawn(command, data_dir)
+    }
+
+    /// Runs `command` (a `spanblame serve` that logs on stderr) and waits until it reports its
+    /// listening addresses.
+    pub(crate) fn spawn(mut command: Command, data_dir: &Path) -> TestServer {
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawning spanblame");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
