@@ -298,6 +298,11 @@ fn setup() -> anyhow::Result<Installed> {
     setup_debian_package("prometheus-alertmanager", ALERTMANAGER, "the alerting tests")?;
     setup_debian_package("prometheus", PROMETHEUS, "the metrics tests (promtool and a scrape)")?;
     setup_debian_package("systemd", "/usr/bin/systemd-analyze", "the systemd unit's check")?;
+    setup_debian_package(
+        "binutils",
+        "/usr/bin/objcopy",
+        "the package test (debug info split off)",
+    )?;
     setup_debian_package("clickhouse-server", CLICKHOUSE, "the ClickHouse engine's tests")?;
     setup_debian_package(
         "postgresql-15",
@@ -336,7 +341,6 @@ fn debian_root() -> anyhow::Result<Result<PathBuf, String>> {
         return Ok(Err("making a Debian root with debootstrap, and chroot, need root".to_owned()));
     }
     setup_debian_package("debootstrap", "/usr/sbin/debootstrap", "the package test's clean root")?;
-    setup_debian_package("binutils", "/usr/bin/objcopy", "splitting the debug info")?;
     let partial = cache.join("debian-root.partial");
     for stale in [&partial, &dir] {
         if stale.exists() {

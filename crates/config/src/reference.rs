@@ -256,7 +256,9 @@ problem with its key and the fix.
 `SPANBLAME_STORAGE_DATA_DIR=/var/lib/spanblame` sets `[storage] data_dir`; keys of \
 `[auth.oidc]` and `[auth.proxy]` by `SPANBLAME_AUTH_OIDC_<KEY>` and `SPANBLAME_AUTH_PROXY_<KEY>`. \
 A value that reads as a TOML number or boolean (`42`, `true`) is one; anything else is a string. \
-The environment wins over the file.
+The environment wins over the file, and `serve`'s flags (`--data-dir`, `--http-addr`, \
+`--otlp-grpc-addr`, `--otlp-http-addr`, `--zipkin-addr`) win over both. `SPANBLAME_CONFIG` names \
+the file when `--config` does not.
 - **What the environment cannot set.** Lists (`gate.required`, `auth.oidc.scopes`...) are \
 written in the file, except `storage.clickhouse_nodes`, which also takes one comma-separated \
 string. Arrays of tables (`[[teams]]`, `[[integrations]]`, `[[repositories]]`, `[[services]]`, \

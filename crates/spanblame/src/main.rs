@@ -147,7 +147,8 @@ enum Command {
 struct Common {
     /// A TOML configuration file; none is needed for the embedded default. Every key can be
     /// overridden by an environment variable `SPANBLAME_<SECTION>_<KEY>`, e.g.
-    /// `SPANBLAME_STORAGE_DATA_DIR=/var/lib/spanblame`.
+    /// `SPANBLAME_STORAGE_DATA_DIR=/var/lib/spanblame`. Every key, its default and its variable:
+    /// docs/configuration.md (/usr/share/doc/spanblame/configuration.md when installed).
     #[arg(long, short, value_name = "FILE", env = "SPANBLAME_CONFIG")]
     config: Option<PathBuf>,
 }
