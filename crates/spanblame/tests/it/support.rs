@@ -45,10 +45,7 @@ impl TestServer {
             .args(["--otlp-http-addr", "127.0.0.1:0"])
             .args(["--zipkin-addr", "127.0.0.1:0"])
             .env("NO_COLOR", "1")
-            .env("SPANBLAME_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("SPANBLAME_LOG", "info");
         for (key, value) in env {
             command.env(key, value);
         }
