@@ -28,6 +28,7 @@
 //!   attributed regressions.
 //! - [`span_metrics`]: span metrics and the service graph under Tempo's metric names, and
 //!   each edge's last minutes for the service-graph page.
+//! - [`exposition`]: label values as Prometheus's text format writes them.
 //! - [`histogram`]: observed durations in fixed buckets, the data of `/metrics`' histograms.
 //!
 //! **Architecture Invariant:** no IO, no clock, no randomness, no dependency but `model`: the same
@@ -38,6 +39,7 @@ pub mod compare;
 pub mod detect;
 pub mod dora;
 pub mod evidence;
+pub mod exposition;
 pub mod gate;
 pub mod histogram;
 pub mod sketch;

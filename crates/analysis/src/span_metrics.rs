@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 
 use model::{Span, SpanId, SpanKind, StatusCode, TraceId};
 
+use crate::exposition::label_value;
 use crate::sketch::LatencySketch;
 
 /// Tempo's default span-metrics latency buckets, in seconds.
@@ -557,21 +558,16 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// A label value with `\`, `"` and newlines escaped.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 fn call_labels(key: &CallKey) -> String {
     let mut labels = format!(
         "service=\"{}\",span_name=\"{}\",span_kind=\"{}\",status_code=\"{}\"",
-        escape(&key.service),
-        escape(&key.span_name),
+        label_value(&key.service),
+        label_value(&key.span_name),
         key.span_kind,
         key.status_code
     );
     if let Some(version) = &key.version {
-        let _ = write!(labels, ",service_version=\"{}\"", escape(version));
+        let _ = write!(labels, ",service_version=\"{}\"", label_value(version));
     }
     labels
 }
@@ -579,8 +575,8 @@ fn call_labels(key: &CallKey) -> String {
 fn edge_labels(key: &EdgeKey) -> String {
     format!(
         "client=\"{}\",server=\"{}\",connection_type=\"{}\"",
-        escape(&key.client),
-        escape(&key.server),
+        label_value(&key.client),
+        label_value(&key.server),
         if key.messaging { "messaging_system" } else { "" }
     )
 }

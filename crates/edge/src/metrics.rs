@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use analysis::exposition::label_value;
 use analysis::histogram::Histogram;
 
 /// Request-duration buckets in seconds (Prometheus' client defaults).
@@ -78,7 +79,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "spanblame_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
-                label(route),
+                label_value(route),
                 stats.count
             );
         }
@@ -88,7 +89,7 @@ impl Metrics {
         );
         for ((method, route, status), stats) in http.iter() {
             let labels =
-                format!("method=\"{method}\",route=\"{}\",status=\"{status}\"", label(route));
+                format!("method=\"{method}\",route=\"{}\",status=\"{status}\"", label_value(route));
             histogram_series(out, "spanblame_http_request_duration_seconds", &labels, stats);
         }
     }
@@ -134,11 +135,6 @@ fn process() -> (Option<u64>, Option<u64>) {
     (rss, fds)
 }
 
-/// A label value as the text format writes it (`\`, `"` and newlines escaped).
-fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 pub fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
     let Scrape { stats, exports_in_flight, outbox, guard } = *scrape;
     let jobs = &guard.jobs;
@@ -147,8 +143,8 @@ pub fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
     let _ = writeln!(
         out,
         "# HELP spanblame_build_info The running build: its version and commit (`SPANBLAME_BUILD_COMMIT` at build time, `unknown` without).\n# TYPE spanblame_build_info gauge\nspanblame_build_info{{version=\"{}\",commit=\"{}\"}} 1",
-        label(env!("CARGO_PKG_VERSION")),
-        label(option_env!("SPANBLAME_BUILD_COMMIT").unwrap_or("unknown"))
+        label_value(env!("CARGO_PKG_VERSION")),
+        label_value(option_env!("SPANBLAME_BUILD_COMMIT").unwrap_or("unknown"))
     );
     let _ = writeln!(
         out,
@@ -194,7 +190,7 @@ pub fn render(metrics: &Metrics, scrape: &Scrape<'_>) -> String {
         let _ = writeln!(
             out,
             "spanblame_notifications{{receiver=\"{}\",state=\"{}\"}} {count}",
-            label(receiver),
+            label_value(receiver),
             state.as_str()
         );
     }
@@ -402,7 +398,8 @@ fn render_jobs(out: &mut String, jobs: &jobs::Jobs) {
     histogram_series(out, "spanblame_explanation_seconds", "", &snapshot.explanation_seconds);
     family(out, "spanblame_findings_total", "counter", "Findings made, by verdict.");
     for (verdict, n) in &snapshot.findings_total {
-        let _ = writeln!(out, "spanblame_findings_total{{verdict=\"{}\"}} {n}", label(verdict));
+        let _ =
+            writeln!(out, "spanblame_findings_total{{verdict=\"{}\"}} {n}", label_value(verdict));
     }
     family(
         out,
@@ -414,7 +411,7 @@ fn render_jobs(out: &mut String, jobs: &jobs::Jobs) {
         let _ = writeln!(
             out,
             "spanblame_notification_attempts_total{{receiver=\"{}\",outcome=\"{outcome}\"}} {n}",
-            label(receiver)
+            label_value(receiver)
         );
     }
     family(
@@ -428,7 +425,7 @@ fn render_jobs(out: &mut String, jobs: &jobs::Jobs) {
             let _ = writeln!(
                 out,
                 "spanblame_mirror_last_success_timestamp_seconds{{repository=\"{}\"}} {at}",
-                label(repository)
+                label_value(repository)
             );
         }
     }
@@ -442,7 +439,7 @@ fn render_jobs(out: &mut String, jobs: &jobs::Jobs) {
         let _ = writeln!(
             out,
             "spanblame_mirror_fetch_failures_total{{repository=\"{}\"}} {}",
-            label(repository),
+            label_value(repository),
             health.failures_total
         );
     }
