@@ -319,8 +319,7 @@ fn setup() -> anyhow::Result<Installed> {
 /// changes), which the package test copies and installs the `.deb` into. Only root can make
 /// one (and chroot into it); for anyone else, why not.
 fn debian_root() -> anyhow::Result<Result<PathBuf, String>> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let cache = PathBuf::from(home).join(".cache/spanblame");
+    let cache = cache_dir()?;
     let dir = cache.join("debian-root");
     let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let codename = release
@@ -356,6 +355,12 @@ fn debian_root() -> anyhow::Result<Result<PathBuf, String>> {
     Ok(Ok(dir))
 }
 
+/// `~/.cache/spanblame`, where installed test dependencies live between runs.
+fn cache_dir() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".cache/spanblame"))
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
@@ -364,8 +369,7 @@ fn is_root() -> bool {
 /// `~/.cache/spanblame/<name>` with its `node_modules`; npm runs only when the manifest
 /// changed or `marker` (a dependency) is missing.
 fn npm_package(source: &str, name: &str, files: &[&str], marker: &str) -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let dir = PathBuf::from(home).join(".cache/spanblame").join(name);
+    let dir = cache_dir()?.join(name);
     let source = workspace_root().join(source);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let manifest = std::fs::read(source.join("package.json"))
@@ -418,8 +422,7 @@ fn setup_debian_package(package: &str, binary: &str, purpose: &str) -> anyhow::R
 /// A virtualenv `~/.cache/spanblame/<name>` holding exactly the pinned `packages`
 /// (`name==version`); pip runs only when one is missing or at another version.
 fn python_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let venv = PathBuf::from(home).join(".cache/spanblame").join(name);
+    let venv = cache_dir()?.join(name);
     let python = venv.join("bin/python");
     let pins: Vec<String> = packages
         .iter()
@@ -471,8 +474,7 @@ fn start_phorge() -> anyhow::Result<Phorge> {
     if !is_root() {
         return Ok(Phorge::Absent(format!("{} needs root", script.display())));
     }
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let log = PathBuf::from(home).join(".cache/spanblame/phorge-setup.log");
+    let log = cache_dir()?.join("phorge-setup.log");
     std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
     let output =
         std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;

@@ -48,8 +48,9 @@ impl Default for AuthConfig {
     }
 }
 
-/// With `mode = "oidc"`: sign-in with an OpenID provider (code flow with PKCE); its ID and access tokens are also
-/// accepted as `Authorization: Bearer`. Roles come from the groups claim.
+/// With `mode = "oidc"`: sign-in with an OpenID provider (code flow with PKCE); its ID and
+/// access tokens are also accepted as `Authorization: Bearer`. Roles come from the groups
+/// claim.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
@@ -91,9 +92,9 @@ pub struct OidcConfig {
     pub auditor_groups: Vec<String>,
 }
 
-/// With `mode = "proxy"`: sign-in by an identity-aware proxy (Pomerium, IAP, Cloudflare Access, oauth2-proxy with
-/// JWTs) that sends a signed assertion on every request; a bare `X-Forwarded-User` is never
-/// trusted.
+/// With `mode = "proxy"`: sign-in by an identity-aware proxy (Pomerium, IAP, Cloudflare
+/// Access, oauth2-proxy with JWTs) that sends a signed assertion on every request; a bare
+/// `X-Forwarded-User` is never trusted.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {

@@ -15,14 +15,7 @@ use serde_json::{Value, json};
 use crate::support::TestServer;
 
 fn spanblame(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_spanblame")).args(args).output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "spanblame {args:?}: {said}");
-    said
+    crate::support::run_ok(Command::new(env!("CARGO_BIN_EXE_spanblame")).args(args))
 }
 
 /// One trace of one span, now.

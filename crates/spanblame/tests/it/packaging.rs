@@ -5,18 +5,20 @@
 
 use std::process::Command;
 
-use crate::support::manifest_dir;
+use crate::support::{manifest_dir, run_ok};
 
 /// `check-config` on the shipped configuration with `env` on top, which must pass; what it
 /// printed. The data directory is a temporary one (where the unit would let it write).
 fn check_shipped_config(env: &[(String, String)]) -> String {
     let data = tempfile::tempdir().unwrap();
-    run(Command::new(env!("CARGO_BIN_EXE_spanblame"))
-        .args(["check-config", "--config"])
-        .arg(manifest_dir().join("../../packaging/spanblame.toml"))
-        .env("SPANBLAME_STORAGE_DATA_DIR", data.path())
-        .env("NO_COLOR", "1")
-        .envs(env.iter().map(|(k, v)| (k, v))))
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_spanblame"))
+            .args(["check-config", "--config"])
+            .arg(manifest_dir().join("../../packaging/spanblame.toml"))
+            .env("SPANBLAME_STORAGE_DATA_DIR", data.path())
+            .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k, v))),
+    )
 }
 
 #[test]
@@ -48,15 +50,16 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     std::fs::write(&copy, unit.replace("/usr/bin/spanblame", env!("CARGO_BIN_EXE_spanblame")))
         .unwrap();
     // Debian's systemd, which `cargo xtask test` installs.
-    let said = run(Command::new("systemd-analyze").args(["verify"]).arg(&copy));
+    let said = run_ok(Command::new("systemd-analyze").args(["verify"]).arg(&copy));
     assert!(said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
 
 /// The `.deb` that `packaging/dist.sh` makes of the binary under test, installed with `dpkg -i`
-/// into a copy of a clean Debian root (`debootstrap --variant=minbase --include=systemd`, which
-/// `cargo xtask test` makes once): its dependencies are there, the unit verifies in that root, the server runs as
-/// the `spanblame` user on the shipped configuration and answers `/readyz`, and a purge keeps
-/// the data directory unless `SPANBLAME_PURGE_DATA=yes` asks for it to go.
+/// into a copy of a clean Debian root (`debootstrap --variant=minbase --include=systemd`,
+/// which `cargo xtask test` makes once): its dependencies are there, the unit verifies in that
+/// root, the server runs as the `spanblame` user on the shipped configuration and answers
+/// `/readyz`, and a purge keeps the data directory unless `SPANBLAME_PURGE_DATA=yes` asks for
+/// it to go.
 #[test]
 fn deb_package_installs_into_a_clean_root_serves_as_its_user_and_purges_without_the_data() {
     let clean = std::env::var_os("SPANBLAME_TEST_DEBIAN_ROOT").expect(
@@ -65,15 +68,19 @@ fn deb_package_installs_into_a_clean_root_serves_as_its_user_and_purges_without_
     );
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
-    run(Command::new("cp").arg("-a").arg(&clean).arg(&root));
+    run_ok(Command::new("cp").arg("-a").arg(&clean).arg(&root));
 
     // What `cargo xtask dist` makes, from the binary under test.
     let dist = work.path().join("dist");
-    run(Command::new("bash")
-        .arg(manifest_dir().join("../../packaging/dist.sh"))
-        .arg(env!("CARGO_BIN_EXE_spanblame"))
-        .arg(&dist));
-    run(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&dist));
+    run_ok(
+        Command::new("bash")
+            .arg(manifest_dir().join("../../packaging/dist.sh"))
+            .arg(env!("CARGO_BIN_EXE_spanblame"))
+            .arg(&dist),
+    );
+    run_ok(
+        Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&dist),
+    );
     let named = |suffix: &str| {
         std::fs::read_dir(&dist)
             .unwrap()
@@ -81,7 +88,7 @@ fn deb_package_installs_into_a_clean_root_serves_as_its_user_and_purges_without_
             .find(|path| path.to_string_lossy().ends_with(suffix))
             .unwrap_or_else(|| panic!("no *{suffix} in {}", dist.display()))
     };
-    let listed = run(Command::new("tar").arg("-tzf").arg(named(".tar.gz")));
+    let listed = run_ok(Command::new("tar").arg("-tzf").arg(named(".tar.gz")));
     for file in ["/spanblame", "/spanblame.service", "/spanblame.toml", "/spanblame.env"] {
         assert!(
             listed.lines().any(|line| line.ends_with(file)),
@@ -89,24 +96,24 @@ fn deb_package_installs_into_a_clean_root_serves_as_its_user_and_purges_without_
         );
     }
     let debug = named(".debug");
-    let sections = run(Command::new("objdump").arg("-h").arg(&debug));
+    let sections = run_ok(Command::new("objdump").arg("-h").arg(&debug));
     assert!(sections.contains(".debug_line"), "the debug file has no line tables:\n{sections}");
 
     // Installed as an administrator would.
     let deb = named(".deb");
     std::fs::copy(&deb, root.join("tmp/spanblame.deb")).unwrap();
-    let installed = run(&mut chroot(&root, &["dpkg", "-i", "/tmp/spanblame.deb"]));
+    let installed = run_ok(&mut chroot(&root, &["dpkg", "-i", "/tmp/spanblame.deb"]));
     assert!(installed.contains("systemctl enable --now spanblame"), "{installed}");
     let binary = root.join("usr/bin/spanblame");
-    let sections = run(Command::new("objdump").arg("-h").arg(&binary));
+    let sections = run_ok(Command::new("objdump").arg("-h").arg(&binary));
     assert!(
         !sections.contains(".debug_info")
             && !sections.contains(".debug_line")
             && sections.contains(".gnu_debuglink"),
         "the installed binary keeps debug info or lost its debuglink:\n{sections}"
     );
-    let version = run(&mut chroot(&root, &["spanblame", "--version"]));
-    let status = run(&mut chroot(
+    let version = run_ok(&mut chroot(&root, &["spanblame", "--version"]));
+    let status = run_ok(&mut chroot(
         &root,
         &["dpkg-query", "-W", "-f", "${Version} ${Conffiles}", "spanblame"],
     ));
@@ -132,9 +139,11 @@ fn deb_package_installs_into_a_clean_root_serves_as_its_user_and_purges_without_
     assert_eq!(meta.permissions().mode() & 0o777, 0o750);
 
     // The unit, verified against that root's binary and users.
-    let unit = run(Command::new("systemd-analyze")
-        .arg(format!("--root={}", root.display()))
-        .args(["verify", "spanblame.service"]));
+    let unit = run_ok(
+        Command::new("systemd-analyze")
+            .arg(format!("--root={}", root.display()))
+            .args(["verify", "spanblame.service"]),
+    );
     assert!(unit.trim().is_empty(), "systemd-analyze verify: {unit}");
 
     // The service's command, as its user, on the shipped configuration; only the listeners are
@@ -159,13 +168,13 @@ fn deb_package_installs_into_a_clean_root_serves_as_its_user_and_purges_without_
     server.kill();
 
     // A purge keeps the data; asked, it removes it too.
-    let purged = run(&mut chroot(&root, &["dpkg", "--purge", "spanblame"]));
+    let purged = run_ok(&mut chroot(&root, &["dpkg", "--purge", "spanblame"]));
     assert!(purged.contains("kept /var/lib/spanblame"), "{purged}");
     assert!(data.join("FORMAT").exists(), "the purge removed the data directory");
     assert!(!binary.exists() && !root.join("etc/spanblame").exists(), "the purge left files");
-    run(&mut chroot(&root, &["dpkg", "-i", "/tmp/spanblame.deb"]));
+    run_ok(&mut chroot(&root, &["dpkg", "-i", "/tmp/spanblame.deb"]));
     let mut purge = chroot(&root, &["dpkg", "--purge", "spanblame"]);
-    run(purge.env("SPANBLAME_PURGE_DATA", "yes"));
+    run_ok(purge.env("SPANBLAME_PURGE_DATA", "yes"));
     assert!(!data.exists(), "SPANBLAME_PURGE_DATA=yes kept the data directory");
 }
 
@@ -180,18 +189,6 @@ fn chroot(root: &std::path::Path, command: &[&str]) -> Command {
         .env("LANG", "C.UTF-8")
         .env("DEBIAN_FRONTEND", "noninteractive");
     chroot
-}
-
-/// Runs `command`, which must succeed; its stdout and stderr.
-fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{command:?} failed ({}): {said}", output.status);
-    said
 }
 
 /// `KEY=VALUE` settings of the Dockerfile's `ENV` instructions (continued lines included).

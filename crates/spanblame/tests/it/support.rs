@@ -169,6 +169,18 @@ pub(crate) fn span_named<'a>(trace: &'a serde_json::Value, name: &str) -> &'a se
 
 /// This package's directory, read at run time (cargo sets it for tests): a path compiled in
 /// with `env!` goes stale when a shared target directory serves checkouts at other paths.
+/// Runs `command`, which must succeed; what it printed (stdout, then stderr).
+pub(crate) fn run_ok(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{command:?} failed ({}): {said}", output.status);
+    said
+}
+
 pub(crate) fn manifest_dir() -> PathBuf {
     PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("tests run under cargo"))
 }
